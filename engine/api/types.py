@@ -1,0 +1,334 @@
+"""Wire types of DRS v3: statuses, job info and batch results, exactly as the API spells them.
+
+This module is the only code the client and the emulator share. It knows field names and
+status values; it knows nothing about retries, paging or state transitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class JobStatus(StrEnum):
+    """Every DRS job status of the fact sheet; values are the wire strings."""
+
+    # healthy / running
+    FULL_TRANSFER_STARTED = "FULL_TRANSFER_STARTED"
+    FULL_TRANSFER_COMPLETE = "FULL_TRANSFER_COMPLETE"
+    INCRE_TRANSFER_STARTED = "INCRE_TRANSFER_STARTED"
+    CHILD_TRANSFER_STARTED = "CHILD_TRANSFER_STARTED"
+    CHILD_TRANSFER_COMPLETE = "CHILD_TRANSFER_COMPLETE"
+    # in progress
+    CREATING = "CREATING"
+    CONFIGURATION = "CONFIGURATION"
+    STARTJOBING = "STARTJOBING"
+    WAITING_FOR_START = "WAITING_FOR_START"
+    CHILD_TRANSFER_STARTING = "CHILD_TRANSFER_STARTING"
+    RELEASE_RESOURCE_STARTED = "RELEASE_RESOURCE_STARTED"
+    REBUILD_NODE_STARTED = "REBUILD_NODE_STARTED"
+    CHANGE_JOB_STARTED = "CHANGE_JOB_STARTED"
+    NODE_UPGRADE_START = "NODE_UPGRADE_START"
+    RELEASE_CHILD_TRANSFER_STARTED = "RELEASE_CHILD_TRANSFER_STARTED"
+    # failed (retry candidates)
+    FULL_TRANSFER_FAILED = "FULL_TRANSFER_FAILED"
+    INCRE_TRANSFER_FAILED = "INCRE_TRANSFER_FAILED"
+    START_JOB_FAILED = "START_JOB_FAILED"
+    CHILD_TRANSFER_FAILED = "CHILD_TRANSFER_FAILED"
+    REBUILD_NODE_FAILED = "REBUILD_NODE_FAILED"
+    CHANGE_JOB_FAILED = "CHANGE_JOB_FAILED"
+    NODE_UPGRADE_FAILED = "NODE_UPGRADE_FAILED"
+    CREATE_FAILED = "CREATE_FAILED"
+    RELEASE_RESOURCE_FAILED = "RELEASE_RESOURCE_FAILED"
+    # paused (resume candidate): PAUSING means *paused*
+    PAUSING = "PAUSING"
+    # ended
+    RELEASE_RESOURCE_COMPLETE = "RELEASE_RESOURCE_COMPLETE"
+    RELEASE_CHILD_TRANSFER_COMPLETE = "RELEASE_CHILD_TRANSFER_COMPLETE"
+    DELETED = "DELETED"
+    NODE_UPGRADE_COMPLETE = "NODE_UPGRADE_COMPLETE"
+
+
+class StatusGroup(StrEnum):
+    """How the engine reads a status; values are the report strings."""
+
+    HEALTHY = "healthy"
+    IN_PROGRESS = "in_progress"
+    FAILED = "failed"
+    PAUSED = "paused"
+    ENDED = "ended"
+    UNKNOWN = "unknown"
+
+
+S = JobStatus
+HEALTHY_STATUSES = frozenset(
+    {
+        S.FULL_TRANSFER_STARTED,
+        S.FULL_TRANSFER_COMPLETE,
+        S.INCRE_TRANSFER_STARTED,
+        S.CHILD_TRANSFER_STARTED,
+        S.CHILD_TRANSFER_COMPLETE,
+    }
+)
+IN_PROGRESS_STATUSES = frozenset(
+    {
+        S.CREATING,
+        S.CONFIGURATION,
+        S.STARTJOBING,
+        S.WAITING_FOR_START,
+        S.CHILD_TRANSFER_STARTING,
+        S.RELEASE_RESOURCE_STARTED,
+        S.REBUILD_NODE_STARTED,
+        S.CHANGE_JOB_STARTED,
+        S.NODE_UPGRADE_START,
+        S.RELEASE_CHILD_TRANSFER_STARTED,
+    }
+)
+FAILED_STATUSES = frozenset(
+    {
+        S.FULL_TRANSFER_FAILED,
+        S.INCRE_TRANSFER_FAILED,
+        S.START_JOB_FAILED,
+        S.CHILD_TRANSFER_FAILED,
+        S.REBUILD_NODE_FAILED,
+        S.CHANGE_JOB_FAILED,
+        S.NODE_UPGRADE_FAILED,
+        S.CREATE_FAILED,
+        S.RELEASE_RESOURCE_FAILED,
+    }
+)
+PAUSED_STATUSES = frozenset({S.PAUSING})
+ENDED_STATUSES = frozenset(
+    {
+        S.RELEASE_RESOURCE_COMPLETE,
+        S.RELEASE_CHILD_TRANSFER_COMPLETE,
+        S.DELETED,
+        S.NODE_UPGRADE_COMPLETE,
+    }
+)
+_GROUPS: dict[str, StatusGroup] = {
+    **dict.fromkeys(HEALTHY_STATUSES, StatusGroup.HEALTHY),
+    **dict.fromkeys(IN_PROGRESS_STATUSES, StatusGroup.IN_PROGRESS),
+    **dict.fromkeys(FAILED_STATUSES, StatusGroup.FAILED),
+    **dict.fromkeys(PAUSED_STATUSES, StatusGroup.PAUSED),
+    **dict.fromkeys(ENDED_STATUSES, StatusGroup.ENDED),
+}
+
+
+def status_group(status: str) -> StatusGroup:
+    """The group of a wire status; a status this engine does not know is UNKNOWN, not an error."""
+    return _GROUPS.get(status, StatusGroup.UNKNOWN)
+
+
+class DbUseType(StrEnum):
+    MIGRATION = "migration"
+    SYNC = "sync"
+    CLOUD_DATA_GUARD = "cloudDataGuard"
+
+
+class Language(StrEnum):
+    EN_US = "en-us"
+    ZH_CN = "zh-cn"
+
+
+ACTION_RETRY = "RETRY"
+ACTION_PAUSE = "PAUSE"
+
+# Documented limits of the API.
+MAX_PER_PAGE = 100
+MAX_IDS_PER_NAME_FILTER = 100
+MAX_IDS_PER_BATCH_STATUS = 100
+
+
+def _str_or_none(raw: Mapping[str, Any], key: str) -> str | None:
+    value = raw.get(key)
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobActions:
+    """``job_action`` of a JobInfo."""
+
+    available_actions: tuple[str, ...] = ()
+    unavailable_actions: tuple[str, ...] = ()
+    current_action: str | None = None
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any] | None) -> JobActions:
+        if not raw:
+            return cls()
+        return cls(
+            available_actions=tuple(str(a) for a in raw.get("available_actions") or ()),
+            unavailable_actions=tuple(str(a) for a in raw.get("unavailable_actions") or ()),
+            current_action=_str_or_none(raw, "current_action"),
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "available_actions": list(self.available_actions),
+            "unavailable_actions": list(self.unavailable_actions),
+            "current_action": self.current_action,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobInfo:
+    """One job of ``POST /v3/{project_id}/jobs``; a dual-active parent has ``children``."""
+
+    id: str
+    name: str
+    status: str
+    create_time: str | None = None
+    description: str | None = None
+    engine_type: str | None = None
+    net_type: str | None = None
+    billing_tag: bool | None = None
+    job_direction: str | None = None
+    db_use_type: str | None = None
+    task_type: str | None = None
+    node_new_framework: bool | None = None
+    error_msg: str | None = None
+    job_action: JobActions = field(default_factory=JobActions)
+    children: tuple[JobInfo, ...] = ()
+
+    @property
+    def is_dual_active_parent(self) -> bool:
+        return bool(self.children)
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any]) -> JobInfo:
+        billing = raw.get("billing_tag")
+        node_new = raw.get("node_new_framework")
+        return cls(
+            id=str(raw["id"]),
+            name=str(raw.get("name") or ""),
+            status=str(raw.get("status") or ""),
+            create_time=_str_or_none(raw, "create_time"),
+            description=_str_or_none(raw, "description"),
+            engine_type=_str_or_none(raw, "engine_type"),
+            net_type=_str_or_none(raw, "net_type"),
+            billing_tag=None if billing is None else bool(billing),
+            job_direction=_str_or_none(raw, "job_direction"),
+            db_use_type=_str_or_none(raw, "db_use_type"),
+            task_type=_str_or_none(raw, "task_type"),
+            node_new_framework=None if node_new is None else bool(node_new),
+            error_msg=_str_or_none(raw, "error_msg"),
+            job_action=JobActions.from_wire(raw.get("job_action")),
+            children=tuple(cls.from_wire(c) for c in raw.get("children") or ()),
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "status": self.status,
+            "create_time": self.create_time,
+            "description": self.description,
+            "engine_type": self.engine_type,
+            "net_type": self.net_type,
+            "billing_tag": self.billing_tag,
+            "job_direction": self.job_direction,
+            "db_use_type": self.db_use_type,
+            "task_type": self.task_type,
+            "node_new_framework": self.node_new_framework,
+            "job_action": self.job_action.to_wire(),
+            "children": [c.to_wire() for c in self.children],
+        }
+        if self.error_msg is not None:
+            wire["error_msg"] = self.error_msg
+        return wire
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusResult:
+    """One entry of ``batch-status`` results (note: ``error_message``, not ``error_msg``)."""
+
+    id: str
+    status: str
+    error_code: str | None = None
+    error_message: str | None = None
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any]) -> StatusResult:
+        return cls(
+            id=str(raw["id"]),
+            status=str(raw.get("status") or ""),
+            error_code=_str_or_none(raw, "error_code"),
+            error_message=_str_or_none(raw, "error_message"),
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"id": self.id, "status": self.status}
+        if self.error_code is not None:
+            wire["error_code"] = self.error_code
+        if self.error_message is not None:
+            wire["error_message"] = self.error_message
+        return wire
+
+
+class BatchOutcome(StrEnum):
+    SUCCESS = "success"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchActionResult:
+    """One entry of ``batch-retry-task`` / ``batch-pause-task`` results (``error_msg``)."""
+
+    id: str
+    status: BatchOutcome
+    error_code: str | None = None
+    error_msg: str | None = None
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any]) -> BatchActionResult:
+        outcome = str(raw.get("status") or "")
+        return cls(
+            id=str(raw["id"]),
+            status=BatchOutcome.SUCCESS if outcome == "success" else BatchOutcome.FAILED,
+            error_code=_str_or_none(raw, "error_code"),
+            error_msg=_str_or_none(raw, "error_msg"),
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"id": self.id, "status": self.status.value}
+        if self.error_code is not None:
+            wire["error_code"] = self.error_code
+        if self.error_msg is not None:
+            wire["error_msg"] = self.error_msg
+        return wire
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorBody:
+    """The JSON body of every 4xx/5xx answer."""
+
+    error_code: str
+    error_msg: str
+
+    def to_wire(self) -> dict[str, str]:
+        return {"error_code": self.error_code, "error_msg": self.error_msg}
+
+
+# Error codes of the fact sheet the engine acts on.
+ERR_PARAMETER = "DRS.M00200"
+ERR_PARAMETER_EMPTY = "DRS.M00201"
+ERR_PARAMETER_INVALID = "DRS.M00202"
+ERR_TASK_NOT_QUERYABLE = "DRS.K02000"
+ERR_TOKEN_INVALID = "APIGW.0301"
+ERR_TOKEN_EXPIRED = "APIGW.0307"
+ERR_SIGNATURE_INVALID = "APIGW.0303"
+ERR_STATUS_FORBIDS = "DRS.M00304"
+ERR_ONLY_SUBTASKS = "DRS.M00307"
+ERR_JOB_NOT_FOUND = "DRS.M00289"
+ERR_JOB_NOT_FOUND_ALT = "DRS.M05004"
+ERR_TOO_FREQUENT = "DRS.M01503"
+ERR_OPERATION_RUNNING = "DRS.M01504"
+ERR_INVALID_TOKEN_403 = "DRS.M00100"
+ERR_NO_PERMISSION = "DRS.M00102"
+ERR_INVALID_PROJECT = "DRS.M00261"
+ERR_API_NOT_FOUND = "APIGW.0101"
+ERR_THROTTLED = "APIGW.0308"
+ERR_SERVICE_ABNORMAL = "DRS.M00004"

@@ -1,0 +1,112 @@
+"""The engine's exception tree and source locations.
+
+    EngineError                      base; carries ``exit_code`` and formats itself
+    ├── UsageError                   bad command line or settings (exit 2)
+    ├── RunbookInvalidError          one or more Diagnostics with FILE:LINE:COL (exit 2)
+    └── ApiError                     the DRS / IAM API could not be used
+        ├── DrsApiError              a non-2xx answer with an error body (error_code, error_msg)
+        ├── AuthError                credentials rejected or unavailable
+        └── TransportError           the request did not complete (connect, reset, timeout)
+
+Only ``engine.cli`` turns these into text and exit codes. Messages never contain secrets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_JOBS_NOT_HEALTHY = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, order=True)
+class Location:
+    """A place in a source file; line and col are 1-based as editors show them."""
+
+    path: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Diagnostic:
+    """One problem in a runbook, pointing at the YAML node that causes it."""
+
+    location: Location
+    message: str
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.location}: {self.message}"
+        return f"{text} (hint: {self.hint})" if self.hint else text
+
+
+class EngineError(Exception):
+    """Base of every error the engine reports to a user."""
+
+    exit_code: int = 1
+
+    def format_message(self) -> str:
+        return str(self)
+
+
+class UsageError(EngineError):
+    """The command line, an option or the environment is wrong."""
+
+    exit_code = EXIT_USAGE
+
+
+class RunbookInvalidError(EngineError):
+    """The runbook failed validation; carries every diagnostic found, in source order."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
+        self.diagnostics = tuple(sorted(diagnostics, key=lambda d: d.location))
+        super().__init__(f"{len(self.diagnostics)} problem(s) in runbook")
+
+    def format_message(self) -> str:
+        return "\n".join(str(d) for d in self.diagnostics)
+
+
+class ApiError(EngineError):
+    """The DRS or IAM API could not be used."""
+
+
+class DrsApiError(ApiError):
+    """A non-2xx answer whose JSON body carried ``error_code`` and ``error_msg``."""
+
+    def __init__(
+        self,
+        *,
+        http_status: int,
+        error_code: str,
+        error_msg: str,
+        request_id: str | None,
+        operation: str,
+    ) -> None:
+        self.http_status = http_status
+        self.error_code = error_code
+        self.error_msg = error_msg
+        self.request_id = request_id
+        self.operation = operation
+        rid = f", request id {request_id}" if request_id else ""
+        super().__init__(f"{operation}: HTTP {http_status} {error_code}: {error_msg}{rid}")
+
+
+class AuthError(ApiError):
+    """Credentials were rejected, or none could be found."""
+
+
+class TransportError(ApiError):
+    """The request did not complete: connection refused or reset, or a timeout.
+
+    Whether a mutating request reached the server is unknown after this error; callers
+    must reconcile by querying state, never by blindly re-sending.
+    """
