@@ -1,0 +1,259 @@
+"""Read a runbook file as safe YAML into plain data, with the source location of every node.
+
+The data is built from ``yaml.compose`` nodes with ``yaml.SafeLoader`` semantics rather than by
+``yaml.safe_load``, which silently keeps the last of two duplicate keys and expands aliases.
+Here a duplicate key, an alias, a non-string key or an unknown tag is a diagnostic, and no input
+raises anything but :class:`~engine.errors.RunbookInvalidError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+from engine.errors import Diagnostic, Location, RunbookInvalidError
+
+MAX_BYTES = 1024 * 1024
+MAX_DEPTH = 64
+
+_TOO_DEEP = f"runbook is nested too deeply (more than {MAX_DEPTH} levels)"
+
+JsonPath = tuple[str | int, ...]
+
+_TAG = "tag:yaml.org,2002:"
+_STRING_TAGS = frozenset({f"{_TAG}str", f"{_TAG}timestamp", f"{_TAG}merge", f"{_TAG}value"})
+# Scalar tags built by the SafeLoader's own constructors; a timestamp stays the text it was.
+_SCALARS = yaml.SafeLoader("")
+
+
+@dataclass(slots=True)
+class SourceMap:
+    """Where each value (and each mapping key) of the data was written in the file."""
+
+    path: str
+    values: dict[JsonPath, Location] = field(default_factory=dict)
+    keys: dict[JsonPath, Location] = field(default_factory=dict)
+
+    def value(self, at: JsonPath) -> Location:
+        """The location of the value at ``at``, or of its nearest ancestor that has one."""
+        for end in range(len(at), -1, -1):
+            found = self.values.get(at[:end])
+            if found is not None:
+                return found
+        return Location(path=self.path, line=1, col=1)
+
+    def key(self, at: JsonPath) -> Location:
+        """The location of the key of the mapping entry at ``at`` (its value's if it has none)."""
+        return self.keys.get(at) or self.value(at)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedYaml:
+    """A runbook's data (a mapping at the top) and where each part of it was written."""
+
+    data: dict[str, Any]
+    source: SourceMap
+
+
+def read_yaml(path: Path) -> ParsedYaml:
+    """Parse the file at ``path``; raise RunbookInvalidError listing every parse-level problem."""
+    name = str(path)
+    text = _read_text(path, name)
+    builder = _Builder(name)
+    try:
+        root = _compose(text, name)
+        if root is None:
+            _fail(name, 1, 1, "runbook is empty")
+        data = builder.build(root, ())
+    except RecursionError:
+        _fail(name, 1, 1, _TOO_DEEP)
+    if builder.diagnostics:
+        raise RunbookInvalidError(builder.diagnostics)
+    if data is None:
+        _fail(name, 1, 1, "runbook is empty")
+    if not isinstance(data, dict):
+        mark = root.start_mark
+        _fail(
+            name,
+            mark.line + 1,
+            mark.column + 1,
+            f"runbook must be a mapping (version, name, targets, steps), got {_kind(data)}",
+        )
+    return ParsedYaml(data=data, source=builder.source)
+
+
+def _fail(path: str, line: int, col: int, message: str, hint: str | None = None) -> NoReturn:
+    location = Location(path=path, line=line, col=col)
+    raise RunbookInvalidError([Diagnostic(location=location, message=message, hint=hint)])
+
+
+def _read_text(path: Path, name: str) -> str:
+    try:
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_BYTES + 1)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        _fail(name, 1, 1, f"cannot read runbook: {reason}")
+    if len(raw) > MAX_BYTES:
+        _fail(name, 1, 1, f"runbook is larger than {MAX_BYTES // 1024} KiB")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        _fail(name, line, col, f"runbook is not UTF-8 text: byte 0x{raw[exc.start]:02x}")
+
+
+def _compose(text: str, name: str) -> yaml.Node | None:
+    """Compose the single document, once its events show no alias and no absurd nesting.
+
+    Refusing aliases before composing kills alias bombs; bounding the depth while streaming
+    keeps PyYAML (quadratic in flow nesting, recursive when composing) fast and shallow.
+    """
+    try:
+        depth = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            mark = event.start_mark
+            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            if isinstance(event, yaml.AliasEvent):
+                message = f"yaml aliases are not allowed in runbooks, got *{event.anchor}"
+                _fail(name, line, col, message, "write the value out in full")
+            depth += isinstance(event, yaml.CollectionStartEvent)
+            depth -= isinstance(event, yaml.CollectionEndEvent)
+            if depth > MAX_DEPTH:
+                _fail(name, line, col, _TOO_DEEP)
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        tab = _indenting_tab(text, exc.problem_mark or exc.context_mark)
+        if tab is not None:
+            _fail(name, *tab, "tab character in indentation", "indent with spaces")
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = exc.problem or exc.context or str(exc)
+        if "'\\t'" in problem:
+            _fail(name, line, col, "invalid yaml: tab character here", "use spaces, not tabs")
+        if problem.startswith("but ") and exc.context:
+            problem = f"{exc.context}, {problem}"
+        _fail(name, line, col, f"invalid yaml: {problem}")
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        _fail(name, line, col, f"invalid yaml: character {exc.character!r} is not allowed")
+    except yaml.YAMLError as exc:
+        _fail(name, 1, 1, f"invalid yaml: {exc}")
+
+
+def _indenting_tab(text: str, mark: yaml.Mark | None) -> tuple[int, int] | None:
+    """The first tab used as indentation up to the line of a YAML error, as (line, col)."""
+    last = mark.line if mark else 0
+    for number, line in enumerate(text.splitlines()[: last + 1], start=1):
+        indent = line[: len(line) - len(line.lstrip(" \t"))]
+        if "\t" in indent:
+            return number, indent.index("\t") + 1
+    return None
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    return "a scalar"
+
+
+class _Builder:
+    """Builds plain data from composed nodes, recording locations and collecting problems."""
+
+    def __init__(self, path: str) -> None:
+        self.source = SourceMap(path)
+        self.diagnostics: list[Diagnostic] = []
+
+    def _at(self, mark: yaml.Mark) -> Location:
+        return Location(path=self.source.path, line=mark.line + 1, col=mark.column + 1)
+
+    def _problem(self, node: yaml.Node, message: str, hint: str | None = None) -> None:
+        location = self._at(node.start_mark)
+        self.diagnostics.append(Diagnostic(location=location, message=message, hint=hint))
+
+    def build(self, node: yaml.Node, at: JsonPath) -> Any:
+        self.source.values[at] = self._at(node.start_mark)
+        if len(at) > MAX_DEPTH:
+            self._problem(node, _TOO_DEEP)
+            return None
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node)
+        if isinstance(node, yaml.SequenceNode) and node.tag == f"{_TAG}seq":
+            return [self.build(item, (*at, index)) for index, item in enumerate(node.value)]
+        if isinstance(node, yaml.MappingNode) and node.tag == f"{_TAG}map":
+            return self._mapping(node, at)
+        self._problem(node, f"unsupported yaml tag '{_short(node.tag)}'")
+        return None
+
+    def _scalar(self, node: yaml.ScalarNode) -> Any:
+        tag = node.tag
+        try:
+            if tag in _STRING_TAGS:
+                return str(node.value)
+            if tag == f"{_TAG}int":
+                return _SCALARS.construct_yaml_int(node)
+            if tag == f"{_TAG}float":
+                return _SCALARS.construct_yaml_float(node)
+            if tag == f"{_TAG}bool":
+                return _SCALARS.construct_yaml_bool(node)
+            if tag == f"{_TAG}null":
+                return None
+        except (ValueError, OverflowError, yaml.YAMLError):
+            self._problem(node, f"invalid {_short(tag)} value '{node.value[:40]}'")
+            return None
+        self._problem(node, f"unsupported yaml tag '{_short(tag)}'")
+        return None
+
+    def _mapping(self, node: yaml.MappingNode, at: JsonPath) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        first_line: dict[str, int] = {}
+        for key_node, value_node in _entries(node):
+            if not isinstance(key_node, yaml.ScalarNode):
+                self._problem(key_node, "mapping keys must be strings, got a collection")
+                continue
+            reported = len(self.diagnostics)
+            key = self._scalar(key_node)
+            if len(self.diagnostics) > reported:
+                continue
+            if not isinstance(key, str):
+                kind = _KEY_KINDS.get(type(key), "a non-string value")
+                self._problem(
+                    key_node,
+                    f"mapping keys must be strings, got {key_node.value} ({kind} in YAML)",
+                    f"quote the key: '{key_node.value}'",
+                )
+                continue
+            if key in first_line:
+                self._problem(
+                    key_node, f"duplicate key '{key}' (first defined at line {first_line[key]})"
+                )
+                continue
+            first_line[key] = key_node.start_mark.line + 1
+            self.source.keys[(*at, key)] = self._at(key_node.start_mark)
+            result[key] = self.build(value_node, (*at, key))
+        return result
+
+
+_KEY_KINDS: dict[type, str] = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    type(None): "null",
+}
+
+
+def _short(tag: str) -> str:
+    """A tag as YAML spells it: ``!!python/object``, not ``tag:yaml.org,2002:python/object``."""
+    return "!!" + tag.removeprefix(_TAG) if tag.startswith(_TAG) else tag
+
+
+def _entries(node: yaml.MappingNode) -> Iterator[tuple[yaml.Node, yaml.Node]]:
+    yield from node.value

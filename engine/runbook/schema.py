@@ -1,0 +1,241 @@
+"""Validate runbook data against ``schemas/runbook.schema.json``; each error becomes a Diagnostic.
+
+The schema is the one description of a runbook's shape, shared with editors through the
+``# yaml-language-server: $schema=`` comment. This module only turns jsonschema's errors into
+messages that name the step and point at the offending node; it adds no rules of its own. The
+schema's ``patternErrorMessage`` and ``errorMessage`` keywords (understood by yaml-language-server)
+give the wording for patterns and whole subschemas.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+import engine
+from engine.errors import Diagnostic
+from engine.runbook.expressions import EXPRESSION_START, REFERENCE
+from engine.runbook.parse import JsonPath, ParsedYaml
+
+ActionCatalog = Mapping[str, frozenset[str]]
+
+SCHEMA_FILE = "runbook.schema.json"
+_TYPE_WORDS = {"object": "mapping", "array": "list"}
+
+
+def schema_path() -> Path:
+    """The schema file: inside the package in a wheel, beside it in a source checkout."""
+    package = Path(engine.__file__).parent
+    candidates = (package / "schemas" / SCHEMA_FILE, package.parent / "schemas" / SCHEMA_FILE)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{SCHEMA_FILE} is missing from the installation")
+
+
+@functools.cache
+def load_schema() -> Mapping[str, Any]:
+    """The runbook JSON Schema as data."""
+    schema: dict[str, Any] = json.loads(schema_path().read_text(encoding="utf-8"))
+    return schema
+
+
+@functools.cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(load_schema())
+
+
+def schema_actions() -> frozenset[str]:
+    """The action names the schema accepts (they must equal the catalog's)."""
+    return frozenset(load_schema()["$defs"]["step"]["properties"]["action"]["enum"])
+
+
+def suggest(word: str, choices: Iterable[str]) -> str | None:
+    """A "did you mean" hint for a misspelt ``word``, if one of ``choices`` is close."""
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+def show(value: object) -> str:
+    """A value as a message shows it: YAML words for null and booleans, strings quoted."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value if len(value) <= 60 else value[:57] + "...")
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".nan" if math.isnan(value) else ".inf" if value > 0 else "-.inf"
+    if isinstance(value, int | float):
+        return repr(value)
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def describe(data: Mapping[str, Any], at: JsonPath, catalog: ActionCatalog, detail: str) -> str:
+    """``detail`` prefixed by who ``at`` belongs to (a step, a target) and the field within it."""
+    owner, field = owner_of(data, at, catalog)
+    text = f"{field_text(field)}: {detail}" if field else detail
+    return f"{owner}: {text}" if owner else text
+
+
+def owner_of(data: Mapping[str, Any], at: JsonPath, catalog: ActionCatalog) -> tuple[str, JsonPath]:
+    """The step or target ``at`` is inside (empty for the top level), and the path within it."""
+    if not _owned(at):
+        return "", at
+    index = int(at[1])
+    if at[0] == "targets":
+        return f"targets[{index}]", at[2:]
+    steps = data.get("steps")
+    step = steps[index] if isinstance(steps, list) and index < len(steps) else None
+    if not isinstance(step, dict):
+        return f"steps[{index}]", at[2:]
+    step_id, action = step.get("id"), step.get("action")
+    owner = f"step '{step_id}'" if isinstance(step_id, str) else f"steps[{index}]"
+    if isinstance(action, str) and action in catalog:
+        owner += f" ({action})"
+    return owner, at[2:]
+
+
+def _owned(at: JsonPath) -> bool:
+    """Whether ``at`` is inside one step or one target."""
+    return len(at) >= 2 and at[0] in ("steps", "targets") and isinstance(at[1], int)
+
+
+def field_text(at: JsonPath) -> str:
+    """A path as a user reads it: ``with.statuses[1]``."""
+    text = ""
+    for part in at:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
+    return text
+
+
+def validate(parsed: ParsedYaml, catalog: ActionCatalog) -> list[Diagnostic]:
+    """Every schema error of the runbook, located at the node that causes it."""
+    diagnostics: list[Diagnostic] = []
+    for error in _validator().iter_errors(parsed.data):
+        if _owned_by_check(error.instance):
+            continue
+        at: JsonPath = tuple(error.absolute_path)
+        for where, detail, hint, scope in _explain(error, at):
+            location = parsed.source.key(where) if scope == "key" else parsed.source.value(where)
+            if scope == "field":
+                message = describe(parsed.data, at, catalog, detail)
+            else:  # the detail names the key itself: prefix only the step or target
+                owner, _ = owner_of(parsed.data, at, catalog)
+                message = f"{owner}: {detail}" if owner else detail
+            diagnostics.append(Diagnostic(location=location, message=message, hint=hint))
+    return diagnostics
+
+
+def _owned_by_check(instance: object) -> bool:
+    """A malformed ``${{ ... }}`` is reported once, by the semantic check, not by the schema."""
+    return (
+        isinstance(instance, str)
+        and EXPRESSION_START in instance
+        and REFERENCE.fullmatch(instance) is None
+    )
+
+
+# (where, detail, hint, scope): scope "field" prefixes the field's path to the detail, "owner"
+# only the step or target (the detail names the key), "key" also locates the key, not its value.
+Explained = tuple[JsonPath, str, str | None, str]
+
+
+def _explain(error: jsonschema.ValidationError, at: JsonPath) -> Iterator[Explained]:
+    """What one jsonschema error means to a runbook author."""
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    kind, value = str(error.validator), error.instance
+    expected: Any = error.validator_value
+    if kind == "additionalProperties" and isinstance(value, Mapping):
+        known = schema.get("properties", {})
+        for key in value:
+            if key not in known:
+                hint = suggest(str(key), known) or _misplaced_parameter(at, value, key)
+                yield (*at, key), f"unknown key '{key}'", hint, "key"
+    elif isinstance(schema.get("errorMessage"), str):
+        yield at, schema["errorMessage"], None, "field"
+    elif kind == "required" and isinstance(value, Mapping):
+        for name in expected:
+            if name not in value:
+                relative = at[2:] if _owned(at) else at
+                yield at, f"'{field_text((*relative, name))}' is a required property", None, "owner"
+    elif kind == "enum":
+        yield _explain_enum(at, value, expected)
+    elif kind == "uniqueItems" and isinstance(value, list):
+        seen: list[object] = []
+        for index, item in enumerate(value):
+            if item in seen:
+                yield (*at, index), f"{show(item)} is listed twice", None, "field"
+                break
+            seen.append(item)
+    else:
+        yield at, _detail(kind, expected, value, schema, error.message), None, "field"
+
+
+def _misplaced_parameter(at: JsonPath, step: Mapping[str, Any], key: str) -> str | None:
+    """A hint for an action parameter written beside ``action:`` instead of under ``with:``."""
+    if len(at) != 2 or at[0] != "steps" or not isinstance(step.get("action"), str):
+        return None
+    params = _action_parameters().get(step["action"], frozenset())
+    return (
+        f"'{key}' is a parameter of {step['action']}: move it under 'with:'"
+        if key in params
+        else None
+    )
+
+
+@functools.cache
+def _action_parameters() -> Mapping[str, frozenset[str]]:
+    """Each action's ``with`` keys, read from the schema's ``if action == X then with`` rules."""
+    schema = load_schema()
+    found: dict[str, frozenset[str]] = {}
+    for rule in schema["$defs"]["step"]["allOf"]:
+        action = rule["if"]["properties"]["action"]["const"]
+        definition = rule["then"]["properties"]["with"]["$ref"].removeprefix("#/$defs/")
+        found[action] = frozenset(schema["$defs"][definition]["properties"])
+    return found
+
+
+def _explain_enum(at: JsonPath, value: object, allowed: list[Any]) -> Explained:
+    choices = [str(choice) for choice in allowed]
+    hint = suggest(value, choices) if isinstance(value, str) else None
+    if at[-1:] == ("action",):
+        actions = hint or f"actions: {', '.join(choices)}"
+        return at, f"unknown action {show(value)}", actions, "owner"
+    if len(choices) <= 6:
+        return at, f"expected one of {', '.join(choices)}, got {show(value)}", hint, "field"
+    return at, f"unknown value {show(value)}", hint, "field"
+
+
+def _detail(
+    kind: str, expected: Any, value: object, schema: Mapping[str, Any], fallback: str
+) -> str:
+    if kind == "type":
+        names = [expected] if isinstance(expected, str) else list(expected)
+        words = " or ".join(f"'{_TYPE_WORDS.get(name, name)}'" for name in names)
+        return f"{show(value)} is not of type {words}"
+    if kind == "pattern":
+        wording = schema.get("patternErrorMessage")
+        if isinstance(wording, str):
+            return f"{wording}, got {show(value)}"
+        return f"{show(value)} does not match {expected!r}"
+    bounds = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
+    if kind in bounds:
+        return f"must be {bounds[kind]} {expected}, got {show(value)}"
+    if kind in ("minItems", "minLength") and expected == 1:
+        return "must not be empty"
+    if kind == "minItems":
+        return f"must have at least {expected} items"
+    if kind == "maxLength":
+        return f"must be at most {expected} characters"
+    if kind == "const":
+        return f"expected {show(expected)}, got {show(value)}"
+    return fallback

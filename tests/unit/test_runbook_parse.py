@@ -1,0 +1,302 @@
+"""Valid runbooks load into the model; references and durations; no input crashes the loader."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.errors import Location, RunbookInvalidError
+from engine.runbook import Reference, Runbook, Step, Target, load_runbook
+from engine.runbook.expressions import parse_duration, resolve
+from engine.runbook.parse import read_yaml
+
+CATALOG = {
+    "drs.select_jobs": frozenset({"jobs", "skipped", "count"}),
+    "drs.batch_retry": frozenset({"accepted", "rejected"}),
+    "drs.verify_status": frozenset({"recovered", "failed", "timed_out", "recovered_ratio"}),
+}
+
+VALID = """\
+# yaml-language-server: $schema=../schemas/runbook.schema.json
+version: 1
+name: retry-failed-jobs
+description: Retry failed and resume paused DRS jobs, then verify.
+concurrency: 3
+language: zh-cn
+targets:
+  - project_id: 0f3c1a9e2b7d4c5e8a6b1d2c3e4f5a6b
+    region: cn-north-4
+    name: orders-prod
+  - project_id: 1a2b3c4d5e6f708192a3b4c5d6e7f809
+    endpoint: https://drs.internal.example:8443
+steps:
+  - id: select
+    name: Select failed jobs
+    action: drs.select_jobs
+    with:
+      db_use_type: [migration, sync, cloudDataGuard]
+      statuses: [INCRE_TRANSFER_FAILED, FULL_TRANSFER_FAILED, PAUSING]
+      name: "orders-*"
+      engine_type: mysql
+      retryable_only: true
+  - id: retry
+    action: drs.batch_retry
+    with:
+      jobs: ${{ steps.select.jobs }}
+      batch_size: 10
+      is_sync_re_edit: false
+  - id: verify
+    action: drs.verify_status
+    timeout: 10m
+    with:
+      jobs: ${{steps.retry.accepted}}
+      poll_interval: 5s
+"""
+
+MINIMAL = """\
+version: 1
+name: minimal
+targets:
+  - project_id: 0f3c1a9e2b7d4c5e8a6b1d2c3e4f5a6b
+    region: cn-north-4
+steps:
+  - id: verify
+    action: drs.verify_status
+    timeout: 90
+    with:
+      jobs: [job-1, job-2]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "runbook.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_valid_runbook_loads_into_the_model(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID)
+    runbook = load_runbook(path, CATALOG)
+
+    def at(line: int, col: int) -> Location:
+        return Location(path=str(path), line=line, col=col)
+
+    assert runbook == Runbook(
+        path=str(path),
+        version=1,
+        name="retry-failed-jobs",
+        description="Retry failed and resume paused DRS jobs, then verify.",
+        concurrency=3,
+        language="zh-cn",
+        targets=(
+            Target(
+                project_id="0f3c1a9e2b7d4c5e8a6b1d2c3e4f5a6b",
+                region="cn-north-4",
+                endpoint=None,
+                name="orders-prod",
+                location=at(8, 5),
+            ),
+            Target(
+                project_id="1a2b3c4d5e6f708192a3b4c5d6e7f809",
+                region=None,
+                endpoint="https://drs.internal.example:8443",
+                name=None,
+                location=at(11, 5),
+            ),
+        ),
+        steps=(
+            Step(
+                id="select",
+                name="Select failed jobs",
+                action="drs.select_jobs",
+                with_={
+                    "db_use_type": ["migration", "sync", "cloudDataGuard"],
+                    "statuses": ["INCRE_TRANSFER_FAILED", "FULL_TRANSFER_FAILED", "PAUSING"],
+                    "name": "orders-*",
+                    "engine_type": "mysql",
+                    "retryable_only": True,
+                },
+                timeout_s=None,
+                location=at(14, 5),
+            ),
+            Step(
+                id="retry",
+                name=None,
+                action="drs.batch_retry",
+                with_={
+                    "jobs": Reference(
+                        step_id="select",
+                        output="jobs",
+                        text="${{ steps.select.jobs }}",
+                        location=at(26, 13),
+                    ),
+                    "batch_size": 10,
+                    "is_sync_re_edit": False,
+                },
+                timeout_s=None,
+                location=at(23, 5),
+            ),
+            Step(
+                id="verify",
+                name=None,
+                action="drs.verify_status",
+                with_={
+                    "jobs": Reference(
+                        step_id="retry",
+                        output="accepted",
+                        text="${{steps.retry.accepted}}",
+                        location=at(33, 13),
+                    ),
+                    "poll_interval": "5s",
+                },
+                timeout_s=600.0,
+                location=at(29, 5),
+            ),
+        ),
+    )
+    assert [t.label for t in runbook.targets] == ["orders-prod", "1a2b3c4d5e6f708192a3b4c5d6e7f809"]
+
+
+def test_defaults_are_filled_in_the_model_but_not_in_with(tmp_path: Path) -> None:
+    runbook = load_runbook(write(tmp_path, MINIMAL), CATALOG)
+    assert runbook.concurrency == 4
+    assert runbook.language == "en-us"
+    assert runbook.description is None
+    [step] = runbook.steps
+    assert dict(step.with_) == {"jobs": ["job-1", "job-2"]}
+    assert step.timeout_s == 90.0
+
+
+def test_model_is_frozen_and_hashable(tmp_path: Path) -> None:
+    runbook = load_runbook(write(tmp_path, MINIMAL), CATALOG)
+    with pytest.raises(AttributeError):
+        runbook.name = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        runbook.steps[0].with_["jobs"] = []  # type: ignore[index]
+    assert len({*runbook.targets, *runbook.steps}) == 2
+
+
+def test_source_map_locates_values_and_keys(tmp_path: Path) -> None:
+    parsed = read_yaml(write(tmp_path, VALID))
+    assert parsed.data["steps"][1]["with"]["batch_size"] == 10
+    value = parsed.source.value(("steps", 1, "with", "batch_size"))
+    key = parsed.source.key(("steps", 1, "with", "batch_size"))
+    assert (value.line, value.col, key.line, key.col) == (27, 19, 27, 7)
+    # a path the file does not have falls back to its nearest ancestor
+    assert parsed.source.value(("steps", 1, "with", "absent")) == parsed.source.value(
+        ("steps", 1, "with")
+    )
+
+
+def test_timestamps_stay_strings(tmp_path: Path) -> None:
+    parsed = read_yaml(write(tmp_path, "name: 2024-01-01\nat: 2024-01-01T10:00:00Z\n"))
+    assert parsed.data == {"name": "2024-01-01", "at": "2024-01-01T10:00:00Z"}
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("90s", 90.0),
+        ("10m", 600.0),
+        ("250ms", 0.25),
+        ("2h", 7200.0),
+        ("1.5m", 90.0),
+        ("0s", 0.0),
+        (30, 30.0),
+        (0.2, 0.2),
+        (" 5s ", 5.0),
+    ],
+)
+def test_parse_duration(value: int | float | str, seconds: float) -> None:
+    assert parse_duration(value) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    "value", ["", "10", "10 m", "-1s", "1d", "s", "1e3s", -1, math.inf, math.nan, True]
+)
+def test_parse_duration_rejects(value: Any) -> None:
+    with pytest.raises(ValueError, match="expected a"):
+        parse_duration(value)
+
+
+def test_resolve_replaces_nested_references_and_nothing_else() -> None:
+    here = Location(path="rb.yaml", line=1, col=1)
+    jobs = Reference(
+        step_id="select", output="jobs", text="${{ steps.select.jobs }}", location=here
+    )
+    count = Reference(step_id="select", output="count", text="x", location=here)
+    outputs = {("select", "jobs"): ["j1", "j2"], ("select", "count"): 2}
+    value = {"jobs": jobs, "nested": [{"n": count}, (count, "lit")], "text": "${{ not.a.ref }}"}
+
+    resolved = resolve(value, lambda ref: outputs[(ref.step_id, ref.output)])
+
+    assert resolved == {
+        "jobs": ["j1", "j2"],
+        "nested": [{"n": 2}, [2, "lit"]],
+        "text": "${{ not.a.ref }}",
+    }
+    assert value["jobs"] is jobs  # the input is left alone
+
+
+# ----------------------------------------------------------------------------- robustness
+
+FUZZ = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def load_or_invalid(path: Path) -> None:
+    try:
+        load_runbook(path, CATALOG)
+    except RunbookInvalidError as exc:
+        diagnostics = exc.diagnostics
+    else:
+        return
+    assert diagnostics
+    assert all(d.location.line >= 1 and d.location.col >= 1 for d in diagnostics)
+
+
+@FUZZ
+@given(st.binary(max_size=2000))
+def test_random_bytes_never_crash(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "fuzz.yaml"
+    path.write_bytes(data)
+    load_or_invalid(path)
+
+
+@FUZZ
+@given(st.text(alphabet=st.sampled_from(list("ab:-[]{}&*!|>'\"#\t\n ,?%@`~.0123$")), max_size=300))
+def test_random_yaml_like_text_never_crashes(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(text, encoding="utf-8")
+    load_or_invalid(path)
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_runbooks_never_crash(tmp_path: Path, data: st.DataObject) -> None:
+    lines = VALID.splitlines()
+    for _ in range(data.draw(st.integers(1, 4))):
+        index = data.draw(st.integers(0, len(lines) - 1))
+        mutation = data.draw(st.sampled_from(["drop", "dup", "edit", "swap"]))
+        if mutation == "drop":
+            del lines[index]
+        elif mutation == "dup":
+            lines.insert(index, lines[index])
+        elif mutation == "swap":
+            other = data.draw(st.integers(0, len(lines) - 1))
+            lines[index], lines[other] = lines[other], lines[index]
+        else:
+            at = data.draw(st.integers(0, len(lines[index])))
+            insert = data.draw(st.text(max_size=5))
+            lines[index] = lines[index][:at] + insert + lines[index][at:]
+        if not lines:
+            break
+    path = tmp_path / "fuzz.yaml"
+    path.write_bytes("\n".join(lines).encode("utf-8", "surrogatepass"))
+    load_or_invalid(path)
