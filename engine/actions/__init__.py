@@ -1,0 +1,67 @@
+"""The actions a runbook step can name, in one explicit registry."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.actions import batch_retry, select_jobs, verify_status
+from engine.actions.context import ActionContext
+
+Runner = Callable[[ActionContext, Mapping[str, Any]], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActionSpec:
+    """What the executor and the validator need to know about an action."""
+
+    name: str
+    outputs: frozenset[str]
+    mutating: bool
+    run: Runner
+    default_timeout_s: float | None = None
+    # A self-timed action gets ctx.deadline and returns by it with its results (verify records
+    # timed-out jobs); the executor only cancels it if it overruns by a margin.
+    self_timed: bool = False
+
+
+async def _select(ctx: ActionContext, raw: Mapping[str, Any]) -> dict[str, Any]:
+    return await select_jobs.run(ctx, select_jobs.SelectJobsParams.from_with(raw))
+
+
+async def _retry(ctx: ActionContext, raw: Mapping[str, Any]) -> dict[str, Any]:
+    return await batch_retry.run(ctx, batch_retry.BatchRetryParams.from_with(raw))
+
+
+async def _verify(ctx: ActionContext, raw: Mapping[str, Any]) -> dict[str, Any]:
+    return await verify_status.run(ctx, verify_status.VerifyStatusParams.from_with(raw))
+
+
+REGISTRY: dict[str, ActionSpec] = {
+    spec.name: spec
+    for spec in (
+        ActionSpec(
+            name="drs.select_jobs",
+            outputs=frozenset({"jobs", "skipped", "count"}),
+            mutating=False,
+            run=_select,
+        ),
+        ActionSpec(
+            name="drs.batch_retry",
+            outputs=frozenset({"accepted", "rejected"}),
+            mutating=True,
+            run=_retry,
+        ),
+        ActionSpec(
+            name="drs.verify_status",
+            outputs=frozenset({"recovered", "failed", "timed_out", "recovered_ratio"}),
+            mutating=False,
+            run=_verify,
+            default_timeout_s=600.0,
+            self_timed=True,
+        ),
+    )
+}
+
+CATALOG: dict[str, frozenset[str]] = {name: spec.outputs for name, spec in REGISTRY.items()}

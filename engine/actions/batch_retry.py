@@ -1,0 +1,200 @@
+"""``drs.batch_retry``: retry failed and resume paused jobs in batches, recording every answer.
+
+batch-retry-task is not idempotent. A batch whose outcome is unknown (connection lost after
+sending, 5xx, missing results) is reconciled by querying the jobs' status: jobs that moved on
+were retried; only jobs still failed or paused are sent once more, in a request of their own.
+A 4xx means the whole request was rejected and nothing applied, so a rejected batch of several
+jobs is split and each job sent alone: one bad job (a dual-active parent, say) cannot sink the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine.actions.context import ActionContext, Disposition, EventKind, StepFailedError
+from engine.api.client import RetryItem
+from engine.api.types import (
+    FAILED_STATUSES,
+    PAUSED_STATUSES,
+    BatchActionResult,
+    BatchOutcome,
+)
+from engine.errors import DrsApiError, TransportError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 10
+MAX_BATCH_SIZE = 100
+_STILL_WAITING = frozenset(FAILED_STATUSES | PAUSED_STATUSES)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchRetryParams:
+    jobs: tuple[str, ...]
+    batch_size: int = DEFAULT_BATCH_SIZE
+    is_sync_re_edit: bool = False
+
+    @classmethod
+    def from_with(cls, raw: Mapping[str, Any]) -> BatchRetryParams:
+        return cls(
+            jobs=job_ids(raw.get("jobs")),
+            batch_size=int(raw.get("batch_size", DEFAULT_BATCH_SIZE)),
+            is_sync_re_edit=bool(raw.get("is_sync_re_edit", False)),
+        )
+
+
+def job_ids(value: object) -> tuple[str, ...]:
+    """The ``jobs`` parameter as unique ids in order; a reference may resolve to anything."""
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise StepFailedError(f"jobs must be a list of job ids, got {type(value).__name__}")
+    return tuple(dict.fromkeys(value))
+
+
+def _batches(ids: Sequence[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(ids), size):
+        yield list(ids[start : start + size])
+
+
+@dataclass(slots=True)
+class _Tally:
+    accepted: list[str]
+    rejected: list[str]
+
+
+async def run(ctx: ActionContext, params: BatchRetryParams) -> dict[str, Any]:
+    if not 1 <= params.batch_size <= MAX_BATCH_SIZE:
+        raise StepFailedError(
+            f"batch_size must be between 1 and {MAX_BATCH_SIZE}, got {params.batch_size}"
+        )
+    tally = _Tally(accepted=[], rejected=[])
+    for batch in _batches(params.jobs, params.batch_size):
+        await _send(ctx, batch, params, tally, resend_allowed=True)
+    return {"accepted": tally.accepted, "rejected": tally.rejected}
+
+
+async def _send(
+    ctx: ActionContext,
+    batch: list[str],
+    params: BatchRetryParams,
+    tally: _Tally,
+    *,
+    resend_allowed: bool,
+) -> None:
+    items = [RetryItem(job_id=j, is_sync_re_edit=params.is_sync_re_edit) for j in batch]
+    for job_id in batch:
+        ctx.jobs.record(job_id, EventKind.RETRY_SENT, step=ctx.step_id)
+    try:
+        results = await ctx.api.batch_retry(items)
+    except DrsApiError as exc:
+        if 400 <= exc.http_status < 500 and exc.http_status != 429:
+            await _rejected_request(ctx, batch, params, tally, exc)
+            return
+        logger.warning("batch-retry-task outcome unknown for %d job(s): %s", len(batch), exc)
+        await _reconcile(ctx, batch, params, tally, resend_allowed=resend_allowed, cause=str(exc))
+        return
+    except TransportError as exc:
+        logger.warning("batch-retry-task outcome unknown for %d job(s): %s", len(batch), exc)
+        await _reconcile(ctx, batch, params, tally, resend_allowed=resend_allowed, cause=str(exc))
+        return
+    answered = _apply_results(ctx, results, tally)
+    missing = [j for j in batch if j not in answered]
+    if missing:
+        await _reconcile(
+            ctx, missing, params, tally, resend_allowed=resend_allowed, cause="no result returned"
+        )
+
+
+def _apply_results(
+    ctx: ActionContext, results: Sequence[BatchActionResult], tally: _Tally
+) -> set[str]:
+    answered: set[str] = set()
+    for result in results:
+        record = ctx.jobs.get(result.id)
+        if record is None or result.id in answered:
+            continue  # not ours, or answered twice: the first answer stands
+        answered.add(result.id)
+        if result.status is BatchOutcome.SUCCESS:
+            ctx.jobs.record(result.id, EventKind.RETRY_ACKNOWLEDGED, step=ctx.step_id)
+            record.disposition = Disposition.RETRY_ACCEPTED
+            record.retry_acknowledged_at = ctx.now()
+            tally.accepted.append(result.id)
+        else:
+            _reject(ctx, result.id, result.error_code, result.error_msg, tally)
+    return answered
+
+
+def _reject(
+    ctx: ActionContext, job_id: str, code: str | None, message: str | None, tally: _Tally
+) -> None:
+    record = ctx.jobs.record(
+        job_id, EventKind.RETRY_REJECTED, step=ctx.step_id, error_code=code, detail=message
+    )
+    record.disposition = Disposition.RETRY_REJECTED
+    record.error_code = code
+    record.reason = f"{code or 'unknown error'}: {message or 'rejected'}"
+    tally.rejected.append(job_id)
+
+
+async def _rejected_request(
+    ctx: ActionContext,
+    batch: list[str],
+    params: BatchRetryParams,
+    tally: _Tally,
+    exc: DrsApiError,
+) -> None:
+    if exc.http_status == 400 and len(batch) > 1:
+        logger.info("batch of %d rejected with %s; sending each job alone", len(batch), exc)
+        for job_id in batch:
+            await _send(ctx, [job_id], params, tally, resend_allowed=True)
+        return
+    for job_id in batch:
+        _reject(ctx, job_id, exc.error_code, exc.error_msg, tally)
+
+
+async def _reconcile(
+    ctx: ActionContext,
+    batch: list[str],
+    params: BatchRetryParams,
+    tally: _Tally,
+    *,
+    resend_allowed: bool,
+    cause: str,
+) -> None:
+    """Learn from the jobs' status whether an unanswered retry took effect."""
+    try:
+        statuses = {r.id: r.status for r in await ctx.api.batch_status(batch)}
+    except (DrsApiError, TransportError) as exc:
+        statuses = {}
+        cause = f"{cause}; status query failed too: {exc}"
+    still_waiting: list[str] = []
+    for job_id in batch:
+        status = statuses.get(job_id)
+        if status is None:
+            _unknown(ctx, job_id, cause)
+        elif status in _STILL_WAITING:
+            still_waiting.append(job_id)
+        else:
+            record = ctx.jobs.record(
+                job_id,
+                EventKind.RETRY_RECONCILED,
+                step=ctx.step_id,
+                status=status,
+                detail=f"retry took effect ({cause})",
+            )
+            record.disposition = Disposition.RETRY_ACCEPTED
+            record.retry_acknowledged_at = ctx.now()
+            tally.accepted.append(job_id)
+    if still_waiting and resend_allowed:
+        await _send(ctx, still_waiting, params, tally, resend_allowed=False)
+    else:
+        for job_id in still_waiting:
+            _unknown(ctx, job_id, cause)
+
+
+def _unknown(ctx: ActionContext, job_id: str, cause: str) -> None:
+    record = ctx.jobs.record(job_id, EventKind.RETRY_REJECTED, step=ctx.step_id, detail=cause)
+    record.disposition = Disposition.RETRY_UNKNOWN
+    record.reason = f"retry outcome unknown: {cause}"

@@ -1,0 +1,177 @@
+"""What an action sees while it runs: the target's API, its clock, the jobs it touches."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from engine.api.client import RetryItem
+from engine.api.types import BatchActionResult, JobInfo, StatusResult
+
+
+class DrsApi(Protocol):
+    """The calls actions make; ``engine.api.client.DrsClient`` is the real one, tests use fakes."""
+
+    async def list_jobs(
+        self,
+        *,
+        db_use_type: str,
+        engine_type: str | None = None,
+        status: str | None = None,
+        name: str | None = None,
+        net_type: str | None = None,
+    ) -> list[JobInfo]: ...
+
+    async def batch_status(self, job_ids: Sequence[str]) -> list[StatusResult]: ...
+
+    async def batch_retry(self, jobs: Sequence[RetryItem]) -> list[BatchActionResult]: ...
+
+
+class Disposition(StrEnum):
+    """Where a job ended; values are the report strings.
+
+    ``SELECTED`` and ``RETRY_ACCEPTED`` are intermediate: a job still holding one of them when the
+    run ends was never verified, and the run does not count it as healthy.
+    """
+
+    SELECTED = "selected"
+    SKIPPED = "skipped"
+    RETRY_ACCEPTED = "retry_accepted"
+    RETRY_REJECTED = "retry_rejected"
+    RETRY_UNKNOWN = "retry_unknown"
+    RECOVERED = "recovered"
+    HEALTHY = "healthy"
+    FAILED_AGAIN = "failed_again"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    NOT_FOUND = "not_found"
+    NOT_RETRIED = "not_retried"
+    NOT_VERIFIED = "not_verified"
+
+
+# Dispositions that let the run exit 0.
+GOOD_DISPOSITIONS = frozenset({Disposition.RECOVERED, Disposition.HEALTHY, Disposition.SKIPPED})
+
+
+class EventKind(StrEnum):
+    SELECTED = "selected"
+    SKIPPED = "skipped"
+    RETRY_SENT = "retry_sent"
+    RETRY_ACKNOWLEDGED = "retry_acknowledged"
+    RETRY_REJECTED = "retry_rejected"
+    RETRY_RECONCILED = "retry_reconciled"
+    STATUS_OBSERVED = "status_observed"
+    RECOVERED = "recovered"
+    FAILED_AGAIN = "failed_again"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    NOT_FOUND = "not_found"
+    UNRESOLVED = "unresolved"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobEvent:
+    """One entry of a job's timeline; ``t`` is seconds since the run started."""
+
+    t: float
+    kind: EventKind
+    step: str
+    status: str | None = None
+    error_code: str | None = None
+    detail: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class JobRecord:
+    """Everything the run learned about one job; mutable while the run goes on."""
+
+    job_id: str
+    name: str
+    status_at_selection: str
+    engine_type: str | None = None
+    db_use_type: str | None = None
+    parent_id: str | None = None
+    disposition: Disposition = Disposition.SELECTED
+    reason: str | None = None
+    error_code: str | None = None
+    last_status: str | None = None
+    retry_acknowledged_at: float | None = None
+    time_to_recover_s: float | None = None
+    events: list[JobEvent] = field(default_factory=list)
+
+
+class JobBook:
+    """The jobs of one target, in the order they were first seen."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._records: dict[str, JobRecord] = {}
+
+    def now(self) -> float:
+        return self._clock()
+
+    def add(self, record: JobRecord) -> JobRecord:
+        return self._records.setdefault(record.job_id, record)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        return self._records.get(job_id)
+
+    def ensure(self, job_id: str) -> JobRecord:
+        """The record of a job named directly by a runbook, created if selection never saw it."""
+        record = self._records.get(job_id)
+        if record is None:
+            record = self.add(JobRecord(job_id=job_id, name="", status_at_selection=""))
+        return record
+
+    def record(
+        self,
+        job_id: str,
+        kind: EventKind,
+        *,
+        step: str,
+        status: str | None = None,
+        error_code: str | None = None,
+        detail: str | None = None,
+    ) -> JobRecord:
+        record = self.ensure(job_id)
+        record.events.append(
+            JobEvent(
+                t=round(self._clock(), 3),
+                kind=kind,
+                step=step,
+                status=status,
+                error_code=error_code,
+                detail=detail,
+            )
+        )
+        if status:
+            record.last_status = status
+        return record
+
+    def __iter__(self) -> Iterator[JobRecord]:
+        return iter(self._records.values())
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
+class StepFailedError(Exception):
+    """An action could not do its work; the step fails with this one-sentence message."""
+
+
+@dataclass(slots=True, kw_only=True)
+class ActionContext:
+    """Per target, per step: the API, the book of jobs and the step's time budget."""
+
+    api: DrsApi
+    jobs: JobBook
+    step_id: str
+    project_id: str
+    deadline: float | None = None
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    def now(self) -> float:
+        return self.jobs.now()

@@ -1,0 +1,110 @@
+"""``drs.select_jobs``: list a project's jobs and pick the ones a runbook may act on.
+
+A dual-active DR parent is never selected: the API refuses it (DRS.M00307), so its children are
+considered one by one instead, and the parent is recorded as skipped with that reason.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.actions.context import ActionContext, Disposition, EventKind, JobRecord
+from engine.api.types import (
+    ACTION_RETRY,
+    FAILED_STATUSES,
+    PAUSED_STATUSES,
+    DbUseType,
+    JobInfo,
+)
+
+DEFAULT_STATUSES = frozenset(FAILED_STATUSES | PAUSED_STATUSES)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SelectJobsParams:
+    db_use_type: tuple[str, ...] = tuple(DbUseType)
+    statuses: frozenset[str] = DEFAULT_STATUSES
+    name: str = "*"
+    engine_type: frozenset[str] | None = None
+    retryable_only: bool = True
+
+    @classmethod
+    def from_with(cls, raw: Mapping[str, Any]) -> SelectJobsParams:
+        db_use = raw.get("db_use_type", list(DbUseType))
+        engine = raw.get("engine_type")
+        return cls(
+            db_use_type=tuple(_as_list(db_use)),
+            statuses=frozenset(raw.get("statuses", DEFAULT_STATUSES)),
+            name=str(raw.get("name", "*")),
+            engine_type=None if engine is None else frozenset(_as_list(engine)),
+            retryable_only=bool(raw.get("retryable_only", True)),
+        )
+
+
+def _as_list(value: str | Iterable[str]) -> list[str]:
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def _skip_reason(job: JobInfo, params: SelectJobsParams) -> str | None:
+    """Why a job that passed the filters must still not be acted on, or None."""
+    if job.is_dual_active_parent:
+        return "dual-active parent: the API accepts only its subtasks; children considered instead"
+    if params.retryable_only and ACTION_RETRY not in job.job_action.available_actions:
+        offered = ", ".join(job.job_action.available_actions) or "none"
+        return f"RETRY not in available_actions (offered: {offered})"
+    return None
+
+
+def _matches(job: JobInfo, params: SelectJobsParams) -> bool:
+    if params.engine_type is not None and job.engine_type not in params.engine_type:
+        return False
+    if not fnmatch.fnmatchcase(job.name, params.name):
+        return False
+    if job.is_dual_active_parent:
+        # A parent is worth a line in the report when it or one of its children matches.
+        return job.status in params.statuses or any(_matches(c, params) for c in job.children)
+    return job.status in params.statuses
+
+
+def _candidates(jobs: Iterable[JobInfo]) -> Iterable[tuple[JobInfo, str | None]]:
+    """Every job and child, each with its parent id."""
+    for job in jobs:
+        yield job, None
+        for child in job.children:
+            yield child, job.id
+
+
+async def run(ctx: ActionContext, params: SelectJobsParams) -> dict[str, Any]:
+    selected: list[str] = []
+    skipped: list[str] = []
+    for db_use_type in params.db_use_type:
+        listed = await ctx.api.list_jobs(db_use_type=db_use_type)
+        for job, parent_id in _candidates(listed):
+            if not _matches(job, params) or ctx.jobs.get(job.id) is not None:
+                continue
+            record = ctx.jobs.add(
+                JobRecord(
+                    job_id=job.id,
+                    name=job.name,
+                    status_at_selection=job.status,
+                    engine_type=job.engine_type,
+                    db_use_type=job.db_use_type or db_use_type,
+                    parent_id=parent_id,
+                    last_status=job.status,
+                )
+            )
+            reason = _skip_reason(job, params)
+            if reason is None:
+                ctx.jobs.record(job.id, EventKind.SELECTED, step=ctx.step_id, status=job.status)
+                selected.append(job.id)
+            else:
+                ctx.jobs.record(
+                    job.id, EventKind.SKIPPED, step=ctx.step_id, status=job.status, detail=reason
+                )
+                record.disposition = Disposition.SKIPPED
+                record.reason = reason
+                skipped.append(job.id)
+    return {"jobs": selected, "skipped": skipped, "count": len(selected)}

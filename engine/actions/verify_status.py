@@ -1,0 +1,140 @@
+"""``drs.verify_status``: poll batch-status until every job is healthy, failed, or out of time.
+
+Only unresolved jobs are polled, all of them per request (the client chunks by 100). Time to
+recover is measured from the retry acknowledgement to the first poll that saw a healthy status,
+so it overstates the truth by at most one poll interval.
+
+A job that still shows its failed status right after an acknowledged retry has not necessarily
+failed again: the service may not have started it yet. It counts as failed again once it was
+seen starting, or when FAILURE_GRACE_S has passed since the acknowledgement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.actions.batch_retry import job_ids
+from engine.actions.context import (
+    ActionContext,
+    Disposition,
+    EventKind,
+    JobRecord,
+    StepFailedError,
+)
+from engine.api.types import ERR_TASK_NOT_QUERYABLE, StatusGroup, StatusResult, status_group
+from engine.runbook.expressions import parse_duration
+
+DEFAULT_POLL_INTERVAL_S = 5.0
+FAILURE_GRACE_S = 30.0
+_NOT_HEALTHY = frozenset({StatusGroup.FAILED, StatusGroup.PAUSED, StatusGroup.ENDED})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifyStatusParams:
+    jobs: tuple[str, ...]
+    poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
+
+    @classmethod
+    def from_with(cls, raw: Mapping[str, Any]) -> VerifyStatusParams:
+        return cls(
+            jobs=job_ids(raw.get("jobs")),
+            poll_interval_s=parse_duration(raw.get("poll_interval", DEFAULT_POLL_INTERVAL_S)),
+        )
+
+
+@dataclass(slots=True)
+class _Watch:
+    record: JobRecord
+    seen_starting: bool = False
+
+
+async def run(ctx: ActionContext, params: VerifyStatusParams) -> dict[str, Any]:
+    if ctx.deadline is None:
+        raise StepFailedError("verify_status needs a deadline; set the step's timeout")
+    if params.poll_interval_s <= 0:
+        raise StepFailedError(f"poll_interval must be > 0, got {params.poll_interval_s}")
+    pending = {j: _Watch(ctx.jobs.ensure(j)) for j in params.jobs}
+    while pending:
+        results = await ctx.api.batch_status(list(pending))
+        for result in results:
+            watch = pending.get(result.id)
+            if watch is not None and _observe(ctx, watch, result):
+                del pending[result.id]
+        remaining = ctx.deadline - ctx.now()
+        if not pending or remaining <= 0:
+            break
+        await ctx.sleep(min(params.poll_interval_s, remaining))
+    for watch in pending.values():
+        last = watch.record.last_status or "unknown"
+        reason = f"still {last} when the step's timeout ran out"
+        _settle(ctx, watch.record, Disposition.TIMED_OUT, EventKind.TIMED_OUT, reason)
+    return _outputs(ctx, params.jobs)
+
+
+def _observe(ctx: ActionContext, watch: _Watch, result: StatusResult) -> bool:
+    """Record one status answer; True when the job is resolved."""
+    record = watch.record
+    if result.status != record.last_status:
+        ctx.jobs.record(
+            record.job_id, EventKind.STATUS_OBSERVED, step=ctx.step_id, status=result.status
+        )
+    if result.error_code == ERR_TASK_NOT_QUERYABLE or not result.status:
+        record.error_code = result.error_code
+        message = result.error_message or "the job cannot be queried"
+        _settle(ctx, record, Disposition.NOT_FOUND, EventKind.NOT_FOUND, message)
+        return True
+    group = status_group(result.status)
+    acknowledged_at = record.retry_acknowledged_at
+    if group is StatusGroup.HEALTHY:
+        if acknowledged_at is None:
+            _settle(ctx, record, Disposition.HEALTHY, EventKind.RECOVERED, None)
+        else:
+            record.time_to_recover_s = round(ctx.now() - acknowledged_at, 3)
+            _settle(ctx, record, Disposition.RECOVERED, EventKind.RECOVERED, None)
+        return True
+    if group in _NOT_HEALTHY:
+        if acknowledged_at is None:
+            reason = f"status {result.status}"
+            _settle(ctx, record, Disposition.FAILED, EventKind.FAILED_AGAIN, reason)
+            return True
+        in_grace = ctx.now() - acknowledged_at < FAILURE_GRACE_S
+        if watch.seen_starting or not in_grace or group is StatusGroup.ENDED:
+            reason = f"status {result.status} after the retry"
+            _settle(ctx, record, Disposition.FAILED_AGAIN, EventKind.FAILED_AGAIN, reason)
+            return True
+        return False
+    watch.seen_starting = True  # in progress, or a status this engine does not know yet
+    return False
+
+
+def _settle(
+    ctx: ActionContext,
+    record: JobRecord,
+    disposition: Disposition,
+    kind: EventKind,
+    reason: str | None,
+) -> None:
+    record.disposition = disposition
+    record.reason = reason
+    ctx.jobs.record(record.job_id, kind, step=ctx.step_id, detail=reason)
+
+
+def _outputs(ctx: ActionContext, ids: tuple[str, ...]) -> dict[str, Any]:
+    by: dict[Disposition, list[str]] = {}
+    for job_id in ids:
+        record = ctx.jobs.ensure(job_id)
+        by.setdefault(record.disposition, []).append(job_id)
+    recovered = by.get(Disposition.RECOVERED, []) + by.get(Disposition.HEALTHY, [])
+    failed = (
+        by.get(Disposition.FAILED_AGAIN, [])
+        + by.get(Disposition.FAILED, [])
+        + by.get(Disposition.NOT_FOUND, [])
+    )
+    return {
+        "recovered": recovered,
+        "failed": failed,
+        "timed_out": by.get(Disposition.TIMED_OUT, []),
+        "recovered_ratio": round(len(recovered) / len(ids), 4) if ids else 1.0,
+    }

@@ -1,0 +1,437 @@
+"""The ``runbook`` command: the only place where errors become text and exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine import __version__
+from engine.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EngineError, UsageError
+
+logger = logging.getLogger("engine")
+
+TOKEN_ENV = "DRS_AUTH_TOKEN"
+IAM_USER_ENV = "DRS_IAM_USER"
+IAM_PASSWORD_ENV = "DRS_IAM_PASSWORD"
+IAM_DOMAIN_ENV = "DRS_IAM_DOMAIN"
+IAM_ENDPOINT_ENV = "DRS_IAM_ENDPOINT"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _configure_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("engine")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="Log to stderr: -v info, -vv debug.")
+@click.version_option(__version__, prog_name="runbook")
+def cli(verbose: int) -> None:
+    """Declarative runbooks for Huawei Cloud DRS fleets: select, batch-retry, verify, report."""
+    _configure_logging(verbose)
+
+
+# --------------------------------------------------------------------------- validate
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def validate(files: Sequence[Path]) -> None:
+    """Check runbook FILES; print every problem as FILE:LINE:COL: message.
+
+    Exit 0 when all are valid, 2 when any is not.
+    """
+    from engine.actions import CATALOG
+    from engine.errors import RunbookInvalidError
+    from engine.runbook import load_runbook
+
+    problems = 0
+    for path in files:
+        try:
+            load_runbook(path, CATALOG)
+        except RunbookInvalidError as exc:
+            problems += len(exc.diagnostics)
+            click.echo(exc.format_message())
+        else:
+            click.echo(f"{path}: ok", err=True)
+    if problems:
+        raise SystemExit(EXIT_USAGE)
+
+
+# --------------------------------------------------------------------------- run
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--emulator",
+    "use_emulator",
+    is_flag=True,
+    help="Start the embedded DRS emulator on a free loopback port, seeded with the runbook's "
+    "targets, and run against it.",
+)
+@click.option(
+    "--endpoint",
+    metavar="URL",
+    help=f"Send every target's calls to this base URL; credentials from ${TOKEN_ENV} or "
+    f"${IAM_USER_ENV}/${IAM_PASSWORD_ENV}/${IAM_DOMAIN_ENV}.",
+)
+@click.option(
+    "--report-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where to write the reports (default ./runbook-reports/<run-id>/).",
+)
+@click.option("--emulator-seed", type=int, default=0, show_default=True)
+@click.option("--emulator-jobs", type=click.IntRange(1, 10_000), default=20, show_default=True)
+@click.option(
+    "--emulator-time-scale",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Multiply the emulator's state-transition delays.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines, only the summary.")
+def run(
+    file: Path,
+    use_emulator: bool,
+    endpoint: str | None,
+    report_dir: Path | None,
+    emulator_seed: int,
+    emulator_jobs: int,
+    emulator_time_scale: float,
+    quiet: bool,
+) -> None:
+    """Run the runbook FILE and write its reports.
+
+    Exit 0 when every selected job ends healthy, 1 when some did not recover or a step failed,
+    2 when the runbook or the command line is invalid.
+    """
+    from engine.actions import CATALOG
+    from engine.report.render import terminal_summary
+    from engine.runbook import load_runbook
+
+    if use_emulator and endpoint:
+        raise UsageError("--emulator and --endpoint cannot be used together; pick one target")
+    runbook = load_runbook(file, CATALOG)
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+    directory = report_dir or Path("runbook-reports") / run_id
+    emulator = (
+        {"seed": emulator_seed, "jobs": emulator_jobs, "time_scale": emulator_time_scale}
+        if use_emulator
+        else None
+    )
+    report, stats = asyncio.run(
+        _run(runbook, run_id=run_id, endpoint=endpoint, emulator=emulator, quiet=quiet)
+    )
+    written = _write_reports(directory, report, stats)
+    click.echo(terminal_summary(report), nl=False)
+    click.echo("reports: " + ", ".join(str(p) for p in written))
+    code = int(report["exit_code"])
+    raise SystemExit(code)
+
+
+class _ProgressLines:
+    """Plain progress lines on stderr, one per step start and finish."""
+
+    def __init__(self, quiet: bool) -> None:
+        self._quiet = quiet
+
+    def step_started(self, target: Any, step: Any) -> None:
+        if not self._quiet:
+            click.echo(f"[{target.label}] {step.id} ({step.action}) ...", err=True)
+
+    def step_finished(self, target: Any, outcome: Any, jobs: Any) -> None:
+        if self._quiet:
+            return
+        if outcome.message:
+            detail = outcome.message
+        else:
+            detail = ", ".join(
+                f"{k}: {len(v) if isinstance(v, list) else v}" for k, v in outcome.outputs.items()
+            )
+        click.echo(
+            f"[{target.label}] {outcome.step_id} {outcome.status.value} in "
+            f"{outcome.duration_s:.1f}s: {detail}",
+            err=True,
+        )
+
+
+async def _run(
+    runbook: Any,
+    *,
+    run_id: str,
+    endpoint: str | None,
+    emulator: Mapping[str, Any] | None,
+    quiet: bool,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Execute; returns the report document and, with --emulator, the emulator's stats."""
+    from engine.api.transport import AiohttpTransport
+    from engine.report.build import build_report
+    from engine.run.executor import Executor
+
+    stats: dict[str, Any] | None = None
+    async with AsyncExitStack() as stack:
+        transport = await stack.enter_async_context(AiohttpTransport())
+        if emulator is not None:
+            emu = await stack.enter_async_context(_start_emulator(runbook, emulator))
+            click.echo(f"emulator listening on {emu.url} (in-process, loopback only)", err=True)
+            connections = _emulator_connections(runbook, emu, transport)
+        else:
+            connections = _connections(runbook, endpoint, transport)
+        executor = Executor(
+            runbook,
+            run_id=run_id,
+            transport=transport,
+            connections=connections,
+            observer=_ProgressLines(quiet),
+        )
+        result = await executor.run()
+        if emulator is not None:
+            stats = await _emulator_stats(emu.url)
+    return build_report(result), stats
+
+
+def _write_reports(
+    directory: Path, report: dict[str, Any], stats: dict[str, Any] | None
+) -> list[Path]:
+    from engine.report.render import to_json, to_markdown
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = [directory / "report.json", directory / "report.md"]
+    written[0].write_text(to_json(report), encoding="utf-8")
+    written[1].write_text(to_markdown(report), encoding="utf-8")
+    if stats is not None:
+        written.append(directory / "emulator-stats.json")
+        written[2].write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+        per_job = stats.get("retry_requests_per_job", {})
+        click.echo(
+            f"emulator saw {stats.get('mutating_requests', 0)} batch-retry request(s) naming "
+            f"{len(per_job)} job(s), at most {max(per_job.values(), default=0)} per job",
+            err=True,
+        )
+    return written
+
+
+def _start_emulator(runbook: Any, options: Mapping[str, Any]) -> Any:
+    from engine.emulator import Emulator, EmulatorConfig, ProjectSpec
+
+    seen: dict[str, ProjectSpec] = {}
+    for target in runbook.targets:
+        seen.setdefault(
+            target.project_id,
+            ProjectSpec(project_id=target.project_id, region=target.region or "cn-north-4"),
+        )
+    config = EmulatorConfig(
+        projects=tuple(seen.values()),
+        jobs_per_project=options["jobs"],
+        seed=options["seed"],
+        time_scale=options["time_scale"],
+    )
+    return Emulator(config)
+
+
+def _emulator_connections(runbook: Any, emu: Any, transport: Any) -> dict[Any, Any]:
+    from engine.api.auth import IamPasswordAuth
+    from engine.run.executor import Connection
+
+    config = emu.config
+    return {
+        target: Connection(
+            endpoint=emu.url,
+            auth=IamPasswordAuth(
+                transport=transport,
+                iam_endpoint=emu.url,
+                user=config.user,
+                password=config.password,
+                domain=config.domain,
+                project_id=target.project_id,
+            ),
+        )
+        for target in runbook.targets
+    }
+
+
+def _connections(runbook: Any, endpoint: str | None, transport: Any) -> dict[Any, Any]:
+    """Real endpoints (or one --endpoint for all), with credentials from the environment."""
+    from engine.api.auth import Auth, IamPasswordAuth, StaticTokenAuth
+    from engine.api.endpoints import drs_endpoint, iam_endpoint
+    from engine.run.executor import Connection
+
+    token = os.environ.get(TOKEN_ENV)
+    user = os.environ.get(IAM_USER_ENV)
+    password = os.environ.get(IAM_PASSWORD_ENV)
+    domain = os.environ.get(IAM_DOMAIN_ENV)
+    if not token and not (user and password and domain):
+        raise UsageError(
+            f"no credentials: set {TOKEN_ENV}, or {IAM_USER_ENV}, {IAM_PASSWORD_ENV} and "
+            f"{IAM_DOMAIN_ENV} (or use --emulator to run against the embedded emulator)"
+        )
+    connections: dict[Any, Any] = {}
+    for target in runbook.targets:
+        base = endpoint or target.endpoint or drs_endpoint(target.region)
+        auth: Auth
+        if token:
+            auth = StaticTokenAuth(token)
+        else:
+            assert user
+            assert password
+            assert domain
+            iam = os.environ.get(IAM_ENDPOINT_ENV) or (
+                endpoint or (iam_endpoint(target.region) if target.region else base)
+            )
+            auth = IamPasswordAuth(
+                transport=transport,
+                iam_endpoint=iam,
+                user=user,
+                password=password,
+                domain=domain,
+                project_id=target.project_id,
+            )
+        connections[target] = Connection(endpoint=base.rstrip("/"), auth=auth)
+    return connections
+
+
+async def _emulator_stats(url: str) -> dict[str, Any]:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/_emulator/stats") as resp:
+        stats: dict[str, Any] = await resp.json()
+        return stats
+
+
+# --------------------------------------------------------------------------- emulator
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--allow-non-loopback",
+    is_flag=True,
+    help="Allow --host to be an address other than loopback (the emulator has demo credentials).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port to bind; 0 picks a free one.",
+)
+@click.option("--projects", type=click.IntRange(1, 10_000), default=3, show_default=True)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 10_000),
+    default=20,
+    show_default=True,
+    help="Top-level jobs per project.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Multiply every state-transition delay.",
+)
+@click.option(
+    "--parent-refusal",
+    type=click.Choice(["per_job", "request"]),
+    default="per_job",
+    show_default=True,
+    help="How a dual-active parent in batch-retry-task is refused: a per-job failure "
+    "in a 200, or a 400 for the whole request.",
+)
+def emulator(
+    host: str,
+    allow_non_loopback: bool,
+    port: int,
+    projects: int,
+    jobs: int,
+    seed: int,
+    time_scale: float,
+    parent_refusal: str,
+) -> None:
+    """Serve the DRS emulator until interrupted.
+
+    The first line on stdout is one JSON object: url, projects, token, user, password, domain.
+    """
+    from engine.emulator import EmulatorConfig
+
+    if host not in LOOPBACK_HOSTS and not allow_non_loopback:
+        raise UsageError(
+            f"--host {host} is not a loopback address; the emulator serves demo credentials, "
+            "add --allow-non-loopback if you really mean it"
+        )
+    config = EmulatorConfig(
+        projects=EmulatorConfig.generate_projects(projects, seed),
+        jobs_per_project=jobs,
+        seed=seed,
+        time_scale=time_scale,
+        parent_refusal="request" if parent_refusal == "request" else "per_job",
+    )
+    asyncio.run(_serve_emulator(config, host, port))
+
+
+async def _serve_emulator(config: Any, host: str, port: int) -> None:
+    from engine.emulator import Emulator
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with Emulator(config, host=host, port=port) as emu:
+        click.echo(json.dumps(emu.describe()))
+        click.echo(f"DRS emulator listening on {emu.url} (IAM at {emu.url}/v3/auth/tokens)")
+        click.echo(f"stats: GET {emu.url}/_emulator/stats; stop with Ctrl-C")
+        sys.stdout.flush()
+        await stop.wait()
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: run the command, turn engine errors into one message and an exit code."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except EngineError as exc:
+        click.echo(
+            f"runbook: {exc.format_message()}"
+            if not _is_diagnostics(exc)
+            else exc.format_message(),
+            err=True,
+        )
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("runbook: aborted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        click.echo("runbook: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except SystemExit:
+        raise
+    sys.exit(EXIT_OK)
+
+
+def _is_diagnostics(exc: EngineError) -> bool:
+    from engine.errors import RunbookInvalidError
+
+    return isinstance(exc, RunbookInvalidError)

@@ -1,0 +1,139 @@
+"""Turn a finished run into the report document that every renderer reads (report.json's shape)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from engine.actions.context import GOOD_DISPOSITIONS, Disposition, JobRecord
+from engine.run.executor import RunResult, StepOutcome, TargetOutcome
+
+REPORT_VERSION = 1
+
+# Dispositions a human has to look at, in the order the report lists them.
+NEEDS_A_HUMAN = (
+    Disposition.FAILED_AGAIN,
+    Disposition.FAILED,
+    Disposition.RETRY_REJECTED,
+    Disposition.RETRY_UNKNOWN,
+    Disposition.TIMED_OUT,
+    Disposition.NOT_FOUND,
+    Disposition.NOT_RETRIED,
+    Disposition.NOT_VERIFIED,
+)
+
+
+def build_report(result: RunResult) -> dict[str, Any]:
+    targets = [_target(t) for t in result.targets]
+    all_jobs = [job for t in result.targets for job in t.jobs]
+    return {
+        "report_version": REPORT_VERSION,
+        "run_id": result.run_id,
+        "runbook": {
+            "name": result.runbook.name,
+            "path": result.runbook.path,
+            "description": result.runbook.description,
+        },
+        "started_at": result.started_at.isoformat(timespec="seconds"),
+        "finished_at": result.finished_at.isoformat(timespec="seconds"),
+        "wall_s": result.wall_s,
+        "exit_code": result.exit_code,
+        "totals": _totals(all_jobs),
+        "time_to_recover_s": rto_summary(
+            j.time_to_recover_s for j in all_jobs if j.time_to_recover_s is not None
+        ),
+        "api_calls": dict(sorted(result.api_calls.items())),
+        "targets": targets,
+    }
+
+
+def _totals(jobs: Sequence[JobRecord]) -> dict[str, int]:
+    counts = Counter(j.disposition.value for j in jobs)
+    selected = sum(1 for j in jobs if j.disposition is not Disposition.SKIPPED)
+    good = sum(1 for j in jobs if j.disposition in GOOD_DISPOSITIONS)
+    return {
+        "jobs": len(jobs),
+        "selected": selected,
+        "ok": good - counts[Disposition.SKIPPED.value],
+        "needs_attention": sum(counts[d.value] for d in NEEDS_A_HUMAN),
+        **{d.value: counts[d.value] for d in Disposition if counts[d.value]},
+    }
+
+
+def _target(outcome: TargetOutcome) -> dict[str, Any]:
+    target = outcome.target
+    jobs = list(outcome.jobs)
+    return {
+        "project_id": target.project_id,
+        "name": target.name,
+        "region": target.region,
+        "endpoint": outcome.endpoint,
+        "status": "failed" if outcome.failed else "ok",
+        "totals": _totals(jobs),
+        "steps": [_step(s) for s in outcome.steps],
+        "jobs": [_job(j) for j in jobs],
+    }
+
+
+def _step(step: StepOutcome) -> dict[str, Any]:
+    return {
+        "id": step.step_id,
+        "action": step.action,
+        "status": step.status.value,
+        "started_t": step.started_t,
+        "duration_s": step.duration_s,
+        "message": step.message,
+        # Lists of ids are already in the jobs' timelines: the step keeps their sizes.
+        "outputs": {k: len(v) if isinstance(v, list) else v for k, v in step.outputs.items()},
+    }
+
+
+def _job(job: JobRecord) -> dict[str, Any]:
+    return {
+        "id": job.job_id,
+        "name": job.name,
+        "parent_id": job.parent_id,
+        "engine_type": job.engine_type,
+        "db_use_type": job.db_use_type,
+        "status_at_selection": job.status_at_selection,
+        "last_status": job.last_status,
+        "disposition": job.disposition.value,
+        "reason": job.reason,
+        "error_code": job.error_code,
+        "time_to_recover_s": job.time_to_recover_s,
+        "events": [
+            {
+                k: v
+                for k, v in (
+                    ("t", e.t),
+                    ("kind", e.kind.value),
+                    ("step", e.step),
+                    ("status", e.status),
+                    ("error_code", e.error_code),
+                    ("detail", e.detail),
+                )
+                if v is not None
+            }
+            for e in job.events
+        ],
+    }
+
+
+def rto_summary(values: Iterable[float]) -> dict[str, float | int | None]:
+    """Count, median, p95 and max of time-to-recover figures (nearest-rank percentiles)."""
+    ordered = sorted(values)
+    if not ordered:
+        return {"count": 0, "p50": None, "p95": None, "max": None}
+    return {
+        "count": len(ordered),
+        "p50": _percentile(ordered, 50),
+        "p95": _percentile(ordered, 95),
+        "max": ordered[-1],
+    }
+
+
+def _percentile(ordered: Sequence[float], pct: int) -> float:
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]

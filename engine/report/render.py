@@ -1,0 +1,191 @@
+"""Pure renderers of the report document: JSON, Markdown for tickets, and the terminal summary."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from engine.report.build import NEEDS_A_HUMAN
+
+_NEEDS = {d.value for d in NEEDS_A_HUMAN}
+# Terminal and Markdown summary columns: (heading, disposition values counted).
+_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("selected", ("selected",)),
+    ("recovered", ("recovered", "healthy")),
+    ("failed again", ("failed_again", "failed")),
+    ("rejected", ("retry_rejected",)),
+    ("timed out", ("timed_out",)),
+    ("other", ("retry_unknown", "not_found", "not_retried", "not_verified")),
+    ("skipped", ("skipped",)),
+)
+
+
+def to_json(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+
+
+def _headline(report: dict[str, Any]) -> str:
+    totals = report["totals"]
+    if report["exit_code"] == 0:
+        return f"all {totals['selected']} selected job(s) healthy"
+    failed_targets = [t for t in report["targets"] if t["status"] == "failed"]
+    parts = []
+    if totals["needs_attention"]:
+        parts.append(f"{totals['needs_attention']} of {totals['selected']} job(s) need a human")
+    if failed_targets:
+        parts.append(f"a step failed in {len(failed_targets)} project(s)")
+    return "; ".join(parts) or "run did not complete"
+
+
+def _row_counts(totals: dict[str, int]) -> list[str]:
+    selected = totals["selected"]
+    cells = [str(selected)]
+    for _, keys in _COLUMNS[1:]:
+        cells.append(str(sum(totals.get(k, 0) for k in keys)))
+    return cells
+
+
+def _label(target: dict[str, Any]) -> str:
+    return str(target["name"] or target["project_id"])
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    out = [headers, ["-" * w for w in widths], *rows]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in out]
+
+
+def _needs_a_human(report: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    return [
+        (target, job)
+        for target in report["targets"]
+        for job in target["jobs"]
+        if job["disposition"] in _NEEDS
+    ]
+
+
+def terminal_summary(report: dict[str, Any], *, max_listed: int = 20) -> str:
+    """A short plain-text summary: one row per project, then the jobs that need a human."""
+    headers = ["project", *(h for h, _ in _COLUMNS)]
+    rows = [[_label(t), *_row_counts(t["totals"])] for t in report["targets"]]
+    rows.append(["total", *_row_counts(report["totals"])])
+    lines = [f"run {report['run_id']}: {_headline(report)}", "", *_table(headers, rows)]
+    for target in report["targets"]:
+        for step in target["steps"]:
+            if step["status"] == "failed":
+                lines.append(f"{_label(target)}: step '{step['id']}' failed: {step['message']}")
+    needs = _needs_a_human(report)
+    if needs:
+        lines += ["", "needs a human:"]
+        for target, job in needs[:max_listed]:
+            lines.append(
+                f"  {_label(target)}  {job['id']}  {job['name']}  "
+                f"{job['disposition']}: {job['reason']}"
+            )
+        if len(needs) > max_listed:
+            lines.append(f"  ... and {len(needs) - max_listed} more (see the report)")
+    rto = report["time_to_recover_s"]
+    if rto["count"]:
+        lines += [
+            "",
+            f"time to recover: median {rto['p50']}s, p95 {rto['p95']}s, "
+            f"max {rto['max']}s over {rto['count']} job(s)",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _md_escape(text: object) -> str:
+    return str(text if text is not None else "").replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out.extend("| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows)
+    return out
+
+
+def _ttr(job: dict[str, Any]) -> str:
+    value = job["time_to_recover_s"]
+    return "" if value is None else f"{value:.1f}s"
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """The report for an incident ticket: summary first, then what needs a human, then detail."""
+    runbook = report["runbook"]
+    lines = [
+        f"# Runbook `{runbook['name']}` — run `{report['run_id']}`",
+        "",
+        f"**{_headline(report).capitalize()}** (exit code {report['exit_code']}).",
+        "",
+        f"- Runbook file: `{runbook['path']}`",
+        f"- Started {report['started_at']}, finished {report['finished_at']} "
+        f"({report['wall_s']:.1f}s)",
+        "- API calls: "
+        + (", ".join(f"`{k}`: {v}" for k, v in report["api_calls"].items()) or "none"),
+    ]
+    rto = report["time_to_recover_s"]
+    if rto["count"]:
+        lines.append(
+            f"- Time to recover: median {rto['p50']:.1f}s, p95 {rto['p95']:.1f}s, "
+            f"max {rto['max']:.1f}s ({rto['count']} jobs)"
+        )
+    headers = ["project", *(h for h, _ in _COLUMNS)]
+    rows = [[_label(t), *_row_counts(t["totals"])] for t in report["targets"]]
+    rows.append(["**total**", *_row_counts(report["totals"])])
+    lines += ["", "## Summary", "", *_md_table(headers, rows)]
+    needs = _needs_a_human(report)
+    if needs:
+        lines += ["", "## Needs a human", ""]
+        lines += _md_table(
+            ["project", "job id", "name", "disposition", "last status", "reason"],
+            [
+                (
+                    _label(t),
+                    f"`{j['id']}`",
+                    j["name"],
+                    j["disposition"],
+                    j["last_status"],
+                    j["reason"],
+                )
+                for t, j in needs
+            ],
+        )
+    for target in report["targets"]:
+        where = target["region"] or target["endpoint"]
+        lines += ["", f"## {_label(target)} (`{target['project_id']}`, {where})", ""]
+        lines += _md_table(
+            ["step", "action", "status", "duration", "result"],
+            [
+                (
+                    s["id"],
+                    s["action"],
+                    s["status"],
+                    f"{s['duration_s']:.1f}s",
+                    s["message"] or ", ".join(f"{k}: {v}" for k, v in s["outputs"].items()),
+                )
+                for s in target["steps"]
+            ],
+        )
+        lines.append("")
+        if not target["jobs"]:
+            lines.append("No job matched the selection.")
+            continue
+        lines += _md_table(
+            ["job id", "name", "at selection", "last status", "disposition", "TTR", "detail"],
+            [
+                (
+                    f"`{j['id']}`",
+                    j["name"],
+                    j["status_at_selection"],
+                    j["last_status"],
+                    j["disposition"],
+                    _ttr(j),
+                    j["reason"] or "",
+                )
+                for j in target["jobs"]
+            ],
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,384 @@
+"""Actions against a fake DRS API: selection, batching, rejections, reconciliation, verify."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import pytest
+from engine.api.client import RetryItem
+
+from engine.actions import batch_retry, select_jobs, verify_status
+from engine.actions.context import ActionContext, Disposition, EventKind, JobBook, JobRecord
+from engine.api.types import (
+    BatchActionResult,
+    BatchOutcome,
+    JobActions,
+    JobInfo,
+    StatusResult,
+)
+from engine.errors import DrsApiError, TransportError
+
+RETRYABLE = JobActions(available_actions=("RETRY", "DELETE"))
+
+
+def job(
+    job_id: str,
+    status: str = "INCRE_TRANSFER_FAILED",
+    *,
+    name: str | None = None,
+    actions: JobActions = RETRYABLE,
+    engine: str = "mysql",
+    children: tuple[JobInfo, ...] = (),
+) -> JobInfo:
+    return JobInfo(
+        id=job_id,
+        name=name or f"job-{job_id}",
+        status=status,
+        engine_type=engine,
+        db_use_type="migration",
+        job_action=actions,
+        children=children,
+    )
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class FakeApi:
+    """Scripted DRS API; records every call."""
+
+    listed: dict[str, list[JobInfo]] = field(default_factory=dict)
+    retry_answers: list[Callable[[Sequence[RetryItem]], list[BatchActionResult]]] = field(
+        default_factory=list
+    )
+    status_answers: list[dict[str, str]] = field(default_factory=list)
+    retry_calls: list[list[str]] = field(default_factory=list)
+    status_calls: list[list[str]] = field(default_factory=list)
+    list_calls: list[str] = field(default_factory=list)
+
+    async def list_jobs(
+        self,
+        *,
+        db_use_type: str,
+        engine_type: str | None = None,
+        status: str | None = None,
+        name: str | None = None,
+        net_type: str | None = None,
+    ) -> list[JobInfo]:
+        self.list_calls.append(db_use_type)
+        return self.listed.get(db_use_type, [])
+
+    async def batch_status(self, job_ids: Sequence[str]) -> list[StatusResult]:
+        self.status_calls.append(list(job_ids))
+        answer = (
+            self.status_answers.pop(0) if len(self.status_answers) > 1 else self.status_answers[0]
+        )
+        return [StatusResult(id=j, status=answer[j]) for j in job_ids if j in answer]
+
+    async def batch_retry(self, jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
+        self.retry_calls.append([j.job_id for j in jobs])
+        return self.retry_answers.pop(0)(jobs)
+
+
+def all_succeed(jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
+    return [BatchActionResult(id=j.job_id, status=BatchOutcome.SUCCESS) for j in jobs]
+
+
+def make_ctx(
+    api: FakeApi, clock: FakeClock, step: str = "s", deadline: float | None = None
+) -> ActionContext:
+    return ActionContext(
+        api=api,
+        jobs=JobBook(clock),
+        step_id=step,
+        project_id="p" * 32,
+        deadline=deadline,
+        sleep=clock.sleep,
+    )
+
+
+# ----------------------------------------------------------------------------- select
+
+
+async def test_select_takes_children_of_dual_active_parent_and_skips_the_parent() -> None:
+    child_failed = job("c1", "CHILD_TRANSFER_FAILED")
+    child_ok = job("c2", "CHILD_TRANSFER_STARTED", actions=JobActions(available_actions=("PAUSE",)))
+    parent = job("p1", "CHILD_TRANSFER_FAILED", children=(child_failed, child_ok))
+    api = FakeApi(listed={"cloudDataGuard": [parent]})
+    ctx = make_ctx(api, FakeClock())
+
+    out = await select_jobs.run(ctx, select_jobs.SelectJobsParams.from_with({}))
+
+    assert out == {"jobs": ["c1"], "skipped": ["p1"], "count": 1}
+    parent_record = ctx.jobs.get("p1")
+    assert parent_record is not None
+    assert parent_record.disposition is Disposition.SKIPPED
+    assert parent_record.reason is not None
+    assert "dual-active parent" in parent_record.reason
+    child_record = ctx.jobs.get("c1")
+    assert child_record is not None
+    assert child_record.parent_id == "p1"
+    assert ctx.jobs.get("c2") is None  # healthy child does not match the status filter
+
+
+async def test_select_filters_status_name_glob_engine_and_retry_offer() -> None:
+    api = FakeApi(
+        listed={
+            "migration": [
+                job("a", name="orders-1"),
+                job("b", name="billing-1"),
+                job("c", name="orders-2", engine="postgresql"),
+                job("d", "FULL_TRANSFER_STARTED", name="orders-3"),
+                job(
+                    "e",
+                    "CREATE_FAILED",
+                    name="orders-4",
+                    actions=JobActions(available_actions=("DELETE",)),
+                ),
+            ]
+        }
+    )
+    ctx = make_ctx(api, FakeClock())
+    params = select_jobs.SelectJobsParams.from_with(
+        {"db_use_type": "migration", "name": "orders-*", "engine_type": ["mysql"]}
+    )
+
+    out = await select_jobs.run(ctx, params)
+
+    assert out["jobs"] == ["a"]
+    assert out["skipped"] == ["e"]
+    skipped = ctx.jobs.get("e")
+    assert (
+        skipped is not None
+    )
+    assert (
+        skipped.reason == "RETRY not in available_actions (offered: DELETE)"
+    )
+    assert api.list_calls == ["migration"]
+
+
+async def test_select_lists_every_db_use_type_by_default() -> None:
+    api = FakeApi()
+    await select_jobs.run(make_ctx(api, FakeClock()), select_jobs.SelectJobsParams.from_with({}))
+    assert api.list_calls == ["migration", "sync", "cloudDataGuard"]
+
+
+# ----------------------------------------------------------------------------- retry
+
+
+def seeded(ctx: ActionContext, *ids: str) -> None:
+    for job_id in ids:
+        ctx.jobs.add(
+            JobRecord(job_id=job_id, name=job_id, status_at_selection="INCRE_TRANSFER_FAILED")
+        )
+
+
+async def test_retry_splits_into_batches_and_records_acceptance() -> None:
+    ids = [f"j{i}" for i in range(25)]
+    api = FakeApi(retry_answers=[all_succeed] * 3)
+    ctx = make_ctx(api, FakeClock())
+    seeded(ctx, *ids)
+
+    out = await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=tuple(ids), batch_size=10))
+
+    assert [len(c) for c in api.retry_calls] == [10, 10, 5]
+    assert out == {"accepted": ids, "rejected": []}
+    assert all(r.disposition is Disposition.RETRY_ACCEPTED for r in ctx.jobs)
+
+
+async def test_retry_per_job_failure_inside_200_is_recorded_with_error_code() -> None:
+    def parent_refused(jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
+        return [
+            BatchActionResult(id="a", status=BatchOutcome.SUCCESS),
+            BatchActionResult(
+                id="p",
+                status=BatchOutcome.FAILED,
+                error_code="DRS.M00307",
+                error_msg="Only subtasks can invoke this interface",
+            ),
+        ]
+
+    api = FakeApi(retry_answers=[parent_refused])
+    ctx = make_ctx(api, FakeClock())
+    seeded(ctx, "a", "p")
+
+    out = await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a", "p")))
+
+    assert out == {"accepted": ["a"], "rejected": ["p"]}
+    rejected = ctx.jobs.get("p")
+    assert rejected is not None
+    assert rejected.disposition is Disposition.RETRY_REJECTED
+    assert rejected.error_code == "DRS.M00307"
+    assert rejected.reason == "DRS.M00307: Only subtasks can invoke this interface"
+
+
+async def test_retry_whole_request_400_is_split_so_other_jobs_still_retry() -> None:
+    def reject_whole(jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
+        raise DrsApiError(
+            http_status=400,
+            error_code="DRS.M00307",
+            error_msg="Only subtasks can invoke this interface",
+            request_id="r1",
+            operation="batch-retry-task",
+        )
+
+    def reject_single(jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
+        return reject_whole(jobs)
+
+    api = FakeApi(retry_answers=[reject_whole, all_succeed, reject_single, all_succeed])
+    ctx = make_ctx(api, FakeClock())
+    seeded(ctx, "a", "p", "b")
+
+    out = await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a", "p", "b")))
+
+    assert api.retry_calls == [["a", "p", "b"], ["a"], ["p"], ["b"]]
+    assert out == {"accepted": ["a", "b"], "rejected": ["p"]}
+    rejected = ctx.jobs.get("p")
+    assert rejected is not None
+    assert rejected.error_code == "DRS.M00307"
+
+
+async def test_retry_unknown_outcome_is_reconciled_by_status_never_resent_for_moved_jobs() -> None:
+    def lost(jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
+        raise TransportError("connection reset after the request was sent")
+
+    # "a" moved on (the retry took effect); "b" is still failed, so it is sent once more alone.
+    api = FakeApi(
+        retry_answers=[lost, all_succeed],
+        status_answers=[{"a": "STARTJOBING", "b": "INCRE_TRANSFER_FAILED"}],
+    )
+    ctx = make_ctx(api, FakeClock())
+    seeded(ctx, "a", "b")
+
+    out = await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a", "b")))
+
+    assert api.retry_calls == [["a", "b"], ["b"]]
+    assert sorted(out["accepted"]) == ["a", "b"]
+    a = ctx.jobs.get("a")
+    assert a is not None
+    assert [e.kind for e in a.events][-1] is EventKind.RETRY_RECONCILED
+
+
+async def test_retry_second_unknown_outcome_gives_up_without_a_third_send() -> None:
+    def lost(jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
+        raise TransportError("timeout")
+
+    api = FakeApi(retry_answers=[lost, lost], status_answers=[{"b": "INCRE_TRANSFER_FAILED"}])
+    ctx = make_ctx(api, FakeClock())
+    seeded(ctx, "b")
+
+    out = await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("b",)))
+
+    assert len(api.retry_calls) == 2
+    assert out == {"accepted": [], "rejected": []}
+    record = ctx.jobs.get("b")
+    assert record is not None
+    assert record.disposition is Disposition.RETRY_UNKNOWN
+
+
+# ----------------------------------------------------------------------------- verify
+
+
+async def test_verify_records_recovery_failure_and_timeout_with_time_to_recover() -> None:
+    clock = FakeClock()
+    api = FakeApi(
+        status_answers=[
+            {"ok": "STARTJOBING", "bad": "STARTJOBING", "stuck": "WAITING_FOR_START"},
+            {
+                "ok": "INCRE_TRANSFER_STARTED",
+                "bad": "INCRE_TRANSFER_FAILED",
+                "stuck": "WAITING_FOR_START",
+            },
+            {"stuck": "WAITING_FOR_START"},
+        ]
+    )
+    ctx = make_ctx(api, clock, deadline=10.0)
+    seeded(ctx, "ok", "bad", "stuck")
+    for record in ctx.jobs:
+        record.retry_acknowledged_at = 0.0
+
+    out = await verify_status.run(
+        ctx, verify_status.VerifyStatusParams(jobs=("ok", "bad", "stuck"), poll_interval_s=2.0)
+    )
+
+    assert out == {
+        "recovered": ["ok"],
+        "failed": ["bad"],
+        "timed_out": ["stuck"],
+        "recovered_ratio": 0.3333,
+    }
+    ok = ctx.jobs.get("ok")
+    assert (
+        ok is not None
+    )
+    assert (
+        ok.disposition is Disposition.RECOVERED
+    )
+    assert (
+        ok.time_to_recover_s == 2.0
+    )
+    stuck = ctx.jobs.get("stuck")
+    assert (
+        stuck is not None
+    )
+    assert (
+        stuck.reason == "still WAITING_FOR_START when the step's timeout ran out"
+    )
+    # Only unresolved jobs are polled after the first round.
+    assert api.status_calls[-1] == ["stuck"]
+    assert clock.now == 10.0
+
+
+async def test_verify_gives_a_just_retried_job_time_before_calling_it_failed_again() -> None:
+    clock = FakeClock()
+    api = FakeApi(
+        status_answers=[{"j": "INCRE_TRANSFER_FAILED"}] * 3 + [{"j": "INCRE_TRANSFER_STARTED"}]
+    )
+    ctx = make_ctx(api, clock, deadline=60.0)
+    seeded(ctx, "j")
+    record = ctx.jobs.get("j")
+    assert record is not None
+    record.retry_acknowledged_at = 0.0
+
+    out = await verify_status.run(
+        ctx, verify_status.VerifyStatusParams(jobs=("j",), poll_interval_s=5.0)
+    )
+
+    assert out["recovered"] == ["j"]
+    assert record.time_to_recover_s == 15.0
+
+
+async def test_verify_unknown_job_is_not_found() -> None:
+    clock = FakeClock()
+
+    class Unknown(FakeApi):
+        async def batch_status(self, job_ids: Sequence[str]) -> list[StatusResult]:
+            return [
+                StatusResult(id=j, status="", error_code="DRS.K02000", error_message="no such task")
+                for j in job_ids
+            ]
+
+    ctx = make_ctx(Unknown(), clock, deadline=5.0)
+    out = await verify_status.run(ctx, verify_status.VerifyStatusParams(jobs=("x",)))
+    assert out["failed"] == ["x"]
+    record = ctx.jobs.get("x")
+    assert record is not None
+    assert record.disposition is Disposition.NOT_FOUND
+
+
+@pytest.mark.parametrize("bad", [None, "j1", [1, 2], {"a": 1}])
+def test_jobs_parameter_must_resolve_to_a_list_of_ids(bad: object) -> None:
+    from engine.actions.context import StepFailedError
+
+    with pytest.raises(StepFailedError, match="jobs must be a list of job ids"):
+        batch_retry.BatchRetryParams.from_with({"jobs": bad})
