@@ -1,0 +1,176 @@
+"""Credentials for DRS calls: a fixed IAM token, or a token obtained from IAM with a password.
+
+An ``Auth`` hands out request headers and, after the gateway said the token expired, may fetch
+new ones. It never appears in logs or messages: ``repr`` and every error name the user, domain
+and project, never the password or the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from engine.api.transport import HttpRequest, HttpResponse, Transport, error_fields
+from engine.errors import AuthError
+
+logger = logging.getLogger(__name__)
+
+TOKEN_HEADER = "X-Auth-Token"
+SUBJECT_TOKEN_HEADER = "X-Subject-Token"
+# Fetch a new token this long before IAM says the current one expires.
+REFRESH_MARGIN = timedelta(minutes=5)
+
+
+class Auth(Protocol):
+    """What the client needs from credentials."""
+
+    async def auth_headers(self) -> dict[str, str]:
+        """Headers that authenticate one request, e.g. ``{"X-Auth-Token": ...}``."""
+        ...
+
+    async def refresh(self) -> bool:
+        """Called once after a 401 token-expired answer; True if the request may be replayed."""
+        ...
+
+
+class StaticTokenAuth:
+    """A token given from outside (an environment variable); it cannot be renewed."""
+
+    def __init__(self, token: str) -> None:
+        if not token:
+            raise ValueError("token must not be empty")
+        self._token = token
+
+    def __repr__(self) -> str:
+        return "StaticTokenAuth(token=<redacted>)"
+
+    async def auth_headers(self) -> dict[str, str]:
+        return {TOKEN_HEADER: self._token}
+
+    async def refresh(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    value: str
+    expires_at: datetime
+
+    def __repr__(self) -> str:
+        return f"_Token(<redacted>, expires_at={self.expires_at.isoformat()})"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class IamPasswordAuth:
+    """A project-scoped IAM token from ``POST {iam}/v3/auth/tokens`` with user and password.
+
+    The token is cached until ``REFRESH_MARGIN`` before its ``expires_at``. Concurrent callers
+    share one in-flight request to IAM. This is not a retry policy: a failed IAM call raises
+    ``AuthError`` (or ``TransportError``) to every caller waiting on it.
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        iam_endpoint: str,
+        user: str,
+        password: str,
+        domain: str,
+        project_id: str,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        if not (user and password and domain and project_id):
+            raise ValueError("user, password, domain and project_id must all be non-empty")
+        self._transport = transport
+        self._url = f"{iam_endpoint.rstrip('/')}/v3/auth/tokens"
+        self._user = user
+        self._password = password
+        self._domain = domain
+        self._project_id = project_id
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._token: _Token | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"IamPasswordAuth(user={self._user!r}, domain={self._domain!r}, "
+            f"project_id={self._project_id!r}, url={self._url!r})"
+        )
+
+    async def auth_headers(self) -> dict[str, str]:
+        async with self._lock:
+            token = self._token
+            if token is None or self._clock() >= token.expires_at - REFRESH_MARGIN:
+                token = self._token = await self._request_token()
+        return {TOKEN_HEADER: token.value}
+
+    async def refresh(self) -> bool:
+        rejected = self._token
+        async with self._lock:
+            # Several requests may see the same expired token at once: one new token serves all.
+            if self._token is rejected:
+                self._token = await self._request_token()
+        return True
+
+    async def _request_token(self) -> _Token:
+        request = HttpRequest(
+            method="POST",
+            url=self._url,
+            headers={"Content-Type": "application/json"},
+            body=json.dumps(self._password_body(), separators=(",", ":")).encode(),
+        )
+        response = await self._transport.send(request)
+        logger.debug(
+            "POST %s -> %d (request id %s)", self._url, response.status, response.request_id
+        )
+        if not response.ok:
+            code, message = error_fields(response)
+            message = message.replace(self._password, "<redacted>")  # should IAM ever echo it
+            rid = f", request id {response.request_id}" if response.request_id else ""
+            raise AuthError(
+                f"{self._who()} were rejected: HTTP {response.status} {code}: {message}{rid}"
+            )
+        return self._parse_token(response)
+
+    def _password_body(self) -> dict[str, Any]:
+        user = {"name": self._user, "password": self._password, "domain": {"name": self._domain}}
+        return {
+            "auth": {
+                "identity": {"methods": ["password"], "password": {"user": user}},
+                "scope": {"project": {"id": self._project_id}},
+            }
+        }
+
+    def _parse_token(self, response: HttpResponse) -> _Token:
+        value = response.header(SUBJECT_TOKEN_HEADER)
+        if not value:
+            raise AuthError(f"{self._who()}: IAM answered without an {SUBJECT_TOKEN_HEADER} header")
+        expires_at = _expires_at(response.body)
+        if expires_at is None:
+            raise AuthError(f"{self._who()}: IAM answered without a valid token.expires_at")
+        return _Token(value, expires_at)
+
+    def _who(self) -> str:
+        return (
+            f"IAM credentials of user {self._user!r} in domain {self._domain!r} "
+            f"for project {self._project_id}"
+        )
+
+
+def _expires_at(body: bytes) -> datetime | None:
+    """``token.expires_at`` of an IAM answer as an aware UTC datetime, or None."""
+    try:
+        raw = json.loads(body)["token"]["expires_at"]
+        parsed = datetime.fromisoformat(str(raw))
+    except (ValueError, KeyError, TypeError):
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

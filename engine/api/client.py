@@ -1,0 +1,272 @@
+"""The DRS v3 client: one method per endpoint, every request through ``DrsClient._post``.
+
+The client turns calls into JSON requests and answers into wire types (``engine.api.types``).
+It pages, chunks and renews an expired token; it does not retry on 429, 5xx or transport errors
+and does not rate-limit: that resilience layer belongs in ``_post``, where ``replayable`` says
+which requests it may re-send. Errors:
+
+    DrsApiError      a non-2xx answer (or a 2xx one of the wrong shape: ``INVALID_RESPONSE``)
+    AuthError        the token was rejected and could not be renewed
+    TransportError   no answer; for batch-retry/pause the outcome is unknown (reconcile by status)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from engine.api.auth import Auth
+from engine.api.transport import HttpRequest, HttpResponse, Transport, error_fields
+from engine.api.types import (
+    ERR_TOKEN_EXPIRED,
+    ERR_TOKEN_INVALID,
+    MAX_IDS_PER_BATCH_STATUS,
+    MAX_PER_PAGE,
+    BatchActionResult,
+    JobInfo,
+    Language,
+    StatusResult,
+)
+from engine.errors import AuthError, DrsApiError
+
+logger = logging.getLogger(__name__)
+
+INVALID_RESPONSE = "INVALID_RESPONSE"
+MAX_JOBS_PER_ACTION = 100
+_RENEWABLE_CODES = frozenset({ERR_TOKEN_INVALID, ERR_TOKEN_EXPIRED})
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryItem:
+    """One job of a batch-retry-task request."""
+
+    job_id: str
+    is_sync_re_edit: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"job_id": self.job_id}
+        if self.is_sync_re_edit:  # the API wants it only when true
+            wire["is_sync_re_edit"] = True
+        return wire
+
+
+class DrsClient:
+    """DRS v3 calls for one project in one region."""
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        endpoint: str,
+        project_id: str,
+        auth: Auth,
+        language: Language = Language.EN_US,
+    ) -> None:
+        self.project_id = project_id
+        self.endpoint = endpoint.rstrip("/")
+        self._transport = transport
+        self._auth = auth
+        self._language = language
+
+    def __repr__(self) -> str:
+        return f"DrsClient(endpoint={self.endpoint!r}, project_id={self.project_id!r})"
+
+    async def list_jobs(
+        self,
+        *,
+        db_use_type: str,
+        engine_type: str | None = None,
+        status: str | None = None,
+        name: str | None = None,
+        net_type: str | None = None,
+    ) -> list[JobInfo]:
+        """Every job matching the filters, all pages fetched, each job once."""
+        optional = {
+            "engine_type": engine_type,
+            "status": status,
+            "name": name,
+            "net_type": net_type,
+        }
+        filters = {key: value for key, value in optional.items() if value is not None}
+        jobs: dict[str, JobInfo] = {}
+        page = 1
+        while True:
+            payload = {"cur_page": page, "per_page": MAX_PER_PAGE, "db_use_type": db_use_type}
+            answer = await self._post("list jobs", "/jobs", payload | filters, replayable=True)
+            batch = answer.items("jobs", JobInfo.from_wire)
+            for job in batch:
+                jobs.setdefault(job.id, job)  # a job created while paging can shift into view twice
+            total = answer.count("total_record")
+            # Stop on a short or empty page even if total_record says more: it may be wrong.
+            if len(batch) < MAX_PER_PAGE or (total is not None and page * MAX_PER_PAGE >= total):
+                return list(jobs.values())
+            page += 1
+
+    async def batch_status(self, job_ids: Sequence[str]) -> list[StatusResult]:
+        """The status of each distinct id, in input order; ids the service omits are left out."""
+        ids = list(dict.fromkeys(job_ids))
+        found: dict[str, StatusResult] = {}
+        for chunk in _chunks(ids, MAX_IDS_PER_BATCH_STATUS):
+            found.update(await self._status_chunk(chunk))
+        return [found[job_id] for job_id in ids if job_id in found]
+
+    async def batch_retry(self, jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
+        """Retry failed / resume paused jobs in ONE request; per-job failures are results.
+
+        Not idempotent, so never re-sent: after a ``TransportError`` the outcome is unknown.
+        """
+        _check_action_batch([j.job_id for j in jobs], "batch_retry")
+        payload = {"jobs": [j.to_wire() for j in jobs]}
+        return await self._action("batch-retry", "/jobs/batch-retry-task", payload)
+
+    async def batch_pause(
+        self, job_ids: Sequence[str], *, pause_mode: str | None = None
+    ) -> list[BatchActionResult]:
+        """Pause jobs in ONE request; same rules as ``batch_retry``."""
+        _check_action_batch(job_ids, "batch_pause")
+        mode = {} if pause_mode is None else {"pause_mode": pause_mode}
+        payload = {"jobs": [{"job_id": job_id} | mode for job_id in job_ids]}
+        return await self._action("batch-pause", "/jobs/batch-pause-task", payload)
+
+    async def _status_chunk(self, chunk: list[str]) -> dict[str, StatusResult]:
+        # page_req.per_page defaults to 5 on the server: always say how many we want.
+        found: dict[str, StatusResult] = {}
+        for page in range(1, len(chunk) + 1):
+            payload = {"jobs": chunk, "page_req": {"cur_page": page, "per_page": len(chunk)}}
+            answer = await self._post(
+                "batch-status", "/jobs/batch-status", payload, replayable=True
+            )
+            results = answer.items("results", StatusResult.from_wire)
+            found.update((r.id, r) for r in results)
+            count = answer.count("count")
+            if not results or count is None or len(found) >= min(count, len(chunk)):
+                break
+        return found
+
+    async def _action(
+        self, operation: str, path: str, payload: dict[str, Any]
+    ) -> list[BatchActionResult]:
+        answer = await self._post(operation, path, payload, replayable=False)
+        return answer.items("results", BatchActionResult.from_wire)
+
+    async def _post(
+        self, operation: str, path: str, payload: Mapping[str, Any], *, replayable: bool
+    ) -> _Answer:
+        """Send one POST and return its 2xx JSON object, or raise; the one path of every request.
+
+        ``replayable`` marks requests that may be re-sent when their outcome is unknown (reads).
+        A 401 token-expired answer is replayed once for every request: the gateway refused it,
+        so nothing was applied.
+        """
+        url = f"{self.endpoint}/v3/{self.project_id}{path}"
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        response = await self._send(url, body, replayable=replayable)
+        if _token_expired(response) and await self._auth.refresh():
+            response = await self._send(url, body, replayable=replayable)
+        if response.status == 401:
+            raise AuthError(_describe(operation, response) + " (credentials rejected)")
+        if not response.ok:
+            raise _api_error(operation, response)
+        return _answer(operation, response)
+
+    async def _send(self, url: str, body: bytes, *, replayable: bool) -> HttpResponse:
+        headers = {
+            "Content-Type": "application/json",
+            "X-Language": self._language.value,
+            **await self._auth.auth_headers(),
+        }
+        response = await self._transport.send(
+            HttpRequest(method="POST", url=url, headers=headers, body=body)
+        )
+        logger.debug(
+            "POST %s -> %d (request id %s, replayable=%s)",
+            url,
+            response.status,
+            response.request_id,
+            replayable,
+        )
+        return response
+
+
+def _token_expired(response: HttpResponse) -> bool:
+    return response.status == 401 and error_fields(response)[0] in _RENEWABLE_CODES
+
+
+def _check_action_batch(job_ids: Sequence[str], method: str) -> None:
+    if not job_ids or len(job_ids) > MAX_JOBS_PER_ACTION:
+        raise ValueError(f"{method} takes 1 to {MAX_JOBS_PER_ACTION} jobs, got {len(job_ids)}")
+    if len(set(job_ids)) != len(job_ids):
+        raise ValueError(f"{method} got the same job id twice: the call is not idempotent")
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _describe(operation: str, response: HttpResponse) -> str:
+    code, message = error_fields(response)
+    rid = f", request id {response.request_id}" if response.request_id else ""
+    return f"{operation}: HTTP {response.status} {code}: {message}{rid}"
+
+
+def _api_error(operation: str, response: HttpResponse) -> DrsApiError:
+    code, message = error_fields(response)
+    return DrsApiError(
+        http_status=response.status,
+        error_code=code,
+        error_msg=message,
+        request_id=response.request_id,
+        operation=operation,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """The JSON object of a 2xx answer, with what an ``INVALID_RESPONSE`` error must name."""
+
+    operation: str
+    response: HttpResponse
+    body: dict[str, Any]
+
+    def items(self, key: str, parse: Callable[[Mapping[str, Any]], _T]) -> list[_T]:
+        raw = self.body.get(key)
+        if not isinstance(raw, list):
+            raise self.invalid(f"expected a list in {key!r}, got {type(raw).__name__}")
+        try:
+            return [parse(item) for item in raw]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise self.invalid(f"malformed entry in {key!r}: {exc!r}") from exc
+
+    def count(self, key: str) -> int | None:
+        raw = self.body.get(key)
+        if raw is not None and (isinstance(raw, bool) or not isinstance(raw, int)):
+            raise self.invalid(f"expected an integer {key!r}, got {raw!r:.40}")
+        return raw
+
+    def invalid(self, problem: str) -> DrsApiError:
+        return DrsApiError(
+            http_status=self.response.status,
+            error_code=INVALID_RESPONSE,
+            error_msg=problem,
+            request_id=self.response.request_id,
+            operation=self.operation,
+        )
+
+
+def _answer(operation: str, response: HttpResponse) -> _Answer:
+    try:
+        raw = json.loads(response.body)
+    except ValueError:
+        raw = None
+    answer = _Answer(operation, response, raw if isinstance(raw, dict) else {})
+    if not isinstance(raw, dict):
+        raise answer.invalid("expected a JSON object in the answer body")
+    if raw.get("error_code"):
+        # DRS.M01504 ("another operation is running") arrives as a 202 with an error body.
+        raise _api_error(operation, response)
+    return answer

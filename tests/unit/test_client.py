@@ -1,0 +1,418 @@
+"""DrsClient against a fake transport: request shapes, paging, chunking, errors, token renewal."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import aiohttp
+import pytest
+
+from engine.api.client import INVALID_RESPONSE, DrsClient, RetryItem
+from engine.api.endpoints import drs_endpoint, iam_endpoint
+from engine.api.transport import AiohttpTransport, HttpRequest, HttpResponse
+from engine.api.types import BatchOutcome, JobInfo, Language
+from engine.errors import AuthError, DrsApiError, TransportError
+
+PROJECT = "0123456789abcdef0123456789abcdef"
+BASE = "https://drs.cn-north-4.myhuaweicloud.com"
+
+Answer = HttpResponse | Exception | Callable[[HttpRequest], HttpResponse]
+
+
+def reply(status: int, body: Any, *, request_id: str = "req-1") -> HttpResponse:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return HttpResponse(status=status, headers={"x-request-id": request_id}, body=raw)
+
+
+class FakeTransport:
+    """Records every request; answers from a script (responses, exceptions or functions)."""
+
+    def __init__(self, *answers: Answer) -> None:
+        self.script = list(answers)
+        self.requests: list[HttpRequest] = []
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        self.requests.append(request)
+        answer = self.script.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer if isinstance(answer, HttpResponse) else answer(request)
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(r.body) for r in self.requests]
+
+
+class FakeAuth:
+    def __init__(self, *, renewable: bool = True) -> None:
+        self.token = "token-1"
+        self.renewable = renewable
+        self.refreshes = 0
+
+    async def auth_headers(self) -> dict[str, str]:
+        return {"X-Auth-Token": self.token}
+
+    async def refresh(self) -> bool:
+        self.refreshes += 1
+        self.token = f"token-{self.refreshes + 1}"
+        return self.renewable
+
+
+def client(transport: FakeTransport, auth: FakeAuth | None = None, **kw: Any) -> DrsClient:
+    return DrsClient(
+        transport=transport, endpoint=BASE + "/", project_id=PROJECT, auth=auth or FakeAuth(), **kw
+    )
+
+
+def wire_job(n: int) -> dict[str, Any]:
+    return {"id": f"job-{n}", "name": f"name-{n}", "status": "INCRE_TRANSFER_FAILED"}
+
+
+def jobs_page(first: int, count: int, total: int) -> HttpResponse:
+    return reply(200, {"total_record": total, "jobs": [wire_job(first + i) for i in range(count)]})
+
+
+def status_answer(request: HttpRequest) -> HttpResponse:
+    """Answers batch-status like the service: ``page_req`` slices the asked ids."""
+    body = json.loads(request.body)
+    page, per_page = body["page_req"]["cur_page"], body["page_req"]["per_page"]
+    ids = body["jobs"][(page - 1) * per_page : page * per_page]
+    results = [{"id": i, "status": "INCRE_TRANSFER_STARTED"} for i in ids]
+    return reply(200, {"results": results, "count": len(body["jobs"])})
+
+
+def retry_ok(ids: Sequence[str]) -> HttpResponse:
+    results = [{"id": i, "status": "success"} for i in ids]
+    return reply(200, {"results": results, "count": len(ids)})
+
+
+# --- endpoints ----------------------------------------------------------------------------------
+
+
+def test_endpoints_for_cn_north_4() -> None:
+    assert drs_endpoint("cn-north-4") == "https://drs.cn-north-4.myhuaweicloud.com"
+    assert iam_endpoint("cn-north-4") == "https://iam.cn-north-4.myhuaweicloud.com"
+
+
+def test_endpoints_for_eu_west_101_use_the_eu_site() -> None:
+    assert drs_endpoint("eu-west-101") == "https://drs.eu-west-101.myhuaweicloud.eu"
+    assert iam_endpoint("eu-west-101") == "https://iam.eu-west-101.myhuaweicloud.eu"
+
+
+@pytest.mark.parametrize("region", ["", "evil.com/x", "cn-north-4.attacker", "CN-NORTH-4"])
+def test_endpoint_refuses_a_region_that_is_not_a_region_name(region: str) -> None:
+    with pytest.raises(ValueError, match="region must look like"):
+        drs_endpoint(region)
+
+
+# --- headers and list_jobs ----------------------------------------------------------------------
+
+
+async def test_every_request_carries_content_type_language_and_token() -> None:
+    transport = FakeTransport(jobs_page(0, 1, 1))
+    await client(transport, language=Language.ZH_CN).list_jobs(db_use_type="migration")
+    (request,) = transport.requests
+    assert request.method == "POST"
+    assert request.url == f"{BASE}/v3/{PROJECT}/jobs"
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["X-Language"] == "zh-cn"
+    assert request.headers["X-Auth-Token"] == "token-1"
+    assert b" " not in request.body  # compact JSON
+
+
+async def test_list_jobs_pages_through_three_pages() -> None:
+    transport = FakeTransport(
+        jobs_page(0, 100, 250), jobs_page(100, 100, 250), jobs_page(200, 50, 250)
+    )
+    jobs = await client(transport).list_jobs(db_use_type="sync", engine_type="mysql")
+    assert [j.id for j in jobs] == [f"job-{n}" for n in range(250)]
+    assert all(isinstance(j, JobInfo) for j in jobs)
+    assert [b["cur_page"] for b in transport.bodies()] == [1, 2, 3]
+    for body in transport.bodies():
+        assert body["per_page"] == 100
+        assert body["db_use_type"] == "sync"
+        assert body["engine_type"] == "mysql"
+        assert "status" not in body  # unset filters are not sent
+
+
+async def test_list_jobs_stops_when_total_record_is_reached() -> None:
+    transport = FakeTransport(jobs_page(0, 100, 200), jobs_page(100, 100, 200))
+    assert len(await client(transport).list_jobs(db_use_type="migration")) == 200
+    assert len(transport.requests) == 2
+
+
+async def test_list_jobs_stops_on_an_empty_page_when_total_record_lies() -> None:
+    transport = FakeTransport(jobs_page(0, 100, 10_000), jobs_page(100, 0, 10_000))
+    assert len(await client(transport).list_jobs(db_use_type="migration")) == 100
+    assert len(transport.requests) == 2
+
+
+async def test_list_jobs_keeps_a_job_seen_on_two_pages_once() -> None:
+    transport = FakeTransport(jobs_page(0, 100, 150), jobs_page(99, 51, 150))
+    jobs = await client(transport).list_jobs(db_use_type="migration")
+    assert len(jobs) == 150
+    assert len({j.id for j in jobs}) == 150
+
+
+async def test_list_jobs_with_a_malformed_answer_raises_invalid_response() -> None:
+    transport = FakeTransport(reply(200, {"total_record": 1, "jobs": [{"name": "no id"}]}))
+    with pytest.raises(DrsApiError) as info:
+        await client(transport).list_jobs(db_use_type="migration")
+    assert info.value.error_code == INVALID_RESPONSE
+    assert info.value.operation == "list jobs"
+
+
+async def test_a_2xx_answer_that_is_not_json_raises_invalid_response() -> None:
+    transport = FakeTransport(reply(200, b"<html>ok</html>"))
+    with pytest.raises(DrsApiError) as info:
+        await client(transport).list_jobs(db_use_type="migration")
+    assert info.value.error_code == INVALID_RESPONSE
+
+
+# --- batch_status -------------------------------------------------------------------------------
+
+
+async def test_batch_status_always_sends_page_req_per_page_equal_to_chunk() -> None:
+    transport = FakeTransport(status_answer)
+    results = await client(transport).batch_status(["a", "b", "c"])
+    assert [r.id for r in results] == ["a", "b", "c"]
+    assert transport.bodies() == [
+        {"jobs": ["a", "b", "c"], "page_req": {"cur_page": 1, "per_page": 3}}
+    ]
+
+
+async def test_batch_status_chunks_250_ids_into_100_100_50() -> None:
+    ids = [f"job-{n}" for n in range(250)]
+    transport = FakeTransport(status_answer, status_answer, status_answer)
+    results = await client(transport).batch_status(ids)
+    assert [r.id for r in results] == ids
+    bodies = transport.bodies()
+    assert [len(b["jobs"]) for b in bodies] == [100, 100, 50]
+    assert [b["page_req"] for b in bodies] == [
+        {"cur_page": 1, "per_page": 100},
+        {"cur_page": 1, "per_page": 100},
+        {"cur_page": 1, "per_page": 50},
+    ]
+
+
+async def test_batch_status_dedupes_ids_and_keeps_their_order() -> None:
+    transport = FakeTransport(status_answer)
+    results = await client(transport).batch_status(["b", "a", "b"])
+    assert [r.id for r in results] == ["b", "a"]
+    assert transport.bodies()[0]["jobs"] == ["b", "a"]
+
+
+async def test_batch_status_fetches_further_pages_when_count_exceeds_results() -> None:
+    def capped_at_two(request: HttpRequest) -> HttpResponse:
+        body = json.loads(request.body)
+        start = (body["page_req"]["cur_page"] - 1) * 2
+        results = [{"id": i, "status": "PAUSING"} for i in body["jobs"][start : start + 2]]
+        return reply(200, {"results": results, "count": len(body["jobs"])})
+
+    transport = FakeTransport(capped_at_two, capped_at_two, capped_at_two)
+    results = await client(transport).batch_status(["a", "b", "c", "d", "e"])
+    assert [r.id for r in results] == ["a", "b", "c", "d", "e"]
+    assert [b["page_req"]["cur_page"] for b in transport.bodies()] == [1, 2, 3]
+
+
+async def test_batch_status_with_no_ids_sends_nothing() -> None:
+    transport = FakeTransport()
+    assert await client(transport).batch_status([]) == []
+    assert transport.requests == []
+
+
+# --- batch_retry / batch_pause ------------------------------------------------------------------
+
+
+async def test_batch_retry_body_is_exactly_jobs_with_job_id() -> None:
+    transport = FakeTransport(retry_ok(["a", "b"]))
+    results = await client(transport).batch_retry(
+        [RetryItem(job_id="a"), RetryItem(job_id="b", is_sync_re_edit=True)]
+    )
+    assert transport.bodies() == [
+        {"jobs": [{"job_id": "a"}, {"job_id": "b", "is_sync_re_edit": True}]}
+    ]
+    assert transport.requests[0].url == f"{BASE}/v3/{PROJECT}/jobs/batch-retry-task"
+    assert [(r.id, r.status) for r in results] == [
+        ("a", BatchOutcome.SUCCESS),
+        ("b", BatchOutcome.SUCCESS),
+    ]
+
+
+async def test_batch_retry_200_with_per_job_failures_returns_them_as_results() -> None:
+    answer = {
+        "results": [
+            {"id": "child", "status": "success"},
+            {"id": "parent", "status": "failed", "error_code": "DRS.M00307", "error_msg": "no"},
+        ],
+        "count": 2,
+    }
+    transport = FakeTransport(reply(200, answer))
+    results = await client(transport).batch_retry(
+        [RetryItem(job_id="child"), RetryItem(job_id="parent")]
+    )
+    assert results[1].status is BatchOutcome.FAILED
+    assert (results[1].error_code, results[1].error_msg) == ("DRS.M00307", "no")
+
+
+async def test_batch_retry_400_raises_drs_api_error_with_all_fields() -> None:
+    body = {"error_code": "DRS.M00307", "error_msg": "Only subtasks can invoke this interface"}
+    transport = FakeTransport(reply(400, body, request_id="rid-42"))
+    with pytest.raises(DrsApiError) as info:
+        await client(transport).batch_retry([RetryItem(job_id="parent")])
+    error = info.value
+    assert (error.http_status, error.error_code) == (400, "DRS.M00307")
+    assert error.error_msg == "Only subtasks can invoke this interface"
+    assert (error.request_id, error.operation) == ("rid-42", "batch-retry")
+    assert "rid-42" in str(error)
+
+
+async def test_non_json_502_raises_drs_api_error_with_fallback_code() -> None:
+    transport = FakeTransport(reply(502, b"<html>Bad Gateway</html>"))
+    with pytest.raises(DrsApiError) as info:
+        await client(transport).batch_retry([RetryItem(job_id="a")])
+    assert (info.value.http_status, info.value.error_code) == (502, "HTTP_502")
+    assert "Bad Gateway" in info.value.error_msg
+
+
+async def test_iam_shaped_error_body_is_understood() -> None:
+    body = {"error": {"code": "IAM.0001", "message": "bad things"}}
+    transport = FakeTransport(reply(403, body))
+    with pytest.raises(DrsApiError) as info:
+        await client(transport).batch_status(["a"])
+    assert (info.value.error_code, info.value.error_msg) == ("IAM.0001", "bad things")
+
+
+async def test_202_with_an_error_body_raises_drs_api_error() -> None:
+    body = {"error_code": "DRS.M01504", "error_msg": "another operation is running"}
+    transport = FakeTransport(reply(202, body))
+    with pytest.raises(DrsApiError) as info:
+        await client(transport).batch_retry([RetryItem(job_id="a")])
+    assert (info.value.http_status, info.value.error_code) == (202, "DRS.M01504")
+
+
+async def test_transport_error_from_batch_retry_is_not_retried() -> None:
+    transport = FakeTransport(TransportError("connection reset"), retry_ok(["a"]))
+    with pytest.raises(TransportError):
+        await client(transport).batch_retry([RetryItem(job_id="a")])
+    assert len(transport.requests) == 1
+
+
+async def test_5xx_on_a_read_is_not_retried_here() -> None:
+    transport = FakeTransport(reply(500, {"error_code": "DRS.M00004", "error_msg": "x"}))
+    with pytest.raises(DrsApiError):
+        await client(transport).batch_status(["a"])
+    assert len(transport.requests) == 1
+
+
+@pytest.mark.parametrize("count", [0, 101])
+async def test_batch_retry_refuses_an_empty_or_oversized_batch(count: int) -> None:
+    transport = FakeTransport()
+    with pytest.raises(ValueError, match="1 to 100 jobs"):
+        await client(transport).batch_retry([RetryItem(job_id=f"j{n}") for n in range(count)])
+    assert transport.requests == []
+
+
+async def test_batch_retry_refuses_a_job_twice() -> None:
+    with pytest.raises(ValueError, match="same job id twice"):
+        await client(FakeTransport()).batch_retry([RetryItem(job_id="a"), RetryItem(job_id="a")])
+
+
+async def test_batch_pause_body_carries_pause_mode_only_when_given() -> None:
+    transport = FakeTransport(retry_ok(["a"]), retry_ok(["a"]))
+    await client(transport).batch_pause(["a"], pause_mode="target")
+    await client(transport).batch_pause(["a"])
+    assert transport.bodies() == [
+        {"jobs": [{"job_id": "a", "pause_mode": "target"}]},
+        {"jobs": [{"job_id": "a"}]},
+    ]
+    assert transport.requests[0].url.endswith("/jobs/batch-pause-task")
+
+
+# --- 401 and token renewal ----------------------------------------------------------------------
+
+
+def expired(code: str = "APIGW.0307") -> HttpResponse:
+    return reply(401, {"error_code": code, "error_msg": "The token must be updated."})
+
+
+async def test_401_token_expired_refreshes_and_replays_once_with_new_token() -> None:
+    auth = FakeAuth()
+    transport = FakeTransport(expired(), retry_ok(["a"]))
+    results = await client(transport, auth).batch_retry([RetryItem(job_id="a")])
+    assert [r.status for r in results] == [BatchOutcome.SUCCESS]
+    assert auth.refreshes == 1
+    assert [r.headers["X-Auth-Token"] for r in transport.requests] == ["token-1", "token-2"]
+    assert transport.requests[0].body == transport.requests[1].body
+
+
+async def test_second_401_after_refresh_raises_auth_error() -> None:
+    auth = FakeAuth()
+    transport = FakeTransport(expired("APIGW.0301"), expired("APIGW.0301"))
+    with pytest.raises(AuthError, match=r"HTTP 401 APIGW\.0301"):
+        await client(transport, auth).list_jobs(db_use_type="migration")
+    assert auth.refreshes == 1
+    assert len(transport.requests) == 2
+
+
+async def test_401_with_a_token_that_cannot_be_renewed_raises_auth_error_without_replay() -> None:
+    auth = FakeAuth(renewable=False)
+    transport = FakeTransport(expired())
+    with pytest.raises(AuthError):
+        await client(transport, auth).batch_status(["a"])
+    assert len(transport.requests) == 1
+
+
+async def test_401_signature_invalid_is_not_refreshed() -> None:
+    auth = FakeAuth()
+    transport = FakeTransport(expired("APIGW.0303"))
+    with pytest.raises(AuthError, match=r"APIGW\.0303"):
+        await client(transport, auth).batch_status(["a"])
+    assert auth.refreshes == 0
+
+
+def test_retry_item_omits_is_sync_re_edit_unless_true() -> None:
+    assert RetryItem(job_id="a").to_wire() == {"job_id": "a"}
+    assert RetryItem(job_id="a", is_sync_re_edit=True).to_wire() == {
+        "job_id": "a",
+        "is_sync_re_edit": True,
+    }
+
+
+# --- AiohttpTransport error mapping (no sockets: the session's request is replaced) -------------
+
+
+@pytest.mark.parametrize(
+    "failure", [aiohttp.ServerDisconnectedError(), TimeoutError(), ConnectionResetError()]
+)
+async def test_aiohttp_transport_maps_failures_to_transport_error(
+    monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise failure
+
+    monkeypatch.setattr(aiohttp.ClientSession, "request", fail)
+    request = HttpRequest(
+        method="POST", url=f"{BASE}/v3/p/jobs?secret=1", headers={"X-Auth-Token": "t0k"}, body=b"{}"
+    )
+    async with AiohttpTransport() as transport:
+        with pytest.raises(TransportError) as info:
+            await transport.send(request)
+    assert info.value.__cause__ is failure
+    assert str(info.value).startswith(f"POST {BASE}/v3/p/jobs: ")
+    assert "t0k" not in str(info.value)
+    assert "secret" not in str(info.value)
+
+
+async def test_aiohttp_transport_refuses_send_outside_async_with() -> None:
+    request = HttpRequest(method="POST", url=BASE, headers={}, body=b"")
+    with pytest.raises(RuntimeError, match="outside 'async with'"):
+        await AiohttpTransport().send(request)
+
+
+def test_response_header_lookup_is_case_insensitive() -> None:
+    response = HttpResponse(status=201, headers={"x-subject-token": "abc", "X-REQUEST-ID": "r"})
+    assert response.header("X-Subject-Token") == "abc"
+    assert response.request_id == "r"
+    assert response.header("X-Missing") is None
