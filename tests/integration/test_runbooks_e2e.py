@@ -173,8 +173,20 @@ def test_run_without_credentials_is_a_usage_error(
 def standalone_emulator() -> Iterator[dict[str, Any]]:
     """`runbook emulator` in a subprocess; yields its first-line description."""
     command = [
-        sys.executable, "-c", "from engine.cli import main; main()", "emulator", "--port", "0",
-        "--projects", "2", "--jobs", "15", "--seed", "3", "--time-scale", "0.05",
+        sys.executable,
+        "-c",
+        "from engine.cli import main; main()",
+        "emulator",
+        "--port",
+        "0",
+        "--projects",
+        "2",
+        "--jobs",
+        "15",
+        "--seed",
+        "3",
+        "--time-scale",
+        "0.05",
     ]
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True

@@ -6,10 +6,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
-from engine.api.client import RetryItem
 
 from engine.actions import batch_retry, select_jobs, verify_status
 from engine.actions.context import ActionContext, Disposition, EventKind, JobBook, JobRecord
+from engine.api.client import RetryItem
 from engine.api.types import (
     BatchActionResult,
     BatchOutcome,
@@ -158,12 +158,8 @@ async def test_select_filters_status_name_glob_engine_and_retry_offer() -> None:
     assert out["jobs"] == ["a"]
     assert out["skipped"] == ["e"]
     skipped = ctx.jobs.get("e")
-    assert (
-        skipped is not None
-    )
-    assert (
-        skipped.reason == "RETRY not in available_actions (offered: DELETE)"
-    )
+    assert skipped is not None
+    assert skipped.reason == "RETRY not in available_actions (offered: DELETE)"
     assert api.list_calls == ["migration"]
 
 
@@ -318,22 +314,12 @@ async def test_verify_records_recovery_failure_and_timeout_with_time_to_recover(
         "recovered_ratio": 0.3333,
     }
     ok = ctx.jobs.get("ok")
-    assert (
-        ok is not None
-    )
-    assert (
-        ok.disposition is Disposition.RECOVERED
-    )
-    assert (
-        ok.time_to_recover_s == 2.0
-    )
+    assert ok is not None
+    assert ok.disposition is Disposition.RECOVERED
+    assert ok.time_to_recover_s == 2.0
     stuck = ctx.jobs.get("stuck")
-    assert (
-        stuck is not None
-    )
-    assert (
-        stuck.reason == "still WAITING_FOR_START when the step's timeout ran out"
-    )
+    assert stuck is not None
+    assert stuck.reason == "still WAITING_FOR_START when the step's timeout ran out"
     # Only unresolved jobs are polled after the first round.
     assert api.status_calls[-1] == ["stuck"]
     assert clock.now == 10.0

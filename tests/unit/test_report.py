@@ -1,0 +1,85 @@
+"""Report figures and renderers on hand-made documents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.report.build import rto_summary
+from engine.report.render import terminal_summary, to_markdown
+
+
+def test_rto_summary_uses_nearest_rank_percentiles() -> None:
+    values = [float(v) for v in range(1, 21)]  # 1..20
+    assert rto_summary(values) == {"count": 20, "p50": 10.0, "p95": 19.0, "max": 20.0}
+    assert rto_summary([]) == {"count": 0, "p50": None, "p95": None, "max": None}
+    assert rto_summary([3.5]) == {"count": 1, "p50": 3.5, "p95": 3.5, "max": 3.5}
+
+
+def _report(jobs: list[dict[str, Any]], exit_code: int) -> dict[str, Any]:
+    totals = {"jobs": len(jobs), "selected": len(jobs), "ok": 0, "needs_attention": 0}
+    for job in jobs:
+        totals[job["disposition"]] = totals.get(job["disposition"], 0) + 1
+    totals["needs_attention"] = sum(1 for j in jobs if j["disposition"] != "recovered")
+    target = {
+        "project_id": "a" * 32,
+        "name": "orders|prod",
+        "region": "cn-north-4",
+        "endpoint": "x",
+        "status": "ok",
+        "totals": totals,
+        "jobs": jobs,
+        "steps": [
+            {
+                "id": "verify",
+                "action": "drs.verify_status",
+                "status": "succeeded",
+                "duration_s": 1.0,
+                "message": None,
+                "outputs": {"recovered": 1},
+            }
+        ],
+    }
+    return {
+        "run_id": "r1",
+        "runbook": {"name": "rb", "path": "rb.yaml", "description": None},
+        "started_at": "t0",
+        "finished_at": "t1",
+        "wall_s": 1.0,
+        "exit_code": exit_code,
+        "totals": totals,
+        "time_to_recover_s": {"count": 0},
+        "api_calls": {},
+        "targets": [target],
+    }
+
+
+def _job(job_id: str, disposition: str, reason: str | None = None) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "name": f"name-{job_id}",
+        "status_at_selection": "INCRE_TRANSFER_FAILED",
+        "last_status": "INCRE_TRANSFER_FAILED",
+        "disposition": disposition,
+        "reason": reason,
+        "time_to_recover_s": 1.5 if disposition == "recovered" else None,
+    }
+
+
+def test_summary_and_markdown_name_the_jobs_that_need_a_human() -> None:
+    report = _report([_job("ok1", "recovered"), _job("bad1", "failed_again", "status X")], 1)
+
+    summary = terminal_summary(report)
+    markdown = to_markdown(report)
+
+    assert summary.startswith("run r1: 1 of 2 job(s) need a human\n")
+    assert "  orders|prod  bad1  name-bad1  failed_again: status X" in summary
+    assert "ok1" not in summary.split("needs a human:")[1]
+    assert "## Needs a human" in markdown
+    assert "| orders\\|prod | `bad1` | name-bad1 | failed_again |" in markdown
+    assert "`ok1`" in markdown  # every job is in the per-project table
+
+
+def test_summary_of_a_clean_run_says_so() -> None:
+    report = _report([_job("ok1", "recovered")], 0)
+    assert terminal_summary(report).startswith("run r1: all 1 selected job(s) healthy\n")
+    assert "## Needs a human" not in to_markdown(report)
