@@ -17,7 +17,9 @@ class ActionSpec:
     """What the executor and the validator need to know about an action."""
 
     name: str
-    outputs: frozenset[str]
+    # Output name -> its type in the expression language: string, integer, number, boolean,
+    # list[string].
+    outputs: Mapping[str, str]
     mutating: bool
     run: Runner
     default_timeout_s: float | None = None
@@ -43,19 +45,24 @@ REGISTRY: dict[str, ActionSpec] = {
     for spec in (
         ActionSpec(
             name="drs.select_jobs",
-            outputs=frozenset({"jobs", "skipped", "count"}),
+            outputs={"jobs": "list[string]", "skipped": "list[string]", "count": "integer"},
             mutating=False,
             run=_select,
         ),
         ActionSpec(
             name="drs.batch_retry",
-            outputs=frozenset({"accepted", "rejected"}),
+            outputs={"accepted": "list[string]", "rejected": "list[string]"},
             mutating=True,
             run=_retry,
         ),
         ActionSpec(
             name="drs.verify_status",
-            outputs=frozenset({"recovered", "failed", "timed_out", "recovered_ratio"}),
+            outputs={
+                "recovered": "list[string]",
+                "failed": "list[string]",
+                "timed_out": "list[string]",
+                "recovered_ratio": "number",
+            },
             mutating=False,
             run=_verify,
             default_timeout_s=600.0,
@@ -64,4 +71,8 @@ REGISTRY: dict[str, ActionSpec] = {
     )
 }
 
-CATALOG: dict[str, frozenset[str]] = {name: spec.outputs for name, spec in REGISTRY.items()}
+CATALOG: dict[str, frozenset[str]] = {
+    name: frozenset(spec.outputs) for name, spec in REGISTRY.items()
+}
+# Output types by action, for the expression language's static checks.
+OUTPUT_TYPES: dict[str, Mapping[str, str]] = {name: spec.outputs for name, spec in REGISTRY.items()}
