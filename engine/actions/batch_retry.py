@@ -14,7 +14,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.actions.context import ActionContext, Disposition, EventKind, StepFailedError
+from engine.actions.context import (
+    ActionContext,
+    Disposition,
+    EventKind,
+    JobRecord,
+    StepFailedError,
+)
 from engine.api.client import RetryItem
 from engine.api.types import (
     FAILED_STATUSES,
@@ -70,9 +76,45 @@ async def run(ctx: ActionContext, params: BatchRetryParams) -> dict[str, Any]:
             f"batch_size must be between 1 and {MAX_BATCH_SIZE}, got {params.batch_size}"
         )
     tally = _Tally(accepted=[], rejected=[])
-    for batch in _batches(params.jobs, params.batch_size):
+    fresh: list[str] = []
+    unanswered: list[str] = []
+    for job_id in params.jobs:
+        earlier = _earlier_retry(ctx.jobs.ensure(job_id))
+        if earlier is None:
+            fresh.append(job_id)
+        elif earlier is EventKind.RETRY_SENT:
+            unanswered.append(job_id)
+        elif earlier is EventKind.RETRY_REJECTED:
+            tally.rejected.append(job_id)
+        elif earlier is not EventKind.RETRY_UNKNOWN:
+            tally.accepted.append(job_id)
+    if unanswered:
+        # Sent earlier in this run (a step attempt that was cut short): learn, don't re-send.
+        await _reconcile(
+            ctx, unanswered, params, tally, resend_allowed=True, cause="earlier attempt"
+        )
+    for batch in _batches(fresh, params.batch_size):
         await _send(ctx, batch, params, tally, resend_allowed=True)
     return {"accepted": tally.accepted, "rejected": tally.rejected}
+
+
+_RETRY_EVENTS = frozenset(
+    {
+        EventKind.RETRY_SENT,
+        EventKind.RETRY_ACKNOWLEDGED,
+        EventKind.RETRY_REJECTED,
+        EventKind.RETRY_RECONCILED,
+        EventKind.RETRY_UNKNOWN,
+    }
+)
+
+
+def _earlier_retry(record: JobRecord) -> EventKind | None:
+    """The last retry event of this job in this run: a job is never sent twice blindly."""
+    for event in reversed(record.events):
+        if event.kind in _RETRY_EVENTS:
+            return event.kind
+    return None
 
 
 async def _send(
@@ -195,6 +237,6 @@ async def _reconcile(
 
 
 def _unknown(ctx: ActionContext, job_id: str, cause: str) -> None:
-    record = ctx.jobs.record(job_id, EventKind.RETRY_REJECTED, step=ctx.step_id, detail=cause)
+    record = ctx.jobs.record(job_id, EventKind.RETRY_UNKNOWN, step=ctx.step_id, detail=cause)
     record.disposition = Disposition.RETRY_UNKNOWN
     record.reason = f"retry outcome unknown: {cause}"

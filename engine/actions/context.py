@@ -63,6 +63,7 @@ class EventKind(StrEnum):
     RETRY_ACKNOWLEDGED = "retry_acknowledged"
     RETRY_REJECTED = "retry_rejected"
     RETRY_RECONCILED = "retry_reconciled"
+    RETRY_UNKNOWN = "retry_unknown"
     STATUS_OBSERVED = "status_observed"
     RECOVERED = "recovered"
     FAILED_AGAIN = "failed_again"

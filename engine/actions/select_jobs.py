@@ -78,33 +78,38 @@ def _candidates(jobs: Iterable[JobInfo]) -> Iterable[tuple[JobInfo, str | None]]
 
 
 async def run(ctx: ActionContext, params: SelectJobsParams) -> dict[str, Any]:
-    selected: list[str] = []
-    skipped: list[str] = []
+    """Select matching jobs; the output lists every match, the book records each job once."""
+    selected: dict[str, None] = {}
+    skipped: dict[str, None] = {}
     for db_use_type in params.db_use_type:
         listed = await ctx.api.list_jobs(db_use_type=db_use_type)
         for job, parent_id in _candidates(listed):
-            if not _matches(job, params) or ctx.jobs.get(job.id) is not None:
+            if not _matches(job, params):
                 continue
-            record = ctx.jobs.add(
-                JobRecord(
-                    job_id=job.id,
-                    name=job.name,
-                    status_at_selection=job.status,
-                    engine_type=job.engine_type,
-                    db_use_type=job.db_use_type or db_use_type,
-                    parent_id=parent_id,
-                    last_status=job.status,
-                )
-            )
             reason = _skip_reason(job, params)
-            if reason is None:
-                ctx.jobs.record(job.id, EventKind.SELECTED, step=ctx.step_id, status=job.status)
-                selected.append(job.id)
-            else:
-                ctx.jobs.record(
-                    job.id, EventKind.SKIPPED, step=ctx.step_id, status=job.status, detail=reason
-                )
-                record.disposition = Disposition.SKIPPED
-                record.reason = reason
-                skipped.append(job.id)
-    return {"jobs": selected, "skipped": skipped, "count": len(selected)}
+            (selected if reason is None else skipped)[job.id] = None
+            if ctx.jobs.get(job.id) is None:
+                _first_sight(ctx, job, parent_id, db_use_type, reason)
+    return {"jobs": list(selected), "skipped": list(skipped), "count": len(selected)}
+
+
+def _first_sight(
+    ctx: ActionContext, job: JobInfo, parent_id: str | None, db_use_type: str, reason: str | None
+) -> None:
+    record = ctx.jobs.add(
+        JobRecord(
+            job_id=job.id,
+            name=job.name,
+            status_at_selection=job.status,
+            engine_type=job.engine_type,
+            db_use_type=job.db_use_type or db_use_type,
+            parent_id=parent_id,
+            last_status=job.status,
+        )
+    )
+    if reason is None:
+        ctx.jobs.record(job.id, EventKind.SELECTED, step=ctx.step_id, status=job.status)
+        return
+    ctx.jobs.record(job.id, EventKind.SKIPPED, step=ctx.step_id, status=job.status, detail=reason)
+    record.disposition = Disposition.SKIPPED
+    record.reason = reason

@@ -368,3 +368,48 @@ def test_jobs_parameter_must_resolve_to_a_list_of_ids(bad: object) -> None:
 
     with pytest.raises(StepFailedError, match="jobs must be a list of job ids"):
         batch_retry.BatchRetryParams.from_with({"jobs": bad})
+
+
+async def test_retry_never_resends_a_job_already_answered_in_this_run() -> None:
+    def reject(jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
+        return [
+            BatchActionResult(id=j.job_id, status=BatchOutcome.FAILED, error_code="DRS.M00304")
+            for j in jobs
+        ]
+
+    api = FakeApi(retry_answers=[all_succeed, reject, all_succeed])
+    ctx = make_ctx(api, FakeClock())
+    seeded(ctx, "a", "b", "c")
+    await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a",)))
+    await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("b",)))
+
+    # A second step (or a retried attempt) naming the same jobs sends only the new one.
+    out = await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a", "b", "c")))
+
+    assert api.retry_calls == [["a"], ["b"], ["c"]]
+    assert out == {"accepted": ["a", "c"], "rejected": ["b"]}
+
+
+async def test_retry_reconciles_a_job_sent_by_an_attempt_that_was_cut_short() -> None:
+    api = FakeApi(retry_answers=[all_succeed], status_answers=[{"a": "STARTJOBING"}])
+    ctx = make_ctx(api, FakeClock())
+    seeded(ctx, "a", "b")
+    ctx.jobs.record("a", EventKind.RETRY_SENT, step="s")  # no answer recorded
+
+    out = await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a", "b")))
+
+    assert api.status_calls == [["a"]]
+    assert api.retry_calls == [["b"]]
+    assert sorted(out["accepted"]) == ["a", "b"]
+
+
+async def test_select_output_lists_matches_even_when_an_earlier_step_saw_them() -> None:
+    api = FakeApi(listed={"migration": [job("a"), job("b", "PAUSING")]})
+    ctx = make_ctx(api, FakeClock())
+    params = select_jobs.SelectJobsParams.from_with({"db_use_type": "migration"})
+    first = await select_jobs.run(ctx, params)
+    second = await select_jobs.run(ctx, params)
+    assert first == second == {"jobs": ["a", "b"], "skipped": [], "count": 2}
+    record = ctx.jobs.get("a")
+    assert record is not None
+    assert [e.kind for e in record.events] == [EventKind.SELECTED]
