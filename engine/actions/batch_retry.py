@@ -10,6 +10,7 @@ jobs is split and each job sent alone: one bad job (a dual-active parent, say) c
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ from engine.actions.context import (
 )
 from engine.api.client import RetryItem
 from engine.api.types import (
+    ERR_OPERATION_RUNNING,
+    ERR_TOO_FREQUENT,
     FAILED_STATUSES,
     PAUSED_STATUSES,
     BatchActionResult,
@@ -33,6 +36,13 @@ from engine.errors import DrsApiError, TransportError
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 10
+# An unknown outcome: how long the jobs' status is watched before a job counts as not retried.
+RECONCILE_GRACE_S = 15.0
+RECONCILE_POLL_S = 3.0
+# Throttled or busy answers (nothing applied): attempts and full-jitter backoff.
+THROTTLED_ATTEMPTS = 4
+BACKOFF_BASE_S = 1.0
+BACKOFF_MAX_S = 20.0
 MAX_BATCH_SIZE = 100
 _STILL_WAITING = frozenset(FAILED_STATUSES | PAUSED_STATUSES)
 
@@ -125,28 +135,54 @@ async def _send(
     *,
     resend_allowed: bool,
 ) -> None:
+    """One batch-retry-task request; each job ends accepted, rejected, unknown or re-sent once."""
     items = [RetryItem(job_id=j, is_sync_re_edit=params.is_sync_re_edit) for j in batch]
-    for job_id in batch:
-        ctx.jobs.record(job_id, EventKind.RETRY_SENT, step=ctx.step_id)
-    try:
-        results = await ctx.api.batch_retry(items)
-    except DrsApiError as exc:
-        if 400 <= exc.http_status < 500 and exc.http_status != 429:
-            await _rejected_request(ctx, batch, params, tally, exc)
+    for attempt in range(1, THROTTLED_ATTEMPTS + 1):
+        for job_id in batch:
+            ctx.jobs.record(job_id, EventKind.RETRY_SENT, step=ctx.step_id)
+        try:
+            results = await ctx.api.batch_retry(items)
+        except DrsApiError as exc:
+            if _not_applied_try_later(exc):
+                if attempt < THROTTLED_ATTEMPTS:
+                    await _back_off(ctx, batch, attempt, exc)
+                    continue
+                for job_id in batch:  # still refused: splitting would only add load
+                    _reject(ctx, job_id, exc.error_code, exc.error_msg, tally)
+                return
+            if 400 <= exc.http_status < 500:
+                await _rejected_request(ctx, batch, params, tally, exc, resend_allowed)
+                return
+            cause = str(exc)
+        except TransportError as exc:
+            cause = str(exc)
+        else:
+            answered = _apply_results(ctx, results, tally)
+            missing = [j for j in batch if j not in answered]
+            if missing:
+                await _reconcile(ctx, missing, params, tally, resend_allowed, "no result returned")
             return
-        logger.warning("batch-retry-task outcome unknown for %d job(s): %s", len(batch), exc)
-        await _reconcile(ctx, batch, params, tally, resend_allowed=resend_allowed, cause=str(exc))
+        logger.warning("batch-retry-task outcome unknown for %d job(s): %s", len(batch), cause)
+        await _reconcile(ctx, batch, params, tally, resend_allowed, cause)
         return
-    except TransportError as exc:
-        logger.warning("batch-retry-task outcome unknown for %d job(s): %s", len(batch), exc)
-        await _reconcile(ctx, batch, params, tally, resend_allowed=resend_allowed, cause=str(exc))
-        return
-    answered = _apply_results(ctx, results, tally)
-    missing = [j for j in batch if j not in answered]
-    if missing:
-        await _reconcile(
-            ctx, missing, params, tally, resend_allowed=resend_allowed, cause="no result returned"
+
+
+def _not_applied_try_later(exc: DrsApiError) -> bool:
+    """Throttled or busy: the gateway or the service refused the request before applying it."""
+    return exc.http_status == 429 or exc.error_code in {ERR_TOO_FREQUENT, ERR_OPERATION_RUNNING}
+
+
+async def _back_off(ctx: ActionContext, batch: list[str], attempt: int, exc: DrsApiError) -> None:
+    delay = random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt))  # full jitter
+    for job_id in batch:
+        ctx.jobs.record(
+            job_id,
+            EventKind.RETRY_DEFERRED,
+            step=ctx.step_id,
+            error_code=exc.error_code,
+            detail=f"not applied ({exc.error_msg}); sending again in {delay:.1f}s",
         )
+    await ctx.sleep(delay)
 
 
 def _apply_results(
@@ -186,11 +222,13 @@ async def _rejected_request(
     params: BatchRetryParams,
     tally: _Tally,
     exc: DrsApiError,
+    resend_allowed: bool,
 ) -> None:
     if exc.http_status == 400 and len(batch) > 1:
+        # Nothing was applied: each job alone finds out which one the service refuses.
         logger.info("batch of %d rejected with %s; sending each job alone", len(batch), exc)
         for job_id in batch:
-            await _send(ctx, [job_id], params, tally, resend_allowed=True)
+            await _send(ctx, [job_id], params, tally, resend_allowed=resend_allowed)
         return
     for job_id in batch:
         _reject(ctx, job_id, exc.error_code, exc.error_msg, tally)
@@ -201,39 +239,48 @@ async def _reconcile(
     batch: list[str],
     params: BatchRetryParams,
     tally: _Tally,
-    *,
     resend_allowed: bool,
     cause: str,
 ) -> None:
-    """Learn from the jobs' status whether an unanswered retry took effect."""
-    try:
-        statuses = {r.id: r.status for r in await ctx.api.batch_status(batch)}
-    except (DrsApiError, TransportError) as exc:
-        statuses = {}
-        cause = f"{cause}; status query failed too: {exc}"
-    still_waiting: list[str] = []
-    for job_id in batch:
-        status = statuses.get(job_id)
-        if status is None:
+    """Learn from the jobs' status whether an unanswered retry took effect.
+
+    The service may show the old failed status for a moment after accepting a retry, so a job
+    counts as "still failed" only after RECONCILE_GRACE_S of polling; only then is it sent once
+    more (and never a third time).
+    """
+    last: dict[str, str] = {}
+    pending = list(batch)
+    deadline = ctx.now() + RECONCILE_GRACE_S
+    while pending:
+        try:
+            last.update((r.id, r.status) for r in await ctx.api.batch_status(pending))
+        except (DrsApiError, TransportError) as exc:
+            logger.warning("status query while reconciling failed: %s", exc)
+        for job_id in [j for j in pending if last.get(j) and last[j] not in _STILL_WAITING]:
+            pending.remove(job_id)
+            _reconciled(ctx, job_id, last[job_id], cause, tally)
+        if not pending or ctx.now() >= deadline:
+            break
+        await ctx.sleep(min(RECONCILE_POLL_S, max(0.0, deadline - ctx.now())))
+    still_failed = [j for j in pending if j in last]
+    for job_id in pending:
+        if job_id not in last or not resend_allowed:
             _unknown(ctx, job_id, cause)
-        elif status in _STILL_WAITING:
-            still_waiting.append(job_id)
-        else:
-            record = ctx.jobs.record(
-                job_id,
-                EventKind.RETRY_RECONCILED,
-                step=ctx.step_id,
-                status=status,
-                detail=f"retry took effect ({cause})",
-            )
-            record.disposition = Disposition.RETRY_ACCEPTED
-            record.retry_acknowledged_at = ctx.now()
-            tally.accepted.append(job_id)
-    if still_waiting and resend_allowed:
-        await _send(ctx, still_waiting, params, tally, resend_allowed=False)
-    else:
-        for job_id in still_waiting:
-            _unknown(ctx, job_id, cause)
+    if still_failed and resend_allowed:
+        await _send(ctx, still_failed, params, tally, resend_allowed=False)
+
+
+def _reconciled(ctx: ActionContext, job_id: str, status: str, cause: str, tally: _Tally) -> None:
+    record = ctx.jobs.record(
+        job_id,
+        EventKind.RETRY_RECONCILED,
+        step=ctx.step_id,
+        status=status,
+        detail=f"retry took effect ({cause})",
+    )
+    record.disposition = Disposition.RETRY_ACCEPTED
+    record.retry_acknowledged_at = ctx.now()
+    tally.accepted.append(job_id)
 
 
 def _unknown(ctx: ActionContext, job_id: str, cause: str) -> None:

@@ -60,6 +60,7 @@ class EventKind(StrEnum):
     SELECTED = "selected"
     SKIPPED = "skipped"
     RETRY_SENT = "retry_sent"
+    RETRY_DEFERRED = "retry_deferred"
     RETRY_ACKNOWLEDGED = "retry_acknowledged"
     RETRY_REJECTED = "retry_rejected"
     RETRY_RECONCILED = "retry_reconciled"

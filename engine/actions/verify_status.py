@@ -11,6 +11,7 @@ seen starting, or when FAILURE_GRACE_S has passed since the acknowledgement.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,10 @@ from engine.actions.context import (
     StepFailedError,
 )
 from engine.api.types import ERR_TASK_NOT_QUERYABLE, StatusGroup, StatusResult, status_group
+from engine.errors import DrsApiError, TransportError
 from engine.runbook.expressions import parse_duration
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_POLL_INTERVAL_S = 5.0
 FAILURE_GRACE_S = 30.0
@@ -57,7 +61,12 @@ async def run(ctx: ActionContext, params: VerifyStatusParams) -> dict[str, Any]:
         raise StepFailedError(f"poll_interval must be > 0, got {params.poll_interval_s}")
     pending = {j: _Watch(ctx.jobs.ensure(j)) for j in params.jobs}
     while pending:
-        results = await ctx.api.batch_status(list(pending))
+        try:
+            results = await ctx.api.batch_status(list(pending))
+        except (DrsApiError, TransportError) as exc:
+            # One failed poll is not a verdict on the jobs: keep polling until the deadline.
+            logger.warning("batch-status failed while verifying, polling on: %s", exc)
+            results = []
         for result in results:
             watch = pending.get(result.id)
             if watch is not None and _observe(ctx, watch, result):

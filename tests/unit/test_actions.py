@@ -413,3 +413,107 @@ async def test_select_output_lists_matches_even_when_an_earlier_step_saw_them() 
     record = ctx.jobs.get("a")
     assert record is not None
     assert [e.kind for e in record.events] == [EventKind.SELECTED]
+
+
+def api_error(status: int, code: str) -> DrsApiError:
+    return DrsApiError(
+        http_status=status, error_code=code, error_msg="no", request_id="r", operation="batch-retry"
+    )
+
+
+def raising(exc: Exception) -> Callable[[Sequence[RetryItem]], list[BatchActionResult]]:
+    def answer(jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
+        raise exc
+
+    return answer
+
+
+async def test_a_job_is_never_sent_a_third_time_even_through_a_split_batch() -> None:
+    api = FakeApi(
+        retry_answers=[
+            raising(TransportError("reset")),  # [a, b]: unknown -> both still failed -> resend
+            raising(api_error(400, "DRS.M00202")),  # [a, b] again: rejected whole -> split
+            raising(api_error(500, "DRS.M00004")),  # [a]: unknown again -> no third send
+            all_succeed,  # [b]
+        ],
+        status_answers=[{"a": "INCRE_TRANSFER_FAILED", "b": "INCRE_TRANSFER_FAILED"}],
+    )
+    ctx = make_ctx(api, FakeClock())
+    seeded(ctx, "a", "b")
+
+    out = await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a", "b")))
+
+    assert api.retry_calls == [["a", "b"], ["a", "b"], ["a"], ["b"]]
+    assert out == {"accepted": ["b"], "rejected": []}
+    a = ctx.jobs.get("a")
+    assert a is not None
+    assert a.disposition is Disposition.RETRY_UNKNOWN
+
+
+async def test_reconcile_waits_for_a_lagging_status_instead_of_resending() -> None:
+    clock = FakeClock()
+    api = FakeApi(
+        retry_answers=[raising(TransportError("timeout"))],
+        status_answers=[
+            {"a": "INCRE_TRANSFER_FAILED"},  # the service has not shown the retry yet
+            {"a": "INCRE_TRANSFER_FAILED"},
+            {"a": "STARTJOBING"},
+        ],
+    )
+    ctx = make_ctx(api, clock)
+    seeded(ctx, "a")
+
+    out = await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a",)))
+
+    assert api.retry_calls == [["a"]]
+    assert out == {"accepted": ["a"], "rejected": []}
+    assert clock.now == 2 * batch_retry.RECONCILE_POLL_S
+
+
+async def test_throttled_batch_is_sent_again_after_a_backoff() -> None:
+    clock = FakeClock()
+    api = FakeApi(retry_answers=[raising(api_error(429, "APIGW.0308")), all_succeed])
+    ctx = make_ctx(api, clock)
+    seeded(ctx, "a", "b")
+
+    out = await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a", "b")))
+
+    assert api.retry_calls == [["a", "b"], ["a", "b"]]
+    assert out == {"accepted": ["a", "b"], "rejected": []}
+    a = ctx.jobs.get("a")
+    assert a is not None
+    assert EventKind.RETRY_DEFERRED in [e.kind for e in a.events]
+    assert 0 <= clock.now <= batch_retry.BACKOFF_MAX_S
+
+
+async def test_too_frequent_answers_are_not_split_into_single_job_requests() -> None:
+    busy = raising(api_error(400, "DRS.M01503"))
+    api = FakeApi(retry_answers=[busy] * batch_retry.THROTTLED_ATTEMPTS)
+    ctx = make_ctx(api, FakeClock())
+    seeded(ctx, "a", "b")
+
+    out = await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a", "b")))
+
+    assert api.retry_calls == [["a", "b"]] * batch_retry.THROTTLED_ATTEMPTS
+    assert out == {"accepted": [], "rejected": ["a", "b"]}
+
+
+async def test_verify_keeps_polling_through_a_transient_status_error() -> None:
+    clock = FakeClock()
+
+    class Flaky(FakeApi):
+        calls = 0
+
+        async def batch_status(self, job_ids: Sequence[str]) -> list[StatusResult]:
+            self.calls += 1
+            if self.calls == 1:
+                raise api_error(500, "DRS.M00004")
+            return [StatusResult(id=j, status="INCRE_TRANSFER_STARTED") for j in job_ids]
+
+    ctx = make_ctx(Flaky(), clock, deadline=30.0)
+    seeded(ctx, "a")
+
+    out = await verify_status.run(ctx, verify_status.VerifyStatusParams(jobs=("a",)))
+
+    assert out["recovered"] == ["a"]
+    assert clock.now == verify_status.DEFAULT_POLL_INTERVAL_S
