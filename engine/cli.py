@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -128,9 +129,11 @@ def run(
 
     if use_emulator and endpoint:
         raise UsageError("--emulator and --endpoint cannot be used together; pick one target")
+    if endpoint is not None:
+        endpoint = _checked_endpoint(endpoint)
     runbook = load_runbook(file, CATALOG)
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
-    directory = report_dir or Path("runbook-reports") / run_id
+    directory = _report_directory(report_dir or Path("runbook-reports") / run_id)
     emulator = (
         {"seed": emulator_seed, "jobs": emulator_jobs, "time_scale": emulator_time_scale}
         if use_emulator
@@ -144,6 +147,37 @@ def run(
     click.echo("reports: " + ", ".join(str(p) for p in written))
     code = int(report["exit_code"])
     raise SystemExit(code)
+
+
+def _checked_endpoint(url: str) -> str:
+    """An --endpoint must be an http(s) base URL with a host and no credentials in it."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise UsageError(
+            f"--endpoint must be an http(s) URL such as https://drs.example:8443, got '{url}'"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise UsageError(
+            f"--endpoint must not carry credentials; set {TOKEN_ENV} or the {IAM_USER_ENV} "
+            "variables instead"
+        )
+    if parts.query or parts.fragment:
+        raise UsageError(f"--endpoint must be a base URL without query or fragment, got '{url}'")
+    return url.rstrip("/")
+
+
+def _report_directory(directory: Path) -> Path:
+    """Create the report directory up front: a run must not end with nowhere to write."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write reports to {directory}: {exc.strerror or exc}; choose --report-dir"
+        ) from exc
+    return directory
 
 
 class _ProgressLines:

@@ -23,6 +23,9 @@ class ActionSpec:
     mutating: bool
     run: Runner
     default_timeout_s: float | None = None
+    # Called (with a fresh time budget) when the step failed or was cut short, to learn what
+    # its in-flight mutating requests did.
+    after_failure: Callable[[ActionContext], Awaitable[None]] | None = None
     # A self-timed action gets ctx.deadline and returns by it with its results (verify records
     # timed-out jobs); the executor only cancels it if it overruns by a margin.
     self_timed: bool = False
@@ -54,6 +57,7 @@ REGISTRY: dict[str, ActionSpec] = {
             outputs={"accepted": "list[string]", "rejected": "list[string]"},
             mutating=True,
             run=_retry,
+            after_failure=batch_retry.reconcile_unanswered,
         ),
         ActionSpec(
             name="drs.verify_status",

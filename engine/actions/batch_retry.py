@@ -287,3 +287,23 @@ def _unknown(ctx: ActionContext, job_id: str, cause: str) -> None:
     record = ctx.jobs.record(job_id, EventKind.RETRY_UNKNOWN, step=ctx.step_id, detail=cause)
     record.disposition = Disposition.RETRY_UNKNOWN
     record.reason = f"retry outcome unknown: {cause}"
+
+
+async def reconcile_unanswered(ctx: ActionContext) -> None:
+    """After the step was cut short: learn from status which sent retries took effect.
+
+    Nothing is sent. A job whose status moved on is recorded as retried; the others keep
+    their unanswered send and end as ``retry_unknown``.
+    """
+    unanswered = [r.job_id for r in ctx.jobs if _earlier_retry(r) is EventKind.RETRY_SENT]
+    if not unanswered:
+        return
+    try:
+        results = await ctx.api.batch_status(unanswered)
+    except (DrsApiError, TransportError) as exc:
+        logger.warning("could not reconcile %d unanswered retries: %s", len(unanswered), exc)
+        return
+    tally = _Tally(accepted=[], rejected=[])
+    for result in results:
+        if result.id in unanswered and result.status and result.status not in _STILL_WAITING:
+            _reconciled(ctx, result.id, result.status, "the step was cut short", tally)
