@@ -41,6 +41,8 @@ class Diagnostic:
     location: Location
     message: str
     hint: str | None = None
+    severity: str = "error"  # or "warning" (lint)
+    source_line: str | None = None  # the text of the line, for a caret under the column
 
     def __str__(self) -> str:
         text = f"{self.location}: {self.message}"

@@ -1,9 +1,14 @@
-"""The runbook language: safe YAML with locations, JSON Schema, semantic checks, the model.
+"""The runbook language: safe YAML with locations, JSON Schema, expressions, checks, the model.
 
-    load_runbook(path, catalog)  ->  Runbook, or RunbookInvalidError with every Diagnostic
+    load_runbook(path, catalog)          ->  Runbook, or RunbookInvalidError with every Diagnostic
+    bind_params(runbook, given, file)    ->  {param: value}, or RunbookInvalidError
+    evaluate(expr, scope), resolve(value, scope)   expressions at run time (ExpressionError)
+    lint(runbook, catalog_mutating)      ->  warnings
+    render_diagnostics(diags), diagnostics_json(diags), schema_text()   for the CLI
 
 Parse problems (unreadable file, bad YAML, duplicate keys, aliases) stop at the parse; schema
 and semantic problems of a parsed file are all reported together, in source order.
+The language is documented in docs/runbook-language.md.
 """
 
 from __future__ import annotations
@@ -12,28 +17,64 @@ from pathlib import Path
 
 from engine.errors import Diagnostic, RunbookInvalidError
 from engine.runbook.check import check
-from engine.runbook.expressions import Reference
-from engine.runbook.model import Runbook, Step, Target, build_runbook
-from engine.runbook.parse import read_yaml
-from engine.runbook.schema import ActionCatalog, validate
+from engine.runbook.diagnostics import diagnostics_json, render_diagnostics
+from engine.runbook.expressions import (
+    Expression,
+    ExpressionError,
+    Scope,
+    evaluate,
+    parse_duration,
+    parse_rate,
+    resolve,
+)
+from engine.runbook.lint import lint
+from engine.runbook.model import OnFailure, RetryPolicy, Runbook, Step, Target, build_runbook
+from engine.runbook.params import Param, bind_params
+from engine.runbook.parse import read_yaml, with_source_lines
+from engine.runbook.schema import ActionCatalog, schema_text, validate
 
-__all__ = ["ActionCatalog", "Reference", "Runbook", "Step", "Target", "load_runbook"]
+__all__ = [
+    "ActionCatalog",
+    "Expression",
+    "ExpressionError",
+    "OnFailure",
+    "Param",
+    "RetryPolicy",
+    "Runbook",
+    "Scope",
+    "Step",
+    "Target",
+    "bind_params",
+    "diagnostics_json",
+    "evaluate",
+    "lint",
+    "load_runbook",
+    "parse_duration",
+    "parse_rate",
+    "render_diagnostics",
+    "resolve",
+    "schema_text",
+]
 
 
 def load_runbook(path: Path, catalog: ActionCatalog) -> Runbook:
     """Read, validate and model the runbook at ``path``.
 
+    ``catalog`` maps each action to its output types (``engine.actions.CATALOG``); a
+    catalog of output names only (``engine.actions.CATALOG``) leaves outputs untyped.
     Raises RunbookInvalidError, and nothing else, for any problem in the file's content.
     """
     parsed = read_yaml(path)
     found = validate(parsed, catalog)
     # A node with a wrong shape gets only that message: its semantics would be noise.
     wrong_shape = {diagnostic.location for diagnostic in found}
-    found += [d for d in check(parsed, catalog) if d.location not in wrong_shape]
+    checked = check(parsed, catalog)
+    found += [d for d in checked.diagnostics if d.location not in wrong_shape]
     if found:
         unique = dict.fromkeys(found)
-        raise RunbookInvalidError(sorted(unique, key=_source_order))
-    return build_runbook(parsed)
+        ordered = sorted(unique, key=_source_order)
+        raise RunbookInvalidError(with_source_lines(ordered, parsed.source.lines))
+    return build_runbook(parsed, checked.expressions)
 
 
 def _source_order(diagnostic: Diagnostic) -> tuple[int, int, str]:

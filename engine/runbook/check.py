@@ -1,29 +1,60 @@
 """Semantic checks: what the JSON Schema cannot say about a runbook.
 
-Duplicate step ids and target projects, references between steps (to an unknown, later or
-same step, or to an output the action does not produce), malformed ``${{ ... }}`` expressions,
-and numbers that are not finite (YAML has ``.inf`` and ``.nan``; JSON Schema does not).
+Duplicate step ids and target projects; params whose default is outside their enum; rates that
+are zero; numbers that are not finite (YAML has ``.inf`` and ``.nan``; JSON Schema does not); and
+every ``${{ ... }}`` expression: its syntax, its names (params, target fields, earlier steps'
+outputs, allowed env variables), its operators, and whether its static type fits the field it
+fills (``when`` must be boolean). The checks also hand the parsed, typed expressions to the model.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import Diagnostic, Location
-from engine.runbook.expressions import EXPECTED_REFERENCE, is_expression, reference_names
+from engine.runbook.expressions import (
+    Expression,
+    ExpressionSyntaxError,
+    is_expression,
+    parse_rate,
+    parse_template,
+)
+from engine.runbook.params import ParamType, static_checks
 from engine.runbook.parse import JsonPath, ParsedYaml
-from engine.runbook.schema import ActionCatalog, describe, show, suggest
+from engine.runbook.schema import (
+    ActionCatalog,
+    describe,
+    field_types,
+    load_schema,
+    output_types,
+    show,
+)
+from engine.runbook.typecheck import Names, fits, infer, interpolation_problems
 
 
-def check(parsed: ParsedYaml, catalog: ActionCatalog) -> list[Diagnostic]:
+@dataclass(slots=True)
+class Checked:
+    """The semantic problems of a runbook, and its expressions by the path of their string."""
+
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    expressions: dict[JsonPath, Expression] = field(default_factory=dict)
+
+
+def check(parsed: ParsedYaml, catalog: ActionCatalog) -> Checked:
     """Every semantic problem of a runbook whose top level is a mapping."""
-    return [
+    checked = Checked()
+    checked.diagnostics += [
         *_duplicate_targets(parsed),
-        *_steps(parsed, catalog),
+        *static_checks(parsed.data, parsed.source),
+        *_rate(parsed),
+        *_misplaced_expressions(parsed, parsed.data, (), catalog),
         *_non_finite(parsed, parsed.data, (), catalog),
     ]
+    _steps(parsed, catalog, checked)
+    return checked
 
 
 def _items(data: Mapping[str, Any], key: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -51,75 +82,194 @@ def _duplicate_targets(parsed: ParsedYaml) -> Iterator[Diagnostic]:
             first[project_id] = location
 
 
-def _steps(parsed: ParsedYaml, catalog: ActionCatalog) -> Iterator[Diagnostic]:
-    defined: dict[str, tuple[int, dict[str, Any]]] = {}
+def _rate(parsed: ParsedYaml) -> Iterator[Diagnostic]:
+    rate = parsed.data.get("rate_limit")
+    if not isinstance(rate, str):
+        return
+    try:
+        parse_rate(rate)
+    except ValueError:
+        if rate.split("/")[0].replace(".", "", 1).isdigit():  # well-formed, but zero
+            yield Diagnostic(
+                location=parsed.source.value(("rate_limit",)),
+                message=f"rate_limit: must be > 0, got {show(rate)}",
+            )
+
+
+def _names(parsed: ParsedYaml, catalog: ActionCatalog) -> Names:
+    """The names every expression of the runbook may use (steps: all of them, with indexes)."""
+    data = parsed.data
+    params: dict[str, str] = {}
+    for name, spec in (data.get("params") or {}).items() if _is_map(data.get("params")) else ():
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        if isinstance(kind, str) and kind in set(ParamType):
+            items = spec.get("items")
+            items_type = items.get("type") if isinstance(items, dict) else "string"
+            if kind == ParamType.ARRAY:
+                params[name] = f"list[{items_type if isinstance(items_type, str) else 'any'}]"
+            else:
+                params[name] = "number" if kind == ParamType.DURATION else str(kind)
+        else:
+            params[name] = "any"
+    env = data.get("env")
+    steps: dict[str, tuple[int, str | None]] = {}
+    for index, step in _items(data, "steps"):
+        step_id, action = step.get("id"), step.get("action")
+        if isinstance(step_id, str) and step_id not in steps:
+            steps[step_id] = (index, action if isinstance(action, str) else None)
+    return Names(
+        params=params,
+        env=frozenset(e for e in env if isinstance(e, str))
+        if isinstance(env, list)
+        else frozenset(),
+        steps=steps,
+        outputs=output_types(catalog),
+    )
+
+
+def _is_map(value: object) -> bool:
+    return isinstance(value, dict)
+
+
+def _steps(parsed: ParsedYaml, catalog: ActionCatalog, checked: Checked) -> None:
+    defined: dict[str, int] = {}
     for index, step in _items(parsed.data, "steps"):
         step_id = step.get("id")
         if not isinstance(step_id, str):
             continue
         if step_id in defined:
-            first_line = parsed.source.value(("steps", defined[step_id][0], "id")).line
-            yield Diagnostic(
-                location=parsed.source.value(("steps", index, "id")),
-                message=f"duplicate step id '{step_id}' (first defined at line {first_line})",
+            first_line = parsed.source.value(("steps", defined[step_id], "id")).line
+            checked.diagnostics.append(
+                Diagnostic(
+                    location=parsed.source.value(("steps", index, "id")),
+                    message=f"duplicate step id '{step_id}' (first defined at line {first_line})",
+                )
             )
         else:
-            defined[step_id] = (index, step)
+            defined[step_id] = index
+    names = _names(parsed, catalog)
     for index, step in _items(parsed.data, "steps"):
-        if step.get("action") not in catalog:
+        here = Names(
+            params=names.params,
+            env=names.env,
+            steps=names.steps,
+            outputs=names.outputs,
+            here=index,
+        )
+        when = step.get("when")
+        if isinstance(when, str) and is_expression(when):
+            _expression(parsed, catalog, checked, ("steps", index, "when"), when, here, ["boolean"])
+        action = step.get("action")
+        if action not in catalog:
             continue  # the action is unknown, so are its parameters: say nothing about them
-        for at, text in _expressions(step.get("with"), ("steps", index, "with")):
-            problem = _reference_problem(text, index, defined, catalog)
-            if problem is not None:
-                detail, hint = problem
-                yield Diagnostic(
-                    location=parsed.source.value(at),
-                    message=describe(parsed.data, at, catalog, detail),
-                    hint=hint,
-                )
+        assert isinstance(action, str)
+        with_at: JsonPath = ("steps", index, "with")
+        if not isinstance(step.get("with"), dict):
+            continue  # the schema says what is wrong with it
+        for at, text in _strings_with_expressions(step["with"], with_at):
+            accepted = field_types(action, at[len(with_at) :])
+            _expression(parsed, catalog, checked, at, text, here, accepted)
 
 
-def _expressions(value: object, at: JsonPath) -> Iterator[tuple[JsonPath, str]]:
+def _strings_with_expressions(value: object, at: JsonPath) -> Iterator[tuple[JsonPath, str]]:
     """Every string under ``value`` that contains ``${{``, with its path."""
-    if is_expression(value):
-        yield at, str(value)
+    if isinstance(value, str) and is_expression(value):
+        yield at, value
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _expressions(item, (*at, key))
+            yield from _strings_with_expressions(item, (*at, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _expressions(item, (*at, index))
+            yield from _strings_with_expressions(item, (*at, index))
 
 
-def _reference_problem(
-    text: str,
-    index: int,
-    defined: Mapping[str, tuple[int, Mapping[str, Any]]],
+def _expression(
+    parsed: ParsedYaml,
     catalog: ActionCatalog,
-) -> tuple[str, str | None] | None:
-    """What is wrong with the reference ``text`` in step ``index``, with a hint; None if fine."""
-    names = reference_names(text)
-    if names is None:
-        return f"invalid expression {text!r}: expected {EXPECTED_REFERENCE}", None
-    step_id, output = names
-    if step_id not in defined:
-        return f"unknown step '{step_id}' in {text.strip()}", suggest(step_id, defined)
-    target_index, target = defined[step_id]
-    if target_index == index:
-        return f"step '{step_id}' cannot use its own outputs", None
-    if target_index > index:
-        return f"step '{step_id}' is defined after this step", None
-    action = target.get("action")
-    if not isinstance(action, str) or action not in catalog:
-        return None  # that step's own diagnostic says what is wrong with it
-    outputs = catalog[action]
-    if output in outputs:
-        return None
-    return (
-        f"step '{step_id}' ({action}) has no output '{output}'; "
-        f"outputs: {', '.join(sorted(outputs))}",
-        suggest(output, outputs),
+    checked: Checked,
+    at: JsonPath,
+    text: str,
+    names: Names,
+    accepted: list[str] | None,
+) -> None:
+    """Parse and type-check the expression string at ``at``; record it when it is sound."""
+    source = parsed.source
+
+    def report(offset: int, detail: str, hint: str | None = None) -> None:
+        checked.diagnostics.append(
+            Diagnostic(
+                location=source.inside(at, text, offset),
+                message=describe(parsed.data, at, catalog, detail),
+                hint=hint,
+            )
+        )
+
+    try:
+        parts = parse_template(text)
+    except ExpressionSyntaxError as exc:
+        report(exc.offset, f"invalid expression: {exc.message}", exc.hint)
+        return
+    reported = len(checked.diagnostics)
+    kinds: list[str] = []
+    for part in parts:
+        if isinstance(part, str):
+            continue
+        kind, problems = infer(part, names)
+        kinds.append(kind)
+        if len(parts) > 1:
+            problems += interpolation_problems(part, kind)
+        for problem in problems:
+            report(problem.offset, problem.message, problem.hint)
+    whole = len(parts) == 1 and not isinstance(parts[0], str)
+    static_type = kinds[0] if whole else "string"
+    if len(checked.diagnostics) > reported:
+        return
+    if at[-1] == "when" and not whole:
+        report(0, "expected one boolean expression ${{ ... }}, not text around expressions")
+        return
+    if accepted and not any(fits(static_type, kind) for kind in accepted):
+        shown = text.strip() if whole else show(text)
+        report(0, f"{shown} is {static_type}, expected {' or '.join(accepted)}")
+        return
+    checked.expressions[at] = Expression(
+        text=text, location=source.value(at), static_type=static_type, parts=parts
     )
+
+
+def _misplaced_expressions(
+    parsed: ParsedYaml, value: object, at: JsonPath, catalog: ActionCatalog
+) -> Iterator[Diagnostic]:
+    """``${{`` outside a step's ``with`` and ``when``: nothing would evaluate it.
+
+    Only under keys the schema knows: an unknown key gets the schema's diagnostic alone.
+    """
+    if len(at) == 3 and at[0] == "steps" and at[2] in ("with", "when"):
+        return
+    if not _known_key(at):
+        return
+    if isinstance(value, str) and is_expression(value):
+        yield Diagnostic(
+            location=parsed.source.value(at),
+            message=describe(
+                parsed.data, at, catalog, "expressions are only allowed in a step's with: and when:"
+            ),
+        )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _misplaced_expressions(parsed, item, (*at, key), catalog)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _misplaced_expressions(parsed, item, (*at, index), catalog)
+
+
+def _known_key(at: JsonPath) -> bool:
+    schema = load_schema()
+    if at and at[0] not in schema["properties"]:
+        return False
+    if len(at) >= 3 and at[0] in ("steps", "targets"):
+        definition = "step" if at[0] == "steps" else "target"
+        return at[2] in schema["$defs"][definition]["properties"]
+    return True
 
 
 def _non_finite(

@@ -1,24 +1,36 @@
 """The runbook model: frozen dataclasses built from data the schema and the checks accepted.
 
 The model is not a validator: :func:`build_runbook` trusts its input's shape. Action
-parameters (``with_``) stay plain data, except that each reference string becomes a
-:class:`~engine.runbook.expressions.Reference`; the actions apply their own defaults.
+parameters (``with_``) stay plain data, except that each string holding ``${{ ... }}`` becomes
+its typed :class:`~engine.runbook.expressions.Expression`; the actions apply their own defaults.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
 from engine.api.types import Language
 from engine.errors import Location
-from engine.runbook.expressions import is_expression, parse_duration, parse_reference
-from engine.runbook.parse import JsonPath, ParsedYaml, SourceMap
+from engine.runbook.expressions import Expression, is_expression, parse_duration, parse_rate
+from engine.runbook.params import Param, build_params
+from engine.runbook.parse import JsonPath, ParsedYaml
 
 DEFAULT_CONCURRENCY = 4
 DEFAULT_LANGUAGE = Language.EN_US.value
+DEFAULT_MAX_ATTEMPTS = 1
+DEFAULT_BACKOFF_S = 1.0
+DEFAULT_MAX_BACKOFF_S = 30.0
+
+
+class OnFailure(StrEnum):
+    """What a failed step does to the target's remaining steps; values are the YAML words."""
+
+    ABORT = "abort"
+    CONTINUE = "continue"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,8 +50,20 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """How often a failed step is attempted: ``backoff_s`` doubles per attempt, up to the max.
+
+    Not a rate limit and not a timeout: each attempt has the step's whole timeout.
+    """
+
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    backoff_s: float = DEFAULT_BACKOFF_S
+    max_backoff_s: float = DEFAULT_MAX_BACKOFF_S
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Step:
-    """One action with its parameters; ``with_`` holds References where the runbook has them."""
+    """One action with its parameters; ``with_`` holds Expressions where the runbook has them."""
 
     id: str
     name: str | None
@@ -47,11 +71,14 @@ class Step:
     with_: Mapping[str, Any] = field(hash=False)
     timeout_s: float | None
     location: Location
+    when: Expression | None = None
+    retries: RetryPolicy = RetryPolicy()
+    on_failure: str = OnFailure.ABORT.value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Runbook:
-    """A validated runbook: its targets and its steps, in file order."""
+    """A validated runbook: its params, targets and steps, in file order, and its run limits."""
 
     path: str
     version: int
@@ -61,10 +88,18 @@ class Runbook:
     language: str
     targets: tuple[Target, ...]
     steps: tuple[Step, ...]
+    params: tuple[Param, ...] = ()
+    env: tuple[str, ...] = ()
+    rate_limit_per_s: float | None = None
+    max_jobs: int | None = None
+    params_location: Location | None = None  # of the ``params:`` key, for unknown --param
 
 
-def build_runbook(parsed: ParsedYaml) -> Runbook:
-    """The model of a runbook that passed the schema and the semantic checks."""
+def build_runbook(parsed: ParsedYaml, expressions: Mapping[JsonPath, Expression]) -> Runbook:
+    """The model of a runbook that passed the schema and the semantic checks.
+
+    ``expressions`` are the typed expressions the checks parsed, by the path of their string.
+    """
     data, source = parsed.data, parsed.source
     targets = tuple(
         Target(
@@ -77,18 +112,10 @@ def build_runbook(parsed: ParsedYaml) -> Runbook:
         for index, target in enumerate(data["targets"])
     )
     steps = tuple(
-        Step(
-            id=step["id"],
-            name=step.get("name"),
-            action=step["action"],
-            with_=MappingProxyType(
-                _with_references(step.get("with", {}), ("steps", index, "with"), source)
-            ),
-            timeout_s=None if step.get("timeout") is None else parse_duration(step["timeout"]),
-            location=source.value(("steps", index)),
-        )
+        _step(step, ("steps", index), parsed, expressions)
         for index, step in enumerate(data["steps"])
     )
+    rate = data.get("rate_limit")
     return Runbook(
         path=source.path,
         version=int(data["version"]),
@@ -98,16 +125,46 @@ def build_runbook(parsed: ParsedYaml) -> Runbook:
         language=data.get("language", DEFAULT_LANGUAGE),
         targets=targets,
         steps=steps,
+        params=build_params(data, source),
+        env=tuple(data.get("env") or ()),
+        rate_limit_per_s=None if rate is None else parse_rate(rate),
+        max_jobs=data.get("max_jobs"),
+        params_location=source.keys.get(("params",)),
     )
 
 
-def _with_references(value: Any, at: JsonPath, source: SourceMap) -> Any:
-    """``value`` with every reference string replaced by its Reference."""
+def _step(
+    step: Mapping[str, Any],
+    at: JsonPath,
+    parsed: ParsedYaml,
+    expressions: Mapping[JsonPath, Expression],
+) -> Step:
+    retries = step.get("retries") or {}
+    return Step(
+        id=step["id"],
+        name=step.get("name"),
+        action=step["action"],
+        with_=MappingProxyType(_with_expressions(step.get("with", {}), (*at, "with"), expressions)),
+        timeout_s=None if step.get("timeout") is None else parse_duration(step["timeout"]),
+        location=parsed.source.value(at),
+        when=expressions.get((*at, "when")),
+        retries=RetryPolicy(
+            max_attempts=int(retries.get("max_attempts", DEFAULT_MAX_ATTEMPTS)),
+            backoff_s=parse_duration(retries.get("backoff", DEFAULT_BACKOFF_S)),
+            max_backoff_s=parse_duration(retries.get("max_backoff", DEFAULT_MAX_BACKOFF_S)),
+        ),
+        on_failure=step.get("on_failure", OnFailure.ABORT.value),
+    )
+
+
+def _with_expressions(value: Any, at: JsonPath, expressions: Mapping[JsonPath, Expression]) -> Any:
+    """``value`` with every expression string replaced by its Expression."""
     if is_expression(value):
-        reference = parse_reference(value, source.value(at))
-        return value if reference is None else reference
+        return expressions.get(at, value)
     if isinstance(value, dict):
-        return {key: _with_references(item, (*at, key), source) for key, item in value.items()}
+        return {
+            key: _with_expressions(item, (*at, key), expressions) for key, item in value.items()
+        }
     if isinstance(value, list):
-        return [_with_references(item, (*at, index), source) for index, item in enumerate(value)]
+        return [_with_expressions(item, (*at, i), expressions) for i, item in enumerate(value)]
     return value

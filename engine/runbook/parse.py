@@ -8,8 +8,8 @@ raises anything but :class:`~engine.errors.RunbookInvalidError`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -37,6 +37,27 @@ class SourceMap:
     path: str
     values: dict[JsonPath, Location] = field(default_factory=dict)
     keys: dict[JsonPath, Location] = field(default_factory=dict)
+    lines: tuple[str, ...] = ()
+
+    def line(self, number: int) -> str | None:
+        """The text of line ``number`` (1-based), if the file has it."""
+        return self.lines[number - 1] if 1 <= number <= len(self.lines) else None
+
+    def inside(self, at: JsonPath, text: str, offset: int) -> Location:
+        """Where character ``offset`` of the string ``text`` at ``at`` was written.
+
+        Exact for a plain or quoted scalar on one line whose source spells the text as is; the
+        value's own location otherwise (block scalars, escapes, folded lines).
+        """
+        start = self.value(at)
+        line = self.line(start.line)
+        if line is None or offset <= 0:
+            return start
+        written = line[start.col - 1 :]
+        skip = 1 if written[:1] in ("'", '"') else 0
+        if written[skip:].startswith(text[:offset]) and "\n" not in text[:offset]:
+            return Location(path=start.path, line=start.line, col=start.col + skip + offset)
+        return start
 
     def value(self, at: JsonPath) -> Location:
         """The location of the value at ``at``, or of its nearest ancestor that has one."""
@@ -59,31 +80,59 @@ class ParsedYaml:
     source: SourceMap
 
 
-def read_yaml(path: Path) -> ParsedYaml:
-    """Parse the file at ``path``; raise RunbookInvalidError listing every parse-level problem."""
+def read_yaml(
+    path: Path, *, kind: str = "runbook", expected: str = "version, name, targets, steps"
+) -> ParsedYaml:
+    """Parse the file at ``path``; raise RunbookInvalidError listing every parse-level problem.
+
+    ``kind`` names the file in messages ("runbook", "params file"); ``expected`` lists the keys
+    its top-level mapping should have. Diagnostics carry their source line.
+    """
     name = str(path)
-    text = _read_text(path, name)
+    text = _read_text(path, name, kind)
+    lines = tuple(text.splitlines())
+    try:
+        return _read_document(text, name, lines, kind, expected)
+    except RunbookInvalidError as exc:
+        raise RunbookInvalidError(with_source_lines(exc.diagnostics, lines)) from None
+
+
+def _read_document(
+    text: str, name: str, lines: tuple[str, ...], kind: str, expected: str
+) -> ParsedYaml:
     builder = _Builder(name)
+    builder.source.lines = lines
     try:
         root = _compose(text, name)
         if root is None:
-            _fail(name, 1, 1, "runbook is empty")
+            _fail(name, 1, 1, f"{kind} is empty")
         data = builder.build(root, ())
     except RecursionError:
-        _fail(name, 1, 1, _TOO_DEEP)
+        _fail(name, 1, 1, _TOO_DEEP.replace("runbook", kind))
     if builder.diagnostics:
         raise RunbookInvalidError(builder.diagnostics)
     if data is None:
-        _fail(name, 1, 1, "runbook is empty")
+        _fail(name, 1, 1, f"{kind} is empty")
     if not isinstance(data, dict):
         mark = root.start_mark
         _fail(
             name,
             mark.line + 1,
             mark.column + 1,
-            f"runbook must be a mapping (version, name, targets, steps), got {_kind(data)}",
+            f"{kind} must be a mapping ({expected}), got {_kind(data)}",
         )
     return ParsedYaml(data=data, source=builder.source)
+
+
+def with_source_lines(diagnostics: Iterable[Diagnostic], lines: Sequence[str]) -> list[Diagnostic]:
+    """``diagnostics`` with the text of the line each one points at (for a caret under it)."""
+    found: list[Diagnostic] = []
+    for diagnostic in diagnostics:
+        number = diagnostic.location.line
+        if diagnostic.source_line is None and 1 <= number <= len(lines):
+            diagnostic = replace(diagnostic, source_line=lines[number - 1])
+        found.append(diagnostic)
+    return found
 
 
 def _fail(path: str, line: int, col: int, message: str, hint: str | None = None) -> NoReturn:
@@ -91,21 +140,21 @@ def _fail(path: str, line: int, col: int, message: str, hint: str | None = None)
     raise RunbookInvalidError([Diagnostic(location=location, message=message, hint=hint)])
 
 
-def _read_text(path: Path, name: str) -> str:
+def _read_text(path: Path, name: str, kind: str) -> str:
     try:
         with path.open("rb") as stream:
             raw = stream.read(MAX_BYTES + 1)
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        _fail(name, 1, 1, f"cannot read runbook: {reason}")
+        _fail(name, 1, 1, f"cannot read {kind}: {reason}")
     if len(raw) > MAX_BYTES:
-        _fail(name, 1, 1, f"runbook is larger than {MAX_BYTES // 1024} KiB")
+        _fail(name, 1, 1, f"{kind} is larger than {MAX_BYTES // 1024} KiB")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        _fail(name, line, col, f"runbook is not UTF-8 text: byte 0x{raw[exc.start]:02x}")
+        _fail(name, line, col, f"{kind} is not UTF-8 text: byte 0x{raw[exc.start]:02x}")
 
 
 def _compose(text: str, name: str) -> yaml.Node | None:

@@ -13,7 +13,7 @@ import difflib
 import functools
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,12 @@ import jsonschema
 
 import engine
 from engine.errors import Diagnostic
-from engine.runbook.expressions import EXPRESSION_START, REFERENCE
+from engine.runbook.expressions import is_expression
 from engine.runbook.parse import JsonPath, ParsedYaml
 
-ActionCatalog = Mapping[str, frozenset[str]]
+# Action name -> its outputs: {output: type} (engine.actions.CATALOG), or only the output
+# names (engine.actions.CATALOG), whose types are then unknown ("any") to the static checks.
+ActionCatalog = Mapping[str, Collection[str]]
 
 SCHEMA_FILE = "runbook.schema.json"
 _TYPE_WORDS = {"object": "mapping", "array": "list"}
@@ -45,6 +47,19 @@ def load_schema() -> Mapping[str, Any]:
     """The runbook JSON Schema as data."""
     schema: dict[str, Any] = json.loads(schema_path().read_text(encoding="utf-8"))
     return schema
+
+
+def schema_text() -> str:
+    """The runbook JSON Schema as its file spells it (for ``runbook schema``)."""
+    return schema_path().read_text(encoding="utf-8")
+
+
+def output_types(catalog: ActionCatalog) -> dict[str, Mapping[str, str]]:
+    """Each action's output types; ``any`` for a catalog that gives only output names."""
+    return {
+        action: outputs if isinstance(outputs, Mapping) else dict.fromkeys(outputs, "any")
+        for action, outputs in catalog.items()
+    }
 
 
 @functools.cache
@@ -120,10 +135,23 @@ def field_text(at: JsonPath) -> str:
 def validate(parsed: ParsedYaml, catalog: ActionCatalog) -> list[Diagnostic]:
     """Every schema error of the runbook, located at the node that causes it."""
     diagnostics: list[Diagnostic] = []
+    expressions = expression_paths(parsed.data)
     for error in _validator().iter_errors(parsed.data):
-        if _owned_by_check(error.instance):
-            continue
         at: JsonPath = tuple(error.absolute_path)
+        if any(at[: len(path)] == path for path in expressions):
+            continue  # the expression's static type is checked against the field instead
+        if "propertyNames" in error.schema_path and isinstance(error.instance, str):
+            detail = _detail(
+                str(error.validator),
+                error.validator_value,
+                error.instance,
+                error.schema,
+                error.message,
+            )
+            location = parsed.source.key((*at, error.instance))
+            owner = field_text(at)
+            diagnostics.append(Diagnostic(location=location, message=f"{owner}: {detail}"))
+            continue
         for where, detail, hint, scope in _explain(error, at):
             location = parsed.source.key(where) if scope == "key" else parsed.source.value(where)
             if scope == "field":
@@ -135,13 +163,94 @@ def validate(parsed: ParsedYaml, catalog: ActionCatalog) -> list[Diagnostic]:
     return diagnostics
 
 
-def _owned_by_check(instance: object) -> bool:
-    """A malformed ``${{ ... }}`` is reported once, by the semantic check, not by the schema."""
-    return (
-        isinstance(instance, str)
-        and EXPRESSION_START in instance
-        and REFERENCE.fullmatch(instance) is None
-    )
+def expression_paths(data: Mapping[str, Any]) -> set[JsonPath]:
+    """The paths of every ``${{ }}`` string in a step's ``with``: the schema does not judge them."""
+    found: set[JsonPath] = set()
+
+    def walk(value: object, at: JsonPath) -> None:
+        if is_expression(value):
+            found.add(at)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, (*at, key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, (*at, index))
+
+    steps = data.get("steps")
+    if isinstance(steps, list):
+        for index, step in enumerate(steps):
+            if isinstance(step, dict) and isinstance(step.get("with"), dict):
+                walk(step["with"], ("steps", index, "with"))
+    return found
+
+
+_JSON_TO_EXPRESSION = {
+    "string": "string",
+    "integer": "integer",
+    "number": "number",
+    "boolean": "boolean",
+    "null": "null",
+}
+
+
+def field_types(action: str, within_with: JsonPath) -> list[str] | None:
+    """The expression types a ``with`` field of ``action`` accepts; None if it has no schema."""
+    schema = load_schema()
+    definition = _action_definitions().get(action)
+    if definition is None:
+        return None
+    node: Mapping[str, Any] | None = schema["$defs"][definition]
+    for part in within_with:
+        node = _resolve(node)
+        if node is None:
+            return None
+        if isinstance(part, int):
+            items = node.get("items")
+            node = items if isinstance(items, Mapping) else None
+        else:
+            node = node.get("properties", {}).get(part)
+    return _accepted(_resolve(node))
+
+
+def _resolve(node: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """``node`` with a local ``$ref`` followed (its own keywords win)."""
+    if node is None or "$ref" not in node:
+        return node
+    target = load_schema()["$defs"].get(str(node["$ref"]).removeprefix("#/$defs/"))
+    return {**(target or {}), **{k: v for k, v in node.items() if k != "$ref"}}
+
+
+def _accepted(node: Mapping[str, Any] | None) -> list[str] | None:
+    if node is None:
+        return None
+    if "type" in node:
+        kinds = [node["type"]] if isinstance(node["type"], str) else list(node["type"])
+    elif "enum" in node or "const" in node:
+        values = node.get("enum", [node.get("const")])
+        kinds = sorted({_json_kind(value) for value in values})
+    else:
+        return ["any"]
+    accepted: list[str] = []
+    for kind in kinds:
+        if kind == "array":
+            items = _accepted(_resolve(node.get("items"))) or ["any"]
+            accepted.append(f"list[{items[0] if len(items) == 1 else 'any'}]")
+        elif kind in _JSON_TO_EXPRESSION:
+            accepted.append(_JSON_TO_EXPRESSION[kind])
+    return accepted
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "null" if value is None else "array"
 
 
 # (where, detail, hint, scope): scope "field" prefixes the field's path to the detail, "owner"
@@ -196,11 +305,19 @@ def _misplaced_parameter(at: JsonPath, step: Mapping[str, Any], key: str) -> str
 def _action_parameters() -> Mapping[str, frozenset[str]]:
     """Each action's ``with`` keys, read from the schema's ``if action == X then with`` rules."""
     schema = load_schema()
-    found: dict[str, frozenset[str]] = {}
-    for rule in schema["$defs"]["step"]["allOf"]:
+    return {
+        action: frozenset(schema["$defs"][definition]["properties"])
+        for action, definition in _action_definitions().items()
+    }
+
+
+@functools.cache
+def _action_definitions() -> Mapping[str, str]:
+    """Each action's ``$defs`` entry for its ``with``."""
+    found: dict[str, str] = {}
+    for rule in load_schema()["$defs"]["step"]["allOf"]:
         action = rule["if"]["properties"]["action"]["const"]
-        definition = rule["then"]["properties"]["with"]["$ref"].removeprefix("#/$defs/")
-        found[action] = frozenset(schema["$defs"][definition]["properties"])
+        found[action] = rule["then"]["properties"]["with"]["$ref"].removeprefix("#/$defs/")
     return found
 
 

@@ -1,4 +1,4 @@
-"""Valid runbooks load into the model; references and durations; no input crashes the loader."""
+"""Valid runbooks load into the model; expressions and durations; no input crashes the loader."""
 
 from __future__ import annotations
 
@@ -10,16 +10,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.actions import CATALOG as OUTPUT_TYPES
 from engine.errors import Location, RunbookInvalidError
-from engine.runbook import Reference, Runbook, Step, Target, load_runbook
-from engine.runbook.expressions import parse_duration, resolve
+from engine.runbook import (
+    Expression,
+    RetryPolicy,
+    Runbook,
+    Scope,
+    Step,
+    Target,
+    load_runbook,
+    parse_rate,
+    resolve,
+)
+from engine.runbook.expressions import parse_duration
 from engine.runbook.parse import read_yaml
 
-CATALOG = {
-    "drs.select_jobs": frozenset({"jobs", "skipped", "count"}),
-    "drs.batch_retry": frozenset({"accepted", "rejected"}),
-    "drs.verify_status": frozenset({"recovered", "failed", "timed_out", "recovered_ratio"}),
-}
+CATALOG = OUTPUT_TYPES
 
 VALID = """\
 # yaml-language-server: $schema=../schemas/runbook.schema.json
@@ -129,12 +136,7 @@ def test_valid_runbook_loads_into_the_model(tmp_path: Path) -> None:
                 name=None,
                 action="drs.batch_retry",
                 with_={
-                    "jobs": Reference(
-                        step_id="select",
-                        output="jobs",
-                        text="${{ steps.select.jobs }}",
-                        location=at(26, 13),
-                    ),
+                    "jobs": runbook.steps[1].with_["jobs"],
                     "batch_size": 10,
                     "is_sync_re_edit": False,
                 },
@@ -146,12 +148,7 @@ def test_valid_runbook_loads_into_the_model(tmp_path: Path) -> None:
                 name=None,
                 action="drs.verify_status",
                 with_={
-                    "jobs": Reference(
-                        step_id="retry",
-                        output="accepted",
-                        text="${{steps.retry.accepted}}",
-                        location=at(33, 13),
-                    ),
+                    "jobs": runbook.steps[2].with_["jobs"],
                     "poll_interval": "5s",
                 },
                 timeout_s=600.0,
@@ -160,6 +157,12 @@ def test_valid_runbook_loads_into_the_model(tmp_path: Path) -> None:
         ),
     )
     assert [t.label for t in runbook.targets] == ["orders-prod", "1a2b3c4d5e6f708192a3b4c5d6e7f809"]
+    expressions = [runbook.steps[1].with_["jobs"], runbook.steps[2].with_["jobs"]]
+    assert all(isinstance(e, Expression) for e in expressions)
+    assert [(e.text, e.location, e.static_type, e.whole) for e in expressions] == [
+        ("${{ steps.select.jobs }}", at(26, 13), "list[string]", True),
+        ("${{steps.retry.accepted}}", at(33, 13), "list[string]", True),
+    ]
 
 
 def test_defaults_are_filled_in_the_model_but_not_in_with(tmp_path: Path) -> None:
@@ -224,23 +227,62 @@ def test_parse_duration_rejects(value: Any) -> None:
         parse_duration(value)
 
 
-def test_resolve_replaces_nested_references_and_nothing_else() -> None:
-    here = Location(path="rb.yaml", line=1, col=1)
-    jobs = Reference(
-        step_id="select", output="jobs", text="${{ steps.select.jobs }}", location=here
+def test_resolve_evaluates_nested_expressions_and_leaves_the_rest(tmp_path: Path) -> None:
+    runbook = load_runbook(write(tmp_path, VALID), CATALOG)
+    scope = Scope(
+        params={},
+        target={"project_id": "p", "region": None, "name": "p", "endpoint": None},
+        steps={"select": {"jobs": ["j1", "j2"], "count": 2}, "retry": {"accepted": ["j1"]}},
+        env={},
     )
-    count = Reference(step_id="select", output="count", text="x", location=here)
-    outputs = {("select", "jobs"): ["j1", "j2"], ("select", "count"): 2}
-    value = {"jobs": jobs, "nested": [{"n": count}, (count, "lit")], "text": "${{ not.a.ref }}"}
+    value = {"nested": [{"n": runbook.steps[1].with_["jobs"]}], "text": "plain", "n": 1}
+    assert resolve(value, scope) == {"nested": [{"n": ["j1", "j2"]}], "text": "plain", "n": 1}
+    assert resolve(runbook.steps[2].with_, scope) == {"jobs": ["j1"], "poll_interval": "5s"}
 
-    resolved = resolve(value, lambda ref: outputs[(ref.step_id, ref.output)])
 
-    assert resolved == {
-        "jobs": ["j1", "j2"],
-        "nested": [{"n": 2}, [2, "lit"]],
-        "text": "${{ not.a.ref }}",
-    }
-    assert value["jobs"] is jobs  # the input is left alone
+def test_step_controls_and_run_limits_load_with_their_defaults(tmp_path: Path) -> None:
+    text = VALID.replace(
+        "targets:\n",
+        "params:\n  min_jobs:\n    type: integer\n    default: 1\n"
+        "env: [CHANGE_TICKET]\nrate_limit: 300/m\nmax_jobs: 50\ntargets:\n",
+    ).replace(
+        "  - id: retry\n    action: drs.batch_retry\n",
+        "  - id: retry\n    action: drs.batch_retry\n"
+        "    when: ${{ steps.select.count >= params.min_jobs and env.CHANGE_TICKET != '' }}\n"
+        "    retries:\n      max_attempts: 3\n      backoff: 2s\n    on_failure: continue\n",
+    )
+    runbook = load_runbook(write(tmp_path, text), CATALOG)
+    assert runbook.rate_limit_per_s == 5.0
+    assert runbook.max_jobs == 50
+    assert runbook.env == ("CHANGE_TICKET",)
+    [param] = runbook.params
+    assert (param.name, param.type, param.default, param.required) == (
+        "min_jobs",
+        "integer",
+        1,
+        False,
+    )
+    select, retry, verify = runbook.steps
+    assert retry.retries == RetryPolicy(max_attempts=3, backoff_s=2.0, max_backoff_s=30.0)
+    assert retry.on_failure == "continue"
+    assert retry.when is not None
+    assert retry.when.static_type == "boolean"
+    assert (select.when, select.retries, select.on_failure) == (None, RetryPolicy(), "abort")
+    assert verify.retries == RetryPolicy(max_attempts=1, backoff_s=1.0, max_backoff_s=30.0)
+
+
+@pytest.mark.parametrize(
+    ("value", "per_second"),
+    [("20/s", 20.0), ("300/m", 5.0), ("1/h", 1 / 3600), ("0.5/s", 0.5), (" 2 / s ", 2.0)],
+)
+def test_parse_rate(value: str, per_second: float) -> None:
+    assert parse_rate(value) == pytest.approx(per_second)
+
+
+@pytest.mark.parametrize("value", ["", "20", "20/sec", "0/s", "-1/s", "1/d", "/s", "1e3/s"])
+def test_parse_rate_rejects(value: str) -> None:
+    with pytest.raises(ValueError, match="expected a rate"):
+        parse_rate(value)
 
 
 # ----------------------------------------------------------------------------- robustness
@@ -300,3 +342,23 @@ def test_mutated_runbooks_never_crash(tmp_path: Path, data: st.DataObject) -> No
     path = tmp_path / "fuzz.yaml"
     path.write_bytes("\n".join(lines).encode("utf-8", "surrogatepass"))
     load_or_invalid(path)
+
+
+EXPRESSION_PIECES = [
+    "${{", "}}", " ", "steps.select.jobs", "steps.select.count", "params.x", "env.X", "target.zone",
+    "'a'", "1", "[", "]", "(", ")", ",", "==", ">", "and", "not", "in", "length(", "format(", "$",
+    "{", "}", "'",
+]  # fmt: skip
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(EXPRESSION_PIECES), max_size=20), st.sampled_from(["jobs", "when"]))
+def test_random_expressions_in_a_runbook_never_crash(
+    tmp_path: Path, pieces: list[str], where: str
+) -> None:
+    expression = "".join(pieces).replace('"', "")
+    line = f'    when: "{expression}"' if where == "when" else f'      jobs: "{expression}"'
+    text = VALID.replace("      jobs: ${{ steps.select.jobs }}", line if where == "jobs" else "")
+    if where == "when":
+        text = text.replace("  - id: retry\n", f"  - id: retry\n{line}\n")
+    load_or_invalid(write(tmp_path, text))
