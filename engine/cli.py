@@ -9,17 +9,25 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import click
 
 from engine import __version__
 from engine.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EngineError, UsageError
+
+if TYPE_CHECKING:
+    from engine.actions.context import JobBook
+    from engine.api.transport import Transport
+    from engine.emulator import Emulator, EmulatorConfig
+    from engine.run.executor import Connection, StepOutcome
+    from engine.runbook import Runbook, Step, Target
 
 logger = logging.getLogger("engine")
 
@@ -51,102 +59,247 @@ def cli(verbose: int) -> None:
 # --------------------------------------------------------------------------- validate
 
 
-@cli.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-def validate(files: Sequence[Path]) -> None:
-    """Check runbook FILES; print every problem as FILE:LINE:COL: message.
-
-    Exit 0 when all are valid, 2 when any is not.
-    """
+def _load(path: Path) -> Runbook:
     from engine.actions import CATALOG
-    from engine.errors import RunbookInvalidError
     from engine.runbook import load_runbook
 
-    problems = 0
-    for path in files:
-        try:
-            load_runbook(path, CATALOG)
-        except RunbookInvalidError as exc:
-            problems += len(exc.diagnostics)
-            click.echo(exc.format_message())
-        else:
-            click.echo(f"{path}: ok", err=True)
-    if problems:
-        raise SystemExit(EXIT_USAGE)
-
-
-# --------------------------------------------------------------------------- run
+    return load_runbook(path, CATALOG)
 
 
 @cli.command()
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
-    "--emulator",
-    "use_emulator",
-    is_flag=True,
-    help="Start the embedded DRS emulator on a free loopback port, seeded with the runbook's "
-    "targets, and run against it.",
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: FILE:LINE:COL: message with the source line; json: an array for tools.",
 )
+@click.option("--lint", "with_lint", is_flag=True, help="Also report lint warnings.")
+def validate(files: Sequence[Path], output_format: str, with_lint: bool) -> None:
+    """Check runbook FILES; print every problem as FILE:LINE:COL: message.
+
+    Exit 0 when all are valid (warnings do not count), 2 when any is not.
+    """
+    _check_files(files, output_format, with_lint=with_lint)
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
-    "--endpoint",
-    metavar="URL",
-    help=f"Send every target's calls to this base URL; credentials from ${TOKEN_ENV} or "
-    f"${IAM_USER_ENV}/${IAM_PASSWORD_ENV}/${IAM_DOMAIN_ENV}.",
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
 )
+@click.option("--strict", is_flag=True, help="Exit 1 when there are warnings.")
+def lint(files: Sequence[Path], output_format: str, strict: bool) -> None:
+    """Validate FILES and warn about risky runbooks (mutations without verification, ...).
+
+    Exit 2 when a file is invalid; with --strict, 1 when there are warnings; else 0.
+    """
+    warnings = _check_files(files, output_format, with_lint=True)
+    if strict and warnings:
+        raise SystemExit(1)
+
+
+def _check_files(files: Sequence[Path], output_format: str, *, with_lint: bool) -> int:
+    """Validate (and lint) every file; print all diagnostics; exit 2 on errors; count warnings."""
+    from engine.actions import MUTATING
+    from engine.errors import Diagnostic, RunbookInvalidError
+    from engine.runbook import diagnostics_json, lint, render_diagnostics
+
+    found: list[Diagnostic] = []
+    invalid = False
+    for path in files:
+        try:
+            runbook = _load(path)
+        except RunbookInvalidError as exc:
+            invalid = True
+            found.extend(exc.diagnostics)
+            continue
+        if with_lint:
+            found.extend(lint(runbook, MUTATING))
+        if output_format == "text":
+            click.echo(f"{path}: ok", err=True)
+    if output_format == "json":
+        click.echo(diagnostics_json(found))
+    elif found:
+        click.echo(render_diagnostics(found, color=_color(sys.stdout)))
+    if invalid:
+        raise SystemExit(EXIT_USAGE)
+    return sum(1 for d in found if d.severity == "warning")
+
+
+def _color(stream: object) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty()) and "NO_COLOR" not in os.environ
+
+
+@cli.command()
+def schema() -> None:
+    """Print the runbook JSON Schema (for editors and other tools)."""
+    from engine.runbook.schema import schema_text
+
+    click.echo(schema_text(), nl=False)
+
+
+_TARGET_OPTIONS = (
+    click.argument("file", type=click.Path(path_type=Path)),
+    click.option(
+        "--emulator",
+        "use_emulator",
+        is_flag=True,
+        help="Start the embedded DRS emulator on a free loopback port, seeded with the "
+        "runbook's targets, and run against it.",
+    ),
+    click.option(
+        "--endpoint",
+        metavar="URL",
+        help=f"Send every target's calls to this base URL; credentials from ${TOKEN_ENV} or "
+        f"${IAM_USER_ENV}/${IAM_PASSWORD_ENV}/${IAM_DOMAIN_ENV}.",
+    ),
+    click.option("--emulator-seed", type=int, default=0, show_default=True),
+    click.option("--emulator-jobs", type=click.IntRange(1, 10_000), default=20, show_default=True),
+    click.option(
+        "--emulator-time-scale",
+        type=click.FloatRange(min=0.0, min_open=True),
+        default=1.0,
+        show_default=True,
+        help="Multiply the emulator's state-transition delays.",
+    ),
+    click.option(
+        "--param",
+        "param_values",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="Set a runbook param (repeatable); wins over --params-file.",
+    ),
+    click.option(
+        "--params-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="A YAML or JSON mapping of param values.",
+    ),
+    click.option("-q", "--quiet", is_flag=True, help="No progress lines, only the summary."),
+)
+
+
+def _target_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The arguments and options run and plan share: the runbook and where its targets are."""
+    for option in reversed(_TARGET_OPTIONS):
+        command = option(command)
+    return command
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Where:
+    """Where a run's targets are: the emulator (with its settings), one endpoint, or the cloud."""
+
+    endpoint: str | None = None
+    emulator_seed: int | None = None
+    emulator_jobs: int = 20
+    emulator_time_scale: float = 1.0
+
+
+def _where(
+    use_emulator: bool, endpoint: str | None, seed: int, jobs: int, time_scale: float
+) -> _Where:
+    if use_emulator and endpoint:
+        raise UsageError("--emulator and --endpoint cannot be used together; pick one target")
+    if use_emulator:
+        return _Where(emulator_seed=seed, emulator_jobs=jobs, emulator_time_scale=time_scale)
+    return _Where(endpoint=None if endpoint is None else _checked_endpoint(endpoint))
+
+
+@cli.command()
+@_target_options
 @click.option(
     "--report-dir",
     type=click.Path(path_type=Path, file_okay=False),
     help="Where to write the reports (default ./runbook-reports/<run-id>/).",
 )
-@click.option("--emulator-seed", type=int, default=0, show_default=True)
-@click.option("--emulator-jobs", type=click.IntRange(1, 10_000), default=20, show_default=True)
-@click.option(
-    "--emulator-time-scale",
-    type=click.FloatRange(min=0.0, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="Multiply the emulator's state-transition delays.",
-)
-@click.option("-q", "--quiet", is_flag=True, help="No progress lines, only the summary.")
 def run(
     file: Path,
     use_emulator: bool,
     endpoint: str | None,
-    report_dir: Path | None,
     emulator_seed: int,
     emulator_jobs: int,
     emulator_time_scale: float,
+    param_values: Sequence[str],
+    params_file: Path | None,
     quiet: bool,
+    report_dir: Path | None,
 ) -> None:
     """Run the runbook FILE and write its reports.
 
     Exit 0 when every selected job ends healthy, 1 when some did not recover or a step failed,
-    2 when the runbook or the command line is invalid.
+    2 when the runbook or the command line is invalid, 130 when interrupted.
     """
-    from engine.actions import CATALOG
     from engine.report.render import terminal_summary
-    from engine.runbook import load_runbook
 
-    if use_emulator and endpoint:
-        raise UsageError("--emulator and --endpoint cannot be used together; pick one target")
-    if endpoint is not None:
-        endpoint = _checked_endpoint(endpoint)
-    runbook = load_runbook(file, CATALOG)
+    where = _where(use_emulator, endpoint, emulator_seed, emulator_jobs, emulator_time_scale)
+    inputs = _inputs(file, param_values, params_file)
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
     directory = _report_directory(report_dir or Path("runbook-reports") / run_id)
-    emulator = (
-        {"seed": emulator_seed, "jobs": emulator_jobs, "time_scale": emulator_time_scale}
-        if use_emulator
-        else None
-    )
-    report, stats = asyncio.run(
-        _run(runbook, run_id=run_id, endpoint=endpoint, emulator=emulator, quiet=quiet)
-    )
+    report, stats = asyncio.run(_execute(inputs, run_id=run_id, where=where, quiet=quiet))
     written = _write_reports(directory, report, stats)
     click.echo(terminal_summary(report), nl=False)
     click.echo("reports: " + ", ".join(str(p) for p in written))
-    code = int(report["exit_code"])
-    raise SystemExit(code)
+    raise SystemExit(int(report["exit_code"]))
+
+
+@cli.command()
+@_target_options
+def plan(
+    file: Path,
+    use_emulator: bool,
+    endpoint: str | None,
+    emulator_seed: int,
+    emulator_jobs: int,
+    emulator_time_scale: float,
+    param_values: Sequence[str],
+    params_file: Path | None,
+    quiet: bool,
+) -> None:
+    """Show what running FILE would do, per project, making only read-only API calls.
+
+    Selection runs for real; mutating steps list the jobs they would send; verification does
+    not run. Exit 0 when the plan was made, 1 when a step failed, 2 on invalid input.
+    """
+    from engine.report.render import plan_summary
+
+    where = _where(use_emulator, endpoint, emulator_seed, emulator_jobs, emulator_time_scale)
+    inputs = _inputs(file, param_values, params_file)
+    run_id = "plan-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    report, _ = asyncio.run(_execute(inputs, run_id=run_id, where=where, quiet=quiet, plan=True))
+    click.echo(plan_summary(report), nl=False)
+    raise SystemExit(int(report["exit_code"]))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Inputs:
+    """A validated runbook with its bound params and the environment it may read."""
+
+    runbook: Runbook
+    params: Mapping[str, Any]
+    env: Mapping[str, str]
+
+
+def _inputs(file: Path, param_values: Sequence[str], params_file: Path | None) -> _Inputs:
+    from engine.runbook import bind_params
+
+    given: dict[str, str] = {}
+    for item in param_values:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--param expects NAME=VALUE, got '{item}'")
+        given[name.strip()] = value
+    runbook = _load(file)
+    params = bind_params(runbook, given, params_file)
+    env = {name: os.environ[name] for name in runbook.env if name in os.environ}
+    return _Inputs(runbook=runbook, params=params, env=env)
 
 
 def _checked_endpoint(url: str) -> str:
@@ -186,19 +339,16 @@ class _ProgressLines:
     def __init__(self, quiet: bool) -> None:
         self._quiet = quiet
 
-    def step_started(self, target: Any, step: Any) -> None:
+    def step_started(self, target: Target, step: Step) -> None:
         if not self._quiet:
             click.echo(f"[{target.label}] {step.id} ({step.action}) ...", err=True)
 
-    def step_finished(self, target: Any, outcome: Any, jobs: Any) -> None:
+    def step_finished(self, target: Target, outcome: StepOutcome, jobs: JobBook) -> None:
         if self._quiet:
             return
-        if outcome.message:
-            detail = outcome.message
-        else:
-            detail = ", ".join(
-                f"{k}: {len(v) if isinstance(v, list) else v}" for k, v in outcome.outputs.items()
-            )
+        detail = outcome.message or ", ".join(
+            f"{k}: {len(v) if isinstance(v, list) else v}" for k, v in outcome.outputs.items()
+        )
         click.echo(
             f"[{target.label}] {outcome.step_id} {outcome.status.value} in "
             f"{outcome.duration_s:.1f}s: {detail}",
@@ -206,37 +356,42 @@ class _ProgressLines:
         )
 
 
-async def _run(
-    runbook: Any,
-    *,
-    run_id: str,
-    endpoint: str | None,
-    emulator: Mapping[str, Any] | None,
-    quiet: bool,
+async def _execute(
+    inputs: _Inputs, *, run_id: str, where: _Where, quiet: bool, plan: bool = False
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Execute; returns the report document and, with --emulator, the emulator's stats."""
+    """Execute; returns the report document and, with --emulator, the emulator's stats.
+
+    SIGTERM is handled like Ctrl-C: the run stops, and its jobs are still reported.
+    """
     from engine.api.transport import AiohttpTransport
     from engine.report.build import build_report
     from engine.run.executor import Executor
 
+    runbook = inputs.runbook
+    task = asyncio.current_task()
+    if task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     stats: dict[str, Any] | None = None
     async with AsyncExitStack() as stack:
         transport = await stack.enter_async_context(AiohttpTransport())
-        if emulator is not None:
-            emu = await stack.enter_async_context(_start_emulator(runbook, emulator))
+        if where.emulator_seed is not None:
+            emu = await stack.enter_async_context(_start_emulator(runbook, where))
             click.echo(f"emulator listening on {emu.url} (in-process, loopback only)", err=True)
             connections = _emulator_connections(runbook, emu, transport)
         else:
-            connections = _connections(runbook, endpoint, transport)
+            connections = _connections(runbook, where.endpoint, transport)
         executor = Executor(
             runbook,
             run_id=run_id,
             transport=transport,
             connections=connections,
             observer=_ProgressLines(quiet),
+            plan=plan,
+            params=inputs.params,
+            env=inputs.env,
         )
         result = await executor.run()
-        if emulator is not None:
+        if where.emulator_seed is not None:
             stats = await _emulator_stats(emu.url)
     return build_report(result), stats
 
@@ -262,7 +417,7 @@ def _write_reports(
     return written
 
 
-def _start_emulator(runbook: Any, options: Mapping[str, Any]) -> Any:
+def _start_emulator(runbook: Runbook, where: _Where) -> Emulator:
     from engine.emulator import Emulator, EmulatorConfig, ProjectSpec
 
     seen: dict[str, ProjectSpec] = {}
@@ -273,14 +428,16 @@ def _start_emulator(runbook: Any, options: Mapping[str, Any]) -> Any:
         )
     config = EmulatorConfig(
         projects=tuple(seen.values()),
-        jobs_per_project=options["jobs"],
-        seed=options["seed"],
-        time_scale=options["time_scale"],
+        jobs_per_project=where.emulator_jobs,
+        seed=where.emulator_seed or 0,
+        time_scale=where.emulator_time_scale,
     )
     return Emulator(config)
 
 
-def _emulator_connections(runbook: Any, emu: Any, transport: Any) -> dict[Any, Any]:
+def _emulator_connections(
+    runbook: Runbook, emu: Emulator, transport: Transport
+) -> dict[Target, Connection]:
     from engine.api.auth import IamPasswordAuth
     from engine.run.executor import Connection
 
@@ -301,7 +458,9 @@ def _emulator_connections(runbook: Any, emu: Any, transport: Any) -> dict[Any, A
     }
 
 
-def _connections(runbook: Any, endpoint: str | None, transport: Any) -> dict[Any, Any]:
+def _connections(
+    runbook: Runbook, endpoint: str | None, transport: Transport
+) -> dict[Target, Connection]:
     """Real endpoints (or one --endpoint for all), with credentials from the environment."""
     from engine.api.auth import Auth, IamPasswordAuth, StaticTokenAuth
     from engine.api.endpoints import drs_endpoint, iam_endpoint
@@ -316,25 +475,22 @@ def _connections(runbook: Any, endpoint: str | None, transport: Any) -> dict[Any
             f"no credentials: set {TOKEN_ENV}, or {IAM_USER_ENV}, {IAM_PASSWORD_ENV} and "
             f"{IAM_DOMAIN_ENV} (or use --emulator to run against the embedded emulator)"
         )
-    connections: dict[Any, Any] = {}
+    connections: dict[Target, Connection] = {}
     for target in runbook.targets:
-        base = endpoint or target.endpoint or drs_endpoint(target.region)
+        base = endpoint or target.endpoint or drs_endpoint(target.region or "")
         auth: Auth
         if token:
             auth = StaticTokenAuth(token)
         else:
-            assert user
-            assert password
-            assert domain
-            iam = os.environ.get(IAM_ENDPOINT_ENV) or (
-                endpoint or (iam_endpoint(target.region) if target.region else base)
-            )
+            iam = os.environ.get(IAM_ENDPOINT_ENV) or endpoint
+            if iam is None:
+                iam = iam_endpoint(target.region) if target.region else base
             auth = IamPasswordAuth(
                 transport=transport,
                 iam_endpoint=iam,
-                user=user,
-                password=password,
-                domain=domain,
+                user=user or "",
+                password=password or "",
+                domain=domain or "",
                 project_id=target.project_id,
             )
         connections[target] = Connection(endpoint=base.rstrip("/"), auth=auth)
@@ -421,7 +577,7 @@ def emulator(
     asyncio.run(_serve_emulator(config, host, port))
 
 
-async def _serve_emulator(config: Any, host: str, port: int) -> None:
+async def _serve_emulator(config: EmulatorConfig, host: str, port: int) -> None:
     from engine.emulator import Emulator
 
     stop = asyncio.Event()

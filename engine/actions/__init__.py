@@ -26,6 +26,10 @@ class ActionSpec:
     # Called (with a fresh time budget) when the step failed or was cut short, to learn what
     # its in-flight mutating requests did.
     after_failure: Callable[[ActionContext], Awaitable[None]] | None = None
+    # In a plan, a mutating action runs its preview instead (read-only calls at most);
+    # an action that only makes sense after mutations is not run at all.
+    preview: Runner | None = None
+    runs_in_plan: bool = True
     # A self-timed action gets ctx.deadline and returns by it with its results (verify records
     # timed-out jobs); the executor only cancels it if it overruns by a margin.
     self_timed: bool = False
@@ -37,6 +41,10 @@ async def _select(ctx: ActionContext, raw: Mapping[str, Any]) -> dict[str, Any]:
 
 async def _retry(ctx: ActionContext, raw: Mapping[str, Any]) -> dict[str, Any]:
     return await batch_retry.run(ctx, batch_retry.BatchRetryParams.from_with(raw))
+
+
+async def _preview_retry(ctx: ActionContext, raw: Mapping[str, Any]) -> dict[str, Any]:
+    return batch_retry.preview(ctx, batch_retry.BatchRetryParams.from_with(raw))
 
 
 async def _verify(ctx: ActionContext, raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -58,6 +66,7 @@ REGISTRY: dict[str, ActionSpec] = {
             mutating=True,
             run=_retry,
             after_failure=batch_retry.reconcile_unanswered,
+            preview=_preview_retry,
         ),
         ActionSpec(
             name="drs.verify_status",
@@ -71,12 +80,11 @@ REGISTRY: dict[str, ActionSpec] = {
             run=_verify,
             default_timeout_s=600.0,
             self_timed=True,
+            runs_in_plan=False,
         ),
     )
 }
 
-CATALOG: dict[str, frozenset[str]] = {
-    name: frozenset(spec.outputs) for name, spec in REGISTRY.items()
-}
-# Output types by action, for the expression language's static checks.
-OUTPUT_TYPES: dict[str, Mapping[str, str]] = {name: spec.outputs for name, spec in REGISTRY.items()}
+# Action name -> output name -> type: what `runbook validate` checks references against.
+CATALOG: dict[str, Mapping[str, str]] = {name: spec.outputs for name, spec in REGISTRY.items()}
+MUTATING: dict[str, bool] = {name: spec.mutating for name, spec in REGISTRY.items()}

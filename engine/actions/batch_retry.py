@@ -108,6 +108,17 @@ async def run(ctx: ActionContext, params: BatchRetryParams) -> dict[str, Any]:
     return {"accepted": tally.accepted, "rejected": tally.rejected}
 
 
+def preview(ctx: ActionContext, params: BatchRetryParams) -> dict[str, Any]:
+    """What ``run`` would send, recorded as WOULD_RETRY events; nothing is sent."""
+    fresh = [j for j in params.jobs if _earlier_retry(ctx.jobs.ensure(j)) is None]
+    for number, batch in enumerate(_batches(fresh, params.batch_size), start=1):
+        for job_id in batch:
+            ctx.jobs.record(
+                job_id, EventKind.WOULD_RETRY, step=ctx.step_id, detail=f"batch {number}"
+            )
+    return {"accepted": fresh, "rejected": []}
+
+
 _RETRY_EVENTS = frozenset(
     {
         EventKind.RETRY_SENT,

@@ -50,6 +50,7 @@ class Disposition(StrEnum):
     NOT_FOUND = "not_found"
     NOT_RETRIED = "not_retried"
     NOT_VERIFIED = "not_verified"
+    CANCELLED = "cancelled"
 
 
 # Dispositions that let the run exit 0.
@@ -59,6 +60,7 @@ GOOD_DISPOSITIONS = frozenset({Disposition.RECOVERED, Disposition.HEALTHY, Dispo
 class EventKind(StrEnum):
     SELECTED = "selected"
     SKIPPED = "skipped"
+    WOULD_RETRY = "would_retry"
     RETRY_SENT = "retry_sent"
     RETRY_DEFERRED = "retry_deferred"
     RETRY_ACKNOWLEDGED = "retry_acknowledged"

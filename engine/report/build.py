@@ -22,6 +22,7 @@ NEEDS_A_HUMAN = (
     Disposition.NOT_FOUND,
     Disposition.NOT_RETRIED,
     Disposition.NOT_VERIFIED,
+    Disposition.CANCELLED,
 )
 
 
@@ -40,6 +41,8 @@ def build_report(result: RunResult) -> dict[str, Any]:
         "finished_at": result.finished_at.isoformat(timespec="seconds"),
         "wall_s": result.wall_s,
         "exit_code": result.exit_code,
+        "mutating": result.mutating,
+        "interrupted": result.interrupted,
         "totals": _totals(all_jobs),
         "time_to_recover_s": rto_summary(
             j.time_to_recover_s for j in all_jobs if j.time_to_recover_s is not None

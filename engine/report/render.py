@@ -16,7 +16,7 @@ _COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("failed again", ("failed_again", "failed")),
     ("rejected", ("retry_rejected",)),
     ("timed out", ("timed_out",)),
-    ("other", ("retry_unknown", "not_found", "not_retried", "not_verified")),
+    ("other", ("retry_unknown", "not_found", "not_retried", "not_verified", "cancelled")),
     ("skipped", ("skipped",)),
 )
 
@@ -27,6 +27,10 @@ def to_json(report: dict[str, Any]) -> str:
 
 def _headline(report: dict[str, Any]) -> str:
     totals = report["totals"]
+    if report.get("interrupted"):
+        return f"interrupted; {totals['needs_attention']} job(s) left for a human"
+    if not report.get("mutating", True) and report["exit_code"] == 0:
+        return f"{totals['selected']} job(s) selected; no step of this runbook acts on them"
     if report["exit_code"] == 0:
         return f"all {totals['selected']} selected job(s) healthy"
     failed_targets = [t for t in report["targets"] if t["status"] == "failed"]
@@ -188,4 +192,44 @@ def to_markdown(report: dict[str, Any]) -> str:
                 for j in target["jobs"]
             ],
         )
+    return "\n".join(lines) + "\n"
+
+
+def plan_summary(report: dict[str, Any]) -> str:
+    """What a run would do, per project: the jobs each mutating step would send, and the skips."""
+    calls = sum(report["api_calls"].values())
+    lines = [
+        f"plan for runbook '{report['runbook']['name']}': no changes made "
+        f"({calls} read-only API call(s))"
+    ]
+    for target in report["targets"]:
+        where = target["region"] or target["endpoint"]
+        lines += ["", f"{_label(target)} ({target['project_id']}, {where})"]
+        for step in target["steps"]:
+            would = [
+                (job, event)
+                for job in target["jobs"]
+                for event in job["events"]
+                if event["kind"] == "would_retry" and event["step"] == step["id"]
+            ]
+            if step["status"] == "failed":
+                lines.append(f"  {step['id']} ({step['action']}): FAILED: {step['message']}")
+            elif would:
+                batches = len({event.get("detail") for _, event in would})
+                lines.append(
+                    f"  {step['id']} ({step['action']}) would send {len(would)} job(s) "
+                    f"in {batches} batch(es):"
+                )
+                lines += [
+                    f"    {job['id']}  {job['name']}  {job['last_status']}" for job, _ in would
+                ]
+            elif step["status"] == "skipped":
+                lines.append(f"  {step['id']} ({step['action']}): {step['message']}")
+            else:
+                outputs = ", ".join(f"{k}: {v}" for k, v in step["outputs"].items())
+                lines.append(f"  {step['id']} ({step['action']}): {outputs}")
+        skipped = [j for j in target["jobs"] if j["disposition"] == "skipped"]
+        if skipped:
+            lines.append(f"  left alone ({len(skipped)}):")
+            lines += [f"    {j['id']}  {j['name']}  {j['reason']}" for j in skipped]
     return "\n".join(lines) + "\n"

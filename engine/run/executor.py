@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from engine.actions import REGISTRY, ActionSpec
+from engine.actions import REGISTRY, ActionSpec, Runner
 from engine.actions.context import (
     GOOD_DISPOSITIONS,
     ActionContext,
@@ -26,11 +27,13 @@ from engine.actions.context import (
 )
 from engine.api.auth import Auth
 from engine.api.client import DrsClient
+from engine.api.ratelimit import RateLimitedTransport
 from engine.api.transport import HttpRequest, HttpResponse, Transport
 from engine.api.types import Language
-from engine.errors import EXIT_JOBS_NOT_HEALTHY, EXIT_OK, ApiError
-from engine.runbook import Reference, Runbook, Step, Target
-from engine.runbook.expressions import resolve
+from engine.errors import EXIT_INTERRUPTED, EXIT_JOBS_NOT_HEALTHY, EXIT_OK, ApiError
+from engine.runbook import Runbook, Step, Target
+from engine.runbook.expressions import ExpressionError, Scope, evaluate, resolve
+from engine.runbook.model import OnFailure
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,7 @@ class StepOutcome:
     started_t: float = 0.0
     duration_s: float = 0.0
     message: str | None = None
+    attempts: int = 0
     outputs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -92,6 +96,8 @@ class RunResult:
     wall_s: float
     targets: list[TargetOutcome]
     api_calls: Counter[str]
+    plan: bool = False
+    interrupted: bool = False
 
     @property
     def mutating(self) -> bool:
@@ -99,6 +105,10 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        if self.plan:
+            return EXIT_JOBS_NOT_HEALTHY if any(t.failed for t in self.targets) else EXIT_OK
         good = GOOD_DISPOSITIONS if self.mutating else GOOD_DISPOSITIONS | {Disposition.SELECTED}
         healthy = all(
             not t.failed and all(job.disposition in good for job in t.jobs) for t in self.targets
@@ -137,9 +147,18 @@ class Executor:
         transport: Transport,
         connections: Mapping[Target, Connection],
         observer: RunObserver | None = None,
+        plan: bool = False,
+        params: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self._runbook = runbook
+        self._plan = plan
         self._run_id = run_id
+        self._params = dict(params or {})
+        self._env = dict(env or {})
+        if runbook.rate_limit_per_s is not None:
+            transport = RateLimitedTransport(transport, runbook.rate_limit_per_s)
+        # Counted after the rate limit: the figures are what reached the network.
         self._transport = CountingTransport(transport)
         self._connections = connections
         self._observer = observer
@@ -154,9 +173,17 @@ class Executor:
         self._t0 = asyncio.get_running_loop().time()
         slots = asyncio.Semaphore(self._runbook.concurrency)
         outcomes = [self._new_outcome(t) for t in self._runbook.targets]
-        async with asyncio.TaskGroup() as group:
-            for outcome in outcomes:
-                group.create_task(self._run_target(outcome, slots))
+        interrupted = False
+        try:
+            async with asyncio.TaskGroup() as group:
+                for outcome in outcomes:
+                    group.create_task(self._run_target(outcome, slots))
+        except asyncio.CancelledError:
+            # Interrupted (Ctrl-C, SIGTERM): every target has finalized its jobs; report them.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            interrupted = True
         return RunResult(
             run_id=self._run_id,
             runbook=self._runbook,
@@ -165,6 +192,8 @@ class Executor:
             wall_s=round(self._clock(), 3),
             targets=outcomes,
             api_calls=self._transport.calls,
+            plan=self._plan,
+            interrupted=interrupted,
         )
 
     def _new_outcome(self, target: Target) -> TargetOutcome:
@@ -185,59 +214,106 @@ class Executor:
                 language=Language(self._runbook.language),
             )
             outputs: dict[str, dict[str, Any]] = {}
+            scope = Scope(
+                params=self._params,
+                target=_target_fields(outcome.target),
+                steps=outputs,
+                env=self._env,
+            )
             failure: str | None = None
-            for step in self._runbook.steps:
-                if failure is not None:
-                    outcome.steps.append(
-                        StepOutcome(
-                            step_id=step.id,
-                            action=step.action,
-                            status=StepStatus.SKIPPED,
-                            message=f"not run: {failure}",
-                        )
-                    )
-                    continue
-                if self._observer is not None:
-                    self._observer.step_started(outcome.target, step)
-                result = await self._run_step(step, client, outcome.jobs, outputs)
-                outcome.steps.append(result)
-                outputs[step.id] = result.outputs
-                if result.status is StepStatus.FAILED:
-                    failure = f"step '{step.id}' failed"
-                if self._observer is not None:
-                    self._observer.step_finished(outcome.target, result, outcome.jobs)
-            _finalize(outcome.jobs, failure, mutating=self._mutating)
+            try:
+                for step in self._runbook.steps:
+                    if failure is not None:
+                        outcome.steps.append(_not_run(step, failure))
+                        continue
+                    if self._observer is not None:
+                        self._observer.step_started(outcome.target, step)
+                    result = await self._run_step(step, client, outcome.jobs, scope)
+                    outcome.steps.append(result)
+                    outputs[step.id] = result.outputs
+                    if result.status is StepStatus.FAILED and step.on_failure == OnFailure.ABORT:
+                        failure = f"step '{step.id}' failed"
+                    if self._observer is not None:
+                        self._observer.step_finished(outcome.target, result, outcome.jobs)
+            except asyncio.CancelledError:
+                done = {s.step_id for s in outcome.steps}
+                outcome.steps.extend(
+                    _not_run(s, "run interrupted") for s in self._runbook.steps if s.id not in done
+                )
+                _finalize(outcome.jobs, "run interrupted", mutating=self._mutating, cancelled=True)
+                raise
+            if not self._plan:
+                failed = next(
+                    (s.step_id for s in outcome.steps if s.status is StepStatus.FAILED), None
+                )
+                reason = failure or (None if failed is None else f"step '{failed}' failed")
+                _finalize(outcome.jobs, reason, mutating=self._mutating)
 
     async def _run_step(
-        self,
-        step: Step,
-        client: DrsClient,
-        jobs: JobBook,
-        outputs: Mapping[str, Mapping[str, Any]],
+        self, step: Step, client: DrsClient, jobs: JobBook, scope: Scope
     ) -> StepOutcome:
         spec = REGISTRY[step.action]
+        if self._plan and not spec.runs_in_plan:
+            return _not_run(step, "not run in a plan (it checks the effect of changes)")
         started = self._clock()
         outcome = StepOutcome(step_id=step.id, action=step.action, status=StepStatus.SUCCEEDED)
         outcome.started_t = round(started, 3)
-        timeout_s = step.timeout_s if step.timeout_s is not None else spec.default_timeout_s
-        ctx = ActionContext(api=client, jobs=jobs, step_id=step.id, project_id=client.project_id)
         try:
-            raw = resolve(step.with_, lambda ref: _lookup(ref, outputs))
-            outcome.outputs = await self._call(spec, ctx, raw, timeout_s, started)
-        except StepFailedError as exc:
-            outcome.status, outcome.message = StepStatus.FAILED, str(exc)
-        except ApiError as exc:
+            if step.when is not None and not evaluate(step.when, scope):
+                outcome.status = StepStatus.SKIPPED
+                outcome.message = f"skipped: when {step.when.text} is false"
+                return outcome
+        except ExpressionError as exc:
             outcome.status, outcome.message = StepStatus.FAILED, exc.format_message()
-        except TimeoutError:
-            outcome.status = StepStatus.FAILED
-            outcome.message = f"timed out after {timeout_s:g}s"
+            return outcome
+        ctx = ActionContext(api=client, jobs=jobs, step_id=step.id, project_id=client.project_id)
+        for attempt in range(1, step.retries.max_attempts + 1):
+            outcome.attempts = attempt
+            message = await self._attempt(step, spec, ctx, scope, outcome)
+            if message is None:
+                outcome.status, outcome.message = StepStatus.SUCCEEDED, None
+                break
+            outcome.status, outcome.message = StepStatus.FAILED, message
+            logger.warning(
+                "step %r failed in %s (attempt %d of %d): %s",
+                step.id,
+                client.project_id,
+                attempt,
+                step.retries.max_attempts,
+                message,
+            )
+            if attempt < step.retries.max_attempts:
+                await asyncio.sleep(_backoff_s(step, attempt))
+        failed = outcome.status is StepStatus.FAILED
+        if failed and spec.after_failure is not None and not self._plan:
+            await _after_failure(spec, ctx)
         outcome.duration_s = round(self._clock() - started, 3)
-        if outcome.status is StepStatus.FAILED:
-            logger.warning("step %r failed in %s: %s", step.id, client.project_id, outcome.message)
         return outcome
+
+    async def _attempt(
+        self, step: Step, spec: ActionSpec, ctx: ActionContext, scope: Scope, outcome: StepOutcome
+    ) -> str | None:
+        """One attempt at the step; None when it succeeded, else why it failed."""
+        runner = spec.preview if self._plan and spec.preview is not None else spec.run
+        timeout_s = step.timeout_s if step.timeout_s is not None else spec.default_timeout_s
+        try:
+            raw = resolve(step.with_, scope)
+            outcome.outputs = await self._call(runner, spec, ctx, raw, timeout_s, self._clock())
+        except (StepFailedError, ExpressionError) as exc:
+            return str(exc) if isinstance(exc, StepFailedError) else exc.format_message()
+        except ApiError as exc:
+            return exc.format_message()
+        except TimeoutError:
+            return f"timed out after {timeout_s:g}s"
+        except asyncio.CancelledError:
+            if spec.after_failure is not None and not self._plan:
+                await _shielded_after_failure(spec, ctx)
+            raise
+        return None
 
     async def _call(
         self,
+        runner: Runner,
         spec: ActionSpec,
         ctx: ActionContext,
         raw: Mapping[str, Any],
@@ -245,26 +321,74 @@ class Executor:
         started: float,
     ) -> dict[str, Any]:
         if timeout_s is None:
-            return await spec.run(ctx, raw)
+            return await runner(ctx, raw)
         if spec.self_timed:
             ctx.deadline = started + timeout_s
             timeout_s += SELF_TIMED_MARGIN_S
         async with asyncio.timeout(timeout_s):
-            return await spec.run(ctx, raw)
+            return await runner(ctx, raw)
 
 
-def _lookup(ref: Reference, outputs: Mapping[str, Mapping[str, Any]]) -> Any:
+# The time an after-failure reconciliation may take (its own budget: the step's is spent).
+AFTER_FAILURE_BUDGET_S = 30.0
+
+
+async def _after_failure(spec: ActionSpec, ctx: ActionContext) -> None:
+    assert spec.after_failure is not None
     try:
-        return outputs[ref.step_id][ref.output]
-    except KeyError:
-        raise StepFailedError(f"{ref.text} has no value: step '{ref.step_id}' gave none") from None
+        async with asyncio.timeout(AFTER_FAILURE_BUDGET_S):
+            await spec.after_failure(ctx)
+    except (ApiError, TimeoutError) as exc:
+        logger.warning("could not learn what step %r did: %s", ctx.step_id, exc)
 
 
-def _finalize(jobs: JobBook, failure: str | None, *, mutating: bool) -> None:
+async def _shielded_after_failure(spec: ActionSpec, ctx: ActionContext) -> None:
+    """Reconcile even while the run is being cancelled; a second signal still stops it."""
+    try:
+        await asyncio.shield(_after_failure(spec, ctx))
+    except asyncio.CancelledError:
+        logger.warning("reconciliation of step %r interrupted", ctx.step_id)
+
+
+def _not_run(step: Step, why: str) -> StepOutcome:
+    return StepOutcome(
+        step_id=step.id, action=step.action, status=StepStatus.SKIPPED, message=f"not run: {why}"
+    )
+
+
+def _target_fields(target: Target) -> dict[str, Any]:
+    return {
+        "project_id": target.project_id,
+        "region": target.region,
+        "name": target.name,
+        "endpoint": target.endpoint,
+    }
+
+
+def _backoff_s(step: Step, attempt: int) -> float:
+    """Full jitter: uniform over [0, min(max_backoff, backoff * 2^(attempt-1))]."""
+    policy = step.retries
+    return random.uniform(0, min(policy.max_backoff_s, policy.backoff_s * 2 ** (attempt - 1)))
+
+
+def _finalize(
+    jobs: JobBook, failure: str | None, *, mutating: bool, cancelled: bool = False
+) -> None:
     """Turn intermediate dispositions into final ones, with the reason."""
     because = f" ({failure})" if failure else ""
     for record in jobs:
-        if record.disposition is Disposition.SELECTED and mutating:
+        if cancelled and record.disposition in {Disposition.SELECTED, Disposition.RETRY_ACCEPTED}:
+            was_retried = record.disposition is Disposition.RETRY_ACCEPTED
+            last = record.events[-1].kind if record.events else None
+            if last is EventKind.RETRY_SENT:
+                record.disposition = Disposition.RETRY_UNKNOWN
+                record.reason = f"retry sent, no answer recorded{because}"
+                continue
+            record.disposition = Disposition.CANCELLED
+            record.reason = (
+                "retry accepted, verification interrupted" if was_retried else "not retried"
+            ) + because
+        elif record.disposition is Disposition.SELECTED and mutating:
             last = record.events[-1].kind if record.events else None
             if last is EventKind.RETRY_SENT:
                 record.disposition = Disposition.RETRY_UNKNOWN
