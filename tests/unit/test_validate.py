@@ -45,8 +45,8 @@ EXPECTED: dict[str, list[str]] = {
         "11:34: step 'retry' (drs.batch_retry): when: 'and' needs boolean operands, got integer",
     ],
     "bad_duration": [
-        "16:14: step 'verify' (drs.verify_status): timeout: expected a duration such as"
-        " 250ms, 90s, 10m or 2h, or a number of seconds, got '10 minutes'",
+        "16:14: step 'verify' (drs.verify_status): timeout: expected a duration greater than"
+        " zero, such as 250ms, 90s, 10m or 2h, or a number of seconds, got '10 minutes'",
     ],
     "bad_on_failure": [
         "11:17: step 'retry' (drs.batch_retry): on_failure: expected one of abort, continue,"
@@ -160,7 +160,7 @@ EXPECTED: dict[str, list[str]] = {
         "15:19: step 'retry' (drs.batch_retry): with.batch_size: must be <= 100, got 101",
         "16:7: step 'retry' (drs.batch_retry): unknown key 'batch_sise' (hint: did you mean"
         " 'batch_size'?)",
-        "22:22: step 'verify' (drs.verify_status): with.poll_interval: must be >= 0, got -1",
+        "22:22: step 'verify' (drs.verify_status): with.poll_interval: must be > 0, got -1",
     ],
     "max_jobs_zero": [
         "3:11: max_jobs: must be >= 1, got 0",
@@ -245,6 +245,11 @@ EXPECTED: dict[str, list[str]] = {
     "unknown_action": [
         "10:13: step 'retry': unknown action 'drs.batch_rety' (hint: did you mean"
         " 'drs.batch_retry'?)",
+    ],
+    "zero_durations": [
+        "11:14: step 'verify' (drs.verify_status): timeout: expected a duration greater than"
+        " zero, such as 250ms, 90s, 10m or 2h, or a number of seconds, got '0s'",
+        "14:22: step 'verify' (drs.verify_status): with.poll_interval: must be > 0, got 0",
     ],
     "unknown_output": [
         "12:30: step 'retry' (drs.batch_retry): with.jobs: step 'select' (drs.select_jobs)"
