@@ -600,12 +600,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except EngineError as exc:
-        click.echo(
-            f"runbook: {exc.format_message()}"
-            if not _is_diagnostics(exc)
-            else exc.format_message(),
-            err=True,
-        )
+        click.echo(_error_text(exc), err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
@@ -616,12 +611,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("runbook: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    except SystemExit:
-        raise
     sys.exit(EXIT_OK)
 
 
-def _is_diagnostics(exc: EngineError) -> bool:
+def _error_text(exc: EngineError) -> str:
+    """Diagnostics with their source lines; any other engine error as one sentence."""
     from engine.errors import RunbookInvalidError
+    from engine.runbook import render_diagnostics
 
-    return isinstance(exc, RunbookInvalidError)
+    if isinstance(exc, RunbookInvalidError):
+        return render_diagnostics(exc.diagnostics, color=_color(sys.stderr))
+    return f"runbook: {exc.format_message()}"

@@ -80,11 +80,20 @@ class _Tally:
     rejected: list[str]
 
 
-async def run(ctx: ActionContext, params: BatchRetryParams) -> dict[str, Any]:
+def _check(ctx: ActionContext, params: BatchRetryParams) -> None:
     if not 1 <= params.batch_size <= MAX_BATCH_SIZE:
         raise StepFailedError(
             f"batch_size must be between 1 and {MAX_BATCH_SIZE}, got {params.batch_size}"
         )
+    if ctx.max_jobs is not None and len(params.jobs) > ctx.max_jobs:
+        raise StepFailedError(
+            f"would retry {len(params.jobs)} jobs, more than max_jobs {ctx.max_jobs}; "
+            "nothing was sent (narrow the selection or raise max_jobs)"
+        )
+
+
+async def run(ctx: ActionContext, params: BatchRetryParams) -> dict[str, Any]:
+    _check(ctx, params)
     tally = _Tally(accepted=[], rejected=[])
     fresh: list[str] = []
     unanswered: list[str] = []
@@ -110,6 +119,7 @@ async def run(ctx: ActionContext, params: BatchRetryParams) -> dict[str, Any]:
 
 def preview(ctx: ActionContext, params: BatchRetryParams) -> dict[str, Any]:
     """What ``run`` would send, recorded as WOULD_RETRY events; nothing is sent."""
+    _check(ctx, params)
     fresh = [j for j in params.jobs if _earlier_retry(ctx.jobs.ensure(j)) is None]
     for number, batch in enumerate(_batches(fresh, params.batch_size), start=1):
         for job_id in batch:

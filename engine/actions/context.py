@@ -175,6 +175,8 @@ class ActionContext:
     step_id: str
     project_id: str
     deadline: float | None = None
+    # The runbook's cap on how many jobs one mutating step may act on in this target.
+    max_jobs: int | None = None
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     def now(self) -> float:

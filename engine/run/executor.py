@@ -259,14 +259,22 @@ class Executor:
         outcome = StepOutcome(step_id=step.id, action=step.action, status=StepStatus.SUCCEEDED)
         outcome.started_t = round(started, 3)
         try:
-            if step.when is not None and not evaluate(step.when, scope):
+            if step.when is not None and evaluate(step.when, scope) is not True:
                 outcome.status = StepStatus.SKIPPED
                 outcome.message = f"skipped: when {step.when.text} is false"
+                # Later steps may still refer to its outputs: they are empty, not missing.
+                outcome.outputs = {k: _EMPTY[t] for k, t in spec.outputs.items()}
                 return outcome
         except ExpressionError as exc:
             outcome.status, outcome.message = StepStatus.FAILED, exc.format_message()
             return outcome
-        ctx = ActionContext(api=client, jobs=jobs, step_id=step.id, project_id=client.project_id)
+        ctx = ActionContext(
+            api=client,
+            jobs=jobs,
+            step_id=step.id,
+            project_id=client.project_id,
+            max_jobs=self._runbook.max_jobs,
+        )
         for attempt in range(1, step.retries.max_attempts + 1):
             outcome.attempts = attempt
             message = await self._attempt(step, spec, ctx, scope, outcome)
@@ -354,6 +362,15 @@ def _not_run(step: Step, why: str) -> StepOutcome:
     return StepOutcome(
         step_id=step.id, action=step.action, status=StepStatus.SKIPPED, message=f"not run: {why}"
     )
+
+
+_EMPTY: dict[str, Any] = {
+    "list[string]": [],
+    "integer": 0,
+    "number": 0.0,
+    "boolean": False,
+    "string": "",
+}
 
 
 def _target_fields(target: Target) -> dict[str, Any]:

@@ -1,0 +1,357 @@
+"""The `runbook` command's promises: plan is read-only, guard rails, step controls, interrupts,
+usage errors without tracebacks, and no secret in any output."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+RUNBOOKS = sorted((REPO / "runbooks").glob("*.yaml"))
+EXAMPLE = REPO / "runbooks" / "retry-failed-jobs.yaml"
+FINAL = {
+    "recovered", "healthy", "failed_again", "failed", "retry_rejected", "retry_unknown",
+    "timed_out", "not_found", "not_retried", "not_verified", "skipped", "cancelled",
+}  # fmt: skip
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    out, err = capsys.readouterr()
+    code = exited.value.code
+    return (code if isinstance(code, int) else 1), out, err
+
+
+def fetch(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:  # loopback only
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def emulator() -> Iterator[dict[str, Any]]:
+    """A standalone `runbook emulator` (fast transitions); yields its first-line description."""
+    command = [
+        sys.executable, "-c", "from engine.cli import main; main()", "emulator",
+        "--projects", "2", "--jobs", "15", "--seed", "5", "--time-scale", "0.05",
+    ]  # fmt: skip
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            yield json.loads(proc.stdout.readline())
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def runbook_for(described: dict[str, Any], path: Path, steps: str, head: str = "") -> Path:
+    targets = "".join(
+        f"  - project_id: {p['project_id']}\n    region: {p['region']}\n"
+        for p in described["projects"]
+    )
+    path.write_text(f"version: 1\nname: t\n{head}targets:\n{targets}steps:\n{steps}")
+    return path
+
+
+RETRY_STEPS = """\
+  - id: select
+    action: drs.select_jobs
+  - id: retry
+    action: drs.batch_retry
+    with:
+      jobs: ${{ steps.select.jobs }}
+      batch_size: 4
+  - id: verify
+    action: drs.verify_status
+    timeout: 3s
+    with:
+      jobs: ${{ steps.retry.accepted }}
+      poll_interval: 0.2s
+"""
+
+
+def jobs_of(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [job for target in report["targets"] for job in target["jobs"]]
+
+
+def test_plan_makes_no_mutating_request_and_lists_what_run_would_send(
+    emulator: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DRS_AUTH_TOKEN", emulator["token"])
+    runbook = runbook_for(emulator, tmp_path / "rb.yaml", RETRY_STEPS)
+
+    code, out, _ = run_cli(["plan", str(runbook), "--endpoint", emulator["url"]], capsys)
+
+    stats = fetch(f"{emulator['url']}/_emulator/stats")
+    assert code == 0
+    assert stats["mutating_requests"] == 0
+    assert stats["retry_requests_per_job"] == {}
+    assert "no changes made" in out
+    assert "retry (drs.batch_retry) would send" in out
+    assert "verify (drs.verify_status): not run: not run in a plan" in out
+    assert "dual-active parent" in out  # the skipped parents are named with the reason
+
+    # The run then sends exactly the jobs the plan listed.
+    planned = {line.split()[0] for line in out.splitlines() if line.startswith("    ")}
+    run_cli(["run", str(runbook), "--endpoint", emulator["url"], "-q",
+             "--report-dir", str(tmp_path / "r")], capsys)  # fmt: skip
+    sent = set(fetch(f"{emulator['url']}/_emulator/stats")["retry_requests_per_job"])
+    assert sent
+    assert sent <= planned
+
+
+def test_max_jobs_stops_the_retry_before_any_request(
+    emulator: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DRS_AUTH_TOKEN", emulator["token"])
+    runbook = runbook_for(emulator, tmp_path / "rb.yaml", RETRY_STEPS, head="max_jobs: 1\n")
+
+    code, out, _ = run_cli(["run", str(runbook), "--endpoint", emulator["url"], "-q",
+                            "--report-dir", str(tmp_path / "r")], capsys)  # fmt: skip
+
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert code == 1
+    assert fetch(f"{emulator['url']}/_emulator/stats")["mutating_requests"] == 0
+    assert "more than max_jobs 1; nothing was sent" in out
+    selected = [j for j in jobs_of(report) if j["disposition"] != "skipped"]
+    assert selected
+    assert {j["disposition"] for j in selected} == {"not_retried"}
+    assert all(s["status"] == "skipped" for t in report["targets"] for s in t["steps"][2:])
+
+
+def test_when_false_skips_a_step_and_later_steps_see_empty_outputs(
+    emulator: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DRS_AUTH_TOKEN", emulator["token"])
+    steps = """\
+  - id: select
+    action: drs.select_jobs
+    with:
+      name: no-such-job-*
+  - id: retry
+    action: drs.batch_retry
+    when: ${{ steps.select.count > 0 }}
+    with:
+      jobs: ${{ steps.select.jobs }}
+  - id: verify
+    action: drs.verify_status
+    when: ${{ length(steps.retry.accepted) > 0 }}
+    timeout: 1s
+    with:
+      jobs: ${{ steps.retry.accepted }}
+"""
+    runbook = runbook_for(emulator, tmp_path / "rb.yaml", steps)
+
+    code, _, _ = run_cli(["run", str(runbook), "--endpoint", emulator["url"], "-q",
+                          "--report-dir", str(tmp_path / "r")], capsys)  # fmt: skip
+
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert code == 0
+    for target in report["targets"]:
+        assert [s["status"] for s in target["steps"]] == ["succeeded", "skipped", "skipped"]
+        assert (
+            target["steps"][1]["message"] == "skipped: when ${{ steps.select.count > 0 }} is false"
+        )
+
+
+def test_a_retry_step_cut_short_is_reconciled_and_nothing_is_sent_twice(
+    emulator: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DRS_AUTH_TOKEN", emulator["token"])
+    steps = RETRY_STEPS.replace("    action: drs.batch_retry\n",
+                                "    action: drs.batch_retry\n    timeout: 1ms\n")  # fmt: skip
+    runbook = runbook_for(emulator, tmp_path / "rb.yaml", steps)
+
+    code, _, _ = run_cli(["run", str(runbook), "--endpoint", emulator["url"], "-q",
+                          "--report-dir", str(tmp_path / "r")], capsys)  # fmt: skip
+
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    per_job = fetch(f"{emulator['url']}/_emulator/stats")["retry_requests_per_job"]
+    assert code == 1
+    assert set(per_job.values()) <= {1}
+    for job in jobs_of(report):
+        assert job["disposition"] in FINAL
+        if job["id"] in per_job:
+            # Reached the server: either reconciled (moved on) or honestly unknown.
+            assert job["disposition"] in {"not_verified", "retry_unknown"}, job
+
+
+@pytest.mark.parametrize("runbook", RUNBOOKS, ids=[p.stem for p in RUNBOOKS])
+def test_every_example_runbook_validates_plans_and_runs(
+    runbook: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import re
+
+    fast = tmp_path / runbook.name
+    text = re.sub(r"(?m)^(\s+timeout:).*$", r"\1 3s", runbook.read_text())
+    fast.write_text(re.sub(r"(?m)^(\s+poll_interval:).*$", r"\1 0.2s", text))
+    params = ["--param", "name=*"] if "required: true" in text else []
+    emulator_args = ["--emulator", "--emulator-time-scale", "0.05", *params]
+
+    assert run_cli(["validate", str(runbook)], capsys)[0] == 0
+    assert run_cli(["plan", str(fast), *emulator_args], capsys)[0] == 0
+    code, _, _ = run_cli(["run", str(fast), *emulator_args, "--report-dir", str(tmp_path / "r")],
+                         capsys)  # fmt: skip
+
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    stats = json.loads((tmp_path / "r" / "emulator-stats.json").read_text())
+    assert code == report["exit_code"]
+    assert code in {0, 1}
+    assert jobs_of(report)
+    assert all(j["disposition"] in FINAL for j in jobs_of(report))
+    assert set(stats["retry_requests_per_job"].values()) <= {1}
+
+
+def test_interrupt_writes_a_report_with_cancelled_jobs(tmp_path: Path) -> None:
+    example = EXAMPLE
+    reports = tmp_path / "r"
+    command = [
+        sys.executable, "-c", "from engine.cli import main; main()", "run", str(example),
+        "--emulator", "--emulator-time-scale", "20", "--report-dir", str(reports),
+    ]  # fmt: skip
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    ) as proc:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "verify (drs.verify_status) ..." in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+
+    report = json.loads((reports / "report.json").read_text())
+    assert proc.returncode == 130
+    assert report["interrupted"] is True
+    assert report["exit_code"] == 130
+    dispositions = {j["disposition"] for j in jobs_of(report)}
+    assert "cancelled" in dispositions
+    assert dispositions <= FINAL
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--endpoint", "ftp://x"], "--endpoint must be an http(s) URL"),
+        (["--endpoint", "localhost:9"], "--endpoint must be an http(s) URL"),
+        (["--endpoint", "http://u:S3cret@127.0.0.1:9"], "--endpoint must not carry credentials"),
+        (["--emulator", "--endpoint", "http://127.0.0.1:9"], "cannot be used together"),
+        (["--emulator", "--report-dir", "/proc/no/such"], "cannot write reports to /proc/no/such"),
+        (["--emulator", "--param", "novalue"], "--param expects NAME=VALUE, got 'novalue'"),
+    ],
+)
+def test_usage_mistakes_are_one_sentence_and_exit_2(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(["run", str(EXAMPLE), *args], capsys)
+    assert code == 2
+    assert err.startswith("runbook: ")
+    assert message in err
+    assert "S3cret" not in err
+    assert "Traceback" not in out + err
+
+
+def test_unknown_and_mistyped_params_name_the_param(capsys: pytest.CaptureFixture[str]) -> None:
+    runbook = REPO / "runbooks" / "retry-by-name.yaml"
+    code, _, err = run_cli(
+        ["run", str(runbook), "--emulator", "--param", "nme=x", "--param", "batch_size=ten"],
+        capsys,
+    )
+    assert code == 2
+    assert "unknown param 'nme'" in err
+    assert "param 'batch_size': expected integer, got 'ten' (from --param)" in err
+    assert "did you mean 'name'?" in err
+    assert "param 'name' is required" in err
+
+
+def test_no_secret_reaches_any_output_even_at_debug_level(
+    emulator: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DRS_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("DRS_IAM_USER", emulator["user"])
+    monkeypatch.setenv("DRS_IAM_PASSWORD", emulator["password"])
+    monkeypatch.setenv("DRS_IAM_DOMAIN", emulator["domain"])
+    runbook = runbook_for(emulator, tmp_path / "rb.yaml", RETRY_STEPS)
+    reports = tmp_path / "r"
+
+    code, out, err = run_cli(["-vv", "run", str(runbook), "--endpoint", emulator["url"],
+                              "--report-dir", str(reports)], capsys)  # fmt: skip
+    # A wrong password: the error names the user, never the password.
+    monkeypatch.setenv("DRS_IAM_PASSWORD", "Wr0ng-" + emulator["password"])
+    bad_code, bad_out, bad_err = run_cli(["-vv", "run", str(runbook), "--endpoint",
+                                          emulator["url"], "--report-dir", str(tmp_path / "b")],
+                                         capsys)  # fmt: skip
+
+    assert code == 1
+    assert "DEBUG" in err  # debug logging really was on
+    outputs = [out, err, bad_out, bad_err]
+    outputs += [p.read_text() for d in (reports, tmp_path / "b") for p in d.iterdir()]
+    secrets = [emulator["password"], emulator["token"], "Wr0ng-"]
+    for text in outputs:
+        for secret in secrets:
+            assert secret not in text
+    assert bad_code == 1
+    assert emulator["user"] in bad_out + bad_err
+
+
+def test_validate_json_format_is_machine_readable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EXAMPLE.read_text().replace("batch_size: 10", "batch_size: ten"))
+    code, out, _ = run_cli(["validate", "--format", "json", str(bad)], capsys)
+    problems = json.loads(out)
+    assert code == 2
+    assert problems == [
+        {
+            "path": str(bad),
+            "line": problems[0]["line"],
+            "col": 19,
+            "severity": "error",
+            "message": "step 'retry' (drs.batch_retry): with.batch_size: 'ten' is not of type"
+            " 'integer'",
+            "hint": None,
+        }
+    ]
+    assert bad.read_text().splitlines()[problems[0]["line"] - 1].endswith("batch_size: ten")
+
+
+def test_schema_command_prints_the_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(["schema"], capsys)
+    assert code == 0
+    assert json.loads(out) == json.loads((REPO / "schemas" / "runbook.schema.json").read_text())
+
+
+def test_emulator_refuses_a_non_loopback_bind_without_the_flag(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = run_cli(["emulator", "--host", "0.0.0.0"], capsys)
+    assert code == 2
+    assert "not a loopback address" in err
