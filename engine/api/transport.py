@@ -134,6 +134,8 @@ def error_fields(response: HttpResponse) -> tuple[str, str]:
         source: dict[str, Any] = nested if isinstance(nested, dict) else raw
         code = source.get("error_code") or source.get("code")
         message = source.get("error_msg") or source.get("message")
+        if isinstance(code, int):
+            code = f"IAM.{code}"  # IAM's numeric code repeats the HTTP status; say whose it is
         if code:
             return str(code), _clip(str(message or ""))
     return f"HTTP_{response.status}", _clip(response.body.decode("utf-8", "replace")) or "(empty)"

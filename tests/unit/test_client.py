@@ -284,6 +284,15 @@ async def test_iam_shaped_error_body_is_understood() -> None:
     assert (info.value.error_code, info.value.error_msg) == ("IAM.0001", "bad things")
 
 
+async def test_keystone_numeric_error_code_is_labelled_as_iam() -> None:
+    body = {"error": {"code": 401, "message": "The username or password is wrong.", "title": "x"}}
+    transport = FakeTransport(reply(403, body))
+    with pytest.raises(DrsApiError) as info:
+        await client(transport).batch_status(["a"])
+    assert info.value.error_code == "IAM.401"
+    assert "403 IAM.401: The username or password is wrong." in str(info.value)
+
+
 async def test_202_with_an_error_body_raises_drs_api_error() -> None:
     body = {"error_code": "DRS.M01504", "error_msg": "another operation is running"}
     transport = FakeTransport(reply(202, body))
