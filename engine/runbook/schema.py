@@ -21,11 +21,11 @@ import jsonschema
 
 import engine
 from engine.errors import Diagnostic
-from engine.runbook.expressions import is_expression
+from engine.runbook.expressions import is_expression, kind_of
 from engine.runbook.parse import JsonPath, ParsedYaml
 
-# Action name -> its outputs: {output: type} (engine.actions.CATALOG), or only the output
-# names (engine.actions.CATALOG), whose types are then unknown ("any") to the static checks.
+# Action name -> its outputs, either {output: type} (engine.actions.CATALOG) or only the output
+# names, whose types are then unknown ("any") to the static checks.
 ActionCatalog = Mapping[str, Collection[str]]
 
 SCHEMA_FILE = "runbook.schema.json"
@@ -242,15 +242,9 @@ def _accepted(node: Mapping[str, Any] | None) -> list[str] | None:
 
 
 def _json_kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "null" if value is None else "array"
+    """The JSON Schema type name of an enum or const value."""
+    kind = kind_of(value)
+    return "array" if kind == "list" else kind
 
 
 # (where, detail, hint, scope): scope "field" prefixes the field's path to the detail, "owner"

@@ -7,83 +7,21 @@ import json
 import signal
 import subprocess
 import sys
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from engine.cli import main
-
-REPO = Path(__file__).resolve().parents[2]
-RUNBOOKS = sorted((REPO / "runbooks").glob("*.yaml"))
-EXAMPLE = REPO / "runbooks" / "retry-failed-jobs.yaml"
-FINAL = {
-    "recovered", "healthy", "failed_again", "failed", "retry_rejected", "retry_unknown",
-    "timed_out", "not_found", "not_retried", "not_verified", "skipped", "cancelled",
-}  # fmt: skip
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main(args)
-    out, err = capsys.readouterr()
-    code = exited.value.code
-    return (code if isinstance(code, int) else 1), out, err
-
-
-def fetch(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as response:  # loopback only
-        return json.loads(response.read())
-
-
-@pytest.fixture
-def emulator() -> Iterator[dict[str, Any]]:
-    """A standalone `runbook emulator` (fast transitions); yields its first-line description."""
-    command = [
-        sys.executable, "-c", "from engine.cli import main; main()", "emulator",
-        "--projects", "2", "--jobs", "15", "--seed", "5", "--time-scale", "0.05",
-    ]  # fmt: skip
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            yield json.loads(proc.stdout.readline())
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-
-
-def runbook_for(described: dict[str, Any], path: Path, steps: str, head: str = "") -> Path:
-    targets = "".join(
-        f"  - project_id: {p['project_id']}\n    region: {p['region']}\n"
-        for p in described["projects"]
-    )
-    path.write_text(f"version: 1\nname: t\n{head}targets:\n{targets}steps:\n{steps}")
-    return path
-
-
-RETRY_STEPS = """\
-  - id: select
-    action: drs.select_jobs
-  - id: retry
-    action: drs.batch_retry
-    with:
-      jobs: ${{ steps.select.jobs }}
-      batch_size: 4
-  - id: verify
-    action: drs.verify_status
-    timeout: 3s
-    with:
-      jobs: ${{ steps.retry.accepted }}
-      poll_interval: 0.2s
-"""
-
-
-def jobs_of(report: dict[str, Any]) -> list[dict[str, Any]]:
-    return [job for target in report["targets"] for job in target["jobs"]]
+from harness import (
+    EXAMPLE,
+    FINAL,
+    REPO,
+    RETRY_STEPS,
+    RUNBOOKS,
+    fetch,
+    jobs_of,
+    run_cli,
+    runbook_for,
+)
 
 
 def test_plan_makes_no_mutating_request_and_lists_what_run_would_send(

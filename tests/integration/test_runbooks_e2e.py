@@ -3,55 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from engine.cli import main
-
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "runbooks" / "retry-failed-jobs.yaml"
-FINAL = {
-    "recovered",
-    "healthy",
-    "failed_again",
-    "failed",
-    "retry_rejected",
-    "retry_unknown",
-    "timed_out",
-    "not_found",
-    "not_retried",
-    "not_verified",
-    "skipped",
-}
-
-
-def fast_copy(source: Path, dest: Path, *, timeout: str = "4s", poll: str = "0.2s") -> Path:
-    """The runbook with a short verify deadline and poll interval, for a fast emulator."""
-    text = source.read_text(encoding="utf-8")
-    text = re.sub(r"(?m)^(\s+timeout:).*$", rf"\1 {timeout}", text)
-    text = re.sub(r"(?m)^(\s+poll_interval:).*$", rf"\1 {poll}", text)
-    dest.write_text(text, encoding="utf-8")
-    return dest
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main(args)
-    out, err = capsys.readouterr()
-    code = exited.value.code
-    return (code if isinstance(code, int) else 1), out, err
-
-
-def jobs_of(report: dict[str, Any]) -> list[dict[str, Any]]:
-    return [job for target in report["targets"] for job in target["jobs"]]
+from harness import EXAMPLE, FINAL, fast_copy, fetch, jobs_of, run_cli, runbook_for
 
 
 def test_example_runbook_against_embedded_emulator_accounts_for_every_job(
@@ -169,76 +126,10 @@ def test_run_without_credentials_is_a_usage_error(
 # --------------------------------------------------------------------------- standalone emulator
 
 
-@pytest.fixture
-def standalone_emulator() -> Iterator[dict[str, Any]]:
-    """`runbook emulator` in a subprocess; yields its first-line description."""
-    command = [
-        sys.executable,
-        "-c",
-        "from engine.cli import main; main()",
-        "emulator",
-        "--port",
-        "0",
-        "--projects",
-        "2",
-        "--jobs",
-        "15",
-        "--seed",
-        "3",
-        "--time-scale",
-        "0.05",
-    ]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            yield json.loads(proc.stdout.readline())
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-
-
-def write_runbook_for(described: dict[str, Any], path: Path) -> Path:
-    targets = "\n".join(
-        f"  - project_id: {p['project_id']}\n    region: {p['region']}"
-        for p in described["projects"]
-    )
-    path.write_text(
-        f"""version: 1
-name: standalone
-concurrency: 2
-targets:
-{targets}
-steps:
-  - id: select
-    action: drs.select_jobs
-  - id: retry
-    action: drs.batch_retry
-    with:
-      jobs: ${{{{ steps.select.jobs }}}}
-      batch_size: 3
-  - id: verify
-    action: drs.verify_status
-    timeout: 4s
-    with:
-      jobs: ${{{{ steps.retry.accepted }}}}
-      poll_interval: 0.2s
-""",
-        encoding="utf-8",
-    )
-    return path
-
-
-def fetch(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as response:  # loopback only
-        return json.loads(response.read())
-
-
 def test_emulator_first_line_describes_it_and_binds_loopback(
-    standalone_emulator: dict[str, Any],
+    emulator: dict[str, Any],
 ) -> None:
-    described = standalone_emulator
+    described = emulator
     assert described["url"].startswith("http://127.0.0.1:")
     assert {"url", "projects", "token", "user", "password", "domain"} <= set(described)
     assert len(described["projects"]) == 2
@@ -246,14 +137,14 @@ def test_emulator_first_line_describes_it_and_binds_loopback(
 
 
 def test_rerun_against_the_same_emulator_is_safe(
-    standalone_emulator: dict[str, Any],
+    emulator: dict[str, Any],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    described = standalone_emulator
+    described = emulator
     monkeypatch.setenv("DRS_AUTH_TOKEN", described["token"])
-    runbook = write_runbook_for(described, tmp_path / "rb.yaml")
+    runbook = runbook_for(described, tmp_path / "rb.yaml")
     url = described["url"]
 
     first_code, _, _ = run_cli(
@@ -282,27 +173,3 @@ def test_rerun_against_the_same_emulator_is_safe(
     # A job that failed again once recovers on its second retry in the emulator.
     assert {j["id"] for j in jobs_of(second) if j["disposition"] == "recovered"} == failed_again
     assert second_code == 0
-
-
-def test_environment_is_clean_of_secrets_in_reports(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    runbook = fast_copy(EXAMPLE, tmp_path / "retry.yaml", timeout="1s")
-    reports = tmp_path / "reports"
-    run_cli(
-        [
-            "run",
-            str(runbook),
-            "--emulator",
-            "--emulator-time-scale",
-            "0.05",
-            "--report-dir",
-            str(reports),
-        ],
-        capsys,
-    )
-    from engine.emulator import EmulatorConfig
-
-    password = EmulatorConfig(projects=()).password
-    for name in os.listdir(reports):
-        assert password not in (reports / name).read_text()

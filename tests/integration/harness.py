@@ -1,0 +1,76 @@
+"""What the integration tests share: driving the CLI, reading the emulator, writing runbooks."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+RUNBOOKS = sorted((REPO / "runbooks").glob("*.yaml"))
+EXAMPLE = REPO / "runbooks" / "retry-failed-jobs.yaml"
+FINAL = {
+    "recovered", "healthy", "failed_again", "failed", "retry_rejected", "retry_unknown",
+    "timed_out", "not_found", "not_retried", "not_verified", "skipped", "cancelled",
+}  # fmt: skip
+
+RETRY_STEPS = """\
+  - id: select
+    action: drs.select_jobs
+  - id: retry
+    action: drs.batch_retry
+    with:
+      jobs: ${{ steps.select.jobs }}
+      batch_size: 4
+  - id: verify
+    action: drs.verify_status
+    timeout: 4s
+    with:
+      jobs: ${{ steps.retry.accepted }}
+      poll_interval: 0.2s
+"""
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``runbook ARGS`` in-process: (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    out, err = capsys.readouterr()
+    code = exited.value.code
+    return (code if isinstance(code, int) else 1), out, err
+
+
+def fetch(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:  # loopback only
+        return json.loads(response.read())
+
+
+def jobs_of(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [job for target in report["targets"] for job in target["jobs"]]
+
+
+def fast_copy(source: Path, dest: Path, *, timeout: str = "4s", poll: str = "0.2s") -> Path:
+    """The runbook with a short verify deadline and poll interval, for a fast emulator."""
+    text = source.read_text(encoding="utf-8")
+    text = re.sub(r"(?m)^(\s+timeout:).*$", rf"\1 {timeout}", text)
+    text = re.sub(r"(?m)^(\s+poll_interval:).*$", rf"\1 {poll}", text)
+    dest.write_text(text, encoding="utf-8")
+    return dest
+
+
+def runbook_for(
+    described: dict[str, Any], path: Path, steps: str = RETRY_STEPS, head: str = ""
+) -> Path:
+    """A runbook whose targets are the projects of a running emulator."""
+    targets = "".join(
+        f"  - project_id: {p['project_id']}\n    region: {p['region']}\n"
+        for p in described["projects"]
+    )
+    path.write_text(f"version: 1\nname: t\n{head}targets:\n{targets}steps:\n{steps}")
+    return path
