@@ -203,14 +203,20 @@ class _Where:
     emulator_time_scale: float = 1.0
 
 
-def _where(
-    use_emulator: bool, endpoint: str | None, seed: int, jobs: int, time_scale: float
-) -> _Where:
-    if use_emulator and endpoint:
+def _prepare(options: Mapping[str, Any]) -> tuple[_Where, _Inputs]:
+    """Where the targets are and the validated runbook with its params, from run/plan options."""
+    if options["use_emulator"] and options["endpoint"]:
         raise UsageError("--emulator and --endpoint cannot be used together; pick one target")
-    if use_emulator:
-        return _Where(emulator_seed=seed, emulator_jobs=jobs, emulator_time_scale=time_scale)
-    return _Where(endpoint=None if endpoint is None else _checked_endpoint(endpoint))
+    if options["use_emulator"]:
+        where = _Where(
+            emulator_seed=options["emulator_seed"],
+            emulator_jobs=options["emulator_jobs"],
+            emulator_time_scale=options["emulator_time_scale"],
+        )
+    else:
+        endpoint = options["endpoint"]
+        where = _Where(endpoint=None if endpoint is None else _checked_endpoint(endpoint))
+    return where, _inputs(options["file"], options["param_values"], options["params_file"])
 
 
 @cli.command()
@@ -220,18 +226,7 @@ def _where(
     type=click.Path(path_type=Path, file_okay=False),
     help="Where to write the reports (default ./runbook-reports/<run-id>/).",
 )
-def run(
-    file: Path,
-    use_emulator: bool,
-    endpoint: str | None,
-    emulator_seed: int,
-    emulator_jobs: int,
-    emulator_time_scale: float,
-    param_values: Sequence[str],
-    params_file: Path | None,
-    quiet: bool,
-    report_dir: Path | None,
-) -> None:
+def run(report_dir: Path | None, quiet: bool, **options: Any) -> None:
     """Run the runbook FILE and write its reports.
 
     Exit 0 when every selected job ends healthy, 1 when some did not recover or a step failed,
@@ -239,8 +234,7 @@ def run(
     """
     from engine.report.render import terminal_summary
 
-    where = _where(use_emulator, endpoint, emulator_seed, emulator_jobs, emulator_time_scale)
-    inputs = _inputs(file, param_values, params_file)
+    where, inputs = _prepare(options)
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
     directory = _report_directory(report_dir or Path("runbook-reports") / run_id)
     report, stats = asyncio.run(_execute(inputs, run_id=run_id, where=where, quiet=quiet))
@@ -252,17 +246,7 @@ def run(
 
 @cli.command()
 @_target_options
-def plan(
-    file: Path,
-    use_emulator: bool,
-    endpoint: str | None,
-    emulator_seed: int,
-    emulator_jobs: int,
-    emulator_time_scale: float,
-    param_values: Sequence[str],
-    params_file: Path | None,
-    quiet: bool,
-) -> None:
+def plan(quiet: bool, **options: Any) -> None:
     """Show what running FILE would do, per project, making only read-only API calls.
 
     Selection runs for real; mutating steps list the jobs they would send; verification does
@@ -270,8 +254,7 @@ def plan(
     """
     from engine.report.render import plan_summary
 
-    where = _where(use_emulator, endpoint, emulator_seed, emulator_jobs, emulator_time_scale)
-    inputs = _inputs(file, param_values, params_file)
+    where, inputs = _prepare(options)
     run_id = "plan-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     report, _ = asyncio.run(_execute(inputs, run_id=run_id, where=where, quiet=quiet, plan=True))
     click.echo(plan_summary(report), nl=False)

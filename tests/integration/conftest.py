@@ -27,3 +27,10 @@ def emulator() -> Iterator[dict[str, Any]]:
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+@pytest.fixture
+def emulator_token(emulator: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The emulator, with its pre-issued token in DRS_AUTH_TOKEN for `--endpoint` runs."""
+    monkeypatch.setenv("DRS_AUTH_TOKEN", emulator["token"])
+    return emulator

@@ -25,12 +25,9 @@ from harness import (
 
 
 def test_plan_makes_no_mutating_request_and_lists_what_run_would_send(
-    emulator: dict[str, Any],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    emulator_token: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("DRS_AUTH_TOKEN", emulator["token"])
+    emulator = emulator_token
     runbook = runbook_for(emulator, tmp_path / "rb.yaml", RETRY_STEPS)
 
     code, out, _ = run_cli(["plan", str(runbook), "--endpoint", emulator["url"]], capsys)
@@ -54,12 +51,9 @@ def test_plan_makes_no_mutating_request_and_lists_what_run_would_send(
 
 
 def test_max_jobs_stops_the_retry_before_any_request(
-    emulator: dict[str, Any],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    emulator_token: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("DRS_AUTH_TOKEN", emulator["token"])
+    emulator = emulator_token
     runbook = runbook_for(emulator, tmp_path / "rb.yaml", RETRY_STEPS, head="max_jobs: 1\n")
 
     code, out, _ = run_cli(["run", str(runbook), "--endpoint", emulator["url"], "-q",
@@ -76,12 +70,9 @@ def test_max_jobs_stops_the_retry_before_any_request(
 
 
 def test_when_false_skips_a_step_and_later_steps_see_empty_outputs(
-    emulator: dict[str, Any],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    emulator_token: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("DRS_AUTH_TOKEN", emulator["token"])
+    emulator = emulator_token
     steps = """\
   - id: select
     action: drs.select_jobs
@@ -114,12 +105,9 @@ def test_when_false_skips_a_step_and_later_steps_see_empty_outputs(
 
 
 def test_a_retry_step_cut_short_is_reconciled_and_nothing_is_sent_twice(
-    emulator: dict[str, Any],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    emulator_token: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("DRS_AUTH_TOKEN", emulator["token"])
+    emulator = emulator_token
     steps = RETRY_STEPS.replace("    action: drs.batch_retry\n",
                                 "    action: drs.batch_retry\n    timeout: 1ms\n")  # fmt: skip
     runbook = runbook_for(emulator, tmp_path / "rb.yaml", steps)
