@@ -254,7 +254,7 @@ class Executor:
     ) -> StepOutcome:
         spec = REGISTRY[step.action]
         if self._plan and not spec.runs_in_plan:
-            return _not_run(step, "not run in a plan (it checks the effect of changes)")
+            return _not_run(step, "a plan makes no changes, so there is nothing to verify")
         started = self._clock()
         outcome = StepOutcome(step_id=step.id, action=step.action, status=StepStatus.SUCCEEDED)
         outcome.started_t = round(started, 3)

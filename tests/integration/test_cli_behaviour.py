@@ -38,7 +38,7 @@ def test_plan_makes_no_mutating_request_and_lists_what_run_would_send(
     assert stats["retry_requests_per_job"] == {}
     assert "no changes made" in out
     assert "retry (drs.batch_retry) would send" in out
-    assert "verify (drs.verify_status): not run: not run in a plan" in out
+    assert "verify (drs.verify_status): not run: a plan makes no changes" in out
     assert "dual-active parent" in out  # the skipped parents are named with the reason
 
     # The run then sends exactly the jobs the plan listed.
