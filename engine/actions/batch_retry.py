@@ -32,6 +32,7 @@ from engine.api.types import (
     BatchOutcome,
 )
 from engine.errors import DrsApiError, TransportError
+from engine.runbook.expressions import parse_duration
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class BatchRetryParams:
     jobs: tuple[str, ...]
     batch_size: int = DEFAULT_BATCH_SIZE
     is_sync_re_edit: bool = False
+    reconcile_grace_s: float = RECONCILE_GRACE_S
 
     @classmethod
     def from_with(cls, raw: Mapping[str, Any]) -> BatchRetryParams:
@@ -59,6 +61,7 @@ class BatchRetryParams:
             jobs=job_ids(raw.get("jobs")),
             batch_size=int(raw.get("batch_size", DEFAULT_BATCH_SIZE)),
             is_sync_re_edit=bool(raw.get("is_sync_re_edit", False)),
+            reconcile_grace_s=parse_duration(raw.get("reconcile_grace", RECONCILE_GRACE_S)),
         )
 
 
@@ -266,12 +269,12 @@ async def _reconcile(
     """Learn from the jobs' status whether an unanswered retry took effect.
 
     The service may show the old failed status for a moment after accepting a retry, so a job
-    counts as "still failed" only after RECONCILE_GRACE_S of polling; only then is it sent once
+    counts as "still failed" only after ``reconcile_grace`` of polling; only then is it sent once
     more (and never a third time).
     """
     last: dict[str, str] = {}
     pending = list(batch)
-    deadline = ctx.now() + RECONCILE_GRACE_S
+    deadline = ctx.now() + params.reconcile_grace_s
     while pending:
         try:
             last.update((r.id, r.status) for r in await ctx.api.batch_status(pending))
