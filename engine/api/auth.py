@@ -1,8 +1,11 @@
-"""Credentials for DRS calls: a fixed IAM token, or a token obtained from IAM with a password.
+"""Credentials for DRS calls: a fixed IAM token, a token from IAM with a password, or AK/SK.
 
-An ``Auth`` hands out request headers and, after the gateway said the token expired, may fetch
-new ones. It never appears in logs or messages: ``repr`` and every error name the user, domain
-and project, never the password or the token.
+An ``Auth`` hands out the headers that authenticate one request and, after the gateway said the
+token expired, may fetch new ones. A token is the same for every request; an AK/SK signature
+covers the request's method, URL, headers and body, so ``auth_headers`` is given the request
+(every other header already set) and is called again for every send, retries included. An
+``Auth`` never appears in logs or messages: ``repr`` and every error name the user, domain and
+project, never the password, token, secret key or security token.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from engine.api.resilience import Resilience
+from engine.api.signer import sign
 from engine.api.transport import HttpRequest, HttpResponse, Transport, error_fields
 from engine.errors import AuthError
 
@@ -22,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 TOKEN_HEADER = "X-Auth-Token"
 SUBJECT_TOKEN_HEADER = "X-Subject-Token"
+PROJECT_ID_HEADER = "X-Project-Id"
+SECURITY_TOKEN_HEADER = "X-Security-Token"
 # Fetch a new token this long before IAM says the current one expires.
 REFRESH_MARGIN = timedelta(minutes=5)
 
@@ -29,8 +36,11 @@ REFRESH_MARGIN = timedelta(minutes=5)
 class Auth(Protocol):
     """What the client needs from credentials."""
 
-    async def auth_headers(self) -> dict[str, str]:
-        """Headers that authenticate one request, e.g. ``{"X-Auth-Token": ...}``."""
+    async def auth_headers(self, request: HttpRequest | None = None) -> dict[str, str]:
+        """Headers to add to ``request`` so it is authenticated, e.g. ``{"X-Auth-Token": ...}``.
+
+        Token auths ignore ``request``; a signing auth needs it and refuses ``None``.
+        """
         ...
 
     async def refresh(self) -> bool:
@@ -49,7 +59,7 @@ class StaticTokenAuth:
     def __repr__(self) -> str:
         return "StaticTokenAuth(token=<redacted>)"
 
-    async def auth_headers(self) -> dict[str, str]:
+    async def auth_headers(self, request: HttpRequest | None = None) -> dict[str, str]:
         return {TOKEN_HEADER: self._token}
 
     async def refresh(self) -> bool:
@@ -73,7 +83,8 @@ class IamPasswordAuth:
     """A project-scoped IAM token from ``POST {iam}/v3/auth/tokens`` with user and password.
 
     The token is cached until ``REFRESH_MARGIN`` before its ``expires_at``. Concurrent callers
-    share one in-flight request to IAM. This is not a retry policy: a failed IAM call raises
+    share one in-flight request to IAM. Transient IAM failures (429, 5xx, no answer) are retried
+    by ``resilience`` (asking for a token is safe to repeat); a call that still fails raises
     ``AuthError`` (or ``TransportError``) to every caller waiting on it.
     """
 
@@ -87,6 +98,7 @@ class IamPasswordAuth:
         domain: str,
         project_id: str,
         clock: Callable[[], datetime] = _utc_now,
+        resilience: Resilience | None = None,
     ) -> None:
         if not (user and password and domain and project_id):
             raise ValueError("user, password, domain and project_id must all be non-empty")
@@ -97,6 +109,7 @@ class IamPasswordAuth:
         self._domain = domain
         self._project_id = project_id
         self._clock = clock
+        self._resilience = resilience or Resilience()
         self._lock = asyncio.Lock()
         self._token: _Token | None = None
 
@@ -106,7 +119,7 @@ class IamPasswordAuth:
             f"project_id={self._project_id!r}, url={self._url!r})"
         )
 
-    async def auth_headers(self) -> dict[str, str]:
+    async def auth_headers(self, request: HttpRequest | None = None) -> dict[str, str]:
         async with self._lock:
             token = self._token
             if token is None or self._clock() >= token.expires_at - REFRESH_MARGIN:
@@ -128,7 +141,9 @@ class IamPasswordAuth:
             headers={"Content-Type": "application/json"},
             body=json.dumps(self._password_body(), separators=(",", ":")).encode(),
         )
-        response = await self._transport.send(request)
+        response = await self._resilience.call(
+            "iam token", lambda: self._transport.send(request), replayable=True
+        )
         logger.debug(
             "POST %s -> %d (request id %s)", self._url, response.status, response.request_id
         )
@@ -164,6 +179,59 @@ class IamPasswordAuth:
             f"IAM credentials of user {self._user!r} in domain {self._domain!r} "
             f"for project {self._project_id}"
         )
+
+
+class AkSkAuth:
+    """Signs every request with an access key and secret key (``SDK-HMAC-SHA256``).
+
+    Like the SDK's ``BasicCredentials`` it adds ``X-Project-Id`` and, for temporary credentials,
+    ``X-Security-Token``, then signs at the clock's current time; each send is signed afresh, so a
+    retry after a long backoff carries a fresh ``X-Sdk-Date``. It cannot be renewed: a 401
+    ``APIGW.0303`` (bad signature or clock skew) is final. Not an STS client: temporary
+    credentials are taken as given and are not refreshed before they expire.
+    """
+
+    def __init__(
+        self,
+        ak: str,
+        sk: str,
+        project_id: str,
+        security_token: str | None = None,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        if not (ak and sk and project_id):
+            raise ValueError("ak, sk and project_id must all be non-empty")
+        self._ak = ak
+        self._sk = sk
+        self._project_id = project_id
+        self._security_token = security_token or None
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        temporary = ", security_token=<redacted>" if self._security_token else ""
+        return (
+            f"AkSkAuth(ak={_mask(self._ak)!r}, sk=<redacted>{temporary}, "
+            f"project_id={self._project_id!r})"
+        )
+
+    async def auth_headers(self, request: HttpRequest | None = None) -> dict[str, str]:
+        if request is None:
+            raise TypeError("AkSkAuth.auth_headers needs the request: the signature covers it")
+        headers = dict(request.headers)
+        headers[PROJECT_ID_HEADER] = self._project_id
+        if self._security_token:
+            headers[SECURITY_TOKEN_HEADER] = self._security_token
+        signed = sign(replace(request, headers=headers), ak=self._ak, sk=self._sk, at=self._clock())
+        return {k: v for k, v in signed.headers.items() if request.headers.get(k) != v}
+
+    async def refresh(self) -> bool:
+        return False
+
+
+def _mask(ak: str) -> str:
+    """Enough of an access key id to tell two apart in a log, not enough to use it."""
+    return ak[:4] + "***" if len(ak) > 8 else "***"
 
 
 def _expires_at(body: bytes) -> datetime | None:

@@ -1,12 +1,14 @@
 """The DRS v3 client: one method per endpoint, every request through ``DrsClient._post``.
 
 The client turns calls into JSON requests and answers into wire types (``engine.api.types``).
-It pages, chunks and renews an expired token; it does not retry on 429, 5xx or transport errors
-and does not rate-limit: that resilience layer belongs in ``_post``, where ``replayable`` says
-which requests it may re-send. Errors:
+It pages, chunks, renews an expired token and, through ``engine.api.resilience``, retries
+transient failures: ``replayable`` on ``_post`` says which requests may be re-sent when their
+outcome is unknown (reads may; batch-retry/pause only after the service refused them). It does
+not rate-limit: wrap the transport in ``ratelimit.RateLimitedTransport`` for that. Errors:
 
-    DrsApiError      a non-2xx answer (or a 2xx one of the wrong shape: ``INVALID_RESPONSE``)
-    AuthError        the token was rejected and could not be renewed
+    DrsApiError      a non-2xx answer (or a 2xx one of the wrong shape: ``INVALID_RESPONSE``),
+                     after any retries the request was allowed
+    AuthError        the credentials were rejected and could not be renewed
     TransportError   no answer; for batch-retry/pause the outcome is unknown (reconcile by status)
 """
 
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from engine.api.auth import Auth
+from engine.api.resilience import Resilience
 from engine.api.transport import HttpRequest, HttpResponse, Transport, error_fields
 from engine.api.types import (
     ERR_TOKEN_EXPIRED,
@@ -36,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 INVALID_RESPONSE = "INVALID_RESPONSE"
 MAX_JOBS_PER_ACTION = 100
+# The batch-detail documentation recommends at most 10 ids per call.
+MAX_IDS_PER_BATCH_DETAIL = 10
 _RENEWABLE_CODES = frozenset({ERR_TOKEN_INVALID, ERR_TOKEN_EXPIRED})
 _T = TypeVar("_T")
 
@@ -54,8 +59,47 @@ class RetryItem:
         return wire
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobDetail:
+    """The fields of one ``batch-detail`` result (``QueryJobResp``) the engine reports on.
+
+    Note ``error_message`` here (as in batch-status), where batch-retry results say ``error_msg``.
+    """
+
+    id: str
+    status: str
+    name: str | None = None
+    failed_reason: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    parent_id: str | None = None
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any]) -> JobDetail:
+        def text(key: str) -> str | None:
+            value = raw.get(key)
+            return None if value is None else str(value)
+
+        return cls(
+            id=str(raw["id"]),
+            status=str(raw.get("status") or ""),
+            name=text("name"),
+            failed_reason=text("failed_reason"),
+            error_code=text("error_code"),
+            error_message=text("error_message"),
+            parent_id=text("parent_id") or None,
+        )
+
+
+_R = TypeVar("_R", StatusResult, JobDetail)
+
+
 class DrsClient:
-    """DRS v3 calls for one project in one region."""
+    """DRS v3 calls for one project in one region.
+
+    ``resilience`` is the retry loop (and its counters); pass one object to every client of a run
+    to count retries and throttled answers across all of them.
+    """
 
     def __init__(
         self,
@@ -65,9 +109,11 @@ class DrsClient:
         project_id: str,
         auth: Auth,
         language: Language = Language.EN_US,
+        resilience: Resilience | None = None,
     ) -> None:
         self.project_id = project_id
         self.endpoint = endpoint.rstrip("/")
+        self.resilience = resilience or Resilience()
         self._transport = transport
         self._auth = auth
         self._language = language
@@ -111,13 +157,26 @@ class DrsClient:
         ids = list(dict.fromkeys(job_ids))
         found: dict[str, StatusResult] = {}
         for chunk in _chunks(ids, MAX_IDS_PER_BATCH_STATUS):
-            found.update(await self._status_chunk(chunk))
+            found.update(
+                await self._paged_chunk("batch-status", "/jobs/batch-status", chunk, StatusResult)
+            )
+        return [found[job_id] for job_id in ids if job_id in found]
+
+    async def batch_detail(self, job_ids: Sequence[str]) -> list[JobDetail]:
+        """Details of each distinct id (failure reason, parent), in input order, 10 ids a call."""
+        ids = list(dict.fromkeys(job_ids))
+        found: dict[str, JobDetail] = {}
+        for chunk in _chunks(ids, MAX_IDS_PER_BATCH_DETAIL):
+            found.update(
+                await self._paged_chunk("batch-detail", "/jobs/batch-detail", chunk, JobDetail)
+            )
         return [found[job_id] for job_id in ids if job_id in found]
 
     async def batch_retry(self, jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
         """Retry failed / resume paused jobs in ONE request; per-job failures are results.
 
-        Not idempotent, so never re-sent: after a ``TransportError`` the outcome is unknown.
+        Not idempotent: re-sent only after the service refused it (429, DRS.M01503, DRS.M01504);
+        after a 5xx (``DrsApiError``) or a ``TransportError`` the outcome is unknown.
         """
         _check_action_batch([j.job_id for j in jobs], "batch_retry")
         payload = {"jobs": [j.to_wire() for j in jobs]}
@@ -132,15 +191,16 @@ class DrsClient:
         payload = {"jobs": [{"job_id": job_id} | mode for job_id in job_ids]}
         return await self._action("batch-pause", "/jobs/batch-pause-task", payload)
 
-    async def _status_chunk(self, chunk: list[str]) -> dict[str, StatusResult]:
+    async def _paged_chunk(
+        self, operation: str, path: str, chunk: list[str], result: type[_R]
+    ) -> dict[str, _R]:
+        """One chunk of ids through batch-status or batch-detail (``BatchQueryJobReqPage``)."""
         # page_req.per_page defaults to 5 on the server: always say how many we want.
-        found: dict[str, StatusResult] = {}
+        found: dict[str, _R] = {}
         for page in range(1, len(chunk) + 1):
             payload = {"jobs": chunk, "page_req": {"cur_page": page, "per_page": len(chunk)}}
-            answer = await self._post(
-                "batch-status", "/jobs/batch-status", payload, replayable=True
-            )
-            results = answer.items("results", StatusResult.from_wire)
+            answer = await self._post(operation, path, payload, replayable=True)
+            results = answer.items("results", result.from_wire)
             found.update((r.id, r) for r in results)
             count = answer.count("count")
             if not results or count is None or len(found) >= min(count, len(chunk)):
@@ -158,15 +218,19 @@ class DrsClient:
     ) -> _Answer:
         """Send one POST and return its 2xx JSON object, or raise; the one path of every request.
 
-        ``replayable`` marks requests that may be re-sent when their outcome is unknown (reads).
-        A 401 token-expired answer is replayed once for every request: the gateway refused it,
-        so nothing was applied.
+        ``replayable`` marks requests that may be re-sent when their outcome is unknown (reads);
+        ``self.resilience`` decides what to retry. A 401 token-expired answer is replayed once
+        for every request: the gateway refused it, so nothing was applied.
         """
         url = f"{self.endpoint}/v3/{self.project_id}{path}"
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-        response = await self._send(url, body, replayable=replayable)
+
+        async def send() -> HttpResponse:
+            return await self._send(url, body, replayable=replayable)
+
+        response = await self.resilience.call(operation, send, replayable=replayable)
         if _token_expired(response) and await self._auth.refresh():
-            response = await self._send(url, body, replayable=replayable)
+            response = await self.resilience.call(operation, send, replayable=replayable)
         if response.status == 401:
             raise AuthError(_describe(operation, response) + " (credentials rejected)")
         if not response.ok:
@@ -174,13 +238,12 @@ class DrsClient:
         return _answer(operation, response)
 
     async def _send(self, url: str, body: bytes, *, replayable: bool) -> HttpResponse:
-        headers = {
-            "Content-Type": "application/json",
-            "X-Language": self._language.value,
-            **await self._auth.auth_headers(),
-        }
+        """One attempt: authenticate (sign) the request as it is now, then send it."""
+        headers = {"Content-Type": "application/json", "X-Language": self._language.value}
+        unsigned = HttpRequest(method="POST", url=url, headers=headers, body=body)
+        signed = headers | await self._auth.auth_headers(unsigned)
         response = await self._transport.send(
-            HttpRequest(method="POST", url=url, headers=headers, body=body)
+            HttpRequest(method="POST", url=url, headers=signed, body=body)
         )
         logger.debug(
             "POST %s -> %d (request id %s, replayable=%s)",

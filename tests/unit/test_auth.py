@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from engine.api.auth import IamPasswordAuth, StaticTokenAuth
+from engine.api.resilience import Resilience
 from engine.api.transport import HttpRequest, HttpResponse
 from engine.errors import AuthError, TransportError
 
@@ -51,6 +52,10 @@ class FakeIam:
         return HttpResponse(status=201, headers=headers, body=body.encode())
 
 
+async def no_sleep(seconds: float) -> None:
+    pass
+
+
 def iam_auth(iam: FakeIam, clock: FakeClock) -> IamPasswordAuth:
     return IamPasswordAuth(
         transport=iam,
@@ -60,6 +65,7 @@ def iam_auth(iam: FakeIam, clock: FakeClock) -> IamPasswordAuth:
         domain="acme",
         project_id=PROJECT,
         clock=clock,
+        resilience=Resilience(sleep=no_sleep),  # a 500 from IAM is retried: on virtual time
     )
 
 

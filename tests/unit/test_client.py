@@ -1,4 +1,7 @@
-"""DrsClient against a fake transport: request shapes, paging, chunking, errors, token renewal."""
+"""DrsClient against a fake transport: request shapes, paging, chunking, errors, token renewal.
+
+Retries are covered in test_resilience.py; here the client gets a retry loop on virtual time.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from engine.api.client import INVALID_RESPONSE, DrsClient, RetryItem
+from engine.api.auth import AkSkAuth
+from engine.api.client import INVALID_RESPONSE, DrsClient, JobDetail, RetryItem
 from engine.api.endpoints import drs_endpoint, iam_endpoint
+from engine.api.resilience import Resilience
+from engine.api.signer import sign
 from engine.api.transport import AiohttpTransport, HttpRequest, HttpResponse
 from engine.api.types import BatchOutcome, JobInfo, Language
 from engine.errors import AuthError, DrsApiError, TransportError
@@ -50,7 +56,7 @@ class FakeAuth:
         self.renewable = renewable
         self.refreshes = 0
 
-    async def auth_headers(self) -> dict[str, str]:
+    async def auth_headers(self, request: HttpRequest | None = None) -> dict[str, str]:
         return {"X-Auth-Token": self.token}
 
     async def refresh(self) -> bool:
@@ -59,9 +65,18 @@ class FakeAuth:
         return self.renewable
 
 
-def client(transport: FakeTransport, auth: FakeAuth | None = None, **kw: Any) -> DrsClient:
+async def no_sleep(seconds: float) -> None:
+    pass
+
+
+def client(transport: FakeTransport, auth: Any = None, **kw: Any) -> DrsClient:
     return DrsClient(
-        transport=transport, endpoint=BASE + "/", project_id=PROJECT, auth=auth or FakeAuth(), **kw
+        transport=transport,
+        endpoint=BASE + "/",
+        project_id=PROJECT,
+        auth=auth or FakeAuth(),
+        resilience=Resilience(sleep=no_sleep),
+        **kw,
     )
 
 
@@ -222,6 +237,62 @@ async def test_batch_status_with_no_ids_sends_nothing() -> None:
     assert transport.requests == []
 
 
+# --- batch_detail -------------------------------------------------------------------------------
+
+
+def detail_answer(request: HttpRequest) -> HttpResponse:
+    body = json.loads(request.body)
+    results = [
+        {
+            "id": i,
+            "status": "INCRE_TRANSFER_FAILED",
+            "name": f"name-{i}",
+            "failed_reason": "source unreachable",
+            "error_code": "DRS.X1",
+            "error_message": "boom",
+            "parent_id": "" if i != "child" else "parent",
+            "master_job_id": "ignored",
+        }
+        for i in body["jobs"]
+    ]
+    return reply(200, {"results": results, "count": len(results)})
+
+
+async def test_batch_detail_sends_at_most_ten_ids_and_per_page_every_time() -> None:
+    ids = [f"job-{n}" for n in range(23)]
+    transport = FakeTransport(detail_answer, detail_answer, detail_answer)
+    details = await client(transport).batch_detail(ids)
+    assert [d.id for d in details] == ids
+    assert [r.url for r in transport.requests] == [f"{BASE}/v3/{PROJECT}/jobs/batch-detail"] * 3
+    assert [(len(b["jobs"]), b["page_req"]) for b in transport.bodies()] == [
+        (10, {"cur_page": 1, "per_page": 10}),
+        (10, {"cur_page": 1, "per_page": 10}),
+        (3, {"cur_page": 1, "per_page": 3}),
+    ]
+
+
+async def test_batch_detail_parses_the_fields_the_engine_reports() -> None:
+    transport = FakeTransport(detail_answer)
+    child, other = await client(transport).batch_detail(["child", "other", "child"])
+    assert child == JobDetail(
+        id="child",
+        status="INCRE_TRANSFER_FAILED",
+        name="name-child",
+        failed_reason="source unreachable",
+        error_code="DRS.X1",
+        error_message="boom",
+        parent_id="parent",
+    )
+    assert other.parent_id is None  # the service sends "" for a job without a parent
+    assert transport.bodies()[0]["jobs"] == ["child", "other"]
+
+
+async def test_batch_detail_with_no_ids_sends_nothing() -> None:
+    transport = FakeTransport()
+    assert await client(transport).batch_detail([]) == []
+    assert transport.requests == []
+
+
 # --- batch_retry / batch_pause ------------------------------------------------------------------
 
 
@@ -293,12 +364,13 @@ async def test_keystone_numeric_error_code_is_labelled_as_iam() -> None:
     assert "403 IAM.401: The username or password is wrong." in str(info.value)
 
 
-async def test_202_with_an_error_body_raises_drs_api_error() -> None:
+async def test_202_with_an_error_body_raises_drs_api_error_once_retries_run_out() -> None:
     body = {"error_code": "DRS.M01504", "error_msg": "another operation is running"}
-    transport = FakeTransport(reply(202, body))
+    transport = FakeTransport(*(reply(202, body) for _ in range(5)))
     with pytest.raises(DrsApiError) as info:
         await client(transport).batch_retry([RetryItem(job_id="a")])
     assert (info.value.http_status, info.value.error_code) == (202, "DRS.M01504")
+    assert len(transport.requests) == 5  # refused before applying: safe to re-send
 
 
 async def test_transport_error_from_batch_retry_is_not_retried() -> None:
@@ -308,11 +380,20 @@ async def test_transport_error_from_batch_retry_is_not_retried() -> None:
     assert len(transport.requests) == 1
 
 
-async def test_5xx_on_a_read_is_not_retried_here() -> None:
-    transport = FakeTransport(reply(500, {"error_code": "DRS.M00004", "error_msg": "x"}))
-    with pytest.raises(DrsApiError):
-        await client(transport).batch_status(["a"])
-    assert len(transport.requests) == 1
+async def test_5xx_on_a_read_is_retried_by_the_resilience_layer() -> None:
+    transport = FakeTransport(
+        reply(500, {"error_code": "DRS.M00004", "error_msg": "x"}), status_answer
+    )
+    assert [r.id for r in await client(transport).batch_status(["a"])] == ["a"]
+    assert len(transport.requests) == 2
+
+
+def test_client_without_a_resilience_gets_its_own_counters() -> None:
+    first = DrsClient(transport=FakeTransport(), endpoint=BASE, project_id=PROJECT, auth=FakeAuth())
+    second = DrsClient(
+        transport=FakeTransport(), endpoint=BASE, project_id=PROJECT, auth=FakeAuth()
+    )
+    assert first.resilience.stats is not second.resilience.stats
 
 
 @pytest.mark.parametrize("count", [0, 101])
@@ -379,6 +460,28 @@ async def test_401_signature_invalid_is_not_refreshed() -> None:
     with pytest.raises(AuthError, match=r"APIGW\.0303"):
         await client(transport, auth).batch_status(["a"])
     assert auth.refreshes == 0
+
+
+async def test_ak_sk_auth_signs_the_request_as_sent() -> None:
+    auth = AkSkAuth("AKEXAMPLE0001", "sk-EXAMPLE", PROJECT)
+    transport = FakeTransport(status_answer)
+    await client(transport, auth).batch_status(["a"])
+    (sent,) = transport.requests
+    assert sent.headers["X-Project-Id"] == PROJECT
+    assert sent.headers["Host"] == "drs.cn-north-4.myhuaweicloud.com"
+    assert "X-Auth-Token" not in sent.headers
+    # Re-signing what was sent (its X-Sdk-Date kept) reproduces the Authorization header.
+    unsigned = {k: v for k, v in sent.headers.items() if k != "Authorization"}
+    again = sign(
+        HttpRequest(method=sent.method, url=sent.url, headers=unsigned, body=sent.body),
+        ak="AKEXAMPLE0001",
+        sk="sk-EXAMPLE",
+    )
+    assert again.headers["Authorization"] == sent.headers["Authorization"]
+    assert (
+        "SignedHeaders=content-type;host;x-language;x-project-id;x-sdk-date,"
+        in (sent.headers["Authorization"])
+    )
 
 
 def test_retry_item_omits_is_sync_re_edit_unless_true() -> None:
