@@ -20,10 +20,19 @@ from urllib.parse import urlsplit
 import click
 
 from engine import __version__
+from engine.api.credentials import (
+    IAM_DOMAIN_ENV,
+    IAM_PASSWORD_ENV,
+    IAM_USER_ENV,
+    SDK_AK_ENV,
+    SDK_SK_ENV,
+    TOKEN_ENV,
+)
 from engine.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EngineError, UsageError
 
 if TYPE_CHECKING:
     from engine.actions.context import JobBook
+    from engine.api.resilience import Resilience
     from engine.api.transport import Transport
     from engine.emulator import Emulator, EmulatorConfig
     from engine.run.executor import Connection, StepOutcome
@@ -31,11 +40,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("engine")
 
-TOKEN_ENV = "DRS_AUTH_TOKEN"
-IAM_USER_ENV = "DRS_IAM_USER"
-IAM_PASSWORD_ENV = "DRS_IAM_PASSWORD"
-IAM_DOMAIN_ENV = "DRS_IAM_DOMAIN"
-IAM_ENDPOINT_ENV = "DRS_IAM_ENDPOINT"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -158,8 +162,8 @@ _TARGET_OPTIONS = (
     click.option(
         "--endpoint",
         metavar="URL",
-        help=f"Send every target's calls to this base URL; credentials from ${TOKEN_ENV} or "
-        f"${IAM_USER_ENV}/${IAM_PASSWORD_ENV}/${IAM_DOMAIN_ENV}.",
+        help=f"Send every target's calls to this base URL; credentials from ${SDK_AK_ENV}/"
+        f"${SDK_SK_ENV}, ${TOKEN_ENV} or ${IAM_USER_ENV}/${IAM_PASSWORD_ENV}/${IAM_DOMAIN_ENV}.",
     ),
     click.option("--emulator-seed", type=int, default=0, show_default=True),
     click.option("--emulator-jobs", type=click.IntRange(1, 10_000), default=20, show_default=True),
@@ -346,6 +350,7 @@ async def _execute(
 
     SIGTERM is handled like Ctrl-C: the run stops, and its jobs are still reported.
     """
+    from engine.api.resilience import Resilience
     from engine.api.transport import AiohttpTransport
     from engine.report.build import build_report
     from engine.run.executor import Executor
@@ -355,6 +360,7 @@ async def _execute(
     if task is not None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     stats: dict[str, Any] | None = None
+    resilience = Resilience()
     async with AsyncExitStack() as stack:
         transport = await stack.enter_async_context(AiohttpTransport())
         if where.emulator_seed is not None:
@@ -362,7 +368,7 @@ async def _execute(
             click.echo(f"emulator listening on {emu.url} (in-process, loopback only)", err=True)
             connections = _emulator_connections(runbook, emu, transport)
         else:
-            connections = _connections(runbook, where.endpoint, transport)
+            connections = _connections(runbook, where.endpoint, transport, resilience)
         executor = Executor(
             runbook,
             run_id=run_id,
@@ -372,6 +378,7 @@ async def _execute(
             plan=plan,
             params=inputs.params,
             env=inputs.env,
+            resilience=resilience,
         )
         result = await executor.run()
         if where.emulator_seed is not None:
@@ -442,41 +449,32 @@ def _emulator_connections(
 
 
 def _connections(
-    runbook: Runbook, endpoint: str | None, transport: Transport
+    runbook: Runbook, endpoint: str | None, transport: Transport, resilience: Resilience
 ) -> dict[Target, Connection]:
-    """Real endpoints (or one --endpoint for all), with credentials from the environment."""
-    from engine.api.auth import Auth, IamPasswordAuth, StaticTokenAuth
-    from engine.api.endpoints import drs_endpoint, iam_endpoint
+    """Real endpoints (or one --endpoint for all), with credentials resolved per target."""
+    from engine.api.credentials import describe_source, resolve_credentials
+    from engine.api.endpoints import drs_endpoint
     from engine.run.executor import Connection
 
-    token = os.environ.get(TOKEN_ENV)
-    user = os.environ.get(IAM_USER_ENV)
-    password = os.environ.get(IAM_PASSWORD_ENV)
-    domain = os.environ.get(IAM_DOMAIN_ENV)
-    if not token and not (user and password and domain):
-        raise UsageError(
-            f"no credentials: set {TOKEN_ENV}, or {IAM_USER_ENV}, {IAM_PASSWORD_ENV} and "
-            f"{IAM_DOMAIN_ENV} (or use --emulator to run against the embedded emulator)"
-        )
     connections: dict[Target, Connection] = {}
     for target in runbook.targets:
         base = endpoint or target.endpoint or drs_endpoint(target.region or "")
-        auth: Auth
-        if token:
-            auth = StaticTokenAuth(token)
-        else:
-            iam = os.environ.get(IAM_ENDPOINT_ENV) or endpoint
-            if iam is None:
-                iam = iam_endpoint(target.region) if target.region else base
-            auth = IamPasswordAuth(
-                transport=transport,
-                iam_endpoint=iam,
-                user=user or "",
-                password=password or "",
-                domain=domain or "",
+        try:
+            auth = resolve_credentials(
+                explicit=None,
+                env=os.environ,
                 project_id=target.project_id,
+                region=target.region,
+                iam_endpoint=endpoint or (None if target.region else base),
+                transport=transport,
+                resilience=resilience,
             )
+        except UsageError as exc:
+            raise UsageError(
+                f"{exc} (or use --emulator to run against the embedded emulator)"
+            ) from exc
         connections[target] = Connection(endpoint=base.rstrip("/"), auth=auth)
+    logger.info("credentials: %s", describe_source(explicit=None, env=os.environ))
     return connections
 
 

@@ -5,12 +5,13 @@ sending, 5xx, missing results) is reconciled by querying the jobs' status: jobs 
 were retried; only jobs still failed or paused are sent once more, in a request of their own.
 A 4xx means the whole request was rejected and nothing applied, so a rejected batch of several
 jobs is split and each job sent alone: one bad job (a dual-active parent, say) cannot sink the rest.
+Throttled and busy answers (429, DRS.M01503, DRS.M01504) are backed off and re-sent by the client
+(engine.api.resilience); if they persist, the batch's jobs are reported rejected, not split.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,10 +41,6 @@ DEFAULT_BATCH_SIZE = 10
 # An unknown outcome: how long the jobs' status is watched before a job counts as not retried.
 RECONCILE_GRACE_S = 15.0
 RECONCILE_POLL_S = 3.0
-# Throttled or busy answers (nothing applied): attempts and full-jitter backoff.
-THROTTLED_ATTEMPTS = 4
-BACKOFF_BASE_S = 1.0
-BACKOFF_MAX_S = 20.0
 MAX_BATCH_SIZE = 100
 _STILL_WAITING = frozenset(FAILED_STATUSES | PAUSED_STATUSES)
 
@@ -161,52 +158,35 @@ async def _send(
 ) -> None:
     """One batch-retry-task request; each job ends accepted, rejected, unknown or re-sent once."""
     items = [RetryItem(job_id=j, is_sync_re_edit=params.is_sync_re_edit) for j in batch]
-    for attempt in range(1, THROTTLED_ATTEMPTS + 1):
-        for job_id in batch:
-            ctx.jobs.record(job_id, EventKind.RETRY_SENT, step=ctx.step_id)
-        try:
-            results = await ctx.api.batch_retry(items)
-        except DrsApiError as exc:
-            if _not_applied_try_later(exc):
-                if attempt < THROTTLED_ATTEMPTS:
-                    await _back_off(ctx, batch, attempt, exc)
-                    continue
-                for job_id in batch:  # still refused: splitting would only add load
-                    _reject(ctx, job_id, exc.error_code, exc.error_msg, tally)
-                return
-            if 400 <= exc.http_status < 500:
-                await _rejected_request(ctx, batch, params, tally, exc, resend_allowed)
-                return
-            cause = str(exc)
-        except TransportError as exc:
-            cause = str(exc)
-        else:
-            answered = _apply_results(ctx, results, tally)
-            missing = [j for j in batch if j not in answered]
-            if missing:
-                await _reconcile(ctx, missing, params, tally, resend_allowed, "no result returned")
+    for job_id in batch:
+        ctx.jobs.record(job_id, EventKind.RETRY_SENT, step=ctx.step_id)
+    try:
+        results = await ctx.api.batch_retry(items)
+    except DrsApiError as exc:
+        if _not_applied_try_later(exc):
+            # The client already backed off and re-sent; splitting would only add load.
+            for job_id in batch:
+                _reject(ctx, job_id, exc.error_code, exc.error_msg, tally)
             return
-        logger.warning("batch-retry-task outcome unknown for %d job(s): %s", len(batch), cause)
-        await _reconcile(ctx, batch, params, tally, resend_allowed, cause)
+        if 400 <= exc.http_status < 500:
+            await _rejected_request(ctx, batch, params, tally, exc, resend_allowed)
+            return
+        cause = str(exc)
+    except TransportError as exc:
+        cause = str(exc)
+    else:
+        answered = _apply_results(ctx, results, tally)
+        missing = [j for j in batch if j not in answered]
+        if missing:
+            await _reconcile(ctx, missing, params, tally, resend_allowed, "no result returned")
         return
+    logger.warning("batch-retry-task outcome unknown for %d job(s): %s", len(batch), cause)
+    await _reconcile(ctx, batch, params, tally, resend_allowed, cause)
 
 
 def _not_applied_try_later(exc: DrsApiError) -> bool:
     """Throttled or busy: the gateway or the service refused the request before applying it."""
     return exc.http_status == 429 or exc.error_code in {ERR_TOO_FREQUENT, ERR_OPERATION_RUNNING}
-
-
-async def _back_off(ctx: ActionContext, batch: list[str], attempt: int, exc: DrsApiError) -> None:
-    delay = random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt))  # full jitter
-    for job_id in batch:
-        ctx.jobs.record(
-            job_id,
-            EventKind.RETRY_DEFERRED,
-            step=ctx.step_id,
-            error_code=exc.error_code,
-            detail=f"not applied ({exc.error_msg}); sending again in {delay:.1f}s",
-        )
-    await ctx.sleep(delay)
 
 
 def _apply_results(

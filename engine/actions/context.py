@@ -62,7 +62,6 @@ class EventKind(StrEnum):
     SKIPPED = "skipped"
     WOULD_RETRY = "would_retry"
     RETRY_SENT = "retry_sent"
-    RETRY_DEFERRED = "retry_deferred"
     RETRY_ACKNOWLEDGED = "retry_acknowledged"
     RETRY_REJECTED = "retry_rejected"
     RETRY_RECONCILED = "retry_reconciled"

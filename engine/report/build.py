@@ -48,6 +48,8 @@ def build_report(result: RunResult) -> dict[str, Any]:
             j.time_to_recover_s for j in all_jobs if j.time_to_recover_s is not None
         ),
         "api_calls": dict(sorted(result.api_calls.items())),
+        # Retries, throttled answers (429 / DRS.M01503), server errors, time spent backing off.
+        "api_resilience": result.api_resilience,
         "targets": targets,
     }
 

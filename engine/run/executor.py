@@ -28,6 +28,7 @@ from engine.actions.context import (
 from engine.api.auth import Auth
 from engine.api.client import DrsClient
 from engine.api.ratelimit import RateLimitedTransport
+from engine.api.resilience import Resilience
 from engine.api.transport import HttpRequest, HttpResponse, Transport
 from engine.api.types import Language
 from engine.errors import EXIT_INTERRUPTED, EXIT_JOBS_NOT_HEALTHY, EXIT_OK, ApiError
@@ -96,6 +97,7 @@ class RunResult:
     wall_s: float
     targets: list[TargetOutcome]
     api_calls: Counter[str]
+    api_resilience: dict[str, int | float] = field(default_factory=dict)
     plan: bool = False
     interrupted: bool = False
 
@@ -150,11 +152,14 @@ class Executor:
         plan: bool = False,
         params: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
+        resilience: Resilience | None = None,
     ) -> None:
         self._runbook = runbook
         self._plan = plan
         self._run_id = run_id
         self._params = dict(params or {})
+        # One retry loop (and one set of counters) for every client of the run.
+        self._resilience = resilience or Resilience()
         self._env = dict(env or {})
         if runbook.rate_limit_per_s is not None:
             transport = RateLimitedTransport(transport, runbook.rate_limit_per_s)
@@ -192,6 +197,7 @@ class Executor:
             wall_s=round(self._clock(), 3),
             targets=outcomes,
             api_calls=self._transport.calls,
+            api_resilience=self._resilience.stats.as_dict(),
             plan=self._plan,
             interrupted=interrupted,
         )
@@ -212,6 +218,7 @@ class Executor:
                 project_id=outcome.target.project_id,
                 auth=connection.auth,
                 language=Language(self._runbook.language),
+                resilience=self._resilience,
             )
             outputs: dict[str, dict[str, Any]] = {}
             scope = Scope(
