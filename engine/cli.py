@@ -400,8 +400,8 @@ def _write_reports(
         written[2].write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
         per_job = stats.get("retry_requests_per_job", {})
         click.echo(
-            f"emulator saw {stats.get('mutating_requests', 0)} batch-retry request(s) naming "
-            f"{len(per_job)} job(s), at most {max(per_job.values(), default=0)} per job",
+            f"emulator saw {stats.get('mutating_requests', 0)} mutating request(s); retries named "
+            f"{len(per_job)} job(s), at most {max(per_job.values(), default=0)} time(s) each",
             err=True,
         )
     return written
@@ -527,6 +527,26 @@ async def _emulator_stats(url: str) -> dict[str, Any]:
     help="How a dual-active parent in batch-retry-task is refused: a per-job failure "
     "in a 200, or a 400 for the whole request.",
 )
+@click.option(
+    "--faults",
+    default="",
+    metavar="LIST",
+    help="Injected faults, e.g. latency=50ms,error_rate=0.05,reset_rate=0.02,"
+    "lost_response_rate=0.02,slow_rate=0.01,slow=3s (deterministic under --seed).",
+)
+@click.option(
+    "--rate-limit", metavar="RATE", help="Throttle each API per user, e.g. 20/s (429 APIGW.0308)."
+)
+@click.option(
+    "--token-ttl",
+    metavar="DURATION",
+    help="Lifetime of IAM tokens, e.g. 5s (then 401 APIGW.0307); default 24h.",
+)
+@click.option(
+    "--expire-static-token",
+    is_flag=True,
+    help="Let the pre-issued token expire after --token-ttl too.",
+)
 def emulator(
     host: str,
     allow_non_loopback: bool,
@@ -536,25 +556,37 @@ def emulator(
     seed: int,
     time_scale: float,
     parent_refusal: str,
+    faults: str,
+    rate_limit: str | None,
+    token_ttl: str | None,
+    expire_static_token: bool,
 ) -> None:
     """Serve the DRS emulator until interrupted.
 
-    The first line on stdout is one JSON object: url, projects, token, user, password, domain.
+    The first line on stdout is one JSON object: url, projects, token, user, password, domain,
+    ak, sk. It binds 127.0.0.1 unless told otherwise.
     """
-    from engine.emulator import EmulatorConfig
+    from engine.emulator import EmulatorConfig, FaultConfig, parse_duration, parse_rate
 
     if host not in LOOPBACK_HOSTS and not allow_non_loopback:
         raise UsageError(
             f"--host {host} is not a loopback address; the emulator serves demo credentials, "
             "add --allow-non-loopback if you really mean it"
         )
-    config = EmulatorConfig(
-        projects=EmulatorConfig.generate_projects(projects, seed),
-        jobs_per_project=jobs,
-        seed=seed,
-        time_scale=time_scale,
-        parent_refusal="request" if parent_refusal == "request" else "per_job",
-    )
+    try:
+        config = EmulatorConfig(
+            projects=EmulatorConfig.generate_projects(projects, seed),
+            jobs_per_project=jobs,
+            seed=seed,
+            time_scale=time_scale,
+            parent_refusal="request" if parent_refusal == "request" else "per_job",
+            faults=FaultConfig.parse(faults),
+            rate_limit_per_s=None if rate_limit is None else parse_rate(rate_limit),
+            token_ttl_s=86400.0 if token_ttl is None else parse_duration(token_ttl),
+            expire_static_token=expire_static_token,
+        )
+    except ValueError as exc:
+        raise UsageError(f"emulator settings: {exc}") from exc
     asyncio.run(_serve_emulator(config, host, port))
 
 

@@ -9,18 +9,38 @@ IAM (``POST /v3/auth/tokens``) answers errors in the Keystone shape that IAM its
 ``{"error": {"code": 401, "message": "...", "title": "Unauthorized"}}`` (400 for a malformed
 body), not the DRS shape: a client must cope with both.
 
-A DRS request is checked in gateway order: token (401 ``APIGW.0301``, or ``APIGW.0307`` once
-expired), project id (403 ``DRS.M00261``), token scope (403 ``DRS.M00102``), then the service's
-own checks: ``Content-Type`` (400 ``DRS.M00200``) and the body.
+A DRS request goes through, in this order:
 
-``GET /_emulator/stats`` and ``GET /_emulator/jobs`` are read-only and need no token; they are
-not part of DRS. ``responses_by_code`` counts every DRS/APIGW error code the emulator emitted,
-whether as a whole-request error body or inside a per-job result; IAM rejections are not counted
-there (they carry no error code).
+1. injected faults (``faults``): latency, then a connection reset (nothing processed), then a 500
+   ``DRS.M00004`` (nothing processed), then a slow answer;
+2. the gateway: credentials, either ``X-Auth-Token`` (401 ``APIGW.0301``; ``APIGW.0307`` once the
+   token is older than ``token_ttl_s``) or an AK/SK signature (401 ``APIGW.0303``, see
+   ``signing``), then throttling per user per route (429 ``APIGW.0308`` with ``Retry-After``),
+   then ``X-Project-Id`` if sent and the path's project id (403 ``DRS.M00261``) and the token's
+   scope (403 ``DRS.M00102``);
+3. the service: ``Content-Type`` (400 ``DRS.M00200``), the body, the operation;
+4. a lost response (injected): the operation is applied, then the connection is closed unanswered.
+
+IAM ``POST /v3/auth/tokens`` gets only latency and injected 500s (in the IAM error shape). Every
+credential belongs to the one demo user, so the throttle counts all of them together, per route,
+as the gateway counts per user per API.
+
+``GET /_emulator/stats`` and ``GET /_emulator/jobs`` are read-only, need no token and never see a
+fault; they are not part of DRS. In the stats, ``requests`` counts every arrival by route (faulted
+ones too); ``mutating_requests`` counts batch-retry-task and batch-pause-task arrivals that were
+not dropped by an injected reset; ``retry_requests_per_job`` / ``pause_requests_per_job`` count
+the job ids of requests that reached the service (not reset, not failed with an injected 500, not
+throttled, credentials and body accepted); ``throttled`` counts 429s; ``faults`` counts each
+injected fault; ``peak_rate_per_s`` is, per route, the most requests admitted by the throttle in
+any one-second window of the fleet clock, ``peak_rate_per_s_all`` the same over every route.
+``responses_by_code`` counts every DRS/APIGW error code the emulator emitted, whether as a
+whole-request error body or inside a per-job result; IAM rejections are not counted there (they
+carry no error code).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -36,6 +56,8 @@ from typing import Any
 from aiohttp import web
 
 from engine.api.types import (
+    ACTION_PAUSE,
+    ACTION_RETRY,
     ERR_API_NOT_FOUND,
     ERR_INVALID_PROJECT,
     ERR_NO_PERMISSION,
@@ -43,10 +65,14 @@ from engine.api.types import (
     ERR_PARAMETER,
     ERR_PARAMETER_EMPTY,
     ERR_PARAMETER_INVALID,
+    ERR_SERVICE_ABNORMAL,
+    ERR_SIGNATURE_INVALID,
     ERR_STATUS_FORBIDS,
     ERR_TASK_NOT_QUERYABLE,
+    ERR_THROTTLED,
     ERR_TOKEN_EXPIRED,
     ERR_TOKEN_INVALID,
+    FAILED_STATUSES,
     MAX_IDS_PER_BATCH_STATUS,
     MAX_IDS_PER_NAME_FILTER,
     MAX_PER_PAGE,
@@ -57,17 +83,42 @@ from engine.api.types import (
     Language,
     StatusResult,
 )
-from engine.emulator.state import Clock, EmulatorConfig, Fleet, Job, RetryVerdict, job_info
+from engine.emulator.faults import FAULT_KINDS, NO_FAULTS, FaultInjector, FaultRoll
+from engine.emulator.signing import AkSkVerifier, SignatureError, SignedRequest, is_signed
+from engine.emulator.state import (
+    ActionVerdict,
+    Clock,
+    EmulatorConfig,
+    Fleet,
+    Job,
+    RetryVerdict,
+    job_info,
+)
+from engine.emulator.throttle import RateMeter, Throttle
 
 logger = logging.getLogger(__name__)
 
-TOKEN_LIFETIME_S = 24 * 3600
 BATCH_STATUS_DEFAULT_PER_PAGE = 5  # the real service's default, a trap for callers that omit it
 ROUTE_LIST = "/v3/{project_id}/jobs"
 ROUTE_BATCH_STATUS = "/v3/{project_id}/jobs/batch-status"
 ROUTE_BATCH_RETRY = "/v3/{project_id}/jobs/batch-retry-task"
+ROUTE_BATCH_PAUSE = "/v3/{project_id}/jobs/batch-pause-task"
+ROUTE_BATCH_DETAIL = "/v3/{project_id}/jobs/batch-detail"
 ROUTE_TOKENS = "/v3/auth/tokens"
 UNKNOWN_ROUTE = "(unknown route)"
+DRS_ROUTES = frozenset(
+    f"POST {r}"
+    for r in (
+        ROUTE_LIST,
+        ROUTE_BATCH_STATUS,
+        ROUTE_BATCH_RETRY,
+        ROUTE_BATCH_PAUSE,
+        ROUTE_BATCH_DETAIL,
+    )
+)
+IAM_ROUTE = f"POST {ROUTE_TOKENS}"
+MUTATING_ROUTES = frozenset({f"POST {ROUTE_BATCH_RETRY}", f"POST {ROUTE_BATCH_PAUSE}"})
+PAUSE_MODES = ("target", "all")
 
 # error_code -> (en-us, zh-cn)
 _MESSAGES: dict[str, tuple[str, str]] = {
@@ -82,10 +133,12 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     ERR_ONLY_SUBTASKS: ("Only subtasks can invoke this interface", "只有子任务可以调用此接口"),
     ERR_NO_PERMISSION: ("No permission to perform this operation", "没有权限执行此操作"),
     ERR_INVALID_PROJECT: ("Invalid project ID", "项目ID无效"),
+    ERR_SERVICE_ABNORMAL: ("Service abnormal", "服务异常"),
 }
 _GATEWAY_MESSAGES: dict[str, str] = {
     ERR_TOKEN_INVALID: "Incorrect IAM authentication information: decrypt token fail",
     ERR_TOKEN_EXPIRED: "The token must be updated",
+    ERR_SIGNATURE_INVALID: "Incorrect IAM authentication information: verify aksk signature fail",
     ERR_API_NOT_FOUND: "The API does not exist or has not been published in the environment",
 }
 
@@ -101,13 +154,27 @@ def error_message(code: str, language: Language, detail: str | None = None) -> s
 
 
 class RequestRejectedError(Exception):
-    """The whole request is refused with an error body; the middleware renders it."""
+    """The whole request is refused with an error body; the middleware renders it.
 
-    def __init__(self, http_status: int, error_code: str, detail: str | None = None) -> None:
+    ``message`` replaces the usual ``error_msg`` (text + detail) when the wording is fixed, as
+    the gateway's throttling message is.
+    """
+
+    def __init__(
+        self,
+        http_status: int,
+        error_code: str,
+        detail: str | None = None,
+        *,
+        message: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.http_status = http_status
         self.error_code = error_code
         self.detail = detail
-        super().__init__(f"{http_status} {error_code}: {detail or ''}")
+        self.message = message
+        self.headers = dict(headers or {})
+        super().__init__(f"{http_status} {error_code}: {message or detail or ''}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,21 +183,32 @@ class Token:
 
     value: str
     project_id: str | None
-    expires_at: float | None  # on the fleet clock; None never expires
+    issued_at: float  # on the fleet clock
+    expires: bool  # False: never expires (the pre-issued token, by default)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Caller:
+    """Who a DRS request is from, once its credentials are accepted."""
+
+    identity: str  # the throttle's "user"
+    project_id: str | None  # the credential's scope; None: every project
 
 
 class TokenStore:
-    """Tokens issued by this emulator."""
+    """Tokens issued by this emulator; a token expires ``ttl_s`` after it was issued."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, *, ttl_s: float) -> None:
         self._clock = clock
+        self.ttl_s = ttl_s
         self._tokens: dict[str, Token] = {}
 
     def issue(self, project_id: str | None, *, expires: bool = True) -> Token:
         token = Token(
             value="MIIemu" + secrets.token_urlsafe(48),
             project_id=project_id,
-            expires_at=self._clock() + TOKEN_LIFETIME_S if expires else None,
+            issued_at=self._clock(),
+            expires=expires,
         )
         self._tokens[token.value] = token
         return token
@@ -142,33 +220,52 @@ class TokenStore:
         token = self._tokens.get(value)
         if token is None:
             raise RequestRejectedError(401, ERR_TOKEN_INVALID)
-        if token.expires_at is not None and self._clock() >= token.expires_at:
+        if token.expires and self._clock() - token.issued_at >= self.ttl_s:
             raise RequestRejectedError(401, ERR_TOKEN_EXPIRED)
         return token
 
 
 class RequestStats:
-    """What the emulator has seen, for ``GET /_emulator/stats``."""
+    """What the emulator has seen, for ``GET /_emulator/stats`` (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, meter: RateMeter) -> None:
         self.requests: Counter[str] = Counter()
         self.mutating_requests = 0
         self.retry_requests_per_job: Counter[str] = Counter()
+        self.pause_requests_per_job: Counter[str] = Counter()
+        self.throttled = 0
+        self.faults: Counter[str] = Counter()
         self.responses_by_code: Counter[str] = Counter()
+        self.meter = meter
 
     def to_wire(self) -> dict[str, Any]:
         return {
             "requests": dict(self.requests),
             "mutating_requests": self.mutating_requests,
             "retry_requests_per_job": dict(self.retry_requests_per_job),
-            "throttled": 0,
+            "pause_requests_per_job": dict(self.pause_requests_per_job),
+            "throttled": self.throttled,
+            "faults": {kind: self.faults[kind] for kind in FAULT_KINDS},
+            "peak_rate_per_s": dict(self.meter.peak),
+            "peak_rate_per_s_all": self.meter.peak_all,
             "responses_by_code": dict(self.responses_by_code),
         }
+
+
+@dataclass(slots=True, kw_only=True)
+class Gateway:
+    """The gateway's moving parts: fault draws, AK/SK verification, throttling."""
+
+    faults: FaultInjector
+    verifier: AkSkVerifier
+    throttle: Throttle | None
 
 
 FLEET = web.AppKey("fleet", Fleet)
 TOKENS = web.AppKey("tokens", TokenStore)
 STATS = web.AppKey("stats", RequestStats)
+GATEWAY = web.AppKey("gateway", Gateway)
+WALL_CLOCK: web.AppKey[Clock] = web.AppKey("wall_clock")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -186,28 +283,85 @@ def _route_key(request: web.Request) -> str:
 
 
 def _error_response(
-    request: web.Request, status: int, code: str, detail: str | None
+    request: web.Request,
+    status: int,
+    code: str,
+    detail: str | None,
+    *,
+    message: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> web.Response:
     request.app[STATS].responses_by_code[code] += 1
-    body = ErrorBody(error_code=code, error_msg=error_message(code, _language(request), detail))
-    return web.json_response(body.to_wire(), status=status)
+    text = message or error_message(code, _language(request), detail)
+    body = ErrorBody(error_code=code, error_msg=text)
+    return web.json_response(body.to_wire(), status=status, headers=headers)
+
+
+def _drop_connection(request: web.Request) -> web.Response:
+    """Close the connection without an answer; the client sees a server disconnect.
+
+    aiohttp then fails to write the returned (dummy) response and lets it go quietly.
+    """
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=204)
+
+
+async def _apply_faults_before(
+    request: web.Request, key: str, roll: FaultRoll
+) -> web.StreamResponse | None:
+    """Latency, reset, injected 500 and slowness, in that order; a response ends the request."""
+    stats, faults = request.app[STATS], request.app[GATEWAY].faults.config
+    if roll.latency:
+        stats.faults["latency"] += 1
+        await asyncio.sleep(faults.latency_s)
+    if key == IAM_ROUTE:
+        if roll.error:
+            stats.faults["error"] += 1
+            return _iam_error(
+                500, "Internal Server Error", "The service is temporarily unavailable."
+            )
+        return None
+    if roll.reset:
+        stats.faults["reset"] += 1
+        return _drop_connection(request)
+    if roll.error:
+        stats.faults["error"] += 1
+        return _error_response(request, 500, ERR_SERVICE_ABNORMAL, None)
+    if roll.slow:
+        stats.faults["slow"] += 1
+        await asyncio.sleep(faults.slow_s)
+    return None
 
 
 @web.middleware
 async def _gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count the request, render rejections and unknown routes, stamp ``X-Request-Id``."""
+    """Count, inject faults, render rejections and unknown routes, stamp ``X-Request-Id``."""
     stats = request.app[STATS]
     key = _route_key(request)
     stats.requests[key] += 1
-    if key == f"POST {ROUTE_BATCH_RETRY}":
+    faultable = key in DRS_ROUTES or key == IAM_ROUTE
+    roll = request.app[GATEWAY].faults.roll() if faultable else NO_FAULTS
+    response: web.StreamResponse | None = await _apply_faults_before(request, key, roll)
+    if key in MUTATING_ROUTES and not (roll.reset and key in DRS_ROUTES):
         stats.mutating_requests += 1
-    response: web.StreamResponse
-    try:
-        response = await handler(request)
-    except RequestRejectedError as exc:
-        response = _error_response(request, exc.http_status, exc.error_code, exc.detail)
-    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
-        response = _error_response(request, 404, ERR_API_NOT_FOUND, None)
+    if response is None:
+        try:
+            response = await handler(request)
+        except RequestRejectedError as exc:
+            response = _error_response(
+                request,
+                exc.http_status,
+                exc.error_code,
+                exc.detail,
+                message=exc.message,
+                headers=exc.headers,
+            )
+        except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+            response = _error_response(request, 404, ERR_API_NOT_FOUND, None)
+        if roll.lost_response and key in DRS_ROUTES:
+            stats.faults["lost_response"] += 1
+            response = _drop_connection(request)
     response.headers["X-Request-Id"] = uuid.uuid4().hex
     return response
 
@@ -219,13 +373,56 @@ def _is_project_id(value: str) -> bool:
     return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
 
 
+async def _authenticate(request: web.Request) -> Caller:
+    """The caller behind an AK/SK signature or an ``X-Auth-Token``, or the gateway's 401."""
+    fleet = request.app[FLEET]
+    if is_signed(request.headers.get("Authorization")):
+        signed = SignedRequest(
+            method=request.method,
+            raw_path=request.raw_path,
+            headers=request.headers,
+            body=await request.read(),
+        )
+        try:
+            request.app[GATEWAY].verifier.verify(signed)
+        except SignatureError as exc:
+            raise RequestRejectedError(401, ERR_SIGNATURE_INVALID, exc.reason) from None
+        return Caller(identity=fleet.config.user, project_id=None)
+    token = request.app[TOKENS].authenticate(request.headers.get("X-Auth-Token"))
+    return Caller(identity=fleet.config.user, project_id=token.project_id)
+
+
+def _throttle(request: web.Request, caller: Caller) -> None:
+    """429 ``APIGW.0308`` beyond the rate limit; an admitted request is measured."""
+    gateway, stats = request.app[GATEWAY], request.app[STATS]
+    key = _route_key(request)
+    throttle = gateway.throttle
+    if throttle is not None and not throttle.admit(caller.identity, key):
+        stats.throttled += 1
+        window = f"{throttle.window_s:g}"
+        raise RequestRejectedError(
+            429,
+            ERR_THROTTLED,
+            message="The throttling threshold has been reached: policy user over ratelimit, "
+            f"limit:{throttle.limit}, time:{window} second",
+            headers={"Retry-After": str(throttle.retry_after_s)},
+        )
+    stats.meter.record(key)
+
+
 async def _drs_body(request: web.Request) -> tuple[str, dict[str, Any]]:
     """Gateway and service checks common to every DRS route; returns (project_id, JSON body)."""
     project_id = request.match_info["project_id"]
-    token = request.app[TOKENS].authenticate(request.headers.get("X-Auth-Token"))
+    caller = await _authenticate(request)
+    _throttle(request, caller)
+    header_project = request.headers.get("X-Project-Id")
+    if header_project is not None and header_project.strip() != project_id:
+        raise RequestRejectedError(
+            403, ERR_INVALID_PROJECT, f"X-Project-Id {header_project!r} is not the path's project"
+        )
     if not _is_project_id(project_id) or not request.app[FLEET].has_project(project_id):
         raise RequestRejectedError(403, ERR_INVALID_PROJECT, f"project_id {project_id!r}")
-    if token.project_id not in (None, project_id):
+    if caller.project_id not in (None, project_id):
         raise RequestRejectedError(403, ERR_NO_PERMISSION, "the token is scoped to another project")
     if request.content_type != "application/json":
         raise RequestRejectedError(
@@ -320,10 +517,8 @@ def _id_list(body: Mapping[str, Any], *, limit: int | None) -> list[str]:
     return ids
 
 
-async def batch_status(request: web.Request) -> web.Response:
-    """``POST /v3/{project_id}/jobs/batch-status``: one page of the named jobs' statuses."""
-    project_id, body = await _drs_body(request)
-    ids = _id_list(body, limit=MAX_IDS_PER_BATCH_STATUS)
+def _page_req(body: Mapping[str, Any]) -> tuple[int, int]:
+    """``page_req`` of batch-status / batch-detail: (cur_page, per_page), per_page default 5."""
     page_req = body.get("page_req") or {}
     if not isinstance(page_req, dict):
         raise RequestRejectedError(400, ERR_PARAMETER_INVALID, "page_req must be an object")
@@ -331,6 +526,14 @@ async def batch_status(request: web.Request) -> web.Response:
     per_page = _int_field(
         page_req, "per_page", default=BATCH_STATUS_DEFAULT_PER_PAGE, low=0, high=MAX_PER_PAGE
     )
+    return cur_page, per_page
+
+
+async def batch_status(request: web.Request) -> web.Response:
+    """``POST /v3/{project_id}/jobs/batch-status``: one page of the named jobs' statuses."""
+    project_id, body = await _drs_body(request)
+    ids = _id_list(body, limit=MAX_IDS_PER_BATCH_STATUS)
+    cur_page, per_page = _page_req(body)
     fleet, stats, language = request.app[FLEET], request.app[STATS], _language(request)
     results: list[dict[str, Any]] = []
     for job_id in _page(ids, cur_page, per_page):
@@ -374,22 +577,15 @@ def _retry_job_ids(body: Mapping[str, Any]) -> list[str]:
     return ids
 
 
-async def batch_retry_task(request: web.Request) -> web.Response:
-    """``POST /v3/{project_id}/jobs/batch-retry-task``: retry failed / resume paused jobs."""
-    project_id, body = await _drs_body(request)
-    ids = _retry_job_ids(body)
-    fleet, stats, language = request.app[FLEET], request.app[STATS], _language(request)
-    stats.retry_requests_per_job.update(ids)
-    if fleet.config.parent_refusal == "request":
-        parents = [
-            i for i in ids if fleet.retry_verdict(project_id, i) is RetryVerdict.DUAL_ACTIVE_PARENT
-        ]
-        if parents:
-            raise RequestRejectedError(400, ERR_ONLY_SUBTASKS, f"job {parents[0]} is a parent task")
+def _action_results(
+    request: web.Request, project_id: str, ids: list[str], act: Callable[[str], ActionVerdict]
+) -> list[dict[str, Any]]:
+    """Per-job results of a batch action: ``success`` or ``failed`` with ``error_msg``."""
+    stats, language = request.app[STATS], _language(request)
     results: list[dict[str, Any]] = []
     for job_id in ids:
-        verdict = fleet.retry(project_id, job_id)
-        if verdict is RetryVerdict.ACCEPTED:
+        verdict = act(job_id)
+        if verdict is ActionVerdict.ACCEPTED:
             result = BatchActionResult(id=job_id, status=BatchOutcome.SUCCESS)
         else:
             code = _VERDICT_ERRORS[verdict]
@@ -401,8 +597,116 @@ async def batch_retry_task(request: web.Request) -> web.Response:
                 error_msg=error_message(code, language, f"job {job_id}"),
             )
         results.append(result.to_wire())
+    return results
+
+
+def _refuse_parents(fleet: Fleet, project_id: str, ids: list[str], action: str) -> None:
+    """With ``parent_refusal="request"``, a dual-active parent makes the whole request a 400."""
+    if fleet.config.parent_refusal != "request":
+        return
+    parents = [
+        i
+        for i in ids
+        if fleet.action_verdict(project_id, i, action) is ActionVerdict.DUAL_ACTIVE_PARENT
+    ]
+    if parents:
+        raise RequestRejectedError(400, ERR_ONLY_SUBTASKS, f"job {parents[0]} is a parent task")
+
+
+async def batch_retry_task(request: web.Request) -> web.Response:
+    """``POST /v3/{project_id}/jobs/batch-retry-task``: retry failed / resume paused jobs."""
+    project_id, body = await _drs_body(request)
+    ids = _retry_job_ids(body)
+    fleet = request.app[FLEET]
+    request.app[STATS].retry_requests_per_job.update(ids)
+    _refuse_parents(fleet, project_id, ids, ACTION_RETRY)
+    results = _action_results(request, project_id, ids, lambda i: fleet.retry(project_id, i))
     logger.debug("batch-retry-task %s: %s", project_id, results)
     return web.json_response({"results": results, "count": len(results)})
+
+
+def _pause_job_ids(body: Mapping[str, Any]) -> list[str]:
+    entries = body.get("jobs")
+    if not entries:
+        raise RequestRejectedError(400, ERR_PARAMETER_EMPTY, "jobs is required")
+    if not isinstance(entries, list):
+        raise RequestRejectedError(400, ERR_PARAMETER_INVALID, "jobs must be a list")
+    ids: list[str] = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("job_id"), str):
+            raise RequestRejectedError(400, ERR_PARAMETER_INVALID, "each job needs a job_id string")
+        mode = entry.get("pause_mode")
+        if mode is not None and mode not in PAUSE_MODES:
+            raise RequestRejectedError(
+                400, ERR_PARAMETER_INVALID, f"pause_mode must be target or all, got {mode!r}"
+            )
+        if not entry["job_id"]:
+            raise RequestRejectedError(400, ERR_PARAMETER_EMPTY, "job_id is empty")
+        ids.append(entry["job_id"])
+    return ids
+
+
+async def batch_pause_task(request: web.Request) -> web.Response:
+    """``POST /v3/{project_id}/jobs/batch-pause-task``: pause running jobs (they show PAUSING)."""
+    project_id, body = await _drs_body(request)
+    ids = _pause_job_ids(body)
+    fleet = request.app[FLEET]
+    request.app[STATS].pause_requests_per_job.update(ids)
+    _refuse_parents(fleet, project_id, ids, ACTION_PAUSE)
+    results = _action_results(request, project_id, ids, lambda i: fleet.pause(project_id, i))
+    logger.debug("batch-pause-task %s: %s", project_id, results)
+    return web.json_response({"results": results, "count": len(results)})
+
+
+def _job_detail(job: Job) -> dict[str, Any]:
+    """One ``batch-detail`` result (a small part of the real QueryJobResp)."""
+    status = job.current_status()
+    detail: dict[str, Any] = {
+        "id": job.id,
+        "name": job.name,
+        "status": status.value,
+        "create_time": job.create_time,
+        "engine_type": job.engine_type,
+        "db_use_type": job.db_use_type.value,
+        "task_type": job.task_type,
+        "job_direction": job.job_direction,
+    }
+    if status in FAILED_STATUSES and not job.is_dual_active_parent:
+        detail["failed_reason"] = job.failure_reason
+        detail["error_code"] = job.failure_code
+        detail["error_message"] = job.failure_message
+    if job.parent_id is not None:
+        detail["parent_id"] = job.parent_id
+        detail["master_job_id"] = job.parent_id
+        detail["node_role"] = "master" if job.job_direction == "up" else "slave"
+    if job.children:
+        detail["children"] = [_job_detail(child) for child in job.children]
+    return detail
+
+
+async def batch_detail(request: web.Request) -> web.Response:
+    """``POST /v3/{project_id}/jobs/batch-detail``: one page of the named jobs' details."""
+    project_id, body = await _drs_body(request)
+    ids = _id_list(body, limit=MAX_IDS_PER_BATCH_STATUS)
+    cur_page, per_page = _page_req(body)
+    fleet, stats, language = request.app[FLEET], request.app[STATS], _language(request)
+    results: list[dict[str, Any]] = []
+    for job_id in _page(ids, cur_page, per_page):
+        job = fleet.find(project_id, job_id)
+        if job is None:
+            stats.responses_by_code[ERR_TASK_NOT_QUERYABLE] += 1
+            message = error_message(ERR_TASK_NOT_QUERYABLE, language, f"job {job_id}")
+            results.append(
+                {
+                    "id": job_id,
+                    "status": "",
+                    "error_code": ERR_TASK_NOT_QUERYABLE,
+                    "error_message": message,
+                }
+            )
+        else:
+            results.append(_job_detail(job))
+    return web.json_response({"results": results, "count": len(ids)})
 
 
 # --------------------------------------------------------------------------- IAM
@@ -456,11 +760,12 @@ async def issue_token(request: web.Request) -> web.Response:
     )
     if project is None:
         return _iam_error(401, "Unauthorized", "The project in the scope is not found.")
-    token = request.app[TOKENS].issue(project.project_id)
-    issued = datetime.now(UTC)
+    tokens = request.app[TOKENS]
+    token = tokens.issue(project.project_id)
+    issued = datetime.fromtimestamp(request.app[WALL_CLOCK](), UTC)
     body = {
         "token": {
-            "expires_at": _iso_z(issued + timedelta(seconds=TOKEN_LIFETIME_S)),
+            "expires_at": _iso_z(issued + timedelta(seconds=tokens.ttl_s)),
             "issued_at": _iso_z(issued),
             "methods": ["password"],
             "project": {
@@ -501,16 +806,34 @@ async def emulator_jobs(request: web.Request) -> web.Response:
     return web.json_response({"jobs": jobs})
 
 
-def build_app(fleet: Fleet) -> web.Application:
-    """The aiohttp application serving ``fleet`` (DRS + IAM + ``/_emulator/*``)."""
+def build_app(fleet: Fleet, *, wall_clock: Clock = time.time) -> web.Application:
+    """The aiohttp application serving ``fleet`` (DRS + IAM + ``/_emulator/*``).
+
+    ``fleet.clock`` drives transitions, token expiry, throttling windows and AK lockouts;
+    ``wall_clock`` (epoch seconds) is what ``X-Sdk-Date`` and IAM's ``expires_at`` are read
+    against.
+    """
+    config = fleet.config
     app = web.Application(middlewares=[_gateway])
     app[FLEET] = fleet
-    app[TOKENS] = TokenStore(fleet.clock)
-    app[STATS] = RequestStats()
+    app[TOKENS] = TokenStore(fleet.clock, ttl_s=config.token_ttl_s)
+    app[STATS] = RequestStats(RateMeter(fleet.clock))
+    app[WALL_CLOCK] = wall_clock
+    app[GATEWAY] = Gateway(
+        faults=FaultInjector(config.faults, config.seed),
+        verifier=AkSkVerifier(ak=config.ak, sk=config.sk, clock=fleet.clock, wall_clock=wall_clock),
+        throttle=(
+            None
+            if config.rate_limit_per_s is None
+            else Throttle(config.rate_limit_per_s, fleet.clock)
+        ),
+    )
     app.router.add_post(ROUTE_TOKENS, issue_token)
     app.router.add_post(ROUTE_LIST, list_jobs)
     app.router.add_post(ROUTE_BATCH_STATUS, batch_status)
     app.router.add_post(ROUTE_BATCH_RETRY, batch_retry_task)
+    app.router.add_post(ROUTE_BATCH_PAUSE, batch_pause_task)
+    app.router.add_post(ROUTE_BATCH_DETAIL, batch_detail)
     app.router.add_get("/_emulator/stats", emulator_stats)
     app.router.add_get("/_emulator/jobs", emulator_jobs)
     return app
@@ -526,11 +849,13 @@ class Emulator:
         host: str = "127.0.0.1",
         port: int = 0,
         clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
     ) -> None:
         self.config = config
         self.fleet = Fleet(config, clock=clock)
-        self.app = build_app(self.fleet)
-        self.token = self.app[TOKENS].issue(None, expires=False).value
+        self.app = build_app(self.fleet, wall_clock=wall_clock)
+        # Valid for every project; it expires like an IAM token only if the config says so.
+        self.token = self.app[TOKENS].issue(None, expires=config.expire_static_token).value
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -544,7 +869,10 @@ class Emulator:
         return self._url
 
     def describe(self) -> dict[str, Any]:
-        """What a user needs to point a client at this emulator (its demo credentials too)."""
+        """What a user needs to point a client at this emulator (its demo credentials too).
+
+        Keys: url, projects, token, user, password, domain, ak, sk.
+        """
         return {
             "url": self.url,
             "projects": [
@@ -554,6 +882,8 @@ class Emulator:
             "user": self.config.user,
             "password": self.config.password,
             "domain": self.config.domain,
+            "ak": self.config.ak,
+            "sk": self.config.sk,
         }
 
     async def __aenter__(self) -> Emulator:

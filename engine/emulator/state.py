@@ -6,12 +6,18 @@ project does not change the others. Time is an injected clock (``time.monotonic`
 
 The state machine is lazy, not a simulation loop: an accepted retry gives the job a schedule of
 ``(at, status)`` transitions, and due transitions are applied whenever the job is read. There are
-no background tasks, so a test drives a fake clock and reads again instead of sleeping.
+no background tasks, so a test drives a fake clock and reads again instead of sleeping. An
+accepted pause (``batch-pause-task``) moves a running job straight to ``PAUSING``.
 
 Every job that the API would let you retry carries a hidden ``Fate`` that decides how its retry
 ends. Fates are dealt by quota, not by coin flips: in a project with ``k`` retryable jobs,
 ``ceil(k * fail_again_rate)`` fail again and ``ceil(k * stuck_rate)`` get stuck (a rate of 0
 means none), so every project exercises every path while large fleets approach the rates.
+
+A project of ``RARE_KIND_MIN_JOBS`` or more jobs also holds one job in each rare status (the
+in-progress and ended statuses the usual mix lacks, and the rarer failures), so a large fleet
+shows every status of the fact sheet; smaller projects are generated exactly as before, so
+their fleets do not change with this feature.
 """
 
 from __future__ import annotations
@@ -37,11 +43,15 @@ from engine.api.types import (
     StatusGroup,
     status_group,
 )
+from engine.emulator.faults import FaultConfig
 
 Clock = Callable[[], float]
 
 REGIONS = ("cn-north-4", "ap-southeast-1", "eu-west-101")
 DEMO_PASSWORD = "Emu-Demo-Passw0rd!7"  # fixed on purpose: the emulator holds no real secret
+DEMO_AK = "EMUDEMOAKRUNBOOK0DRS"  # 20 upper-case characters, like a real AK; not a secret
+DEMO_SK = "EmuDemoSkRunbook0DrsV3SignMe4TestsOnly0x"  # 40 characters; not a secret
+TOKEN_TTL_S = 24 * 3600.0
 
 ACTION_START = "START"
 ACTION_SWITCH_OVER = "SWITCH_OVER"
@@ -66,7 +76,13 @@ class ProjectSpec:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EmulatorConfig:
-    """What fleet to seed and how its jobs behave; the same config always yields the same fleet."""
+    """What fleet to seed and how its jobs behave; the same config always yields the same fleet.
+
+    The gateway settings: ``token_ttl_s`` (IAM tokens expire that long after issue, on the fleet
+    clock; the pre-issued ``Emulator.token`` too, but only with ``expire_static_token``),
+    ``rate_limit_per_s`` (None: no throttling), ``faults`` (see ``FaultConfig``; drawn from
+    ``seed``) and the demo ``ak`` / ``sk`` pair the AK/SK verifier accepts.
+    """
 
     projects: tuple[ProjectSpec, ...]
     jobs_per_project: int = 20
@@ -78,6 +94,22 @@ class EmulatorConfig:
     user: str = "runbook-demo"
     password: str = DEMO_PASSWORD
     domain: str = "drs-emulator"
+    token_ttl_s: float = TOKEN_TTL_S
+    expire_static_token: bool = False
+    rate_limit_per_s: float | None = None
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    ak: str = DEMO_AK
+    sk: str = DEMO_SK
+
+    def __post_init__(self) -> None:
+        if self.token_ttl_s <= 0:
+            raise ValueError(f"token_ttl_s must be greater than zero, got {self.token_ttl_s}")
+        if self.rate_limit_per_s is not None and self.rate_limit_per_s <= 0:
+            raise ValueError(
+                f"rate_limit_per_s must be greater than zero, got {self.rate_limit_per_s}"
+            )
+        if not self.ak or not self.sk:
+            raise ValueError("ak and sk must both be non-empty")
 
     @staticmethod
     def generate_projects(count: int, seed: int) -> tuple[ProjectSpec, ...]:
@@ -107,6 +139,7 @@ class _Kind(StrEnum):
     IN_PROGRESS = "in_progress"
     ENDED = "ended"
     HEALTHY = "healthy"
+    RARE = "rare"
 
 
 @dataclass(slots=True, kw_only=True)
@@ -125,7 +158,8 @@ class Job:
     job_direction: str
     db_use_type: DbUseType
     task_type: str
-    failure_reason: str
+    failure_reason: str  # what failed_reason says when the job is failed
+    failure_code: str = ""
     parent_id: str | None = None
     children: list[Job] = field(default_factory=list)
     fate: Fate | None = None
@@ -135,6 +169,11 @@ class Job:
     @property
     def is_dual_active_parent(self) -> bool:
         return bool(self.children)
+
+    @property
+    def failure_message(self) -> str:
+        """The ``error_msg`` / ``error_message`` of the job when failed: code and reason."""
+        return f"{self.failure_code}: {self.failure_reason}" if self.failure_code else ""
 
     def advance(self, now: float) -> None:
         """Apply every scheduled transition that is due at ``now``."""
@@ -187,7 +226,7 @@ def job_info(job: Job) -> JobInfo:
     available = available_actions(status, db_use_type=job.db_use_type)
     error_msg: str | None = None
     if job.parent_id is not None:
-        error_msg = job.failure_reason if status in FAILED_STATUSES else ""
+        error_msg = job.failure_message if status in FAILED_STATUSES else ""
     return JobInfo(
         id=job.id,
         name=job.name,
@@ -211,13 +250,16 @@ def job_info(job: Job) -> JobInfo:
     )
 
 
-class RetryVerdict(StrEnum):
-    """What the service answers for one job named in ``batch-retry-task``."""
+class ActionVerdict(StrEnum):
+    """The service's answer for one job named in ``batch-retry-task`` / ``batch-pause-task``."""
 
     ACCEPTED = "accepted"
     UNKNOWN_JOB = "unknown_job"
     DUAL_ACTIVE_PARENT = "dual_active_parent"
     STATUS_FORBIDS = "status_forbids"
+
+
+RetryVerdict = ActionVerdict  # the name from before pause existed
 
 
 class Fleet:
@@ -259,14 +301,32 @@ class Fleet:
 
     def retry_verdict(self, project_id: str, job_id: str) -> RetryVerdict:
         """What a retry of that job would get, without changing anything."""
+        return self.action_verdict(project_id, job_id, ACTION_RETRY)
+
+    def action_verdict(self, project_id: str, job_id: str, action: str) -> ActionVerdict:
+        """What ``action`` (RETRY or PAUSE) on that job would get, without changing anything."""
         job = self.find(project_id, job_id)
         if job is None:
-            return RetryVerdict.UNKNOWN_JOB
+            return ActionVerdict.UNKNOWN_JOB
         if job.is_dual_active_parent:
-            return RetryVerdict.DUAL_ACTIVE_PARENT
-        if ACTION_RETRY not in available_actions(job.status, db_use_type=job.db_use_type):
-            return RetryVerdict.STATUS_FORBIDS
-        return RetryVerdict.ACCEPTED
+            return ActionVerdict.DUAL_ACTIVE_PARENT
+        if action not in available_actions(job.status, db_use_type=job.db_use_type):
+            return ActionVerdict.STATUS_FORBIDS
+        return ActionVerdict.ACCEPTED
+
+    def pause(self, project_id: str, job_id: str) -> ActionVerdict:
+        """Pause a running job: it shows ``PAUSING`` (paused) at once and offers RETRY (resume).
+
+        A job paused here that had no fate gets ``RECOVER``: its resume succeeds.
+        """
+        verdict = self.action_verdict(project_id, job_id, ACTION_PAUSE)
+        if verdict is ActionVerdict.ACCEPTED:
+            job = self._index[(project_id, job_id)]
+            job.schedule = []
+            job.status = JobStatus.PAUSING
+            if job.fate is None:
+                job.fate = Fate.RECOVER
+        return verdict
 
     def retry(self, project_id: str, job_id: str) -> RetryVerdict:
         """Retry a failed job or resume a paused one; starts its transition schedule if accepted."""
@@ -326,11 +386,12 @@ _ENGINE_SHORT = {
     "mysql-to-kafka": "kafka", "cloudDataGuard-mysql": "mysql",
 }  # fmt: skip
 _USE_SHORT = {DbUseType.MIGRATION: "migr", DbUseType.SYNC: "sync", DbUseType.CLOUD_DATA_GUARD: "dr"}
-_FAILURE_REASONS = (
-    "DRS.Z0001: the source database connection was reset during incremental replay",
-    "DRS.Z0002: Duplicate entry for key 'PRIMARY' while applying an incremental event",
-    "DRS.Z0003: the binlog file requested by the task has been purged on the source",
-    "DRS.Z0004: the destination disk is full",
+# (error_code, failed_reason); keep four entries: the generator's draws depend on the count.
+_FAILURES = (
+    ("DRS.Z0001", "Connection to source database timed out"),
+    ("DRS.Z0002", "Duplicate entry for key 'PRIMARY' while applying an incremental event"),
+    ("DRS.Z0003", "The binlog file requested by the task has been purged on the source database"),
+    ("DRS.Z0004", "The destination database disk is full"),
 )
 _S = JobStatus
 _STATUS_BY_KIND: dict[_Kind, tuple[JobStatus, ...]] = {
@@ -342,6 +403,14 @@ _STATUS_BY_KIND: dict[_Kind, tuple[JobStatus, ...]] = {
     _Kind.IN_PROGRESS: (_S.CREATING, _S.CONFIGURATION, _S.CHANGE_JOB_STARTED),
     _Kind.ENDED: (_S.RELEASE_RESOURCE_COMPLETE, _S.NODE_UPGRADE_COMPLETE),
 }  # fmt: skip
+# Statuses no other kind yields (STARTJOBING / WAITING_FOR_START also come from retries).
+RARE_STATUSES: tuple[JobStatus, ...] = tuple(
+    s for s in JobStatus
+    if s not in {x for kind in _STATUS_BY_KIND.values() for x in kind}
+    and s not in {_S.CHILD_TRANSFER_STARTED, _S.CHILD_TRANSFER_FAILED}  # dual-active children
+    and s not in DELETE_ONLY_FAILURES
+)  # fmt: skip
+RARE_KIND_MIN_JOBS = 40
 
 
 def _share(n: int, ratio: float) -> int:
@@ -356,6 +425,8 @@ def _kinds(n: int) -> list[_Kind]:
     kinds = [_Kind.DUAL_ACTIVE] * max(1, n // 20)
     kinds += [_Kind.FAILED] * (failed - delete_only) + [_Kind.FAILED_DELETE_ONLY] * delete_only
     kinds += [_Kind.PAUSED] * _share(n, 0.1) + [_Kind.IN_PROGRESS] * few + [_Kind.ENDED] * few
+    if n >= RARE_KIND_MIN_JOBS:
+        kinds += [_Kind.RARE] * len(RARE_STATUSES)
     kinds += [_Kind.HEALTHY] * max(0, n - len(kinds))
     return kinds[:n]
 
@@ -383,25 +454,36 @@ def _new_job(
     suffix: str = "jb101",
     parent_id: str | None = None,
 ) -> Job:
+    # The draws happen in this order, as they always did: a fleet must not change with the code.
+    job_id = _job_id(rng, suffix)
+    create_time = str(CREATE_TIME_EPOCH_MS - rng.randrange(CREATE_TIME_SPREAD_MS))
+    net_type = rng.choice(("vpc", "vpc", "vpn", "eip"))
+    billing_tag = rng.random() < 0.3
+    job_direction = rng.choice(("up", "down")) if parent_id else "up"
+    task_type = _task_type(rng, status)
+    failure_code, failure_reason = rng.choice(_FAILURES)
     return Job(
         project_id=project_id,
-        id=_job_id(rng, suffix),
+        id=job_id,
         name=name,
         status=status,
-        create_time=str(CREATE_TIME_EPOCH_MS - rng.randrange(CREATE_TIME_SPREAD_MS)),
+        create_time=create_time,
         description=f"{engine_type} {db_use_type.value} task {name}",
         engine_type=engine_type,
-        net_type=rng.choice(("vpc", "vpc", "vpn", "eip")),
-        billing_tag=rng.random() < 0.3,
-        job_direction=rng.choice(("up", "down")) if parent_id else "up",
+        net_type=net_type,
+        billing_tag=billing_tag,
+        job_direction=job_direction,
         db_use_type=db_use_type,
-        task_type=_task_type(rng, status),
-        failure_reason=rng.choice(_FAILURE_REASONS),
+        task_type=task_type,
+        failure_reason=failure_reason,
+        failure_code=failure_code,
         parent_id=parent_id,
     )
 
 
-def _top_level_job(rng: random.Random, project_id: str, kind: _Kind, number: int) -> Job:
+def _top_level_job(
+    rng: random.Random, project_id: str, kind: _Kind, number: int, rare: list[JobStatus]
+) -> Job:
     if kind is _Kind.DUAL_ACTIVE:
         use = DbUseType.CLOUD_DATA_GUARD
     else:
@@ -409,7 +491,7 @@ def _top_level_job(rng: random.Random, project_id: str, kind: _Kind, number: int
     engine = rng.choice(_ENGINES[use])
     name = f"{rng.choice(_APPS)}-{_ENGINE_SHORT[engine]}-{_USE_SHORT[use]}-{number:02d}"
     if kind is not _Kind.DUAL_ACTIVE:
-        status = rng.choice(_STATUS_BY_KIND[kind])
+        status = rare.pop() if kind is _Kind.RARE else rng.choice(_STATUS_BY_KIND[kind])
         return _new_job(
             rng, project_id, name=name, status=status, db_use_type=use, engine_type=engine
         )
@@ -472,8 +554,9 @@ def generate_project_jobs(config: EmulatorConfig, project: ProjectSpec) -> list[
     rng = random.Random(f"{config.seed}:{project.project_id}")
     kinds = _kinds(config.jobs_per_project)
     rng.shuffle(kinds)
+    rare = list(RARE_STATUSES)  # one job each, handed out in the shuffled order of the kinds
     jobs = [
-        _top_level_job(rng, project.project_id, kind, number)
+        _top_level_job(rng, project.project_id, kind, number, rare)
         for number, kind in enumerate(kinds, start=1)
     ]
     _deal_fates(rng, config, jobs)

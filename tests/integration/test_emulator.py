@@ -124,7 +124,7 @@ async def test_emulator_binds_loopback_and_describes_itself() -> None:
             {"project_id": p.project_id, "region": p.region} for p in running.config.projects
         ]
         assert described["token"] == running.token
-        assert {"user", "password", "domain"} <= set(described)
+        assert {"user", "password", "domain", "ak", "sk"} <= set(described)
 
 
 async def test_iam_password_auth_issues_a_project_scoped_token(api: Api, emu: Emulator) -> None:

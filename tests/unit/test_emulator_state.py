@@ -16,7 +16,7 @@ from engine.api.types import (
     JobStatus,
 )
 from engine.emulator import EmulatorConfig, Fate, Fleet, Job, ProjectSpec
-from engine.emulator.state import RetryVerdict, job_info
+from engine.emulator.state import ActionVerdict, RetryVerdict, job_info
 
 
 class FakeClock:
@@ -292,3 +292,48 @@ def test_unknown_and_foreign_ids_are_unknown(clock: FakeClock) -> None:
     assert fleet.retry("a" * 32, foreign.id) is RetryVerdict.UNKNOWN_JOB
     assert fleet.retry("a" * 32, "no-such-job") is RetryVerdict.UNKNOWN_JOB
     assert fleet.find("a" * 32, foreign.id) is None
+
+
+# --------------------------------------------------------------------------- pause, variety
+
+
+def test_pause_moves_a_running_job_to_paused_and_resume_recovers(clock: FakeClock) -> None:
+    fleet = Fleet(default_config(), clock=clock)
+    job = next(
+        j for j in fleet.all_jobs() if j.status is JobStatus.INCRE_TRANSFER_STARTED and not j.fate
+    )
+    assert fleet.pause(job.project_id, job.id) is ActionVerdict.ACCEPTED
+    assert job.status is JobStatus.PAUSING
+    assert job.fate is Fate.RECOVER
+    assert ACTION_RETRY in job_info(job).job_action.available_actions
+    assert fleet.pause(job.project_id, job.id) is ActionVerdict.STATUS_FORBIDS
+    assert fleet.retry(job.project_id, job.id) is ActionVerdict.ACCEPTED
+    clock.advance(4.0)
+    assert read(fleet, job) is JobStatus.INCRE_TRANSFER_STARTED
+
+
+def test_pause_refuses_parents_failed_jobs_and_unknown_ids(clock: FakeClock) -> None:
+    fleet = Fleet(default_config(), clock=clock)
+    parent = next(j for j in fleet.all_jobs() if j.is_dual_active_parent)
+    failed = pick(fleet, status=JobStatus.INCRE_TRANSFER_FAILED, fate=Fate.RECOVER)
+    assert fleet.pause(parent.project_id, parent.id) is ActionVerdict.DUAL_ACTIVE_PARENT
+    assert fleet.pause(failed.project_id, failed.id) is ActionVerdict.STATUS_FORBIDS
+    assert fleet.pause(failed.project_id, "no-such-job") is ActionVerdict.UNKNOWN_JOB
+    assert failed.status is JobStatus.INCRE_TRANSFER_FAILED
+
+
+def test_a_large_fleet_shows_every_status_of_the_fact_sheet(clock: FakeClock) -> None:
+    config = EmulatorConfig(projects=EmulatorConfig.generate_projects(5, 0), jobs_per_project=40)
+    fleet = Fleet(config, clock=clock)
+    assert {job.status for job in fleet.all_jobs()} == set(JobStatus)
+    # Only jobs the API would retry carry a fate, in a large fleet too.
+    for job in fleet.all_jobs():
+        will_accept = fleet.retry_verdict(job.project_id, job.id) is RetryVerdict.ACCEPTED
+        assert (job.fate is not None) == will_accept
+
+
+def test_failed_jobs_carry_a_code_and_a_reason(clock: FakeClock) -> None:
+    fleet = Fleet(default_config(), clock=clock)
+    for job in fleet.all_jobs():
+        assert re.fullmatch(r"DRS\.Z\d{4}", job.failure_code)
+        assert job.failure_message == f"{job.failure_code}: {job.failure_reason}"

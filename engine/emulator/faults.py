@@ -1,0 +1,177 @@
+"""Injected faults of the emulator: what can go wrong with a request, drawn from the seed.
+
+``FaultConfig`` says how often; ``FaultInjector`` decides, request by request, from its own
+``random.Random(f"{seed}:faults")``. Every faultable request draws the same four numbers (reset,
+error, slow, lost response) in arrival order, whichever of them applies, so the same seed and the
+same arrival order give the same faults. Concurrent requests can arrive in a different order from
+one run to the next (the event loop, not the seed, decides who is first); a test that needs an
+exact sequence sends its requests one at a time.
+
+Latency and slow answers are real time (``asyncio.sleep``), not the fleet clock and not
+``time_scale``: they exist to exercise a client's timeouts, which run on real time.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+_DURATION = re.compile(r"(?P<number>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h)")
+_DURATION_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_RATE = re.compile(r"(?P<number>\d+(?:\.\d+)?)/(?P<unit>s|m)")
+_PER_UNIT_S = {"s": 1.0, "m": 60.0}
+
+# CLI key -> (FaultConfig field, kind)
+_KEYS: dict[str, tuple[str, str]] = {
+    "latency": ("latency_s", "duration"),
+    "error_rate": ("error_rate", "rate"),
+    "reset_rate": ("reset_rate", "rate"),
+    "lost_response_rate": ("lost_response_rate", "rate"),
+    "slow_rate": ("slow_rate", "rate"),
+    "slow": ("slow_s", "duration"),
+}
+
+
+def parse_duration(text: str) -> float:
+    """``50ms``, ``2s``, ``1.5s``, ``10m`` or ``24h`` in seconds; anything else is a ValueError."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"expected a duration such as 50ms, 2s, 10m or 24h, got {text!r}")
+    return float(match["number"]) * _DURATION_UNIT_S[match["unit"]]
+
+
+def parse_rate(text: str) -> float:
+    """A ``--rate-limit`` value, ``N/s`` or ``N/m``, in requests per second (must be > 0)."""
+    match = _RATE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"rate limit must look like 20/s or 600/m, got {text!r}")
+    per_s = float(match["number"]) / _PER_UNIT_S[match["unit"]]
+    if per_s <= 0:
+        raise ValueError(f"rate limit must be greater than zero, got {text!r}")
+    return per_s
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultConfig:
+    """How often the emulator misbehaves; the default never does.
+
+    Per DRS request, in this order: ``latency_s`` delay (every request), ``reset_rate`` the
+    connection is closed before the request is processed, ``error_rate`` a 500 ``DRS.M00004``
+    without processing, ``slow_rate`` a ``slow_s`` delay before processing, and
+    ``lost_response_rate`` the request is processed, then the connection is closed before the
+    answer is written.
+    """
+
+    latency_s: float = 0.0
+    error_rate: float = 0.0
+    reset_rate: float = 0.0
+    lost_response_rate: float = 0.0
+    slow_rate: float = 0.0
+    slow_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("error_rate", "reset_rate", "lost_response_rate", "slow_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {value}")
+        for name in ("latency_s", "slow_s"):
+            value = getattr(self, name)
+            if value < 0.0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any fault can happen at all."""
+        return self != FaultConfig()
+
+    @staticmethod
+    def parse(text: str) -> FaultConfig:
+        """The ``--faults`` form: ``latency=50ms,error_rate=0.05,slow_rate=0.01,slow=3s``.
+
+        Keys: ``latency``, ``slow`` (durations, ``ms`` or ``s``) and ``error_rate``,
+        ``reset_rate``, ``lost_response_rate``, ``slow_rate`` (numbers in [0, 1]). An empty
+        string is no faults. An unknown key, a repeated key or a bad value is a ValueError whose
+        message names the key.
+        """
+        values: dict[str, float] = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            key, sep, raw = (s.strip() for s in item.partition("="))
+            if key not in _KEYS:
+                known = ", ".join(_KEYS)
+                raise ValueError(f"unknown fault {key!r}; known faults are {known}")
+            if not sep or not raw:
+                raise ValueError(f"fault {key!r} needs a value, as in {key}=...")
+            field_name, kind = _KEYS[key]
+            if field_name in values:
+                raise ValueError(f"fault {key!r} is given twice")
+            if kind == "duration":
+                try:
+                    values[field_name] = parse_duration(raw)
+                except ValueError:
+                    raise ValueError(
+                        f"fault {key!r} must be a duration such as 50ms or 2s, got {raw!r}"
+                    ) from None
+            else:
+                try:
+                    rate = float(raw)
+                except ValueError:
+                    rate = -1.0
+                if not 0.0 <= rate <= 1.0:
+                    raise ValueError(f"fault {key!r} must be a number from 0 to 1, got {raw!r}")
+                values[field_name] = rate
+        return FaultConfig(**values)
+
+    def describe(self) -> str:
+        """The config back in ``--faults`` form (only the non-default keys)."""
+        default = FaultConfig()
+        parts = []
+        for key, (field_name, kind) in _KEYS.items():
+            value = getattr(self, field_name)
+            if value != getattr(default, field_name):
+                parts.append(
+                    f"{key}={value * 1000:g}ms" if kind == "duration" else f"{key}={value:g}"
+                )
+        return ",".join(parts)
+
+
+FAULT_KINDS = ("latency", "reset", "error", "slow", "lost_response")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultRoll:
+    """The faults decided for one request (the injector counts only those it applies)."""
+
+    latency: bool = False
+    reset: bool = False
+    error: bool = False
+    slow: bool = False
+    lost_response: bool = False
+
+
+NO_FAULTS = FaultRoll()
+
+
+class FaultInjector:
+    """Draws a ``FaultRoll`` per request from the seed, in arrival order.
+
+    Not a scheduler: it decides, the app applies. Every ``roll`` consumes exactly four numbers,
+    so which faults a request gets does not depend on what earlier requests were (IAM or DRS).
+    """
+
+    def __init__(self, config: FaultConfig, seed: int) -> None:
+        self.config = config
+        self._rng = random.Random(f"{seed}:faults")
+
+    def roll(self) -> FaultRoll:
+        c = self.config
+        if not c.enabled:
+            return NO_FAULTS
+        reset, error, slow, lost = (self._rng.random() for _ in range(4))
+        return FaultRoll(
+            latency=c.latency_s > 0,
+            reset=reset < c.reset_rate,
+            error=error < c.error_rate,
+            slow=slow < c.slow_rate,
+            lost_response=lost < c.lost_response_rate,
+        )
