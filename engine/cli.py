@@ -32,6 +32,7 @@ from engine.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EngineError, Us
 
 if TYPE_CHECKING:
     from engine.actions.context import JobBook
+    from engine.api.credentials import CredentialSettings
     from engine.api.resilience import Resilience
     from engine.api.transport import Transport
     from engine.emulator import Emulator, EmulatorConfig
@@ -186,6 +187,12 @@ _TARGET_OPTIONS = (
         type=click.Path(path_type=Path, dir_okay=False),
         help="A YAML or JSON mapping of param values.",
     ),
+    click.option(
+        "--credentials-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="YAML/JSON with ak + sk (+ security_token) or token; wins over the environment. "
+        "Keeps secrets off the command line.",
+    ),
     click.option("-q", "--quiet", is_flag=True, help="No progress lines, only the summary."),
 )
 
@@ -202,6 +209,7 @@ class _Where:
     """Where a run's targets are: the emulator (with its settings), one endpoint, or the cloud."""
 
     endpoint: str | None = None
+    credentials: CredentialSettings | None = None
     emulator_seed: int | None = None
     emulator_jobs: int = 20
     emulator_time_scale: float = 1.0
@@ -219,7 +227,11 @@ def _prepare(options: Mapping[str, Any]) -> tuple[_Where, _Inputs]:
         )
     else:
         endpoint = options["endpoint"]
-        where = _Where(endpoint=None if endpoint is None else _checked_endpoint(endpoint))
+        file = options["credentials_file"]
+        where = _Where(
+            endpoint=None if endpoint is None else _checked_endpoint(endpoint),
+            credentials=None if file is None else _credentials_file(file),
+        )
     return where, _inputs(options["file"], options["param_values"], options["params_file"])
 
 
@@ -287,6 +299,32 @@ def _inputs(file: Path, param_values: Sequence[str], params_file: Path | None) -
     params = bind_params(runbook, given, params_file)
     env = {name: os.environ[name] for name in runbook.env if name in os.environ}
     return _Inputs(runbook=runbook, params=params, env=env)
+
+
+def _credentials_file(path: Path) -> CredentialSettings:
+    """Explicit credentials from a file: ak + sk (+ security_token), or token."""
+    import yaml
+
+    from engine.api.credentials import CredentialSettings
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise UsageError(f"cannot read credentials file {path}: {type(exc).__name__}") from None
+    allowed = {"ak", "sk", "security_token", "token"}
+    if not isinstance(data, dict) or not data or not set(data) <= allowed:
+        raise UsageError(
+            f"credentials file {path} must be a mapping of {', '.join(sorted(allowed))}"
+        )
+    if not all(isinstance(v, str) and v for v in data.values()):
+        raise UsageError(f"credentials file {path}: every value must be a non-empty string")
+    return CredentialSettings(
+        ak=data.get("ak"),
+        sk=data.get("sk"),
+        security_token=data.get("security_token"),
+        token=data.get("token"),
+        origin=f"credentials file {path}",
+    )
 
 
 def _checked_endpoint(url: str) -> str:
@@ -368,7 +406,7 @@ async def _execute(
             click.echo(f"emulator listening on {emu.url} (in-process, loopback only)", err=True)
             connections = _emulator_connections(runbook, emu, transport)
         else:
-            connections = _connections(runbook, where.endpoint, transport, resilience)
+            connections = _connections(runbook, where, transport, resilience)
         executor = Executor(
             runbook,
             run_id=run_id,
@@ -449,19 +487,20 @@ def _emulator_connections(
 
 
 def _connections(
-    runbook: Runbook, endpoint: str | None, transport: Transport, resilience: Resilience
+    runbook: Runbook, where: _Where, transport: Transport, resilience: Resilience
 ) -> dict[Target, Connection]:
     """Real endpoints (or one --endpoint for all), with credentials resolved per target."""
     from engine.api.credentials import describe_source, resolve_credentials
     from engine.api.endpoints import drs_endpoint
     from engine.run.executor import Connection
 
+    endpoint = where.endpoint
     connections: dict[Target, Connection] = {}
     for target in runbook.targets:
         base = endpoint or target.endpoint or drs_endpoint(target.region or "")
         try:
             auth = resolve_credentials(
-                explicit=None,
+                explicit=where.credentials,
                 env=os.environ,
                 project_id=target.project_id,
                 region=target.region,
@@ -474,7 +513,7 @@ def _connections(
                 f"{exc} (or use --emulator to run against the embedded emulator)"
             ) from exc
         connections[target] = Connection(endpoint=base.rstrip("/"), auth=auth)
-    logger.info("credentials: %s", describe_source(explicit=None, env=os.environ))
+    logger.info("credentials: %s", describe_source(explicit=where.credentials, env=os.environ))
     return connections
 
 

@@ -193,3 +193,30 @@ def test_ak_sk_signed_run_is_accepted_by_the_emulator(
                             "--report-dir", str(tmp_path / "bad")], capsys)  # fmt: skip
     assert code == 1
     assert "APIGW.0303" in out
+
+
+def test_a_credentials_file_wins_over_the_environment(
+    throttling_emulator: dict[str, Any],
+    clean_env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    emulator = throttling_emulator
+    clean_env.setenv("DRS_AUTH_TOKEN", "not-a-valid-token")
+    secrets_file = tmp_path / "creds.yaml"
+    secrets_file.write_text(f"ak: {emulator['ak']}\nsk: {emulator['sk']}\n")
+    runbook = runbook_for(
+        emulator, tmp_path / "rb.yaml", "  - id: s\n    action: drs.select_jobs\n"
+    )
+
+    code, out, err = run_cli(["-v", "run", str(runbook), "--endpoint", emulator["url"],
+                              "--credentials-file", str(secrets_file),
+                              "--report-dir", str(tmp_path / "r")], capsys)  # fmt: skip
+
+    assert code == 0, out + err
+    assert f"credentials: AK/SK from credentials file {secrets_file}" in err
+    secrets_file.write_text("password: x\n")
+    code, _, err = run_cli(["run", str(runbook), "--endpoint", emulator["url"],
+                            "--credentials-file", str(secrets_file)], capsys)  # fmt: skip
+    assert code == 2
+    assert "must be a mapping of ak, security_token, sk, token" in err
