@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from engine.api.resilience import Resilience
     from engine.api.transport import Transport
     from engine.emulator import Emulator, EmulatorConfig
-    from engine.run.executor import Connection, StepOutcome
+    from engine.run.executor import ApprovalRequest, Approver, Connection, StepOutcome
     from engine.runbook import Runbook, Step, Target
 
 logger = logging.getLogger("engine")
@@ -242,18 +242,33 @@ def _prepare(options: Mapping[str, Any]) -> tuple[_Where, _Inputs]:
     type=click.Path(path_type=Path, file_okay=False),
     help="Where to write the reports (default ./runbook-reports/<run-id>/).",
 )
-def run(report_dir: Path | None, quiet: bool, **options: Any) -> None:
+@click.option(
+    "-y",
+    "--yes",
+    is_flag=True,
+    help="Approve every approve step without asking (for automation).",
+)
+def run(report_dir: Path | None, quiet: bool, yes: bool, **options: Any) -> None:
     """Run the runbook FILE and write its reports.
 
     Exit 0 when every selected job ends healthy, 1 when some did not recover or a step failed,
     2 when the runbook or the command line is invalid, 130 when interrupted.
     """
     from engine.report.render import terminal_summary
+    from engine.run.executor import APPROVE
 
     where, inputs = _prepare(options)
+    gates = [s.id for s in inputs.runbook.steps if s.action == APPROVE]
+    if gates and not yes and not sys.stdin.isatty():
+        raise UsageError(
+            f"step '{gates[0]}' asks for approval, but there is no terminal to ask on; "
+            "run it on a terminal or pass --yes"
+        )
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
     directory = _report_directory(report_dir or Path("runbook-reports") / run_id)
-    report, stats = asyncio.run(_execute(inputs, run_id=run_id, where=where, quiet=quiet))
+    report, stats = asyncio.run(
+        _execute(inputs, run_id=run_id, where=where, quiet=quiet, approver=_approver(yes))
+    )
     written = _write_reports(directory, report, stats)
     click.echo(terminal_summary(report), nl=False)
     click.echo("reports: " + ", ".join(str(p) for p in written))
@@ -381,8 +396,29 @@ class _ProgressLines:
         )
 
 
+def _approver(yes: bool) -> Approver:
+    """Show what is about to be changed; --yes approves, otherwise ask y/N on the terminal."""
+    from engine.report.render import approval_summary
+
+    async def approve(request: ApprovalRequest) -> bool:
+        click.echo(approval_summary(request), err=True)
+        if yes:
+            click.echo("approved (--yes)", err=True)
+            return True
+        # Blocking on purpose: every target is stopped at this gate, nothing is in flight.
+        return click.confirm("go ahead?", default=False, err=True)
+
+    return approve
+
+
 async def _execute(
-    inputs: _Inputs, *, run_id: str, where: _Where, quiet: bool, plan: bool = False
+    inputs: _Inputs,
+    *,
+    run_id: str,
+    where: _Where,
+    quiet: bool,
+    plan: bool = False,
+    approver: Approver | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Execute; returns the report document and, with --emulator, the emulator's stats.
 
@@ -417,6 +453,7 @@ async def _execute(
             params=inputs.params,
             env=inputs.env,
             resilience=resilience,
+            approver=approver,
         )
         result = await executor.run()
         if where.emulator_seed is not None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.report.build import NEEDS_A_HUMAN
+from engine.run.executor import ApprovalRequest
 
 _NEEDS = {d.value for d in NEEDS_A_HUMAN}
 # Terminal and Markdown summary columns: (heading, disposition values counted).
@@ -233,3 +234,18 @@ def plan_summary(report: dict[str, Any]) -> str:
             lines.append(f"  left alone ({len(skipped)}):")
             lines += [f"    {j['id']}  {j['name']}  {j['reason']}" for j in skipped]
     return "\n".join(lines) + "\n"
+
+
+def approval_summary(request: ApprovalRequest, *, max_listed: int = 10) -> str:
+    """What an approve step is asked to let through: jobs per project, then the steps to come."""
+    lines = [
+        f"approval '{request.step.id}': {request.total} job(s) selected in "
+        f"{len(request.selected)} project(s); next: "
+        + ", ".join(f"{s.id} ({s.action})" for s in request.next_steps)
+    ]
+    for target, jobs in request.selected.items():
+        lines.append(f"  {target.label}: {len(jobs)} job(s)")
+        lines += [f"    {j.job_id}  {j.name}  {j.last_status}" for j in jobs[:max_listed]]
+        if len(jobs) > max_listed:
+            lines.append(f"    ... and {len(jobs) - max_listed} more")
+    return "\n".join(lines)

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import random
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -23,6 +23,7 @@ from engine.actions.context import (
     Disposition,
     EventKind,
     JobBook,
+    JobRecord,
     StepFailedError,
 )
 from engine.api.auth import Auth
@@ -37,6 +38,9 @@ from engine.runbook.expressions import ExpressionError, Scope, evaluate, resolve
 from engine.runbook.model import OnFailure
 
 logger = logging.getLogger(__name__)
+
+# The step action that stops every target until a human (or --yes) approves.
+APPROVE = "approve"
 
 # How long a self-timed action may overrun its deadline before it is cancelled.
 SELF_TIMED_MARGIN_S = 30.0
@@ -72,6 +76,33 @@ class TargetOutcome:
         return any(s.status is StepStatus.FAILED for s in self.steps)
 
 
+@dataclass(slots=True, kw_only=True)
+class _TargetRun:
+    """One target's state across the segments of a run."""
+
+    outcome: TargetOutcome
+    client: DrsClient
+    outputs: dict[str, dict[str, Any]]
+    scope: Scope
+    failure: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalRequest:
+    """What a human approves at an ``approve`` step: the jobs each target selected so far."""
+
+    step: Step
+    selected: Mapping[Target, list[JobRecord]]
+    next_steps: tuple[Step, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(len(jobs) for jobs in self.selected.values())
+
+
+Approver = Callable[[ApprovalRequest], Awaitable[bool]]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Connection:
     """How to reach one target: its DRS base URL and its credentials."""
@@ -103,7 +134,7 @@ class RunResult:
 
     @property
     def mutating(self) -> bool:
-        return any(REGISTRY[s.action].mutating for s in self.runbook.steps)
+        return any(REGISTRY[s.action].mutating for s in self.runbook.steps if not _is_gate(s))
 
     @property
     def exit_code(self) -> int:
@@ -153,11 +184,13 @@ class Executor:
         params: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
         resilience: Resilience | None = None,
+        approver: Approver | None = None,
     ) -> None:
         self._runbook = runbook
         self._plan = plan
         self._run_id = run_id
         self._params = dict(params or {})
+        self._approver = approver
         # One retry loop (and one set of counters) for every client of the run.
         self._resilience = resilience or Resilience()
         self._env = dict(env or {})
@@ -167,7 +200,7 @@ class Executor:
         self._transport = CountingTransport(transport)
         self._connections = connections
         self._observer = observer
-        self._mutating = any(REGISTRY[s.action].mutating for s in runbook.steps)
+        self._mutating = any(REGISTRY[s.action].mutating for s in runbook.steps if not _is_gate(s))
         self._t0 = 0.0
 
     def _clock(self) -> float:
@@ -177,84 +210,118 @@ class Executor:
         started_at = datetime.now(UTC)
         self._t0 = asyncio.get_running_loop().time()
         slots = asyncio.Semaphore(self._runbook.concurrency)
-        outcomes = [self._new_outcome(t) for t in self._runbook.targets]
+        runs = [self._new_run(t) for t in self._runbook.targets]
         interrupted = False
         try:
-            async with asyncio.TaskGroup() as group:
-                for outcome in outcomes:
-                    group.create_task(self._run_target(outcome, slots))
+            for segment in _segments(self._runbook.steps):
+                if _is_gate(segment[0]):
+                    await self._gate(segment[0], runs)
+                    continue
+                async with asyncio.TaskGroup() as group:
+                    for target_run in runs:
+                        group.create_task(self._run_segment(target_run, segment, slots))
         except asyncio.CancelledError:
-            # Interrupted (Ctrl-C, SIGTERM): every target has finalized its jobs; report them.
+            # Interrupted (Ctrl-C, SIGTERM): every job still gets a disposition; report them.
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
             interrupted = True
+        for target_run in runs:
+            self._finish(target_run, interrupted=interrupted)
         return RunResult(
             run_id=self._run_id,
             runbook=self._runbook,
             started_at=started_at,
             finished_at=datetime.now(UTC),
             wall_s=round(self._clock(), 3),
-            targets=outcomes,
+            targets=[r.outcome for r in runs],
             api_calls=self._transport.calls,
             api_resilience=self._resilience.stats.as_dict(),
             plan=self._plan,
             interrupted=interrupted,
         )
 
-    def _new_outcome(self, target: Target) -> TargetOutcome:
-        return TargetOutcome(
-            target=target,
-            endpoint=self._connections[target].endpoint,
-            jobs=JobBook(self._clock),
-        )
-
-    async def _run_target(self, outcome: TargetOutcome, slots: asyncio.Semaphore) -> None:
-        async with slots:
-            connection = self._connections[outcome.target]
-            client = DrsClient(
+    def _new_run(self, target: Target) -> _TargetRun:
+        connection = self._connections[target]
+        outputs: dict[str, dict[str, Any]] = {}
+        return _TargetRun(
+            outcome=TargetOutcome(
+                target=target, endpoint=connection.endpoint, jobs=JobBook(self._clock)
+            ),
+            client=DrsClient(
                 transport=self._transport,
                 endpoint=connection.endpoint,
-                project_id=outcome.target.project_id,
+                project_id=target.project_id,
                 auth=connection.auth,
                 language=Language(self._runbook.language),
                 resilience=self._resilience,
-            )
-            outputs: dict[str, dict[str, Any]] = {}
-            scope = Scope(
-                params=self._params,
-                target=_target_fields(outcome.target),
-                steps=outputs,
-                env=self._env,
-            )
-            failure: str | None = None
-            try:
-                for step in self._runbook.steps:
-                    if failure is not None:
-                        outcome.steps.append(_not_run(step, failure))
-                        continue
-                    if self._observer is not None:
-                        self._observer.step_started(outcome.target, step)
-                    result = await self._run_step(step, client, outcome.jobs, scope)
-                    outcome.steps.append(result)
-                    outputs[step.id] = result.outputs
-                    if result.status is StepStatus.FAILED and step.on_failure == OnFailure.ABORT:
-                        failure = f"step '{step.id}' failed"
-                    if self._observer is not None:
-                        self._observer.step_finished(outcome.target, result, outcome.jobs)
-            except asyncio.CancelledError:
-                done = {s.step_id for s in outcome.steps}
-                outcome.steps.extend(
-                    _not_run(s, "run interrupted") for s in self._runbook.steps if s.id not in done
+            ),
+            outputs=outputs,
+            scope=Scope(
+                params=self._params, target=_target_fields(target), steps=outputs, env=self._env
+            ),
+        )
+
+    async def _run_segment(
+        self, target_run: _TargetRun, steps: Sequence[Step], slots: asyncio.Semaphore
+    ) -> None:
+        """Some steps of one target, in order, holding one of the run's concurrency slots."""
+        outcome = target_run.outcome
+        async with slots:
+            for step in steps:
+                if target_run.failure is not None:
+                    outcome.steps.append(_not_run(step, target_run.failure))
+                    continue
+                if self._observer is not None:
+                    self._observer.step_started(outcome.target, step)
+                result = await self._run_step(
+                    step, target_run.client, outcome.jobs, target_run.scope
                 )
-                _finalize(outcome.jobs, "run interrupted", mutating=self._mutating, cancelled=True)
-                raise
-            if not self._plan:
-                failed = next(
-                    (s.step_id for s in outcome.steps if s.status is StepStatus.FAILED), None
-                )
-                reason = failure or (None if failed is None else f"step '{failed}' failed")
-                _finalize(outcome.jobs, reason, mutating=self._mutating)
+                outcome.steps.append(result)
+                target_run.outputs[step.id] = result.outputs
+                if result.status is StepStatus.FAILED and step.on_failure == OnFailure.ABORT:
+                    target_run.failure = f"step '{step.id}' failed"
+                if self._observer is not None:
+                    self._observer.step_finished(outcome.target, result, outcome.jobs)
+
+    async def _gate(self, step: Step, runs: Sequence[_TargetRun]) -> None:
+        """An approval: every target has stopped here; one decision lets them all go on."""
+        live = [r for r in runs if r.failure is None]
+        if self._plan:
+            verdict, message = StepStatus.SKIPPED, "not run: a plan asks for no approval"
+        elif not live:
+            verdict, message = StepStatus.SKIPPED, "not run: no target reached it"
+        else:
+            request = ApprovalRequest(
+                step=step,
+                selected={r.outcome.target: _selected(r.outcome.jobs) for r in live},
+                next_steps=_following(self._runbook.steps, step),
+            )
+            approved = self._approver is not None and await self._approver(request)
+            verdict = StepStatus.SUCCEEDED if approved else StepStatus.FAILED
+            message = "approved" if approved else "not approved: nothing after it was run"
+        for target_run in runs:
+            if target_run.failure is not None and verdict is not StepStatus.SKIPPED:
+                target_run.outcome.steps.append(_not_run(step, target_run.failure))
+                continue
+            target_run.outcome.steps.append(
+                StepOutcome(step_id=step.id, action=step.action, status=verdict, message=message)
+            )
+            if verdict is StepStatus.FAILED:
+                target_run.failure = f"step '{step.id}' was not approved"
+
+    def _finish(self, target_run: _TargetRun, *, interrupted: bool) -> None:
+        outcome = target_run.outcome
+        done = {s.step_id for s in outcome.steps}
+        if interrupted:
+            outcome.steps.extend(
+                _not_run(s, "run interrupted") for s in self._runbook.steps if s.id not in done
+            )
+            _finalize(outcome.jobs, "run interrupted", mutating=self._mutating, cancelled=True)
+        elif not self._plan:
+            failed = [s.step_id for s in outcome.steps if s.status is StepStatus.FAILED]
+            reason = target_run.failure or (f"step '{failed[0]}' failed" if failed else None)
+            _finalize(outcome.jobs, reason, mutating=self._mutating)
 
     async def _run_step(
         self, step: Step, client: DrsClient, jobs: JobBook, scope: Scope
@@ -378,6 +445,30 @@ _EMPTY: dict[str, Any] = {
     "boolean": False,
     "string": "",
 }
+
+
+def _is_gate(step: Step) -> bool:
+    return step.action == APPROVE
+
+
+def _segments(steps: Sequence[Step]) -> list[list[Step]]:
+    """The steps cut at every approval gate, each gate a segment of its own."""
+    segments: list[list[Step]] = [[]]
+    for step in steps:
+        if _is_gate(step):
+            segments += [[step], []]
+        else:
+            segments[-1].append(step)
+    return [segment for segment in segments if segment]
+
+
+def _selected(jobs: JobBook) -> list[JobRecord]:
+    return [job for job in jobs if job.disposition is Disposition.SELECTED]
+
+
+def _following(steps: Sequence[Step], gate: Step) -> tuple[Step, ...]:
+    index = next(i for i, step in enumerate(steps) if step is gate)
+    return tuple(steps[index + 1 :])
 
 
 def _target_fields(target: Target) -> dict[str, Any]:
