@@ -474,9 +474,15 @@ def _write_reports(
         written.append(directory / "emulator-stats.json")
         written[2].write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
         per_job = stats.get("retry_requests_per_job", {})
+        paused = stats.get("pause_requests_per_job", {})
         click.echo(
             f"emulator saw {stats.get('mutating_requests', 0)} mutating request(s); retries named "
-            f"{len(per_job)} job(s), at most {max(per_job.values(), default=0)} time(s) each",
+            f"{len(per_job)} job(s), at most {max(per_job.values(), default=0)} time(s) each"
+            + (
+                f"; pauses named {len(paused)} job(s), at most {max(paused.values())} time(s) each"
+                if paused
+                else ""
+            ),
             err=True,
         )
     return written

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from engine.actions import batch_retry, select_jobs, verify_status
-from engine.actions.context import ActionContext
+from engine.actions import assertion, batch_retry, pause_jobs, select_jobs, sleep, verify_status
+from engine.actions.context import ActionContext, StepFailedError
 
 Runner = Callable[[ActionContext, Mapping[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -33,22 +33,57 @@ class ActionSpec:
     # A self-timed action gets ctx.deadline and returns by it with its results (verify records
     # timed-out jobs); the executor only cancels it if it overruns by a margin.
     self_timed: bool = False
+    # Why a plan does not run it (runs_in_plan False), as the plan's step message says it.
+    plan_skip_reason: str = "a plan makes no changes, so there is nothing to verify"
+
+
+P = TypeVar("P")
+
+
+def _params(build: Callable[[Mapping[str, Any]], P], raw: Mapping[str, Any]) -> P:
+    """An action's params from resolved ``with`` values; a value a param or an expression gave
+    at run time that does not fit fails the step, it does not crash the run."""
+    try:
+        return build(raw)
+    except (ValueError, TypeError) as exc:
+        raise StepFailedError(f"invalid parameters: {exc}") from exc
 
 
 async def _select(ctx: ActionContext, raw: Mapping[str, Any]) -> dict[str, Any]:
-    return await select_jobs.run(ctx, select_jobs.SelectJobsParams.from_with(raw))
+    return await select_jobs.run(ctx, _params(select_jobs.SelectJobsParams.from_with, raw))
 
 
 async def _retry(ctx: ActionContext, raw: Mapping[str, Any]) -> dict[str, Any]:
-    return await batch_retry.run(ctx, batch_retry.BatchRetryParams.from_with(raw))
+    return await batch_retry.run(ctx, _params(batch_retry.BatchRetryParams.from_with, raw))
 
 
 async def _preview_retry(ctx: ActionContext, raw: Mapping[str, Any]) -> dict[str, Any]:
-    return batch_retry.preview(ctx, batch_retry.BatchRetryParams.from_with(raw))
+    return batch_retry.preview(ctx, _params(batch_retry.BatchRetryParams.from_with, raw))
+
+
+async def _pause(ctx: ActionContext, raw: Mapping[str, Any]) -> dict[str, Any]:
+    return await pause_jobs.run(ctx, _params(pause_jobs.PauseJobsParams.from_with, raw))
+
+
+async def _preview_pause(ctx: ActionContext, raw: Mapping[str, Any]) -> dict[str, Any]:
+    return pause_jobs.preview(ctx, _params(pause_jobs.PauseJobsParams.from_with, raw))
+
+
+async def _sleep(ctx: ActionContext, raw: Mapping[str, Any]) -> dict[str, Any]:
+    return await sleep.run(ctx, _params(sleep.SleepParams.from_with, raw))
+
+
+async def _assert(ctx: ActionContext, raw: Mapping[str, Any]) -> dict[str, Any]:
+    return await assertion.run(ctx, _params(assertion.AssertParams.from_with, raw))
 
 
 async def _verify(ctx: ActionContext, raw: Mapping[str, Any]) -> dict[str, Any]:
-    return await verify_status.run(ctx, verify_status.VerifyStatusParams.from_with(raw))
+    return await verify_status.run(ctx, _params(verify_status.VerifyStatusParams.from_with, raw))
+
+
+async def _approve(ctx: ActionContext, raw: Mapping[str, Any]) -> dict[str, Any]:
+    # The executor answers approve steps itself, once for all targets (a gate).
+    raise AssertionError("approve is a gate handled by the executor")
 
 
 REGISTRY: dict[str, ActionSpec] = {
@@ -75,12 +110,48 @@ REGISTRY: dict[str, ActionSpec] = {
                 "failed": "list[string]",
                 "timed_out": "list[string]",
                 "recovered_ratio": "number",
+                "rto_p50_s": "number",
+                "rto_p95_s": "number",
+                "rto_max_s": "number",
+                "drill_rto_p95_s": "number",
             },
             mutating=False,
             run=_verify,
             default_timeout_s=600.0,
             self_timed=True,
             runs_in_plan=False,
+        ),
+        ActionSpec(
+            name="drs.pause_jobs",
+            outputs={"paused": "list[string]", "rejected": "list[string]"},
+            mutating=True,
+            run=_pause,
+            after_failure=pause_jobs.reconcile_unanswered,
+            preview=_preview_pause,
+        ),
+        ActionSpec(
+            name="sleep",
+            outputs={"slept_s": "number"},
+            mutating=False,
+            run=_sleep,
+            runs_in_plan=False,
+            plan_skip_reason="a plan does not wait",
+        ),
+        ActionSpec(
+            name="assert",
+            outputs={"passed": "boolean"},
+            mutating=False,
+            run=_assert,
+            runs_in_plan=False,
+            plan_skip_reason="a plan makes no changes, so there are no results to assert on",
+        ),
+        ActionSpec(
+            name="approve",
+            outputs={"approved": "boolean"},
+            mutating=False,
+            run=_approve,
+            runs_in_plan=False,
+            plan_skip_reason="a plan asks for no approval",
         ),
     )
 }

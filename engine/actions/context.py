@@ -29,12 +29,18 @@ class DrsApi(Protocol):
 
     async def batch_retry(self, jobs: Sequence[RetryItem]) -> list[BatchActionResult]: ...
 
+    async def batch_pause(
+        self, job_ids: Sequence[str], *, pause_mode: str | None = None
+    ) -> list[BatchActionResult]: ...
+
 
 class Disposition(StrEnum):
     """Where a job ended; values are the report strings.
 
     ``SELECTED`` and ``RETRY_ACCEPTED`` are intermediate: a job still holding one of them when the
-    run ends was never verified, and the run does not count it as healthy.
+    run ends was never verified, and the run does not count it as healthy. ``PAUSED`` is where a
+    drill leaves a job until a resume and a verify move it on: a run that ends with a job still
+    paused by it is not healthy either.
     """
 
     SELECTED = "selected"
@@ -51,6 +57,9 @@ class Disposition(StrEnum):
     NOT_RETRIED = "not_retried"
     NOT_VERIFIED = "not_verified"
     CANCELLED = "cancelled"
+    PAUSED = "paused"
+    PAUSE_REJECTED = "pause_rejected"
+    PAUSE_UNKNOWN = "pause_unknown"
 
 
 # Dispositions that let the run exit 0.
@@ -66,6 +75,12 @@ class EventKind(StrEnum):
     RETRY_REJECTED = "retry_rejected"
     RETRY_RECONCILED = "retry_reconciled"
     RETRY_UNKNOWN = "retry_unknown"
+    WOULD_PAUSE = "would_pause"
+    PAUSE_SENT = "pause_sent"
+    PAUSE_ACKNOWLEDGED = "pause_acknowledged"
+    PAUSE_REJECTED = "pause_rejected"
+    PAUSE_RECONCILED = "pause_reconciled"
+    PAUSE_UNKNOWN = "pause_unknown"
     STATUS_OBSERVED = "status_observed"
     RECOVERED = "recovered"
     FAILED_AGAIN = "failed_again"
@@ -102,6 +117,9 @@ class JobRecord:
     error_code: str | None = None
     last_status: str | None = None
     retry_acknowledged_at: float | None = None
+    # When a pause of this run took effect (a drill's fault injection); the drill's recovery
+    # time runs from here, the retry's from retry_acknowledged_at.
+    paused_at: float | None = None
     time_to_recover_s: float | None = None
     events: list[JobEvent] = field(default_factory=list)
 

@@ -4,6 +4,10 @@ Only unresolved jobs are polled, all of them per request (the client chunks by 1
 recover is measured from the retry acknowledgement to the first poll that saw a healthy status,
 so it overstates the truth by at most one poll interval.
 
+The RTO outputs summarise this step's recovered jobs with nearest-rank percentiles (0.0 when
+there are none): ``rto_*_s`` over time to recover, and ``drill_rto_p95_s`` over the time from a
+pause of this run (``drs.pause_jobs``) to recovery, the outage a drill caused end to end.
+
 A job that still shows its failed status right after an acknowledged retry has not necessarily
 failed again: the service may not have started it yet. It counts as failed again once it was
 seen starting, or when FAILURE_GRACE_S has passed since the acknowledgement.
@@ -12,7 +16,8 @@ seen starting, or when FAILURE_GRACE_S has passed since the acknowledgement.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,9 +146,34 @@ def _outputs(ctx: ActionContext, ids: tuple[str, ...]) -> dict[str, Any]:
         + by.get(Disposition.FAILED, [])
         + by.get(Disposition.NOT_FOUND, [])
     )
+    records = [ctx.jobs.ensure(j) for j in by.get(Disposition.RECOVERED, [])]
+    ttr = sorted(r.time_to_recover_s for r in records if r.time_to_recover_s is not None)
+    drill = sorted(t for t in map(_since_pause, records) if t is not None)
     return {
         "recovered": recovered,
         "failed": failed,
         "timed_out": by.get(Disposition.TIMED_OUT, []),
         "recovered_ratio": round(len(recovered) / len(ids), 4) if ids else 1.0,
+        "rto_p50_s": percentile(ttr, 50),
+        "rto_p95_s": percentile(ttr, 95),
+        "rto_max_s": ttr[-1] if ttr else 0.0,
+        "drill_rto_p95_s": percentile(drill, 95),
     }
+
+
+def _since_pause(record: JobRecord) -> float | None:
+    """Seconds from a pause of this run to the recovery after its resume, if there was one."""
+    paused_at, resumed_at = record.paused_at, record.retry_acknowledged_at
+    if paused_at is None or resumed_at is None or record.time_to_recover_s is None:
+        return None
+    if paused_at > resumed_at:
+        return None  # paused after the retry this recovery follows: not the drill's outage
+    return round(resumed_at + record.time_to_recover_s - paused_at, 3)
+
+
+def percentile(ordered: Sequence[float], pct: int) -> float:
+    """Nearest-rank percentile of sorted values (as the report computes it); 0.0 for none."""
+    if not ordered:
+        return 0.0
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return float(ordered[rank - 1])

@@ -23,6 +23,9 @@ NEEDS_A_HUMAN = (
     Disposition.NOT_RETRIED,
     Disposition.NOT_VERIFIED,
     Disposition.CANCELLED,
+    Disposition.PAUSED,
+    Disposition.PAUSE_REJECTED,
+    Disposition.PAUSE_UNKNOWN,
 )
 
 
@@ -108,6 +111,7 @@ def _job(job: JobRecord) -> dict[str, Any]:
         "reason": job.reason,
         "error_code": job.error_code,
         "time_to_recover_s": job.time_to_recover_s,
+        "paused_at_t": job.paused_at,
         "events": [
             {
                 k: v

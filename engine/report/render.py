@@ -17,7 +17,19 @@ _COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("failed again", ("failed_again", "failed")),
     ("rejected", ("retry_rejected",)),
     ("timed out", ("timed_out",)),
-    ("other", ("retry_unknown", "not_found", "not_retried", "not_verified", "cancelled")),
+    (
+        "other",
+        (
+            "retry_unknown",
+            "not_found",
+            "not_retried",
+            "not_verified",
+            "cancelled",
+            "paused",
+            "pause_rejected",
+            "pause_unknown",
+        ),
+    ),
     ("skipped", ("skipped",)),
 )
 
@@ -211,7 +223,7 @@ def plan_summary(report: dict[str, Any]) -> str:
                 (job, event)
                 for job in target["jobs"]
                 for event in job["events"]
-                if event["kind"] == "would_retry" and event["step"] == step["id"]
+                if event["kind"] in {"would_retry", "would_pause"} and event["step"] == step["id"]
             ]
             if step["status"] == "failed":
                 lines.append(f"  {step['id']} ({step['action']}): FAILED: {step['message']}")
@@ -238,7 +250,9 @@ def plan_summary(report: dict[str, Any]) -> str:
 
 def approval_summary(request: ApprovalRequest, *, max_listed: int = 10) -> str:
     """What an approve step is asked to let through: jobs per project, then the steps to come."""
-    lines = [
+    message = request.step.with_.get("message")
+    lines = [f"{message}"] if isinstance(message, str) else []
+    lines += [
         f"approval '{request.step.id}': {request.total} job(s) selected in "
         f"{len(request.selected)} project(s); next: "
         + ", ".join(f"{s.id} ({s.action})" for s in request.next_steps)

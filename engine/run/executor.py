@@ -305,8 +305,15 @@ class Executor:
                 target_run.outcome.steps.append(_not_run(step, target_run.failure))
                 continue
             target_run.outcome.steps.append(
-                StepOutcome(step_id=step.id, action=step.action, status=verdict, message=message)
+                StepOutcome(
+                    step_id=step.id,
+                    action=step.action,
+                    status=verdict,
+                    message=message,
+                    outputs={"approved": verdict is StepStatus.SUCCEEDED},
+                )
             )
+            target_run.outputs[step.id] = {"approved": verdict is StepStatus.SUCCEEDED}
             if verdict is StepStatus.FAILED:
                 target_run.failure = f"step '{step.id}' was not approved"
 
@@ -328,7 +335,7 @@ class Executor:
     ) -> StepOutcome:
         spec = REGISTRY[step.action]
         if self._plan and not spec.runs_in_plan:
-            return _not_run(step, "a plan makes no changes, so there is nothing to verify")
+            return _not_run(step, spec.plan_skip_reason)
         started = self._clock()
         outcome = StepOutcome(step_id=step.id, action=step.action, status=StepStatus.SUCCEEDED)
         outcome.started_t = round(started, 3)
@@ -498,6 +505,10 @@ def _finalize(
             if last is EventKind.RETRY_SENT:
                 record.disposition = Disposition.RETRY_UNKNOWN
                 record.reason = f"retry sent, no answer recorded{because}"
+                continue
+            if last is EventKind.PAUSE_SENT:
+                record.disposition = Disposition.PAUSE_UNKNOWN
+                record.reason = f"pause sent, no answer recorded{because}"
                 continue
             record.disposition = Disposition.CANCELLED
             record.reason = (

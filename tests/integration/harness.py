@@ -18,6 +18,7 @@ EXAMPLE = REPO / "runbooks" / "retry-failed-jobs.yaml"
 FINAL = {
     "recovered", "healthy", "failed_again", "failed", "retry_rejected", "retry_unknown",
     "timed_out", "not_found", "not_retried", "not_verified", "skipped", "cancelled",
+    "paused", "pause_rejected", "pause_unknown",
 }  # fmt: skip
 
 RETRY_STEPS = """\

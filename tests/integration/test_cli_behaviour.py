@@ -17,6 +17,7 @@ from harness import (
     REPO,
     RETRY_STEPS,
     RUNBOOKS,
+    fast_copy,
     fetch,
     jobs_of,
     run_cli,
@@ -140,8 +141,8 @@ def test_every_example_runbook_validates_plans_and_runs(
 
     assert run_cli(["validate", str(runbook)], capsys)[0] == 0
     assert run_cli(["plan", str(fast), *emulator_args], capsys)[0] == 0
-    code, _, _ = run_cli(["run", str(fast), *emulator_args, "--report-dir", str(tmp_path / "r")],
-                         capsys)  # fmt: skip
+    code, _, _ = run_cli(["run", str(fast), *emulator_args, "--yes",
+                          "--report-dir", str(tmp_path / "r")], capsys)  # fmt: skip
 
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     stats = json.loads((tmp_path / "r" / "emulator-stats.json").read_text())
@@ -281,3 +282,58 @@ def test_emulator_refuses_a_non_loopback_bind_without_the_flag(
     code, _, err = run_cli(["emulator", "--host", "0.0.0.0"], capsys)
     assert code == 2
     assert "not a loopback address" in err
+
+
+INCIDENT = REPO / "runbooks" / "incident-retry.yaml"
+
+
+def test_approve_without_a_terminal_or_yes_is_refused_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(["run", str(INCIDENT), "--emulator", "--report-dir",
+                              str(tmp_path / "r")], capsys)  # fmt: skip
+    assert code == 2
+    assert err == (
+        "runbook: step 'approve' asks for approval, but there is no terminal to ask on; "
+        "run it on a terminal or pass --yes\n"
+    )
+
+
+def test_yes_approves_and_shows_what_was_approved(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runbook = fast_copy(INCIDENT, tmp_path / "incident.yaml", timeout="3s")
+    code, _, err = run_cli(["run", str(runbook), "--emulator", "--emulator-time-scale", "0.05",
+                            "--yes", "--report-dir", str(tmp_path / "r")], capsys)  # fmt: skip
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert code in {0, 1}
+    assert "Retry these jobs in production?" in err
+    assert "approval 'approve': " in err
+    assert "approved (--yes)" in err
+    steps = report["targets"][0]["steps"]
+    assert [s["id"] for s in steps] == ["select", "approve", "retry", "verify"]
+    assert steps[1]["status"] == "succeeded"
+    assert steps[2]["status"] == "succeeded"
+
+
+def test_a_declined_approval_sends_nothing_and_reports_every_job(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import click
+
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr(click, "confirm", lambda *args, **kwargs: False)
+    code, _, _ = run_cli(["run", str(INCIDENT), "--emulator", "--report-dir",
+                          str(tmp_path / "r")], capsys)  # fmt: skip
+
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    stats = json.loads((tmp_path / "r" / "emulator-stats.json").read_text())
+    assert code == 1
+    assert stats["mutating_requests"] == 0
+    for target in report["targets"]:
+        assert [s["status"] for s in target["steps"]] == ["succeeded", "failed", "skipped",
+                                                          "skipped"]  # fmt: skip
+    selected = [j for j in jobs_of(report) if j["disposition"] != "skipped"]
+    assert selected
+    assert {j["disposition"] for j in selected} == {"not_retried"}
+    assert all("not approved" in j["reason"] for j in selected)

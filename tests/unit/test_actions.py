@@ -312,6 +312,10 @@ async def test_verify_records_recovery_failure_and_timeout_with_time_to_recover(
         "failed": ["bad"],
         "timed_out": ["stuck"],
         "recovered_ratio": 0.3333,
+        "rto_p50_s": 2.0,
+        "rto_p95_s": 2.0,
+        "rto_max_s": 2.0,
+        "drill_rto_p95_s": 0.0,
     }
     ok = ctx.jobs.get("ok")
     assert ok is not None

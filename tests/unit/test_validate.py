@@ -31,7 +31,15 @@ CATALOG = {
         "failed": "list[string]",
         "timed_out": "list[string]",
         "recovered_ratio": "number",
+        "rto_p50_s": "number",
+        "rto_p95_s": "number",
+        "rto_max_s": "number",
+        "drill_rto_p95_s": "number",
     },
+    "drs.pause_jobs": {"paused": "list[string]", "rejected": "list[string]"},
+    "sleep": {"slept_s": "number"},
+    "approve": {"approved": "boolean"},
+    "assert": {"passed": "boolean"},
 }
 MUTATING = {name: spec.mutating for name, spec in REGISTRY.items()}
 
@@ -276,6 +284,27 @@ EXPECTED: dict[str, list[str]] = {
     "when_not_boolean": [
         "11:11: step 'retry' (drs.batch_retry): when: ${{ steps.select.count }} is integer,"
         " expected boolean",
+    ],
+    "pause_sample_zero": [
+        "16:15: step 'pause' (drs.pause_jobs): with.sample: must be >= 1, got 0",
+        "17:19: step 'pause' (drs.pause_jobs): with.pause_mode: expected one of target, all,"
+        " got 'replay'",
+    ],
+    "pause_without_jobs": [
+        "10:7: step 'pause' (drs.pause_jobs): 'with.jobs' is a required property",
+    ],
+    "sleep_bad_duration": [
+        "10:17: step 'wait' (sleep): with.duration: expected a duration such as 250ms, 90s,"
+        " 10m or 2h, or a number of seconds, got '2 minutes'",
+        "11:7: step 'wait' (sleep): unknown key 'seconds'",
+    ],
+    "assert_not_boolean": [
+        "15:13: step 'check' (assert): with.that: ${{ steps.verify.rto_p95_s }} is number,"
+        " expected boolean",
+        "19:13: step 'check_text' (assert): with.that: expected a boolean expression ${{ ... }}",
+        "23:30: step 'check_output' (assert): with.that: step 'verify' (drs.verify_status) has"
+        " no output 'rto_p99_s'; outputs: drill_rto_p95_s, failed, recovered, recovered_ratio,"
+        " rto_max_s, rto_p50_s, rto_p95_s, timed_out (hint: did you mean 'rto_p95_s'?)",
     ],
     "wrong_type_batch_size": [
         "13:19: step 'retry' (drs.batch_retry): with.batch_size: 'ten' is not of type 'integer'",

@@ -1,0 +1,38 @@
+"""``assert``: fail the step unless a boolean expression holds, such as a drill's RTO bound.
+
+The executor resolves ``that`` before the action runs, so the action sees only the value, not
+the expression's text; ``message`` says what failed. Only ``true`` passes: ``false``, null or
+any other value fails the step (a failed step is data, so the run goes on to its report).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.actions.context import ActionContext, StepFailedError
+
+DEFAULT_MESSAGE = "assertion failed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AssertParams:
+    that: object
+    message: str | None = None
+
+    @classmethod
+    def from_with(cls, raw: Mapping[str, Any]) -> AssertParams:
+        if "that" not in raw:
+            raise StepFailedError("that is required")
+        message = raw.get("message")
+        return cls(that=raw["that"], message=None if message is None else str(message))
+
+
+async def run(ctx: ActionContext, params: AssertParams) -> dict[str, Any]:
+    if params.that is not True:
+        if params.message:
+            raise StepFailedError(params.message)
+        got = "" if isinstance(params.that, bool) else f" (got {params.that!r}, not a boolean)"
+        raise StepFailedError(f"{DEFAULT_MESSAGE}{got}")
+    return {"passed": True}

@@ -1,0 +1,313 @@
+"""``drs.pause_jobs``: pause running jobs in batches (a drill's fault), recording every answer.
+
+This is not a pause-and-forget tool: a paused job is left in ``PAUSING`` (paused) with the
+disposition ``paused``, which a run does not count as healthy until a later ``drs.batch_retry``
+resumes it and a ``drs.verify_status`` sees it running again.
+
+batch-pause-task is not idempotent, and it is answered like batch-retry-task, so the discipline
+is the same as ``drs.batch_retry``'s with one difference: a pause is never sent twice. A 4xx means
+nothing was applied, so a rejected batch of several jobs is split and each job sent alone. After
+an unknown outcome (5xx, connection lost, missing results) the jobs' status is watched for a
+grace period: a job showing ``PAUSING`` was paused; one still running is recorded as
+``pause_unknown``, never re-sent. Throttled and busy answers (429, DRS.M01503, DRS.M01504) are
+backed off and re-sent by the client; if they persist the batch's jobs are rejected, not split.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine.actions.batch_retry import job_ids
+from engine.actions.context import (
+    ActionContext,
+    Disposition,
+    EventKind,
+    JobRecord,
+    StepFailedError,
+)
+from engine.api.types import (
+    ERR_OPERATION_RUNNING,
+    ERR_TOO_FREQUENT,
+    PAUSED_STATUSES,
+    BatchActionResult,
+    BatchOutcome,
+)
+from engine.errors import DrsApiError, TransportError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 10
+MAX_BATCH_SIZE = 100
+PAUSE_MODES = ("target", "all")
+# An unknown outcome: how long the jobs' status is watched before a pause counts as unknown.
+RECONCILE_GRACE_S = 15.0
+RECONCILE_POLL_S = 3.0
+
+_PAUSE_EVENTS = frozenset(
+    {
+        EventKind.PAUSE_SENT,
+        EventKind.PAUSE_ACKNOWLEDGED,
+        EventKind.PAUSE_REJECTED,
+        EventKind.PAUSE_RECONCILED,
+        EventKind.PAUSE_UNKNOWN,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PauseJobsParams:
+    jobs: tuple[str, ...]
+    batch_size: int = DEFAULT_BATCH_SIZE
+    pause_mode: str | None = None
+    sample: int | None = None
+    reconcile_grace_s: float = RECONCILE_GRACE_S
+
+    @classmethod
+    def from_with(cls, raw: Mapping[str, Any]) -> PauseJobsParams:
+        mode = raw.get("pause_mode")
+        sample = raw.get("sample")
+        return cls(
+            jobs=job_ids(raw.get("jobs")),
+            batch_size=int(raw.get("batch_size", DEFAULT_BATCH_SIZE)),
+            pause_mode=None if mode is None else str(mode),
+            sample=None if sample is None else int(sample),
+        )
+
+    @property
+    def chosen(self) -> tuple[str, ...]:
+        """The jobs to pause: the first ``sample`` of ``jobs`` (all of them without a sample)."""
+        return self.jobs if self.sample is None else self.jobs[: self.sample]
+
+
+@dataclass(slots=True)
+class _Tally:
+    paused: list[str]
+    rejected: list[str]
+
+
+def _check(ctx: ActionContext, params: PauseJobsParams) -> None:
+    if not 1 <= params.batch_size <= MAX_BATCH_SIZE:
+        raise StepFailedError(
+            f"batch_size must be between 1 and {MAX_BATCH_SIZE}, got {params.batch_size}"
+        )
+    if params.pause_mode is not None and params.pause_mode not in PAUSE_MODES:
+        raise StepFailedError(f"pause_mode must be target or all, got {params.pause_mode!r}")
+    if params.sample is not None and params.sample < 1:
+        raise StepFailedError(f"sample must be >= 1, got {params.sample}")
+    chosen = params.chosen
+    if ctx.max_jobs is not None and len(chosen) > ctx.max_jobs:
+        raise StepFailedError(
+            f"would pause {len(chosen)} jobs, more than max_jobs {ctx.max_jobs}; "
+            "nothing was sent (pause a smaller sample or raise max_jobs)"
+        )
+
+
+def _batches(ids: Sequence[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(ids), size):
+        yield list(ids[start : start + size])
+
+
+def earlier_pause(record: JobRecord) -> EventKind | None:
+    """The last pause event of this job in this run: a job is never sent a pause twice."""
+    for event in reversed(record.events):
+        if event.kind in _PAUSE_EVENTS:
+            return event.kind
+    return None
+
+
+async def run(ctx: ActionContext, params: PauseJobsParams) -> dict[str, Any]:
+    _check(ctx, params)
+    tally = _Tally(paused=[], rejected=[])
+    fresh: list[str] = []
+    unanswered: list[str] = []
+    for job_id in params.chosen:
+        earlier = earlier_pause(ctx.jobs.ensure(job_id))
+        if earlier is None:
+            fresh.append(job_id)
+        elif earlier is EventKind.PAUSE_SENT:
+            unanswered.append(job_id)
+        elif earlier is EventKind.PAUSE_REJECTED:
+            tally.rejected.append(job_id)
+        elif earlier is not EventKind.PAUSE_UNKNOWN:
+            tally.paused.append(job_id)
+    if unanswered:
+        # Sent by an attempt that was cut short: learn what it did, never send again.
+        await _reconcile(ctx, unanswered, params, tally, "earlier attempt")
+    for batch in _batches(fresh, params.batch_size):
+        await _send(ctx, batch, params, tally)
+    return {"paused": tally.paused, "rejected": tally.rejected}
+
+
+def preview(ctx: ActionContext, params: PauseJobsParams) -> dict[str, Any]:
+    """What ``run`` would send, recorded as WOULD_PAUSE events; nothing is sent."""
+    _check(ctx, params)
+    fresh = [j for j in params.chosen if earlier_pause(ctx.jobs.ensure(j)) is None]
+    for number, batch in enumerate(_batches(fresh, params.batch_size), start=1):
+        for job_id in batch:
+            ctx.jobs.record(
+                job_id, EventKind.WOULD_PAUSE, step=ctx.step_id, detail=f"batch {number}"
+            )
+    return {"paused": fresh, "rejected": []}
+
+
+async def _send(
+    ctx: ActionContext, batch: list[str], params: PauseJobsParams, tally: _Tally
+) -> None:
+    """One batch-pause-task request; each job ends paused, rejected or unknown."""
+    for job_id in batch:
+        ctx.jobs.record(job_id, EventKind.PAUSE_SENT, step=ctx.step_id)
+    try:
+        results = await ctx.api.batch_pause(batch, pause_mode=params.pause_mode)
+    except DrsApiError as exc:
+        if _not_applied_try_later(exc):
+            # The client already backed off and re-sent; splitting would only add load.
+            for job_id in batch:
+                _reject(ctx, job_id, exc.error_code, exc.error_msg, tally)
+            return
+        if 400 <= exc.http_status < 500:
+            await _rejected_request(ctx, batch, params, tally, exc)
+            return
+        cause = str(exc)
+    except TransportError as exc:
+        cause = str(exc)
+    else:
+        answered = _apply_results(ctx, results, tally)
+        missing = [j for j in batch if j not in answered]
+        if missing:
+            await _reconcile(ctx, missing, params, tally, "no result returned")
+        return
+    logger.warning("batch-pause-task outcome unknown for %d job(s): %s", len(batch), cause)
+    await _reconcile(ctx, batch, params, tally, cause)
+
+
+def _not_applied_try_later(exc: DrsApiError) -> bool:
+    """Throttled or busy: the gateway or the service refused the request before applying it."""
+    return exc.http_status == 429 or exc.error_code in {ERR_TOO_FREQUENT, ERR_OPERATION_RUNNING}
+
+
+def _apply_results(
+    ctx: ActionContext, results: Sequence[BatchActionResult], tally: _Tally
+) -> set[str]:
+    answered: set[str] = set()
+    for result in results:
+        record = ctx.jobs.get(result.id)
+        if record is None or result.id in answered:
+            continue  # not ours, or answered twice: the first answer stands
+        answered.add(result.id)
+        if result.status is BatchOutcome.SUCCESS:
+            ctx.jobs.record(result.id, EventKind.PAUSE_ACKNOWLEDGED, step=ctx.step_id)
+            _paused(ctx, record, ctx.now(), tally)
+        else:
+            _reject(ctx, result.id, result.error_code, result.error_msg, tally)
+    return answered
+
+
+def _paused(ctx: ActionContext, record: JobRecord, at: float, tally: _Tally) -> None:
+    record.disposition = Disposition.PAUSED
+    record.paused_at = at
+    record.reason = f"paused by step '{ctx.step_id}' and not resumed"
+    tally.paused.append(record.job_id)
+
+
+def _reject(
+    ctx: ActionContext, job_id: str, code: str | None, message: str | None, tally: _Tally
+) -> None:
+    record = ctx.jobs.record(
+        job_id, EventKind.PAUSE_REJECTED, step=ctx.step_id, error_code=code, detail=message
+    )
+    record.disposition = Disposition.PAUSE_REJECTED
+    record.error_code = code
+    record.reason = f"pause refused: {code or 'unknown error'}: {message or 'rejected'}"
+    tally.rejected.append(job_id)
+
+
+async def _rejected_request(
+    ctx: ActionContext,
+    batch: list[str],
+    params: PauseJobsParams,
+    tally: _Tally,
+    exc: DrsApiError,
+) -> None:
+    if exc.http_status == 400 and len(batch) > 1:
+        # Nothing was applied: each job alone finds out which one the service refuses. The
+        # batch's PAUSE_SENT events are answered by this rejection, so each job is sent once.
+        logger.info("pause batch of %d rejected with %s; sending each job alone", len(batch), exc)
+        for job_id in batch:
+            await _send(ctx, [job_id], params, tally)
+        return
+    for job_id in batch:
+        _reject(ctx, job_id, exc.error_code, exc.error_msg, tally)
+
+
+async def _reconcile(
+    ctx: ActionContext, batch: list[str], params: PauseJobsParams, tally: _Tally, cause: str
+) -> None:
+    """Learn from the jobs' status whether an unanswered pause took effect; never re-send.
+
+    The service may show the running status for a moment after accepting a pause, so the jobs
+    are polled for ``reconcile_grace``; a job still not paused then is ``pause_unknown``.
+    """
+    pending = list(batch)
+    deadline = ctx.now() + params.reconcile_grace_s
+    while pending:
+        try:
+            statuses = {r.id: r.status for r in await ctx.api.batch_status(pending)}
+        except (DrsApiError, TransportError) as exc:
+            logger.warning("status query while reconciling pauses failed: %s", exc)
+            statuses = {}
+        for job_id in [j for j in pending if statuses.get(j) in PAUSED_STATUSES]:
+            pending.remove(job_id)
+            _reconciled(ctx, job_id, statuses[job_id], cause, tally)
+        if not pending or ctx.now() >= deadline:
+            break
+        await ctx.sleep(min(RECONCILE_POLL_S, max(0.0, deadline - ctx.now())))
+    for job_id in pending:
+        _unknown(ctx, job_id, cause)
+
+
+def _reconciled(ctx: ActionContext, job_id: str, status: str, cause: str, tally: _Tally) -> None:
+    record = ctx.jobs.ensure(job_id)
+    # The pause took effect at some point after it was sent: count from the send, so the
+    # drill's recovery time is overstated rather than flattered.
+    sent = next(e.t for e in reversed(record.events) if e.kind is EventKind.PAUSE_SENT)
+    ctx.jobs.record(
+        job_id,
+        EventKind.PAUSE_RECONCILED,
+        step=ctx.step_id,
+        status=status,
+        detail=f"pause took effect ({cause})",
+    )
+    _paused(ctx, record, sent, tally)
+
+
+def _unknown(ctx: ActionContext, job_id: str, cause: str) -> None:
+    record = ctx.jobs.record(job_id, EventKind.PAUSE_UNKNOWN, step=ctx.step_id, detail=cause)
+    record.disposition = Disposition.PAUSE_UNKNOWN
+    record.reason = f"pause outcome unknown (not re-sent): {cause}"
+
+
+async def reconcile_unanswered(ctx: ActionContext) -> None:
+    """After the step was cut short: learn from status which sent pauses took effect.
+
+    Nothing is sent. A job showing ``PAUSING`` is recorded as paused; every other job whose
+    pause went unanswered ends ``pause_unknown`` (it may still pause later).
+    """
+    unanswered = [r.job_id for r in ctx.jobs if earlier_pause(r) is EventKind.PAUSE_SENT]
+    if not unanswered:
+        return
+    cause = "the step was cut short"
+    try:
+        results = await ctx.api.batch_status(unanswered)
+    except (DrsApiError, TransportError) as exc:
+        logger.warning("could not reconcile %d unanswered pauses: %s", len(unanswered), exc)
+        results = []
+    tally = _Tally(paused=[], rejected=[])
+    for result in results:
+        if result.id in unanswered and result.status in PAUSED_STATUSES:
+            unanswered.remove(result.id)
+            _reconciled(ctx, result.id, result.status, cause, tally)
+    for job_id in unanswered:
+        _unknown(ctx, job_id, cause)

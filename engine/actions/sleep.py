@@ -1,0 +1,34 @@
+"""``sleep``: wait a fixed time between two steps, such as the length of a drill's outage.
+
+A sleep is not a way to wait for a state: to wait until jobs run again, use
+``drs.verify_status``, which polls with a deadline. The step's ``timeout`` still applies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.actions.context import ActionContext, StepFailedError
+from engine.runbook.expressions import parse_duration
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SleepParams:
+    duration_s: float
+
+    @classmethod
+    def from_with(cls, raw: Mapping[str, Any]) -> SleepParams:
+        if "duration" not in raw:
+            raise StepFailedError("duration is required")
+        try:
+            return cls(duration_s=parse_duration(raw["duration"]))
+        except ValueError as exc:  # a param or an expression may resolve to anything
+            raise StepFailedError(f"duration: {exc}") from exc
+
+
+async def run(ctx: ActionContext, params: SleepParams) -> dict[str, Any]:
+    started = ctx.now()
+    await ctx.sleep(params.duration_s)
+    return {"slept_s": round(ctx.now() - started, 3)}

@@ -1,0 +1,95 @@
+"""The DR drill runbook end to end against the embedded emulator: pause, resume, verify, RTO."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import FINAL, REPO, fast_copy, jobs_of, run_cli
+
+DRILL = REPO / "runbooks" / "dr-drill.yaml"
+RTO_OUTPUTS = ("rto_p50_s", "rto_p95_s", "rto_max_s", "drill_rto_p95_s")
+
+
+def run_drill(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], *params: str
+) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    runbook = fast_copy(DRILL, tmp_path / "dr-drill.yaml", timeout="3s")
+    reports = tmp_path / "reports"
+    args = ["run", str(runbook), "--emulator", "--emulator-time-scale", "0.05"]
+    for param in params:
+        args += ["--param", param]
+    code, _, _ = run_cli([*args, "--report-dir", str(reports), "-q"], capsys)
+    report = json.loads((reports / "report.json").read_text())
+    stats = json.loads((reports / "emulator-stats.json").read_text())
+    return code, report, stats
+
+
+def step_of(target: dict[str, Any], step_id: str) -> dict[str, Any]:
+    return next(s for s in target["steps"] if s["id"] == step_id)
+
+
+def paused_ids(report: dict[str, Any]) -> set[str]:
+    return {
+        j["id"]
+        for j in jobs_of(report)
+        if any(e["kind"] == "pause_acknowledged" for e in j["events"])
+    }
+
+
+def test_drill_pauses_a_sample_resumes_it_and_every_paused_job_recovers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report, stats = run_drill(tmp_path, capsys, "outage=0.3s")
+
+    assert code == 0
+    assert report["exit_code"] == 0
+    paused = paused_ids(report)
+    assert len(paused) == 3 * len(report["targets"])  # sample: 3 per project
+    for target in report["targets"]:
+        assert all(s["status"] == "succeeded" for s in target["steps"]), target["steps"]
+        outputs = step_of(target, "verify_recovery")["outputs"]
+        assert outputs["recovered"] == 3
+        assert outputs["recovered_ratio"] == 1.0
+        for name in RTO_OUTPUTS:
+            assert isinstance(outputs[name], float), name
+        assert 0 < outputs["rto_p50_s"] <= outputs["rto_p95_s"] <= outputs["rto_max_s"]
+        # From the pause: the outage itself plus the time to recover after the resume.
+        assert outputs["drill_rto_p95_s"] >= 0.3
+        assert outputs["drill_rto_p95_s"] > outputs["rto_p95_s"]
+        # The steady-state check measured nothing: no job was retried before it.
+        assert step_of(target, "steady")["outputs"]["rto_p95_s"] == 0.0
+    # Every paused job was resumed and recovered; time to recover runs from the resume.
+    for job in jobs_of(report):
+        assert job["disposition"] in FINAL
+        if job["id"] in paused:
+            assert job["disposition"] == "recovered", job
+            assert job["time_to_recover_s"] is not None
+            assert job["time_to_recover_s"] > 0
+        else:
+            assert job["disposition"] in {"healthy", "skipped"}, job
+    # Exactly one pause and one resume request per paused job, and nothing else mutated.
+    assert stats["pause_requests_per_job"] == dict.fromkeys(paused, 1)
+    assert stats["retry_requests_per_job"] == dict.fromkeys(paused, 1)
+
+
+def test_drill_over_its_rto_budget_fails_the_assertion_yet_leaves_nothing_paused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report, stats = run_drill(tmp_path, capsys, "outage=0.1s", "rto_budget=0")
+
+    assert code == 1
+    assert report["exit_code"] == 1
+    for target in report["targets"]:
+        check = step_of(target, "within_rto")
+        assert check["status"] == "failed"
+        assert check["message"] == (
+            "the 95th percentile of pause-to-recovery time exceeds the RTO budget"
+        )
+        assert step_of(target, "recovered")["status"] == "succeeded"
+    paused = paused_ids(report)
+    assert paused
+    assert {j["disposition"] for j in jobs_of(report) if j["id"] in paused} == {"recovered"}
+    assert set(stats["pause_requests_per_job"].values()) == {1}
