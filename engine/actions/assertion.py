@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from engine.actions import fields
 from engine.actions.context import ActionContext, StepFailedError
 
 DEFAULT_MESSAGE = "assertion failed"
@@ -25,8 +26,7 @@ class AssertParams:
     def from_with(cls, raw: Mapping[str, Any]) -> AssertParams:
         if "that" not in raw:
             raise StepFailedError("that is required")
-        message = raw.get("message")
-        return cls(that=raw["that"], message=None if message is None else str(message))
+        return cls(that=raw["that"], message=fields.text(raw, "message", "") or None)
 
 
 async def run(ctx: ActionContext, params: AssertParams) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine.actions import fields
 from engine.actions.context import (
     ActionContext,
     Disposition,
@@ -33,7 +34,6 @@ from engine.api.types import (
     BatchOutcome,
 )
 from engine.errors import DrsApiError, TransportError
-from engine.runbook.expressions import parse_duration
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +56,9 @@ class BatchRetryParams:
     def from_with(cls, raw: Mapping[str, Any]) -> BatchRetryParams:
         return cls(
             jobs=job_ids(raw.get("jobs")),
-            batch_size=int(raw.get("batch_size", DEFAULT_BATCH_SIZE)),
-            is_sync_re_edit=bool(raw.get("is_sync_re_edit", False)),
-            reconcile_grace_s=parse_duration(raw.get("reconcile_grace", RECONCILE_GRACE_S)),
+            batch_size=fields.whole(raw, "batch_size", DEFAULT_BATCH_SIZE) or 0,
+            is_sync_re_edit=fields.flag(raw, "is_sync_re_edit", False),
+            reconcile_grace_s=fields.seconds(raw, "reconcile_grace", RECONCILE_GRACE_S),
         )
 
 
@@ -266,12 +266,19 @@ async def _reconcile(
         if not pending or ctx.now() >= deadline:
             break
         await ctx.sleep(min(RECONCILE_POLL_S, max(0.0, deadline - ctx.now())))
-    still_failed = [j for j in pending if j in last]
+    # A job is sent at most twice in a run: once, and once more after status showed the first
+    # did not take. Counting the sends (not only the flag) also covers step attempts.
+    resend = [j for j in pending if j in last and resend_allowed and _sends(ctx, j) == 1]
     for job_id in pending:
-        if job_id not in last or not resend_allowed:
+        if job_id not in resend:
             _unknown(ctx, job_id, cause)
-    if still_failed and resend_allowed:
-        await _send(ctx, still_failed, params, tally, resend_allowed=False)
+    if resend:
+        await _send(ctx, resend, params, tally, resend_allowed=False)
+
+
+def _sends(ctx: ActionContext, job_id: str) -> int:
+    record = ctx.jobs.ensure(job_id)
+    return sum(1 for event in record.events if event.kind is EventKind.RETRY_SENT)
 
 
 def _reconciled(ctx: ActionContext, job_id: str, status: str, cause: str, tally: _Tally) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine.actions import fields
 from engine.actions.batch_retry import job_ids
 from engine.actions.context import (
     ActionContext,
@@ -67,13 +68,11 @@ class PauseJobsParams:
 
     @classmethod
     def from_with(cls, raw: Mapping[str, Any]) -> PauseJobsParams:
-        mode = raw.get("pause_mode")
-        sample = raw.get("sample")
         return cls(
             jobs=job_ids(raw.get("jobs")),
-            batch_size=int(raw.get("batch_size", DEFAULT_BATCH_SIZE)),
-            pause_mode=None if mode is None else str(mode),
-            sample=None if sample is None else int(sample),
+            batch_size=fields.whole(raw, "batch_size", DEFAULT_BATCH_SIZE) or 0,
+            pause_mode=fields.text(raw, "pause_mode", "") or None,
+            sample=fields.whole(raw, "sample", None),
         )
 
     @property

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from engine.actions import fields
 from engine.actions.context import ActionContext, Disposition, EventKind, JobRecord
 from engine.api.types import (
     ACTION_RETRY,
@@ -33,19 +34,14 @@ class SelectJobsParams:
 
     @classmethod
     def from_with(cls, raw: Mapping[str, Any]) -> SelectJobsParams:
-        db_use = raw.get("db_use_type", list(DbUseType))
-        engine = raw.get("engine_type")
+        engine = fields.texts(raw, "engine_type", ())
         return cls(
-            db_use_type=tuple(_as_list(db_use)),
-            statuses=frozenset(raw.get("statuses", DEFAULT_STATUSES)),
-            name=str(raw.get("name", "*")),
-            engine_type=None if engine is None else frozenset(_as_list(engine)),
-            retryable_only=bool(raw.get("retryable_only", True)),
+            db_use_type=fields.texts(raw, "db_use_type", tuple(DbUseType)),
+            statuses=frozenset(fields.texts(raw, "statuses", tuple(DEFAULT_STATUSES))),
+            name=fields.text(raw, "name", "*"),
+            engine_type=frozenset(engine) if "engine_type" in raw else None,
+            retryable_only=fields.flag(raw, "retryable_only", True),
         )
-
-
-def _as_list(value: str | Iterable[str]) -> list[str]:
-    return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
 def _skip_reason(job: JobInfo, params: SelectJobsParams) -> str | None:

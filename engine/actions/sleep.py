@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from engine.actions import fields
 from engine.actions.context import ActionContext, StepFailedError
-from engine.runbook.expressions import parse_duration
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -22,10 +22,7 @@ class SleepParams:
     def from_with(cls, raw: Mapping[str, Any]) -> SleepParams:
         if "duration" not in raw:
             raise StepFailedError("duration is required")
-        try:
-            return cls(duration_s=parse_duration(raw["duration"]))
-        except ValueError as exc:  # a param or an expression may resolve to anything
-            raise StepFailedError(f"duration: {exc}") from exc
+        return cls(duration_s=fields.seconds(raw, "duration", 0.0))
 
 
 async def run(ctx: ActionContext, params: SleepParams) -> dict[str, Any]:

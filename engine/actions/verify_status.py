@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine.actions import fields
 from engine.actions.batch_retry import job_ids
 from engine.actions.context import (
     ActionContext,
@@ -31,7 +32,6 @@ from engine.actions.context import (
 )
 from engine.api.types import ERR_TASK_NOT_QUERYABLE, StatusGroup, StatusResult, status_group
 from engine.errors import DrsApiError, TransportError
-from engine.runbook.expressions import parse_duration
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class VerifyStatusParams:
     def from_with(cls, raw: Mapping[str, Any]) -> VerifyStatusParams:
         return cls(
             jobs=job_ids(raw.get("jobs")),
-            poll_interval_s=parse_duration(raw.get("poll_interval", DEFAULT_POLL_INTERVAL_S)),
+            poll_interval_s=fields.seconds(raw, "poll_interval", DEFAULT_POLL_INTERVAL_S),
         )
 
 

@@ -34,7 +34,7 @@ from engine.api.transport import HttpRequest, HttpResponse, Transport
 from engine.api.types import Language
 from engine.errors import EXIT_INTERRUPTED, EXIT_JOBS_NOT_HEALTHY, EXIT_OK, ApiError
 from engine.runbook import Runbook, Step, Target
-from engine.runbook.expressions import ExpressionError, Scope, evaluate, resolve
+from engine.runbook.expressions import ExpressionError, Scope, evaluate, kind_of, resolve
 from engine.runbook.model import OnFailure
 
 logger = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ class _TargetRun:
     outputs: dict[str, dict[str, Any]]
     scope: Scope
     failure: str | None = None
+    running: Step | None = None  # the step in flight, for an interrupted run's report
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -274,9 +275,11 @@ class Executor:
                     continue
                 if self._observer is not None:
                     self._observer.step_started(outcome.target, step)
+                target_run.running = step
                 result = await self._run_step(
                     step, target_run.client, outcome.jobs, target_run.scope
                 )
+                target_run.running = None
                 outcome.steps.append(result)
                 target_run.outputs[step.id] = result.outputs
                 if result.status is StepStatus.FAILED and step.on_failure == OnFailure.ABORT:
@@ -321,6 +324,17 @@ class Executor:
         outcome = target_run.outcome
         done = {s.step_id for s in outcome.steps}
         if interrupted:
+            if target_run.running is not None:
+                step = target_run.running
+                outcome.steps.append(
+                    StepOutcome(
+                        step_id=step.id,
+                        action=step.action,
+                        status=StepStatus.FAILED,
+                        message="interrupted while running",
+                    )
+                )
+                done.add(step.id)
             outcome.steps.extend(
                 _not_run(s, "run interrupted") for s in self._runbook.steps if s.id not in done
             )
@@ -335,20 +349,28 @@ class Executor:
     ) -> StepOutcome:
         spec = REGISTRY[step.action]
         if self._plan and not spec.runs_in_plan:
-            return _not_run(step, spec.plan_skip_reason)
+            skipped = _not_run(step, spec.plan_skip_reason)
+            skipped.outputs = _empty_outputs(spec)  # later steps may read them, in a plan too
+            return skipped
         started = self._clock()
         outcome = StepOutcome(step_id=step.id, action=step.action, status=StepStatus.SUCCEEDED)
         outcome.started_t = round(started, 3)
-        try:
-            if step.when is not None and evaluate(step.when, scope) is not True:
+        if step.when is not None:
+            try:
+                run_it = evaluate(step.when, scope)
+            except ExpressionError as exc:
+                outcome.status, outcome.message = StepStatus.FAILED, exc.format_message()
+                return outcome
+            if not isinstance(run_it, bool):
+                outcome.status = StepStatus.FAILED
+                outcome.message = f"when {step.when.text} gave {kind_of(run_it)}, not a boolean"
+                return outcome
+            if not run_it:
                 outcome.status = StepStatus.SKIPPED
                 outcome.message = f"skipped: when {step.when.text} is false"
                 # Later steps may still refer to its outputs: they are empty, not missing.
-                outcome.outputs = {k: _EMPTY[t] for k, t in spec.outputs.items()}
+                outcome.outputs = _empty_outputs(spec)
                 return outcome
-        except ExpressionError as exc:
-            outcome.status, outcome.message = StepStatus.FAILED, exc.format_message()
-            return outcome
         ctx = ActionContext(
             api=client,
             jobs=jobs,
@@ -478,11 +500,15 @@ def _following(steps: Sequence[Step], gate: Step) -> tuple[Step, ...]:
     return tuple(steps[index + 1 :])
 
 
+def _empty_outputs(spec: ActionSpec) -> dict[str, Any]:
+    return {name: _EMPTY[kind] for name, kind in spec.outputs.items()}
+
+
 def _target_fields(target: Target) -> dict[str, Any]:
     return {
         "project_id": target.project_id,
         "region": target.region,
-        "name": target.name,
+        "name": target.label,  # the project id when the target has no name
         "endpoint": target.endpoint,
     }
 

@@ -174,6 +174,8 @@ def test_interrupt_writes_a_report_with_cancelled_jobs(tmp_path: Path) -> None:
     assert proc.returncode == 130
     assert report["interrupted"] is True
     assert report["exit_code"] == 130
+    verify = [s for t in report["targets"] for s in t["steps"] if s["id"] == "verify"]
+    assert ("failed", "interrupted while running") in {(s["status"], s["message"]) for s in verify}
     dispositions = {j["disposition"] for j in jobs_of(report)}
     assert "cancelled" in dispositions
     assert dispositions <= FINAL
@@ -337,3 +339,64 @@ def test_a_declined_approval_sends_nothing_and_reports_every_job(
     assert selected
     assert {j["disposition"] for j in selected} == {"not_retried"}
     assert all("not approved" in j["reason"] for j in selected)
+
+
+NULLS = """\
+version: 1
+name: nulls
+params:
+  pattern: {type: string}
+  strict: {type: boolean}
+targets:
+  - project_id: 0a5c6e1f3b2d4c8e9f7a6b5c4d3e2f10
+    region: cn-north-4
+steps:
+  - id: select
+    action: drs.select_jobs
+    on_failure: continue
+    with:
+      name: ${{ params.pattern }}
+  - id: select_strict
+    action: drs.select_jobs
+    on_failure: continue
+    with:
+      retryable_only: ${{ params.strict }}
+  - id: guarded
+    action: drs.select_jobs
+    when: ${{ params.strict }}
+"""
+
+
+def test_a_null_from_an_unset_param_fails_the_step_instead_of_changing_its_meaning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runbook = tmp_path / "nulls.yaml"
+    runbook.write_text(NULLS)
+    code, _, _ = run_cli(["run", str(runbook), "--emulator", "-q", "--report-dir",
+                          str(tmp_path / "r")], capsys)  # fmt: skip
+    steps = json.loads((tmp_path / "r" / "report.json").read_text())["targets"][0]["steps"]
+    assert code == 1
+    assert [(s["status"], s["message"]) for s in steps] == [
+        ("failed", "name must not be null"),
+        ("failed", "retryable_only must not be null"),
+        ("failed", "when ${{ params.strict }} gave null, not a boolean"),
+    ]
+
+
+def test_a_plan_gives_later_steps_the_empty_outputs_of_steps_it_does_not_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runbook = tmp_path / "again.yaml"
+    runbook.write_text(
+        EXAMPLE.read_text()
+        + """
+  - id: retry_again
+    action: drs.batch_retry
+    when: ${{ length(steps.verify.failed) > 0 }}
+    with:
+      jobs: ${{ steps.verify.failed }}
+"""
+    )
+    code, out, _ = run_cli(["plan", str(runbook), "--emulator"], capsys)
+    assert code == 0, out
+    assert "retry_again (drs.batch_retry): skipped: when" in out

@@ -510,3 +510,21 @@ async def test_verify_keeps_polling_through_a_transient_status_error() -> None:
 
     assert out["recovered"] == ["a"]
     assert clock.now == verify_status.DEFAULT_POLL_INTERVAL_S
+
+
+async def test_a_new_step_attempt_never_makes_a_third_send() -> None:
+    # Attempt 1 sent twice (the second send's answer was lost when the step timed out);
+    # attempt 2 must only learn from status, never send again.
+    api = FakeApi(retry_answers=[], status_answers=[{"a": "INCRE_TRANSFER_FAILED"}])
+    ctx = make_ctx(api, FakeClock())
+    seeded(ctx, "a")
+    ctx.jobs.record("a", EventKind.RETRY_SENT, step="s")
+    ctx.jobs.record("a", EventKind.RETRY_SENT, step="s")
+
+    out = await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a",)))
+
+    assert api.retry_calls == []
+    assert out == {"accepted": [], "rejected": []}
+    record = ctx.jobs.get("a")
+    assert record is not None
+    assert record.disposition is Disposition.RETRY_UNKNOWN
