@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -249,7 +250,16 @@ def _text_list(param: Param, text: str) -> list[Any]:
             loaded = json.loads(stripped)
         except ValueError:
             raise _ValueProblem(f"expected {_expected(param)}, got {show(text)}") from None
-        if not isinstance(loaded, list):
+        scalars = (
+            all(
+                isinstance(item, str | int | float) and not isinstance(item, bool)
+                for item in loaded
+            )
+            if isinstance(loaded, list)
+            else False
+        )
+        if not scalars:
+            # null, true, objects or nested lists are not items of a string or number list
             raise _ValueProblem(f"expected {_expected(param)}, got {show(text)}")
         return [item if isinstance(item, str) else json.dumps(item) for item in loaded]
     return [item.strip() for item in stripped.split(",")] if stripped else []
@@ -271,13 +281,17 @@ def _scalar_from_text(param: Param, kind: str, text: str) -> Any:
             return parse_duration(float(word) if _is_decimal(word) else word)
         except ValueError:
             raise wrong from None
-    try:
-        number: int | float = int(word) if kind == ParamType.INTEGER else float(word)
-    except ValueError:
-        raise wrong from None
+    # ASCII digits only: int() and float() would also take "1_000" and other scripts' digits.
+    if not _NUMBER.fullmatch(word) or (kind == ParamType.INTEGER and not _INTEGER.fullmatch(word)):
+        raise wrong
+    number: int | float = int(word) if kind == ParamType.INTEGER else float(word)
     if isinstance(number, float) and not math.isfinite(number):
         raise wrong
     return number
+
+
+_INTEGER = re.compile(r"-?[0-9]+")
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 
 
 def _is_decimal(word: str) -> bool:

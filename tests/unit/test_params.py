@@ -209,3 +209,26 @@ def test_params_file_must_be_a_safe_yaml_mapping(runbook: Runbook, tmp_path: Pat
     file.write_text("stage: !!python/object:os.system x\n")
     with pytest.raises(RunbookInvalidError, match="1 problem"):
         bind_params(runbook, {}, file)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("n=1_000", "param 'n': expected integer, got '1_000' (from --param)"),
+        ("n=\u0663", "param 'n': expected integer, got '\u0663' (from --param)"),
+        ("l=[null, true]", "param 'l': expected list[string], got '[null, true]' (from --param)"),
+        ('l=[{"x": 1}]', "param 'l': expected list[string], got '[{\"x\": 1}]' (from --param)"),
+    ],
+)
+def test_param_text_is_read_strictly(tmp_path: Path, given: str, expected: str) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "version: 1\nname: p\nparams:\n  n: {type: integer, default: 1}\n"
+        "  l: {type: array, items: {type: string}, default: []}\ntargets:\n"
+        "  - project_id: 0a5c6e1f3b2d4c8e9f7a6b5c4d3e2f10\n    region: cn-north-4\n"
+        "steps:\n  - id: s\n    action: drs.select_jobs\n"
+    )
+    name, _, value = given.partition("=")
+    with pytest.raises(RunbookInvalidError) as caught:
+        bind_params(load_runbook(path, OUTPUT_TYPES), {name: value})
+    assert [d.message for d in caught.value.diagnostics] == [expected]
