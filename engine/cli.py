@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -193,6 +194,15 @@ _TARGET_OPTIONS = (
         help="YAML/JSON with ak + sk (+ security_token) or token; wins over the environment. "
         "Keeps secrets off the command line.",
     ),
+    click.option("--max-jobs", type=click.IntRange(min=1), help="Override the runbook's max_jobs."),
+    click.option(
+        "--max-jobs-total",
+        type=click.IntRange(min=1),
+        help="Override the runbook's max_jobs_total.",
+    ),
+    click.option(
+        "--max-errors", type=click.IntRange(min=0), help="Override the runbook's max_errors."
+    ),
     click.option("-q", "--quiet", is_flag=True, help="No progress lines, only the summary."),
 )
 
@@ -232,7 +242,17 @@ def _prepare(options: Mapping[str, Any]) -> tuple[_Where, _Inputs]:
             endpoint=None if endpoint is None else _checked_endpoint(endpoint),
             credentials=None if file is None else _credentials_file(file),
         )
-    return where, _inputs(options["file"], options["param_values"], options["params_file"])
+    inputs = _inputs(options["file"], options["param_values"], options["params_file"])
+    overrides = {
+        key: options[key]
+        for key in ("max_jobs", "max_jobs_total", "max_errors")
+        if options[key] is not None
+    }
+    if overrides:  # guard rails from the command line win over the runbook's
+        inputs = dataclasses.replace(
+            inputs, runbook=dataclasses.replace(inputs.runbook, **overrides)
+        )
+    return where, inputs
 
 
 @cli.command()

@@ -113,6 +113,10 @@ async def run(ctx: ActionContext, params: BatchRetryParams) -> dict[str, Any]:
             ctx, unanswered, params, tally, resend_allowed=True, cause="earlier attempt"
         )
     for batch in _batches(fresh, params.batch_size):
+        if ctx.errors.exhausted:
+            ctx.withhold(batch)
+            continue
+        ctx.errors.attempt(len(batch))
         await _send(ctx, batch, params, tally, resend_allowed=True)
     return {"accepted": tally.accepted, "rejected": tally.rejected}
 
@@ -218,6 +222,7 @@ def _reject(
     record.error_code = code
     record.reason = f"{code or 'unknown error'}: {message or 'rejected'}"
     tally.rejected.append(job_id)
+    ctx.errors.fail()
 
 
 async def _rejected_request(

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from engine.actions.budget import ErrorBudget
 from engine.api.client import RetryItem
 from engine.api.types import BatchActionResult, JobInfo, StatusResult
 
@@ -71,6 +72,7 @@ class EventKind(StrEnum):
     SKIPPED = "skipped"
     WOULD_RETRY = "would_retry"
     RETRY_SENT = "retry_sent"
+    WITHHELD = "withheld"
     RETRY_ACKNOWLEDGED = "retry_acknowledged"
     RETRY_REJECTED = "retry_rejected"
     RETRY_RECONCILED = "retry_reconciled"
@@ -194,7 +196,17 @@ class ActionContext:
     deadline: float | None = None
     # The runbook's cap on how many jobs one mutating step may act on in this target.
     max_jobs: int | None = None
+    # Shared by every target: once spent, mutating actions send no further batch.
+    errors: ErrorBudget = field(default_factory=ErrorBudget)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     def now(self) -> float:
         return self.jobs.now()
+
+    def withhold(self, job_ids: list[str]) -> None:
+        """The error budget is spent: these jobs are not sent, and the report says why."""
+        why = f"not sent: {self.errors.describe()}"
+        for job_id in job_ids:
+            record = self.jobs.record(job_id, EventKind.WITHHELD, step=self.step_id, detail=why)
+            record.disposition = Disposition.NOT_RETRIED
+            record.reason = why

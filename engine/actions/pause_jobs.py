@@ -136,6 +136,10 @@ async def run(ctx: ActionContext, params: PauseJobsParams) -> dict[str, Any]:
         # Sent by an attempt that was cut short: learn what it did, never send again.
         await _reconcile(ctx, unanswered, params, tally, "earlier attempt")
     for batch in _batches(fresh, params.batch_size):
+        if ctx.errors.exhausted:
+            ctx.withhold(batch)
+            continue
+        ctx.errors.attempt(len(batch))
         await _send(ctx, batch, params, tally)
     return {"paused": tally.paused, "rejected": tally.rejected}
 
@@ -221,6 +225,7 @@ def _reject(
     record.error_code = code
     record.reason = f"pause refused: {code or 'unknown error'}: {message or 'rejected'}"
     tally.rejected.append(job_id)
+    ctx.errors.fail()
 
 
 async def _rejected_request(

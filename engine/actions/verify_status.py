@@ -117,6 +117,7 @@ def _observe(ctx: ActionContext, watch: _Watch, result: StatusResult) -> bool:
         if watch.seen_starting or not in_grace or group is StatusGroup.ENDED:
             reason = f"status {result.status} after the retry"
             _settle(ctx, record, Disposition.FAILED_AGAIN, EventKind.FAILED_AGAIN, reason)
+            ctx.errors.fail()
             return True
         return False
     watch.seen_starting = True  # in progress, or a status this engine does not know yet

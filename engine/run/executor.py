@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from engine.actions import REGISTRY, ActionSpec, Runner
+from engine.actions.budget import ErrorBudget
 from engine.actions.context import (
     GOOD_DISPOSITIONS,
     ActionContext,
@@ -32,7 +33,7 @@ from engine.api.ratelimit import RateLimitedTransport
 from engine.api.resilience import Resilience
 from engine.api.transport import HttpRequest, HttpResponse, Transport
 from engine.api.types import Language
-from engine.errors import EXIT_INTERRUPTED, EXIT_JOBS_NOT_HEALTHY, EXIT_OK, ApiError
+from engine.errors import EXIT_INTERRUPTED, EXIT_JOBS_NOT_HEALTHY, EXIT_OK, ApiError, Location
 from engine.runbook import Runbook, Step, Target
 from engine.runbook.expressions import ExpressionError, Scope, evaluate, kind_of, resolve
 from engine.runbook.model import OnFailure
@@ -192,6 +193,9 @@ class Executor:
         self._run_id = run_id
         self._params = dict(params or {})
         self._approver = approver
+        self._errors = ErrorBudget(
+            max_errors=runbook.max_errors, max_error_ratio=runbook.max_error_ratio
+        )
         # One retry loop (and one set of counters) for every client of the run.
         self._resilience = resilience or Resilience()
         self._env = dict(env or {})
@@ -214,9 +218,12 @@ class Executor:
         runs = [self._new_run(t) for t in self._runbook.targets]
         interrupted = False
         try:
-            for segment in _segments(self._runbook.steps):
+            for segment in _segments(self._runbook.steps, guard=self._runbook.max_jobs_total):
                 if _is_gate(segment[0]):
                     await self._gate(segment[0], runs)
+                    continue
+                if segment[0] is _TOTAL_GUARD:
+                    self._check_total(runs)
                     continue
                 async with asyncio.TaskGroup() as group:
                     for target_run in runs:
@@ -320,6 +327,28 @@ class Executor:
             if verdict is StepStatus.FAILED:
                 target_run.failure = f"step '{step.id}' was not approved"
 
+    def _check_total(self, runs: Sequence[_TargetRun]) -> None:
+        """max_jobs_total: every target has selected; act on none if together they are too many."""
+        limit = self._runbook.max_jobs_total
+        total = sum(len(_selected(r.outcome.jobs)) for r in runs if r.failure is None)
+        if limit is None or total <= limit:
+            return
+        why = (
+            f"{total} jobs selected across all targets, more than max_jobs_total {limit}; "
+            "nothing was changed"
+        )
+        logger.warning("%s", why)
+        for target_run in runs:
+            target_run.failure = target_run.failure or why
+            target_run.outcome.steps.append(
+                StepOutcome(
+                    step_id="max_jobs_total",
+                    action="guard",
+                    status=StepStatus.FAILED,
+                    message=why,
+                )
+            )
+
     def _finish(self, target_run: _TargetRun, *, interrupted: bool) -> None:
         outcome = target_run.outcome
         done = {s.step_id for s in outcome.steps}
@@ -377,6 +406,7 @@ class Executor:
             step_id=step.id,
             project_id=client.project_id,
             max_jobs=self._runbook.max_jobs,
+            errors=self._errors,
         )
         for attempt in range(1, step.retries.max_attempts + 1):
             outcome.attempts = attempt
@@ -476,14 +506,30 @@ _EMPTY: dict[str, Any] = {
 }
 
 
+# A marker segment (not a runbook step): where every target waits for the total job check.
+_TOTAL_GUARD = Step(
+    id="max_jobs_total",
+    name=None,
+    action="guard",
+    with_={},
+    timeout_s=None,
+    location=Location(path="", line=0, col=0),
+)
+
+
 def _is_gate(step: Step) -> bool:
     return step.action == APPROVE
 
 
-def _segments(steps: Sequence[Step]) -> list[list[Step]]:
-    """The steps cut at every approval gate, each gate a segment of its own."""
+def _segments(steps: Sequence[Step], *, guard: int | None) -> list[list[Step]]:
+    """The steps cut at every approval gate, each gate a segment of its own; with a total
+    max_jobs, a guard segment before the first mutating step makes every target stop there."""
     segments: list[list[Step]] = [[]]
+    guarded = guard is None
     for step in steps:
+        if not guarded and (_is_gate(step) or REGISTRY[step.action].mutating):
+            segments += [[_TOTAL_GUARD], []]
+            guarded = True
         if _is_gate(step):
             segments += [[step], []]
         else:

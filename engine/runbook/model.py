@@ -92,6 +92,9 @@ class Runbook:
     env: tuple[str, ...] = ()
     rate_limit_per_s: float | None = None
     max_jobs: int | None = None
+    max_jobs_total: int | None = None
+    max_errors: int | None = None
+    max_error_ratio: float | None = None
     params_location: Location | None = None  # of the ``params:`` key, for unknown --param
 
 
@@ -129,6 +132,9 @@ def build_runbook(parsed: ParsedYaml, expressions: Mapping[JsonPath, Expression]
         env=tuple(data.get("env") or ()),
         rate_limit_per_s=None if rate is None else parse_rate(rate),
         max_jobs=data.get("max_jobs"),
+        max_jobs_total=data.get("max_jobs_total"),
+        max_errors=data.get("max_errors"),
+        max_error_ratio=None if "max_error_ratio" not in data else float(data["max_error_ratio"]),
         params_location=source.keys.get(("params",)),
     )
 

@@ -400,3 +400,54 @@ def test_a_plan_gives_later_steps_the_empty_outputs_of_steps_it_does_not_run(
     code, out, _ = run_cli(["plan", str(runbook), "--emulator"], capsys)
     assert code == 0, out
     assert "retry_again (drs.batch_retry): skipped: when" in out
+
+
+def test_max_errors_stops_further_batches_in_every_target(
+    emulator_token: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emulator = emulator_token
+    project = emulator["projects"][0]
+    truth = fetch(f"{emulator['url']}/_emulator/jobs")["jobs"]
+    mine = [j for j in truth if j["project_id"] == project["project_id"]]
+    parent = next(j["id"] for j in mine if any(c["parent_id"] == j["id"] for c in mine))
+    failed = [j["id"] for j in mine if j["fate"] is not None and j["parent_id"] is None][:3]
+    steps = f"""\
+  - id: retry
+    action: drs.batch_retry
+    with:
+      jobs: {json.dumps([parent, *failed])}
+      batch_size: 1
+"""
+    runbook = runbook_for({"projects": [project]}, tmp_path / "rb.yaml", steps,
+                          head="max_errors: 0\n")  # fmt: skip
+
+    code, _, _ = run_cli(["run", str(runbook), "--endpoint", emulator["url"], "-q",
+                          "--report-dir", str(tmp_path / "r")], capsys)  # fmt: skip
+
+    per_job = fetch(f"{emulator['url']}/_emulator/stats")["retry_requests_per_job"]
+    jobs = {j["id"]: j for j in jobs_of(json.loads((tmp_path / "r" / "report.json").read_text()))}
+    assert code == 1
+    assert per_job == {parent: 1}  # the parent is refused (DRS.M00307); nothing else is sent
+    assert jobs[parent]["disposition"] == "retry_rejected"
+    for job_id in failed:
+        assert jobs[job_id]["disposition"] == "not_retried"
+        assert jobs[job_id]["reason"] == "not sent: 1 error(s) in 1 job(s) exceed max_errors 0"
+
+
+def test_max_jobs_total_stops_every_target_before_any_change(
+    emulator_token: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emulator = emulator_token
+    runbook = runbook_for(emulator, tmp_path / "rb.yaml", head="max_jobs: 100\n")
+
+    code, out, _ = run_cli(["run", str(runbook), "--endpoint", emulator["url"], "-q",
+                            "--max-jobs-total", "3", "--report-dir", str(tmp_path / "r")],
+                           capsys)  # fmt: skip
+
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert code == 1
+    assert fetch(f"{emulator['url']}/_emulator/stats")["mutating_requests"] == 0
+    assert "more than max_jobs_total 3; nothing was changed" in out
+    for target in report["targets"]:
+        assert [s["status"] for s in target["steps"]] == ["succeeded", "failed", "skipped",
+                                                          "skipped"]  # fmt: skip
