@@ -12,7 +12,7 @@ Throttled and busy answers (429, DRS.M01503, DRS.M01504) are backed off and re-s
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,10 +24,13 @@ from engine.actions.context import (
     JobRecord,
     StepFailedError,
 )
+from engine.actions.mutation import (
+    batches,
+    not_applied_try_later,
+    watch_status,
+)
 from engine.api.client import RetryItem
 from engine.api.types import (
-    ERR_OPERATION_RUNNING,
-    ERR_TOO_FREQUENT,
     FAILED_STATUSES,
     PAUSED_STATUSES,
     BatchActionResult,
@@ -40,7 +43,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 10
 # An unknown outcome: how long the jobs' status is watched before a job counts as not retried.
 RECONCILE_GRACE_S = 15.0
-RECONCILE_POLL_S = 3.0
 MAX_BATCH_SIZE = 100
 _STILL_WAITING = frozenset(FAILED_STATUSES | PAUSED_STATUSES)
 
@@ -67,11 +69,6 @@ def job_ids(value: object) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise StepFailedError(f"jobs must be a list of job ids, got {type(value).__name__}")
     return tuple(dict.fromkeys(value))
-
-
-def _batches(ids: Sequence[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(ids), size):
-        yield list(ids[start : start + size])
 
 
 @dataclass(slots=True)
@@ -112,7 +109,7 @@ async def run(ctx: ActionContext, params: BatchRetryParams) -> dict[str, Any]:
         await _reconcile(
             ctx, unanswered, params, tally, resend_allowed=True, cause="earlier attempt"
         )
-    for batch in _batches(fresh, params.batch_size):
+    for batch in batches(fresh, params.batch_size):
         if ctx.errors.exhausted:
             ctx.withhold(batch)
             continue
@@ -125,7 +122,7 @@ def preview(ctx: ActionContext, params: BatchRetryParams) -> dict[str, Any]:
     """What ``run`` would send, recorded as WOULD_RETRY events; nothing is sent."""
     _check(ctx, params)
     fresh = [j for j in params.jobs if _earlier_retry(ctx.jobs.ensure(j)) is None]
-    for number, batch in enumerate(_batches(fresh, params.batch_size), start=1):
+    for number, batch in enumerate(batches(fresh, params.batch_size), start=1):
         for job_id in batch:
             ctx.jobs.record(
                 job_id, EventKind.WOULD_RETRY, step=ctx.step_id, detail=f"batch {number}"
@@ -167,7 +164,7 @@ async def _send(
     try:
         results = await ctx.api.batch_retry(items)
     except DrsApiError as exc:
-        if _not_applied_try_later(exc):
+        if not_applied_try_later(exc):
             # The client already backed off and re-sent; splitting would only add load.
             for job_id in batch:
                 _reject(ctx, job_id, exc.error_code, exc.error_msg, tally)
@@ -186,11 +183,6 @@ async def _send(
         return
     logger.warning("batch-retry-task outcome unknown for %d job(s): %s", len(batch), cause)
     await _reconcile(ctx, batch, params, tally, resend_allowed, cause)
-
-
-def _not_applied_try_later(exc: DrsApiError) -> bool:
-    """Throttled or busy: the gateway or the service refused the request before applying it."""
-    return exc.http_status == 429 or exc.error_code in {ERR_TOO_FREQUENT, ERR_OPERATION_RUNNING}
 
 
 def _apply_results(
@@ -253,28 +245,24 @@ async def _reconcile(
 ) -> None:
     """Learn from the jobs' status whether an unanswered retry took effect.
 
-    The service may show the old failed status for a moment after accepting a retry, so a job
-    counts as "still failed" only after ``reconcile_grace`` of polling; only then is it sent once
-    more (and never a third time).
+    A job counts as "still failed" only after ``reconcile_grace`` of polling; only then is it
+    sent once more, and never a third time.
     """
-    last: dict[str, str] = {}
-    pending = list(batch)
-    deadline = ctx.now() + params.reconcile_grace_s
-    while pending:
-        try:
-            last.update((r.id, r.status) for r in await ctx.api.batch_status(pending))
-        except (DrsApiError, TransportError) as exc:
-            logger.warning("status query while reconciling failed: %s", exc)
-        for job_id in [j for j in pending if last.get(j) and last[j] not in _STILL_WAITING]:
-            pending.remove(job_id)
-            _reconciled(ctx, job_id, last[job_id], cause, tally)
-        if not pending or ctx.now() >= deadline:
-            break
-        await ctx.sleep(min(RECONCILE_POLL_S, max(0.0, deadline - ctx.now())))
+    remaining = await watch_status(
+        ctx,
+        batch,
+        took_effect=lambda status: status not in _STILL_WAITING,
+        on_effect=lambda job_id, status: _reconciled(ctx, job_id, status, cause, tally),
+        grace_s=params.reconcile_grace_s,
+    )
     # A job is sent at most twice in a run: once, and once more after status showed the first
     # did not take. Counting the sends (not only the flag) also covers step attempts.
-    resend = [j for j in pending if j in last and resend_allowed and _sends(ctx, j) == 1]
-    for job_id in pending:
+    resend = [
+        job_id
+        for job_id, status in remaining.items()
+        if status is not None and resend_allowed and _sends(ctx, job_id) == 1
+    ]
+    for job_id in remaining:
         if job_id not in resend:
             _unknown(ctx, job_id, cause)
     if resend:

@@ -16,7 +16,7 @@ backed off and re-sent by the client; if they persist the batch's jobs are rejec
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +29,12 @@ from engine.actions.context import (
     JobRecord,
     StepFailedError,
 )
+from engine.actions.mutation import (
+    batches,
+    not_applied_try_later,
+    watch_status,
+)
 from engine.api.types import (
-    ERR_OPERATION_RUNNING,
-    ERR_TOO_FREQUENT,
     PAUSED_STATUSES,
     BatchActionResult,
     BatchOutcome,
@@ -45,7 +48,6 @@ MAX_BATCH_SIZE = 100
 PAUSE_MODES = ("target", "all")
 # An unknown outcome: how long the jobs' status is watched before a pause counts as unknown.
 RECONCILE_GRACE_S = 15.0
-RECONCILE_POLL_S = 3.0
 
 _PAUSE_EVENTS = frozenset(
     {
@@ -104,11 +106,6 @@ def _check(ctx: ActionContext, params: PauseJobsParams) -> None:
         )
 
 
-def _batches(ids: Sequence[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(ids), size):
-        yield list(ids[start : start + size])
-
-
 def earlier_pause(record: JobRecord) -> EventKind | None:
     """The last pause event of this job in this run: a job is never sent a pause twice."""
     for event in reversed(record.events):
@@ -135,7 +132,7 @@ async def run(ctx: ActionContext, params: PauseJobsParams) -> dict[str, Any]:
     if unanswered:
         # Sent by an attempt that was cut short: learn what it did, never send again.
         await _reconcile(ctx, unanswered, params, tally, "earlier attempt")
-    for batch in _batches(fresh, params.batch_size):
+    for batch in batches(fresh, params.batch_size):
         if ctx.errors.exhausted:
             ctx.withhold(batch)
             continue
@@ -148,7 +145,7 @@ def preview(ctx: ActionContext, params: PauseJobsParams) -> dict[str, Any]:
     """What ``run`` would send, recorded as WOULD_PAUSE events; nothing is sent."""
     _check(ctx, params)
     fresh = [j for j in params.chosen if earlier_pause(ctx.jobs.ensure(j)) is None]
-    for number, batch in enumerate(_batches(fresh, params.batch_size), start=1):
+    for number, batch in enumerate(batches(fresh, params.batch_size), start=1):
         for job_id in batch:
             ctx.jobs.record(
                 job_id, EventKind.WOULD_PAUSE, step=ctx.step_id, detail=f"batch {number}"
@@ -165,7 +162,7 @@ async def _send(
     try:
         results = await ctx.api.batch_pause(batch, pause_mode=params.pause_mode)
     except DrsApiError as exc:
-        if _not_applied_try_later(exc):
+        if not_applied_try_later(exc):
             # The client already backed off and re-sent; splitting would only add load.
             for job_id in batch:
                 _reject(ctx, job_id, exc.error_code, exc.error_msg, tally)
@@ -184,11 +181,6 @@ async def _send(
         return
     logger.warning("batch-pause-task outcome unknown for %d job(s): %s", len(batch), cause)
     await _reconcile(ctx, batch, params, tally, cause)
-
-
-def _not_applied_try_later(exc: DrsApiError) -> bool:
-    """Throttled or busy: the gateway or the service refused the request before applying it."""
-    return exc.http_status == 429 or exc.error_code in {ERR_TOO_FREQUENT, ERR_OPERATION_RUNNING}
 
 
 def _apply_results(
@@ -251,24 +243,16 @@ async def _reconcile(
 ) -> None:
     """Learn from the jobs' status whether an unanswered pause took effect; never re-send.
 
-    The service may show the running status for a moment after accepting a pause, so the jobs
-    are polled for ``reconcile_grace``; a job still not paused then is ``pause_unknown``.
+    A job not paused after ``reconcile_grace`` of polling is ``pause_unknown``.
     """
-    pending = list(batch)
-    deadline = ctx.now() + params.reconcile_grace_s
-    while pending:
-        try:
-            statuses = {r.id: r.status for r in await ctx.api.batch_status(pending)}
-        except (DrsApiError, TransportError) as exc:
-            logger.warning("status query while reconciling pauses failed: %s", exc)
-            statuses = {}
-        for job_id in [j for j in pending if statuses.get(j) in PAUSED_STATUSES]:
-            pending.remove(job_id)
-            _reconciled(ctx, job_id, statuses[job_id], cause, tally)
-        if not pending or ctx.now() >= deadline:
-            break
-        await ctx.sleep(min(RECONCILE_POLL_S, max(0.0, deadline - ctx.now())))
-    for job_id in pending:
+    remaining = await watch_status(
+        ctx,
+        batch,
+        took_effect=lambda status: status in PAUSED_STATUSES,
+        on_effect=lambda job_id, status: _reconciled(ctx, job_id, status, cause, tally),
+        grace_s=params.reconcile_grace_s,
+    )
+    for job_id in remaining:
         _unknown(ctx, job_id, cause)
 
 

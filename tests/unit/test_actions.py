@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from engine.actions import batch_retry, select_jobs, verify_status
+from engine.actions import batch_retry, mutation, select_jobs, verify_status
 from engine.actions.context import ActionContext, Disposition, EventKind, JobBook, JobRecord
 from engine.api.client import RetryItem
 from engine.api.types import (
@@ -471,7 +471,7 @@ async def test_reconcile_waits_for_a_lagging_status_instead_of_resending() -> No
 
     assert api.retry_calls == [["a"]]
     assert out == {"accepted": ["a"], "rejected": []}
-    assert clock.now == 2 * batch_retry.RECONCILE_POLL_S
+    assert clock.now == 2 * mutation.RECONCILE_POLL_S
 
 
 async def test_throttled_or_busy_batch_is_rejected_whole_not_split() -> None:
