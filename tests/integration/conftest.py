@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from harness import serve_emulator
 
 
 @pytest.fixture
 def emulator() -> Iterator[dict[str, Any]]:
     """`runbook emulator` in a subprocess (fast transitions); yields its first-line description."""
-    command = [
-        sys.executable, "-c", "from engine.cli import main; main()", "emulator",
-        "--projects", "2", "--jobs", "15", "--seed", "3", "--time-scale", "0.05",
-    ]  # fmt: skip
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            yield json.loads(proc.stdout.readline())
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with serve_emulator(
+        "--projects", "2", "--jobs", "15", "--seed", "3", "--time-scale", "0.05"
+    ) as described:
+        yield described
 
 
 @pytest.fixture

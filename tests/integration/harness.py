@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +79,18 @@ def runbook_for(
     )
     path.write_text(f"version: 1\nname: t\n{head}targets:\n{targets}steps:\n{steps}")
     return path
+
+
+@contextmanager
+def serve_emulator(*args: str) -> Iterator[dict[str, Any]]:
+    """`runbook emulator ARGS` in a subprocess on a free loopback port; yields its first line."""
+    command = [sys.executable, "-c", "from engine.cli import main; main()", "emulator", *args]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            yield json.loads(proc.stdout.readline())
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)

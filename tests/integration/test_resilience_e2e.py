@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import FINAL, fetch, jobs_of, run_cli, runbook_for
+from harness import FINAL, fetch, jobs_of, run_cli, runbook_for, serve_emulator
 
 CREDENTIAL_VARS = (
     "DRS_AUTH_TOKEN", "DRS_IAM_USER", "DRS_IAM_PASSWORD", "DRS_IAM_DOMAIN", "DRS_IAM_ENDPOINT",
@@ -18,36 +16,23 @@ CREDENTIAL_VARS = (
 )  # fmt: skip
 
 
-def start_emulator(*extra: str) -> subprocess.Popen[str]:
-    command = [
-        sys.executable, "-c", "from engine.cli import main; main()", "emulator",
-        "--projects", "3", "--jobs", "20", "--seed", "11", "--time-scale", "0.05", *extra,
-    ]  # fmt: skip
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+FLEET = ("--projects", "3", "--jobs", "20", "--seed", "11", "--time-scale", "0.05")
 
 
 @pytest.fixture
 def hostile_emulator() -> Iterator[dict[str, Any]]:
     """5% 5xx, 2% resets, 2% lost responses, 20 req/s throttling, tokens living 2 s."""
     faults = "error_rate=0.05,reset_rate=0.02,lost_response_rate=0.02"
-    with start_emulator("--faults", faults, "--rate-limit", "20/s", "--token-ttl", "2s") as proc:
-        try:
-            assert proc.stdout is not None
-            yield json.loads(proc.stdout.readline())
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with serve_emulator(
+        *FLEET, "--faults", faults, "--rate-limit", "20/s", "--token-ttl", "2s"
+    ) as described:
+        yield described
 
 
 @pytest.fixture
 def throttling_emulator() -> Iterator[dict[str, Any]]:
-    with start_emulator("--rate-limit", "20/s") as proc:
-        try:
-            assert proc.stdout is not None
-            yield json.loads(proc.stdout.readline())
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with serve_emulator(*FLEET, "--rate-limit", "20/s") as described:
+        yield described
 
 
 @pytest.fixture
