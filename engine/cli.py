@@ -403,6 +403,12 @@ class _ProgressLines:
         if not self._quiet:
             click.echo(f"[{target.label}] {step.id} ({step.action}) ...", err=True)
 
+    def about_to_change(self, request: ApprovalRequest) -> None:
+        from engine.report.render import approval_summary
+
+        if not self._quiet:
+            click.echo(approval_summary(request, heading="about to change"), err=True)
+
     def step_finished(self, target: Target, outcome: StepOutcome, jobs: JobBook) -> None:
         if self._quiet:
             return

@@ -248,12 +248,14 @@ def plan_summary(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def approval_summary(request: ApprovalRequest, *, max_listed: int = 10) -> str:
-    """What an approve step is asked to let through: jobs per project, then the steps to come."""
+def approval_summary(
+    request: ApprovalRequest, *, max_listed: int = 10, heading: str | None = None
+) -> str:
+    """What is about to be changed (or approved): jobs per project, then the steps to come."""
     message = request.step.with_.get("message")
-    lines = [f"{message}"] if isinstance(message, str) else []
+    lines = [f"{message}"] if isinstance(message, str) and heading is None else []
     lines += [
-        f"approval '{request.step.id}': {request.total} job(s) selected in "
+        f"{heading or 'approval'} '{request.step.id}': {request.total} job(s) selected in "
         f"{len(request.selected)} project(s); next: "
         + ", ".join(f"{s.id} ({s.action})" for s in request.next_steps)
     ]

@@ -118,6 +118,8 @@ class RunObserver(Protocol):
 
     def step_started(self, target: Target, step: Step) -> None: ...
 
+    def about_to_change(self, request: ApprovalRequest) -> None: ...
+
     def step_finished(self, target: Target, outcome: StepOutcome, jobs: JobBook) -> None: ...
 
 
@@ -218,12 +220,12 @@ class Executor:
         runs = [self._new_run(t) for t in self._runbook.targets]
         interrupted = False
         try:
-            for segment in _segments(self._runbook.steps, guard=self._runbook.max_jobs_total):
+            for segment in _segments(self._runbook.steps, guard=not self._plan):
                 if _is_gate(segment[0]):
                     await self._gate(segment[0], runs)
                     continue
                 if segment[0] is _TOTAL_GUARD:
-                    self._check_total(runs)
+                    self._before_changes(segment, runs)
                     continue
                 async with asyncio.TaskGroup() as group:
                     for target_run in runs:
@@ -327,8 +329,22 @@ class Executor:
             if verdict is StepStatus.FAILED:
                 target_run.failure = f"step '{step.id}' was not approved"
 
-    def _check_total(self, runs: Sequence[_TargetRun]) -> None:
-        """max_jobs_total: every target has selected; act on none if together they are too many."""
+    def _before_changes(self, segment: Sequence[Step], runs: Sequence[_TargetRun]) -> None:
+        """Every target has selected and none has changed anything yet: show what is about to
+        be changed, then check max_jobs_total (act on none if together they are too many)."""
+        if self._observer is not None:
+            first = next(
+                (s for s in self._runbook.steps if _is_gate(s) or REGISTRY[s.action].mutating),
+                None,
+            )
+            if first is not None and not _is_gate(first):  # an approval shows it itself
+                self._observer.about_to_change(
+                    ApprovalRequest(
+                        step=first,
+                        selected={r.outcome.target: _selected(r.outcome.jobs) for r in runs},
+                        next_steps=(first, *_following(self._runbook.steps, first)),
+                    )
+                )
         limit = self._runbook.max_jobs_total
         total = sum(len(_selected(r.outcome.jobs)) for r in runs if r.failure is None)
         if limit is None or total <= limit:
@@ -521,11 +537,12 @@ def _is_gate(step: Step) -> bool:
     return step.action == APPROVE
 
 
-def _segments(steps: Sequence[Step], *, guard: int | None) -> list[list[Step]]:
-    """The steps cut at every approval gate, each gate a segment of its own; with a total
-    max_jobs, a guard segment before the first mutating step makes every target stop there."""
+def _segments(steps: Sequence[Step], *, guard: bool) -> list[list[Step]]:
+    """The steps cut at every approval gate, each gate a segment of its own; with ``guard``, a
+    guard segment before the first mutating step (or gate) makes every target stop there, so the
+    run can show what it is about to change and check max_jobs_total before anything changes."""
     segments: list[list[Step]] = [[]]
-    guarded = guard is None
+    guarded = not guard
     for step in steps:
         if not guarded and (_is_gate(step) or REGISTRY[step.action].mutating):
             segments += [[_TOTAL_GUARD], []]
