@@ -29,12 +29,12 @@ from engine.actions.mutation import (
     not_applied_try_later,
     watch_status,
 )
-from engine.api.client import RetryItem
 from engine.api.types import (
     FAILED_STATUSES,
     PAUSED_STATUSES,
     BatchActionResult,
     BatchOutcome,
+    RetryItem,
 )
 from engine.errors import DrsApiError, TransportError
 

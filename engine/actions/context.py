@@ -9,8 +9,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from engine.actions.budget import ErrorBudget
-from engine.api.client import RetryItem
-from engine.api.types import BatchActionResult, JobInfo, StatusResult
+from engine.api.types import BatchActionResult, JobInfo, RetryItem, StatusResult
 
 
 class DrsApi(Protocol):

@@ -31,6 +31,7 @@ from engine.api.types import (
     BatchActionResult,
     JobInfo,
     Language,
+    RetryItem,
     StatusResult,
 )
 from engine.errors import AuthError, DrsApiError
@@ -43,20 +44,6 @@ MAX_JOBS_PER_ACTION = 100
 MAX_IDS_PER_BATCH_DETAIL = 10
 _RENEWABLE_CODES = frozenset({ERR_TOKEN_INVALID, ERR_TOKEN_EXPIRED})
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RetryItem:
-    """One job of a batch-retry-task request."""
-
-    job_id: str
-    is_sync_re_edit: bool = False
-
-    def to_wire(self) -> dict[str, Any]:
-        wire: dict[str, Any] = {"job_id": self.job_id}
-        if self.is_sync_re_edit:  # the API wants it only when true
-            wire["is_sync_re_edit"] = True
-        return wire
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

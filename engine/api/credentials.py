@@ -30,12 +30,15 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from engine.api.auth import AkSkAuth, Auth, IamPasswordAuth, StaticTokenAuth
 from engine.api.endpoints import iam_endpoint as region_iam_endpoint
-from engine.api.resilience import Resilience
-from engine.api.transport import Transport
 from engine.errors import UsageError
+
+if TYPE_CHECKING:  # the network stack is imported when credentials are resolved, not before
+    from engine.api.auth import Auth
+    from engine.api.resilience import Resilience
+    from engine.api.transport import Transport
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +108,8 @@ def resolve_credentials(
     IAM passwords when no variable names one; ``resilience`` retries IAM token requests.
     Raises ``UsageError`` when no source is set or one is partly set.
     """
+    from engine.api.auth import AkSkAuth, IamPasswordAuth, StaticTokenAuth
+
     choice = _choose(explicit, env)
     _warn_on_other_project(env, project_id)
     if choice.kind is CredentialKind.AK_SK:

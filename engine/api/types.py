@@ -242,6 +242,20 @@ class JobInfo:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RetryItem:
+    """One job of a batch-retry-task request."""
+
+    job_id: str
+    is_sync_re_edit: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"job_id": self.job_id}
+        if self.is_sync_re_edit:  # the API wants it only when true
+            wire["is_sync_re_edit"] = True
+        return wire
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StatusResult:
     """One entry of ``batch-status`` results (note: ``error_message``, not ``error_msg``)."""
 

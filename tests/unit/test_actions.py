@@ -9,12 +9,12 @@ import pytest
 
 from engine.actions import batch_retry, mutation, select_jobs, verify_status
 from engine.actions.context import ActionContext, Disposition, EventKind, JobBook, JobRecord
-from engine.api.client import RetryItem
 from engine.api.types import (
     BatchActionResult,
     BatchOutcome,
     JobActions,
     JobInfo,
+    RetryItem,
     StatusResult,
 )
 from engine.errors import DrsApiError, TransportError

@@ -13,12 +13,12 @@ import aiohttp
 import pytest
 
 from engine.api.auth import AkSkAuth
-from engine.api.client import INVALID_RESPONSE, DrsClient, JobDetail, RetryItem
+from engine.api.client import INVALID_RESPONSE, DrsClient, JobDetail
 from engine.api.endpoints import drs_endpoint, iam_endpoint
 from engine.api.resilience import Resilience
 from engine.api.signer import sign
 from engine.api.transport import AiohttpTransport, HttpRequest, HttpResponse
-from engine.api.types import BatchOutcome, JobInfo, Language
+from engine.api.types import BatchOutcome, JobInfo, Language, RetryItem
 from engine.errors import AuthError, DrsApiError, TransportError
 
 PROJECT = "0123456789abcdef0123456789abcdef"

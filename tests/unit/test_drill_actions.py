@@ -21,8 +21,7 @@ from engine.actions.context import (
 )
 from engine.actions.sleep import SleepParams
 from engine.actions.sleep import run as run_sleep
-from engine.api.client import RetryItem
-from engine.api.types import BatchActionResult, BatchOutcome, JobInfo, StatusResult
+from engine.api.types import BatchActionResult, BatchOutcome, JobInfo, RetryItem, StatusResult
 from engine.errors import DrsApiError, TransportError
 
 PauseAnswer = Callable[["FakeFleet", list[str]], list[BatchActionResult]]
