@@ -21,12 +21,14 @@ from engine.actions.context import (
     ActionContext,
     Disposition,
     EventKind,
-    JobRecord,
     StepFailedError,
 )
 from engine.actions.mutation import (
+    MutationEvents,
     batches,
     not_applied_try_later,
+    send_in_batches,
+    triage,
     watch_status,
 )
 from engine.api.types import (
@@ -91,30 +93,18 @@ def _check(ctx: ActionContext, params: BatchRetryParams) -> None:
 
 async def run(ctx: ActionContext, params: BatchRetryParams) -> dict[str, Any]:
     _check(ctx, params)
-    tally = _Tally(accepted=[], rejected=[])
-    fresh: list[str] = []
-    unanswered: list[str] = []
-    for job_id in params.jobs:
-        earlier = _earlier_retry(ctx.jobs.ensure(job_id))
-        if earlier is None:
-            fresh.append(job_id)
-        elif earlier is EventKind.RETRY_SENT:
-            unanswered.append(job_id)
-        elif earlier is EventKind.RETRY_REJECTED:
-            tally.rejected.append(job_id)
-        elif earlier is not EventKind.RETRY_UNKNOWN:
-            tally.accepted.append(job_id)
-    if unanswered:
+    earlier = triage(ctx, params.jobs, RETRY_EVENTS)
+    tally = _Tally(accepted=earlier.done, rejected=earlier.rejected)
+    if earlier.unanswered:
         # Sent earlier in this run (a step attempt that was cut short): learn, don't re-send.
         await _reconcile(
-            ctx, unanswered, params, tally, resend_allowed=True, cause="earlier attempt"
+            ctx, earlier.unanswered, params, tally, resend_allowed=True, cause="earlier attempt"
         )
-    for batch in batches(fresh, params.batch_size):
-        if ctx.errors.exhausted:
-            ctx.withhold(batch)
-            continue
-        ctx.errors.attempt(len(batch))
+
+    async def send(batch: list[str]) -> None:
         await _send(ctx, batch, params, tally, resend_allowed=True)
+
+    await send_in_batches(ctx, earlier.fresh, params.batch_size, send)
     return {"accepted": tally.accepted, "rejected": tally.rejected}
 
 
@@ -130,23 +120,14 @@ def preview(ctx: ActionContext, params: BatchRetryParams) -> dict[str, Any]:
     return {"accepted": fresh, "rejected": []}
 
 
-_RETRY_EVENTS = frozenset(
-    {
-        EventKind.RETRY_SENT,
-        EventKind.RETRY_ACKNOWLEDGED,
-        EventKind.RETRY_REJECTED,
-        EventKind.RETRY_RECONCILED,
-        EventKind.RETRY_UNKNOWN,
-    }
+RETRY_EVENTS = MutationEvents(
+    sent=EventKind.RETRY_SENT,
+    acknowledged=EventKind.RETRY_ACKNOWLEDGED,
+    rejected=EventKind.RETRY_REJECTED,
+    reconciled=EventKind.RETRY_RECONCILED,
+    unknown=EventKind.RETRY_UNKNOWN,
 )
-
-
-def _earlier_retry(record: JobRecord) -> EventKind | None:
-    """The last retry event of this job in this run: a job is never sent twice blindly."""
-    for event in reversed(record.events):
-        if event.kind in _RETRY_EVENTS:
-            return event.kind
-    return None
+_earlier_retry = RETRY_EVENTS.last
 
 
 async def _send(

@@ -4,9 +4,10 @@ answers, and watching status to learn whether an unanswered request took effect.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 
-from engine.actions.context import ActionContext
+from engine.actions.context import ActionContext, EventKind, JobRecord
 from engine.api.types import ERR_OPERATION_RUNNING, ERR_TOO_FREQUENT
 from engine.errors import DrsApiError, TransportError
 
@@ -55,3 +56,63 @@ async def watch_status(
             break
         await ctx.sleep(min(RECONCILE_POLL_S, max(0.0, deadline - ctx.now())))
     return {job_id: last.get(job_id) for job_id in pending}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MutationEvents:
+    """The event kinds one mutation (retry, pause) records for a job."""
+
+    sent: EventKind
+    acknowledged: EventKind
+    rejected: EventKind
+    reconciled: EventKind
+    unknown: EventKind
+
+    def last(self, record: JobRecord) -> EventKind | None:
+        """The job's last event of this mutation in this run: a job is never sent twice
+        blindly."""
+        kinds = {self.sent, self.acknowledged, self.rejected, self.reconciled, self.unknown}
+        for event in reversed(record.events):
+            if event.kind in kinds:
+                return event.kind
+        return None
+
+
+@dataclass(slots=True, kw_only=True)
+class Triage:
+    """Where each job named by a step stands with this mutation, earlier in the run."""
+
+    fresh: list[str]  # never sent
+    unanswered: list[str]  # sent by an attempt that was cut short: reconcile, never re-send
+    done: list[str]  # acknowledged or reconciled as taken
+    rejected: list[str]
+
+
+def triage(ctx: ActionContext, job_ids: Sequence[str], events: MutationEvents) -> Triage:
+    sorted_ = Triage(fresh=[], unanswered=[], done=[], rejected=[])
+    for job_id in job_ids:
+        earlier = events.last(ctx.jobs.ensure(job_id))
+        if earlier is None:
+            sorted_.fresh.append(job_id)
+        elif earlier is events.sent:
+            sorted_.unanswered.append(job_id)
+        elif earlier is events.rejected:
+            sorted_.rejected.append(job_id)
+        elif earlier is not events.unknown:
+            sorted_.done.append(job_id)
+    return sorted_
+
+
+async def send_in_batches(
+    ctx: ActionContext,
+    job_ids: Sequence[str],
+    size: int,
+    send: Callable[[list[str]], Awaitable[None]],
+) -> None:
+    """Send batch after batch until the run's error budget is spent; withhold the rest."""
+    for batch in batches(job_ids, size):
+        if ctx.errors.exhausted:
+            ctx.withhold(batch)
+            continue
+        ctx.errors.attempt(len(batch))
+        await send(batch)

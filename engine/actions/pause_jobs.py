@@ -30,8 +30,11 @@ from engine.actions.context import (
     StepFailedError,
 )
 from engine.actions.mutation import (
+    MutationEvents,
     batches,
     not_applied_try_later,
+    send_in_batches,
+    triage,
     watch_status,
 )
 from engine.api.types import (
@@ -49,14 +52,12 @@ PAUSE_MODES = ("target", "all")
 # An unknown outcome: how long the jobs' status is watched before a pause counts as unknown.
 RECONCILE_GRACE_S = 15.0
 
-_PAUSE_EVENTS = frozenset(
-    {
-        EventKind.PAUSE_SENT,
-        EventKind.PAUSE_ACKNOWLEDGED,
-        EventKind.PAUSE_REJECTED,
-        EventKind.PAUSE_RECONCILED,
-        EventKind.PAUSE_UNKNOWN,
-    }
+PAUSE_EVENTS = MutationEvents(
+    sent=EventKind.PAUSE_SENT,
+    acknowledged=EventKind.PAUSE_ACKNOWLEDGED,
+    rejected=EventKind.PAUSE_REJECTED,
+    reconciled=EventKind.PAUSE_RECONCILED,
+    unknown=EventKind.PAUSE_UNKNOWN,
 )
 
 
@@ -106,38 +107,21 @@ def _check(ctx: ActionContext, params: PauseJobsParams) -> None:
         )
 
 
-def earlier_pause(record: JobRecord) -> EventKind | None:
-    """The last pause event of this job in this run: a job is never sent a pause twice."""
-    for event in reversed(record.events):
-        if event.kind in _PAUSE_EVENTS:
-            return event.kind
-    return None
+earlier_pause = PAUSE_EVENTS.last
 
 
 async def run(ctx: ActionContext, params: PauseJobsParams) -> dict[str, Any]:
     _check(ctx, params)
-    tally = _Tally(paused=[], rejected=[])
-    fresh: list[str] = []
-    unanswered: list[str] = []
-    for job_id in params.chosen:
-        earlier = earlier_pause(ctx.jobs.ensure(job_id))
-        if earlier is None:
-            fresh.append(job_id)
-        elif earlier is EventKind.PAUSE_SENT:
-            unanswered.append(job_id)
-        elif earlier is EventKind.PAUSE_REJECTED:
-            tally.rejected.append(job_id)
-        elif earlier is not EventKind.PAUSE_UNKNOWN:
-            tally.paused.append(job_id)
-    if unanswered:
+    earlier = triage(ctx, params.chosen, PAUSE_EVENTS)
+    tally = _Tally(paused=earlier.done, rejected=earlier.rejected)
+    if earlier.unanswered:
         # Sent by an attempt that was cut short: learn what it did, never send again.
-        await _reconcile(ctx, unanswered, params, tally, "earlier attempt")
-    for batch in batches(fresh, params.batch_size):
-        if ctx.errors.exhausted:
-            ctx.withhold(batch)
-            continue
-        ctx.errors.attempt(len(batch))
+        await _reconcile(ctx, earlier.unanswered, params, tally, "earlier attempt")
+
+    async def send(batch: list[str]) -> None:
         await _send(ctx, batch, params, tally)
+
+    await send_in_batches(ctx, earlier.fresh, params.batch_size, send)
     return {"paused": tally.paused, "rejected": tally.rejected}
 
 
