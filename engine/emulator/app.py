@@ -531,6 +531,16 @@ def _page_req(body: Mapping[str, Any]) -> tuple[int, int]:
 
 async def batch_status(request: web.Request) -> web.Response:
     """``POST /v3/{project_id}/jobs/batch-status``: one page of the named jobs' statuses."""
+    return await _paged_jobs(
+        request, lambda job: StatusResult(id=job.id, status=job.current_status().value).to_wire()
+    )
+
+
+async def _paged_jobs(
+    request: web.Request, describe: Callable[[Job], dict[str, Any]]
+) -> web.Response:
+    """batch-status and batch-detail: one page of the named jobs, an unknown id answered with
+    DRS.K02000 in its entry; ``count`` is the number of ids asked for."""
     project_id, body = await _drs_body(request)
     ids = _id_list(body, limit=MAX_IDS_PER_BATCH_STATUS)
     cur_page, per_page = _page_req(body)
@@ -541,12 +551,12 @@ async def batch_status(request: web.Request) -> web.Response:
         if job is None:
             stats.responses_by_code[ERR_TASK_NOT_QUERYABLE] += 1
             message = error_message(ERR_TASK_NOT_QUERYABLE, language, f"job {job_id}")
-            result = StatusResult(
+            unknown = StatusResult(
                 id=job_id, status="", error_code=ERR_TASK_NOT_QUERYABLE, error_message=message
             )
+            results.append(unknown.to_wire())
         else:
-            result = StatusResult(id=job_id, status=job.current_status().value)
-        results.append(result.to_wire())
+            results.append(describe(job))
     return web.json_response({"results": results, "count": len(ids)})
 
 
@@ -686,27 +696,7 @@ def _job_detail(job: Job) -> dict[str, Any]:
 
 async def batch_detail(request: web.Request) -> web.Response:
     """``POST /v3/{project_id}/jobs/batch-detail``: one page of the named jobs' details."""
-    project_id, body = await _drs_body(request)
-    ids = _id_list(body, limit=MAX_IDS_PER_BATCH_STATUS)
-    cur_page, per_page = _page_req(body)
-    fleet, stats, language = request.app[FLEET], request.app[STATS], _language(request)
-    results: list[dict[str, Any]] = []
-    for job_id in _page(ids, cur_page, per_page):
-        job = fleet.find(project_id, job_id)
-        if job is None:
-            stats.responses_by_code[ERR_TASK_NOT_QUERYABLE] += 1
-            message = error_message(ERR_TASK_NOT_QUERYABLE, language, f"job {job_id}")
-            results.append(
-                {
-                    "id": job_id,
-                    "status": "",
-                    "error_code": ERR_TASK_NOT_QUERYABLE,
-                    "error_message": message,
-                }
-            )
-        else:
-            results.append(_job_detail(job))
-    return web.json_response({"results": results, "count": len(ids)})
+    return await _paged_jobs(request, _job_detail)
 
 
 # --------------------------------------------------------------------------- IAM
