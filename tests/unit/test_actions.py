@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
+from fakes import FakeClock
 
 from engine.actions import batch_retry, mutation, select_jobs, verify_status
 from engine.actions.context import ActionContext, Disposition, EventKind, JobBook, JobRecord
@@ -40,17 +41,6 @@ def job(
         job_action=actions,
         children=children,
     )
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass

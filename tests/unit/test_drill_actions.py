@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
+from fakes import FakeClock
 
 from engine.actions import REGISTRY, batch_retry, pause_jobs, verify_status
 from engine.actions.assertion import AssertParams
@@ -25,17 +26,6 @@ from engine.api.types import BatchActionResult, BatchOutcome, JobInfo, RetryItem
 from engine.errors import DrsApiError, TransportError
 
 PauseAnswer = Callable[["FakeFleet", list[str]], list[BatchActionResult]]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass
