@@ -338,6 +338,7 @@ async def _apply_faults_before(
 async def _gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Count, inject faults, render rejections and unknown routes, stamp ``X-Request-Id``."""
     stats = request.app[STATS]
+    faults = request.app[GATEWAY].faults.config
     key = _route_key(request)
     stats.requests[key] += 1
     faultable = key in DRS_ROUTES or key == IAM_ROUTE
@@ -362,6 +363,9 @@ async def _gateway(request: web.Request, handler: Handler) -> web.StreamResponse
         if roll.lost_response and key in DRS_ROUTES:
             stats.faults["lost_response"] += 1
             response = _drop_connection(request)
+        elif key in MUTATING_ROUTES and faults.answer_delay_s > 0:
+            stats.faults["answer_delay"] += 1
+            await asyncio.sleep(faults.answer_delay_s)  # applied already; the answer waits
     response.headers["X-Request-Id"] = uuid.uuid4().hex
     return response
 

@@ -30,6 +30,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "lost_response_rate": ("lost_response_rate", "rate"),
     "slow_rate": ("slow_rate", "rate"),
     "slow": ("slow_s", "duration"),
+    "answer_delay": ("answer_delay_s", "duration"),
 }
 
 
@@ -60,7 +61,9 @@ class FaultConfig:
     connection is closed before the request is processed, ``error_rate`` a 500 ``DRS.M00004``
     without processing, ``slow_rate`` a ``slow_s`` delay before processing, and
     ``lost_response_rate`` the request is processed, then the connection is closed before the
-    answer is written.
+    answer is written. ``answer_delay_s``: a mutating request (batch-retry-task,
+    batch-pause-task) is applied at once and answered that much later, so a client that dies
+    meanwhile never learns the outcome of a change that happened.
     """
 
     latency_s: float = 0.0
@@ -69,13 +72,14 @@ class FaultConfig:
     lost_response_rate: float = 0.0
     slow_rate: float = 0.0
     slow_s: float = 2.0
+    answer_delay_s: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("error_rate", "reset_rate", "lost_response_rate", "slow_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")
-        for name in ("latency_s", "slow_s"):
+        for name in ("latency_s", "slow_s", "answer_delay_s"):
             value = getattr(self, name)
             if value < 0.0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
@@ -89,8 +93,9 @@ class FaultConfig:
     def parse(text: str) -> FaultConfig:
         """The ``--faults`` form: ``latency=50ms,error_rate=0.05,slow_rate=0.01,slow=3s``.
 
-        Keys: ``latency``, ``slow`` (durations, ``ms`` or ``s``) and ``error_rate``,
-        ``reset_rate``, ``lost_response_rate``, ``slow_rate`` (numbers in [0, 1]). An empty
+        Keys: ``latency``, ``slow``, ``answer_delay`` (durations, ``ms`` or ``s``) and
+        ``error_rate``, ``reset_rate``, ``lost_response_rate``, ``slow_rate`` (numbers in
+        [0, 1]). An empty
         string is no faults. An unknown key, a repeated key or a bad value is a ValueError whose
         message names the key.
         """
@@ -135,7 +140,7 @@ class FaultConfig:
         return ",".join(parts)
 
 
-FAULT_KINDS = ("latency", "reset", "error", "slow", "lost_response")
+FAULT_KINDS = ("latency", "reset", "error", "slow", "lost_response", "answer_delay")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

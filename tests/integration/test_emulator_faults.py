@@ -7,6 +7,7 @@ of the emulator's verifier and of the engine's signer.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
@@ -150,6 +151,24 @@ async def test_lost_response_applies_and_counts_then_drops_the_connection(
         assert stats["faults"]["lost_response"] == 1
 
 
+async def test_answer_delay_applies_a_change_before_its_answer_and_only_for_changes(
+    session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    async with Emulator(config(faults=FaultConfig(answer_delay_s=5.0)), clock=clock) as emu:
+        api = Api(emu, session)
+        job_id = paused_job(await api.jobs())
+        status, _, _ = await api.post(api.status_path(), {"jobs": [job_id]})  # not delayed
+        assert status == 200
+        retry = api.post(f"/v3/{api.pid}/jobs/batch-retry-task", {"jobs": [{"job_id": job_id}]})
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await retry  # the client gives up (or dies) before the answer
+        assert (await api.jobs())[job_id]["status"] == "STARTJOBING"
+        stats = await api.stats()
+        assert stats["retry_requests_per_job"] == {job_id: 1}
+        assert stats["faults"]["answer_delay"] == 1
+
+
 async def test_injected_error_is_a_500_service_abnormal_and_applies_nothing(
     session: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
@@ -194,6 +213,7 @@ async def test_latency_and_slow_answers_are_counted(
             "error": 0,
             "slow": 1,
             "lost_response": 0,
+            "answer_delay": 0,
         }
 
 
