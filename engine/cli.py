@@ -37,7 +37,9 @@ if TYPE_CHECKING:
     from engine.api.resilience import Resilience
     from engine.api.transport import Transport
     from engine.emulator import Emulator, EmulatorConfig
-    from engine.run.executor import ApprovalRequest, Approver, Connection, StepOutcome
+    from engine.run.executor import ApprovalRequest, Approver, Connection
+    from engine.run.journal import JournalState, RunJournal
+    from engine.run.outcome import StepOutcome
     from engine.runbook import Runbook, Step, Target
 
 logger = logging.getLogger("engine")
@@ -255,43 +257,241 @@ def _prepare(options: Mapping[str, Any]) -> tuple[_Where, _Inputs]:
     return where, inputs
 
 
-@cli.command()
-@_target_options
-@click.option(
+_REPORT_DIR = click.option(
     "--report-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Where to write the reports (default ./runbook-reports/<run-id>/).",
+    help="The run directory: reports and journal (default ./runbook-reports/<run-id>/).",
 )
-@click.option(
+_YES = click.option(
     "-y",
     "--yes",
     is_flag=True,
     help="Approve every approve step without asking (for automation).",
 )
-def run(report_dir: Path | None, quiet: bool, yes: bool, **options: Any) -> None:
-    """Run the runbook FILE and write its reports.
+# What a resumed run takes from its journal, never from the command line.
+_FIXED_BY_RUN = (
+    "use_emulator",
+    "endpoint",
+    "param_values",
+    "params_file",
+    "max_jobs",
+    "max_jobs_total",
+    "max_errors",
+)
+
+
+@cli.command()
+@_target_options
+@_REPORT_DIR
+@_YES
+@click.option(
+    "--resume",
+    "resume_id",
+    metavar="RUN_ID",
+    help="Continue the interrupted run RUN_ID (in --report-dir, default ./runbook-reports/RUN_ID).",
+)
+def run(
+    report_dir: Path | None, quiet: bool, yes: bool, resume_id: str | None, **options: Any
+) -> None:
+    """Run the runbook FILE and write its reports and journal to its run directory.
 
     Exit 0 when every selected job ends healthy, 1 when some did not recover or a step failed,
-    2 when the runbook or the command line is invalid, 130 when interrupted.
+    2 when the runbook or the command line is invalid, 130 when interrupted (resume it with
+    --resume RUN_ID or `runbook resume RUN_DIR`).
     """
-    from engine.report.render import terminal_summary
+    if resume_id is not None:
+        given = [name for name in _FIXED_BY_RUN if options[name] not in (None, False, ())]
+        if given:
+            flag = "--" + given[0].replace("_", "-").replace("param-values", "param")
+            raise UsageError(
+                f"{flag} cannot be combined with --resume: a resumed run keeps the targets, "
+                "params and limits it started with"
+            )
+        directory = report_dir or Path("runbook-reports") / resume_id
+        _resume_run(
+            directory,
+            file=options["file"],
+            quiet=quiet,
+            yes=yes,
+            credentials_file=options["credentials_file"],
+        )
+        return
+    where, inputs = _prepare(options)
+    _check_approvable(inputs.runbook, yes)
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+    directory = _report_directory(report_dir or Path("runbook-reports") / run_id)
+    journal = _start_journal(directory, run_id, inputs, where, options)
+    _run_and_report(inputs, where, directory, run_id, quiet=quiet, yes=yes, journal=journal)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@_YES
+@click.option(
+    "--credentials-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Credentials for the resumed run (default: the file the run started with, if any, "
+    "else the environment).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines, only the summary.")
+def resume(run_dir: Path, yes: bool, credentials_file: Path | None, quiet: bool) -> None:
+    """Continue the interrupted run in RUN_DIR from its journal.
+
+    Retries the journal shows acknowledged are not sent again; a retry whose answer was never
+    recorded is reconciled by querying the job's status; finished steps are not run again and
+    verification picks up the jobs it had not settled. Exit codes as for `runbook run`.
+    """
+    _resume_run(run_dir, file=None, quiet=quiet, yes=yes, credentials_file=credentials_file)
+
+
+def _check_approvable(runbook: Runbook, yes: bool) -> None:
     from engine.run.executor import APPROVE
 
-    where, inputs = _prepare(options)
-    gates = [s.id for s in inputs.runbook.steps if s.action == APPROVE]
+    gates = [s.id for s in runbook.steps if s.action == APPROVE]
     if gates and not yes and not sys.stdin.isatty():
         raise UsageError(
             f"step '{gates[0]}' asks for approval, but there is no terminal to ask on; "
             "run it on a terminal or pass --yes"
         )
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
-    directory = _report_directory(report_dir or Path("runbook-reports") / run_id)
-    report, stats = asyncio.run(
-        _execute(inputs, run_id=run_id, where=where, quiet=quiet, approver=_approver(yes))
+
+
+def _start_journal(
+    directory: Path, run_id: str, inputs: _Inputs, where: _Where, options: Mapping[str, Any]
+) -> RunJournal:
+    import time
+
+    from engine.run.journal import RunHeader, RunJournal, runbook_digest
+
+    file: Path = options["file"]
+    source = _read_bytes(file)
+    guards = ("max_jobs", "max_jobs_total", "max_errors")
+    credentials: Path | None = options["credentials_file"]
+    started = time.time()
+    header = RunHeader(
+        run_id=run_id,
+        started_at=datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
+        started_epoch=started,
+        runbook_path=str(file),
+        runbook_sha256=runbook_digest(source),
+        params=inputs.params,
+        overrides={k: options[k] for k in guards if options[k] is not None},
+        endpoint=where.endpoint,
+        credentials_file=None if credentials is None else str(credentials),
+        emulator=where.emulator_seed is not None,
     )
+    return RunJournal.start(directory, header, source)
+
+
+def _resume_run(
+    directory: Path, *, file: Path | None, quiet: bool, yes: bool, credentials_file: Path | None
+) -> None:
+    """Take over the interrupted run in ``directory`` and carry it to the end."""
+    from engine.run.journal import RUNBOOK_COPY, RunJournal, is_secret_param, runbook_digest
+
+    journal, state = RunJournal.take_over(directory)
+    try:
+        header = state.header
+        if header.emulator:
+            raise UsageError(
+                f"run {header.run_id} ran against the in-process emulator, which ended with it; "
+                "there is nothing to resume (start a new run)"
+            )
+        secret = [name for name in header.params if is_secret_param(name)]
+        if secret:
+            raise UsageError(
+                f"run {header.run_id} had the secret param '{secret[0]}', which the journal does "
+                "not keep; it cannot be resumed, start a new run"
+            )
+        copy = directory / RUNBOOK_COPY
+        if file is not None and runbook_digest(_read_bytes(file)) != header.runbook_sha256:
+            raise UsageError(
+                f"{file} changed since run {header.run_id} started; resume with the file it "
+                f"started with, or run `runbook resume {directory}` (it uses the copy in {copy})"
+            )
+        source = Path(header.runbook_path)
+        if file is None and not (
+            source.is_file() and runbook_digest(_read_bytes(source)) == header.runbook_sha256
+        ):
+            source = copy  # the original moved or changed: the run goes on with its own copy
+        runbook = _load(file or source)
+        if header.overrides:
+            overrides: dict[str, Any] = dict(header.overrides)
+            runbook = dataclasses.replace(runbook, **overrides)
+        _check_approvable(runbook, yes)
+        inputs = _Inputs(
+            runbook=runbook,
+            params=header.params,
+            env={name: os.environ[name] for name in runbook.env if name in os.environ},
+        )
+        chosen = credentials_file or (
+            None if header.credentials_file is None else Path(header.credentials_file)
+        )
+        where = _Where(
+            endpoint=header.endpoint,
+            credentials=None if chosen is None else _credentials_file(chosen),
+        )
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        journal.resumed(at)
+        state.resumes.append(at)
+        done = sum(len(t.steps) for t in state.targets.values())
+        click.echo(
+            f"resuming run {header.run_id} (started {header.started_at}): "
+            f"{done} step(s) already finished across {len(runbook.targets)} target(s)",
+            err=True,
+        )
+        _run_and_report(
+            inputs,
+            where,
+            directory,
+            header.run_id,
+            quiet=quiet,
+            yes=yes,
+            journal=journal,
+            resume=state,
+        )
+    finally:
+        journal.close()
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _run_and_report(
+    inputs: _Inputs,
+    where: _Where,
+    directory: Path,
+    run_id: str,
+    *,
+    quiet: bool,
+    yes: bool,
+    journal: RunJournal,
+    resume: JournalState | None = None,
+) -> None:
+    from engine.report.render import terminal_summary
+
+    try:
+        report, stats = asyncio.run(
+            _execute(
+                inputs,
+                run_id=run_id,
+                where=where,
+                quiet=quiet,
+                approver=_approver(yes),
+                journal=journal,
+                resume=resume,
+            )
+        )
+    finally:
+        journal.close()
     written = _write_reports(directory, report, stats)
     click.echo(terminal_summary(report), nl=False)
     click.echo("reports: " + ", ".join(str(p) for p in written))
+    if report["interrupted"]:
+        click.echo(f"resume with: runbook resume {directory}", err=True)
     raise SystemExit(int(report["exit_code"]))
 
 
@@ -445,10 +645,13 @@ async def _execute(
     quiet: bool,
     plan: bool = False,
     approver: Approver | None = None,
+    journal: RunJournal | None = None,
+    resume: JournalState | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Execute; returns the report document and, with --emulator, the emulator's stats.
 
-    SIGTERM is handled like Ctrl-C: the run stops, and its jobs are still reported.
+    SIGTERM is handled like Ctrl-C: the first stops the run, whose jobs are still reported;
+    a second exits at once (the journal is whole at every line, so the run can be resumed).
     """
     from engine.api.resilience import Resilience
     from engine.api.transport import AiohttpTransport
@@ -458,7 +661,7 @@ async def _execute(
     runbook = inputs.runbook
     task = asyncio.current_task()
     if task is not None:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, _on_sigterm(task))
     stats: dict[str, Any] | None = None
     resilience = Resilience()
     async with AsyncExitStack() as stack:
@@ -480,11 +683,28 @@ async def _execute(
             env=inputs.env,
             resilience=resilience,
             approver=approver,
+            journal=journal,
+            resume=resume,
         )
         result = await executor.run()
         if where.emulator_seed is not None:
             stats = await _emulator_stats(emu.url)
     return build_report(result), stats
+
+
+def _on_sigterm(task: asyncio.Task[Any]) -> Callable[[], None]:
+    """Like asyncio's own Ctrl-C handling: cancel the run first, then stop at once."""
+    received = 0
+
+    def handle() -> None:
+        nonlocal received
+        received += 1
+        if received == 1:
+            task.cancel()
+            return
+        raise KeyboardInterrupt  # asyncio lets it out of the loop: main() exits 130
+
+    return handle
 
 
 def _write_reports(
@@ -639,7 +859,7 @@ async def _emulator_stats(url: str) -> dict[str, Any]:
     "--faults",
     default="",
     metavar="LIST",
-    help="Injected faults, e.g. latency=50ms,error_rate=0.05,reset_rate=0.02,"
+    help="Injected faults, e.g. latency=50ms,error_rate=0.05,reset_rate=0.02,answer_delay=2s,"
     "lost_response_rate=0.02,slow_rate=0.01,slow=3s (deterministic under --seed).",
 )
 @click.option(

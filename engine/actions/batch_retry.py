@@ -26,6 +26,7 @@ from engine.actions.context import (
 from engine.actions.mutation import (
     MutationEvents,
     batches,
+    mark_sent,
     not_applied_try_later,
     send_in_batches,
     triage,
@@ -140,8 +141,7 @@ async def _send(
 ) -> None:
     """One batch-retry-task request; each job ends accepted, rejected, unknown or re-sent once."""
     items = [RetryItem(job_id=j, is_sync_re_edit=params.is_sync_re_edit) for j in batch]
-    for job_id in batch:
-        ctx.jobs.record(job_id, EventKind.RETRY_SENT, step=ctx.step_id)
+    mark_sent(ctx, batch, EventKind.RETRY_SENT)
     try:
         results = await ctx.api.batch_retry(items)
     except DrsApiError as exc:

@@ -125,18 +125,51 @@ class JobRecord:
     events: list[JobEvent] = field(default_factory=list)
 
 
-class JobBook:
-    """The jobs of one target, in the order they were first seen."""
+class JobJournal(Protocol):
+    """Where a book's changes go to survive the process (``engine.run.journal``)."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def jobs_changed(self, records: Sequence[JobRecord], *, durable: bool) -> None: ...
+
+
+class JobBook:
+    """The jobs of one target, in the order they were first seen.
+
+    Every change to a record goes with an event (or is its first sight), so the book knows
+    which records changed since its last ``checkpoint`` and hands only those to its journal.
+    """
+
+    def __init__(self, clock: Callable[[], float], *, journal: JobJournal | None = None) -> None:
         self._clock = clock
         self._records: dict[str, JobRecord] = {}
+        self._changed: dict[str, JobRecord] = {}
+        self._journal = journal
 
     def now(self) -> float:
         return self._clock()
 
     def add(self, record: JobRecord) -> JobRecord:
-        return self._records.setdefault(record.job_id, record)
+        kept = self._records.setdefault(record.job_id, record)
+        if kept is record:
+            self._changed[record.job_id] = record
+        return kept
+
+    def restore(self, records: Sequence[JobRecord]) -> None:
+        """Records read back from a journal: known, and not changed since."""
+        for record in records:
+            self._records[record.job_id] = record
+
+    def checkpoint(self, *, durable: bool = False) -> None:
+        """Hand the records changed since the last checkpoint to the journal.
+
+        ``durable`` when what changed must survive a crash before the run goes on: before a
+        mutating request is sent, and once its outcome is recorded.
+        """
+        if self._journal is None or not self._changed:
+            self._changed.clear()
+            return
+        changed = list(self._changed.values())
+        self._changed.clear()
+        self._journal.jobs_changed(changed, durable=durable)
 
     def get(self, job_id: str) -> JobRecord | None:
         return self._records.get(job_id)
@@ -171,6 +204,7 @@ class JobBook:
         )
         if status:
             record.last_status = status
+        self._changed[job_id] = record
         return record
 
     def __iter__(self) -> Iterator[JobRecord]:

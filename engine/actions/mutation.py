@@ -103,16 +103,29 @@ def triage(ctx: ActionContext, job_ids: Sequence[str], events: MutationEvents) -
     return sorted_
 
 
+def mark_sent(ctx: ActionContext, batch: Sequence[str], kind: EventKind) -> None:
+    """Record that these jobs are about to be sent, durably, before the request leaves: a run
+    killed while the request is in flight is resumed knowing it may have been applied."""
+    for job_id in batch:
+        ctx.jobs.record(job_id, kind, step=ctx.step_id)
+    ctx.jobs.checkpoint(durable=True)
+
+
 async def send_in_batches(
     ctx: ActionContext,
     job_ids: Sequence[str],
     size: int,
     send: Callable[[list[str]], Awaitable[None]],
 ) -> None:
-    """Send batch after batch until the run's error budget is spent; withhold the rest."""
+    """Send batch after batch until the run's error budget is spent; withhold the rest.
+
+    Each batch's outcome is made durable before the next batch is sent.
+    """
     for batch in batches(job_ids, size):
         if ctx.errors.exhausted:
             ctx.withhold(batch)
             continue
         ctx.errors.attempt(len(batch))
         await send(batch)
+        ctx.jobs.checkpoint(durable=True)
+    ctx.jobs.checkpoint(durable=True)

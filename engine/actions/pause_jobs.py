@@ -32,6 +32,7 @@ from engine.actions.context import (
 from engine.actions.mutation import (
     MutationEvents,
     batches,
+    mark_sent,
     not_applied_try_later,
     send_in_batches,
     triage,
@@ -141,8 +142,7 @@ async def _send(
     ctx: ActionContext, batch: list[str], params: PauseJobsParams, tally: _Tally
 ) -> None:
     """One batch-pause-task request; each job ends paused, rejected or unknown."""
-    for job_id in batch:
-        ctx.jobs.record(job_id, EventKind.PAUSE_SENT, step=ctx.step_id)
+    mark_sent(ctx, batch, EventKind.PAUSE_SENT)
     try:
         results = await ctx.api.batch_pause(batch, pause_mode=params.pause_mode)
     except DrsApiError as exc:

@@ -64,7 +64,13 @@ async def run(ctx: ActionContext, params: VerifyStatusParams) -> dict[str, Any]:
         raise StepFailedError("verify_status needs a deadline; set the step's timeout")
     if params.poll_interval_s <= 0:
         raise StepFailedError(f"poll_interval must be > 0, got {params.poll_interval_s}")
-    pending = {j: _Watch(ctx.jobs.ensure(j)) for j in params.jobs}
+    # Jobs this step already settled (an earlier attempt, or the run before a resume) stay
+    # settled: verification picks up where it stopped.
+    pending = {
+        j: _Watch(record, seen_starting=_seen_starting(record, ctx.step_id))
+        for j in params.jobs
+        if not _settled_here(record := ctx.jobs.ensure(j), ctx.step_id)
+    }
     while pending:
         try:
             results = await ctx.api.batch_status(list(pending))
@@ -76,6 +82,7 @@ async def run(ctx: ActionContext, params: VerifyStatusParams) -> dict[str, Any]:
             watch = pending.get(result.id)
             if watch is not None and _observe(ctx, watch, result):
                 del pending[result.id]
+        ctx.jobs.checkpoint()
         remaining = ctx.deadline - ctx.now()
         if not pending or remaining <= 0:
             break
@@ -85,6 +92,30 @@ async def run(ctx: ActionContext, params: VerifyStatusParams) -> dict[str, Any]:
         reason = f"still {last} when the step's timeout ran out"
         _settle(ctx, watch.record, Disposition.TIMED_OUT, EventKind.TIMED_OUT, reason)
     return _outputs(ctx, params.jobs)
+
+
+_VERDICTS = frozenset({EventKind.RECOVERED, EventKind.FAILED_AGAIN, EventKind.NOT_FOUND})
+
+
+def _settled_here(record: JobRecord, step_id: str) -> bool:
+    """Whether this step already gave the job a verdict (a timeout is not one: poll again)."""
+    return any(e.step == step_id and e.kind in _VERDICTS for e in reversed(record.events))
+
+
+def _seen_starting(record: JobRecord, step_id: str) -> bool:
+    """Whether this step already saw the job in progress since its last retry (before a
+    resume, say): then a failed status means it failed again, grace or not."""
+    for event in reversed(record.events):
+        if event.kind in {EventKind.RETRY_ACKNOWLEDGED, EventKind.RETRY_RECONCILED}:
+            return False
+        if (
+            event.step == step_id
+            and event.kind is EventKind.STATUS_OBSERVED
+            and event.status
+            and status_group(event.status) not in _NOT_HEALTHY | {StatusGroup.HEALTHY}
+        ):
+            return True
+    return False
 
 
 def _observe(ctx: ActionContext, watch: _Watch, result: StatusResult) -> bool:

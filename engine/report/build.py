@@ -8,7 +8,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from engine.actions.context import GOOD_DISPOSITIONS, Disposition, JobRecord
-from engine.run.executor import RunResult, StepOutcome, TargetOutcome
+from engine.run.executor import RunResult, TargetOutcome
+from engine.run.outcome import StepOutcome
 
 REPORT_VERSION = 1
 
@@ -46,6 +47,8 @@ def build_report(result: RunResult) -> dict[str, Any]:
         "exit_code": result.exit_code,
         "mutating": result.mutating,
         "interrupted": result.interrupted,
+        # When a later process took the run over after it was interrupted (runbook resume).
+        "resumed_at": result.resumed_at,
         "totals": _totals(all_jobs),
         "time_to_recover_s": rto_summary(
             j.time_to_recover_s for j in all_jobs if j.time_to_recover_s is not None

@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, Protocol
 
 from engine.actions import REGISTRY, ActionSpec, Runner
@@ -34,6 +34,8 @@ from engine.api.resilience import Resilience
 from engine.api.transport import HttpRequest, HttpResponse, Transport
 from engine.api.types import Language
 from engine.errors import EXIT_INTERRUPTED, EXIT_JOBS_NOT_HEALTHY, EXIT_OK, ApiError, Location
+from engine.run.journal import JournalState, RunJournal
+from engine.run.outcome import StepOutcome, StepStatus
 from engine.runbook import Runbook, Step, Target
 from engine.runbook.expressions import ExpressionError, Scope, evaluate, kind_of, resolve
 from engine.runbook.model import OnFailure
@@ -45,24 +47,6 @@ APPROVE = "approve"
 
 # How long a self-timed action may overrun its deadline before it is cancelled.
 SELF_TIMED_MARGIN_S = 30.0
-
-
-class StepStatus(StrEnum):
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-
-@dataclass(slots=True, kw_only=True)
-class StepOutcome:
-    step_id: str
-    action: str
-    status: StepStatus
-    started_t: float = 0.0
-    duration_s: float = 0.0
-    message: str | None = None
-    attempts: int = 0
-    outputs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -81,12 +65,14 @@ class TargetOutcome:
 class _TargetRun:
     """One target's state across the segments of a run."""
 
+    index: int  # in the runbook's targets: how the journal names it
     outcome: TargetOutcome
     client: DrsClient
     outputs: dict[str, dict[str, Any]]
     scope: Scope
     failure: str | None = None
     running: Step | None = None  # the step in flight, for an interrupted run's report
+    done: dict[str, StepOutcome] = field(default_factory=dict)  # finished before a resume
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,6 +121,7 @@ class RunResult:
     api_resilience: dict[str, int | float] = field(default_factory=dict)
     plan: bool = False
     interrupted: bool = False
+    resumed_at: list[str] = field(default_factory=list)
 
     @property
     def mutating(self) -> bool:
@@ -189,8 +176,12 @@ class Executor:
         env: Mapping[str, str] | None = None,
         resilience: Resilience | None = None,
         approver: Approver | None = None,
+        journal: RunJournal | None = None,
+        resume: JournalState | None = None,
     ) -> None:
         self._runbook = runbook
+        self._journal = journal
+        self._resume = resume
         self._plan = plan
         self._run_id = run_id
         self._params = dict(params or {})
@@ -216,8 +207,15 @@ class Executor:
     async def run(self) -> RunResult:
         started_at = datetime.now(UTC)
         self._t0 = asyncio.get_running_loop().time()
+        if self._resume is not None:
+            # The resumed run's clock goes on from the original start, downtime included.
+            header = self._resume.header
+            started_at = datetime.fromisoformat(header.started_at)
+            self._t0 -= time.time() - header.started_epoch
         slots = asyncio.Semaphore(self._runbook.concurrency)
-        runs = [self._new_run(t) for t in self._runbook.targets]
+        runs = [self._new_run(i, t) for i, t in enumerate(self._runbook.targets)]
+        if self._resume is not None:
+            _restore_budget(self._errors, runs)
         interrupted = False
         try:
             for segment in _segments(self._runbook.steps, guard=not self._plan):
@@ -238,7 +236,7 @@ class Executor:
             interrupted = True
         for target_run in runs:
             self._finish(target_run, interrupted=interrupted)
-        return RunResult(
+        result = RunResult(
             run_id=self._run_id,
             runbook=self._runbook,
             started_at=started_at,
@@ -249,15 +247,35 @@ class Executor:
             api_resilience=self._resilience.stats.as_dict(),
             plan=self._plan,
             interrupted=interrupted,
+            resumed_at=list(self._resume.resumes) if self._resume is not None else [],
         )
+        if self._journal is not None:
+            self._journal.finished(
+                exit_code=result.exit_code,
+                interrupted=interrupted,
+                at=result.finished_at.isoformat(timespec="seconds"),
+            )
+        return result
 
-    def _new_run(self, target: Target) -> _TargetRun:
+    def _new_run(self, index: int, target: Target) -> _TargetRun:
         connection = self._connections[target]
         outputs: dict[str, dict[str, Any]] = {}
+        journal = self._journal.for_target(index) if self._journal is not None else None
+        jobs = JobBook(self._clock, journal=journal)
+        done: dict[str, StepOutcome] = {}
+        failure = None
+        if self._resume is not None:
+            state = self._resume.target(index)
+            jobs.restore(list(state.records.values()))
+            step_ids = {s.id for s in self._runbook.steps}
+            done = {k: v for k, v in state.steps.items() if k in step_ids}
+            outputs.update((k, v.outputs) for k, v in done.items())
+            failure = state.failure
         return _TargetRun(
-            outcome=TargetOutcome(
-                target=target, endpoint=connection.endpoint, jobs=JobBook(self._clock)
-            ),
+            index=index,
+            failure=failure,
+            done=done,
+            outcome=TargetOutcome(target=target, endpoint=connection.endpoint, jobs=jobs),
             client=DrsClient(
                 transport=self._transport,
                 endpoint=connection.endpoint,
@@ -282,9 +300,14 @@ class Executor:
                 if target_run.failure is not None:
                     outcome.steps.append(_not_run(step, target_run.failure))
                     continue
+                if step.id in target_run.done:  # finished before the run was resumed
+                    outcome.steps.append(target_run.done[step.id])
+                    continue
                 if self._observer is not None:
                     self._observer.step_started(outcome.target, step)
                 target_run.running = step
+                if self._journal is not None:
+                    self._journal.step_started(target_run.index, step.id, round(self._clock(), 3))
                 result = await self._run_step(
                     step, target_run.client, outcome.jobs, target_run.scope
                 )
@@ -293,12 +316,29 @@ class Executor:
                 target_run.outputs[step.id] = result.outputs
                 if result.status is StepStatus.FAILED and step.on_failure == OnFailure.ABORT:
                     target_run.failure = f"step '{step.id}' failed"
+                self._journal_step(target_run, result)
                 if self._observer is not None:
                     self._observer.step_finished(outcome.target, result, outcome.jobs)
+
+    def _journal_step(self, target_run: _TargetRun, outcome: StepOutcome) -> None:
+        """The step's job changes, then the step itself: a finished step in the journal
+        implies everything it did is there too."""
+        target_run.outcome.jobs.checkpoint(durable=True)
+        if self._journal is not None:
+            self._journal.step_finished(target_run.index, outcome, target_run.failure)
 
     async def _gate(self, step: Step, runs: Sequence[_TargetRun]) -> None:
         """An approval: every target has stopped here; one decision lets them all go on."""
         live = [r for r in runs if r.failure is None]
+        if live and all(
+            (done := r.done.get(step.id)) is not None and done.status is StepStatus.SUCCEEDED
+            for r in live
+        ):
+            for target_run in runs:  # approved before the run was resumed: not asked again
+                target_run.outcome.steps.append(
+                    target_run.done.get(step.id) or _not_run(step, target_run.failure or "")
+                )
+            return
         if self._plan:
             verdict, message = StepStatus.SKIPPED, "not run: a plan asks for no approval"
         elif not live:
@@ -328,23 +368,25 @@ class Executor:
             target_run.outputs[step.id] = {"approved": verdict is StepStatus.SUCCEEDED}
             if verdict is StepStatus.FAILED:
                 target_run.failure = f"step '{step.id}' was not approved"
+            self._journal_step(target_run, target_run.outcome.steps[-1])
 
     def _before_changes(self, segment: Sequence[Step], runs: Sequence[_TargetRun]) -> None:
         """Every target has selected and none has changed anything yet: show what is about to
         be changed, then check max_jobs_total (act on none if together they are too many)."""
-        if self._observer is not None:
-            first = next(
-                (s for s in self._runbook.steps if _is_gate(s) or REGISTRY[s.action].mutating),
-                None,
-            )
-            if first is not None and not _is_gate(first):  # an approval shows it itself
-                self._observer.about_to_change(
-                    ApprovalRequest(
-                        step=first,
-                        selected={r.outcome.target: _selected(r.outcome.jobs) for r in runs},
-                        next_steps=(first, *_following(self._runbook.steps, first)),
-                    )
+        first = next(
+            (s for s in self._runbook.steps if _is_gate(s) or REGISTRY[s.action].mutating), None
+        )
+        if first is not None and all(first.id in r.done for r in runs if r.failure is None):
+            return  # resumed past it: this was shown and checked before the interruption
+        # An approval shows the jobs itself.
+        if self._observer is not None and first is not None and not _is_gate(first):
+            self._observer.about_to_change(
+                ApprovalRequest(
+                    step=first,
+                    selected={r.outcome.target: _selected(r.outcome.jobs) for r in runs},
+                    next_steps=(first, *_following(self._runbook.steps, first)),
                 )
+            )
         limit = self._runbook.max_jobs_total
         total = sum(len(_selected(r.outcome.jobs)) for r in runs if r.failure is None)
         if limit is None or total <= limit:
@@ -497,6 +539,7 @@ async def _after_failure(spec: ActionSpec, ctx: ActionContext) -> None:
             await spec.after_failure(ctx)
     except (ApiError, TimeoutError) as exc:
         logger.warning("could not learn what step %r did: %s", ctx.step_id, exc)
+    ctx.jobs.checkpoint(durable=True)
 
 
 async def _shielded_after_failure(spec: ActionSpec, ctx: ActionContext) -> None:
@@ -614,3 +657,17 @@ def _finalize(
         elif record.disposition is Disposition.RETRY_ACCEPTED:
             record.disposition = Disposition.NOT_VERIFIED
             record.reason = f"retry accepted but not verified{because}"
+
+
+def _restore_budget(budget: ErrorBudget, runs: Sequence[_TargetRun]) -> None:
+    """The error budget as the interrupted run had spent it, from the jobs' timelines."""
+    sent = {EventKind.RETRY_SENT, EventKind.PAUSE_SENT}
+    rejected = {EventKind.RETRY_REJECTED, EventKind.PAUSE_REJECTED}
+    for target_run in runs:
+        for record in target_run.outcome.jobs:
+            kinds = {event.kind for event in record.events}
+            if kinds & sent:
+                budget.attempt(1)
+            budget.fail(sum(1 for e in record.events if e.kind in rejected))
+            if record.disposition is Disposition.FAILED_AGAIN:
+                budget.fail()

@@ -1,0 +1,377 @@
+"""The run journal: an append-only JSON-lines file in the run directory, enough to resume.
+
+Every line is one JSON object with a ``type``, written with a single ``write(2)`` so a process
+killed at any moment leaves whole lines (at worst a torn last line, which the reader drops):
+
+- ``run``: the header (run id, start time, the runbook's SHA-256, params, where the targets are);
+- ``step_started`` / ``step``: a step began / finished in one target (its outcome and outputs);
+- ``jobs``: the job records of one target that changed since the last such line, with their
+  new events;
+- ``resumed``: a later process took the run over;
+- ``finished``: the run ended (``interrupted`` when it was stopped by a signal).
+
+A line survives the death of the process as soon as it is written (it is in the kernel); lines
+about mutations, the intent before a request is sent and the outcome after, are also fsynced
+so they survive the machine. The journal holds no secrets: credentials are never in it, and
+params whose name says they are secret are redacted (a resume asks for them again).
+
+The journal is not a database: it is read back whole, once, by ``runbook resume``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.actions.context import Disposition, EventKind, JobEvent, JobRecord
+from engine.errors import UsageError
+from engine.run.outcome import StepOutcome, StepStatus
+
+JOURNAL_NAME = "journal.jsonl"
+RUNBOOK_COPY = "runbook.yaml"
+JOURNAL_VERSION = 1
+REDACTED = "<redacted>"
+
+# Params with names like these are never written down (a resume asks for them again).
+_SECRET_NAME = re.compile(r"(password|passwd|secret|token|credential|(^|_)(sk|ak)($|_))", re.I)
+
+_STATIC = ("name", "status_at_selection", "engine_type", "db_use_type", "parent_id")
+_MUTABLE = (
+    "reason",
+    "error_code",
+    "last_status",
+    "retry_acknowledged_at",
+    "paused_at",
+    "time_to_recover_s",
+)
+
+
+def is_secret_param(name: str) -> bool:
+    return _SECRET_NAME.search(name) is not None
+
+
+def runbook_digest(source: bytes) -> str:
+    return hashlib.sha256(source).hexdigest()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunHeader:
+    """What a run was started with; a resume continues with exactly this."""
+
+    run_id: str
+    started_at: str  # ISO 8601, UTC
+    started_epoch: float  # the same instant, for the resumed run's clock
+    runbook_path: str
+    runbook_sha256: str
+    params: Mapping[str, Any]  # secret ones are REDACTED
+    overrides: Mapping[str, int]  # guard rails set on the command line
+    endpoint: str | None
+    credentials_file: str | None
+    emulator: bool
+
+    def as_line(self) -> dict[str, Any]:
+        return {
+            "type": "run",
+            "journal_version": JOURNAL_VERSION,
+            "run_id": self.run_id,
+            "started_at": self.started_at,
+            "started_epoch": self.started_epoch,
+            "runbook": {"path": self.runbook_path, "sha256": self.runbook_sha256},
+            "params": {k: REDACTED if is_secret_param(k) else v for k, v in self.params.items()},
+            "overrides": dict(self.overrides),
+            "endpoint": self.endpoint,
+            "credentials_file": self.credentials_file,
+            "emulator": self.emulator,
+        }
+
+    @classmethod
+    def from_line(cls, line: Mapping[str, Any]) -> RunHeader:
+        return cls(
+            run_id=line["run_id"],
+            started_at=line["started_at"],
+            started_epoch=float(line["started_epoch"]),
+            runbook_path=line["runbook"]["path"],
+            runbook_sha256=line["runbook"]["sha256"],
+            params=dict(line["params"]),
+            overrides=dict(line["overrides"]),
+            endpoint=line["endpoint"],
+            credentials_file=line["credentials_file"],
+            emulator=bool(line["emulator"]),
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class TargetState:
+    """One target as the journal left it."""
+
+    records: dict[str, JobRecord] = field(default_factory=dict)
+    steps: dict[str, StepOutcome] = field(default_factory=dict)  # finished, by step id
+    failure: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class JournalState:
+    """A journal read back: the header, each target's state, and how the run ended."""
+
+    header: RunHeader
+    targets: dict[int, TargetState]
+    finished: bool = False
+    interrupted: bool = False
+    resumes: list[str] = field(default_factory=list)
+    lines: int = 0
+
+    def target(self, index: int) -> TargetState:
+        return self.targets.setdefault(index, TargetState())
+
+
+class RunJournal:
+    """The writer: one per run directory at a time (an exclusive lock says so)."""
+
+    def __init__(self, directory: Path, *, fd: int) -> None:
+        self.directory = directory
+        self._fd = fd
+        self._written: dict[int, dict[str, int]] = {}  # target -> job -> events written
+
+    @classmethod
+    def start(cls, directory: Path, header: RunHeader, runbook_source: bytes) -> RunJournal:
+        """A new journal (and a copy of the runbook) in a new run directory."""
+        (directory / RUNBOOK_COPY).write_bytes(runbook_source)
+        journal = cls(directory, fd=_open_locked(directory / JOURNAL_NAME, new=True))
+        journal._append(header.as_line(), durable=True)
+        return journal
+
+    @classmethod
+    def take_over(cls, directory: Path) -> tuple[RunJournal, JournalState]:
+        """Lock an interrupted run's journal and read it back (``resumed`` then says so)."""
+        path = directory / JOURNAL_NAME
+        if not path.is_file():
+            raise UsageError(
+                f"{directory} has no {JOURNAL_NAME}; give the directory of a run (it holds "
+                "report.json and the journal)"
+            )
+        fd = _open_locked(path, new=False)
+        try:
+            state = read_journal(path)
+        except BaseException:
+            os.close(fd)
+            raise
+        if state.finished and not state.interrupted:
+            os.close(fd)
+            raise UsageError(
+                f"run {state.header.run_id} already finished; there is nothing to resume "
+                "(start a new run to act again)"
+            )
+        journal = cls(directory, fd=fd)
+        for index, target in state.targets.items():
+            journal._written[index] = {j: len(r.events) for j, r in target.records.items()}
+        return journal, state
+
+    def resumed(self, at: str) -> None:
+        self._append({"type": "resumed", "at": at, "pid": os.getpid()}, durable=True)
+
+    def for_target(self, index: int) -> TargetJournal:
+        return TargetJournal(self, index)
+
+    def step_started(self, index: int, step_id: str, t: float) -> None:
+        self._append({"type": "step_started", "target": index, "step": step_id, "t": t})
+
+    def step_finished(self, index: int, outcome: StepOutcome, failure: str | None) -> None:
+        self._append(
+            {
+                "type": "step",
+                "target": index,
+                "outcome": {
+                    "step_id": outcome.step_id,
+                    "action": outcome.action,
+                    "status": outcome.status.value,
+                    "started_t": outcome.started_t,
+                    "duration_s": outcome.duration_s,
+                    "message": outcome.message,
+                    "attempts": outcome.attempts,
+                    "outputs": outcome.outputs,
+                },
+                "failure": failure,
+            }
+        )
+
+    def finished(self, *, exit_code: int, interrupted: bool, at: str) -> None:
+        self._append(
+            {"type": "finished", "exit_code": exit_code, "interrupted": interrupted, "at": at},
+            durable=True,
+        )
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing releases the lock
+            self._fd = -1
+
+    def jobs_changed(self, index: int, records: Sequence[JobRecord], *, durable: bool) -> None:
+        written = self._written.setdefault(index, {})
+        entries = []
+        for record in records:
+            before = written.get(record.job_id)
+            entries.append(_job_entry(record, first=before is None, since=before or 0))
+            written[record.job_id] = len(record.events)
+        self._append({"type": "jobs", "target": index, "jobs": entries}, durable=durable)
+
+    def _append(self, line: Mapping[str, Any], *, durable: bool = False) -> None:
+        data = (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        view = memoryview(data)
+        while view:  # one write(2) in practice; a short write is finished, never interleaved
+            view = view[os.write(self._fd, view) :]
+        if durable:
+            os.fsync(self._fd)
+
+
+class TargetJournal:
+    """One target's view of the journal: what its ``JobBook`` hands its changes to."""
+
+    def __init__(self, journal: RunJournal, index: int) -> None:
+        self._journal = journal
+        self._index = index
+
+    def jobs_changed(self, records: Sequence[JobRecord], *, durable: bool) -> None:
+        self._journal.jobs_changed(self._index, records, durable=durable)
+
+
+def _open_locked(path: Path, *, new: bool) -> int:
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | (os.O_EXCL if new else 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise UsageError(
+            f"{path} already exists; a run directory holds one run (resume it with "
+            "`runbook resume`)"
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"cannot open the journal {path}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UsageError(
+            f"{path.parent} is in use by another runbook process; wait for it to finish "
+            "(or stop it) before resuming"
+        ) from None
+    return fd
+
+
+def _job_entry(record: JobRecord, *, first: bool, since: int) -> dict[str, Any]:
+    entry: dict[str, Any] = {"id": record.job_id}
+    if first:
+        entry.update((name, getattr(record, name)) for name in _STATIC)
+    entry["disposition"] = record.disposition.value
+    entry.update((name, getattr(record, name)) for name in _MUTABLE)
+    entry["events"] = [_event(e) for e in record.events[since:]]
+    return entry
+
+
+def _event(event: JobEvent) -> dict[str, Any]:
+    out: dict[str, Any] = {"t": event.t, "kind": event.kind.value, "step": event.step}
+    for name in ("status", "error_code", "detail"):
+        value = getattr(event, name)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def read_journal(path: Path) -> JournalState:
+    """Read a journal back. A torn last line (the process died mid-write) is dropped; damage
+    anywhere else is an error, since what follows it could not be trusted."""
+    try:
+        raw_lines = path.read_bytes().split(b"\n")
+    except OSError as exc:
+        raise UsageError(f"cannot read the journal {path}: {exc.strerror or exc}") from None
+    if raw_lines and raw_lines[-1] == b"":
+        raw_lines.pop()
+    lines: list[dict[str, Any]] = []
+    for number, raw in enumerate(raw_lines, start=1):
+        line = _entry(raw)
+        if line is None:
+            if number == len(raw_lines):
+                break  # torn by a crash while it was written: it never happened
+            raise UsageError(
+                f"{path}:{number}: the journal is damaged (not a JSON entry); it cannot be "
+                "resumed safely, start a new run"
+            ) from None
+        lines.append(line)
+    if not lines or lines[0]["type"] != "run":
+        raise UsageError(f"{path}:1: not a runbook journal (no run header)")
+    if lines[0].get("journal_version") != JOURNAL_VERSION:
+        raise UsageError(
+            f"{path}:1: journal version {lines[0].get('journal_version')} is not "
+            f"{JOURNAL_VERSION}; resume it with the runbook version that wrote it"
+        )
+    state = JournalState(header=RunHeader.from_line(lines[0]), targets={}, lines=len(lines))
+    for line in lines[1:]:
+        _apply(state, line)
+    return state
+
+
+def _entry(raw: bytes) -> dict[str, Any] | None:
+    try:
+        line = json.loads(raw)
+    except ValueError:
+        return None
+    return line if isinstance(line, dict) and "type" in line else None
+
+
+def _apply(state: JournalState, line: Mapping[str, Any]) -> None:
+    kind = line["type"]
+    if kind == "jobs":
+        records = state.target(int(line["target"])).records
+        for entry in line["jobs"]:
+            _apply_job(records, entry)
+    elif kind == "step":
+        target = state.target(int(line["target"]))
+        outcome = line["outcome"]
+        target.steps[outcome["step_id"]] = StepOutcome(
+            step_id=outcome["step_id"],
+            action=outcome["action"],
+            status=StepStatus(outcome["status"]),
+            started_t=outcome["started_t"],
+            duration_s=outcome["duration_s"],
+            message=outcome["message"],
+            attempts=outcome["attempts"],
+            outputs=dict(outcome["outputs"]),
+        )
+        target.failure = line["failure"]
+    elif kind == "resumed":
+        state.resumes.append(line["at"])
+        state.finished = state.interrupted = False
+    elif kind == "finished":
+        state.finished, state.interrupted = True, bool(line["interrupted"])
+
+
+def _apply_job(records: dict[str, JobRecord], entry: Mapping[str, Any]) -> None:
+    record = records.get(entry["id"])
+    if record is None:
+        record = records[entry["id"]] = JobRecord(
+            job_id=entry["id"],
+            name=entry.get("name") or "",
+            status_at_selection=entry.get("status_at_selection") or "",
+            engine_type=entry.get("engine_type"),
+            db_use_type=entry.get("db_use_type"),
+            parent_id=entry.get("parent_id"),
+        )
+    record.disposition = Disposition(entry["disposition"])
+    for name in _MUTABLE:
+        setattr(record, name, entry.get(name))
+    record.events.extend(
+        JobEvent(
+            t=e["t"],
+            kind=EventKind(e["kind"]),
+            step=e["step"],
+            status=e.get("status"),
+            error_code=e.get("error_code"),
+            detail=e.get("detail"),
+        )
+        for e in entry["events"]
+    )

@@ -1,0 +1,169 @@
+"""The run journal: what it writes, what it reads back, and what it refuses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from engine.actions.context import Disposition, EventKind, JobBook, JobRecord
+from engine.cli import cli
+from engine.errors import UsageError
+from engine.run.journal import (
+    JOURNAL_NAME,
+    REDACTED,
+    RunHeader,
+    RunJournal,
+    read_journal,
+    runbook_digest,
+)
+from engine.run.outcome import StepOutcome, StepStatus
+
+SOURCE = b"version: 1\nname: t\n"
+
+
+def _header(**changes: object) -> RunHeader:
+    fields: dict[str, object] = {
+        "run_id": "r1",
+        "started_at": "2026-11-29T06:00:00+00:00",
+        "started_epoch": 1_795_500_000.0,
+        "runbook_path": "rb.yaml",
+        "runbook_sha256": runbook_digest(SOURCE),
+        "params": {"name": "orders-*", "limit": 3, "db_password": "hunter2"},
+        "overrides": {"max_errors": 0},
+        "endpoint": "http://127.0.0.1:9",
+        "credentials_file": None,
+        "emulator": False,
+    }
+    fields.update(changes)
+    return RunHeader(**fields)  # type: ignore[arg-type]
+
+
+def _book(journal: RunJournal, clock: list[float]) -> JobBook:
+    return JobBook(lambda: clock[0], journal=journal.for_target(0))
+
+
+def test_changes_round_trip_through_the_journal(tmp_path: Path) -> None:
+    clock = [1.0]
+    journal = RunJournal.start(tmp_path, _header(), SOURCE)
+    book = _book(journal, clock)
+    book.add(JobRecord(job_id="j1", name="orders", status_at_selection="INCRE_TRANSFER_FAILED"))
+    book.record("j1", EventKind.SELECTED, step="select", status="INCRE_TRANSFER_FAILED")
+    book.checkpoint()
+    clock[0] = 2.5
+    record = book.record("j1", EventKind.RETRY_ACKNOWLEDGED, step="retry")
+    record.disposition = Disposition.RETRY_ACCEPTED
+    record.retry_acknowledged_at = 2.5
+    book.checkpoint(durable=True)
+    journal.step_finished(
+        0,
+        StepOutcome(
+            step_id="retry", action="drs.batch_retry", status=StepStatus.SUCCEEDED,
+            outputs={"accepted": ["j1"], "rejected": []},
+        ),
+        None,
+    )  # fmt: skip
+    journal.close()
+
+    state = read_journal(tmp_path / JOURNAL_NAME)
+    restored = state.targets[0].records["j1"]
+    assert restored.name == "orders"
+    assert restored.disposition is Disposition.RETRY_ACCEPTED
+    assert restored.retry_acknowledged_at == 2.5
+    assert [(e.t, e.kind) for e in restored.events] == [
+        (1.0, EventKind.SELECTED),
+        (2.5, EventKind.RETRY_ACKNOWLEDGED),
+    ]
+    assert state.targets[0].steps["retry"].outputs == {"accepted": ["j1"], "rejected": []}
+    assert not state.finished
+
+
+def test_only_records_changed_since_the_last_checkpoint_are_written(tmp_path: Path) -> None:
+    journal = RunJournal.start(tmp_path, _header(), SOURCE)
+    book = _book(journal, [0.0])
+    for job_id in ("a", "b"):
+        book.add(JobRecord(job_id=job_id, name=job_id, status_at_selection="X"))
+        book.record(job_id, EventKind.SELECTED, step="select")
+    book.checkpoint()
+    book.record("b", EventKind.RETRY_SENT, step="retry")
+    book.checkpoint(durable=True)
+    book.checkpoint(durable=True)  # nothing changed: nothing written
+    journal.close()
+    lines = [json.loads(x) for x in (tmp_path / JOURNAL_NAME).read_text().splitlines()]
+    jobs_lines = [line["jobs"] for line in lines if line["type"] == "jobs"]
+    assert [[job["id"] for job in jobs] for jobs in jobs_lines] == [["a", "b"], ["b"]]
+    # The second line carries only the new event, and no static fields again.
+    assert [e["kind"] for e in jobs_lines[1][0]["events"]] == ["retry_sent"]
+    assert "name" not in jobs_lines[1][0]
+
+
+def test_a_torn_last_line_is_dropped_but_damage_inside_is_refused(tmp_path: Path) -> None:
+    journal = RunJournal.start(tmp_path, _header(), SOURCE)
+    book = _book(journal, [0.0])
+    book.add(JobRecord(job_id="a", name="a", status_at_selection="X"))
+    book.checkpoint()
+    journal.close()
+    path = tmp_path / JOURNAL_NAME
+    whole = path.read_bytes()
+    path.write_bytes(whole + b'{"type":"jobs","target":0,"jo')  # killed mid-write
+    assert "a" in read_journal(path).targets[0].records
+    lines = whole.splitlines(keepends=True)
+    path.write_bytes(lines[0] + b"garbage\n" + lines[1])
+    with pytest.raises(UsageError, match=r"journal.jsonl:2: the journal is damaged"):
+        read_journal(path)
+
+
+def test_secret_params_are_never_written(tmp_path: Path) -> None:
+    RunJournal.start(tmp_path, _header(), SOURCE).close()
+    text = (tmp_path / JOURNAL_NAME).read_text()
+    assert "hunter2" not in text
+    assert read_journal(tmp_path / JOURNAL_NAME).header.params["db_password"] == REDACTED
+
+
+def test_a_run_directory_holds_one_run(tmp_path: Path) -> None:
+    RunJournal.start(tmp_path, _header(), SOURCE).close()
+    with pytest.raises(UsageError, match="already exists; a run directory holds one run"):
+        RunJournal.start(tmp_path, _header(), SOURCE)
+
+
+def test_take_over_refuses_a_finished_run_but_not_an_interrupted_one(tmp_path: Path) -> None:
+    journal = RunJournal.start(tmp_path, _header(), SOURCE)
+    journal.finished(exit_code=130, interrupted=True, at="2026-11-29T06:01:00+00:00")
+    journal.close()
+    journal, state = RunJournal.take_over(tmp_path)
+    assert state.interrupted
+    journal.resumed("2026-11-29T06:02:00+00:00")
+    journal.finished(exit_code=0, interrupted=False, at="2026-11-29T06:03:00+00:00")
+    journal.close()
+    assert read_journal(tmp_path / JOURNAL_NAME).resumes == ["2026-11-29T06:02:00+00:00"]
+    with pytest.raises(UsageError, match="already finished; there is nothing to resume"):
+        RunJournal.take_over(tmp_path)
+
+
+def test_resume_refuses_what_it_cannot_continue(tmp_path: Path) -> None:
+    runner = CliRunner()
+    for name in ("emu", "secret"):
+        (tmp_path / name).mkdir()
+    RunJournal.start(tmp_path / "emu", _header(emulator=True, params={}), SOURCE).close()
+    result = runner.invoke(cli, ["resume", str(tmp_path / "emu")], standalone_mode=False)
+    assert isinstance(result.exception, UsageError)
+    assert "in-process emulator" in str(result.exception)
+
+    RunJournal.start(tmp_path / "secret", _header(), SOURCE).close()
+    result = runner.invoke(cli, ["resume", str(tmp_path / "secret")], standalone_mode=False)
+    assert "secret param 'db_password'" in str(result.exception)
+
+    result = runner.invoke(cli, ["resume", str(tmp_path / "nothing")], standalone_mode=False)
+    assert "has no journal.jsonl" in str(result.exception)
+
+
+def test_run_resume_keeps_the_params_it_started_with(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["run", "rb.yaml", "--resume", "r1", "--param", "name=x"],
+        standalone_mode=False,
+    )
+    assert isinstance(result.exception, UsageError)
+    assert str(result.exception).startswith("--param cannot be combined with --resume")
