@@ -73,6 +73,7 @@ class _TargetRun:
     failure: str | None = None
     running: Step | None = None  # the step in flight, for an interrupted run's report
     done: dict[str, StepOutcome] = field(default_factory=dict)  # finished before a resume
+    rolled_back: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -228,6 +229,11 @@ class Executor:
                 async with asyncio.TaskGroup() as group:
                     for target_run in runs:
                         group.create_task(self._run_segment(target_run, segment, slots))
+            # A step had failed before a resume: finish the rollback the interruption cut short.
+            async with asyncio.TaskGroup() as group:
+                for target_run in runs:
+                    if not target_run.rolled_back and self._failed_step(target_run):
+                        group.create_task(self._rollback(target_run))
         except asyncio.CancelledError:
             # Interrupted (Ctrl-C, SIGTERM): every job still gets a disposition; report them.
             task = asyncio.current_task()
@@ -300,25 +306,54 @@ class Executor:
                 if target_run.failure is not None:
                     outcome.steps.append(_not_run(step, target_run.failure))
                     continue
-                if step.id in target_run.done:  # finished before the run was resumed
-                    outcome.steps.append(target_run.done[step.id])
-                    continue
-                if self._observer is not None:
-                    self._observer.step_started(outcome.target, step)
-                target_run.running = step
-                if self._journal is not None:
-                    self._journal.step_started(target_run.index, step.id, round(self._clock(), 3))
-                result = await self._run_step(
-                    step, target_run.client, outcome.jobs, target_run.scope
-                )
-                target_run.running = None
-                outcome.steps.append(result)
-                target_run.outputs[step.id] = result.outputs
+                result = await self._step_in(target_run, step)
                 if result.status is StepStatus.FAILED and step.on_failure == OnFailure.ABORT:
                     target_run.failure = f"step '{step.id}' failed"
                 self._journal_step(target_run, result)
                 if self._observer is not None:
                     self._observer.step_finished(outcome.target, result, outcome.jobs)
+                if target_run.failure is not None:
+                    await self._rollback(target_run)
+
+    async def _step_in(self, target_run: _TargetRun, step: Step) -> StepOutcome:
+        """Run one step in one target and keep its outcome and outputs (the journal's too)."""
+        outcome = target_run.outcome
+        if step.id in target_run.done:  # finished before the run was resumed
+            outcome.steps.append(target_run.done[step.id])
+            return target_run.done[step.id]
+        if self._observer is not None:
+            self._observer.step_started(outcome.target, step)
+        target_run.running = step
+        if self._journal is not None:
+            self._journal.step_started(target_run.index, step.id, round(self._clock(), 3))
+        result = await self._run_step(step, target_run.client, outcome.jobs, target_run.scope)
+        target_run.running = None
+        outcome.steps.append(result)
+        target_run.outputs[step.id] = result.outputs
+        return result
+
+    async def _rollback(self, target_run: _TargetRun) -> None:
+        """A step failed in this target: run every rollback step, whatever becomes of each."""
+        if self._plan or target_run.rolled_back:
+            return
+        target_run.rolled_back = True
+        for step in self._runbook.rollback:
+            fresh = step.id not in target_run.done
+            result = await self._step_in(target_run, step)
+            if fresh:
+                self._journal_step(target_run, result)
+                if self._observer is not None:
+                    self._observer.step_finished(
+                        target_run.outcome.target, result, target_run.outcome.jobs
+                    )
+
+    def _failed_step(self, target_run: _TargetRun) -> bool:
+        return any(
+            (done := target_run.done.get(step.id)) is not None
+            and done.status is StepStatus.FAILED
+            and step.on_failure == OnFailure.ABORT
+            for step in self._runbook.steps
+        )
 
     def _journal_step(self, target_run: _TargetRun, outcome: StepOutcome) -> None:
         """The step's job changes, then the step itself: a finished step in the journal
@@ -430,6 +465,33 @@ class Executor:
             failed = [s.step_id for s in outcome.steps if s.status is StepStatus.FAILED]
             reason = target_run.failure or (f"step '{failed[0]}' failed" if failed else None)
             _finalize(outcome.jobs, reason, mutating=self._mutating)
+        if not target_run.rolled_back:
+            why = (
+                "run interrupted"
+                if interrupted
+                else "a plan makes no changes to undo"
+                if (self._plan)
+                else "no step failed"
+            )
+            outcome.steps.extend(
+                _not_run(s, why) for s in self._runbook.rollback if s.id not in done
+            )
+        outcome.steps.sort(key=self._declared_order)
+
+    def _declared_order(self, outcome: StepOutcome) -> float:
+        """Steps in the order the runbook declares them (rollback last), whatever ran when."""
+        order = [s.id for s in (*self._runbook.steps, *self._runbook.rollback)]
+        if outcome.step_id in order:
+            return order.index(outcome.step_id)
+        first = next(  # the max_jobs_total guard: just before the first change
+            (
+                i
+                for i, s in enumerate(self._runbook.steps)
+                if _is_gate(s) or REGISTRY[s.action].mutating
+            ),
+            len(self._runbook.steps),
+        )
+        return first - 0.5
 
     async def _run_step(
         self, step: Step, client: DrsClient, jobs: JobBook, scope: Scope

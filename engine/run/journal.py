@@ -142,8 +142,11 @@ class RunJournal:
     @classmethod
     def start(cls, directory: Path, header: RunHeader, runbook_source: bytes) -> RunJournal:
         """A new journal (and a copy of the runbook) in a new run directory."""
+        path = directory / JOURNAL_NAME
+        if path.exists():
+            _replace_finished(path)
         (directory / RUNBOOK_COPY).write_bytes(runbook_source)
-        journal = cls(directory, fd=_open_locked(directory / JOURNAL_NAME, new=True))
+        journal = cls(directory, fd=_open_locked(path, new=True))
         journal._append(header.as_line(), durable=True)
         return journal
 
@@ -241,14 +244,28 @@ class TargetJournal:
         self._journal.jobs_changed(self._index, records, durable=durable)
 
 
+def _replace_finished(path: Path) -> None:
+    """A run directory used again: fine once its run finished, never over one to resume."""
+    fd = _open_locked(path, new=False)
+    try:
+        state = read_journal(path)
+        if not state.finished or state.interrupted:
+            raise UsageError(
+                f"{path.parent} holds run {state.header.run_id}, which did not finish; resume "
+                f"it with `runbook resume {path.parent}` or choose another --report-dir"
+            )
+        path.unlink()
+    finally:
+        os.close(fd)
+
+
 def _open_locked(path: Path, *, new: bool) -> int:
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | (os.O_EXCL if new else 0)
     try:
         fd = os.open(path, flags, 0o600)
     except FileExistsError:
         raise UsageError(
-            f"{path} already exists; a run directory holds one run (resume it with "
-            "`runbook resume`)"
+            f"{path.parent} was taken by another run just now; choose another --report-dir"
         ) from None
     except OSError as exc:
         raise UsageError(f"cannot open the journal {path}: {exc.strerror or exc}") from None

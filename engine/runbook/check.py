@@ -25,6 +25,7 @@ from engine.runbook.expressions import (
 from engine.runbook.params import ParamType, static_checks
 from engine.runbook.parse import JsonPath, ParsedYaml
 from engine.runbook.schema import (
+    STEP_SECTIONS,
     ActionCatalog,
     describe,
     field_types,
@@ -113,10 +114,10 @@ def _names(parsed: ParsedYaml, catalog: ActionCatalog) -> Names:
             params[name] = "any"
     env = data.get("env")
     steps: dict[str, tuple[int, str | None]] = {}
-    for index, step in _items(data, "steps"):
+    for _, order, step in _all_steps(data):
         step_id, action = step.get("id"), step.get("action")
         if isinstance(step_id, str) and step_id not in steps:
-            steps[step_id] = (index, action if isinstance(action, str) else None)
+            steps[step_id] = (order, action if isinstance(action, str) else None)
     return Names(
         params=params,
         env=frozenset(e for e in env if isinstance(e, str))
@@ -131,39 +132,58 @@ def _is_map(value: object) -> bool:
     return isinstance(value, dict)
 
 
+def _all_steps(data: Mapping[str, Any]) -> Iterator[tuple[JsonPath, int, dict[str, Any]]]:
+    """Every step with its path and its place in run order (the steps, then rollback)."""
+    offset = 0
+    for section in STEP_SECTIONS:
+        for index, step in _items(data, section):
+            yield (section, index), offset + index, step
+        items = data.get(section)
+        offset += len(items) if isinstance(items, list) else 0
+
+
 def _steps(parsed: ParsedYaml, catalog: ActionCatalog, checked: Checked) -> None:
-    defined: dict[str, int] = {}
-    for index, step in _items(parsed.data, "steps"):
+    defined: dict[str, JsonPath] = {}
+    for at, _, step in _all_steps(parsed.data):
         step_id = step.get("id")
         if not isinstance(step_id, str):
             continue
         if step_id in defined:
-            first_line = parsed.source.value(("steps", defined[step_id], "id")).line
+            first_line = parsed.source.value((*defined[step_id], "id")).line
             checked.diagnostics.append(
                 Diagnostic(
-                    location=parsed.source.value(("steps", index, "id")),
+                    location=parsed.source.value((*at, "id")),
                     message=f"duplicate step id '{step_id}' (first defined at line {first_line})",
                 )
             )
         else:
-            defined[step_id] = index
+            defined[step_id] = at
+        if at[0] == "rollback" and step.get("action") == "approve":
+            checked.diagnostics.append(
+                Diagnostic(
+                    location=parsed.source.value((*at, "action")),
+                    message=f"rollback step '{step_id}': a rollback runs unattended and cannot "
+                    "ask for approval",
+                    hint="put the approve step in steps:",
+                )
+            )
     names = _names(parsed, catalog)
-    for index, step in _items(parsed.data, "steps"):
+    for at, order, step in _all_steps(parsed.data):
         here = Names(
             params=names.params,
             env=names.env,
             steps=names.steps,
             outputs=names.outputs,
-            here=index,
+            here=order,
         )
         when = step.get("when")
         if isinstance(when, str) and is_expression(when):
-            _expression(parsed, catalog, checked, ("steps", index, "when"), when, here, ["boolean"])
+            _expression(parsed, catalog, checked, (*at, "when"), when, here, ["boolean"])
         action = step.get("action")
         if action not in catalog:
             continue  # the action is unknown, so are its parameters: say nothing about them
         assert isinstance(action, str)
-        with_at: JsonPath = ("steps", index, "with")
+        with_at: JsonPath = (*at, "with")
         if not isinstance(step.get("with"), dict):
             continue  # the schema says what is wrong with it
         for at, text in _strings_with_expressions(step["with"], with_at):
@@ -243,7 +263,7 @@ def _misplaced_expressions(
 
     Only under keys the schema knows: an unknown key gets the schema's diagnostic alone.
     """
-    if len(at) == 3 and at[0] == "steps" and at[2] in ("with", "when"):
+    if len(at) == 3 and at[0] in STEP_SECTIONS and at[2] in ("with", "when"):
         return
     if not _known_key(at):
         return
@@ -266,8 +286,8 @@ def _known_key(at: JsonPath) -> bool:
     schema = load_schema()
     if at and at[0] not in schema["properties"]:
         return False
-    if len(at) >= 3 and at[0] in ("steps", "targets"):
-        definition = "step" if at[0] == "steps" else "target"
+    if len(at) >= 3 and at[0] in (*STEP_SECTIONS, "targets"):
+        definition = "target" if at[0] == "targets" else "step"
         return at[2] in schema["$defs"][definition]["properties"]
     return True
 

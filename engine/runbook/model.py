@@ -88,6 +88,8 @@ class Runbook:
     language: str
     targets: tuple[Target, ...]
     steps: tuple[Step, ...]
+    # Run against a target in which a step failed: undo what the run changed there.
+    rollback: tuple[Step, ...] = ()
     params: tuple[Param, ...] = ()
     env: tuple[str, ...] = ()
     rate_limit_per_s: float | None = None
@@ -118,6 +120,10 @@ def build_runbook(parsed: ParsedYaml, expressions: Mapping[JsonPath, Expression]
         _step(step, ("steps", index), parsed, expressions)
         for index, step in enumerate(data["steps"])
     )
+    rollback = tuple(
+        _step(step, ("rollback", index), parsed, expressions)
+        for index, step in enumerate(data.get("rollback") or ())
+    )
     rate = data.get("rate_limit")
     return Runbook(
         path=source.path,
@@ -128,6 +134,7 @@ def build_runbook(parsed: ParsedYaml, expressions: Mapping[JsonPath, Expression]
         language=data.get("language", DEFAULT_LANGUAGE),
         targets=targets,
         steps=steps,
+        rollback=rollback,
         params=build_params(data, source),
         env=tuple(data.get("env") or ()),
         rate_limit_per_s=None if rate is None else parse_rate(rate),

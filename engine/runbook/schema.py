@@ -94,6 +94,10 @@ def show(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+# The lists of steps in a runbook: the steps, then the rollback steps run when one fails.
+STEP_SECTIONS = ("steps", "rollback")
+
+
 def describe(data: Mapping[str, Any], at: JsonPath, catalog: ActionCatalog, detail: str) -> str:
     """``detail`` prefixed by who ``at`` belongs to (a step, a target) and the field within it."""
     owner, field = owner_of(data, at, catalog)
@@ -108,12 +112,14 @@ def owner_of(data: Mapping[str, Any], at: JsonPath, catalog: ActionCatalog) -> t
     index = int(at[1])
     if at[0] == "targets":
         return f"targets[{index}]", at[2:]
-    steps = data.get("steps")
+    section = str(at[0])
+    steps = data.get(section)
     step = steps[index] if isinstance(steps, list) and index < len(steps) else None
     if not isinstance(step, dict):
-        return f"steps[{index}]", at[2:]
+        return f"{section}[{index}]", at[2:]
     step_id, action = step.get("id"), step.get("action")
-    owner = f"step '{step_id}'" if isinstance(step_id, str) else f"steps[{index}]"
+    kind = "rollback step" if section == "rollback" else "step"
+    owner = f"{kind} '{step_id}'" if isinstance(step_id, str) else f"{section}[{index}]"
     if isinstance(action, str) and action in catalog:
         owner += f" ({action})"
     return owner, at[2:]
@@ -121,7 +127,7 @@ def owner_of(data: Mapping[str, Any], at: JsonPath, catalog: ActionCatalog) -> t
 
 def _owned(at: JsonPath) -> bool:
     """Whether ``at`` is inside one step or one target."""
-    return len(at) >= 2 and at[0] in ("steps", "targets") and isinstance(at[1], int)
+    return len(at) >= 2 and at[0] in (*STEP_SECTIONS, "targets") and isinstance(at[1], int)
 
 
 def field_text(at: JsonPath) -> str:
@@ -177,11 +183,12 @@ def expression_paths(data: Mapping[str, Any]) -> set[JsonPath]:
             for index, item in enumerate(value):
                 walk(item, (*at, index))
 
-    steps = data.get("steps")
-    if isinstance(steps, list):
-        for index, step in enumerate(steps):
-            if isinstance(step, dict) and isinstance(step.get("with"), dict):
-                walk(step["with"], ("steps", index, "with"))
+    for section in STEP_SECTIONS:
+        steps = data.get(section)
+        if isinstance(steps, list):
+            for index, step in enumerate(steps):
+                if isinstance(step, dict) and isinstance(step.get("with"), dict):
+                    walk(step["with"], (section, index, "with"))
     return found
 
 

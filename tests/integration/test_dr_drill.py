@@ -49,7 +49,8 @@ def test_drill_pauses_a_sample_resumes_it_and_every_paused_job_recovers(
     paused = paused_ids(report)
     assert len(paused) == 3 * len(report["targets"])  # sample: 3 per project
     for target in report["targets"]:
-        assert all(s["status"] == "succeeded" for s in target["steps"]), target["steps"]
+        ran = [s for s in target["steps"] if s["id"] != "undo_pause"]  # rollback: none failed
+        assert all(s["status"] == "succeeded" for s in ran), target["steps"]
         outputs = step_of(target, "verify_recovery")["outputs"]
         assert outputs["recovered"] == 3
         assert outputs["recovered_ratio"] == 1.0
@@ -93,3 +94,88 @@ def test_drill_over_its_rto_budget_fails_the_assertion_yet_leaves_nothing_paused
     assert paused
     assert {j["disposition"] for j in jobs_of(report) if j["id"] in paused} == {"recovered"}
     assert set(stats["pause_requests_per_job"].values()) == {1}
+
+
+ROLLBACK_DRILL = """\
+version: 1
+name: rollback
+targets:
+  - project_id: 0a5c6e1f3b2d4c8e9f7a6b5c4d3e2f10
+    region: cn-north-4
+steps:
+  - id: select
+    action: drs.select_jobs
+    with:
+      statuses: [INCRE_TRANSFER_STARTED]
+      retryable_only: false
+  - id: pause
+    action: drs.pause_jobs
+    with:
+      jobs: ${{ steps.select.jobs }}
+      sample: 2
+  - id: broken
+    action: assert
+    with:
+      that: ${{ length(steps.pause.rejected) == 1 }}
+      message: the drill's check failed
+  - id: never
+    action: sleep
+    with:
+      duration: 1s
+rollback:
+  - id: undo_pause
+    action: drs.batch_retry
+    with:
+      jobs: ${{ steps.pause.paused }}
+  - id: undo_verified
+    action: drs.verify_status
+    timeout: 5s
+    with:
+      jobs: ${{ steps.undo_pause.accepted }}
+      poll_interval: 0.2s
+"""
+
+
+def test_a_failed_step_runs_the_rollback_steps_which_resume_what_was_paused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runbook = tmp_path / "rollback.yaml"
+    runbook.write_text(ROLLBACK_DRILL)
+    reports = tmp_path / "reports"
+    args = ["run", str(runbook), "--emulator", "--emulator-time-scale", "0.05", "-q"]
+    code, _, _ = run_cli([*args, "--report-dir", str(reports)], capsys)
+    report = json.loads((reports / "report.json").read_text())
+    stats = json.loads((reports / "emulator-stats.json").read_text())
+
+    assert code == 1
+    (target,) = report["targets"]
+    statuses = {s["id"]: s["status"] for s in target["steps"]}
+    assert statuses == {
+        "select": "succeeded",
+        "pause": "succeeded",
+        "broken": "failed",
+        "never": "skipped",
+        "undo_pause": "succeeded",
+        "undo_verified": "succeeded",
+    }
+    assert [s["id"] for s in target["steps"]][-2:] == ["undo_pause", "undo_verified"]
+    paused = paused_ids(report)
+    assert len(paused) == 2
+    assert set(stats["retry_requests_per_job"]) == paused  # the rollback resumed them
+    by_id = {j["id"]: j for j in jobs_of(report)}
+    assert {by_id[j]["disposition"] for j in paused} == {"recovered"}
+
+
+def test_rollback_steps_do_not_run_when_nothing_failed_nor_in_a_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report, _ = run_drill(tmp_path, capsys, "outage=0.1s")
+    assert code == 0
+    for target in report["targets"]:
+        undo = step_of(target, "undo_pause")
+        assert undo["status"] == "skipped"
+        assert undo["message"] == "not run: no step failed"
+    runbook = fast_copy(DRILL, tmp_path / "plan.yaml")
+    code, out, _ = run_cli(["plan", str(runbook), "--emulator", "-q"], capsys)
+    assert code == 0
+    assert "undo_pause (drs.batch_retry): not run: a plan makes no changes to undo" in out

@@ -122,10 +122,15 @@ def test_secret_params_are_never_written(tmp_path: Path) -> None:
     assert read_journal(tmp_path / JOURNAL_NAME).header.params["db_password"] == REDACTED
 
 
-def test_a_run_directory_holds_one_run(tmp_path: Path) -> None:
+def test_a_run_directory_is_reused_only_once_its_run_finished(tmp_path: Path) -> None:
     RunJournal.start(tmp_path, _header(), SOURCE).close()
-    with pytest.raises(UsageError, match="already exists; a run directory holds one run"):
-        RunJournal.start(tmp_path, _header(), SOURCE)
+    with pytest.raises(UsageError, match="holds run r1, which did not finish; resume it"):
+        RunJournal.start(tmp_path, _header(run_id="r2"), SOURCE)
+    journal = RunJournal.take_over(tmp_path)[0]
+    journal.finished(exit_code=0, interrupted=False, at="2026-11-29T06:01:00+00:00")
+    journal.close()
+    RunJournal.start(tmp_path, _header(run_id="r2"), SOURCE).close()
+    assert read_journal(tmp_path / JOURNAL_NAME).header.run_id == "r2"
 
 
 def test_take_over_refuses_a_finished_run_but_not_an_interrupted_one(tmp_path: Path) -> None:

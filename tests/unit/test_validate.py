@@ -85,6 +85,16 @@ EXPECTED: dict[str, list[str]] = {
         "9:9: duplicate step id 'select' (first defined at line 7)",
         "18:23: step 'verify' (drs.verify_status): with.jobs: unknown step 'retry'",
     ],
+    "rollback_problems": [
+        "12:23: step 'retry' (drs.batch_retry): with.jobs: step 'undo' is defined after this step",
+        "14:9: duplicate step id 'select' (first defined at line 7)",
+        "15:13: rollback step 'select': a rollback runs unattended and cannot ask for approval"
+        " (hint: put the approve step in steps:)",
+        "19:29: rollback step 'undo' (drs.batch_retry): with.jobs: step 'retry' (drs.batch_retry)"
+        " has no output 'acepted'; outputs: accepted, rejected (hint: did you mean 'accepted'?)",
+        "20:19: rollback step 'undo' (drs.batch_retry): with.batch_size: 'ten' is not of type"
+        " 'integer'",
+    ],
     "duplicate_target": [
         "6:17: targets[1]: duplicate project_id '0f3c1a9e2b7d4c5e8a6b1d2c3e4f5a6b' (first"
         " defined at line 4)",
