@@ -14,6 +14,7 @@ not rate-limit: wrap the transport in ``ratelimit.RateLimitedTransport`` for tha
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -142,11 +143,26 @@ class DrsClient:
     async def batch_status(self, job_ids: Sequence[str]) -> list[StatusResult]:
         """The status of each distinct id, in input order; ids the service omits are left out."""
         ids = list(dict.fromkeys(job_ids))
+        chunks = list(_chunks(ids, MAX_IDS_PER_BATCH_STATUS))
         found: dict[str, StatusResult] = {}
-        for chunk in _chunks(ids, MAX_IDS_PER_BATCH_STATUS):
+        if len(chunks) == 1:
             found.update(
-                await self._paged_chunk("batch-status", "/jobs/batch-status", chunk, StatusResult)
+                await self._paged_chunk("batch-status", "/jobs/batch-status", ids, StatusResult)
             )
+            return [found[job_id] for job_id in ids if job_id in found]
+        # Chunks go out together; the run's limiter decides how many are in flight at once.
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(
+                        self._paged_chunk("batch-status", "/jobs/batch-status", c, StatusResult)
+                    )
+                    for c in chunks
+                ]
+        except ExceptionGroup as failed:
+            raise _first_leaf(failed) from None  # one error, as a single request would give
+        for task in tasks:
+            found.update(task.result())
         return [found[job_id] for job_id in ids if job_id in found]
 
     async def batch_detail(self, job_ids: Sequence[str]) -> list[JobDetail]:
@@ -320,3 +336,8 @@ def _answer(operation: str, response: HttpResponse) -> _Answer:
         # DRS.M01504 ("another operation is running") arrives as a 202 with an error body.
         raise _api_error(operation, response)
     return answer
+
+
+def _first_leaf(group: BaseExceptionGroup[Exception]) -> Exception:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first

@@ -35,6 +35,7 @@ from engine.api.transport import HttpRequest, HttpResponse, Transport
 from engine.api.types import Language
 from engine.errors import EXIT_INTERRUPTED, EXIT_JOBS_NOT_HEALTHY, EXIT_OK, ApiError, Location
 from engine.run.journal import JournalState, RunJournal
+from engine.run.limits import FairLimiter, FairTransport
 from engine.run.outcome import StepOutcome, StepStatus
 from engine.runbook import Runbook, Step, Target
 from engine.runbook.expressions import ExpressionError, Scope, evaluate, kind_of, resolve
@@ -195,6 +196,9 @@ class Executor:
         self._env = dict(env or {})
         if runbook.rate_limit_per_s is not None:
             transport = RateLimitedTransport(transport, runbook.rate_limit_per_s)
+        # Outside the rate limit: a request waiting for its turn to be paced is in flight.
+        self.limiter = FairLimiter(runbook.concurrency, runbook.concurrency_per_target)
+        transport = FairTransport(transport, self.limiter)
         # Counted after the rate limit: the figures are what reached the network.
         self._transport = CountingTransport(transport)
         self._connections = connections
@@ -213,7 +217,6 @@ class Executor:
             header = self._resume.header
             started_at = datetime.fromisoformat(header.started_at)
             self._t0 -= time.time() - header.started_epoch
-        slots = asyncio.Semaphore(self._runbook.concurrency)
         runs = [self._new_run(i, t) for i, t in enumerate(self._runbook.targets)]
         if self._resume is not None:
             _restore_budget(self._errors, runs)
@@ -228,7 +231,7 @@ class Executor:
                     continue
                 async with asyncio.TaskGroup() as group:
                     for target_run in runs:
-                        group.create_task(self._run_segment(target_run, segment, slots))
+                        group.create_task(self._run_segment(target_run, segment))
             # A step had failed before a resume: finish the rollback the interruption cut short.
             async with asyncio.TaskGroup() as group:
                 for target_run in runs:
@@ -296,24 +299,21 @@ class Executor:
             ),
         )
 
-    async def _run_segment(
-        self, target_run: _TargetRun, steps: Sequence[Step], slots: asyncio.Semaphore
-    ) -> None:
-        """Some steps of one target, in order, holding one of the run's concurrency slots."""
+    async def _run_segment(self, target_run: _TargetRun, steps: Sequence[Step]) -> None:
+        """Some steps of one target, in order (its requests share the run's fair limiter)."""
         outcome = target_run.outcome
-        async with slots:
-            for step in steps:
-                if target_run.failure is not None:
-                    outcome.steps.append(_not_run(step, target_run.failure))
-                    continue
-                result = await self._step_in(target_run, step)
-                if result.status is StepStatus.FAILED and step.on_failure == OnFailure.ABORT:
-                    target_run.failure = f"step '{step.id}' failed"
-                self._journal_step(target_run, result)
-                if self._observer is not None:
-                    self._observer.step_finished(outcome.target, result, outcome.jobs)
-                if target_run.failure is not None:
-                    await self._rollback(target_run)
+        for step in steps:
+            if target_run.failure is not None:
+                outcome.steps.append(_not_run(step, target_run.failure))
+                continue
+            result = await self._step_in(target_run, step)
+            if result.status is StepStatus.FAILED and step.on_failure == OnFailure.ABORT:
+                target_run.failure = f"step '{step.id}' failed"
+            self._journal_step(target_run, result)
+            if self._observer is not None:
+                self._observer.step_finished(outcome.target, result, outcome.jobs)
+            if target_run.failure is not None:
+                await self._rollback(target_run)
 
     async def _step_in(self, target_run: _TargetRun, step: Step) -> StepOutcome:
         """Run one step in one target and keep its outcome and outputs (the journal's too)."""

@@ -19,7 +19,8 @@ from engine.runbook.expressions import Expression, is_expression, parse_duration
 from engine.runbook.params import Param, build_params
 from engine.runbook.parse import JsonPath, ParsedYaml
 
-DEFAULT_CONCURRENCY = 4
+DEFAULT_CONCURRENCY = 8
+DEFAULT_CONCURRENCY_PER_TARGET = 2
 DEFAULT_LANGUAGE = Language.EN_US.value
 DEFAULT_MAX_ATTEMPTS = 1
 DEFAULT_BACKOFF_S = 1.0
@@ -84,10 +85,11 @@ class Runbook:
     version: int
     name: str
     description: str | None
-    concurrency: int
+    concurrency: int  # API requests in flight at once, all targets together
     language: str
     targets: tuple[Target, ...]
     steps: tuple[Step, ...]
+    concurrency_per_target: int = DEFAULT_CONCURRENCY_PER_TARGET
     # Run against a target in which a step failed: undo what the run changed there.
     rollback: tuple[Step, ...] = ()
     params: tuple[Param, ...] = ()
@@ -131,6 +133,9 @@ def build_runbook(parsed: ParsedYaml, expressions: Mapping[JsonPath, Expression]
         name=data["name"],
         description=data.get("description"),
         concurrency=int(data.get("concurrency", DEFAULT_CONCURRENCY)),
+        concurrency_per_target=int(
+            data.get("concurrency_per_target", DEFAULT_CONCURRENCY_PER_TARGET)
+        ),
         language=data.get("language", DEFAULT_LANGUAGE),
         targets=targets,
         steps=steps,

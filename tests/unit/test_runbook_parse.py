@@ -167,7 +167,8 @@ def test_valid_runbook_loads_into_the_model(tmp_path: Path) -> None:
 
 def test_defaults_are_filled_in_the_model_but_not_in_with(tmp_path: Path) -> None:
     runbook = load_runbook(write(tmp_path, MINIMAL), CATALOG)
-    assert runbook.concurrency == 4
+    assert runbook.concurrency == 8
+    assert runbook.concurrency_per_target == 2
     assert runbook.language == "en-us"
     assert runbook.description is None
     [step] = runbook.steps
