@@ -229,29 +229,53 @@ def plan_summary(report: dict[str, Any]) -> str:
                 lines.append(f"  {step['id']} ({step['action']}): FAILED: {step['message']}")
             elif would:
                 batches = len({event.get("detail") for _, event in would})
-                lines.append(
-                    f"  {step['id']} ({step['action']}) would send {len(would)} job(s) "
-                    f"in {batches} batch(es):"
+                lines += _would_send(
+                    f"{step['id']} ({step['action']})",
+                    [(job["id"], job["name"], job["last_status"]) for job, _ in would],
+                    batches,
+                    indent="  ",
                 )
-                lines += [
-                    f"    {job['id']}  {job['name']}  {job['last_status']}" for job, _ in would
-                ]
             elif step["status"] == "skipped":
                 lines.append(f"  {step['id']} ({step['action']}): {step['message']}")
             else:
                 outputs = ", ".join(f"{k}: {v}" for k, v in step["outputs"].items())
                 lines.append(f"  {step['id']} ({step['action']}): {outputs}")
         skipped = [j for j in target["jobs"] if j["disposition"] == "skipped"]
-        if skipped:
-            lines.append(f"  left alone ({len(skipped)}):")
-            lines += [f"    {j['id']}  {j['name']}  {j['reason']}" for j in skipped]
+        lines += _left_alone([(j["id"], j["name"], j["reason"]) for j in skipped], indent="  ")
     return "\n".join(lines) + "\n"
+
+
+Row = tuple[str, str, str | None]
+
+
+def _would_send(
+    what: str, jobs: Sequence[Row], batches: int, *, indent: str, most: int | None = None
+) -> list[str]:
+    """A mutating step's plan: the jobs it would send (plan and run print it alike)."""
+    lines = [f"{indent}{what} would send {len(jobs)} job(s) in {batches} batch(es):"]
+    return lines + _rows(jobs, indent + "  ", most)
+
+
+def _left_alone(jobs: Sequence[Row], *, indent: str, most: int | None = None) -> list[str]:
+    """Jobs that matched but no step will touch, with why (dual-active parent, no RETRY, ...)."""
+    if not jobs:
+        return []
+    return [f"{indent}left alone ({len(jobs)}):", *_rows(jobs, indent + "  ", most)]
+
+
+def _rows(jobs: Sequence[Row], indent: str, most: int | None) -> list[str]:
+    shown = jobs if most is None else jobs[:most]
+    lines = [f"{indent}{job_id}  {name}  {detail or ''}".rstrip() for job_id, name, detail in shown]
+    if len(shown) < len(jobs):
+        lines.append(f"{indent}... and {len(jobs) - len(shown)} more")
+    return lines
 
 
 def approval_summary(
     request: ApprovalRequest, *, max_listed: int = 10, heading: str | None = None
 ) -> str:
-    """What is about to be changed (or approved): jobs per project, then the steps to come."""
+    """What is about to be changed (or approved), per project as ``runbook plan`` shows it: the
+    jobs the next change would send, in how many batches, and the jobs left alone."""
     message = request.step.with_.get("message")
     lines = [f"{message}"] if isinstance(message, str) and heading is None else []
     lines += [
@@ -260,8 +284,21 @@ def approval_summary(
         + ", ".join(f"{s.id} ({s.action})" for s in request.next_steps)
     ]
     for target, jobs in request.selected.items():
-        lines.append(f"  {target.label}: {len(jobs)} job(s)")
-        lines += [f"    {j.job_id}  {j.name}  {j.last_status}" for j in jobs[:max_listed]]
-        if len(jobs) > max_listed:
-            lines.append(f"    ... and {len(jobs) - max_listed} more")
+        where = target.region or target.endpoint
+        lines.append(
+            f"  {target.label} ({target.project_id}, {where}): {len(jobs)} job(s) selected"
+        )
+        preview = request.previews.get(target)
+        what = None if preview is None else f"{preview.step.id} ({preview.step.action})"
+        if preview is None or preview.problem is not None:
+            if preview is not None:
+                lines.append(f"    {what}: {preview.problem}")
+            lines += _rows([(j.job_id, j.name, j.last_status) for j in jobs], "    ", max_listed)
+        else:
+            sent = [(j.job_id, j.name, j.last_status) for j in preview.would_send]
+            lines += _would_send(str(what), sent, preview.batches, indent="    ", most=max_listed)
+        alone = request.left_alone.get(target, [])
+        lines += _left_alone(
+            [(j.job_id, j.name, j.reason) for j in alone], indent="    ", most=max_listed
+        )
     return "\n".join(lines)

@@ -7,6 +7,7 @@ final disposition saying why. An unexpected exception is a bug and propagates.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -78,12 +79,25 @@ class _TargetRun:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StepPreview:
+    """What the next change would do in one target, worked out as a plan does: nothing sent."""
+
+    step: Step
+    would_send: tuple[JobRecord, ...] = ()
+    batches: int = 0
+    problem: str | None = None  # why it cannot be told before it runs
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ApprovalRequest:
-    """What a human approves at an ``approve`` step: the jobs each target selected so far."""
+    """What a human approves at an ``approve`` step (and what ``run`` shows before its first
+    change): the jobs each target selected, and what the next change would send."""
 
     step: Step
     selected: Mapping[Target, list[JobRecord]]
     next_steps: tuple[Step, ...]
+    previews: Mapping[Target, StepPreview] = field(default_factory=dict)
+    left_alone: Mapping[Target, list[JobRecord]] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -227,7 +241,7 @@ class Executor:
                     await self._gate(segment[0], runs)
                     continue
                 if segment[0] is _TOTAL_GUARD:
-                    self._before_changes(segment, runs)
+                    await self._before_changes(segment, runs)
                     continue
                 async with asyncio.TaskGroup() as group:
                     for target_run in runs:
@@ -347,6 +361,61 @@ class Executor:
                         target_run.outcome.target, result, target_run.outcome.jobs
                     )
 
+    async def _request(
+        self, step: Step, live: Sequence[_TargetRun], next_steps: tuple[Step, ...]
+    ) -> ApprovalRequest:
+        change = next((s for s in next_steps if REGISTRY[s.action].mutating), None)
+        return ApprovalRequest(
+            step=step,
+            selected={r.outcome.target: _selected(r.outcome.jobs) for r in live},
+            next_steps=next_steps,
+            previews={}
+            if change is None
+            else {r.outcome.target: await self._preview(r, change) for r in live},
+            left_alone={
+                r.outcome.target: [
+                    j for j in r.outcome.jobs if j.disposition is Disposition.SKIPPED
+                ]
+                for r in live
+            },
+        )
+
+    async def _preview(self, target_run: _TargetRun, step: Step) -> StepPreview:
+        """Run the step's preview (the plan's view of it) on a scratch copy of the jobs."""
+        spec = REGISTRY[step.action]
+        if spec.preview is None:
+            return StepPreview(step=step, problem="this action has no preview")
+        scratch = JobBook(self._clock)
+        scratch.restore(
+            [dataclasses.replace(r, events=list(r.events)) for r in target_run.outcome.jobs]
+        )
+        ctx = ActionContext(
+            api=target_run.client,
+            jobs=scratch,
+            step_id=step.id,
+            project_id=target_run.client.project_id,
+            max_jobs=self._runbook.max_jobs,
+        )
+        try:
+            if step.when is not None and evaluate(step.when, target_run.scope) is False:
+                return StepPreview(step=step, problem=f"skipped: when {step.when.text} is false")
+            await spec.preview(ctx, resolve(step.with_, target_run.scope))
+        except StepFailedError as exc:
+            return StepPreview(step=step, problem=str(exc))
+        except ExpressionError as exc:
+            return StepPreview(step=step, problem=f"decided when it runs ({exc.format_message()})")
+        would = [
+            (record, event.detail)
+            for record in scratch
+            for event in record.events
+            if event.step == step.id and event.kind in _WOULD
+        ]
+        return StepPreview(
+            step=step,
+            would_send=tuple(record for record, _ in would),
+            batches=len({batch for _, batch in would}),
+        )
+
     def _failed_step(self, target_run: _TargetRun) -> bool:
         return any(
             (done := target_run.done.get(step.id)) is not None
@@ -379,11 +448,7 @@ class Executor:
         elif not live:
             verdict, message = StepStatus.SKIPPED, "not run: no target reached it"
         else:
-            request = ApprovalRequest(
-                step=step,
-                selected={r.outcome.target: _selected(r.outcome.jobs) for r in live},
-                next_steps=_following(self._runbook.steps, step),
-            )
+            request = await self._request(step, live, _following(self._runbook.steps, step))
             approved = self._approver is not None and await self._approver(request)
             verdict = StepStatus.SUCCEEDED if approved else StepStatus.FAILED
             message = "approved" if approved else "not approved: nothing after it was run"
@@ -405,7 +470,7 @@ class Executor:
                 target_run.failure = f"step '{step.id}' was not approved"
             self._journal_step(target_run, target_run.outcome.steps[-1])
 
-    def _before_changes(self, segment: Sequence[Step], runs: Sequence[_TargetRun]) -> None:
+    async def _before_changes(self, segment: Sequence[Step], runs: Sequence[_TargetRun]) -> None:
         """Every target has selected and none has changed anything yet: show what is about to
         be changed, then check max_jobs_total (act on none if together they are too many)."""
         first = next(
@@ -415,13 +480,9 @@ class Executor:
             return  # resumed past it: this was shown and checked before the interruption
         # An approval shows the jobs itself.
         if self._observer is not None and first is not None and not _is_gate(first):
-            self._observer.about_to_change(
-                ApprovalRequest(
-                    step=first,
-                    selected={r.outcome.target: _selected(r.outcome.jobs) for r in runs},
-                    next_steps=(first, *_following(self._runbook.steps, first)),
-                )
-            )
+            live = [r for r in runs if r.failure is None]
+            following = (first, *_following(self._runbook.steps, first))
+            self._observer.about_to_change(await self._request(first, live, following))
         limit = self._runbook.max_jobs_total
         total = sum(len(_selected(r.outcome.jobs)) for r in runs if r.failure is None)
         if limit is None or total <= limit:
@@ -636,6 +697,9 @@ _TOTAL_GUARD = Step(
     timeout_s=None,
     location=Location(path="", line=0, col=0),
 )
+
+
+_WOULD = frozenset({EventKind.WOULD_RETRY, EventKind.WOULD_PAUSE})
 
 
 def _is_gate(step: Step) -> bool:
