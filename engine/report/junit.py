@@ -1,0 +1,201 @@
+"""Render a report document as JUnit XML, so CI shows each job's verification as a test case."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from engine.actions.context import GOOD_DISPOSITIONS, EventKind
+
+VERIFY_ACTION = "drs.verify_status"
+# Dispositions that pass; a read-only run leaves its jobs "selected", and that is its success.
+_GOOD = frozenset(d.value for d in GOOD_DISPOSITIONS)
+_GOOD_READ_ONLY = _GOOD | {"selected"}
+# The event kinds a verify step settles a job with.
+_VERDICTS = frozenset(
+    k.value
+    for k in (
+        EventKind.RECOVERED,
+        EventKind.FAILED_AGAIN,
+        EventKind.FAILED,
+        EventKind.TIMED_OUT,
+        EventKind.NOT_FOUND,
+    )
+)
+# XML 1.0 cannot carry these characters at all, escaped or not.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Verdict:
+    """How one job fared in one test case: passed, skipped, or failed with a type and message."""
+
+    kind: Literal["passed", "skipped", "failure"]
+    message: str = ""
+    type: str = ""
+    time_s: float = 0.0
+    timeline: str = ""
+
+
+def to_junit(report: dict[str, Any]) -> str:
+    """JUnit XML: one suite per target; one case per job per verify step, and per failed step.
+
+    A runbook without a ``drs.verify_status`` step gets one case per job for the run as a whole.
+    A job passes when it ends recovered or healthy (or selected, in a read-only run); a skipped
+    job is a skipped case; anything else is a failure typed with its DRS error code, or else its
+    disposition. A failed step is an error case, so a project whose selection failed is not green.
+    """
+    good = _GOOD if report.get("mutating", True) else _GOOD_READ_ONLY
+    root = ET.Element("testsuites", name=_text(f"runbook {report['runbook']['name']}"))
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for index, target in enumerate(report["targets"]):
+        suite = _suite(report, target, index, good)
+        root.append(suite)
+        for key in counts:
+            counts[key] += int(suite.get(key, "0"))
+    for key, value in counts.items():
+        root.set(key, str(value))
+    root.set("time", _seconds(report["wall_s"]))
+    root.set("timestamp", report["started_at"])
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _suite(
+    report: dict[str, Any], target: dict[str, Any], index: int, good: frozenset[str]
+) -> ET.Element:
+    label = _text(target["name"] or target["project_id"])
+    suite = ET.Element("testsuite", name=label, id=str(index), timestamp=report["started_at"])
+    properties = ET.SubElement(suite, "properties")
+    for name, value in (
+        ("run_id", report["run_id"]),
+        ("runbook", report["runbook"]["path"]),
+        ("project_id", target["project_id"]),
+        ("region", target["region"]),
+        ("endpoint", target["endpoint"]),
+    ):
+        if value is not None:
+            ET.SubElement(properties, "property", name=name, value=_text(value))
+    verify_steps = [s["id"] for s in target["steps"] if s["action"] == VERIFY_ACTION]
+    cases: list[ET.Element] = []
+    for job in target["jobs"]:
+        job_name = f"{job['name'] or '(unnamed)'} [{job['id']}]"
+        if not verify_steps:
+            cases.append(_case(label, f"{job_name} run", _run_verdict(job, good)))
+            continue
+        for step_id in verify_steps:
+            verdict = _step_verdict(job, step_id, last=step_id == verify_steps[-1], good=good)
+            cases.append(_case(label, f"{job_name} {step_id}", verdict))
+    errors = 0
+    for step in target["steps"]:
+        if step["status"] == "failed":
+            errors += 1
+            case = ET.Element(
+                "testcase",
+                classname=label,
+                name=_text(f"step {step['id']} ({step['action']})"),
+                time=_seconds(step["duration_s"]),
+            )
+            ET.SubElement(
+                case, "error", message=_text(step["message"] or "step failed"), type="step_failed"
+            )
+            cases.append(case)
+    suite.extend(cases)
+    suite.set("tests", str(len(cases)))
+    suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
+    suite.set("errors", str(errors))
+    suite.set("skipped", str(sum(1 for c in cases if c.find("skipped") is not None)))
+    suite.set("time", _seconds(sum(s["duration_s"] for s in target["steps"])))
+    return suite
+
+
+def _run_verdict(job: dict[str, Any], good: frozenset[str]) -> _Verdict:
+    """A job's case for a runbook without a verify step: its final disposition decides."""
+    return _from_disposition(job, good, time_s=job["time_to_recover_s"] or 0.0)
+
+
+def _step_verdict(
+    job: dict[str, Any], step_id: str, *, last: bool, good: frozenset[str]
+) -> _Verdict:
+    """A job's case for one verify step.
+
+    The step's own verdict event decides when there is one; the last verify step also answers for
+    where the job ended (a job paused after it is not healthy). A job the step never looked at
+    (rejected, withheld, interrupted) is judged by its final disposition.
+    """
+    in_step = [e for e in job["events"] if e["step"] == step_id]
+    span = in_step[-1]["t"] - in_step[0]["t"] if in_step else 0.0
+    verdicts = [e for e in in_step if e["kind"] in _VERDICTS]
+    if job["disposition"] == "skipped" or not verdicts:
+        return _from_disposition(job, good, time_s=span)
+    verdict = verdicts[-1]
+    if verdict["kind"] != "recovered":
+        return _failure(job, verdict.get("error_code"), verdict["kind"], span)
+    if last and job["disposition"] not in good:
+        return _from_disposition(job, good, time_s=span)
+    ttr = job["time_to_recover_s"]
+    return _Verdict(kind="passed", time_s=ttr if ttr is not None and last else span)
+
+
+def _from_disposition(job: dict[str, Any], good: frozenset[str], *, time_s: float) -> _Verdict:
+    disposition = job["disposition"]
+    if disposition == "skipped":
+        return _Verdict(kind="skipped", message=job["reason"] or "skipped by the selection")
+    if disposition in good:
+        return _Verdict(kind="passed", time_s=time_s)
+    return _failure(job, job["error_code"], disposition, time_s)
+
+
+def _failure(job: dict[str, Any], error_code: str | None, what: str, time_s: float) -> _Verdict:
+    code = error_code or job["error_code"]
+    reason = job["reason"] or f"last status {job['last_status']}"
+    message = f"{what}: {reason}" + (f" ({code})" if code and code not in reason else "")
+    return _Verdict(
+        kind="failure",
+        message=message,
+        type=code or what,
+        time_s=time_s,
+        timeline=timeline_text(job["events"]),
+    )
+
+
+def _case(classname: str, name: str, verdict: _Verdict) -> ET.Element:
+    case = ET.Element("testcase", classname=classname, name=_text(name))
+    case.set("time", _seconds(verdict.time_s))
+    if verdict.kind == "skipped":
+        ET.SubElement(case, "skipped", message=_text(verdict.message))
+    elif verdict.kind == "failure":
+        failure = ET.SubElement(
+            case, "failure", message=_text(verdict.message), type=_text(verdict.type)
+        )
+        failure.text = _text(verdict.timeline)
+    return case
+
+
+def timeline_text(events: Iterable[dict[str, Any]]) -> str:
+    """A job's events, one a line: ``12.345s  retry_rejected  (retry)  DRS.M05004  detail``."""
+    return "\n".join(_event_line(e) for e in events)
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    fields: Sequence[object] = (
+        f"{event['t']:.3f}s",
+        event["kind"],
+        f"({event['step']})",
+        event.get("status"),
+        event.get("error_code"),
+        event.get("detail"),
+    )
+    return "  ".join(str(f) for f in fields if f)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def _text(value: object) -> str:
+    """The value as text XML can carry: characters XML 1.0 forbids become U+FFFD."""
+    return _NOT_XML.sub("\ufffd", str(value))
