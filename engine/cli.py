@@ -262,6 +262,21 @@ _REPORT_DIR = click.option(
     type=click.Path(path_type=Path, file_okay=False),
     help="The run directory: reports and journal (default ./runbook-reports/<run-id>/).",
 )
+# The report files a run can write; report.json is always written (the others render from it).
+REPORT_FILES = {
+    "json": "report.json",
+    "md": "report.md",
+    "html": "report.html",
+    "junit": "junit.xml",
+}
+_FORMATS = click.option(
+    "--format",
+    "formats",
+    type=click.Choice(list(REPORT_FILES)),
+    multiple=True,
+    help="Report files to write (repeatable; default all four). report.json is always written; "
+    "`runbook report` renders the others later.",
+)
 _YES = click.option(
     "-y",
     "--yes",
@@ -283,6 +298,7 @@ _FIXED_BY_RUN = (
 @cli.command()
 @_target_options
 @_REPORT_DIR
+@_FORMATS
 @_YES
 @click.option(
     "--resume",
@@ -291,7 +307,12 @@ _FIXED_BY_RUN = (
     help="Continue the interrupted run RUN_ID (in --report-dir, default ./runbook-reports/RUN_ID).",
 )
 def run(
-    report_dir: Path | None, quiet: bool, yes: bool, resume_id: str | None, **options: Any
+    report_dir: Path | None,
+    quiet: bool,
+    yes: bool,
+    resume_id: str | None,
+    formats: tuple[str, ...],
+    **options: Any,
 ) -> None:
     """Run the runbook FILE and write its reports and journal to its run directory.
 
@@ -314,6 +335,7 @@ def run(
             quiet=quiet,
             yes=yes,
             credentials_file=options["credentials_file"],
+            formats=formats,
         )
         return
     where, inputs = _prepare(options)
@@ -321,11 +343,14 @@ def run(
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
     directory = _report_directory(report_dir or Path("runbook-reports") / run_id)
     journal = _start_journal(directory, run_id, inputs, where, options)
-    _run_and_report(inputs, where, directory, run_id, quiet=quiet, yes=yes, journal=journal)
+    _run_and_report(
+        inputs, where, directory, run_id, quiet=quiet, yes=yes, journal=journal, formats=formats
+    )
 
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@_FORMATS
 @_YES
 @click.option(
     "--credentials-file",
@@ -334,14 +359,80 @@ def run(
     "else the environment).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines, only the summary.")
-def resume(run_dir: Path, yes: bool, credentials_file: Path | None, quiet: bool) -> None:
+def resume(
+    run_dir: Path,
+    formats: tuple[str, ...],
+    yes: bool,
+    credentials_file: Path | None,
+    quiet: bool,
+) -> None:
     """Continue the interrupted run in RUN_DIR from its journal.
 
     Retries the journal shows acknowledged are not sent again; a retry whose answer was never
     recorded is reconciled by querying the job's status; finished steps are not run again and
     verification picks up the jobs it had not settled. Exit codes as for `runbook run`.
     """
-    _resume_run(run_dir, file=None, quiet=quiet, yes=yes, credentials_file=credentials_file)
+    _resume_run(
+        run_dir,
+        file=None,
+        quiet=quiet,
+        yes=yes,
+        credentials_file=credentials_file,
+        formats=formats,
+    )
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(list(REPORT_FILES)),
+    default="md",
+    show_default=True,
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write to this file instead of stdout.",
+)
+def report(run_dir: Path, output_format: str, output: Path | None) -> None:
+    """Render the report of a past run in RUN_DIR, without touching the API.
+
+    From its report.json; for a run killed before it wrote one, from its journal (jobs as far
+    as the journal goes).
+    """
+    from engine.report.render import render
+
+    document = _past_report(run_dir)
+    text = render(document, output_format)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+    click.echo(f"wrote {output}", err=True)
+
+
+def _past_report(run_dir: Path) -> dict[str, Any]:
+    """report.json of a run directory, or the report its journal gives."""
+    from engine.report.build import build_report, result_from_journal
+    from engine.run.journal import JOURNAL_NAME, RUNBOOK_COPY, read_journal
+
+    path = run_dir / "report.json"
+    if path.is_file():
+        try:
+            document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read {path}: {exc}") from None
+        return document
+    if not (run_dir / JOURNAL_NAME).is_file():
+        raise UsageError(f"{run_dir} has neither report.json nor a journal; give a run directory")
+    state = read_journal(run_dir / JOURNAL_NAME)
+    return build_report(result_from_journal(state, _load(run_dir / RUNBOOK_COPY)))
 
 
 def _check_approvable(runbook: Runbook, yes: bool) -> None:
@@ -383,7 +474,13 @@ def _start_journal(
 
 
 def _resume_run(
-    directory: Path, *, file: Path | None, quiet: bool, yes: bool, credentials_file: Path | None
+    directory: Path,
+    *,
+    file: Path | None,
+    quiet: bool,
+    yes: bool,
+    credentials_file: Path | None,
+    formats: tuple[str, ...] = (),
 ) -> None:
     """Take over the interrupted run in ``directory`` and carry it to the end."""
     from engine.run.journal import RUNBOOK_COPY, RunJournal, is_secret_param, runbook_digest
@@ -448,6 +545,7 @@ def _resume_run(
             yes=yes,
             journal=journal,
             resume=state,
+            formats=formats,
         )
     finally:
         journal.close()
@@ -470,6 +568,7 @@ def _run_and_report(
     yes: bool,
     journal: RunJournal,
     resume: JournalState | None = None,
+    formats: tuple[str, ...] = (),
 ) -> None:
     from engine.report.render import terminal_summary
 
@@ -487,7 +586,7 @@ def _run_and_report(
         )
     finally:
         journal.close()
-    written = _write_reports(directory, report, stats)
+    written = _write_reports(directory, report, stats, formats or tuple(REPORT_FILES))
     click.echo(terminal_summary(report), nl=False)
     click.echo("reports: " + ", ".join(str(p) for p in written))
     if report["interrupted"]:
@@ -708,17 +807,22 @@ def _on_sigterm(task: asyncio.Task[Any]) -> Callable[[], None]:
 
 
 def _write_reports(
-    directory: Path, report: dict[str, Any], stats: dict[str, Any] | None
+    directory: Path,
+    report: dict[str, Any],
+    stats: dict[str, Any] | None,
+    formats: Sequence[str],
 ) -> list[Path]:
-    from engine.report.render import to_json, to_markdown
+    from engine.report.render import render
 
     directory.mkdir(parents=True, exist_ok=True)
-    written = [directory / "report.json", directory / "report.md"]
-    written[0].write_text(to_json(report), encoding="utf-8")
-    written[1].write_text(to_markdown(report), encoding="utf-8")
+    written = []
+    for name in ("json", *(f for f in REPORT_FILES if f in formats and f != "json")):
+        path = directory / REPORT_FILES[name]
+        path.write_text(render(report, name), encoding="utf-8")
+        written.append(path)
     if stats is not None:
         written.append(directory / "emulator-stats.json")
-        written[2].write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+        written[-1].write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
         per_job = stats.get("retry_requests_per_job", {})
         paused = stats.get("pause_requests_per_job", {})
         click.echo(

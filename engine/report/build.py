@@ -5,11 +5,15 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-from engine.actions.context import GOOD_DISPOSITIONS, Disposition, JobRecord
+from engine import __version__
+from engine.actions.context import GOOD_DISPOSITIONS, Disposition, JobBook, JobRecord
 from engine.run.executor import RunResult, TargetOutcome
+from engine.run.journal import REDACTED, JournalState, is_secret_param
 from engine.run.outcome import StepOutcome
+from engine.runbook import Runbook
 
 REPORT_VERSION = 1
 
@@ -31,7 +35,8 @@ NEEDS_A_HUMAN = (
 
 
 def build_report(result: RunResult) -> dict[str, Any]:
-    targets = [_target(t) for t in result.targets]
+    names = {s.id: s.name for s in (*result.runbook.steps, *result.runbook.rollback)}
+    targets = [_target(t, names) for t in result.targets]
     all_jobs = [job for t in result.targets for job in t.jobs]
     return {
         "report_version": REPORT_VERSION,
@@ -41,6 +46,14 @@ def build_report(result: RunResult) -> dict[str, Any]:
             "path": result.runbook.path,
             "description": result.runbook.description,
         },
+        "engine": {"version": __version__},
+        "plan": result.plan,
+        # Secret-looking params are redacted, as in the journal.
+        "params": {
+            name: REDACTED if is_secret_param(name) else value
+            for name, value in result.params.items()
+        },
+        "settings": _settings(result.runbook),
         "started_at": result.started_at.isoformat(timespec="seconds"),
         "finished_at": result.finished_at.isoformat(timespec="seconds"),
         "wall_s": result.wall_s,
@@ -60,6 +73,19 @@ def build_report(result: RunResult) -> dict[str, Any]:
     }
 
 
+def _settings(runbook: Runbook) -> dict[str, Any]:
+    """The limits the run worked within, as the runbook (and command-line overrides) set them."""
+    return {
+        "concurrency": runbook.concurrency,
+        "concurrency_per_target": runbook.concurrency_per_target,
+        "rate_limit_per_s": runbook.rate_limit_per_s,
+        "max_jobs": runbook.max_jobs,
+        "max_jobs_total": runbook.max_jobs_total,
+        "max_errors": runbook.max_errors,
+        "max_error_ratio": runbook.max_error_ratio,
+    }
+
+
 def _totals(jobs: Sequence[JobRecord]) -> dict[str, int]:
     counts = Counter(j.disposition.value for j in jobs)
     selected = sum(1 for j in jobs if j.disposition is not Disposition.SKIPPED)
@@ -73,7 +99,7 @@ def _totals(jobs: Sequence[JobRecord]) -> dict[str, int]:
     }
 
 
-def _target(outcome: TargetOutcome) -> dict[str, Any]:
+def _target(outcome: TargetOutcome, names: dict[str, str | None]) -> dict[str, Any]:
     target = outcome.target
     jobs = list(outcome.jobs)
     return {
@@ -83,15 +109,17 @@ def _target(outcome: TargetOutcome) -> dict[str, Any]:
         "endpoint": outcome.endpoint,
         "status": "failed" if outcome.failed else "ok",
         "totals": _totals(jobs),
-        "steps": [_step(s) for s in outcome.steps],
+        "steps": [_step(s, names) for s in outcome.steps],
         "jobs": [_job(j) for j in jobs],
     }
 
 
-def _step(step: StepOutcome) -> dict[str, Any]:
+def _step(step: StepOutcome, names: dict[str, str | None]) -> dict[str, Any]:
     return {
         "id": step.step_id,
+        "name": names.get(step.step_id),
         "action": step.action,
+        "attempts": step.attempts,
         "status": step.status.value,
         "started_t": step.started_t,
         "duration_s": step.duration_s,
@@ -149,3 +177,40 @@ def rto_summary(values: Iterable[float]) -> dict[str, float | int | None]:
 def _percentile(ordered: Sequence[float], pct: int) -> float:
     rank = max(1, math.ceil(pct / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+def result_from_journal(state: JournalState, runbook: Runbook) -> RunResult:
+    """A run as far as its journal goes (a run killed before it wrote its report).
+
+    Jobs keep the dispositions the journal last recorded (``selected``, ``retry_accepted`` for
+    work the run did not finish); API figures are not journaled and are left empty.
+    """
+    header = state.header
+    started = datetime.fromisoformat(header.started_at)
+    targets = []
+    last_t = 0.0
+    for index, target in enumerate(runbook.targets):
+        known = state.target(index)
+        jobs = JobBook(lambda: 0.0)
+        jobs.restore(list(known.records.values()))
+        last_t = max([last_t, *(e.t for r in known.records.values() for e in r.events)])
+        targets.append(
+            TargetOutcome(
+                target=target,
+                endpoint=header.endpoint or target.endpoint or "",
+                jobs=jobs,
+                steps=list(known.steps.values()),
+            )
+        )
+    return RunResult(
+        run_id=header.run_id,
+        runbook=runbook,
+        started_at=started,
+        finished_at=started + timedelta(seconds=last_t),
+        wall_s=last_t,
+        targets=targets,
+        api_calls=Counter(),
+        interrupted=not state.finished or state.interrupted,
+        resumed_at=list(state.resumes),
+        params=header.params,
+    )

@@ -38,6 +38,23 @@ def to_json(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
 
 
+def render(report: dict[str, Any], output_format: str) -> str:
+    """The report in one of the formats a run writes: json, md, html or junit."""
+    if output_format == "json":
+        return to_json(report)
+    if output_format == "md":
+        return to_markdown(report)
+    if output_format == "html":
+        from engine.report.html_page import to_html
+
+        return to_html(report)
+    if output_format == "junit":
+        from engine.report.junit import to_junit
+
+        return to_junit(report)
+    raise ValueError(f"unknown report format {output_format!r}")
+
+
 def _headline(report: dict[str, Any]) -> str:
     totals = report["totals"]
     if report.get("interrupted"):

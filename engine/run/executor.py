@@ -138,6 +138,7 @@ class RunResult:
     plan: bool = False
     interrupted: bool = False
     resumed_at: list[str] = field(default_factory=list)
+    params: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def mutating(self) -> bool:
@@ -269,6 +270,7 @@ class Executor:
             api_calls=self._transport.calls,
             api_resilience=self._resilience.stats.as_dict(),
             plan=self._plan,
+            params=self._params,
             interrupted=interrupted,
             resumed_at=list(self._resume.resumes) if self._resume is not None else [],
         )
