@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from engine.api.resilience import Resilience
     from engine.api.transport import Transport
     from engine.emulator import Emulator, EmulatorConfig
-    from engine.run.executor import ApprovalRequest, Approver, Connection
+    from engine.report.progress import LiveProgress
+    from engine.run.executor import ApprovalRequest, Approver, Connection, RunObserver
     from engine.run.journal import JournalState, RunJournal
     from engine.run.outcome import StepOutcome
     from engine.runbook import Runbook, Step, Target
@@ -698,6 +699,9 @@ class _ProgressLines:
     def __init__(self, quiet: bool) -> None:
         self._quiet = quiet
 
+    def run_started(self, books: Mapping[Target, JobBook]) -> None:
+        pass
+
     def step_started(self, target: Target, step: Step) -> None:
         if not self._quiet:
             click.echo(f"[{target.label}] {step.id} ({step.action}) ...", err=True)
@@ -758,6 +762,10 @@ async def _execute(
     from engine.run.executor import Executor
 
     runbook = inputs.runbook
+    live = _live_progress(quiet, plan)
+    observer: RunObserver = _ProgressLines(quiet) if live is None else live
+    if live is not None and approver is not None:
+        approver = _asking_on_a_clear_screen(approver, live)
     task = asyncio.current_task()
     if task is not None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, _on_sigterm(task))
@@ -776,7 +784,7 @@ async def _execute(
             run_id=run_id,
             transport=transport,
             connections=connections,
-            observer=_ProgressLines(quiet),
+            observer=observer,
             plan=plan,
             params=inputs.params,
             env=inputs.env,
@@ -785,10 +793,41 @@ async def _execute(
             journal=journal,
             resume=resume,
         )
-        result = await executor.run()
+        if live is None:
+            result = await executor.run()
+        else:
+            async with asyncio.TaskGroup() as group:
+                redraw = group.create_task(live.keep_redrawing())
+                try:
+                    result = await executor.run()
+                finally:
+                    redraw.cancel()
+                    live.stop()
         if where.emulator_seed is not None:
             stats = await _emulator_stats(emu.url)
     return build_report(result), stats
+
+
+def _live_progress(quiet: bool, plan: bool) -> LiveProgress | None:
+    """A table redrawn in place, on a terminal only: plain lines in CI, in pipes and logs."""
+    if quiet or plan or not sys.stderr.isatty() or os.environ.get("CI"):
+        return None
+    from rich.console import Console
+
+    from engine.report.progress import LiveProgress
+
+    return LiveProgress(Console(stderr=True))
+
+
+def _asking_on_a_clear_screen(approver: Approver, live: LiveProgress) -> Approver:
+    async def approve(request: ApprovalRequest) -> bool:
+        live.pause()
+        try:
+            return await approver(request)
+        finally:
+            live.resume()
+
+    return approve
 
 
 def _on_sigterm(task: asyncio.Task[Any]) -> Callable[[], None]:

@@ -118,6 +118,8 @@ class Connection:
 class RunObserver(Protocol):
     """Told about progress as it happens; the CLI prints it, tests may record it."""
 
+    def run_started(self, books: Mapping[Target, JobBook]) -> None: ...
+
     def step_started(self, target: Target, step: Step) -> None: ...
 
     def about_to_change(self, request: ApprovalRequest) -> None: ...
@@ -235,6 +237,8 @@ class Executor:
         runs = [self._new_run(i, t) for i, t in enumerate(self._runbook.targets)]
         if self._resume is not None:
             _restore_budget(self._errors, runs)
+        if self._observer is not None:
+            self._observer.run_started({r.outcome.target: r.outcome.jobs for r in runs})
         interrupted = False
         try:
             for segment in _segments(self._runbook.steps, guard=not self._plan):

@@ -1,0 +1,74 @@
+"""Live progress on a terminal (a pty here), plain lines in CI, no colour with NO_COLOR."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from harness import EXAMPLE, fast_copy
+
+CURSOR_UP = "\x1b[1A"
+GREEN = "\x1b[32m"
+
+
+def _on_a_terminal(runbook: Path, tmp_path: Path, **env: str) -> tuple[int, str]:
+    """Run on a pseudo-terminal, as a human would; (exit code, everything it printed)."""
+    master, slave = pty.openpty()
+    environ = {k: v for k, v in os.environ.items() if k not in ("CI", "NO_COLOR")}
+    command = [
+        sys.executable, "-c", "from engine.cli import main; main()", "run", str(runbook),
+        "--emulator", "--emulator-time-scale", "0.05", "--report-dir", str(tmp_path / "r"),
+    ]  # fmt: skip
+    with subprocess.Popen(
+        command, stdin=slave, stdout=slave, stderr=slave, env={**environ, **env}
+    ) as proc:
+        os.close(slave)
+        out = b""
+        while True:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not data:
+                    break
+                out += data
+            elif proc.poll() is not None:
+                break
+        code = proc.wait(timeout=60)
+    os.close(master)
+    return code, out.decode(errors="replace")
+
+
+@pytest.fixture
+def runbook(tmp_path: Path) -> Path:
+    return fast_copy(EXAMPLE, tmp_path / "demo.yaml", timeout="1s")
+
+
+def test_a_terminal_gets_a_table_redrawn_in_place(runbook: Path, tmp_path: Path) -> None:
+    code, out = _on_a_terminal(runbook, tmp_path)
+    assert code == 1  # the demo fleet has jobs that do not recover
+    assert CURSOR_UP in out  # redrawn in place
+    assert "20/20 settled" in out
+    for column in ("selected", "retried", "recovered", "failed"):
+        assert column in out
+    assert GREEN in out
+    assert "reports: " in out
+
+
+def test_no_color_keeps_the_table_without_colour(runbook: Path, tmp_path: Path) -> None:
+    _, out = _on_a_terminal(runbook, tmp_path, NO_COLOR="1")
+    assert "20/20 settled" in out
+    assert GREEN not in out
+
+
+def test_ci_gets_plain_lines_even_on_a_terminal(runbook: Path, tmp_path: Path) -> None:
+    _, out = _on_a_terminal(runbook, tmp_path, CI="true")
+    assert CURSOR_UP not in out
+    assert "[orders-prod] select succeeded in" in out
