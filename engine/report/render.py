@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -166,6 +167,15 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"- Time to recover: median {rto['p50']:.1f}s, p95 {rto['p95']:.1f}s, "
             f"max {rto['max']:.1f}s ({rto['count']} jobs)"
         )
+    resilience = report.get("api_resilience") or {}
+    if resilience:
+        lines.append(
+            "- API resilience: "
+            + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in resilience.items())
+        )
+    if report.get("resumed_at"):
+        lines.append(f"- Resumed after an interruption at {', '.join(report['resumed_at'])}")
+    lines += ["", "## What was done", "", *_what_was_done(report)]
     headers = ["project", *(h for h, _ in _COLUMNS)]
     rows = [[_label(t), *_row_counts(t["totals"])] for t in report["targets"]]
     rows.append(["**total**", *_row_counts(report["totals"])])
@@ -223,6 +233,33 @@ def to_markdown(report: dict[str, Any]) -> str:
             ],
         )
     return "\n".join(lines) + "\n"
+
+
+def _what_was_done(report: dict[str, Any]) -> list[str]:
+    """One line per step, over every project: how it ended and its outputs summed."""
+    order: dict[str, dict[str, Any]] = {}
+    for target in report["targets"]:
+        for step in target["steps"]:
+            seen = order.setdefault(
+                step["id"], {"step": step, "status": Counter(), "outputs": Counter()}
+            )
+            seen["status"][step["status"]] += 1
+            for key, value in step["outputs"].items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    seen["outputs"][key] += value
+    lines = []
+    for step_id, seen in order.items():
+        step = seen["step"]
+        ended = ", ".join(f"{status} in {n}" for status, n in seen["status"].items())
+        counted = ", ".join(
+            f"{k} {v:g}" for k, v in seen["outputs"].items() if "ratio" not in k and "_s" not in k
+        )
+        title = f" — {step['name']}" if step.get("name") else ""
+        lines.append(
+            f"- `{step_id}` ({step['action']}){title}: {ended} project(s)"
+            + (f"; {counted}" if counted else "")
+        )
+    return lines
 
 
 def plan_summary(report: dict[str, Any]) -> str:
