@@ -43,7 +43,7 @@ from engine.errors import DrsApiError, TransportError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 10
+DEFAULT_BATCH_SIZE = 100  # the documented maximum: fewest requests
 # An unknown outcome: how long the jobs' status is watched before a job counts as not retried.
 RECONCILE_GRACE_S = 15.0
 MAX_BATCH_SIZE = 100

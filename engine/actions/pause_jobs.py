@@ -47,7 +47,7 @@ from engine.errors import DrsApiError, TransportError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 10
+DEFAULT_BATCH_SIZE = 100  # the documented maximum: fewest requests
 MAX_BATCH_SIZE = 100
 PAUSE_MODES = ("target", "all")
 # An unknown outcome: how long the jobs' status is watched before a pause counts as unknown.

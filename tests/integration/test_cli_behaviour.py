@@ -302,7 +302,7 @@ def test_validate_json_format_is_machine_readable(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text(EXAMPLE.read_text().replace("batch_size: 10", "batch_size: ten"))
+    bad.write_text(EXAMPLE.read_text().replace("batch_size: 100", "batch_size: ten"))
     code, out, _ = run_cli(["validate", "--format", "json", str(bad)], capsys)
     problems = json.loads(out)
     assert code == 2

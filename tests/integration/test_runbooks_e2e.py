@@ -105,7 +105,7 @@ def test_run_refuses_an_invalid_runbook_before_any_request(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text(EXAMPLE.read_text().replace("batch_size: 10", "batch_size: ten"))
+    bad.write_text(EXAMPLE.read_text().replace("batch_size: 100", "batch_size: ten"))
     code, _out, err = run_cli(
         ["run", str(bad), "--emulator", "--report-dir", str(tmp_path / "r")], capsys
     )
