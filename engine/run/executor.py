@@ -432,8 +432,9 @@ class Executor:
 
     def _journal_step(self, target_run: _TargetRun, outcome: StepOutcome) -> None:
         """The step's job changes, then the step itself: a finished step in the journal
-        implies everything it did is there too."""
-        target_run.outcome.jobs.checkpoint(durable=True)
+        implies everything it did is there too. Not fsynced: a mutating action made its own
+        changes durable batch by batch, and anything else can be done again after a crash."""
+        target_run.outcome.jobs.checkpoint()
         if self._journal is not None:
             self._journal.step_finished(target_run.index, outcome, target_run.failure)
 

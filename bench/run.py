@@ -1,0 +1,826 @@
+"""Measure drs-runbook against its emulator: wall, CPU, RSS, API calls against the minimum.
+
+Issue 7 groundwork: this measures, it does not optimise. For every scenario and every repeat it
+starts ``runbook emulator`` as a separate process (as tests/integration/harness.py does), writes a
+select -> retry -> verify runbook for the projects the emulator serves (modelled on
+runbooks/retry-failed-jobs.yaml), runs ``runbook run FILE --endpoint URL --yes -q --report-dir``
+as a child process with the emulator's pre-issued token in ``DRS_AUTH_TOKEN``, and reads the
+child's rusage (``os.wait4``), ``report.json`` and ``GET /_emulator/stats``. It prints medians.
+
+It is not a pass/fail test and not a load generator: every request goes to the emulator on
+loopback, and every child process is bounded by ``--run-timeout``.
+
+Run it with the project's Python (the one ``engine`` is installed into)::
+
+    python bench/run.py                       # scenarios a,b,d,e, 3 repeats each
+    python bench/run.py --scenario a,b --repeat 5 --time-scale 0.05
+    python bench/run.py --scenario b --repeat 1 --profile   # + one cProfile'd engine run
+
+The minimum number of calls (docs/performance.md explains it) per project p:
+
+    list     sum over the runbook's db_use_types t of max(1, ceil(n_pt / 100))
+             (n_pt: top-level jobs of type t; per_page <= 100, db_use_type is required)
+    retry    ceil(selected_p / 100)            (batch_size <= 100)
+    status   ceil(accepted_p / 100) + (R_p - 1) * ceil(max(1, timed_out_p) / 100)
+             R_p = floor(W_p / poll) + 1 poll rounds, W_p = the step's timeout when a job timed
+             out, else the time from the verify step's start to its last verdict
+    iam      0 (a ready token; IAM password auth would need one per project)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import select
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL_RUNBOOK = REPO / "runbooks" / "retry-failed-jobs.yaml"
+ENGINE_MAIN = "from engine.cli import main; main()"
+# cProfile.run catches the SystemExit of main() and still writes the profile.
+PROFILED_MAIN = (
+    "import cProfile, sys; from engine.cli import main; cProfile.run('main()', sys.argv.pop(1))"
+)
+
+# Limits from /work/shared/drs-api.md (and the engine's own batch_size cap), not from the engine.
+MAX_PER_PAGE = 100  # list jobs: per_page 0..100
+MAX_RETRY_BATCH = 100  # batch-retry-task: batch_size <= 100
+MAX_IDS_PER_STATUS = 100  # batch-status: <= 100 ids per call
+
+DB_USE_TYPES = ("migration", "sync", "cloudDataGuard")
+ROUTE_LIST = "POST /v3/{project_id}/jobs"
+ROUTE_STATUS = "POST /v3/{project_id}/jobs/batch-status"
+ROUTE_RETRY = "POST /v3/{project_id}/jobs/batch-retry-task"
+ROUTE_TOKENS = "POST /v3/auth/tokens"
+ROUTES = {"list": ROUTE_LIST, "retry": ROUTE_RETRY, "status": ROUTE_STATUS, "iam": ROUTE_TOKENS}
+VERDICT_EVENTS = frozenset({"recovered", "failed_again", "not_found"})
+# Credentials that would win over DRS_AUTH_TOKEN (engine.api.credentials): never passed on.
+CREDENTIAL_PREFIXES = ("HUAWEICLOUD_SDK_", "DRS_IAM_", "DRS_AUTH_TOKEN")
+
+MODEL_POLL_S = 2.0  # runbooks/retry-failed-jobs.yaml: verify timeout 30s, poll_interval 2s
+MODEL_TIMEOUT_S = 30.0
+MAX_CONCURRENCY = 64  # the runbook schema's maximum
+DEFAULT_TIME_SCALE = 0.1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scenario:
+    """One fleet and gateway setting to measure; ``time_scale`` None means the global default."""
+
+    key: str
+    title: str
+    projects: int
+    jobs: int
+    faults: str = ""
+    emulator_rate_limit: str | None = None
+    runbook_rate_limit: str | None = None
+    time_scale: float | None = None
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.key: s
+    for s in (
+        Scenario(key="a", title="demo 3x20", projects=3, jobs=20),
+        Scenario(key="b", title="100x100", projects=100, jobs=100),
+        Scenario(key="c", title="1000x100", projects=1000, jobs=100),
+        # Latency and the gateway's rate limit are real time, so the runbook keeps its real
+        # cadence (30 s timeout, 2 s polls) here: scaling it would demand 10x the request rate.
+        Scenario(
+            key="d",
+            title="50x20 50ms 20/s, runbook 20/s",
+            projects=50,
+            jobs=20,
+            faults="latency=50ms",
+            emulator_rate_limit="20/s",
+            runbook_rate_limit="20/s",
+            time_scale=1.0,
+        ),
+        Scenario(
+            key="e",
+            title="50x20 50ms 20/s, no runbook limit",
+            projects=50,
+            jobs=20,
+            faults="latency=50ms",
+            emulator_rate_limit="20/s",
+            time_scale=1.0,
+        ),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """How every scenario is run (from the command line)."""
+
+    python: str
+    seed: int
+    time_scale: float | None
+    batch_size: int
+    verify_timeout_s: float | None
+    poll_s: float | None
+    concurrency: int | None
+    run_timeout_s: float
+    keep: Path | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """One scenario's resolved settings: what the emulator and the runbook are given."""
+
+    scenario: Scenario
+    time_scale: float
+    verify_timeout_s: float
+    poll_s: float
+    concurrency: int
+    batch_size: int
+
+    @staticmethod
+    def of(scenario: Scenario, settings: Settings) -> Plan:
+        if settings.time_scale is not None:
+            scale = settings.time_scale
+        elif scenario.time_scale is not None:
+            scale = scenario.time_scale
+        else:
+            scale = DEFAULT_TIME_SCALE
+        return Plan(
+            scenario=scenario,
+            time_scale=scale,
+            verify_timeout_s=settings.verify_timeout_s or round(MODEL_TIMEOUT_S * scale, 3),
+            poll_s=settings.poll_s or round(MODEL_POLL_S * scale, 3),
+            concurrency=settings.concurrency or min(scenario.projects, MAX_CONCURRENCY),
+            batch_size=settings.batch_size,
+        )
+
+    @property
+    def verify_floor_s(self) -> float:
+        """Least wall time of the verify steps: every project has a job that never recovers,
+        and a project holds its concurrency slot for the whole timeout."""
+        waves = math.ceil(self.scenario.projects / self.concurrency)
+        return waves * self.verify_timeout_s
+
+
+@dataclass(slots=True, kw_only=True)
+class Sample:
+    """The figures of one run of one scenario."""
+
+    ok: bool
+    note: str = ""
+    values: dict[str, float] = field(default_factory=dict)
+
+
+class BenchError(Exception):
+    """A run could not be measured (the emulator did not start, a child timed out, ...)."""
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _child_env(token: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(CREDENTIAL_PREFIXES)}
+    env["NO_COLOR"] = "1"
+    if token is not None:
+        env["DRS_AUTH_TOKEN"] = token
+    return env
+
+
+def _cpu_ticks(pid: int) -> int:
+    """utime + stime of a running process, in clock ticks (Linux /proc)."""
+    stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    fields_after_name = stat.rsplit(")", 1)[1].split()
+    return int(fields_after_name[11]) + int(fields_after_name[12])
+
+
+class EmulatorProcess:
+    """``runbook emulator`` in a child process; ``described`` is its first stdout line."""
+
+    def __init__(self, settings: Settings, plan: Plan, log: Path) -> None:
+        scenario = plan.scenario
+        command = [
+            settings.python,
+            "-c",
+            ENGINE_MAIN,
+            "emulator",
+            "--port",
+            "0",
+            "--projects",
+            str(scenario.projects),
+            "--jobs",
+            str(scenario.jobs),
+            "--seed",
+            str(settings.seed),
+            "--time-scale",
+            f"{plan.time_scale:g}",
+        ]
+        if scenario.faults:
+            command += ["--faults", scenario.faults]
+        if scenario.emulator_rate_limit:
+            command += ["--rate-limit", scenario.emulator_rate_limit]
+        self._log = log.open("w", encoding="utf-8")
+        started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=self._log, text=True, env=_child_env(None)
+        )
+        try:
+            self.described = self._first_line(timeout_s=300.0)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_s = time.perf_counter() - started
+        self.url: str = self.described["url"]
+        self.token: str = self.described["token"]
+
+    def _first_line(self, timeout_s: float) -> dict[str, Any]:
+        stdout = self.proc.stdout
+        assert stdout is not None
+        ready, _, _ = select.select([stdout], [], [], timeout_s)
+        if not ready:
+            raise BenchError(f"the emulator printed nothing in {timeout_s:g}s")
+        line = stdout.readline()
+        if not line:
+            raise BenchError(f"the emulator exited ({self.proc.wait()}) before describing itself")
+        described: dict[str, Any] = json.loads(line)
+        return described
+
+    def cpu_s(self) -> float:
+        return _cpu_ticks(self.proc.pid) / os.sysconf("SC_CLK_TCK")
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url + path, timeout=120) as response:  # loopback only
+            return json.loads(response.read())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._log.close()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChildUsage:
+    """What ``os.wait4`` says about a finished child."""
+
+    exit_code: int
+    wall_s: float
+    cpu_user_s: float
+    cpu_sys_s: float
+    max_rss_mb: float
+
+
+def run_child(
+    command: Sequence[str], env: Mapping[str, str], out: Path, timeout_s: float
+) -> ChildUsage:
+    """Run a child to its end (SIGTERM, then SIGKILL, after ``timeout_s``); its rusage."""
+    with out.open("w", encoding="utf-8") as stdout, out.with_suffix(".err").open("w") as stderr:
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=dict(env), cwd=REPO)
+        deadline = started + timeout_s
+        timed_out = False
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid == proc.pid:
+                break
+            if time.perf_counter() > deadline and not timed_out:
+                timed_out = True
+                proc.send_signal(signal.SIGTERM)
+                deadline += 20.0
+            elif timed_out and time.perf_counter() > deadline:
+                proc.kill()
+            time.sleep(0.005)
+        wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    if timed_out:
+        raise BenchError(f"{command[3]} took longer than --run-timeout {timeout_s:g}s: stopped")
+    return ChildUsage(
+        exit_code=proc.returncode,
+        wall_s=wall,
+        cpu_user_s=usage.ru_utime,
+        cpu_sys_s=usage.ru_stime,
+        max_rss_mb=usage.ru_maxrss / 1024,  # KiB on Linux
+    )
+
+
+# --------------------------------------------------------------------------- the runbook
+
+
+def runbook_text(plan: Plan, described: Mapping[str, Any]) -> str:
+    """retry-failed-jobs.yaml's steps, for every project the emulator serves."""
+    targets = "".join(
+        f"  - project_id: {p['project_id']}\n    region: {p['region']}\n"
+        for p in described["projects"]
+    )
+    rate = (
+        f"rate_limit: {plan.scenario.runbook_rate_limit}\n"
+        if plan.scenario.runbook_rate_limit
+        else ""
+    )
+    return f"""\
+# Generated by bench/run.py from {MODEL_RUNBOOK.relative_to(REPO)} (scenario {plan.scenario.key}).
+version: 1
+name: bench-retry-failed-jobs
+concurrency: {plan.concurrency}
+max_jobs: {max(50, 2 * plan.scenario.jobs)}
+{rate}targets:
+{targets}steps:
+  - id: select
+    action: drs.select_jobs
+    with:
+      db_use_type: [{", ".join(DB_USE_TYPES)}]
+      statuses:
+        - FULL_TRANSFER_FAILED
+        - INCRE_TRANSFER_FAILED
+        - START_JOB_FAILED
+        - CHILD_TRANSFER_FAILED
+        - PAUSING
+      retryable_only: true
+  - id: retry
+    action: drs.batch_retry
+    with:
+      jobs: ${{{{ steps.select.jobs }}}}
+      batch_size: {plan.batch_size}
+  - id: verify
+    action: drs.verify_status
+    timeout: {plan.verify_timeout_s:g}s
+    with:
+      jobs: ${{{{ steps.retry.accepted }}}}
+      poll_interval: {plan.poll_s:g}s
+"""
+
+
+# --------------------------------------------------------------------------- the minimum
+
+
+def _step(target: Mapping[str, Any], step_id: str) -> Mapping[str, Any]:
+    return next((s for s in target["steps"] if s["id"] == step_id), {})
+
+
+def minimum_calls(
+    report: Mapping[str, Any], fleet: Iterable[Mapping[str, Any]], plan: Plan
+) -> dict[str, int]:
+    """The fewest calls the run's work needs, per endpoint (formula in the module docstring)."""
+    top_level: Counter[tuple[str, str]] = Counter(
+        (job["project_id"], job["db_use_type"]) for job in fleet if job["parent_id"] is None
+    )
+    minimum = {"list": 0, "retry": 0, "retry_at_batch_size": 0, "status": 0, "iam": 0}
+    for target in report["targets"]:
+        project = target["project_id"]
+        minimum["list"] += sum(
+            max(1, math.ceil(top_level[(project, t)] / MAX_PER_PAGE)) for t in DB_USE_TYPES
+        )
+        selected = int(target["totals"].get("selected", 0))
+        minimum["retry"] += math.ceil(selected / MAX_RETRY_BATCH)
+        minimum["retry_at_batch_size"] += math.ceil(selected / plan.batch_size)
+        minimum["status"] += _minimum_status_calls(target, plan)
+    return minimum
+
+
+def _minimum_status_calls(target: Mapping[str, Any], plan: Plan) -> int:
+    verify = _step(target, "verify")
+    accepted = int(_step(target, "retry").get("outputs", {}).get("accepted", 0))
+    if not accepted or verify.get("status") != "succeeded":
+        return 0
+    outputs = verify.get("outputs", {})
+    timed_out = int(outputs.get("timed_out", 0))
+    start = float(verify.get("started_t", 0.0))
+    if timed_out:
+        window = plan.verify_timeout_s
+    else:
+        verdicts = [
+            event["t"]
+            for job in target["jobs"]
+            for event in job["events"]
+            if event.get("step") == "verify" and event["kind"] in VERDICT_EVENTS
+        ]
+        window = max(verdicts, default=start) - start
+    rounds = math.floor(window / plan.poll_s + 1e-9) + 1
+    per_round = math.ceil(max(1, timed_out) / MAX_IDS_PER_STATUS)
+    return math.ceil(accepted / MAX_IDS_PER_STATUS) + (rounds - 1) * per_round
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def measure_once(settings: Settings, plan: Plan, workdir: Path, profile: Path | None) -> Sample:
+    """Start an emulator, run the engine against it once, and collect every figure."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    emulator = EmulatorProcess(settings, plan, workdir / "emulator.log")
+    try:
+        runbook = workdir / "runbook.yaml"
+        runbook.write_text(runbook_text(plan, emulator.described), encoding="utf-8")
+        reports = workdir / "report"
+        main = [settings.python, "-c", ENGINE_MAIN]
+        if profile is not None:
+            main = [settings.python, "-c", PROFILED_MAIN, str(profile)]
+        command = [
+            *main,
+            "run",
+            str(runbook),
+            "--endpoint",
+            emulator.url,
+            "--yes",
+            "-q",
+            "--report-dir",
+            str(reports),
+        ]
+        emu_cpu_before = emulator.cpu_s()
+        usage = run_child(
+            command, _child_env(emulator.token), workdir / "engine.out", settings.run_timeout_s
+        )
+        emu_cpu = emulator.cpu_s() - emu_cpu_before
+        stats = emulator.get("/_emulator/stats")
+        fleet = emulator.get("/_emulator/jobs")["jobs"]
+    finally:
+        emulator.stop()
+    if usage.exit_code not in (0, 1):
+        err = (workdir / "engine.err").read_text(encoding="utf-8").strip().splitlines()
+        raise BenchError(f"runbook run exited {usage.exit_code}: {err[-1] if err else ''}")
+    report = json.loads((reports / "report.json").read_text(encoding="utf-8"))
+    values = _figures(plan, emulator, usage, emu_cpu, report, stats, fleet)
+    written = {p.name: p.stat().st_size / 2**20 for p in reports.iterdir() if p.is_file()}
+    values["report_json_mb"] = written.get("report.json", 0.0)
+    values["written_mb"] = sum(written.values())
+    return Sample(ok=True, values=values)
+
+
+def _figures(
+    plan: Plan,
+    emulator: EmulatorProcess,
+    usage: ChildUsage,
+    emu_cpu: float,
+    report: Mapping[str, Any],
+    stats: Mapping[str, Any],
+    fleet: Sequence[Mapping[str, Any]],
+) -> dict[str, float]:
+    scenario = plan.scenario
+    totals = report["totals"]
+    calls = report["api_calls"]
+    seen = stats["requests"]
+    minimum = minimum_calls(report, fleet, plan)
+    cpu = usage.cpu_user_s + usage.cpu_sys_s
+    jobs = scenario.projects * scenario.jobs
+    drs_requests = sum(v for k, v in seen.items() if k.startswith("POST /v3/{project_id}"))
+    selects = [_step(t, "select") for t in report["targets"]]
+    select_phase = max((s.get("started_t", 0) + s.get("duration_s", 0) for s in selects), default=0)
+    stuck = sum(1 for j in fleet if j["fate"] == "stuck" and j["retries_accepted"] > 0)
+    figures: dict[str, float] = {
+        "jobs": jobs,
+        "selected": totals.get("selected", 0),
+        "recovered": totals.get("recovered", 0),
+        "failed_again": totals.get("failed_again", 0),
+        "timed_out": totals.get("timed_out", 0),
+        "stuck": stuck,
+        "wall_s": usage.wall_s,
+        "run_wall_s": report["wall_s"],
+        "process_overhead_s": usage.wall_s - report["wall_s"],
+        "select_phase_s": select_phase,
+        "verify_floor_s": plan.verify_floor_s,
+        "cpu_s": cpu,
+        "cpu_user_s": usage.cpu_user_s,
+        "cpu_sys_s": usage.cpu_sys_s,
+        "cpu_ms_per_job": 1000 * cpu / jobs,
+        "cpu_ms_per_selected": 1000 * cpu / max(1, totals.get("selected", 0)),
+        "rss_mb": usage.max_rss_mb,
+        "emulator_cpu_s": emu_cpu,
+        "emulator_startup_s": emulator.startup_s,
+        "drs_requests": drs_requests,
+        "throttled": stats["throttled"],
+        "engine_retries": report["api_resilience"].get("retries", 0),
+        "engine_waited_s": report["api_resilience"].get("waited_s", 0.0),
+        "rate_avg_per_s": drs_requests / max(report["wall_s"], 1e-9),
+        "rate_peak_per_s_all": stats.get("peak_rate_per_s_all", 0),
+        "rate_peak_per_s_route": max(stats.get("peak_rate_per_s", {}).values(), default=0),
+        "exit_code": usage.exit_code,
+    }
+    for name, route in ROUTES.items():
+        figures[f"calls_{name}"] = calls.get(route, 0)
+        figures[f"seen_{name}"] = seen.get(route, 0)
+    for name, value in minimum.items():
+        figures[f"min_{name}"] = value
+    return figures
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def _table(rows: Sequence[Sequence[str]], stream: TextIO = sys.stdout) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for number, row in enumerate(rows):
+        stream.write(
+            "  ".join(
+                cell.rjust(w) if i else cell.ljust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+        stream.write("\n")
+        if number == 0:
+            stream.write("  ".join("-" * w for w in widths) + "\n")
+    stream.flush()
+
+
+def median_of(samples: Sequence[Sample], key: str) -> float:
+    values = [s.values[key] for s in samples if s.ok and key in s.values]
+    return statistics.median(values) if values else math.nan
+
+
+def _ratio(actual: float, minimum: float) -> str:
+    if math.isnan(actual) or math.isnan(minimum):
+        return "-"
+    if minimum == 0:
+        return f"{actual:.0f}/0"
+    return f"{actual:.0f}/{minimum:.0f} ({actual / minimum:.2f}x)"
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return "-" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def print_tables(results: Mapping[str, tuple[Plan, list[Sample]]]) -> None:
+    timing: list[list[str]] = [
+        ["scenario", "jobs", "sel", "wall s", "verify floor s", "select s", "overhead s",
+         "CPU s", "CPU ms/job", "RSS MB", "written MB", "emu CPU s", "rec/again/t.o. (stuck)", "n"],
+    ]  # fmt: skip
+    calls: list[list[str]] = [
+        ["scenario", "list (min)", "retry (min@100)", "retry@batch min", "status (min)",
+         "iam", "429s", "retries", "backoff s", "req/s avg", "peak/s all", "peak/s route",
+         "limit"],
+    ]  # fmt: skip
+    for key, (plan, samples) in results.items():
+        ok = [s for s in samples if s.ok]
+        label = f"{key} {plan.scenario.title}"
+        if not ok:
+            notes = "; ".join(s.note for s in samples if s.note)
+            timing.append([label, *["-"] * 12, f"0/{len(samples)}"])
+            calls.append([label, *["-"] * 12])
+            _err(f"scenario {key}: no successful run: {notes}")
+            continue
+
+        def m(name: str, samples: Sequence[Sample] = ok) -> float:
+            return median_of(samples, name)
+
+        limit = plan.scenario.emulator_rate_limit or "none"
+        if plan.scenario.runbook_rate_limit:
+            limit += f" (runbook {plan.scenario.runbook_rate_limit})"
+        timing.append([
+            label, f"{m('jobs'):.0f}", f"{m('selected'):.0f}", _fmt(m("wall_s")),
+            _fmt(m("verify_floor_s")), _fmt(m("select_phase_s")), _fmt(m("process_overhead_s")),
+            _fmt(m("cpu_s")), _fmt(m("cpu_ms_per_job"), 3), _fmt(m("rss_mb"), 0),
+            _fmt(m("written_mb"), 1), _fmt(m("emulator_cpu_s")),
+            f"{m('recovered'):.0f}/{m('failed_again'):.0f}/{m('timed_out'):.0f} ({m('stuck'):.0f})",
+            f"{len(ok)}/{len(samples)}",
+        ])  # fmt: skip
+        calls.append([
+            label, _ratio(m("calls_list"), m("min_list")), _ratio(m("calls_retry"), m("min_retry")),
+            f"{m('min_retry_at_batch_size'):.0f}", _ratio(m("calls_status"), m("min_status")),
+            f"{m('calls_iam'):.0f}", f"{m('throttled'):.0f}", f"{m('engine_retries'):.0f}",
+            _fmt(m("engine_waited_s"), 1), _fmt(m("rate_avg_per_s"), 1),
+            f"{m('rate_peak_per_s_all'):.0f}", f"{m('rate_peak_per_s_route'):.0f}", limit,
+        ])  # fmt: skip
+    _out("\ntime and resources (medians)")
+    _table(timing)
+    _out("\nAPI calls, engine's count (minimum), and throttling (medians)")
+    _table(calls)
+
+
+def measure_validate(settings: Settings, runs: int) -> dict[str, float]:
+    """Median wall time of ``runbook validate`` on the model runbook, and of ``--version``."""
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-validate-") as tmp:
+        out = Path(tmp) / "out"
+        for name, args in (
+            ("validate", ["validate", str(MODEL_RUNBOOK)]),
+            ("version", ["--version"]),
+        ):
+            walls: list[float] = []
+            for _ in range(runs):
+                usage = run_child(
+                    [settings.python, "-c", ENGINE_MAIN, *args], _child_env(None), out, 120.0
+                )
+                if usage.exit_code != 0:
+                    raise BenchError(f"runbook {' '.join(args)} exited {usage.exit_code}")
+                walls.append(usage.wall_s)
+            figures[f"{name}_median_s"] = statistics.median(walls)
+            figures[f"{name}_min_s"] = min(walls)
+    return figures
+
+
+def print_profile(path: Path, top: int) -> None:
+    import pstats
+
+    for order in ("cumulative", "tottime"):
+        _out(f"\nprofile {path.name}: top {top} by {order}")
+        stats = pstats.Stats(str(path), stream=sys.stdout)
+        stats.strip_dirs().sort_stats(order).print_stats(top)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _scenario_keys(text: str) -> list[str]:
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in SCENARIOS]
+    if unknown or not keys:
+        known = ", ".join(f"{s.key} ({s.title})" for s in SCENARIOS.values())
+        raise argparse.ArgumentTypeError(f"unknown scenario {unknown or text!r}; known: {known}")
+    return keys
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return parse
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/run.py",
+        description="Measure drs-runbook's engine against its emulator (issue 7).",
+        epilog="Scenarios: "
+        + "; ".join(f"{s.key}: {s.title}" for s in SCENARIOS.values())
+        + ". Default: a,b,d,e (c takes minutes).",
+    )
+    parser.add_argument("--scenario", type=_scenario_keys, default=_scenario_keys("a,b,d,e"))
+    parser.add_argument("--repeat", type=int, default=3, help="Runs per scenario (median).")
+    parser.add_argument(
+        "--time-scale",
+        type=_positive(float),
+        help="Emulator state-machine speed-up, and the factor on the model runbook's 30 s "
+        f"timeout / 2 s poll interval (default {DEFAULT_TIME_SCALE:g}; scenarios d and e "
+        "keep 1.0 unless this is given).",
+    )
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--batch-size", type=int, default=10, help="The runbook's batch_size.")
+    parser.add_argument("--verify-timeout", type=_positive(float), help="Seconds (overrides).")
+    parser.add_argument("--poll-interval", type=_positive(float), help="Seconds (overrides).")
+    parser.add_argument(
+        "--concurrency", type=int, help="The runbook's concurrency (default min(projects, 64))."
+    )
+    parser.add_argument(
+        "--run-timeout", type=_positive(float), default=900.0, help="Stop a run after this long."
+    )
+    parser.add_argument("--validate-runs", type=int, default=10, help="0 skips validate timing.")
+    parser.add_argument(
+        "--profile", action="store_true", help="One extra cProfile'd engine run per scenario."
+    )
+    parser.add_argument("--profile-top", type=int, default=25)
+    parser.add_argument("--json", type=Path, help="Write every sample and median here.")
+    parser.add_argument("--keep", type=Path, help="Keep runbooks, reports and logs under here.")
+    parser.add_argument("--python", default=sys.executable, help="Python with engine installed.")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = Settings(
+        python=args.python,
+        seed=args.seed,
+        time_scale=args.time_scale,
+        batch_size=args.batch_size,
+        verify_timeout_s=args.verify_timeout,
+        poll_s=args.poll_interval,
+        concurrency=args.concurrency,
+        run_timeout_s=args.run_timeout,
+        keep=args.keep,
+    )
+    results: dict[str, tuple[Plan, list[Sample]]] = {}
+    with tempfile.TemporaryDirectory(prefix="drs-bench-") as tmp:
+        root = args.keep or Path(tmp)
+        for key in args.scenario:
+            scenario = SCENARIOS[key]
+            plan = Plan.of(scenario, settings)
+            samples: list[Sample] = []
+            _err(
+                f"scenario {key} ({scenario.title}): time scale {plan.time_scale:g}, verify "
+                f"timeout {plan.verify_timeout_s:g}s, poll {plan.poll_s:g}s, concurrency "
+                f"{plan.concurrency}, batch_size {plan.batch_size}"
+            )
+            for number in range(1, args.repeat + 1):
+                try:
+                    sample = measure_once(settings, plan, root / key / f"run{number}", None)
+                except (BenchError, OSError, KeyError, ValueError) as exc:
+                    sample = Sample(ok=False, note=f"{type(exc).__name__}: {exc}")
+                    _err(f"  run {number}: failed: {sample.note}")
+                else:
+                    v = sample.values
+                    _err(
+                        f"  run {number}: wall {v['wall_s']:.2f}s, cpu {v['cpu_s']:.2f}s, rss "
+                        f"{v['rss_mb']:.0f}MB, {v['drs_requests']:.0f} requests, "
+                        f"{v['throttled']:.0f} throttled"
+                    )
+                samples.append(sample)
+            results[key] = (plan, samples)
+            if args.profile:
+                profile = (args.keep or REPO / "bench") / f"profile-{key}.out"
+                try:
+                    measure_once(settings, plan, root / key / "profiled", profile)
+                except (BenchError, OSError, KeyError, ValueError) as exc:
+                    _err(f"  profiled run failed: {exc}")
+                else:
+                    _err(f"  profile written to {profile}")
+        print_tables(results)
+        validate = measure_validate(settings, args.validate_runs) if args.validate_runs else {}
+        if validate:
+            _out(
+                f"\nrunbook validate {MODEL_RUNBOOK.relative_to(REPO)}: median "
+                f"{validate['validate_median_s']:.3f}s (min {validate['validate_min_s']:.3f}s) "
+                f"over {args.validate_runs} runs; runbook --version: median "
+                f"{validate['version_median_s']:.3f}s"
+            )
+        if args.profile:
+            for key in results:
+                path = (args.keep or REPO / "bench") / f"profile-{key}.out"
+                if path.exists():
+                    print_profile(path, args.profile_top)
+    if args.json:
+        document = {
+            "commit": _git_describe(),
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "validate": validate,
+            "scenarios": {
+                key: _scenario_json(plan, samples) for key, (plan, samples) in results.items()
+            },
+        }
+        args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    failed = any(not s.ok for _, samples in results.values() for s in samples)
+    return 1 if failed else 0
+
+
+def _scenario_json(plan: Plan, samples: Sequence[Sample]) -> dict[str, Any]:
+    settings: dict[str, Any] = _fields(plan.scenario) | {
+        "time_scale": plan.time_scale,
+        "verify_timeout_s": plan.verify_timeout_s,
+        "poll_s": plan.poll_s,
+        "concurrency": plan.concurrency,
+        "batch_size": plan.batch_size,
+    }
+    medians = {k: median_of(samples, k) for k in _keys(samples)}
+    return {
+        "plan": settings,
+        "samples": [{"ok": s.ok, "note": s.note, **s.values} for s in samples],
+        "medians": {k: None if math.isnan(v) else v for k, v in medians.items()},
+    }
+
+
+def _fields(scenario: Scenario) -> dict[str, Any]:
+    return {f.name: getattr(scenario, f.name) for f in dataclasses.fields(scenario)}
+
+
+def _keys(samples: Sequence[Sample]) -> list[str]:
+    return sorted({k for s in samples if s.ok for k in s.values})
+
+
+def _git_describe() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "engine"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty engine/" if dirty else "")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
