@@ -681,7 +681,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "keep 1.0 unless this is given).",
     )
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--batch-size", type=int, default=10, help="The runbook's batch_size.")
+    parser.add_argument("--batch-size", type=int, default=100, help="The runbook's batch_size.")
     parser.add_argument("--verify-timeout", type=_positive(float), help="Seconds (overrides).")
     parser.add_argument("--poll-interval", type=_positive(float), help="Seconds (overrides).")
     parser.add_argument(

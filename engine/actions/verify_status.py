@@ -10,7 +10,8 @@ pause of this run (``drs.pause_jobs``) to recovery, the outage a drill caused en
 
 A job that still shows its failed status right after an acknowledged retry has not necessarily
 failed again: the service may not have started it yet. It counts as failed again once it was
-seen starting, or when FAILURE_GRACE_S has passed since the acknowledgement.
+seen starting, or when FAILURE_GRACE_S (at most half the step's time) has passed since the
+acknowledgement: a short verify step must not report a job that failed again as timed out.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class VerifyStatusParams:
 class _Watch:
     record: JobRecord
     seen_starting: bool = False
+    grace_s: float = FAILURE_GRACE_S
 
 
 async def run(ctx: ActionContext, params: VerifyStatusParams) -> dict[str, Any]:
@@ -66,8 +68,9 @@ async def run(ctx: ActionContext, params: VerifyStatusParams) -> dict[str, Any]:
         raise StepFailedError(f"poll_interval must be > 0, got {params.poll_interval_s}")
     # Jobs this step already settled (an earlier attempt, or the run before a resume) stay
     # settled: verification picks up where it stopped.
+    grace_s = min(FAILURE_GRACE_S, max(0.0, ctx.deadline - ctx.now()) / 2)
     pending = {
-        j: _Watch(record, seen_starting=_seen_starting(record, ctx.step_id))
+        j: _Watch(record, seen_starting=_seen_starting(record, ctx.step_id), grace_s=grace_s)
         for j in params.jobs
         if not _settled_here(record := ctx.jobs.ensure(j), ctx.step_id)
     }
@@ -144,7 +147,7 @@ def _observe(ctx: ActionContext, watch: _Watch, result: StatusResult) -> bool:
             reason = f"status {result.status}"
             _settle(ctx, record, Disposition.FAILED, EventKind.FAILED_AGAIN, reason)
             return True
-        in_grace = ctx.now() - acknowledged_at < FAILURE_GRACE_S
+        in_grace = ctx.now() - acknowledged_at < watch.grace_s
         if watch.seen_starting or not in_grace or group is StatusGroup.ENDED:
             reason = f"status {result.status} after the retry"
             _settle(ctx, record, Disposition.FAILED_AGAIN, EventKind.FAILED_AGAIN, reason)

@@ -338,6 +338,25 @@ async def test_verify_gives_a_just_retried_job_time_before_calling_it_failed_aga
     assert record.time_to_recover_s == 15.0
 
 
+async def test_verify_grace_is_at_most_half_a_short_step_so_failures_are_not_timeouts() -> None:
+    clock = FakeClock()
+    api = FakeApi(status_answers=[{"j": "INCRE_TRANSFER_FAILED"}] * 10)
+    ctx = make_ctx(api, clock, deadline=8.0)  # a short step: 4 s of grace, not 30
+    seeded(ctx, "j")
+    record = ctx.jobs.get("j")
+    assert record is not None
+    record.retry_acknowledged_at = 0.0
+
+    out = await verify_status.run(
+        ctx, verify_status.VerifyStatusParams(jobs=("j",), poll_interval_s=1.0)
+    )
+
+    assert out["failed"] == ["j"]
+    assert out["timed_out"] == []
+    assert record.disposition is Disposition.FAILED_AGAIN
+    assert clock.now == 4.0
+
+
 async def test_verify_unknown_job_is_not_found() -> None:
     clock = FakeClock()
 
