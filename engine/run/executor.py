@@ -211,8 +211,8 @@ class Executor:
         # One retry loop (and one set of counters) for every client of the run.
         self._resilience = resilience or Resilience()
         self._env = dict(env or {})
-        if runbook.rate_limit_per_s is not None:
-            transport = RateLimitedTransport(transport, runbook.rate_limit_per_s)
+        # Paced at the runbook's rate_limit, or at the limit a 429 reveals.
+        transport = RateLimitedTransport(transport, runbook.rate_limit_per_s)
         # Outside the rate limit: a request waiting for its turn to be paced is in flight.
         self.limiter = FairLimiter(runbook.concurrency, runbook.concurrency_per_target)
         transport = FairTransport(transport, self.limiter)

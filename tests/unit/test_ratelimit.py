@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
-from engine.api.ratelimit import RateLimitedTransport, TokenBucket
+from engine.api.ratelimit import PACING, RateLimitedTransport, TokenBucket
 from engine.api.transport import HttpRequest, HttpResponse
 
 
@@ -74,3 +75,36 @@ async def test_transport_limits_each_endpoint_separately() -> None:
     assert len(sent) == 12
     # Each endpoint: 1 at once, 5 more at 50/s = 0.1 s; both endpoints in parallel.
     assert 0.09 <= elapsed < 0.5
+
+
+async def test_a_429_teaches_the_endpoint_its_limit_and_later_requests_are_paced() -> None:
+    sent: list[float] = []
+    loop = asyncio.get_running_loop()
+    throttled = HttpResponse(
+        status=429,
+        headers={"Retry-After": "1"},
+        body=b'{"error_code": "APIGW.0308", "error_msg": "The throttling threshold has been'
+        b' reached: policy user over ratelimit, limit:10, time:1 second"}',
+    )
+
+    class Inner:
+        async def send(self, request: HttpRequest) -> HttpResponse:
+            sent.append(loop.time())
+            return throttled if len(sent) == 1 else HttpResponse(status=200, body=b"{}")
+
+    transport = RateLimitedTransport(Inner())  # no configured limit: nothing paced at first
+    request = HttpRequest(method="POST", url="http://127.0.0.1:1/v3/p/jobs", headers={}, body=b"")
+    assert (await transport.send(request)).status == 429
+    for _ in range(4):
+        await transport.send(request)
+    gaps = [b - a for a, b in itertools.pairwise(sent[2:])]
+    # Paced a hair under the learnt 10/s: about 0.102 s apart.
+    assert all(gap >= 0.1 for gap in gaps), gaps
+
+
+async def test_a_configured_limit_is_paced_a_hair_under_it() -> None:
+    clock = VirtualClock()
+    bucket = TokenBucket(20.0 * PACING, clock=clock, sleep=clock.sleep)
+    for _ in range(3):
+        await bucket.acquire()
+    assert clock.sleeps == [pytest.approx(1 / 19.6)] * 2
