@@ -324,7 +324,8 @@ def run(
     if resume_id is not None:
         given = [name for name in _FIXED_BY_RUN if options[name] not in (None, False, ())]
         if given:
-            flag = "--" + given[0].replace("_", "-").replace("param-values", "param")
+            flags = {"use_emulator": "--emulator", "param_values": "--param"}
+            flag = flags.get(given[0], "--" + given[0].replace("_", "-"))
             raise UsageError(
                 f"{flag} cannot be combined with --resume: a resumed run keeps the targets, "
                 "params and limits it started with"
@@ -344,6 +345,7 @@ def run(
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
     directory = _report_directory(report_dir or Path("runbook-reports") / run_id)
     journal = _start_journal(directory, run_id, inputs, where, options)
+    _drop_stale_reports(directory)
     _run_and_report(
         inputs, where, directory, run_id, quiet=quiet, yes=yes, journal=journal, formats=formats
     )
@@ -436,10 +438,11 @@ def _past_report(run_dir: Path) -> dict[str, Any]:
     return build_report(result_from_journal(state, _load(run_dir / RUNBOOK_COPY)))
 
 
-def _check_approvable(runbook: Runbook, yes: bool) -> None:
+def _check_approvable(runbook: Runbook, yes: bool, approved: frozenset[str] = frozenset()) -> None:
+    """Refuse up front a run that would have to ask on a terminal it does not have."""
     from engine.run.executor import APPROVE
 
-    gates = [s.id for s in runbook.steps if s.action == APPROVE]
+    gates = [s.id for s in runbook.steps if s.action == APPROVE and s.id not in approved]
     if gates and not yes and not sys.stdin.isatty():
         raise UsageError(
             f"step '{gates[0]}' asks for approval, but there is no terminal to ask on; "
@@ -515,7 +518,16 @@ def _resume_run(
         if header.overrides:
             overrides: dict[str, Any] = dict(header.overrides)
             runbook = dataclasses.replace(runbook, **overrides)
-        _check_approvable(runbook, yes)
+        # A gate approved before the interruption is not asked again, so it needs no terminal.
+        approved = frozenset.intersection(
+            *(
+                frozenset(
+                    k for k, v in state.target(i).steps.items() if v.status.value == "succeeded"
+                )
+                for i in range(len(runbook.targets))
+            )
+        )
+        _check_approvable(runbook, yes, approved)
         inputs = _Inputs(
             runbook=runbook,
             params=header.params,
@@ -531,6 +543,7 @@ def _resume_run(
         at = datetime.now(UTC).isoformat(timespec="seconds")
         journal.resumed(at)
         state.resumes.append(at)
+        _drop_stale_reports(directory)
         done = sum(len(t.steps) for t in state.targets.values())
         click.echo(
             f"resuming run {header.run_id} (started {header.started_at}): "
@@ -725,6 +738,39 @@ class _ProgressLines:
         )
 
 
+def _drop_stale_reports(directory: Path) -> None:
+    """Reports of an earlier run (or of this one before it was interrupted) would outlive it:
+    until this run writes its own, `runbook report` must read its journal, not them."""
+    for name in (*REPORT_FILES.values(), "emulator-stats.json"):
+        (directory / name).unlink(missing_ok=True)
+
+
+async def _ask_yes_no(question: str) -> bool:
+    """y/N on the terminal without blocking the event loop, so Ctrl-C or SIGTERM still stop
+    the run while it waits (and its report is written)."""
+    try:
+        fd = sys.stdin.fileno()
+        interactive = os.isatty(fd)
+    except (AttributeError, OSError, ValueError):
+        interactive = False
+    if not interactive:  # e.g. a test harness: click's own prompt
+        return click.confirm(question, default=False, err=True)
+    loop = asyncio.get_running_loop()
+    answered: asyncio.Future[str] = loop.create_future()
+
+    def readable() -> None:
+        if not answered.done():
+            answered.set_result(sys.stdin.readline())
+
+    click.echo(f"{question} [y/N]: ", err=True, nl=False)
+    loop.add_reader(fd, readable)
+    try:
+        answer = await answered
+    finally:
+        loop.remove_reader(fd)
+    return answer.strip().lower() in {"y", "yes"}
+
+
 def _approver(yes: bool) -> Approver:
     """Show what is about to be changed; --yes approves, otherwise ask y/N on the terminal."""
     from engine.report.render import approval_summary
@@ -734,8 +780,7 @@ def _approver(yes: bool) -> Approver:
         if yes:
             click.echo("approved (--yes)", err=True)
             return True
-        # Blocking on purpose: every target is stopped at this gate, nothing is in flight.
-        return click.confirm("go ahead?", default=False, err=True)
+        return await _ask_yes_no("go ahead?")
 
     return approve
 

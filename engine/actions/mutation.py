@@ -41,6 +41,8 @@ async def watch_status(
     not enough. ``on_effect(job_id, status)`` is called for each job that moved; the rest are
     returned with their last status seen (None if status never answered for them).
     """
+    # Whatever the request answered for other jobs must survive a crash while this one waits.
+    ctx.jobs.checkpoint(durable=True)
     last: dict[str, str] = {}
     pending = list(job_ids)
     deadline = ctx.now() + grace_s

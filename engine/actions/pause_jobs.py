@@ -264,8 +264,9 @@ def _unknown(ctx: ActionContext, job_id: str, cause: str) -> None:
 async def reconcile_unanswered(ctx: ActionContext) -> None:
     """After the step was cut short: learn from status which sent pauses took effect.
 
-    Nothing is sent. A job showing ``PAUSING`` is recorded as paused; every other job whose
-    pause went unanswered ends ``pause_unknown`` (it may still pause later).
+    Nothing is sent. A job showing ``PAUSING`` is recorded as paused; the others keep their
+    unanswered send (the report calls them ``pause_unknown``), so a resumed run reconciles them
+    with the full grace instead of forgetting a pause that may still take effect.
     """
     unanswered = [r.job_id for r in ctx.jobs if earlier_pause(r) is EventKind.PAUSE_SENT]
     if not unanswered:
@@ -279,7 +280,4 @@ async def reconcile_unanswered(ctx: ActionContext) -> None:
     tally = _Tally(paused=[], rejected=[])
     for result in results:
         if result.id in unanswered and result.status in PAUSED_STATUSES:
-            unanswered.remove(result.id)
             _reconciled(ctx, result.id, result.status, cause, tally)
-    for job_id in unanswered:
-        _unknown(ctx, job_id, cause)

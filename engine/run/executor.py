@@ -199,6 +199,7 @@ class Executor:
         resume: JournalState | None = None,
     ) -> None:
         self._runbook = runbook
+        self._rollback_ids = frozenset(s.id for s in runbook.rollback)
         self._journal = journal
         self._resume = resume
         self._plan = plan
@@ -211,12 +212,13 @@ class Executor:
         # One retry loop (and one set of counters) for every client of the run.
         self._resilience = resilience or Resilience()
         self._env = dict(env or {})
-        # Paced at the runbook's rate_limit, or at the limit a 429 reveals.
-        transport = RateLimitedTransport(transport, runbook.rate_limit_per_s)
-        # Outside the rate limit: a request waiting for its turn to be paced is in flight.
+        # A request holds a concurrency slot only while it is on the wire, not while it waits
+        # for its turn at the endpoint's pace (a slow endpoint must not hold every slot).
         self.limiter = FairLimiter(runbook.concurrency, runbook.concurrency_per_target)
         transport = FairTransport(transport, self.limiter)
-        # Counted after the rate limit: the figures are what reached the network.
+        # Paced at the runbook's rate_limit, or at the limit a 429 reveals.
+        transport = RateLimitedTransport(transport, runbook.rate_limit_per_s)
+        # Counted by route as the actions send them (the figures in the report).
         self._transport = CountingTransport(transport)
         self._connections = connections
         self._observer = observer
@@ -296,7 +298,7 @@ class Executor:
         if self._resume is not None:
             state = self._resume.target(index)
             jobs.restore(list(state.records.values()))
-            step_ids = {s.id for s in self._runbook.steps}
+            step_ids = {s.id for s in (*self._runbook.steps, *self._runbook.rollback)}
             done = {k: v for k, v in state.steps.items() if k in step_ids}
             outputs.update((k, v.outputs) for k, v in done.items())
             failure = state.failure
@@ -323,6 +325,9 @@ class Executor:
         """Some steps of one target, in order (its requests share the run's fair limiter)."""
         outcome = target_run.outcome
         for step in steps:
+            if step.id in target_run.done:  # finished before the run was resumed
+                outcome.steps.append(target_run.done[step.id])
+                continue
             if target_run.failure is not None:
                 outcome.steps.append(_not_run(step, target_run.failure))
                 continue
@@ -533,7 +538,7 @@ class Executor:
             failed = [s.step_id for s in outcome.steps if s.status is StepStatus.FAILED]
             reason = target_run.failure or (f"step '{failed[0]}' failed" if failed else None)
             _finalize(outcome.jobs, reason, mutating=self._mutating)
-        if not target_run.rolled_back:
+        if not target_run.rolled_back or interrupted:
             why = (
                 "run interrupted"
                 if interrupted
@@ -594,7 +599,8 @@ class Executor:
             step_id=step.id,
             project_id=client.project_id,
             max_jobs=self._runbook.max_jobs,
-            errors=self._errors,
+            # A rollback undoes what the run did: the run's spent error budget must not stop it.
+            errors=ErrorBudget() if step.id in self._rollback_ids else self._errors,
         )
         for attempt in range(1, step.retries.max_attempts + 1):
             outcome.attempts = attempt
@@ -764,32 +770,27 @@ def _finalize(
     """Turn intermediate dispositions into final ones, with the reason."""
     because = f" ({failure})" if failure else ""
     for record in jobs:
-        if cancelled and record.disposition in {Disposition.SELECTED, Disposition.RETRY_ACCEPTED}:
+        if record.disposition not in {Disposition.SELECTED, Disposition.RETRY_ACCEPTED}:
+            continue
+        last = record.events[-1].kind if record.events else None
+        if last is EventKind.RETRY_SENT:
+            record.disposition = Disposition.RETRY_UNKNOWN
+            record.reason = f"retry sent, no answer recorded{because}"
+        elif last is EventKind.PAUSE_SENT:
+            record.disposition = Disposition.PAUSE_UNKNOWN
+            record.reason = f"pause sent, no answer recorded{because}"
+        elif cancelled:
             was_retried = record.disposition is Disposition.RETRY_ACCEPTED
-            last = record.events[-1].kind if record.events else None
-            if last is EventKind.RETRY_SENT:
-                record.disposition = Disposition.RETRY_UNKNOWN
-                record.reason = f"retry sent, no answer recorded{because}"
-                continue
-            if last is EventKind.PAUSE_SENT:
-                record.disposition = Disposition.PAUSE_UNKNOWN
-                record.reason = f"pause sent, no answer recorded{because}"
-                continue
             record.disposition = Disposition.CANCELLED
             record.reason = (
                 "retry accepted, verification interrupted" if was_retried else "not retried"
             ) + because
-        elif record.disposition is Disposition.SELECTED and mutating:
-            last = record.events[-1].kind if record.events else None
-            if last is EventKind.RETRY_SENT:
-                record.disposition = Disposition.RETRY_UNKNOWN
-                record.reason = f"retry sent, no answer recorded{because}"
-            else:
-                record.disposition = Disposition.NOT_RETRIED
-                record.reason = f"selected but not retried{because}"
         elif record.disposition is Disposition.RETRY_ACCEPTED:
             record.disposition = Disposition.NOT_VERIFIED
             record.reason = f"retry accepted but not verified{because}"
+        elif mutating:
+            record.disposition = Disposition.NOT_RETRIED
+            record.reason = f"selected but not retried{because}"
 
 
 def _restore_budget(budget: ErrorBudget, runs: Sequence[_TargetRun]) -> None:

@@ -162,6 +162,7 @@ class RunJournal:
         fd = _open_locked(path, new=False)
         try:
             state = read_journal(path)
+            _cut_torn_tail(fd, path)
         except BaseException:
             os.close(fd)
             raise
@@ -244,8 +245,20 @@ class TargetJournal:
         self._journal.jobs_changed(self._index, records, durable=durable)
 
 
+def _cut_torn_tail(fd: int, path: Path) -> None:
+    """Drop a last line torn by a crash, so what is appended next starts a line of its own."""
+    data = path.read_bytes()
+    whole = data.rfind(b"\n") + 1
+    if whole < len(data):
+        os.ftruncate(fd, whole)
+        os.fsync(fd)
+
+
 def _replace_finished(path: Path) -> None:
     """A run directory used again: fine once its run finished, never over one to resume."""
+    if path.stat().st_size == 0:  # killed between creating the journal and its first line
+        path.unlink()
+        return
     fd = _open_locked(path, new=False)
     try:
         state = read_journal(path)
@@ -275,7 +288,7 @@ def _open_locked(path: Path, *, new: bool) -> int:
         os.close(fd)
         raise UsageError(
             f"{path.parent} is in use by another runbook process; wait for it to finish "
-            "(or stop it) before resuming"
+            "(or stop it), or choose another --report-dir"
         ) from None
     return fd
 
@@ -319,7 +332,12 @@ def read_journal(path: Path) -> JournalState:
                 "resumed safely, start a new run"
             ) from None
         lines.append(line)
-    if not lines or lines[0]["type"] != "run":
+    if not lines:
+        raise UsageError(
+            f"{path} is empty: the run was killed before it started, so there is nothing to "
+            "resume; start a new run (the directory can be reused)"
+        )
+    if lines[0]["type"] != "run":
         raise UsageError(f"{path}:1: not a runbook journal (no run header)")
     if lines[0].get("journal_version") != JOURNAL_VERSION:
         raise UsageError(

@@ -99,6 +99,7 @@ def test_drill_over_its_rto_budget_fails_the_assertion_yet_leaves_nothing_paused
 ROLLBACK_DRILL = """\
 version: 1
 name: rollback
+max_errors: 0
 targets:
   - project_id: 0a5c6e1f3b2d4c8e9f7a6b5c4d3e2f10
     region: cn-north-4
@@ -113,6 +114,11 @@ steps:
     with:
       jobs: ${{ steps.select.jobs }}
       sample: 2
+  - id: refused   # a dual-active parent: DRS.M00307 spends the whole error budget
+    action: drs.batch_retry
+    on_failure: continue
+    with:
+      jobs: ['9fda6d87-1614-7392-a547-787c8b4jb101']
   - id: broken
     action: assert
     with:
@@ -153,6 +159,7 @@ def test_a_failed_step_runs_the_rollback_steps_which_resume_what_was_paused(
     assert statuses == {
         "select": "succeeded",
         "pause": "succeeded",
+        "refused": "succeeded",
         "broken": "failed",
         "never": "skipped",
         "undo_pause": "succeeded",
@@ -161,7 +168,8 @@ def test_a_failed_step_runs_the_rollback_steps_which_resume_what_was_paused(
     assert [s["id"] for s in target["steps"]][-2:] == ["undo_pause", "undo_verified"]
     paused = paused_ids(report)
     assert len(paused) == 2
-    assert set(stats["retry_requests_per_job"]) == paused  # the rollback resumed them
+    # The rollback resumed them although the run's error budget was spent: it has its own.
+    assert set(stats["retry_requests_per_job"]) == {*paused, "9fda6d87-1614-7392-a547-787c8b4jb101"}
     by_id = {j["id"]: j for j in jobs_of(report)}
     assert {by_id[j]["disposition"] for j in paused} == {"recovered"}
 

@@ -122,6 +122,7 @@ def _run_killed_then_resumed(
         _cli("resume", str(run_dir), "-q"), env=env, capture_output=True, text=True, timeout=120
     )
     assert resumed.returncode in (0, 1), resumed.stderr
+    assert (run_dir / "report.json").exists(), resumed.stderr + resumed.stdout
     report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
     return report, fetch(stats_url), killed
 
@@ -242,3 +243,46 @@ def test_resume_refuses_a_finished_run_and_a_run_in_use(
     assert again.returncode == 2
     assert "already finished; there is nothing to resume" in again.stderr
     assert "Traceback" not in again.stderr
+
+
+def test_a_target_that_failed_before_the_interruption_stays_failed_after_the_resume(
+    slow_answers: dict[str, Any], tmp_path: Path
+) -> None:
+    first = slow_answers["projects"][0]["project_id"]
+    steps = f"""\
+  - id: select
+    action: drs.select_jobs
+  - id: check
+    action: assert
+    with:
+      that: ${{{{ target.project_id != '{first}' }}}}
+      message: the first project fails here
+  - id: nap
+    action: sleep
+    with:
+      duration: 2s
+"""
+    runbook = runbook_for(slow_answers, tmp_path / "rb.yaml", steps)
+    with open(runbook, "a", encoding="utf-8") as text:
+        text.write("rollback:\n  - id: undo\n    action: sleep\n    with:\n      duration: 0s\n")
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "DRS_AUTH_TOKEN": slow_answers["token"]}
+    command = _cli(
+        "run", str(runbook), "--endpoint", slow_answers["url"], "--report-dir", str(run_dir)
+    )
+    with subprocess.Popen(
+        [*command, "-q"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    ) as proc:
+        _kill_when(proc, lambda: _finished_steps(_journal(run_dir), "undo") == 1)
+    resumed = subprocess.run(
+        _cli("resume", str(run_dir), "-q"), env=env, capture_output=True, text=True, timeout=60
+    )
+    report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+    assert resumed.returncode == 1, resumed.stderr
+    failed, other = report["targets"]
+    assert [(s["id"], s["status"]) for s in failed["steps"]] == [
+        ("select", "succeeded"), ("check", "failed"), ("nap", "skipped"), ("undo", "succeeded"),
+    ]  # fmt: skip
+    assert [s["status"] for s in other["steps"]] == ["succeeded"] * 3 + ["skipped"]
+    started = [x for x in _journal(run_dir) if x["type"] == "step_started" and x["step"] == "undo"]
+    assert len(started) == 1  # the rollback that finished before the kill was not run again

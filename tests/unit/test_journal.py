@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fakes import FakeClock
 
-from engine.actions.context import Disposition, EventKind, JobBook, JobRecord
+from engine.actions import batch_retry
+from engine.actions.context import ActionContext, Disposition, EventKind, JobBook, JobRecord
+from engine.api.types import BatchActionResult, BatchOutcome, RetryItem, StatusResult
 from engine.cli import cli
 from engine.errors import UsageError
 from engine.run.journal import (
@@ -172,3 +177,64 @@ def test_run_resume_keeps_the_params_it_started_with(tmp_path: Path) -> None:
     )
     assert isinstance(result.exception, UsageError)
     assert str(result.exception).startswith("--param cannot be combined with --resume")
+
+
+def test_a_resume_after_a_torn_last_line_appends_on_a_line_of_its_own(tmp_path: Path) -> None:
+    RunJournal.start(tmp_path, _header(), SOURCE).close()
+    path = tmp_path / JOURNAL_NAME
+    path.write_bytes(path.read_bytes() + b'{"type":"jobs","tar')  # killed mid-write
+    journal, _ = RunJournal.take_over(tmp_path)
+    journal.resumed("2026-11-29T06:02:00+00:00")
+    journal.close()
+    assert read_journal(path).resumes == ["2026-11-29T06:02:00+00:00"]
+
+
+async def test_answers_are_durable_before_missing_results_are_reconciled(tmp_path: Path) -> None:
+    """A batch answered for a and b but not c: a kill while c is reconciled must not make a
+    resumed run send a and b again."""
+    failed = "INCRE_TRANSFER_FAILED"
+
+    class Api:
+        def __init__(self, answered: str) -> None:
+            self.answered, self.sent = answered, []  # type: list[list[str]]
+
+        async def batch_retry(self, items: Sequence[RetryItem]) -> list[BatchActionResult]:
+            self.sent.append([i.job_id for i in items])
+            return [
+                BatchActionResult(id=i.job_id, status=BatchOutcome.SUCCESS)
+                for i in items
+                if i.job_id in self.answered
+            ]
+
+        async def batch_status(self, job_ids: Sequence[str]) -> list[StatusResult]:
+            return [StatusResult(id=j, status=failed) for j in job_ids]
+
+    journal = RunJournal.start(tmp_path, _header(), SOURCE)
+    book = _book(journal, [0.0])
+    for job_id in "abc":
+        book.add(JobRecord(job_id=job_id, name=job_id, status_at_selection=failed))
+    killed = asyncio.Event()
+
+    async def killed_while_waiting(_: float) -> None:
+        killed.set()
+        await asyncio.Event().wait()
+
+    ctx = ActionContext(
+        api=Api("ab"), jobs=book, step_id="retry", project_id="p", sleep=killed_while_waiting
+    )
+    params = batch_retry.BatchRetryParams(jobs=("a", "b", "c"))
+    async with asyncio.TaskGroup() as group:
+        task = group.create_task(batch_retry.run(ctx, params))
+        await killed.wait()
+        task.cancel()  # SIGKILL: only what is in the journal survives
+    journal.close()
+
+    state = read_journal(tmp_path / JOURNAL_NAME)
+    clock = FakeClock()
+    resumed = JobBook(clock)
+    resumed.restore(list(state.targets[0].records.values()))
+    api = Api("abc")
+    ctx = ActionContext(api=api, jobs=resumed, step_id="retry", project_id="p", sleep=clock.sleep)
+    out = await batch_retry.run(ctx, params)
+    assert api.sent == [["c"]]  # a and b were answered before the kill: never sent again
+    assert sorted(out["accepted"]) == ["a", "b", "c"]
