@@ -474,6 +474,15 @@ def _start_journal(
         credentials_file=None if credentials is None else str(credentials),
         emulator=where.emulator_seed is not None,
     )
+    from engine.run.journal import is_secret_param
+
+    for name in inputs.params:
+        if is_secret_param(name):
+            click.echo(
+                f"warning: param '{name}' looks secret: it is kept out of the journal and the "
+                "reports, so this run cannot be resumed if it is interrupted",
+                err=True,
+            )
     return RunJournal.start(directory, header, source)
 
 

@@ -13,7 +13,7 @@ killed at any moment leaves whole lines (at worst a torn last line, which the re
 A line survives the death of the process as soon as it is written (it is in the kernel); lines
 about mutations, the intent before a request is sent and the outcome after, are also fsynced
 so they survive the machine. The journal holds no secrets: credentials are never in it, and
-params whose name says they are secret are redacted (a resume asks for them again).
+params whose name says they are secret are redacted (such a run cannot be resumed).
 
 The journal is not a database: it is read back whole, once, by ``runbook resume``.
 """
@@ -39,8 +39,12 @@ RUNBOOK_COPY = "runbook.yaml"
 JOURNAL_VERSION = 1
 REDACTED = "<redacted>"
 
-# Params with names like these are never written down (a resume asks for them again).
-_SECRET_NAME = re.compile(r"(password|passwd|secret|token|credential|(^|_)(sk|ak)($|_))", re.I)
+# Params with names like these are never written down (so such a run cannot be resumed).
+_SECRET_NAME = re.compile(
+    r"(passw(or)?d|pwd|passphrase|secret|token|credential|api_?key|access_?key|private_?key"
+    r"|(^|_)(sk|ak)($|_))",
+    re.I,
+)
 
 _STATIC = ("name", "status_at_selection", "engine_type", "db_use_type", "parent_id")
 _MUTABLE = (
