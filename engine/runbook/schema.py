@@ -19,7 +19,7 @@ from typing import Any
 
 import jsonschema
 
-import engine
+from engine import schema_files
 from engine.errors import Diagnostic
 from engine.runbook.expressions import is_expression, kind_of
 from engine.runbook.parse import JsonPath, ParsedYaml
@@ -33,20 +33,12 @@ _TYPE_WORDS = {"object": "mapping", "array": "list"}
 
 
 def schema_path() -> Path:
-    """The schema file: inside the package in a wheel, beside it in a source checkout."""
-    package = Path(engine.__file__).parent
-    candidates = (package / "schemas" / SCHEMA_FILE, package.parent / "schemas" / SCHEMA_FILE)
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"{SCHEMA_FILE} is missing from the installation")
+    return schema_files.schema_path(SCHEMA_FILE)
 
 
-@functools.cache
 def load_schema() -> Mapping[str, Any]:
     """The runbook JSON Schema as data."""
-    schema: dict[str, Any] = json.loads(schema_path().read_text(encoding="utf-8"))
-    return schema
+    return schema_files.load_schema_file(SCHEMA_FILE)
 
 
 def schema_text() -> str:
