@@ -173,36 +173,11 @@ def test_every_example_runbook_validates_plans_and_runs(
     assert set(stats["retry_requests_per_job"].values()) <= {1}
 
 
-def test_interrupt_writes_a_report_with_cancelled_jobs(tmp_path: Path) -> None:
-    example = EXAMPLE
-    reports = tmp_path / "r"
-    command = [
-        sys.executable, "-c", "from engine.cli import main; main()", "run", str(example),
-        "--emulator", "--emulator-time-scale", "20", "--report-dir", str(reports),
-    ]  # fmt: skip
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
-    ) as proc:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            if "verify (drs.verify_status) ..." in line:
-                break
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-
-    report = json.loads((reports / "report.json").read_text())
-    assert proc.returncode == 130
-    assert report["interrupted"] is True
-    assert report["exit_code"] == 130
-    verify = [s for t in report["targets"] for s in t["steps"] if s["id"] == "verify"]
-    assert ("failed", "interrupted while running") in {(s["status"], s["message"]) for s in verify}
-    dispositions = {j["disposition"] for j in jobs_of(report)}
-    assert "cancelled" in dispositions
-    assert dispositions <= FINAL
-    assert "Traceback" not in err
-
-
-def test_a_second_sigterm_exits_at_once_and_leaves_a_readable_journal(tmp_path: Path) -> None:
+def _signalled_while_verifying(
+    tmp_path: Path, *signals: signal.Signals, timeout: float = 60
+) -> tuple[int, str, Path]:
+    """The demo run on its in-process emulator, sent ``signals`` once it starts verifying;
+    (exit code, stderr after the signals, run directory)."""
     reports = tmp_path / "r"
     command = [
         sys.executable, "-c", "from engine.cli import main; main()", "run", str(EXAMPLE),
@@ -215,11 +190,34 @@ def test_a_second_sigterm_exits_at_once_and_leaves_a_readable_journal(tmp_path: 
         for line in proc.stderr:
             if "verify (drs.verify_status) ..." in line:
                 break
-        proc.send_signal(signal.SIGTERM)
-        proc.send_signal(signal.SIGTERM)  # impatient: no time to reconcile or write a report
-        _, err = proc.communicate(timeout=20)
+        for signum in signals:
+            proc.send_signal(signum)
+        _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err, reports
 
-    assert proc.returncode == 130
+
+def test_interrupt_writes_a_report_with_cancelled_jobs(tmp_path: Path) -> None:
+    code, err, reports = _signalled_while_verifying(tmp_path, signal.SIGINT)
+
+    report = json.loads((reports / "report.json").read_text())
+    assert code == 130
+    assert report["interrupted"] is True
+    assert report["exit_code"] == 130
+    verify = [s for t in report["targets"] for s in t["steps"] if s["id"] == "verify"]
+    assert ("failed", "interrupted while running") in {(s["status"], s["message"]) for s in verify}
+    dispositions = {j["disposition"] for j in jobs_of(report)}
+    assert "cancelled" in dispositions
+    assert dispositions <= FINAL
+    assert "Traceback" not in err
+
+
+def test_a_second_sigterm_exits_at_once_and_leaves_a_readable_journal(tmp_path: Path) -> None:
+    # Impatient: the second signal leaves no time to reconcile or write a report.
+    code, err, reports = _signalled_while_verifying(
+        tmp_path, signal.SIGTERM, signal.SIGTERM, timeout=20
+    )
+
+    assert code == 130
     assert "Traceback" not in err
     state = read_journal(reports / "journal.jsonl")  # whole lines only, as after a SIGKILL
     assert not state.finished or state.interrupted
