@@ -97,6 +97,20 @@ def _kill_when(
     proc.wait(timeout=10)
 
 
+def _kill_run_when(
+    emulator: dict[str, Any], runbook: Path, run_dir: Path, ready: Callable[[], bool]
+) -> dict[str, str]:
+    """`runbook run` against the emulator, SIGKILLed once ``ready()``; the environment it had."""
+    env = {**os.environ, "DRS_AUTH_TOKEN": emulator["token"]}
+    command = _cli("run", str(runbook), "--endpoint", emulator["url"], "--report-dir", str(run_dir))
+    with subprocess.Popen(
+        [*command, "-q"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    ) as proc:
+        _kill_when(proc, ready)
+    assert proc.returncode == -signal.SIGKILL
+    return env
+
+
 def _run_killed_then_resumed(
     emulator: dict[str, Any],
     tmp_path: Path,
@@ -108,14 +122,8 @@ def _run_killed_then_resumed(
     as the kill left it)."""
     runbook = runbook_for(emulator, tmp_path / "rb.yaml", STEPS.format(settle=settle))
     run_dir = tmp_path / "run"
-    env = {**os.environ, "DRS_AUTH_TOKEN": emulator["token"]}
     stats_url = f"{emulator['url']}/_emulator/stats"
-    command = _cli("run", str(runbook), "--endpoint", emulator["url"], "--report-dir", str(run_dir))
-    with subprocess.Popen(
-        [*command, "-q"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    ) as proc:
-        _kill_when(proc, lambda: ready(run_dir, fetch(stats_url)))
-    assert proc.returncode == -signal.SIGKILL
+    env = _kill_run_when(emulator, runbook, run_dir, lambda: ready(run_dir, fetch(stats_url)))
     killed = _journal(run_dir)
     assert not (run_dir / "report.json").exists()  # SIGKILL: no report, only the journal
     resumed = subprocess.run(
@@ -266,14 +274,9 @@ def test_a_target_that_failed_before_the_interruption_stays_failed_after_the_res
     with open(runbook, "a", encoding="utf-8") as text:
         text.write("rollback:\n  - id: undo\n    action: sleep\n    with:\n      duration: 0s\n")
     run_dir = tmp_path / "run"
-    env = {**os.environ, "DRS_AUTH_TOKEN": slow_answers["token"]}
-    command = _cli(
-        "run", str(runbook), "--endpoint", slow_answers["url"], "--report-dir", str(run_dir)
+    env = _kill_run_when(
+        slow_answers, runbook, run_dir, lambda: _finished_steps(_journal(run_dir), "undo") == 1
     )
-    with subprocess.Popen(
-        [*command, "-q"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    ) as proc:
-        _kill_when(proc, lambda: _finished_steps(_journal(run_dir), "undo") == 1)
     resumed = subprocess.run(
         _cli("resume", str(run_dir), "-q"), env=env, capture_output=True, text=True, timeout=60
     )
