@@ -21,13 +21,14 @@ from engine.actions.context import (
     ActionContext,
     Disposition,
     EventKind,
+    JobRecord,
     StepFailedError,
 )
 from engine.actions.mutation import (
+    BatchMutation,
     MutationEvents,
     batches,
-    mark_sent,
-    not_applied_try_later,
+    send_batch,
     send_in_batches,
     triage,
     watch_status,
@@ -36,7 +37,6 @@ from engine.api.types import (
     FAILED_STATUSES,
     PAUSED_STATUSES,
     BatchActionResult,
-    BatchOutcome,
     RetryItem,
 )
 from engine.errors import DrsApiError, TransportError
@@ -102,8 +102,10 @@ async def run(ctx: ActionContext, params: BatchRetryParams) -> dict[str, Any]:
             ctx, earlier.unanswered, params, tally, resend_allowed=True, cause="earlier attempt"
         )
 
+    retrying = _retrying(ctx, params, tally, resend_allowed=True)
+
     async def send(batch: list[str]) -> None:
-        await _send(ctx, batch, params, tally, resend_allowed=True)
+        await send_batch(ctx, batch, retrying)
 
     await send_in_batches(ctx, earlier.fresh, params.batch_size, send)
     return {"accepted": tally.accepted, "rejected": tally.rejected}
@@ -131,58 +133,32 @@ RETRY_EVENTS = MutationEvents(
 _earlier_retry = RETRY_EVENTS.last
 
 
-async def _send(
-    ctx: ActionContext,
-    batch: list[str],
-    params: BatchRetryParams,
-    tally: _Tally,
-    *,
-    resend_allowed: bool,
-) -> None:
-    """One batch-retry-task request; each job ends accepted, rejected, unknown or re-sent once."""
-    items = [RetryItem(job_id=j, is_sync_re_edit=params.is_sync_re_edit) for j in batch]
-    mark_sent(ctx, batch, EventKind.RETRY_SENT)
-    try:
-        results = await ctx.api.batch_retry(items)
-    except DrsApiError as exc:
-        if not_applied_try_later(exc):
-            # The client already backed off and re-sent; splitting would only add load.
-            for job_id in batch:
-                _reject(ctx, job_id, exc.error_code, exc.error_msg, tally)
-            return
-        if 400 <= exc.http_status < 500:
-            await _rejected_request(ctx, batch, params, tally, exc, resend_allowed)
-            return
-        cause = str(exc)
-    except TransportError as exc:
-        cause = str(exc)
-    else:
-        answered = _apply_results(ctx, results, tally)
-        missing = [j for j in batch if j not in answered]
-        if missing:
-            await _reconcile(ctx, missing, params, tally, resend_allowed, "no result returned")
-        return
-    logger.warning("batch-retry-task outcome unknown for %d job(s): %s", len(batch), cause)
-    await _reconcile(ctx, batch, params, tally, resend_allowed, cause)
+def _retrying(
+    ctx: ActionContext, params: BatchRetryParams, tally: _Tally, *, resend_allowed: bool
+) -> BatchMutation:
+    """batch-retry-task for ``send_batch``; unknown outcomes are reconciled (and with
+    ``resend_allowed``, a job still failed after the grace is sent once more)."""
 
+    async def call(batch: list[str]) -> Sequence[BatchActionResult]:
+        items = [RetryItem(job_id=j, is_sync_re_edit=params.is_sync_re_edit) for j in batch]
+        return await ctx.api.batch_retry(items)
 
-def _apply_results(
-    ctx: ActionContext, results: Sequence[BatchActionResult], tally: _Tally
-) -> set[str]:
-    answered: set[str] = set()
-    for result in results:
-        record = ctx.jobs.get(result.id)
-        if record is None or result.id in answered:
-            continue  # not ours, or answered twice: the first answer stands
-        answered.add(result.id)
-        if result.status is BatchOutcome.SUCCESS:
-            ctx.jobs.record(result.id, EventKind.RETRY_ACKNOWLEDGED, step=ctx.step_id)
-            record.disposition = Disposition.RETRY_ACCEPTED
-            record.retry_acknowledged_at = ctx.now()
-            tally.accepted.append(result.id)
-        else:
-            _reject(ctx, result.id, result.error_code, result.error_msg, tally)
-    return answered
+    def acknowledged(record: JobRecord) -> None:
+        record.disposition = Disposition.RETRY_ACCEPTED
+        record.retry_acknowledged_at = ctx.now()
+        tally.accepted.append(record.job_id)
+
+    async def unanswered(batch: list[str], cause: str) -> None:
+        await _reconcile(ctx, batch, params, tally, resend_allowed, cause)
+
+    return BatchMutation(
+        operation="batch-retry-task",
+        events=RETRY_EVENTS,
+        call=call,
+        acknowledged=acknowledged,
+        rejected=lambda job_id, code, message: _reject(ctx, job_id, code, message, tally),
+        unanswered=unanswered,
+    )
 
 
 def _reject(
@@ -196,24 +172,6 @@ def _reject(
     record.reason = f"{code or 'unknown error'}: {message or 'rejected'}"
     tally.rejected.append(job_id)
     ctx.errors.fail()
-
-
-async def _rejected_request(
-    ctx: ActionContext,
-    batch: list[str],
-    params: BatchRetryParams,
-    tally: _Tally,
-    exc: DrsApiError,
-    resend_allowed: bool,
-) -> None:
-    if exc.http_status == 400 and len(batch) > 1:
-        # Nothing was applied: each job alone finds out which one the service refuses.
-        logger.info("batch of %d rejected with %s; sending each job alone", len(batch), exc)
-        for job_id in batch:
-            await _send(ctx, [job_id], params, tally, resend_allowed=resend_allowed)
-        return
-    for job_id in batch:
-        _reject(ctx, job_id, exc.error_code, exc.error_msg, tally)
 
 
 async def _reconcile(
@@ -247,7 +205,7 @@ async def _reconcile(
         if job_id not in resend:
             _unknown(ctx, job_id, cause)
     if resend:
-        await _send(ctx, resend, params, tally, resend_allowed=False)
+        await send_batch(ctx, resend, _retrying(ctx, params, tally, resend_allowed=False))
 
 
 def _sends(ctx: ActionContext, job_id: str) -> int:

@@ -1,5 +1,5 @@
-"""What the mutating batch actions (retry, pause) share: batching, the "nothing was applied"
-answers, and watching status to learn whether an unanswered request took effect."""
+"""What the mutating batch actions (retry, pause) share: batching, sending one batch and sorting
+its answers, and watching status to learn whether an unanswered request took effect."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from engine.actions.context import ActionContext, EventKind, JobRecord
-from engine.api.types import ERR_OPERATION_RUNNING, ERR_TOO_FREQUENT
+from engine.api.types import (
+    ERR_OPERATION_RUNNING,
+    ERR_TOO_FREQUENT,
+    BatchActionResult,
+    BatchOutcome,
+)
 from engine.errors import DrsApiError, TransportError
 
 logger = logging.getLogger(__name__)
@@ -131,3 +136,72 @@ async def send_in_batches(
         await send(batch)
         ctx.jobs.checkpoint(durable=True)
     ctx.jobs.checkpoint(durable=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchMutation:
+    """How one mutating action sends a batch and records what became of each job in it."""
+
+    operation: str  # for logs: "batch-retry-task"
+    events: MutationEvents
+    call: Callable[[list[str]], Awaitable[Sequence[BatchActionResult]]]
+    acknowledged: Callable[[JobRecord], None]  # after its acknowledged event is recorded
+    rejected: Callable[[str, str | None, str | None], None]  # job id, error code, message
+    unanswered: Callable[[list[str], str], Awaitable[None]]  # reconcile them, with the cause
+
+
+async def send_batch(ctx: ActionContext, batch: list[str], how: BatchMutation) -> None:
+    """One request; each job ends acknowledged, rejected, or handed to ``how.unanswered``.
+
+    A 4xx means nothing was applied: a rejected batch of several jobs is split and each job sent
+    alone, so one refused job (a dual-active parent) cannot sink the rest. Throttled and busy
+    answers were already backed off and re-sent by the client: their jobs are rejected, not
+    split (that would only add load). A 5xx, a lost connection or a missing result leaves the
+    outcome unknown.
+    """
+    mark_sent(ctx, batch, how.events.sent)
+    try:
+        results = await how.call(batch)
+    except DrsApiError as exc:
+        if exc.http_status == 400 and len(batch) > 1 and not not_applied_try_later(exc):
+            logger.info(
+                "%s batch of %d rejected with %s; sending each job alone",
+                how.operation,
+                len(batch),
+                exc,
+            )
+            for job_id in batch:
+                await send_batch(ctx, [job_id], how)
+            return
+        if not_applied_try_later(exc) or 400 <= exc.http_status < 500:
+            for job_id in batch:
+                how.rejected(job_id, exc.error_code, exc.error_msg)
+            return
+        cause = str(exc)
+    except TransportError as exc:
+        cause = str(exc)
+    else:
+        answered = _apply_results(ctx, results, how)
+        missing = [j for j in batch if j not in answered]
+        if missing:
+            await how.unanswered(missing, "no result returned")
+        return
+    logger.warning("%s outcome unknown for %d job(s): %s", how.operation, len(batch), cause)
+    await how.unanswered(batch, cause)
+
+
+def _apply_results(
+    ctx: ActionContext, results: Sequence[BatchActionResult], how: BatchMutation
+) -> set[str]:
+    answered: set[str] = set()
+    for result in results:
+        record = ctx.jobs.get(result.id)
+        if record is None or result.id in answered:
+            continue  # not ours, or answered twice: the first answer stands
+        answered.add(result.id)
+        if result.status is BatchOutcome.SUCCESS:
+            ctx.jobs.record(result.id, how.events.acknowledged, step=ctx.step_id)
+            how.acknowledged(record)
+        else:
+            how.rejected(result.id, result.error_code, result.error_msg)
+    return answered

@@ -30,10 +30,10 @@ from engine.actions.context import (
     StepFailedError,
 )
 from engine.actions.mutation import (
+    BatchMutation,
     MutationEvents,
     batches,
-    mark_sent,
-    not_applied_try_later,
+    send_batch,
     send_in_batches,
     triage,
     watch_status,
@@ -41,7 +41,6 @@ from engine.actions.mutation import (
 from engine.api.types import (
     PAUSED_STATUSES,
     BatchActionResult,
-    BatchOutcome,
 )
 from engine.errors import DrsApiError, TransportError
 
@@ -119,8 +118,10 @@ async def run(ctx: ActionContext, params: PauseJobsParams) -> dict[str, Any]:
         # Sent by an attempt that was cut short: learn what it did, never send again.
         await _reconcile(ctx, earlier.unanswered, params, tally, "earlier attempt")
 
+    pausing = _pausing(ctx, params, tally)
+
     async def send(batch: list[str]) -> None:
-        await _send(ctx, batch, params, tally)
+        await send_batch(ctx, batch, pausing)
 
     await send_in_batches(ctx, earlier.fresh, params.batch_size, send)
     return {"paused": tally.paused, "rejected": tally.rejected}
@@ -138,50 +139,23 @@ def preview(ctx: ActionContext, params: PauseJobsParams) -> dict[str, Any]:
     return {"paused": fresh, "rejected": []}
 
 
-async def _send(
-    ctx: ActionContext, batch: list[str], params: PauseJobsParams, tally: _Tally
-) -> None:
-    """One batch-pause-task request; each job ends paused, rejected or unknown."""
-    mark_sent(ctx, batch, EventKind.PAUSE_SENT)
-    try:
-        results = await ctx.api.batch_pause(batch, pause_mode=params.pause_mode)
-    except DrsApiError as exc:
-        if not_applied_try_later(exc):
-            # The client already backed off and re-sent; splitting would only add load.
-            for job_id in batch:
-                _reject(ctx, job_id, exc.error_code, exc.error_msg, tally)
-            return
-        if 400 <= exc.http_status < 500:
-            await _rejected_request(ctx, batch, params, tally, exc)
-            return
-        cause = str(exc)
-    except TransportError as exc:
-        cause = str(exc)
-    else:
-        answered = _apply_results(ctx, results, tally)
-        missing = [j for j in batch if j not in answered]
-        if missing:
-            await _reconcile(ctx, missing, params, tally, "no result returned")
-        return
-    logger.warning("batch-pause-task outcome unknown for %d job(s): %s", len(batch), cause)
-    await _reconcile(ctx, batch, params, tally, cause)
+def _pausing(ctx: ActionContext, params: PauseJobsParams, tally: _Tally) -> BatchMutation:
+    """batch-pause-task for ``send_batch``; an unknown outcome is reconciled, never re-sent."""
 
+    async def call(batch: list[str]) -> Sequence[BatchActionResult]:
+        return await ctx.api.batch_pause(batch, pause_mode=params.pause_mode)
 
-def _apply_results(
-    ctx: ActionContext, results: Sequence[BatchActionResult], tally: _Tally
-) -> set[str]:
-    answered: set[str] = set()
-    for result in results:
-        record = ctx.jobs.get(result.id)
-        if record is None or result.id in answered:
-            continue  # not ours, or answered twice: the first answer stands
-        answered.add(result.id)
-        if result.status is BatchOutcome.SUCCESS:
-            ctx.jobs.record(result.id, EventKind.PAUSE_ACKNOWLEDGED, step=ctx.step_id)
-            _paused(ctx, record, ctx.now(), tally)
-        else:
-            _reject(ctx, result.id, result.error_code, result.error_msg, tally)
-    return answered
+    async def unanswered(batch: list[str], cause: str) -> None:
+        await _reconcile(ctx, batch, params, tally, cause)
+
+    return BatchMutation(
+        operation="batch-pause-task",
+        events=PAUSE_EVENTS,
+        call=call,
+        acknowledged=lambda record: _paused(ctx, record, ctx.now(), tally),
+        rejected=lambda job_id, code, message: _reject(ctx, job_id, code, message, tally),
+        unanswered=unanswered,
+    )
 
 
 def _paused(ctx: ActionContext, record: JobRecord, at: float, tally: _Tally) -> None:
@@ -202,24 +176,6 @@ def _reject(
     record.reason = f"pause refused: {code or 'unknown error'}: {message or 'rejected'}"
     tally.rejected.append(job_id)
     ctx.errors.fail()
-
-
-async def _rejected_request(
-    ctx: ActionContext,
-    batch: list[str],
-    params: PauseJobsParams,
-    tally: _Tally,
-    exc: DrsApiError,
-) -> None:
-    if exc.http_status == 400 and len(batch) > 1:
-        # Nothing was applied: each job alone finds out which one the service refuses. The
-        # batch's PAUSE_SENT events are answered by this rejection, so each job is sent once.
-        logger.info("pause batch of %d rejected with %s; sending each job alone", len(batch), exc)
-        for job_id in batch:
-            await _send(ctx, [job_id], params, tally)
-        return
-    for job_id in batch:
-        _reject(ctx, job_id, exc.error_code, exc.error_msg, tally)
 
 
 async def _reconcile(
