@@ -27,7 +27,7 @@ from engine.actions.context import (
 from engine.actions.mutation import (
     BatchMutation,
     MutationEvents,
-    batches,
+    preview_in_batches,
     send_batch,
     send_in_batches,
     triage,
@@ -103,27 +103,19 @@ async def run(ctx: ActionContext, params: BatchRetryParams) -> dict[str, Any]:
         )
 
     retrying = _retrying(ctx, params, tally, resend_allowed=True)
-
-    async def send(batch: list[str]) -> None:
-        await send_batch(ctx, batch, retrying)
-
-    await send_in_batches(ctx, earlier.fresh, params.batch_size, send)
+    await send_in_batches(ctx, earlier.fresh, params.batch_size, retrying)
     return {"accepted": tally.accepted, "rejected": tally.rejected}
 
 
 def preview(ctx: ActionContext, params: BatchRetryParams) -> dict[str, Any]:
     """What ``run`` would send, recorded as WOULD_RETRY events; nothing is sent."""
     _check(ctx, params)
-    fresh = [j for j in params.jobs if _earlier_retry(ctx.jobs.ensure(j)) is None]
-    for number, batch in enumerate(batches(fresh, params.batch_size), start=1):
-        for job_id in batch:
-            ctx.jobs.record(
-                job_id, EventKind.WOULD_RETRY, step=ctx.step_id, detail=f"batch {number}"
-            )
+    fresh = preview_in_batches(ctx, params.jobs, params.batch_size, RETRY_EVENTS)
     return {"accepted": fresh, "rejected": []}
 
 
 RETRY_EVENTS = MutationEvents(
+    would=EventKind.WOULD_RETRY,
     sent=EventKind.RETRY_SENT,
     acknowledged=EventKind.RETRY_ACKNOWLEDGED,
     rejected=EventKind.RETRY_REJECTED,

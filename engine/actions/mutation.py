@@ -69,6 +69,7 @@ async def watch_status(
 class MutationEvents:
     """The event kinds one mutation (retry, pause) records for a job."""
 
+    would: EventKind  # in a plan
     sent: EventKind
     acknowledged: EventKind
     rejected: EventKind
@@ -119,10 +120,7 @@ def mark_sent(ctx: ActionContext, batch: Sequence[str], kind: EventKind) -> None
 
 
 async def send_in_batches(
-    ctx: ActionContext,
-    job_ids: Sequence[str],
-    size: int,
-    send: Callable[[list[str]], Awaitable[None]],
+    ctx: ActionContext, job_ids: Sequence[str], size: int, how: BatchMutation
 ) -> None:
     """Send batch after batch until the run's error budget is spent; withhold the rest.
 
@@ -133,9 +131,21 @@ async def send_in_batches(
             ctx.withhold(batch)
             continue
         ctx.errors.attempt(len(batch))
-        await send(batch)
+        await send_batch(ctx, batch, how)
         ctx.jobs.checkpoint(durable=True)
     ctx.jobs.checkpoint(durable=True)
+
+
+def preview_in_batches(
+    ctx: ActionContext, job_ids: Sequence[str], size: int, events: MutationEvents
+) -> list[str]:
+    """What ``send_in_batches`` would send (jobs this run never sent), recorded as ``would``
+    events with their batch number; nothing is sent."""
+    fresh = [j for j in job_ids if events.last(ctx.jobs.ensure(j)) is None]
+    for number, batch in enumerate(batches(fresh, size), start=1):
+        for job_id in batch:
+            ctx.jobs.record(job_id, events.would, step=ctx.step_id, detail=f"batch {number}")
+    return fresh
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

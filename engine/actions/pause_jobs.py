@@ -32,8 +32,7 @@ from engine.actions.context import (
 from engine.actions.mutation import (
     BatchMutation,
     MutationEvents,
-    batches,
-    send_batch,
+    preview_in_batches,
     send_in_batches,
     triage,
     watch_status,
@@ -53,6 +52,7 @@ PAUSE_MODES = ("target", "all")
 RECONCILE_GRACE_S = 15.0
 
 PAUSE_EVENTS = MutationEvents(
+    would=EventKind.WOULD_PAUSE,
     sent=EventKind.PAUSE_SENT,
     acknowledged=EventKind.PAUSE_ACKNOWLEDGED,
     rejected=EventKind.PAUSE_REJECTED,
@@ -118,24 +118,14 @@ async def run(ctx: ActionContext, params: PauseJobsParams) -> dict[str, Any]:
         # Sent by an attempt that was cut short: learn what it did, never send again.
         await _reconcile(ctx, earlier.unanswered, params, tally, "earlier attempt")
 
-    pausing = _pausing(ctx, params, tally)
-
-    async def send(batch: list[str]) -> None:
-        await send_batch(ctx, batch, pausing)
-
-    await send_in_batches(ctx, earlier.fresh, params.batch_size, send)
+    await send_in_batches(ctx, earlier.fresh, params.batch_size, _pausing(ctx, params, tally))
     return {"paused": tally.paused, "rejected": tally.rejected}
 
 
 def preview(ctx: ActionContext, params: PauseJobsParams) -> dict[str, Any]:
     """What ``run`` would send, recorded as WOULD_PAUSE events; nothing is sent."""
     _check(ctx, params)
-    fresh = [j for j in params.chosen if earlier_pause(ctx.jobs.ensure(j)) is None]
-    for number, batch in enumerate(batches(fresh, params.batch_size), start=1):
-        for job_id in batch:
-            ctx.jobs.record(
-                job_id, EventKind.WOULD_PAUSE, step=ctx.step_id, detail=f"batch {number}"
-            )
+    fresh = preview_in_batches(ctx, params.chosen, params.batch_size, PAUSE_EVENTS)
     return {"paused": fresh, "rejected": []}
 
 
