@@ -485,9 +485,8 @@ class Executor:
     async def _before_changes(self, segment: Sequence[Step], runs: Sequence[_TargetRun]) -> None:
         """Every target has selected and none has changed anything yet: show what is about to
         be changed, then check max_jobs_total (act on none if together they are too many)."""
-        first = next(
-            (s for s in self._runbook.steps if _is_gate(s) or REGISTRY[s.action].mutating), None
-        )
+        index = _first_change(self._runbook.steps)
+        first = self._runbook.steps[index] if index < len(self._runbook.steps) else None
         if first is not None and all(first.id in r.done for r in runs if r.failure is None):
             return  # resumed past it: this was shown and checked before the interruption
         # An approval shows the jobs itself.
@@ -556,15 +555,7 @@ class Executor:
         order = [s.id for s in (*self._runbook.steps, *self._runbook.rollback)]
         if outcome.step_id in order:
             return order.index(outcome.step_id)
-        first = next(  # the max_jobs_total guard: just before the first change
-            (
-                i
-                for i, s in enumerate(self._runbook.steps)
-                if _is_gate(s) or REGISTRY[s.action].mutating
-            ),
-            len(self._runbook.steps),
-        )
-        return first - 0.5
+        return _first_change(self._runbook.steps) - 0.5  # the max_jobs_total guard
 
     async def _run_step(
         self, step: Step, client: DrsClient, jobs: JobBook, scope: Scope
@@ -715,6 +706,16 @@ _TOTAL_GUARD = Step(
 _WOULD = frozenset({EventKind.WOULD_RETRY, EventKind.WOULD_PAUSE})
 
 
+def _changes(step: Step) -> bool:
+    """A mutating step, or an approval to change (where the run stops before any change)."""
+    return _is_gate(step) or REGISTRY[step.action].mutating
+
+
+def _first_change(steps: Sequence[Step]) -> int:
+    """The index of the first step that changes something (len(steps) when none does)."""
+    return next((i for i, step in enumerate(steps) if _changes(step)), len(steps))
+
+
 def _is_gate(step: Step) -> bool:
     return step.action == APPROVE
 
@@ -726,7 +727,7 @@ def _segments(steps: Sequence[Step], *, guard: bool) -> list[list[Step]]:
     segments: list[list[Step]] = [[]]
     guarded = not guard
     for step in steps:
-        if not guarded and (_is_gate(step) or REGISTRY[step.action].mutating):
+        if not guarded and _changes(step):
             segments += [[_TOTAL_GUARD], []]
             guarded = True
         if _is_gate(step):
