@@ -611,22 +611,29 @@ def print_tables(results: Mapping[str, tuple[Plan, list[Sample]]]) -> None:
 
 
 def measure_validate(settings: Settings, runs: int) -> dict[str, float]:
-    """Median wall time of ``runbook validate`` on the model runbook, and of ``--version``."""
+    """Median wall time of ``runbook validate`` on the model runbook, of ``--version``, and of
+    the bare interpreter (``python -c pass``) for scale.
+
+    Bytecode caching is on, as on an operator's machine (some sandboxes set
+    PYTHONDONTWRITEBYTECODE, which would make every run compile the engine from source), and
+    one unmeasured run first writes the cache."""
     figures: dict[str, float] = {}
+    env = _child_env(None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     with tempfile.TemporaryDirectory(prefix="bench-validate-") as tmp:
         out = Path(tmp) / "out"
-        for name, args in (
-            ("validate", ["validate", str(MODEL_RUNBOOK)]),
-            ("version", ["--version"]),
+        for name, command in (
+            ("validate", [settings.python, "-c", ENGINE_MAIN, "validate", str(MODEL_RUNBOOK)]),
+            ("version", [settings.python, "-c", ENGINE_MAIN, "--version"]),
+            ("python", [settings.python, "-c", "pass"]),
         ):
             walls: list[float] = []
-            for _ in range(runs):
-                usage = run_child(
-                    [settings.python, "-c", ENGINE_MAIN, *args], _child_env(None), out, 120.0
-                )
+            for attempt in range(runs + 1):
+                usage = run_child(command, env, out, 120.0)
                 if usage.exit_code != 0:
-                    raise BenchError(f"runbook {' '.join(args)} exited {usage.exit_code}")
-                walls.append(usage.wall_s)
+                    raise BenchError(f"{' '.join(command)} exited {usage.exit_code}")
+                if attempt:
+                    walls.append(usage.wall_s)
             figures[f"{name}_median_s"] = statistics.median(walls)
             figures[f"{name}_min_s"] = min(walls)
     return figures
@@ -756,7 +763,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"\nrunbook validate {MODEL_RUNBOOK.relative_to(REPO)}: median "
                 f"{validate['validate_median_s']:.3f}s (min {validate['validate_min_s']:.3f}s) "
                 f"over {args.validate_runs} runs; runbook --version: median "
-                f"{validate['version_median_s']:.3f}s"
+                f"{validate['version_median_s']:.3f}s; the bare interpreter (python -c pass): "
+                f"median {validate['python_median_s']:.3f}s"
             )
         if args.profile:
             for key in results:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
 import os
-import secrets
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +19,7 @@ from urllib.parse import urlsplit
 import click
 
 from engine import __version__
-from engine.api.credentials import (
+from engine.api.envvars import (
     IAM_DOMAIN_ENV,
     IAM_PASSWORD_ENV,
     IAM_USER_ENV,
@@ -32,6 +30,8 @@ from engine.api.credentials import (
 from engine.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EngineError, UsageError
 
 if TYPE_CHECKING:
+    import asyncio
+
     from engine.actions.context import JobBook
     from engine.api.credentials import CredentialSettings
     from engine.api.resilience import Resilience
@@ -69,7 +69,7 @@ def cli(verbose: int) -> None:
 
 
 def _load(path: Path) -> Runbook:
-    from engine.actions import CATALOG
+    from engine.actions.catalog import CATALOG
     from engine.runbook import load_runbook
 
     return load_runbook(path, CATALOG)
@@ -116,7 +116,7 @@ def lint(files: Sequence[Path], output_format: str, strict: bool) -> None:
 
 def _check_files(files: Sequence[Path], output_format: str, *, with_lint: bool) -> int:
     """Validate (and lint) every file; print all diagnostics; exit 2 on errors; count warnings."""
-    from engine.actions import MUTATING
+    from engine.actions.catalog import MUTATING
     from engine.errors import Diagnostic, RunbookInvalidError
     from engine.runbook import diagnostics_json, lint, render_diagnostics
 
@@ -296,6 +296,13 @@ _FIXED_BY_RUN = (
 )
 
 
+def _new_run_id() -> str:
+    """When the run started (UTC) and a few random hex digits: sortable and unique enough."""
+    import secrets
+
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+
+
 @cli.command()
 @_target_options
 @_REPORT_DIR
@@ -342,7 +349,7 @@ def run(
         return
     where, inputs = _prepare(options)
     _check_approvable(inputs.runbook, yes)
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+    run_id = _new_run_id()
     directory = _report_directory(report_dir or Path("runbook-reports") / run_id)
     journal = _start_journal(directory, run_id, inputs, where, options)
     _drop_stale_reports(directory)
@@ -593,6 +600,8 @@ def _run_and_report(
     resume: JournalState | None = None,
     formats: tuple[str, ...] = (),
 ) -> None:
+    import asyncio
+
     from engine.report.render import terminal_summary
 
     try:
@@ -625,6 +634,8 @@ def plan(quiet: bool, **options: Any) -> None:
     Selection runs for real; mutating steps list the jobs they would send; verification does
     not run. Exit 0 when the plan was made, 1 when a step failed, 2 on invalid input.
     """
+    import asyncio
+
     from engine.report.render import plan_summary
 
     where, inputs = _prepare(options)
@@ -757,6 +768,8 @@ def _drop_stale_reports(directory: Path) -> None:
 async def _ask_yes_no(question: str) -> bool:
     """y/N on the terminal without blocking the event loop, so Ctrl-C or SIGTERM still stop
     the run while it waits (and its report is written)."""
+    import asyncio
+
     try:
         fd = sys.stdin.fileno()
         interactive = os.isatty(fd)
@@ -810,6 +823,8 @@ async def _execute(
     SIGTERM is handled like Ctrl-C: the first stops the run, whose jobs are still reported;
     a second exits at once (the journal is whole at every line, so the run can be resumed).
     """
+    import asyncio
+
     from engine.api.resilience import Resilience
     from engine.api.transport import AiohttpTransport
     from engine.report.build import build_report
@@ -1091,6 +1106,8 @@ def emulator(
     The first line on stdout is one JSON object: url, projects, token, user, password, domain,
     ak, sk. It binds 127.0.0.1 unless told otherwise.
     """
+    import asyncio
+
     from engine.emulator import EmulatorConfig, FaultConfig, parse_duration, parse_rate
 
     if host not in LOOPBACK_HOSTS and not allow_non_loopback:
@@ -1116,6 +1133,8 @@ def emulator(
 
 
 async def _serve_emulator(config: EmulatorConfig, host: str, port: int) -> None:
+    import asyncio
+
     from engine.emulator import Emulator
 
     stop = asyncio.Event()

@@ -33,6 +33,18 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from engine.api.endpoints import iam_endpoint as region_iam_endpoint
+from engine.api.envvars import (
+    IAM_DOMAIN_ENV,
+    IAM_ENDPOINT_ENV,
+    IAM_PASSWORD_ENV,
+    IAM_USER_ENV,
+    SDK_AK_ENV,
+    SDK_IAM_ENDPOINT_ENV,
+    SDK_PROJECT_ID_ENV,
+    SDK_SECURITY_TOKEN_ENV,
+    SDK_SK_ENV,
+    TOKEN_ENV,
+)
 from engine.errors import UsageError
 
 if TYPE_CHECKING:  # the network stack is imported when credentials are resolved, not before
@@ -41,17 +53,6 @@ if TYPE_CHECKING:  # the network stack is imported when credentials are resolved
     from engine.api.transport import Transport
 
 logger = logging.getLogger(__name__)
-
-SDK_AK_ENV = "HUAWEICLOUD_SDK_AK"
-SDK_SK_ENV = "HUAWEICLOUD_SDK_SK"
-SDK_SECURITY_TOKEN_ENV = "HUAWEICLOUD_SDK_SECURITY_TOKEN"
-SDK_PROJECT_ID_ENV = "HUAWEICLOUD_SDK_PROJECT_ID"
-SDK_IAM_ENDPOINT_ENV = "HUAWEICLOUD_SDK_IAM_ENDPOINT"
-TOKEN_ENV = "DRS_AUTH_TOKEN"
-IAM_USER_ENV = "DRS_IAM_USER"
-IAM_PASSWORD_ENV = "DRS_IAM_PASSWORD"
-IAM_DOMAIN_ENV = "DRS_IAM_DOMAIN"
-IAM_ENDPOINT_ENV = "DRS_IAM_ENDPOINT"
 
 NO_CREDENTIALS = (
     f"no credentials: set {TOKEN_ENV}, or {SDK_AK_ENV} and {SDK_SK_ENV}, or {IAM_USER_ENV}, "

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from engine.actions import REGISTRY, ActionSpec, Runner
 from engine.actions.budget import ErrorBudget
 from engine.actions.context import (
     GOOD_DISPOSITIONS,
@@ -28,6 +27,7 @@ from engine.actions.context import (
     JobRecord,
     StepFailedError,
 )
+from engine.actions.registry import REGISTRY, ActionSpec, Runner
 from engine.api.auth import Auth
 from engine.api.client import DrsClient
 from engine.api.ratelimit import RateLimitedTransport

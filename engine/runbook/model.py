@@ -13,7 +13,6 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from engine.api.types import Language
 from engine.errors import Location
 from engine.runbook.expressions import Expression, is_expression, parse_duration, parse_rate
 from engine.runbook.params import Param, build_params
@@ -21,7 +20,8 @@ from engine.runbook.parse import JsonPath, ParsedYaml
 
 DEFAULT_CONCURRENCY = 8
 DEFAULT_CONCURRENCY_PER_TARGET = 2
-DEFAULT_LANGUAGE = Language.EN_US.value
+# engine.api.types.Language.EN_US, spelt out so validation does not load the wire types.
+DEFAULT_LANGUAGE = "en-us"
 DEFAULT_MAX_ATTEMPTS = 1
 DEFAULT_BACKOFF_S = 1.0
 DEFAULT_MAX_BACKOFF_S = 30.0

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 from fakes import FakeClock
 
-from engine.actions import REGISTRY, batch_retry, pause_jobs, verify_status
+from engine.actions import batch_retry, pause_jobs, verify_status
 from engine.actions.assertion import AssertParams
 from engine.actions.assertion import run as run_assert
 from engine.actions.context import (
@@ -20,6 +20,7 @@ from engine.actions.context import (
     JobRecord,
     StepFailedError,
 )
+from engine.actions.registry import REGISTRY
 from engine.actions.sleep import SleepParams
 from engine.actions.sleep import run as run_sleep
 from engine.api.types import BatchActionResult, BatchOutcome, JobInfo, RetryItem, StatusResult

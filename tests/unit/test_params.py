@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from engine.actions import CATALOG as OUTPUT_TYPES
+from engine.actions.catalog import CATALOG as OUTPUT_TYPES
 from engine.errors import RunbookInvalidError
 from engine.runbook import Runbook, bind_params, load_runbook
 

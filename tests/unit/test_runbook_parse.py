@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.actions import CATALOG as OUTPUT_TYPES
+from engine.actions.catalog import CATALOG as OUTPUT_TYPES
 from engine.errors import Location, RunbookInvalidError
 from engine.runbook import (
     Expression,

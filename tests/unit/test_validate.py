@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.actions import CATALOG as ENGINE_CATALOG
-from engine.actions import CATALOG as OUTPUT_TYPES
-from engine.actions import REGISTRY
+from engine.actions.catalog import CATALOG as ENGINE_CATALOG
+from engine.actions.catalog import CATALOG as OUTPUT_TYPES
+from engine.actions.registry import REGISTRY
 from engine.errors import EXIT_USAGE, Diagnostic, Location, RunbookInvalidError
 from engine.runbook import (
     diagnostics_json,
@@ -520,7 +520,7 @@ def test_lint_is_quiet_about_a_careful_runbook(tmp_path: Path) -> None:
 
 
 def test_schema_actions_are_the_catalog_actions() -> None:
-    assert schema_actions() == set(ENGINE_CATALOG) == set(CATALOG)
+    assert schema_actions() == set(ENGINE_CATALOG) == set(CATALOG) == set(REGISTRY)
     assert {name: dict(types) for name, types in OUTPUT_TYPES.items()} == CATALOG
 
 
