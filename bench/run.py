@@ -192,6 +192,9 @@ class BenchError(Exception):
 def _child_env(token: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(CREDENTIAL_PREFIXES)}
     env["NO_COLOR"] = "1"
+    # Bytecode caching on, as on an operator's machine: some sandboxes set this, and every
+    # engine process would then compile the engine from source first.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     if token is not None:
         env["DRS_AUTH_TOKEN"] = token
     return env
@@ -614,12 +617,9 @@ def measure_validate(settings: Settings, runs: int) -> dict[str, float]:
     """Median wall time of ``runbook validate`` on the model runbook, of ``--version``, and of
     the bare interpreter (``python -c pass``) for scale.
 
-    Bytecode caching is on, as on an operator's machine (some sandboxes set
-    PYTHONDONTWRITEBYTECODE, which would make every run compile the engine from source), and
-    one unmeasured run first writes the cache."""
+    One unmeasured run first writes the bytecode cache (see ``_child_env``)."""
     figures: dict[str, float] = {}
     env = _child_env(None)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
     with tempfile.TemporaryDirectory(prefix="bench-validate-") as tmp:
         out = Path(tmp) / "out"
         for name, command in (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -739,6 +740,10 @@ class _ProgressLines:
         if not self._quiet:
             click.echo(f"[{target.label}] {step.id} ({step.action}) ...", err=True)
 
+    @property
+    def shows_plan(self) -> bool:
+        return not self._quiet
+
     def about_to_change(self, request: ApprovalRequest) -> None:
         from engine.report.render import approval_summary
 
@@ -807,6 +812,15 @@ def _approver(yes: bool) -> Approver:
     return approve
 
 
+def _collect_garbage_less_often() -> None:
+    """A run keeps every job's record and timeline until its report is written; with Python's
+    default thresholds (700, 10, 10) the collector rescans them over and over, 2 s of a 14 s
+    run at 100,000 jobs (bench/). Objects alive from startup are frozen out of the scans, and
+    the young generation is collected after 100,000 allocations instead of 700."""
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
 async def _execute(
     inputs: _Inputs,
     *,
@@ -830,6 +844,7 @@ async def _execute(
     from engine.report.build import build_report
     from engine.run.executor import Executor
 
+    _collect_garbage_less_often()  # after the imports, so that they are frozen too
     runbook = inputs.runbook
     live = _live_progress(quiet, plan)
     observer: RunObserver = _ProgressLines(quiet) if live is None else live

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from engine.actions.budget import ErrorBudget
 from engine.api.types import BatchActionResult, JobInfo, RetryItem, StatusResult
@@ -23,6 +23,7 @@ class DrsApi(Protocol):
         status: str | None = None,
         name: str | None = None,
         net_type: str | None = None,
+        statuses: Collection[str] | None = None,
     ) -> list[JobInfo]: ...
 
     async def batch_status(self, job_ids: Sequence[str]) -> list[StatusResult]: ...
@@ -102,6 +103,17 @@ class JobEvent:
     error_code: str | None = None
     detail: str | None = None
 
+    def to_json(self) -> dict[str, Any]:
+        """The event as report.json and the journal spell it, unset fields left out."""
+        out: dict[str, Any] = {"t": self.t, "kind": self.kind.value, "step": self.step}
+        if self.status is not None:
+            out["status"] = self.status
+        if self.error_code is not None:
+            out["error_code"] = self.error_code
+        if self.detail is not None:
+            out["detail"] = self.detail
+        return out
+
 
 @dataclass(slots=True, kw_only=True)
 class JobRecord:
@@ -123,6 +135,26 @@ class JobRecord:
     paused_at: float | None = None
     time_to_recover_s: float | None = None
     events: list[JobEvent] = field(default_factory=list)
+
+    def fork(self) -> JobRecord:
+        """A copy to change without touching this record (a plan's scratch book); spelt out,
+        as it is 2x cheaper than ``dataclasses.replace`` and runs for every selected job."""
+        return JobRecord(
+            job_id=self.job_id,
+            name=self.name,
+            status_at_selection=self.status_at_selection,
+            engine_type=self.engine_type,
+            db_use_type=self.db_use_type,
+            parent_id=self.parent_id,
+            disposition=self.disposition,
+            reason=self.reason,
+            error_code=self.error_code,
+            last_status=self.last_status,
+            retry_acknowledged_at=self.retry_acknowledged_at,
+            paused_at=self.paused_at,
+            time_to_recover_s=self.time_to_recover_s,
+            events=list(self.events),
+        )
 
 
 class JobJournal(Protocol):

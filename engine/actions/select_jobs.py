@@ -78,7 +78,7 @@ async def run(ctx: ActionContext, params: SelectJobsParams) -> dict[str, Any]:
     selected: dict[str, None] = {}
     skipped: dict[str, None] = {}
     for db_use_type in params.db_use_type:
-        listed = await ctx.api.list_jobs(db_use_type=db_use_type)
+        listed = await ctx.api.list_jobs(db_use_type=db_use_type, statuses=params.statuses)
         for job, parent_id in _candidates(listed):
             if not _matches(job, params):
                 continue

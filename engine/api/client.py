@@ -15,11 +15,12 @@ not rate-limit: wrap the transport in ``ratelimit.RateLimitedTransport`` for tha
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+import orjson
 
 from engine.api.auth import Auth
 from engine.api.resilience import Resilience
@@ -117,8 +118,14 @@ class DrsClient:
         status: str | None = None,
         name: str | None = None,
         net_type: str | None = None,
+        statuses: Collection[str] | None = None,
     ) -> list[JobInfo]:
-        """Every job matching the filters, all pages fetched, each job once."""
+        """Every job matching the filters, all pages fetched, each job once.
+
+        ``statuses`` is applied here, to each page before it is parsed: the API filters on one
+        ``status`` per call, and a large fleet lists many healthy jobs a runbook never looks at.
+        A dual-active parent is kept when it or one of its children has one of them.
+        """
         optional = {
             "engine_type": engine_type,
             "status": status,
@@ -131,12 +138,13 @@ class DrsClient:
         while True:
             payload = {"cur_page": page, "per_page": MAX_PER_PAGE, "db_use_type": db_use_type}
             answer = await self._post("list jobs", "/jobs", payload | filters, replayable=True)
-            batch = answer.items("jobs", JobInfo.from_wire)
-            for job in batch:
+            listed = answer.entries("jobs")
+            wanted = listed if statuses is None else answer.kept("jobs", listed, statuses)
+            for job in answer.parsed("jobs", wanted, JobInfo.from_wire):
                 jobs.setdefault(job.id, job)  # a job created while paging can shift into view twice
             total = answer.count("total_record")
             # Stop on a short or empty page even if total_record says more: it may be wrong.
-            if len(batch) < MAX_PER_PAGE or (total is not None and page * MAX_PER_PAGE >= total):
+            if len(listed) < MAX_PER_PAGE or (total is not None and page * MAX_PER_PAGE >= total):
                 return list(jobs.values())
             page += 1
 
@@ -226,7 +234,7 @@ class DrsClient:
         for every request: the gateway refused it, so nothing was applied.
         """
         url = f"{self.endpoint}/v3/{self.project_id}{path}"
-        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        body = orjson.dumps(payload)
 
         async def send() -> HttpResponse:
             return await self._send(url, body, replayable=replayable)
@@ -300,12 +308,32 @@ class _Answer:
     body: dict[str, Any]
 
     def items(self, key: str, parse: Callable[[Mapping[str, Any]], _T]) -> list[_T]:
+        return self.parsed(key, self.entries(key), parse)
+
+    def entries(self, key: str) -> list[Any]:
         raw = self.body.get(key)
         if not isinstance(raw, list):
             raise self.invalid(f"expected a list in {key!r}, got {type(raw).__name__}")
+        return raw
+
+    def parsed(
+        self, key: str, raw: list[Any], parse: Callable[[Mapping[str, Any]], _T]
+    ) -> list[_T]:
         try:
             return [parse(item) for item in raw]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise self.invalid(f"malformed entry in {key!r}: {exc!r}") from exc
+
+    def kept(self, key: str, raw: list[Any], statuses: Collection[str]) -> list[Any]:
+        """The jobs of ``raw`` that have one of ``statuses``, or a child that has one."""
+        try:
+            return [
+                job
+                for job in raw
+                if job.get("status") in statuses
+                or any(child.get("status") in statuses for child in job.get("children") or ())
+            ]
+        except (TypeError, AttributeError) as exc:
             raise self.invalid(f"malformed entry in {key!r}: {exc!r}") from exc
 
     def count(self, key: str) -> int | None:
@@ -326,7 +354,7 @@ class _Answer:
 
 def _answer(operation: str, response: HttpResponse) -> _Answer:
     try:
-        raw = json.loads(response.body)
+        raw = orjson.loads(response.body)
     except ValueError:
         raw = None
     answer = _Answer(operation, response, raw if isinstance(raw, dict) else {})

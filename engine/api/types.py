@@ -142,9 +142,13 @@ MAX_IDS_PER_NAME_FILTER = 100
 MAX_IDS_PER_BATCH_STATUS = 100
 
 
-def _str_or_none(raw: Mapping[str, Any], key: str) -> str | None:
-    value = raw.get(key)
-    return None if value is None else str(value)
+def _text(value: Any) -> str | None:
+    """A wire value as text, None kept (cheap: it runs for every field of every listed job)."""
+    return value if value is None or value.__class__ is str else str(value)
+
+
+def _texts(values: Any) -> tuple[str, ...]:
+    return tuple(map(str, values)) if values else ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,12 +162,19 @@ class JobActions:
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any] | None) -> JobActions:
         if not raw:
-            return cls()
-        return cls(
-            available_actions=tuple(str(a) for a in raw.get("available_actions") or ()),
-            unavailable_actions=tuple(str(a) for a in raw.get("unavailable_actions") or ()),
-            current_action=_str_or_none(raw, "current_action"),
+            return _NO_ACTIONS
+        # A listing repeats a handful of action sets across thousands of jobs: share them.
+        key = (
+            _texts(raw.get("available_actions")),
+            _texts(raw.get("unavailable_actions")),
+            _text(raw.get("current_action")),
         )
+        known = _ACTION_SETS.get(key)
+        if known is None:
+            known = cls(available_actions=key[0], unavailable_actions=key[1], current_action=key[2])
+            if len(_ACTION_SETS) < _ACTION_SETS_KEPT:
+                _ACTION_SETS[key] = known
+        return known
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -171,6 +182,11 @@ class JobActions:
             "unavailable_actions": list(self.unavailable_actions),
             "current_action": self.current_action,
         }
+
+
+_NO_ACTIONS = JobActions()
+_ACTION_SETS: dict[tuple[tuple[str, ...], tuple[str, ...], str | None], JobActions] = {}
+_ACTION_SETS_KEPT = 256
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -199,24 +215,28 @@ class JobInfo:
 
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> JobInfo:
-        billing = raw.get("billing_tag")
-        node_new = raw.get("node_new_framework")
+        # Called for every job of every listing (100,000 in a large fleet): no helper calls
+        # per field beyond the cheap ``_text``.
+        get = raw.get
+        billing = get("billing_tag")
+        node_new = get("node_new_framework")
+        children = get("children")
         return cls(
             id=str(raw["id"]),
-            name=str(raw.get("name") or ""),
-            status=str(raw.get("status") or ""),
-            create_time=_str_or_none(raw, "create_time"),
-            description=_str_or_none(raw, "description"),
-            engine_type=_str_or_none(raw, "engine_type"),
-            net_type=_str_or_none(raw, "net_type"),
+            name=str(get("name") or ""),
+            status=str(get("status") or ""),
+            create_time=_text(get("create_time")),
+            description=_text(get("description")),
+            engine_type=_text(get("engine_type")),
+            net_type=_text(get("net_type")),
             billing_tag=None if billing is None else bool(billing),
-            job_direction=_str_or_none(raw, "job_direction"),
-            db_use_type=_str_or_none(raw, "db_use_type"),
-            task_type=_str_or_none(raw, "task_type"),
+            job_direction=_text(get("job_direction")),
+            db_use_type=_text(get("db_use_type")),
+            task_type=_text(get("task_type")),
             node_new_framework=None if node_new is None else bool(node_new),
-            error_msg=_str_or_none(raw, "error_msg"),
-            job_action=JobActions.from_wire(raw.get("job_action")),
-            children=tuple(cls.from_wire(c) for c in raw.get("children") or ()),
+            error_msg=_text(get("error_msg")),
+            job_action=JobActions.from_wire(get("job_action")),
+            children=tuple(map(cls.from_wire, children)) if children else (),
         )
 
     def to_wire(self) -> dict[str, Any]:
@@ -269,8 +289,8 @@ class StatusResult:
         return cls(
             id=str(raw["id"]),
             status=str(raw.get("status") or ""),
-            error_code=_str_or_none(raw, "error_code"),
-            error_message=_str_or_none(raw, "error_message"),
+            error_code=_text(raw.get("error_code")),
+            error_message=_text(raw.get("error_message")),
         )
 
     def to_wire(self) -> dict[str, Any]:
@@ -302,8 +322,8 @@ class BatchActionResult:
         return cls(
             id=str(raw["id"]),
             status=BatchOutcome.SUCCESS if outcome == "success" else BatchOutcome.FAILED,
-            error_code=_str_or_none(raw, "error_code"),
-            error_msg=_str_or_none(raw, "error_msg"),
+            error_code=_text(raw.get("error_code")),
+            error_msg=_text(raw.get("error_msg")),
         )
 
     def to_wire(self) -> dict[str, Any]:

@@ -143,21 +143,7 @@ def _job(job: JobRecord) -> dict[str, Any]:
         "error_code": job.error_code,
         "time_to_recover_s": job.time_to_recover_s,
         "paused_at_t": job.paused_at,
-        "events": [
-            {
-                k: v
-                for k, v in (
-                    ("t", e.t),
-                    ("kind", e.kind.value),
-                    ("step", e.step),
-                    ("status", e.status),
-                    ("error_code", e.error_code),
-                    ("detail", e.detail),
-                )
-                if v is not None
-            }
-            for e in job.events
-        ],
+        "events": [event.to_json() for event in job.events],
     }
 
 

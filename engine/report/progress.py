@@ -91,6 +91,10 @@ class LiveProgress:
     def step_started(self, target: Target, step: Step) -> None:
         self._step[target] = f"{step.id} …"
 
+    @property
+    def shows_plan(self) -> bool:
+        return True
+
     def about_to_change(self, request: ApprovalRequest) -> None:
         from engine.report.render import approval_summary
 

@@ -7,7 +7,6 @@ final disposition saying why. An unexpected exception is a bug and propagates.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import random
 import time
@@ -121,6 +120,11 @@ class RunObserver(Protocol):
     def run_started(self, books: Mapping[Target, JobBook]) -> None: ...
 
     def step_started(self, target: Target, step: Step) -> None: ...
+
+    # Whether ``about_to_change`` shows anything: working out what each target is about to
+    # change costs a preview per target, skipped when nobody looks (``-q``).
+    @property
+    def shows_plan(self) -> bool: ...
 
     def about_to_change(self, request: ApprovalRequest) -> None: ...
 
@@ -397,9 +401,7 @@ class Executor:
         if spec.preview is None:
             return StepPreview(step=step, problem="this action has no preview")
         scratch = JobBook(self._clock)
-        scratch.restore(
-            [dataclasses.replace(r, events=list(r.events)) for r in target_run.outcome.jobs]
-        )
+        scratch.restore([record.fork() for record in target_run.outcome.jobs])
         ctx = ActionContext(
             api=target_run.client,
             jobs=scratch,
@@ -490,10 +492,16 @@ class Executor:
         if first is not None and all(first.id in r.done for r in runs if r.failure is None):
             return  # resumed past it: this was shown and checked before the interruption
         # An approval shows the jobs itself.
-        if self._observer is not None and first is not None and not _is_gate(first):
+        observer = self._observer
+        if (
+            observer is not None
+            and observer.shows_plan
+            and first is not None
+            and not _is_gate(first)
+        ):
             live = [r for r in runs if r.failure is None]
             following = (first, *_following(self._runbook.steps, first))
-            self._observer.about_to_change(await self._request(first, live, following))
+            observer.about_to_change(await self._request(first, live, following))
         limit = self._runbook.max_jobs_total
         total = sum(len(_selected(r.outcome.jobs)) for r in runs if r.failure is None)
         if limit is None or total <= limit:

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import pytest
 from fakes import FakeClock
 
 from engine.actions import batch_retry, mutation, select_jobs, verify_status
-from engine.actions.context import ActionContext, Disposition, EventKind, JobBook, JobRecord
+from engine.actions.context import (
+    ActionContext,
+    Disposition,
+    EventKind,
+    JobBook,
+    JobEvent,
+    JobRecord,
+)
 from engine.api.types import (
     BatchActionResult,
     BatchOutcome,
@@ -55,6 +63,7 @@ class FakeApi:
     retry_calls: list[list[str]] = field(default_factory=list)
     status_calls: list[list[str]] = field(default_factory=list)
     list_calls: list[str] = field(default_factory=list)
+    list_statuses: list[Collection[str] | None] = field(default_factory=list)
 
     async def list_jobs(
         self,
@@ -64,8 +73,10 @@ class FakeApi:
         status: str | None = None,
         name: str | None = None,
         net_type: str | None = None,
+        statuses: Collection[str] | None = None,
     ) -> list[JobInfo]:
         self.list_calls.append(db_use_type)
+        self.list_statuses.append(statuses)
         return self.listed.get(db_use_type, [])
 
     async def batch_status(self, job_ids: Sequence[str]) -> list[StatusResult]:
@@ -157,6 +168,13 @@ async def test_select_lists_every_db_use_type_by_default() -> None:
     api = FakeApi()
     await select_jobs.run(make_ctx(api, FakeClock()), select_jobs.SelectJobsParams.from_with({}))
     assert api.list_calls == ["migration", "sync", "cloudDataGuard"]
+
+
+async def test_select_asks_the_client_to_filter_by_its_statuses() -> None:
+    api = FakeApi()
+    params = select_jobs.SelectJobsParams.from_with({"statuses": ["PAUSED"]})
+    await select_jobs.run(make_ctx(api, FakeClock()), params)
+    assert api.list_statuses == [{"PAUSED"}] * 3
 
 
 # ----------------------------------------------------------------------------- retry
@@ -537,3 +555,33 @@ async def test_a_new_step_attempt_never_makes_a_third_send() -> None:
     record = ctx.jobs.get("a")
     assert record is not None
     assert record.disposition is Disposition.RETRY_UNKNOWN
+
+
+def test_a_forked_record_equals_its_original_and_changes_apart_from_it() -> None:
+    values = {f.name: f"value-{f.name}" for f in dataclasses.fields(JobRecord) if f.type == "str"}
+    original = JobRecord(
+        **values,
+        engine_type="mysql",
+        db_use_type="sync",
+        parent_id="parent",
+        disposition=Disposition.FAILED_AGAIN,
+        reason="why",
+        error_code="DRS.M00001",
+        last_status="INCRE_TRANSFER_FAILED",
+        retry_acknowledged_at=1.0,
+        paused_at=2.0,
+        time_to_recover_s=3.0,
+        events=[JobEvent(t=0.5, kind=EventKind.SELECTED, step="select")],
+    )
+    # Every field is set away from its default, so a field fork() forgets shows up here.
+    defaults = JobRecord(job_id="", name="", status_at_selection="")
+    assert all(
+        getattr(original, f.name) != getattr(defaults, f.name)
+        for f in dataclasses.fields(JobRecord)
+    )
+    twin = original.fork()
+    assert twin == original
+    twin.events.append(JobEvent(t=1.0, kind=EventKind.WOULD_RETRY, step="retry"))
+    twin.disposition = Disposition.RECOVERED
+    assert len(original.events) == 1
+    assert original.disposition is Disposition.FAILED_AGAIN

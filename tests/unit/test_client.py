@@ -170,6 +170,40 @@ async def test_list_jobs_keeps_a_job_seen_on_two_pages_once() -> None:
     assert len({j.id for j in jobs}) == 150
 
 
+async def test_list_jobs_statuses_keeps_matching_jobs_and_parents_of_matching_children() -> None:
+    healthy, failed = "INCRE_TRANSFER_STARTED", "INCRE_TRANSFER_FAILED"
+    page_one = [{"id": f"ok-{n}", "name": "n", "status": healthy} for n in range(98)] + [
+        {"id": "bad-1", "name": "n", "status": failed},
+        {
+            "id": "parent",
+            "name": "n",
+            "status": healthy,
+            "children": [{"id": "child", "name": "n", "status": failed}],
+        },
+    ]
+    page_two = [
+        {"id": "bad-2", "name": "n", "status": failed},
+        {"id": "ok-x", "name": "n", "status": healthy},
+    ]
+    transport = FakeTransport(
+        reply(200, {"total_record": 102, "jobs": page_one}),
+        reply(200, {"total_record": 102, "jobs": page_two}),
+    )
+    jobs = await client(transport).list_jobs(db_use_type="migration", statuses={failed})
+    assert [j.id for j in jobs] == ["bad-1", "parent", "bad-2"]
+    assert [c.id for c in jobs[1].children] == ["child"]
+    # Paging follows what the service listed, not what the filter kept.
+    assert [b["cur_page"] for b in transport.bodies()] == [1, 2]
+    assert all("status" not in body and "statuses" not in body for body in transport.bodies())
+
+
+async def test_list_jobs_statuses_on_a_malformed_entry_raises_invalid_response() -> None:
+    transport = FakeTransport(reply(200, {"total_record": 1, "jobs": ["not a job"]}))
+    with pytest.raises(DrsApiError) as info:
+        await client(transport).list_jobs(db_use_type="migration", statuses={"FAILED"})
+    assert info.value.error_code == INVALID_RESPONSE
+
+
 async def test_list_jobs_with_a_malformed_answer_raises_invalid_response() -> None:
     transport = FakeTransport(reply(200, {"total_record": 1, "jobs": [{"name": "no id"}]}))
     with pytest.raises(DrsApiError) as info:

@@ -3,7 +3,7 @@ assert, and the RTO figures of verify."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -50,6 +50,7 @@ class FakeFleet:
         status: str | None = None,
         name: str | None = None,
         net_type: str | None = None,
+        statuses: Collection[str] | None = None,
     ) -> list[JobInfo]:
         return []
 

@@ -85,6 +85,38 @@ def test_changes_round_trip_through_the_journal(tmp_path: Path) -> None:
     assert not state.finished
 
 
+def test_every_field_of_a_record_survives_the_journal(tmp_path: Path) -> None:
+    journal = RunJournal.start(tmp_path, _header(), SOURCE)
+    book = _book(journal, [3.25])
+    original = book.add(
+        JobRecord(
+            job_id="child-1",
+            name="orders-eu",
+            status_at_selection="CHILD_TRANSFER_FAILED",
+            engine_type="mysql",
+            db_use_type="cloudDataGuard",
+            parent_id="parent-1",
+        )
+    )
+    book.record("child-1", EventKind.SELECTED, step="select", status="CHILD_TRANSFER_FAILED")
+    book.checkpoint()
+    book.record(
+        "child-1", EventKind.FAILED_AGAIN, step="verify", status="CHILD_TRANSFER_FAILED",
+        error_code="DRS.M00001", detail="failed again after the retry",
+    )  # fmt: skip
+    original.disposition = Disposition.FAILED_AGAIN
+    original.reason = "failed again after the retry"
+    original.error_code = "DRS.M00001"
+    original.retry_acknowledged_at = 1.5
+    original.paused_at = 0.75
+    original.time_to_recover_s = 2.0
+    book.checkpoint(durable=True)
+    journal.close()
+
+    restored = read_journal(tmp_path / JOURNAL_NAME).targets[0].records["child-1"]
+    assert restored == original
+
+
 def test_only_records_changed_since_the_last_checkpoint_are_written(tmp_path: Path) -> None:
     journal = RunJournal.start(tmp_path, _header(), SOURCE)
     book = _book(journal, [0.0])
