@@ -7,7 +7,7 @@ run time, and a wrong value (null included) must fail the step, never be coerced
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, overload
 
 from engine.actions.context import StepFailedError
 from engine.runbook.expressions import kind_of, parse_duration
@@ -47,7 +47,15 @@ def whole(raw: Mapping[str, Any], key: str, default: int | None) -> int | None:
     return value
 
 
-def seconds(raw: Mapping[str, Any], key: str, default: float) -> float:
+@overload
+def seconds(raw: Mapping[str, Any], key: str, default: float) -> float: ...
+
+
+@overload
+def seconds(raw: Mapping[str, Any], key: str, default: None) -> float | None: ...
+
+
+def seconds(raw: Mapping[str, Any], key: str, default: float | None) -> float | None:
     if key not in raw:
         return default
     try:

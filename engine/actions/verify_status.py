@@ -1,8 +1,11 @@
 """``drs.verify_status``: poll batch-status until every job is healthy, failed, or out of time.
 
-Only unresolved jobs are polled, all of them per request (the client chunks by 100). Time to
-recover is measured from the retry acknowledgement to the first poll that saw a healthy status,
-so it overstates the truth by at most one poll interval.
+Only unresolved jobs are polled, all of them per request (the client chunks by 100). The wait
+between polls adapts: it starts at ``poll_interval``, doubles after each poll in which no job
+changed status, up to ``max_poll_interval`` (default 4x ``poll_interval``), and drops back to
+``poll_interval`` as soon as one does. Jobs that are stuck cost a few polls, not one every
+interval. Time to recover is measured from the retry acknowledgement to the first poll that saw
+a healthy status, so it overstates the truth by at most the wait then in force.
 
 The RTO outputs summarise this step's recovered jobs with nearest-rank percentiles (0.0 when
 there are none): ``rto_*_s`` over time to recover, and ``drill_rto_p95_s`` over the time from a
@@ -37,6 +40,8 @@ from engine.errors import DrsApiError, TransportError
 logger = logging.getLogger(__name__)
 
 DEFAULT_POLL_INTERVAL_S = 5.0
+# max_poll_interval, when not given, as a multiple of poll_interval.
+DEFAULT_BACKOFF_LIMIT = 4.0
 FAILURE_GRACE_S = 30.0
 _NOT_HEALTHY = frozenset({StatusGroup.FAILED, StatusGroup.PAUSED, StatusGroup.ENDED})
 
@@ -45,13 +50,21 @@ _NOT_HEALTHY = frozenset({StatusGroup.FAILED, StatusGroup.PAUSED, StatusGroup.EN
 class VerifyStatusParams:
     jobs: tuple[str, ...]
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
+    # None: DEFAULT_BACKOFF_LIMIT x poll_interval_s.
+    max_poll_interval_s: float | None = None
 
     @classmethod
     def from_with(cls, raw: Mapping[str, Any]) -> VerifyStatusParams:
         return cls(
             jobs=job_ids(raw.get("jobs")),
             poll_interval_s=fields.seconds(raw, "poll_interval", DEFAULT_POLL_INTERVAL_S),
+            max_poll_interval_s=fields.seconds(raw, "max_poll_interval", None),
         )
+
+    @property
+    def longest_wait_s(self) -> float:
+        given = self.max_poll_interval_s
+        return self.poll_interval_s * DEFAULT_BACKOFF_LIMIT if given is None else given
 
 
 @dataclass(slots=True)
@@ -66,6 +79,11 @@ async def run(ctx: ActionContext, params: VerifyStatusParams) -> dict[str, Any]:
         raise StepFailedError("verify_status needs a deadline; set the step's timeout")
     if params.poll_interval_s <= 0:
         raise StepFailedError(f"poll_interval must be > 0, got {params.poll_interval_s}")
+    if params.longest_wait_s < params.poll_interval_s:
+        raise StepFailedError(
+            f"max_poll_interval must be >= poll_interval, got {params.longest_wait_s:g}s < "
+            f"{params.poll_interval_s:g}s"
+        )
     # Jobs this step already settled (an earlier attempt, or the run before a resume) stay
     # settled: verification picks up where it stopped.
     grace_s = min(FAILURE_GRACE_S, max(0.0, ctx.deadline - ctx.now()) / 2)
@@ -74,6 +92,7 @@ async def run(ctx: ActionContext, params: VerifyStatusParams) -> dict[str, Any]:
         for j in params.jobs
         if not _settled_here(record := ctx.jobs.ensure(j), ctx.step_id)
     }
+    wait = params.poll_interval_s
     while pending:
         try:
             results = await ctx.api.batch_status(list(pending))
@@ -81,15 +100,20 @@ async def run(ctx: ActionContext, params: VerifyStatusParams) -> dict[str, Any]:
             # One failed poll is not a verdict on the jobs: keep polling until the deadline.
             logger.warning("batch-status failed while verifying, polling on: %s", exc)
             results = []
+        changed = False
         for result in results:
             watch = pending.get(result.id)
-            if watch is not None and _observe(ctx, watch, result):
+            if watch is None:
+                continue
+            changed = changed or result.status != watch.record.last_status
+            if _observe(ctx, watch, result):
                 del pending[result.id]
         ctx.jobs.checkpoint()
         remaining = ctx.deadline - ctx.now()
         if not pending or remaining <= 0:
             break
-        await ctx.sleep(min(params.poll_interval_s, remaining))
+        wait = params.poll_interval_s if changed else min(wait * 2, params.longest_wait_s)
+        await ctx.sleep(min(wait, remaining))
     for watch in pending.values():
         last = watch.record.last_status or "unknown"
         reason = f"still {last} when the step's timeout ran out"

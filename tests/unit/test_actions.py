@@ -17,6 +17,7 @@ from engine.actions.context import (
     JobBook,
     JobEvent,
     JobRecord,
+    StepFailedError,
 )
 from engine.api.types import (
     BatchActionResult,
@@ -348,12 +349,56 @@ async def test_verify_gives_a_just_retried_job_time_before_calling_it_failed_aga
     assert record is not None
     record.retry_acknowledged_at = 0.0
 
-    out = await verify_status.run(
-        ctx, verify_status.VerifyStatusParams(jobs=("j",), poll_interval_s=5.0)
+    fixed_pace = verify_status.VerifyStatusParams(
+        jobs=("j",), poll_interval_s=5.0, max_poll_interval_s=5.0
     )
+    out = await verify_status.run(ctx, fixed_pace)
 
     assert out["recovered"] == ["j"]
     assert record.time_to_recover_s == 15.0
+
+
+async def test_verify_waits_longer_while_nothing_changes_and_resets_when_something_does() -> None:
+    clock = FakeClock()
+    starting, failed = "STARTJOBING", "INCRE_TRANSFER_FAILED"
+    answers = [{"a": starting, "b": starting}] * 5 + [
+        {"a": "INCRE_TRANSFER_STARTED", "b": starting}
+    ]
+    api = FakeApi(status_answers=[*answers, {"b": starting}, {"b": starting}, {"b": failed}])
+    ctx = make_ctx(api, clock, deadline=100.0)
+    seeded(ctx, "a", "b")
+    for record in ctx.jobs:
+        record.retry_acknowledged_at = 0.0
+    polled_at: list[float] = []
+    status = api.batch_status
+
+    async def timed(job_ids: Sequence[str]) -> list[StatusResult]:
+        polled_at.append(clock.now)
+        return await status(job_ids)
+
+    api.batch_status = timed  # type: ignore[method-assign]
+    out = await verify_status.run(
+        ctx, verify_status.VerifyStatusParams(jobs=("a", "b"), poll_interval_s=1.0)
+    )
+
+    # 0: both start (a change), wait 1s; unchanged at 1, 3, 7 and 11: waits 2, 4, 4, 4 (the
+    # limit, 4 x 1s); "a" recovers at 15 (a change: back to 1s); "b" unchanged at 16 and 18,
+    # fails at 22.
+    assert polled_at == [0.0, 1.0, 3.0, 7.0, 11.0, 15.0, 16.0, 18.0, 22.0]
+    assert out["recovered"] == ["a"]
+    assert out["failed"] == ["b"]
+
+
+async def test_verify_refuses_a_max_poll_interval_below_poll_interval() -> None:
+    ctx = make_ctx(FakeApi(), FakeClock(), deadline=10.0)
+    seeded(ctx, "j")
+    params = verify_status.VerifyStatusParams.from_with(
+        {"jobs": ["j"], "poll_interval": "5s", "max_poll_interval": "1s"}
+    )
+    with pytest.raises(
+        StepFailedError, match=r"max_poll_interval must be >= poll_interval, got 1s < 5s"
+    ):
+        await verify_status.run(ctx, params)
 
 
 async def test_verify_grace_is_at_most_half_a_short_step_so_failures_are_not_timeouts() -> None:
@@ -365,9 +410,10 @@ async def test_verify_grace_is_at_most_half_a_short_step_so_failures_are_not_tim
     assert record is not None
     record.retry_acknowledged_at = 0.0
 
-    out = await verify_status.run(
-        ctx, verify_status.VerifyStatusParams(jobs=("j",), poll_interval_s=1.0)
+    fixed_pace = verify_status.VerifyStatusParams(
+        jobs=("j",), poll_interval_s=1.0, max_poll_interval_s=1.0
     )
+    out = await verify_status.run(ctx, fixed_pace)
 
     assert out["failed"] == ["j"]
     assert out["timed_out"] == []
@@ -536,7 +582,8 @@ async def test_verify_keeps_polling_through_a_transient_status_error() -> None:
     out = await verify_status.run(ctx, verify_status.VerifyStatusParams(jobs=("a",)))
 
     assert out["recovered"] == ["a"]
-    assert clock.now == verify_status.DEFAULT_POLL_INTERVAL_S
+    # A failed poll saw no change: the next one waits twice as long.
+    assert clock.now == 2 * verify_status.DEFAULT_POLL_INTERVAL_S
 
 
 async def test_a_new_step_attempt_never_makes_a_third_send() -> None:
