@@ -223,7 +223,7 @@ class JobBook:
         error_code: str | None = None,
         detail: str | None = None,
     ) -> JobRecord:
-        record = self.ensure(job_id)
+        record = self._records.get(job_id) or self.ensure(job_id)
         record.events.append(
             JobEvent(
                 t=round(self._clock(), 3),
