@@ -27,6 +27,8 @@ _VERDICTS = frozenset(
 )
 # XML 1.0 cannot carry these characters at all, escaped or not.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# What escaping changes in an attribute value; most ids, names and statuses have none of it.
+_NOT_PLAIN = re.compile('[&<>"\n\r\t\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]')
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -199,8 +201,13 @@ def _case(classname: str, name: str, verdict: _Verdict) -> str:
 
 def _tag(element: str, /, **attributes: object) -> str:
     """``<element a="v" ...`` with each value escaped for an attribute (the caller closes it)."""
-    escaped = (f"{key}={quoteattr(_text(value))}" for key, value in attributes.items())
+    escaped = (f"{key}={_quoted(str(value))}" for key, value in attributes.items())
     return "<" + " ".join([element, *escaped])
+
+
+def _quoted(text: str) -> str:
+    """An attribute value in quotes, escaped only when it needs to be (the common case is not)."""
+    return f'"{text}"' if _NOT_PLAIN.search(text) is None else quoteattr(_text(text))
 
 
 def timeline_text(events: Iterable[dict[str, Any]]) -> str:
