@@ -101,7 +101,8 @@ def _suite(
         "skipped": sum(1 for _, v in verdicts if v.kind == "skipped"),
     }
     lines = [
-        _tag(
+        "  "
+        + _tag(
             "testsuite",
             name=label,
             id=index,
@@ -133,7 +134,6 @@ def _suite(
         error = _tag("error", message=step["message"] or "step failed", type="step_failed")
         lines.append(f"    {case}>\n      {error} />\n    </testcase>")
     lines.append("  </testsuite>")
-    lines[0] = "  " + lines[0]
     return _Suite(counts=counts, lines=lines)
 
 
