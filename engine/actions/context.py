@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -113,6 +113,18 @@ class JobEvent:
         if self.detail is not None:
             out["detail"] = self.detail
         return out
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> JobEvent:
+        """An event as ``to_json`` wrote it (the journal reads its events back with this)."""
+        return cls(
+            t=raw["t"],
+            kind=EventKind(raw["kind"]),
+            step=raw["step"],
+            status=raw.get("status"),
+            error_code=raw.get("error_code"),
+            detail=raw.get("detail"),
+        )
 
 
 @dataclass(slots=True, kw_only=True)

@@ -132,7 +132,7 @@ def _suite(
             time=_seconds(step["duration_s"]),
         )
         error = _tag("error", message=step["message"] or "step failed", type="step_failed")
-        lines.append(f"    {case}>\n      {error} />\n    </testcase>")
+        lines.append(_holding("    " + case, error))
     lines.append("  </testsuite>")
     return _Suite(counts=counts, lines=lines)
 
@@ -190,13 +190,17 @@ def _failure(job: dict[str, Any], error_code: str | None, what: str, time_s: flo
 def _case(classname: str, name: str, verdict: _Verdict) -> str:
     case = "    " + _tag("testcase", classname=classname, name=name, time=_seconds(verdict.time_s))
     if verdict.kind == "skipped":
-        skipped = _tag("skipped", message=verdict.message)
-        return f"{case}>\n      {skipped} />\n    </testcase>"
+        return _holding(case, _tag("skipped", message=verdict.message))
     if verdict.kind == "failure":
         failure = _tag("failure", message=verdict.message, type=verdict.type)
         timeline = escape(_text(verdict.timeline))
         return f"{case}>\n      {failure}>{timeline}</failure>\n    </testcase>"
     return case + " />"
+
+
+def _holding(case: str, child: str) -> str:
+    """A testcase whose one child (skipped, error) is an empty element."""
+    return f"{case}>\n      {child} />\n    </testcase>"
 
 
 def _tag(element: str, /, **attributes: object) -> str:

@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from engine.actions.context import Disposition, EventKind, JobEvent, JobRecord
+from engine.actions.context import Disposition, JobEvent, JobRecord
 from engine.errors import UsageError
 from engine.run.outcome import StepOutcome, StepStatus
 
@@ -413,14 +413,4 @@ def _apply_job(records: dict[str, JobRecord], entry: Mapping[str, Any]) -> None:
     record.disposition = Disposition(entry["disposition"])
     for name in _MUTABLE:
         setattr(record, name, entry.get(name))
-    record.events.extend(
-        JobEvent(
-            t=e["t"],
-            kind=EventKind(e["kind"]),
-            step=e["step"],
-            status=e.get("status"),
-            error_code=e.get("error_code"),
-            detail=e.get("detail"),
-        )
-        for e in entry["events"]
-    )
+    record.events.extend(JobEvent.from_json(e) for e in entry["events"])

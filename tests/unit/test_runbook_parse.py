@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.actions.catalog import CATALOG as OUTPUT_TYPES
+from engine.api.types import Language
 from engine.errors import Location, RunbookInvalidError
 from engine.runbook import (
     Expression,
@@ -169,7 +170,7 @@ def test_defaults_are_filled_in_the_model_but_not_in_with(tmp_path: Path) -> Non
     runbook = load_runbook(write(tmp_path, MINIMAL), CATALOG)
     assert runbook.concurrency == 8
     assert runbook.concurrency_per_target == 2
-    assert runbook.language == "en-us"
+    assert runbook.language == "en-us" == Language.EN_US  # the model spells the wire value out
     assert runbook.description is None
     [step] = runbook.steps
     assert dict(step.with_) == {"jobs": ["job-1", "job-2"]}
