@@ -21,6 +21,7 @@ from engine.runbook import (
     Step,
     Target,
     load_runbook,
+    parse,
     parse_rate,
     resolve,
 )
@@ -364,3 +365,35 @@ def test_random_expressions_in_a_runbook_never_crash(
     if where == "when":
         text = text.replace("  - id: retry\n", f"  - id: retry\n{line}\n")
     load_or_invalid(write(tmp_path, text))
+
+
+def _read_both_ways(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[object, object]:
+    def read() -> object:
+        try:
+            parsed = read_yaml(path)
+        except RunbookInvalidError as exc:
+            return exc.diagnostics
+        return parsed.data, parsed.source.values, parsed.source.keys
+
+    fast = read()
+    with monkeypatch.context() as patch:
+        patch.setattr(parse, "_LIBYAML", None)
+        pure = read()
+    return fast, pure
+
+
+def test_libyaml_and_the_pure_parser_read_every_corpus_file_alike(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """libyaml reads runbooks when PyYAML has it; it must yield the very data, locations and
+    diagnostics the pure-Python parser does (on an error the pure one speaks for both)."""
+    assert parse._LIBYAML is not None, "PyYAML without libyaml: the fast path is not tested"
+    repo = Path(__file__).resolve().parents[2]
+    files = [
+        *sorted((repo / "runbooks").glob("*.yaml")),
+        *sorted((repo / "tests" / "unit" / "invalid").glob("*.yaml")),
+    ]
+    assert len(files) > 50
+    for path in files:
+        fast, pure = _read_both_ways(path, monkeypatch)
+        assert fast == pure, path.name
