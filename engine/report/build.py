@@ -87,7 +87,7 @@ def _settings(runbook: Runbook) -> dict[str, Any]:
 
 
 def _totals(jobs: Sequence[JobRecord]) -> dict[str, int]:
-    counts = Counter(j.disposition.value for j in jobs)
+    counts = Counter(j.disposition._value_ for j in jobs)
     selected = sum(1 for j in jobs if j.disposition is not Disposition.SKIPPED)
     good = sum(1 for j in jobs if j.disposition in GOOD_DISPOSITIONS)
     return {
@@ -138,7 +138,7 @@ def _job(job: JobRecord) -> dict[str, Any]:
         "db_use_type": job.db_use_type,
         "status_at_selection": job.status_at_selection,
         "last_status": job.last_status,
-        "disposition": job.disposition.value,
+        "disposition": job.disposition._value_,  # not .value: see JobEvent.to_json
         "reason": job.reason,
         "error_code": job.error_code,
         "time_to_recover_s": job.time_to_recover_s,

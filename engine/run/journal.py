@@ -314,7 +314,7 @@ def _job_entry(record: JobRecord, *, first: bool, since: int) -> dict[str, Any]:
         else {"id": record.job_id}
     )
     entry.update(
-        disposition=record.disposition.value,
+        disposition=record.disposition._value_,  # not .value: see JobEvent.to_json
         reason=record.reason,
         error_code=record.error_code,
         last_status=record.last_status,
