@@ -207,6 +207,12 @@ _TARGET_OPTIONS = (
     click.option(
         "--max-errors", type=click.IntRange(min=0), help="Override the runbook's max_errors."
     ),
+    click.option(
+        "--shard",
+        metavar="I/N",
+        help="Take only every N-th target, starting at the I-th (split a fleet across CI "
+        "runners; merge their reports with `runbook merge`).",
+    ),
     click.option("-q", "--quiet", is_flag=True, help="No progress lines, only the summary."),
 )
 
@@ -256,7 +262,24 @@ def _prepare(options: Mapping[str, Any]) -> tuple[_Where, _Inputs]:
         inputs = dataclasses.replace(
             inputs, runbook=dataclasses.replace(inputs.runbook, **overrides)
         )
+    if options["shard"] is not None:
+        runbook = _sharded(inputs.runbook, options["shard"], options["file"])
+        inputs = dataclasses.replace(inputs, runbook=runbook, shard=options["shard"].strip())
     return where, inputs
+
+
+def _sharded(runbook: Runbook, text: str, file: Path) -> Runbook:
+    """The runbook with only the targets of shard ``text`` (I/N)."""
+    from engine.run.shard import Shard
+
+    shard = Shard.parse(text)
+    targets = shard.pick(runbook.targets)
+    if not targets:
+        raise UsageError(
+            f"--shard {shard} takes no target: {file} has {len(runbook.targets)}, so N can be "
+            f"at most {len(runbook.targets)}"
+        )
+    return dataclasses.replace(runbook, targets=targets)
 
 
 _REPORT_DIR = click.option(
@@ -294,6 +317,7 @@ _FIXED_BY_RUN = (
     "max_jobs",
     "max_jobs_total",
     "max_errors",
+    "shard",
 )
 
 
@@ -428,6 +452,38 @@ def report(run_dir: Path, output_format: str, output: Path | None) -> None:
     click.echo(f"wrote {output}", err=True)
 
 
+@cli.command()
+@click.argument(
+    "run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path, file_okay=False)
+)
+@click.option(
+    "--report-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where to write the merged reports (default ./runbook-reports/merged-<first run id>/).",
+)
+@_FORMATS
+def merge(run_dirs: Sequence[Path], report_dir: Path | None, formats: tuple[str, ...]) -> None:
+    """Merge the reports of RUN_DIRS, the shards of one run (`run --shard I/N`), into one.
+
+    Writes report.json and the other formats to --report-dir (default
+    ./runbook-reports/merged-<first run id>/), prints the summary, and exits with the worst
+    exit code of the shards, so a CI job after the shards can gate on the whole fleet.
+    """
+    from engine.report.merge import merge_reports
+    from engine.report.render import terminal_summary
+
+    merged = merge_reports([(str(d), _past_report(d)) for d in run_dirs])
+    directory = report_dir or Path("runbook-reports") / f"merged-{merged['run_id']}"
+    if any(directory.resolve() == d.resolve() for d in run_dirs):
+        raise UsageError(f"--report-dir {directory} is one of the shards; choose another")
+    written = _write_reports(
+        _report_directory(directory), merged, None, formats or tuple(REPORT_FILES)
+    )
+    click.echo(terminal_summary(merged), nl=False)
+    click.echo("reports: " + ", ".join(str(p) for p in written))
+    raise SystemExit(int(merged["exit_code"]))
+
+
 def _past_report(run_dir: Path) -> dict[str, Any]:
     """report.json of a run directory, or the report its journal gives."""
     from engine.report.build import build_report, result_from_journal
@@ -443,7 +499,10 @@ def _past_report(run_dir: Path) -> dict[str, Any]:
     if not (run_dir / JOURNAL_NAME).is_file():
         raise UsageError(f"{run_dir} has neither report.json nor a journal; give a run directory")
     state = read_journal(run_dir / JOURNAL_NAME)
-    return build_report(result_from_journal(state, _load(run_dir / RUNBOOK_COPY)))
+    runbook = _load(run_dir / RUNBOOK_COPY)
+    if state.header.shard is not None:  # the journal's target indices count the shard's targets
+        runbook = _sharded(runbook, state.header.shard, run_dir / RUNBOOK_COPY)
+    return build_report(result_from_journal(state, runbook))
 
 
 def _check_approvable(runbook: Runbook, yes: bool, approved: frozenset[str] = frozenset()) -> None:
@@ -481,6 +540,7 @@ def _start_journal(
         endpoint=where.endpoint,
         credentials_file=None if credentials is None else str(credentials),
         emulator=where.emulator_seed is not None,
+        shard=inputs.shard,
     )
     from engine.run.journal import is_secret_param
 
@@ -535,6 +595,8 @@ def _resume_run(
         if header.overrides:
             overrides: dict[str, Any] = dict(header.overrides)
             runbook = dataclasses.replace(runbook, **overrides)
+        if header.shard is not None:  # the journal's target indices count the shard's targets
+            runbook = _sharded(runbook, header.shard, file or source)
         # A gate approved before the interruption is not asked again, so it needs no terminal.
         approved = frozenset.intersection(
             *(
@@ -548,6 +610,7 @@ def _resume_run(
         inputs = _Inputs(
             runbook=runbook,
             params=header.params,
+            shard=header.shard,
             env={name: os.environ[name] for name in runbook.env if name in os.environ},
         )
         chosen = credentials_file or (
@@ -653,6 +716,7 @@ class _Inputs:
     runbook: Runbook
     params: Mapping[str, Any]
     env: Mapping[str, str]
+    shard: str | None = None  # --shard I/N: the runbook holds only that shard's targets
 
 
 def _inputs(file: Path, param_values: Sequence[str], params_file: Path | None) -> _Inputs:
@@ -889,6 +953,7 @@ async def _execute(
                     live.stop()
         if where.emulator_seed is not None:
             stats = await _emulator_stats(emu.url)
+    result.shard = inputs.shard
     return build_report(result), stats
 
 

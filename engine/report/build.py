@@ -54,6 +54,8 @@ def build_report(result: RunResult) -> dict[str, Any]:
             for name, value in result.params.items()
         },
         "settings": _settings(result.runbook),
+        # --shard I/N: this run took only that slice of the runbook's targets.
+        "shard": result.shard,
         "started_at": result.started_at.isoformat(timespec="seconds"),
         "finished_at": result.finished_at.isoformat(timespec="seconds"),
         "wall_s": result.wall_s,
@@ -199,4 +201,5 @@ def result_from_journal(state: JournalState, runbook: Runbook) -> RunResult:
         interrupted=not state.finished or state.interrupted,
         resumed_at=list(state.resumes),
         params=header.params,
+        shard=header.shard,
     )

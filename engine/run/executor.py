@@ -145,6 +145,7 @@ class RunResult:
     interrupted: bool = False
     resumed_at: list[str] = field(default_factory=list)
     params: Mapping[str, Any] = field(default_factory=dict)
+    shard: str | None = None  # --shard I/N
 
     @property
     def mutating(self) -> bool:

@@ -79,6 +79,7 @@ class RunHeader:
     endpoint: str | None
     credentials_file: str | None
     emulator: bool
+    shard: str | None = None  # --shard I/N: the run took only those targets
 
     def as_line(self) -> dict[str, Any]:
         return {
@@ -93,6 +94,7 @@ class RunHeader:
             "endpoint": self.endpoint,
             "credentials_file": self.credentials_file,
             "emulator": self.emulator,
+            "shard": self.shard,
         }
 
     @classmethod
@@ -108,6 +110,7 @@ class RunHeader:
             endpoint=line["endpoint"],
             credentials_file=line["credentials_file"],
             emulator=bool(line["emulator"]),
+            shard=line.get("shard"),
         )
 
 

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,11 +98,17 @@ def _kill_when(
 
 
 def _kill_run_when(
-    emulator: dict[str, Any], runbook: Path, run_dir: Path, ready: Callable[[], bool]
+    emulator: dict[str, Any],
+    runbook: Path,
+    run_dir: Path,
+    ready: Callable[[], bool],
+    extra: Sequence[str] = (),
 ) -> dict[str, str]:
     """`runbook run` against the emulator, SIGKILLed once ``ready()``; the environment it had."""
     env = {**os.environ, "DRS_AUTH_TOKEN": emulator["token"]}
-    command = _cli("run", str(runbook), "--endpoint", emulator["url"], "--report-dir", str(run_dir))
+    command = _cli(
+        "run", str(runbook), "--endpoint", emulator["url"], "--report-dir", str(run_dir), *extra
+    )
     with subprocess.Popen(
         [*command, "-q"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     ) as proc:
@@ -117,13 +123,16 @@ def _run_killed_then_resumed(
     ready: Callable[[Path, dict[str, Any]], bool],
     *,
     settle: str = "0s",
+    extra: Sequence[str] = (),
 ) -> tuple[dict[str, Any], dict[str, Any], Journal]:
     """Start a run, kill it when ``ready(run_dir, stats)``, resume it; (report, stats, journal
     as the kill left it)."""
     runbook = runbook_for(emulator, tmp_path / "rb.yaml", STEPS.format(settle=settle))
     run_dir = tmp_path / "run"
     stats_url = f"{emulator['url']}/_emulator/stats"
-    env = _kill_run_when(emulator, runbook, run_dir, lambda: ready(run_dir, fetch(stats_url)))
+    env = _kill_run_when(
+        emulator, runbook, run_dir, lambda: ready(run_dir, fetch(stats_url)), extra
+    )
     killed = _journal(run_dir)
     assert not (run_dir / "report.json").exists()  # SIGKILL: no report, only the journal
     resumed = subprocess.run(
@@ -170,6 +179,25 @@ def test_killed_before_any_retry_request_resumes_and_retries_each_job_once(
     _assert_nothing_lost(report, stats, slow_answers)
     selected = set(_events(killed, "selected"))
     assert selected == set(stats["retry_requests_per_job"])  # the resumed run sent them all
+
+
+def test_a_sharded_run_resumes_with_its_own_shard(
+    slow_answers: dict[str, Any], tmp_path: Path
+) -> None:
+    def selected_not_sent(run_dir: Path, stats: dict[str, Any]) -> bool:
+        journal = _journal(run_dir)
+        return _finished_steps(journal, "select") == 1 and stats["mutating_requests"] == 0
+
+    report, stats, killed = _run_killed_then_resumed(
+        slow_answers, tmp_path, selected_not_sent, settle="2s", extra=("--shard", "2/2")
+    )
+    assert report["shard"] == "2/2"
+    second = slow_answers["projects"][1]["project_id"]
+    assert [t["project_id"] for t in report["targets"]] == [second]
+    assert all(job["disposition"] in FINAL for job in jobs_of(report))
+    selected = set(_events(killed, "selected"))
+    assert selected == set(stats["retry_requests_per_job"])  # the resumed run sent them all
+    assert set(stats["retry_requests_per_job"].values()) == {1}
 
 
 def test_killed_while_a_retry_request_awaits_its_answer_reconciles_without_resending(

@@ -210,6 +210,12 @@ def test_run_resume_keeps_the_params_it_started_with(tmp_path: Path) -> None:
     assert isinstance(result.exception, UsageError)
     assert str(result.exception).startswith("--param cannot be combined with --resume")
 
+    result = CliRunner().invoke(
+        cli, ["run", "rb.yaml", "--resume", "r1", "--shard", "1/2"], standalone_mode=False
+    )
+    assert isinstance(result.exception, UsageError)
+    assert str(result.exception).startswith("--shard cannot be combined with --resume")
+
 
 def test_a_resume_after_a_torn_last_line_appends_on_a_line_of_its_own(tmp_path: Path) -> None:
     RunJournal.start(tmp_path, _header(), SOURCE).close()
