@@ -229,13 +229,17 @@ class Executor:
         self._observer = observer
         self._mutating = any(REGISTRY[s.action].mutating for s in runbook.steps if not _is_gate(s))
         self._t0 = 0.0
+        # The running loop's clock, taken once in run(): asking asyncio for the running loop
+        # costs a getpid(2) on Python 3.11, and the clock is read for every event of every job.
+        self._loop_time: Callable[[], float] = time.monotonic
 
     def _clock(self) -> float:
-        return asyncio.get_running_loop().time() - self._t0
+        return self._loop_time() - self._t0
 
     async def run(self) -> RunResult:
         started_at = datetime.now(UTC)
-        self._t0 = asyncio.get_running_loop().time()
+        self._loop_time = asyncio.get_running_loop().time
+        self._t0 = self._loop_time()
         if self._resume is not None:
             # The resumed run's clock goes on from the original start, downtime included.
             header = self._resume.header
@@ -675,7 +679,7 @@ async def _after_failure(spec: ActionSpec, ctx: ActionContext) -> None:
             await spec.after_failure(ctx)
     except (ApiError, TimeoutError) as exc:
         logger.warning("could not learn what step %r did: %s", ctx.step_id, exc)
-    ctx.jobs.checkpoint(durable=True)
+    await ctx.jobs.commit()
 
 
 async def _shielded_after_failure(spec: ActionSpec, ctx: ActionContext) -> None:
