@@ -130,6 +130,36 @@ class JobEvent:
         )
 
 
+# JobEvent's slots, set through their descriptors by ``_new_event``.
+_EVENT_SLOTS = ("t", "kind", "step", "status", "error_code", "detail")
+_SET_T, _SET_KIND, _SET_STEP, _SET_STATUS, _SET_ERROR_CODE, _SET_DETAIL = (
+    JobEvent.__dict__[name].__set__ for name in _EVENT_SLOTS
+)
+
+
+def _new_event(
+    t: float,
+    kind: EventKind,
+    step: str,
+    status: str | None,
+    error_code: str | None,
+    detail: str | None,
+) -> JobEvent:
+    """``JobEvent(t=t, kind=kind, ...)`` for ``JobBook.record``, which makes one per change of
+    every job (200,000 in a 100,000-job run). The dataclass's ``__init__`` gets round
+    ``frozen=True`` with an ``object.__setattr__`` call per field; setting each slot through its
+    descriptor does the same 3.5x faster (0.65 vs 2.4 us). The event is the same frozen object:
+    assigning to it later still raises. A test holds this to the constructor."""
+    event = object.__new__(JobEvent)
+    _SET_T(event, t)
+    _SET_KIND(event, kind)
+    _SET_STEP(event, step)
+    _SET_STATUS(event, status)
+    _SET_ERROR_CODE(event, error_code)
+    _SET_DETAIL(event, detail)
+    return event
+
+
 @dataclass(slots=True, kw_only=True)
 class JobRecord:
     """Everything the run learned about one job; mutable while the run goes on."""
@@ -175,7 +205,10 @@ class JobRecord:
 class JobJournal(Protocol):
     """Where a book's changes go to survive the process (``engine.run.journal``)."""
 
-    def jobs_changed(self, records: Sequence[JobRecord], *, durable: bool) -> None: ...
+    def jobs_changed(self, records: Sequence[JobRecord]) -> None: ...
+
+    async def sync(self) -> None:
+        """Return once everything handed over so far survives the machine (fsync)."""
 
 
 class JobBook:
@@ -205,18 +238,23 @@ class JobBook:
         for record in records:
             self._records[record.job_id] = record
 
-    def checkpoint(self, *, durable: bool = False) -> None:
-        """Hand the records changed since the last checkpoint to the journal.
-
-        ``durable`` when what changed must survive a crash before the run goes on: before a
-        mutating request is sent, and once its outcome is recorded.
-        """
+    def checkpoint(self) -> None:
+        """Hand the records changed since the last checkpoint to the journal (written at once,
+        so they survive the process; see ``commit`` for the machine)."""
         if self._journal is None or not self._changed:
             self._changed.clear()
             return
         changed = list(self._changed.values())
         self._changed.clear()
-        self._journal.jobs_changed(changed, durable=durable)
+        self._journal.jobs_changed(changed)
+
+    async def commit(self) -> None:
+        """``checkpoint``, then wait until the journal has it on disk: what changed must survive
+        a crash before the run goes on (before a mutating request is sent, and once its outcome
+        is recorded)."""
+        self.checkpoint()
+        if self._journal is not None:
+            await self._journal.sync()
 
     def get(self, job_id: str) -> JobRecord | None:
         return self._records.get(job_id)
@@ -240,14 +278,7 @@ class JobBook:
     ) -> JobRecord:
         record = self._records.get(job_id) or self.ensure(job_id)
         record.events.append(
-            JobEvent(
-                t=round(self._clock(), 3),
-                kind=kind,
-                step=step,
-                status=status,
-                error_code=error_code,
-                detail=detail,
-            )
+            _new_event(round(self._clock(), 3), kind, step, status, error_code, detail)
         )
         if status:
             record.last_status = status

@@ -632,3 +632,23 @@ def test_a_forked_record_equals_its_original_and_changes_apart_from_it() -> None
     twin.disposition = Disposition.RECOVERED
     assert len(original.events) == 1
     assert original.disposition is Disposition.FAILED_AGAIN
+
+
+def test_a_recorded_event_is_the_frozen_event_its_constructor_makes() -> None:
+    # JobBook.record builds events through their slots (the hot path); the result must be the
+    # same as JobEvent(...), and stay frozen. A field added to JobEvent but not to the fast
+    # path shows up as a difference here.
+    clock = FakeClock()
+    clock.now = 1.2345
+    book = JobBook(clock)
+    values = {"status": "FULL_TRANSFER_FAILED", "error_code": "DRS.M1", "detail": "why"}
+    assert {f.name for f in dataclasses.fields(JobEvent)} == {"t", "kind", "step", *values}
+    record = book.record("a", EventKind.FAILED_AGAIN, step="verify", **values)
+    bare = book.record("b", EventKind.SELECTED, step="select")
+
+    assert record.events == [
+        JobEvent(t=1.234, kind=EventKind.FAILED_AGAIN, step="verify", **values)
+    ]
+    assert bare.events == [JobEvent(t=1.234, kind=EventKind.SELECTED, step="select")]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.events[0].detail = "changed"  # type: ignore[misc]
