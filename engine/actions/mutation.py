@@ -47,7 +47,7 @@ async def watch_status(
     returned with their last status seen (None if status never answered for them).
     """
     # Whatever the request answered for other jobs must survive a crash while this one waits.
-    ctx.jobs.checkpoint(durable=True)
+    await ctx.jobs.commit()
     last: dict[str, str] = {}
     pending = list(job_ids)
     deadline = ctx.now() + grace_s
@@ -111,12 +111,12 @@ def triage(ctx: ActionContext, job_ids: Sequence[str], events: MutationEvents) -
     return sorted_
 
 
-def mark_sent(ctx: ActionContext, batch: Sequence[str], kind: EventKind) -> None:
+async def mark_sent(ctx: ActionContext, batch: Sequence[str], kind: EventKind) -> None:
     """Record that these jobs are about to be sent, durably, before the request leaves: a run
     killed while the request is in flight is resumed knowing it may have been applied."""
     for job_id in batch:
         ctx.jobs.record(job_id, kind, step=ctx.step_id)
-    ctx.jobs.checkpoint(durable=True)
+    await ctx.jobs.commit()
 
 
 async def send_in_batches(
@@ -132,8 +132,8 @@ async def send_in_batches(
             continue
         ctx.errors.attempt(len(batch))
         await send_batch(ctx, batch, how)
-        ctx.jobs.checkpoint(durable=True)
-    ctx.jobs.checkpoint(durable=True)
+        await ctx.jobs.commit()
+    await ctx.jobs.commit()
 
 
 def preview_in_batches(
@@ -169,7 +169,7 @@ async def send_batch(ctx: ActionContext, batch: list[str], how: BatchMutation) -
     split (that would only add load). A 5xx, a lost connection or a missing result leaves the
     outcome unknown.
     """
-    mark_sent(ctx, batch, how.events.sent)
+    await mark_sent(ctx, batch, how.events.sent)
     try:
         results = await how.call(batch)
     except DrsApiError as exc:

@@ -12,14 +12,18 @@ killed at any moment leaves whole lines (at worst a torn last line, which the re
 
 A line survives the death of the process as soon as it is written (it is in the kernel); lines
 about mutations, the intent before a request is sent and the outcome after, are also fsynced
-so they survive the machine. The journal holds no secrets: credentials are never in it, and
-params whose name says they are secret are redacted (such a run cannot be resumed).
+so they survive the machine. Targets that ask for that in the same turn of the event loop share
+one fsync (a group commit, as databases do): each still waits for it before going on.
+
+The journal holds no secrets: credentials are never in it, and params whose name says they are
+secret are redacted (such a run cannot be resumed).
 
 The journal is not a database: it is read back whole, once, by ``runbook resume``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import hashlib
 import os
@@ -145,6 +149,8 @@ class RunJournal:
         self.directory = directory
         self._fd = fd
         self._written: dict[int, dict[str, int]] = {}  # target -> job -> events written
+        self._unsynced = False  # lines written since the last fsync
+        self._syncing: asyncio.Future[None] | None = None  # the fsync due at the next turn
 
     @classmethod
     def start(cls, directory: Path, header: RunHeader, runbook_source: bytes) -> RunJournal:
@@ -223,22 +229,54 @@ class RunJournal:
             os.close(self._fd)  # closing releases the lock
             self._fd = -1
 
-    def jobs_changed(self, index: int, records: Sequence[JobRecord], *, durable: bool) -> None:
+    def jobs_changed(self, index: int, records: Sequence[JobRecord]) -> None:
         written = self._written.setdefault(index, {})
         entries = []
         for record in records:
             before = written.get(record.job_id)
             entries.append(_job_entry(record, first=before is None, since=before or 0))
             written[record.job_id] = len(record.events)
-        self._append({"type": "jobs", "target": index, "jobs": entries}, durable=durable)
+        self._append({"type": "jobs", "target": index, "jobs": entries})
+
+    async def sync(self) -> None:
+        """Return once every line written so far is on disk.
+
+        The fsync runs at the next turn of the event loop, for every caller that asked before
+        it: a thousand targets sending their retries at about the same time share a few
+        fsyncs instead of making one each. A caller cancelled while it waits does not cancel
+        the fsync the others wait for.
+        """
+        if not self._unsynced:
+            return
+        if self._syncing is None:
+            loop = asyncio.get_running_loop()
+            self._syncing = loop.create_future()
+            loop.call_soon(self._sync_now)
+        await asyncio.shield(self._syncing)
+
+    def _sync_now(self) -> None:
+        syncing, self._syncing = self._syncing, None
+        assert syncing is not None
+        try:
+            if self._unsynced and self._fd >= 0:
+                self._fsync()
+        except OSError as exc:
+            syncing.set_exception(exc)
+        else:
+            syncing.set_result(None)
 
     def _append(self, line: Mapping[str, Any], *, durable: bool = False) -> None:
         data = orjson.dumps(line) + b"\n"
         view = memoryview(data)
         while view:  # one write(2) in practice; a short write is finished, never interleaved
             view = view[os.write(self._fd, view) :]
+        self._unsynced = True
         if durable:
-            os.fsync(self._fd)
+            self._fsync()
+
+    def _fsync(self) -> None:
+        os.fsync(self._fd)
+        self._unsynced = False
 
 
 class TargetJournal:
@@ -248,8 +286,11 @@ class TargetJournal:
         self._journal = journal
         self._index = index
 
-    def jobs_changed(self, records: Sequence[JobRecord], *, durable: bool) -> None:
-        self._journal.jobs_changed(self._index, records, durable=durable)
+    def jobs_changed(self, records: Sequence[JobRecord]) -> None:
+        self._journal.jobs_changed(self._index, records)
+
+    async def sync(self) -> None:
+        await self._journal.sync()
 
 
 def _cut_torn_tail(fd: int, path: Path) -> None:

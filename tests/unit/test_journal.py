@@ -16,6 +16,7 @@ from engine.actions.context import ActionContext, Disposition, EventKind, JobBoo
 from engine.api.types import BatchActionResult, BatchOutcome, RetryItem, StatusResult
 from engine.cli import cli
 from engine.errors import UsageError
+from engine.run import journal as journal_module
 from engine.run.journal import (
     JOURNAL_NAME,
     REDACTED,
@@ -61,7 +62,7 @@ def test_changes_round_trip_through_the_journal(tmp_path: Path) -> None:
     record = book.record("j1", EventKind.RETRY_ACKNOWLEDGED, step="retry")
     record.disposition = Disposition.RETRY_ACCEPTED
     record.retry_acknowledged_at = 2.5
-    book.checkpoint(durable=True)
+    book.checkpoint()
     journal.step_finished(
         0,
         StepOutcome(
@@ -110,7 +111,7 @@ def test_every_field_of_a_record_survives_the_journal(tmp_path: Path) -> None:
     original.retry_acknowledged_at = 1.5
     original.paused_at = 0.75
     original.time_to_recover_s = 2.0
-    book.checkpoint(durable=True)
+    book.checkpoint()
     journal.close()
 
     restored = read_journal(tmp_path / JOURNAL_NAME).targets[0].records["child-1"]
@@ -125,8 +126,8 @@ def test_only_records_changed_since_the_last_checkpoint_are_written(tmp_path: Pa
         book.record(job_id, EventKind.SELECTED, step="select")
     book.checkpoint()
     book.record("b", EventKind.RETRY_SENT, step="retry")
-    book.checkpoint(durable=True)
-    book.checkpoint(durable=True)  # nothing changed: nothing written
+    book.checkpoint()
+    book.checkpoint()  # nothing changed: nothing written
     journal.close()
     lines = [json.loads(x) for x in (tmp_path / JOURNAL_NAME).read_text().splitlines()]
     jobs_lines = [line["jobs"] for line in lines if line["type"] == "jobs"]
@@ -276,3 +277,52 @@ async def test_answers_are_durable_before_missing_results_are_reconciled(tmp_pat
     out = await batch_retry.run(ctx, params)
     assert api.sent == [["c"]]  # a and b were answered before the kill: never sent again
     assert sorted(out["accepted"]) == ["a", "b", "c"]
+
+
+async def test_books_committing_in_one_turn_share_one_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []  # the journal's size at each fsync
+    path = tmp_path / JOURNAL_NAME
+    monkeypatch.setattr(journal_module.os, "fsync", lambda fd: synced.append(path.stat().st_size))
+    journal = RunJournal.start(tmp_path, _header(), SOURCE)
+    synced.clear()  # the header's own fsync
+    books = [JobBook(lambda: 0.0, journal=journal.for_target(i)) for i in range(3)]
+
+    async def send(book: JobBook, job_id: str) -> int:
+        book.add(JobRecord(job_id=job_id, name=job_id, status_at_selection="X"))
+        book.record(job_id, EventKind.RETRY_SENT, step="retry")
+        await book.commit()
+        return len(synced)  # what the request would see: it leaves only after an fsync
+
+    seen = await asyncio.gather(*(send(book, f"j{i}") for i, book in enumerate(books)))
+    assert synced == [path.stat().st_size]  # one fsync, after all three lines were written
+    assert seen == [1, 1, 1]
+
+    await books[0].commit()  # nothing written since: no fsync
+    assert len(synced) == 1
+    books[1].record("j1", EventKind.RETRY_ACKNOWLEDGED, step="retry")
+    await books[1].commit()
+    assert synced[1:] == [path.stat().st_size]
+    journal.close()
+
+
+async def test_a_commit_cancelled_while_it_waits_still_syncs_for_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr(journal_module.os, "fsync", synced.append)
+    journal = RunJournal.start(tmp_path, _header(), SOURCE)
+    synced.clear()
+    first, second = (JobBook(lambda: 0.0, journal=journal.for_target(i)) for i in range(2))
+    first.record("a", EventKind.RETRY_SENT, step="retry")
+    second.record("b", EventKind.RETRY_SENT, step="retry")
+    cancelled = asyncio.ensure_future(first.commit())
+    kept = asyncio.ensure_future(second.commit())
+    await asyncio.sleep(0)  # both wait for the fsync due at the next turn
+    cancelled.cancel()
+    await kept
+    assert len(synced) == 1
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    journal.close()
