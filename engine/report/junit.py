@@ -123,7 +123,8 @@ def _suite(
         if value is not None:
             lines.append("      " + _tag("property", name=name, value=value) + " />")
     lines.append("    </properties>")
-    lines.extend(_case(label, name, verdict) for name, verdict in verdicts)
+    classname = _quoted(label)
+    lines.extend(_case(classname, name, verdict) for name, verdict in verdicts)
     for step in failed_steps:
         case = _tag(
             "testcase",
@@ -188,7 +189,9 @@ def _failure(job: dict[str, Any], error_code: str | None, what: str, time_s: flo
 
 
 def _case(classname: str, name: str, verdict: _Verdict) -> str:
-    case = "    " + _tag("testcase", classname=classname, name=name, time=_seconds(verdict.time_s))
+    """One job's test case; ``classname`` comes quoted (the suite's, quoted once per suite).
+    Spelt out rather than built with ``_tag``: a large run has a case per job."""
+    case = f'    <testcase classname={classname} name={_quoted(name)} time="{verdict.time_s:.3f}"'
     if verdict.kind == "skipped":
         return _holding(case, _tag("skipped", message=verdict.message))
     if verdict.kind == "failure":
