@@ -1000,11 +1000,12 @@ def _write_reports(
     stats: dict[str, Any] | None,
     formats: Sequence[str],
 ) -> list[Path]:
-    from engine.report.render import render
+    from engine.report.render import json_bytes, render
 
     directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name in ("json", *(f for f in REPORT_FILES if f in formats and f != "json")):
+    written = [directory / REPORT_FILES["json"]]
+    written[0].write_bytes(json_bytes(report))
+    for name in (f for f in REPORT_FILES if f in formats and f != "json"):
         path = directory / REPORT_FILES[name]
         path.write_text(render(report, name), encoding="utf-8")
         written.append(path)

@@ -256,13 +256,14 @@ class DrsClient:
         response = await self._transport.send(
             HttpRequest(method="POST", url=url, headers=signed, body=body)
         )
-        logger.debug(
-            "POST %s -> %d (request id %s, replayable=%s)",
-            url,
-            response.status,
-            response.request_id,
-            replayable,
-        )
+        if logger.isEnabledFor(logging.DEBUG):  # the request id is a search of the headers
+            logger.debug(
+                "POST %s -> %d (request id %s, replayable=%s)",
+                url,
+                response.status,
+                response.request_id,
+                replayable,
+            )
         return response
 
 

@@ -29,6 +29,11 @@ class FairLimiter:
         self._turns: deque[str] = deque()  # keys with waiters, next in turn first
 
     async def acquire(self, key: str) -> None:
+        held = self._by_key.get(key, 0)
+        if not self._turns and self.in_flight < self.total and held < self.per_key:
+            self.in_flight += 1  # a free slot and nobody waiting: no turn to take
+            self._by_key[key] = held + 1
+            return
         granted = asyncio.get_running_loop().create_future()
         queue = self._waiting.setdefault(key, deque())
         if not queue:
