@@ -5,6 +5,7 @@ Retries are covered in test_resilience.py; here the client gets a retry loop on 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,7 +19,7 @@ from engine.api.endpoints import drs_endpoint, iam_endpoint
 from engine.api.resilience import Resilience
 from engine.api.signer import sign
 from engine.api.transport import AiohttpTransport, HttpRequest, HttpResponse
-from engine.api.types import BatchOutcome, JobInfo, Language, RetryItem
+from engine.api.types import BatchOutcome, JobActions, JobInfo, Language, RetryItem
 from engine.errors import AuthError, DrsApiError, TransportError
 
 PROJECT = "0123456789abcdef0123456789abcdef"
@@ -524,6 +525,36 @@ def test_retry_item_omits_is_sync_re_edit_unless_true() -> None:
         "job_id": "a",
         "is_sync_re_edit": True,
     }
+
+
+def test_a_listed_job_read_from_the_wire_equals_the_one_its_constructor_makes() -> None:
+    # from_wire fills the frozen instance's dict directly (the hot path of every listing): a
+    # field added to JobInfo but not to from_wire shows up here, as does a field read wrongly.
+    child = JobInfo(id="c1", name="orders-child", status="CHILD_TRANSFER_FAILED")
+    job = JobInfo(
+        id="p1",
+        name="orders",
+        status="INCRE_TRANSFER_FAILED",
+        create_time="1700000000000",
+        description="dual-active",
+        engine_type="mysql",
+        net_type="eip",
+        billing_tag=False,
+        job_direction="up",
+        db_use_type="cloudDataGuard",
+        task_type="FULL_INCR_TRANS",
+        node_new_framework=True,
+        error_msg="broken",
+        job_action=JobActions(available_actions=("RETRY",), current_action="RETRY"),
+        children=(child,),
+    )
+    read = JobInfo.from_wire(json.loads(json.dumps(job.to_wire())))
+
+    assert read == job
+    assert set(vars(read)) == {f.name for f in dataclasses.fields(JobInfo)}
+    assert set(vars(read.children[0])) == set(vars(read))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        read.name = "renamed"  # type: ignore[misc]
 
 
 # --- AiohttpTransport error mapping (no sockets: the session's request is replaced) -------------
