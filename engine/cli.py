@@ -880,9 +880,11 @@ def _collect_garbage_less_often() -> None:
     """A run keeps every job's record and timeline until its report is written; with Python's
     default thresholds (700, 10, 10) the collector rescans them over and over, 2 s of a 14 s
     run at 100,000 jobs (bench/). Objects alive from startup are frozen out of the scans, and
-    the young generation is collected after 100,000 allocations instead of 700."""
+    the young generation is collected after 1,000,000 allocations instead of 700: by then most
+    of what a run allocates has been freed by reference counting and is never scanned (GC time
+    at 100,000 jobs: 0.27 s with 100,000, 0.04 s with 1,000,000, same peak RSS)."""
     gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
+    gc.set_threshold(1_000_000, 20, 100)
 
 
 async def _execute(
