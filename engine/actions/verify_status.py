@@ -126,23 +126,30 @@ _VERDICTS = frozenset({EventKind.RECOVERED, EventKind.FAILED_AGAIN, EventKind.NO
 
 def _settled_here(record: JobRecord, step_id: str) -> bool:
     """Whether this step already gave the job a verdict (a timeout is not one: poll again)."""
-    return any(e.step == step_id and e.kind in _VERDICTS for e in reversed(record.events))
+    for event in reversed(record.events):  # a loop, not any(): this runs for every job
+        if event.step == step_id and event.kind in _VERDICTS:
+            return True
+    return False
 
 
 def _seen_starting(record: JobRecord, step_id: str) -> bool:
     """Whether this step already saw the job in progress since its last retry (before a
     resume, say): then a failed status means it failed again, grace or not."""
     for event in reversed(record.events):
-        if event.kind in {EventKind.RETRY_ACKNOWLEDGED, EventKind.RETRY_RECONCILED}:
+        if event.kind in _RETRIED:
             return False
         if (
             event.step == step_id
             and event.kind is EventKind.STATUS_OBSERVED
             and event.status
-            and status_group(event.status) not in _NOT_HEALTHY | {StatusGroup.HEALTHY}
+            and status_group(event.status) not in _SETTLED_GROUPS
         ):
             return True
     return False
+
+
+_RETRIED = frozenset({EventKind.RETRY_ACKNOWLEDGED, EventKind.RETRY_RECONCILED})
+_SETTLED_GROUPS = _NOT_HEALTHY | {StatusGroup.HEALTHY}
 
 
 def _observe(ctx: ActionContext, watch: _Watch, result: StatusResult) -> bool:
