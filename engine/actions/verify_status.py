@@ -94,6 +94,7 @@ async def run(ctx: ActionContext, params: VerifyStatusParams) -> dict[str, Any]:
     }
     wait = params.poll_interval_s
     while pending:
+        asked_at = ctx.now()
         try:
             results = await ctx.api.batch_status(list(pending))
         except (DrsApiError, TransportError) as exc:
@@ -113,6 +114,11 @@ async def run(ctx: ActionContext, params: VerifyStatusParams) -> dict[str, Any]:
         if not pending or remaining <= 0:
             break
         wait = params.poll_interval_s if changed else min(wait * 2, params.longest_wait_s)
+        # Never poll faster than the answers come: a query that took longer than the wait
+        # (a loaded service, or this run's own requests queued behind its concurrency cap)
+        # sets the wait, up to max_poll_interval. Otherwise every target polls back to back
+        # and the queue, not the poll interval, sets the pace.
+        wait = max(wait, min(ctx.now() - asked_at, params.longest_wait_s))
         await ctx.sleep(min(wait, remaining))
     for watch in pending.values():
         last = watch.record.last_status or "unknown"

@@ -389,6 +389,39 @@ async def test_verify_waits_longer_while_nothing_changes_and_resets_when_somethi
     assert out["failed"] == ["b"]
 
 
+@pytest.mark.parametrize(
+    ("answer_s", "polled_at"),
+    [
+        (0.5, [0.0, 1.5, 3.0, 4.5]),  # faster than the poll interval: the interval sets the pace
+        (3.0, [0.0, 6.0, 12.0, 18.0]),  # slower: poll again only as long after the answer
+        (6.0, [0.0, 10.0, 20.0, 30.0]),  # slower than max_poll_interval: capped at it (4s)
+    ],
+)
+async def test_verify_never_polls_faster_than_the_answers_come(
+    answer_s: float, polled_at: list[float]
+) -> None:
+    clock = FakeClock()
+    starting = ["STARTJOBING", "WAITING_FOR_START"]  # a change at every poll
+    api = FakeApi(status_answers=[{"j": starting[i % 2]} for i in range(4)])
+    ctx = make_ctx(api, clock, deadline=100.0)
+    seeded(ctx, "j")
+    asked: list[float] = []
+    status = api.batch_status
+
+    async def slow(job_ids: Sequence[str]) -> list[StatusResult]:
+        asked.append(clock.now)
+        clock.now += answer_s
+        return await status(job_ids)
+
+    api.batch_status = slow  # type: ignore[method-assign]
+    params = verify_status.VerifyStatusParams(
+        jobs=("j",), poll_interval_s=1.0, max_poll_interval_s=4.0
+    )
+    await verify_status.run(ctx, params)
+
+    assert asked[:4] == polled_at
+
+
 async def test_verify_refuses_a_max_poll_interval_below_poll_interval() -> None:
     ctx = make_ctx(FakeApi(), FakeClock(), deadline=10.0)
     seeded(ctx, "j")
