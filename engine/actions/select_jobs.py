@@ -57,8 +57,8 @@ def _skip_reason(job: JobInfo, params: SelectJobsParams) -> str | None:
 def _matches(job: JobInfo, params: SelectJobsParams) -> bool:
     if params.engine_type is not None and job.engine_type not in params.engine_type:
         return False
-    if not fnmatch.fnmatchcase(job.name, params.name):
-        return False
+    if params.name != "*" and not fnmatch.fnmatchcase(job.name, params.name):
+        return False  # (the default "*" matches every name: no pattern matching per job)
     if job.is_dual_active_parent:
         # A parent is worth a line in the report when it or one of its children matches.
         return job.status in params.statuses or any(_matches(c, params) for c in job.children)

@@ -332,7 +332,10 @@ class _Answer:
                 job
                 for job in raw
                 if job.get("status") in statuses
-                or any(child.get("status") in statuses for child in job.get("children") or ())
+                or (
+                    (children := job.get("children"))  # most jobs have none: no any() for them
+                    and any(child.get("status") in statuses for child in children)
+                )
             ]
         except (TypeError, AttributeError) as exc:
             raise self.invalid(f"malformed entry in {key!r}: {exc!r}") from exc
