@@ -13,6 +13,7 @@ message says ``limit:N, time:T second``): from then on that endpoint is paced to
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -89,8 +90,7 @@ class RateLimitedTransport:
         self._learnt: dict[str, float] = {}
 
     async def send(self, request: HttpRequest) -> HttpResponse:
-        parts = urlsplit(request.url)
-        key = f"{parts.scheme}://{parts.netloc}"
+        key = _origin(request.url)
         bucket = self._buckets.get(key)
         if bucket is None:
             rate = self._learnt.get(key, self._rate)
@@ -115,3 +115,10 @@ class RateLimitedTransport:
         logger.warning("%s throttles at %g requests/s: pacing every request to it", key, per_s)
         self._learnt[key] = per_s
         self._buckets.pop(key, None)  # the next request makes a bucket at the learnt rate
+
+
+@functools.lru_cache(maxsize=4096)  # a run sends a handful of URLs per project, over and over
+def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of a URL: requests to one origin share one bucket."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

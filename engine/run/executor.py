@@ -7,6 +7,7 @@ final disposition saying why. An unexpected exception is a bug and propagates.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -177,11 +178,16 @@ class CountingTransport:
 
 
 def route_of(request: HttpRequest) -> str:
-    path = request.url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0]
+    return _route(request.method, request.url)
+
+
+@functools.lru_cache(maxsize=4096)  # a run sends a handful of URLs per project, over and over
+def _route(method: str, url: str) -> str:
+    path = url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0]
     parts = path.split("/")
     if len(parts) >= 2 and parts[0] == "v3" and parts[1] != "auth":
         parts[1] = "{project_id}"
-    return f"{request.method} /{'/'.join(parts)}"
+    return f"{method} /{'/'.join(parts)}"
 
 
 class Executor:

@@ -10,6 +10,7 @@ own cap, so a project with thousands of jobs cannot starve one with ten.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 
 from engine.api.transport import HttpRequest, HttpResponse, Transport
@@ -95,6 +96,7 @@ class FairTransport:
             self._limiter.release(key)
 
 
+@functools.lru_cache(maxsize=4096)  # a run sends a handful of URLs per project, over and over
 def project_of(url: str) -> str:
     """The project id of a DRS URL (``/v3/{project_id}/...``); other calls share one key."""
     parts = url.split("://", 1)[-1].split("?", 1)[0].split("/")
