@@ -326,3 +326,27 @@ async def test_a_commit_cancelled_while_it_waits_still_syncs_for_the_others(
     with pytest.raises(asyncio.CancelledError):
         await cancelled
     journal.close()
+
+
+def test_a_field_set_back_to_none_reads_back_as_none(tmp_path: Path) -> None:
+    # Entries leave None fields out (a missing field reads as None), so a field cleared after
+    # it was written must come back cleared, not with its earlier value.
+    journal = RunJournal.start(tmp_path, _header(), SOURCE)
+    book = _book(journal, [1.0])
+    record = book.add(JobRecord(job_id="j", name="j", status_at_selection="X"))
+    record.error_code = "DRS.M00001"
+    record.reason = "refused"
+    book.record("j", EventKind.STATUS_OBSERVED, step="verify", status="INCRE_TRANSFER_FAILED")
+    book.checkpoint()
+    record.error_code = None
+    record.reason = None
+    book.record("j", EventKind.RECOVERED, step="verify", status="INCRE_TRANSFER_STARTED")
+    book.checkpoint()
+    journal.close()
+
+    lines = (tmp_path / JOURNAL_NAME).read_text().splitlines()
+    assert "null" not in lines[-1]
+    restored = read_journal(tmp_path / JOURNAL_NAME).targets[0].records["j"]
+    assert restored == record
+    assert restored.error_code is None
+    assert restored.reason is None
