@@ -154,6 +154,16 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[
     return out
 
 
+def _md_job_row(job: dict[str, Any]) -> str:
+    """A row of a project's job table (``_md_table``'s cells, spelt out: a row per job)."""
+    e = _md_escape
+    return (
+        f"| `{e(job['id'])}` | {e(job['name'])} | {e(job['status_at_selection'])} | "
+        f"{e(job['last_status'])} | {e(job['disposition'])} | {_ttr(job)} | "
+        f"{e(job['reason'] or '')} |"
+    )
+
+
 def _ttr(job: dict[str, Any]) -> str:
     value = job["time_to_recover_s"]
     return "" if value is None else f"{value:.1f}s"
@@ -230,20 +240,9 @@ def to_markdown(report: dict[str, Any]) -> str:
             lines.append("No job matched the selection.")
             continue
         lines += _md_table(
-            ["job id", "name", "at selection", "last status", "disposition", "TTR", "detail"],
-            [
-                (
-                    f"`{j['id']}`",
-                    j["name"],
-                    j["status_at_selection"],
-                    j["last_status"],
-                    j["disposition"],
-                    _ttr(j),
-                    j["reason"] or "",
-                )
-                for j in target["jobs"]
-            ],
+            ["job id", "name", "at selection", "last status", "disposition", "TTR", "detail"], []
         )
+        lines += map(_md_job_row, target["jobs"])
     return "\n".join(lines) + "\n"
 
 
