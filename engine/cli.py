@@ -1006,7 +1006,9 @@ def _write_reports(
 
     directory.mkdir(parents=True, exist_ok=True)
     written = [directory / REPORT_FILES["json"]]
-    written[0].write_bytes(json_bytes(report))
+    with written[0].open("wb") as file:
+        file.write(json_bytes(report))
+        file.write(b"\n")
     for name in (f for f in REPORT_FILES if f in formats and f != "json"):
         path = directory / REPORT_FILES[name]
         path.write_text(render(report, name), encoding="utf-8")
