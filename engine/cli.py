@@ -1006,9 +1006,7 @@ def _write_reports(
 
     directory.mkdir(parents=True, exist_ok=True)
     written = [directory / REPORT_FILES["json"]]
-    with written[0].open("wb") as file:
-        file.write(json_bytes(report))
-        file.write(b"\n")
+    written[0].write_bytes(json_bytes(report))
     for name in (f for f in REPORT_FILES if f in formats and f != "json"):
         path = directory / REPORT_FILES[name]
         path.write_text(render(report, name), encoding="utf-8")

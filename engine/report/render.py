@@ -41,14 +41,14 @@ INDENTED_UP_TO_JOBS = 10_000
 
 
 def to_json(report: dict[str, Any]) -> str:
-    return json_bytes(report).decode() + "\n"
+    return json_bytes(report).decode()
 
 
 def json_bytes(report: dict[str, Any]) -> bytes:
-    """report.json's UTF-8 bytes without the final newline, as a run writes them: no round trip
-    through ``str``, and no copy to append one byte (the file is 25 MB at 100,000 jobs)."""
+    """report.json's UTF-8 bytes, as a run writes them: no round trip through ``str``, and the
+    final newline added by orjson, not by a copy (the file is 25 MB at 100,000 jobs)."""
     indent = orjson.OPT_INDENT_2 if report["totals"]["jobs"] <= INDENTED_UP_TO_JOBS else 0
-    return orjson.dumps(report, option=indent)
+    return orjson.dumps(report, option=indent | orjson.OPT_APPEND_NEWLINE)
 
 
 def render(report: dict[str, Any], output_format: str) -> str:

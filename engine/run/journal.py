@@ -266,7 +266,7 @@ class RunJournal:
             syncing.set_result(None)
 
     def _append(self, line: Mapping[str, Any], *, durable: bool = False) -> None:
-        data = orjson.dumps(line) + b"\n"
+        data = orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
         view = memoryview(data)
         while view:  # one write(2) in practice; a short write is finished, never interleaved
             view = view[os.write(self._fd, view) :]
