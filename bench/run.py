@@ -300,12 +300,43 @@ class ChildUsage:
 def run_child(
     command: Sequence[str], env: Mapping[str, str], out: Path, timeout_s: float
 ) -> ChildUsage:
-    """Run a child to its end (SIGTERM, then SIGKILL, after ``timeout_s``); its rusage."""
-    with out.open("w", encoding="utf-8") as stdout, out.with_suffix(".err").open("w") as stderr:
+    """Run a child to its end (SIGTERM, then SIGKILL, after ``timeout_s``); its rusage.
+
+    The child is started by ``_Launcher``, a small process of its own: Linux counts the memory
+    high-water mark of the process a child was forked from in the child's ``ru_maxrss``, and this
+    bench grows to hundreds of MB once it has read a large run's report.
+    """
+    result = _launcher().run(
+        {
+            "command": list(command),
+            "env": dict(env),
+            "cwd": str(REPO),
+            "stdout": str(out),
+            "stderr": str(out.with_suffix(".err")),
+            "timeout_s": timeout_s,
+        }
+    )
+    if result["timed_out"]:
+        raise BenchError(f"{command[3]} took longer than --run-timeout {timeout_s:g}s: stopped")
+    return ChildUsage(
+        exit_code=result["exit_code"],
+        wall_s=result["wall_s"],
+        cpu_user_s=result["user_s"],
+        cpu_sys_s=result["sys_s"],
+        max_rss_mb=result["maxrss_kib"] / 1024,  # KiB on Linux
+    )
+
+
+# Reads one JSON request per line, runs it, answers one JSON line: see run_child.
+_LAUNCHER_MAIN = r"""
+import json, os, signal, subprocess, sys, time
+for line in sys.stdin:
+    job = json.loads(line)
+    with open(job["stdout"], "w") as out, open(job["stderr"], "w") as err:
         started = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=dict(env), cwd=REPO)
-        deadline = started + timeout_s
-        timed_out = False
+        proc = subprocess.Popen(job["command"], stdout=out, stderr=err, env=job["env"],
+                                cwd=job["cwd"])
+        deadline, timed_out = started + job["timeout_s"], False
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid == proc.pid:
@@ -318,16 +349,42 @@ def run_child(
                 proc.kill()
             time.sleep(0.005)
         wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-    if timed_out:
-        raise BenchError(f"{command[3]} took longer than --run-timeout {timeout_s:g}s: stopped")
-    return ChildUsage(
-        exit_code=proc.returncode,
-        wall_s=wall,
-        cpu_user_s=usage.ru_utime,
-        cpu_sys_s=usage.ru_stime,
-        max_rss_mb=usage.ru_maxrss / 1024,  # KiB on Linux
-    )
+    print(json.dumps({"exit_code": os.waitstatus_to_exitcode(status), "wall_s": wall,
+                      "user_s": usage.ru_utime, "sys_s": usage.ru_stime,
+                      "maxrss_kib": usage.ru_maxrss, "timed_out": timed_out}), flush=True)
+"""
+
+
+class _Launcher:
+    """The process that starts the measured children (see ``run_child``)."""
+
+    def __init__(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _LAUNCHER_MAIN],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, job: Mapping[str, Any]) -> dict[str, Any]:
+        assert self._proc.stdin is not None
+        assert self._proc.stdout is not None
+        self._proc.stdin.write(json.dumps(job) + "\n")
+        self._proc.stdin.flush()
+        answer = self._proc.stdout.readline()
+        if not answer:
+            raise BenchError("the launcher of measured runs died")
+        result: dict[str, Any] = json.loads(answer)
+        return result
+
+
+_LAUNCHERS: list[_Launcher] = []
+
+
+def _launcher() -> _Launcher:
+    if not _LAUNCHERS:
+        _LAUNCHERS.append(_Launcher())
+    return _LAUNCHERS[0]
 
 
 # --------------------------------------------------------------------------- the runbook
@@ -721,6 +778,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    _launcher()  # forked now, while this process is small (see run_child)
     settings = Settings(
         python=args.python,
         seed=args.seed,
