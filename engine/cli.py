@@ -1002,14 +1002,15 @@ def _write_reports(
     stats: dict[str, Any] | None,
     formats: Sequence[str],
 ) -> list[Path]:
-    from engine.report.render import json_bytes, render
+    from engine.report.render import json_bytes, render_lines
 
     directory.mkdir(parents=True, exist_ok=True)
     written = [directory / REPORT_FILES["json"]]
     written[0].write_bytes(json_bytes(report))
     for name in (f for f in REPORT_FILES if f in formats and f != "json"):
         path = directory / REPORT_FILES[name]
-        path.write_text(render(report, name), encoding="utf-8")
+        with path.open("w", encoding="utf-8") as file:
+            file.writelines(f"{line}\n" for line in render_lines(report, name))
         written.append(path)
     if stats is not None:
         written.append(directory / "emulator-stats.json")

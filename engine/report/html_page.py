@@ -105,7 +105,12 @@ footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
 
 
 def to_html(report: dict[str, Any]) -> str:
-    """The report as one HTML file that needs nothing else: no script, no network, no font.
+    return "\n".join(html_lines(report)) + "\n"
+
+
+def html_lines(report: dict[str, Any]) -> list[str]:
+    """The report as one HTML file that needs nothing else (no script, no network, no font),
+    line by line.
 
     Summary first (what happened, what needs a human and why), then the projects, the timeline
     of every job (capped for large runs, and the page says so), the API traffic and every job.
@@ -135,26 +140,23 @@ def to_html(report: dict[str, Any]) -> str:
         "it loads nothing from the network.</footer>",
         "</main>",
     ]
-    return "\n".join(
-        [
-            "<!DOCTYPE html>",
-            '<html lang="en">',
-            "<head>",
-            '<meta charset="utf-8">',
-            # No fetch of any kind: the page must open offline and leak nothing when opened.
-            '<meta http-equiv="Content-Security-Policy" '
-            "content=\"default-src 'none'; style-src 'unsafe-inline'\">",
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<title>{_e(title)}</title>",
-            f"<style>{_CSS}</style>",
-            "</head>",
-            "<body>",
-            *body,
-            "</body>",
-            "</html>",
-            "",
-        ]
-    )
+    return [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        # No fetch of any kind: the page must open offline and leak nothing when opened.
+        '<meta http-equiv="Content-Security-Policy" '
+        "content=\"default-src 'none'; style-src 'unsafe-inline'\">",
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title>",
+        f"<style>{_CSS}</style>",
+        "</head>",
+        "<body>",
+        *body,
+        "</body>",
+        "</html>",
+    ]
 
 
 def _summary(report: dict[str, Any]) -> list[str]:

@@ -43,7 +43,12 @@ class _Verdict:
 
 
 def to_junit(report: dict[str, Any]) -> str:
-    """JUnit XML: one suite per target; one case per job per verify step, and per failed step.
+    return "\n".join(junit_lines(report)) + "\n"
+
+
+def junit_lines(report: dict[str, Any]) -> list[str]:
+    """JUnit XML, line by line: one suite per target; one case per job per verify step, and
+    one per failed step.
 
     A runbook without a ``drs.verify_status`` step gets one case per job for the run as a whole.
     A job passes when it ends recovered or healthy (or selected, in a read-only run); a skipped
@@ -67,7 +72,7 @@ def to_junit(report: dict[str, Any]) -> str:
     for suite in suites:
         lines.extend(suite.lines)
     lines.append("</testsuites>")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 _COUNTS = ("tests", "failures", "errors", "skipped")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+from reports import make_report
+
 from engine.report.build import rto_summary
-from engine.report.render import terminal_summary, to_markdown
+from engine.report.render import render, terminal_summary, to_markdown
 
 
 def test_rto_summary_uses_nearest_rank_percentiles() -> None:
@@ -83,3 +87,20 @@ def test_summary_of_a_clean_run_says_so() -> None:
     report = _report([_job("ok1", "recovered")], 0)
     assert terminal_summary(report).startswith("run r1: all 1 selected job(s) healthy\n")
     assert "## Needs a human" not in to_markdown(report)
+
+
+def test_a_run_writes_each_report_file_as_its_renderer_spells_it(tmp_path: Path) -> None:
+    # The text formats are written line by line (never joined into one string); the files must
+    # still be exactly what `runbook report` renders, and report.json the document itself.
+    from engine.cli import REPORT_FILES, _write_reports
+
+    report = make_report()
+    written = _write_reports(tmp_path, report, None, tuple(REPORT_FILES))
+
+    assert sorted(p.name for p in written) == sorted(REPORT_FILES.values())
+    for output_format, name in REPORT_FILES.items():
+        text = (tmp_path / name).read_text(encoding="utf-8")
+        assert text == render(report, output_format), output_format
+        assert text.endswith("\n")
+        assert not text.endswith("\n\n")
+    assert json.loads((tmp_path / "report.json").read_text(encoding="utf-8")) == report
