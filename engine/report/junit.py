@@ -196,7 +196,8 @@ def _failure(job: dict[str, Any], error_code: str | None, what: str, time_s: flo
 def _case(classname: str, name: str, verdict: _Verdict) -> str:
     """One job's test case; ``classname`` comes quoted (the suite's, quoted once per suite).
     Spelt out rather than built with ``_tag``: a large run has a case per job."""
-    case = f'    <testcase classname={classname} name={_quoted(name)} time="{verdict.time_s:.3f}"'
+    time = _seconds(verdict.time_s)
+    case = f'    <testcase classname={classname} name={_quoted(name)} time="{time}"'
     if verdict.kind == "skipped":
         return _holding(case, _tag("skipped", message=verdict.message))
     if verdict.kind == "failure":
