@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.actions import fields
 from engine.actions.context import ActionContext, StepFailedError
+from engine.actions.spec import Action
 
 DEFAULT_MESSAGE = "assertion failed"
 
@@ -29,10 +30,25 @@ class AssertParams:
         return cls(that=raw["that"], message=fields.text(raw, "message", "") or None)
 
 
-async def run(ctx: ActionContext, params: AssertParams) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AssertOutputs:
+    passed: bool = False
+
+
+async def run(ctx: ActionContext, params: AssertParams) -> AssertOutputs:
     if params.that is not True:
         if params.message:
             raise StepFailedError(params.message)
         got = "" if isinstance(params.that, bool) else f" (got {params.that!r}, not a boolean)"
         raise StepFailedError(f"{DEFAULT_MESSAGE}{got}")
-    return {"passed": True}
+    return AssertOutputs(passed=True)
+
+
+ACTION = Action(
+    name="assert",
+    params=AssertParams.from_with,
+    outputs=AssertOutputs,
+    run=run,
+    runs_in_plan=False,
+    plan_skip_reason="a plan makes no changes, so there are no results to assert on",
+)

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from typing import Any, overload
 
 from engine.actions.context import StepFailedError
-from engine.runbook.expressions import kind_of, parse_duration
+from engine.runbook.evaluation import kind_of
+from engine.units import parse_duration
 
 
 def _given(raw: Mapping[str, Any], key: str) -> Any:
@@ -73,3 +74,10 @@ def texts(raw: Mapping[str, Any], key: str, default: tuple[str, ...]) -> tuple[s
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         raise StepFailedError(f"{key} must be a string or a list of strings, got {kind_of(value)}")
     return tuple(values)
+
+
+def job_ids(value: object) -> tuple[str, ...]:
+    """The ``jobs`` parameter as unique ids in order; a reference may resolve to anything."""
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise StepFailedError(f"jobs must be a list of job ids, got {type(value).__name__}")
+    return tuple(dict.fromkeys(value))

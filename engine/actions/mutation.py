@@ -1,5 +1,23 @@
-"""What the mutating batch actions (retry, pause) share: batching, sending one batch and sorting
-its answers, and watching status to learn whether an unanswered request took effect."""
+"""What the mutating batch actions (retry, pause) share: one description of a mutation, and the
+one way its batches are sent, answered, reconciled and booked.
+
+A ``Mutation`` says what differs between them (its events and dispositions, which status shows
+that it took effect, whether a job may be sent once more after status showed it did not take);
+``carry_out`` does the rest. The discipline, for both:
+
+- A job this run already sent is never sent blindly again (``triage``): an answered job keeps its
+  answer, an unanswered one is reconciled by status.
+- Each batch's intent is durable before the request leaves (``mark_sent``), its outcome before
+  the next batch, and the run's error budget can stop the batches (the rest are withheld).
+- A 4xx means nothing was applied: a rejected batch of several jobs is split and each job sent
+  alone, so one refused job (a dual-active parent) cannot sink the rest. Throttled and busy
+  answers (429, DRS.M01503, DRS.M01504) were already backed off and re-sent by the client
+  (engine.api.resilience): their jobs are rejected, not split (that would only add load).
+- A 5xx, a lost connection or a missing result leaves the outcome unknown: the jobs' status is
+  watched for a grace period; a job that shows the change took effect is booked as changed. A
+  retry (``resend_once``) still not taken after the grace is sent once more, never a third time;
+  a pause is never re-sent.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +25,56 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from engine.actions.context import ActionContext, EventKind, JobRecord
+from engine.actions.context import ActionContext, StepFailedError
+from engine.actions.polling import Pace, poll_until
 from engine.api.types import (
     ERR_OPERATION_RUNNING,
     ERR_TOO_FREQUENT,
+    MAX_JOBS_PER_ACTION,
     BatchActionResult,
     BatchOutcome,
+    StatusResult,
 )
 from engine.errors import DrsApiError, TransportError
+from engine.ledger import EventKind, JobRecord, MutationEvents
 
 logger = logging.getLogger(__name__)
 
 # How often status is polled while an unknown outcome is reconciled.
 RECONCILE_POLL_S = 3.0
+# An unknown outcome: how long the jobs' status is watched before the outcome stays unknown.
+RECONCILE_GRACE_S = 15.0
+DEFAULT_BATCH_SIZE = MAX_JOBS_PER_ACTION  # the documented maximum: fewest requests
+
+Send = Callable[[list[str]], Awaitable[Sequence[BatchActionResult]]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Mutation:
+    """One kind of change a run makes to jobs, and how its answers are booked.
+
+    ``took(ctx, record, at)`` books that the change took effect at run time ``at``: when it was
+    acknowledged, or for a reconciled job, ``now`` (retry) or the time it was sent
+    (``effect_since_sent``: a pause counts from the send, so a drill's recovery time is
+    overstated rather than flattered).
+    """
+
+    operation: str  # for logs: "batch-retry-task"
+    events: MutationEvents
+    took_effect: Callable[[str], bool]  # a status that shows the change took
+    took: Callable[[ActionContext, JobRecord, float], None]
+    resend_once: bool = False
+    effect_since_sent: bool = False
+    refusal_prefix: str = ""  # what a rejection's reason starts with
+    unknown_note: str = ""  # what an unknown outcome's reason adds after "<verb> outcome unknown"
+
+
+@dataclass(slots=True, kw_only=True)
+class Tally:
+    """The jobs of one step the mutation took effect on, and those it was refused for."""
+
+    done: list[str]
+    rejected: list[str]
 
 
 def batches(ids: Sequence[str], size: int) -> Iterator[list[str]]:
@@ -27,63 +82,14 @@ def batches(ids: Sequence[str], size: int) -> Iterator[list[str]]:
         yield list(ids[start : start + size])
 
 
+def check_batch_size(size: int) -> None:
+    if not 1 <= size <= MAX_JOBS_PER_ACTION:
+        raise StepFailedError(f"batch_size must be between 1 and {MAX_JOBS_PER_ACTION}, got {size}")
+
+
 def not_applied_try_later(exc: DrsApiError) -> bool:
     """Throttled or busy: the gateway or the service refused the request before applying it."""
     return exc.http_status == 429 or exc.error_code in {ERR_TOO_FREQUENT, ERR_OPERATION_RUNNING}
-
-
-async def watch_status(
-    ctx: ActionContext,
-    job_ids: Sequence[str],
-    *,
-    took_effect: Callable[[str], bool],
-    on_effect: Callable[[str, str], None],
-    grace_s: float,
-) -> dict[str, str | None]:
-    """Poll the jobs' status for up to ``grace_s`` until each shows the change took effect.
-
-    The service may show the old status for a moment after accepting a request, so one look is
-    not enough. ``on_effect(job_id, status)`` is called for each job that moved; the rest are
-    returned with their last status seen (None if status never answered for them).
-    """
-    # Whatever the request answered for other jobs must survive a crash while this one waits.
-    await ctx.jobs.commit()
-    last: dict[str, str] = {}
-    pending = list(job_ids)
-    deadline = ctx.now() + grace_s
-    while pending:
-        try:
-            last.update((r.id, r.status) for r in await ctx.api.batch_status(pending))
-        except (DrsApiError, TransportError) as exc:
-            logger.warning("status query while reconciling failed: %s", exc)
-        for job_id in [j for j in pending if last.get(j) and took_effect(last[j])]:
-            pending.remove(job_id)
-            on_effect(job_id, last[job_id])
-        if not pending or ctx.now() >= deadline:
-            break
-        await ctx.sleep(min(RECONCILE_POLL_S, max(0.0, deadline - ctx.now())))
-    return {job_id: last.get(job_id) for job_id in pending}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MutationEvents:
-    """The event kinds one mutation (retry, pause) records for a job."""
-
-    would: EventKind  # in a plan
-    sent: EventKind
-    acknowledged: EventKind
-    rejected: EventKind
-    reconciled: EventKind
-    unknown: EventKind
-
-    def last(self, record: JobRecord) -> EventKind | None:
-        """The job's last event of this mutation in this run: a job is never sent twice
-        blindly."""
-        kinds = {self.sent, self.acknowledged, self.rejected, self.reconciled, self.unknown}
-        for event in reversed(record.events):
-            if event.kind in kinds:
-                return event.kind
-        return None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -111,7 +117,224 @@ def triage(ctx: ActionContext, job_ids: Sequence[str], events: MutationEvents) -
     return sorted_
 
 
-async def mark_sent(ctx: ActionContext, batch: Sequence[str], kind: EventKind) -> None:
+async def carry_out(
+    ctx: ActionContext,
+    mutation: Mutation,
+    job_ids: Sequence[str],
+    *,
+    batch_size: int,
+    send: Send,
+    grace_s: float = RECONCILE_GRACE_S,
+) -> Tally:
+    """Make the change to ``job_ids`` in batches of ``batch_size``; every job ends booked."""
+    earlier = triage(ctx, job_ids, mutation.events)
+    tally = Tally(done=earlier.done, rejected=earlier.rejected)
+    sending = _Sending(ctx, mutation, send, tally, grace_s, resend=mutation.resend_once)
+    if earlier.unanswered:
+        # Sent by an attempt that was cut short: learn what it did, don't re-send blindly.
+        await sending.reconcile(earlier.unanswered, "earlier attempt")
+    for batch in batches(earlier.fresh, batch_size):
+        if ctx.errors.exhausted:
+            ctx.withhold(batch)
+            continue
+        ctx.errors.attempt(len(batch))
+        await sending.send(batch)
+        await ctx.jobs.commit()
+    await ctx.jobs.commit()
+    return tally
+
+
+def preview(
+    ctx: ActionContext, mutation: Mutation, job_ids: Sequence[str], *, batch_size: int
+) -> list[str]:
+    """What ``carry_out`` would send (jobs this run never sent), recorded as ``would`` events
+    with their batch number; nothing is sent."""
+    events = mutation.events
+    fresh = [j for j in job_ids if events.last(ctx.jobs.ensure(j)) is None]
+    for number, batch in enumerate(batches(fresh, batch_size), start=1):
+        for job_id in batch:
+            ctx.jobs.record(job_id, events.would, step=ctx.step_id, detail=f"batch {number}")
+    return fresh
+
+
+async def reconcile_unanswered(ctx: ActionContext, mutation: Mutation) -> None:
+    """After the step was cut short: learn from one status query which sent requests took
+    effect. Nothing is sent. The others keep their unanswered send (the report calls them
+    unknown), so a resumed run reconciles them with the full grace instead of forgetting a
+    change that may still take effect."""
+    events = mutation.events
+    unanswered = [r.job_id for r in ctx.jobs if events.last(r) is events.sent]
+    if not unanswered:
+        return
+    try:
+        results = await ctx.api.batch_status(unanswered)
+    except (DrsApiError, TransportError) as exc:
+        logger.warning(
+            "could not reconcile %d unanswered %s requests: %s",
+            len(unanswered),
+            events.verb,
+            exc,
+        )
+        return
+    booking = _Sending(ctx, mutation, None, Tally(done=[], rejected=[]), 0.0, resend=False)
+    for result in results:
+        if result.id in unanswered and result.status and mutation.took_effect(result.status):
+            booking.reconciled(result.id, result.status, "the step was cut short")
+
+
+class _Sending:
+    """One step's requests of one mutation: sending a batch, and booking what became of each job.
+
+    ``send`` is None for a booking-only instance (reconciling after the step was cut short).
+    """
+
+    def __init__(
+        self,
+        ctx: ActionContext,
+        mutation: Mutation,
+        send: Send | None,
+        tally: Tally,
+        grace_s: float,
+        *,
+        resend: bool,
+    ) -> None:
+        self._ctx = ctx
+        self._mutation = mutation
+        self._send = send
+        self._tally = tally
+        self._grace_s = grace_s
+        self._resend = resend
+
+    async def send(self, batch: list[str]) -> None:
+        """One request; each job ends acknowledged, rejected, or reconciled."""
+        assert self._send is not None
+        ctx, events = self._ctx, self._mutation.events
+        await _mark_sent(ctx, batch, events.sent)
+        try:
+            results = await self._send(batch)
+        except DrsApiError as exc:
+            if exc.http_status == 400 and len(batch) > 1 and not not_applied_try_later(exc):
+                logger.info(
+                    "%s batch of %d rejected with %s; sending each job alone",
+                    self._mutation.operation,
+                    len(batch),
+                    exc,
+                )
+                for job_id in batch:
+                    await self.send([job_id])
+                return
+            if not_applied_try_later(exc) or 400 <= exc.http_status < 500:
+                for job_id in batch:
+                    self.rejected(job_id, exc.error_code, exc.error_msg)
+                return
+            cause = str(exc)
+        except TransportError as exc:
+            cause = str(exc)
+        else:
+            answered = self._apply(results)
+            missing = [j for j in batch if j not in answered]
+            if missing:
+                await self.reconcile(missing, "no result returned")
+            return
+        logger.warning(
+            "%s outcome unknown for %d job(s): %s", self._mutation.operation, len(batch), cause
+        )
+        await self.reconcile(batch, cause)
+
+    def _apply(self, results: Sequence[BatchActionResult]) -> set[str]:
+        ctx, events = self._ctx, self._mutation.events
+        answered: set[str] = set()
+        for result in results:
+            record = ctx.jobs.get(result.id)
+            if record is None or result.id in answered:
+                continue  # not ours, or answered twice: the first answer stands
+            answered.add(result.id)
+            if result.status is BatchOutcome.SUCCESS:
+                ctx.jobs.record(result.id, events.acknowledged, step=ctx.step_id)
+                self._mutation.took(ctx, record, ctx.now())
+                self._tally.done.append(result.id)
+            else:
+                self.rejected(result.id, result.error_code, result.error_msg)
+        return answered
+
+    def rejected(self, job_id: str, code: str | None, message: str | None) -> None:
+        ctx, mutation = self._ctx, self._mutation
+        record = ctx.jobs.record(
+            job_id, mutation.events.rejected, step=ctx.step_id, error_code=code, detail=message
+        )
+        record.disposition = mutation.events.refused
+        record.error_code = code
+        record.reason = (
+            f"{mutation.refusal_prefix}{code or 'unknown error'}: {message or 'rejected'}"
+        )
+        self._tally.rejected.append(job_id)
+        ctx.errors.fail()
+
+    async def reconcile(self, batch: list[str], cause: str) -> None:
+        """Learn from the jobs' status whether an unanswered request took effect.
+
+        A job counts as not taken only after the grace of polling; only then, and only for a
+        mutation that may, is it sent once more, and never a third time.
+        """
+        ctx, mutation = self._ctx, self._mutation
+        # Whatever the request answered for other jobs must survive a crash while this waits.
+        await ctx.jobs.commit()
+
+        def resolved(answer: StatusResult) -> bool:
+            if not answer.status or not mutation.took_effect(answer.status):
+                return False
+            self.reconciled(answer.id, answer.status, cause)
+            return True
+
+        remaining = await poll_until(
+            ctx,
+            batch,
+            resolved=resolved,
+            deadline=ctx.now() + self._grace_s,
+            pace=Pace.fixed(RECONCILE_POLL_S),
+            purpose="reconciling",
+        )
+        # A job is sent at most twice in a run: once, and once more after status showed the
+        # first did not take. Counting the sends (not only the flag) also covers step attempts.
+        sent = mutation.events.sent
+        resend = [
+            job_id
+            for job_id, status in remaining.items()
+            if status is not None and self._resend and _sends(ctx, job_id, sent) == 1
+        ]
+        for job_id in remaining:
+            if job_id not in resend:
+                self._unknown(job_id, cause)
+        if resend:
+            again = _Sending(ctx, mutation, self._send, self._tally, self._grace_s, resend=False)
+            await again.send(resend)
+
+    def reconciled(self, job_id: str, status: str, cause: str) -> None:
+        ctx, mutation = self._ctx, self._mutation
+        events = mutation.events
+        record = ctx.jobs.ensure(job_id)
+        at = ctx.now()
+        if mutation.effect_since_sent:
+            at = next(e.t for e in reversed(record.events) if e.kind is events.sent)
+        ctx.jobs.record(
+            job_id,
+            events.reconciled,
+            step=ctx.step_id,
+            status=status,
+            detail=f"{events.verb} took effect ({cause})",
+        )
+        mutation.took(ctx, record, at)
+        self._tally.done.append(job_id)
+
+    def _unknown(self, job_id: str, cause: str) -> None:
+        ctx, mutation = self._ctx, self._mutation
+        events = mutation.events
+        record = ctx.jobs.record(job_id, events.unknown, step=ctx.step_id, detail=cause)
+        record.disposition = events.unanswered
+        record.reason = f"{events.verb} outcome unknown{mutation.unknown_note}: {cause}"
+
+
+async def _mark_sent(ctx: ActionContext, batch: Sequence[str], kind: EventKind) -> None:
     """Record that these jobs are about to be sent, durably, before the request leaves: a run
     killed while the request is in flight is resumed knowing it may have been applied."""
     for job_id in batch:
@@ -119,99 +342,6 @@ async def mark_sent(ctx: ActionContext, batch: Sequence[str], kind: EventKind) -
     await ctx.jobs.commit()
 
 
-async def send_in_batches(
-    ctx: ActionContext, job_ids: Sequence[str], size: int, how: BatchMutation
-) -> None:
-    """Send batch after batch until the run's error budget is spent; withhold the rest.
-
-    Each batch's outcome is made durable before the next batch is sent.
-    """
-    for batch in batches(job_ids, size):
-        if ctx.errors.exhausted:
-            ctx.withhold(batch)
-            continue
-        ctx.errors.attempt(len(batch))
-        await send_batch(ctx, batch, how)
-        await ctx.jobs.commit()
-    await ctx.jobs.commit()
-
-
-def preview_in_batches(
-    ctx: ActionContext, job_ids: Sequence[str], size: int, events: MutationEvents
-) -> list[str]:
-    """What ``send_in_batches`` would send (jobs this run never sent), recorded as ``would``
-    events with their batch number; nothing is sent."""
-    fresh = [j for j in job_ids if events.last(ctx.jobs.ensure(j)) is None]
-    for number, batch in enumerate(batches(fresh, size), start=1):
-        for job_id in batch:
-            ctx.jobs.record(job_id, events.would, step=ctx.step_id, detail=f"batch {number}")
-    return fresh
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BatchMutation:
-    """How one mutating action sends a batch and records what became of each job in it."""
-
-    operation: str  # for logs: "batch-retry-task"
-    events: MutationEvents
-    call: Callable[[list[str]], Awaitable[Sequence[BatchActionResult]]]
-    acknowledged: Callable[[JobRecord], None]  # after its acknowledged event is recorded
-    rejected: Callable[[str, str | None, str | None], None]  # job id, error code, message
-    unanswered: Callable[[list[str], str], Awaitable[None]]  # reconcile them, with the cause
-
-
-async def send_batch(ctx: ActionContext, batch: list[str], how: BatchMutation) -> None:
-    """One request; each job ends acknowledged, rejected, or handed to ``how.unanswered``.
-
-    A 4xx means nothing was applied: a rejected batch of several jobs is split and each job sent
-    alone, so one refused job (a dual-active parent) cannot sink the rest. Throttled and busy
-    answers were already backed off and re-sent by the client: their jobs are rejected, not
-    split (that would only add load). A 5xx, a lost connection or a missing result leaves the
-    outcome unknown.
-    """
-    await mark_sent(ctx, batch, how.events.sent)
-    try:
-        results = await how.call(batch)
-    except DrsApiError as exc:
-        if exc.http_status == 400 and len(batch) > 1 and not not_applied_try_later(exc):
-            logger.info(
-                "%s batch of %d rejected with %s; sending each job alone",
-                how.operation,
-                len(batch),
-                exc,
-            )
-            for job_id in batch:
-                await send_batch(ctx, [job_id], how)
-            return
-        if not_applied_try_later(exc) or 400 <= exc.http_status < 500:
-            for job_id in batch:
-                how.rejected(job_id, exc.error_code, exc.error_msg)
-            return
-        cause = str(exc)
-    except TransportError as exc:
-        cause = str(exc)
-    else:
-        answered = _apply_results(ctx, results, how)
-        missing = [j for j in batch if j not in answered]
-        if missing:
-            await how.unanswered(missing, "no result returned")
-        return
-    logger.warning("%s outcome unknown for %d job(s): %s", how.operation, len(batch), cause)
-    await how.unanswered(batch, cause)
-
-
-def _apply_results(
-    ctx: ActionContext, results: Sequence[BatchActionResult], how: BatchMutation
-) -> set[str]:
-    answered: set[str] = set()
-    for result in results:
-        record = ctx.jobs.get(result.id)
-        if record is None or result.id in answered:
-            continue  # not ours, or answered twice: the first answer stands
-        answered.add(result.id)
-        if result.status is BatchOutcome.SUCCESS:
-            ctx.jobs.record(result.id, how.events.acknowledged, step=ctx.step_id)
-            how.acknowledged(record)
-        else:
-            how.rejected(result.id, result.error_code, result.error_msg)
-    return answered
+def _sends(ctx: ActionContext, job_id: str, sent: EventKind) -> int:
+    record = ctx.jobs.ensure(job_id)
+    return sum(1 for event in record.events if event.kind is sent)

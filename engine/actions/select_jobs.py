@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.actions import fields
-from engine.actions.context import ActionContext, Disposition, EventKind, JobRecord
+from engine.actions.context import ActionContext
+from engine.actions.spec import Action
 from engine.api.types import (
     ACTION_RETRY,
     FAILED_STATUSES,
@@ -20,6 +21,7 @@ from engine.api.types import (
     DbUseType,
     JobInfo,
 )
+from engine.ledger import Disposition, EventKind, JobRecord
 
 DEFAULT_STATUSES = frozenset(FAILED_STATUSES | PAUSED_STATUSES)
 
@@ -42,6 +44,13 @@ class SelectJobsParams:
             engine_type=frozenset(engine) if "engine_type" in raw else None,
             retryable_only=fields.flag(raw, "retryable_only", True),
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SelectJobsOutputs:
+    jobs: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+    count: int = 0
 
 
 def _skip_reason(job: JobInfo, params: SelectJobsParams) -> str | None:
@@ -73,7 +82,7 @@ def _candidates(jobs: Iterable[JobInfo]) -> Iterable[tuple[JobInfo, str | None]]
             yield child, job.id
 
 
-async def run(ctx: ActionContext, params: SelectJobsParams) -> dict[str, Any]:
+async def run(ctx: ActionContext, params: SelectJobsParams) -> SelectJobsOutputs:
     """Select matching jobs; the output lists every match, the book records each job once."""
     selected: dict[str, None] = {}
     skipped: dict[str, None] = {}
@@ -86,7 +95,7 @@ async def run(ctx: ActionContext, params: SelectJobsParams) -> dict[str, Any]:
             (selected if reason is None else skipped)[job.id] = None
             if ctx.jobs.get(job.id) is None:
                 _first_sight(ctx, job, parent_id, db_use_type, reason)
-    return {"jobs": list(selected), "skipped": list(skipped), "count": len(selected)}
+    return SelectJobsOutputs(jobs=tuple(selected), skipped=tuple(skipped), count=len(selected))
 
 
 def _first_sight(
@@ -109,3 +118,11 @@ def _first_sight(
     ctx.jobs.record(job.id, EventKind.SKIPPED, step=ctx.step_id, status=job.status, detail=reason)
     record.disposition = Disposition.SKIPPED
     record.reason = reason
+
+
+ACTION = Action(
+    name="drs.select_jobs",
+    params=SelectJobsParams.from_with,
+    outputs=SelectJobsOutputs,
+    run=run,
+)

@@ -12,6 +12,7 @@ from typing import Any
 
 from engine.actions import fields
 from engine.actions.context import ActionContext, StepFailedError
+from engine.actions.spec import Action
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -25,7 +26,22 @@ class SleepParams:
         return cls(duration_s=fields.seconds(raw, "duration", 0.0))
 
 
-async def run(ctx: ActionContext, params: SleepParams) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SleepOutputs:
+    slept_s: float = 0.0
+
+
+async def run(ctx: ActionContext, params: SleepParams) -> SleepOutputs:
     started = ctx.now()
     await ctx.sleep(params.duration_s)
-    return {"slept_s": round(ctx.now() - started, 3)}
+    return SleepOutputs(slept_s=round(ctx.now() - started, 3))
+
+
+ACTION = Action(
+    name="sleep",
+    params=SleepParams.from_with,
+    outputs=SleepOutputs,
+    run=run,
+    runs_in_plan=False,
+    plan_skip_reason="a plan does not wait",
+)

@@ -19,30 +19,23 @@ acknowledgement: a short verify step must not report a job that failed again as 
 
 from __future__ import annotations
 
-import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from engine.actions import fields
-from engine.actions.batch_retry import job_ids
-from engine.actions.context import (
-    ActionContext,
-    Disposition,
-    EventKind,
-    JobRecord,
-    StepFailedError,
-)
+from engine.actions.context import ActionContext, StepFailedError
+from engine.actions.polling import Pace, poll_until
+from engine.actions.spec import Action
 from engine.api.types import ERR_TASK_NOT_QUERYABLE, StatusGroup, StatusResult, status_group
-from engine.errors import DrsApiError, TransportError
-
-logger = logging.getLogger(__name__)
+from engine.ledger import Disposition, EventKind, JobRecord
+from engine.percentiles import nearest_rank
 
 DEFAULT_POLL_INTERVAL_S = 5.0
 # max_poll_interval, when not given, as a multiple of poll_interval.
 DEFAULT_BACKOFF_LIMIT = 4.0
 FAILURE_GRACE_S = 30.0
+DEFAULT_TIMEOUT_S = 600.0
 _NOT_HEALTHY = frozenset({StatusGroup.FAILED, StatusGroup.PAUSED, StatusGroup.ENDED})
 
 
@@ -56,7 +49,7 @@ class VerifyStatusParams:
     @classmethod
     def from_with(cls, raw: Mapping[str, Any]) -> VerifyStatusParams:
         return cls(
-            jobs=job_ids(raw.get("jobs")),
+            jobs=fields.job_ids(raw.get("jobs")),
             poll_interval_s=fields.seconds(raw, "poll_interval", DEFAULT_POLL_INTERVAL_S),
             max_poll_interval_s=fields.seconds(raw, "max_poll_interval", None),
         )
@@ -67,6 +60,18 @@ class VerifyStatusParams:
         return self.poll_interval_s * DEFAULT_BACKOFF_LIMIT if given is None else given
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifyStatusOutputs:
+    recovered: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+    timed_out: tuple[str, ...] = ()
+    recovered_ratio: float = 0.0
+    rto_p50_s: float = 0.0
+    rto_p95_s: float = 0.0
+    rto_max_s: float = 0.0
+    drill_rto_p95_s: float = 0.0
+
+
 @dataclass(slots=True)
 class _Watch:
     record: JobRecord
@@ -74,7 +79,7 @@ class _Watch:
     grace_s: float = FAILURE_GRACE_S
 
 
-async def run(ctx: ActionContext, params: VerifyStatusParams) -> dict[str, Any]:
+async def run(ctx: ActionContext, params: VerifyStatusParams) -> VerifyStatusOutputs:
     if ctx.deadline is None:
         raise StepFailedError("verify_status needs a deadline; set the step's timeout")
     if params.poll_interval_s <= 0:
@@ -87,43 +92,24 @@ async def run(ctx: ActionContext, params: VerifyStatusParams) -> dict[str, Any]:
     # Jobs this step already settled (an earlier attempt, or the run before a resume) stay
     # settled: verification picks up where it stopped.
     grace_s = min(FAILURE_GRACE_S, max(0.0, ctx.deadline - ctx.now()) / 2)
-    pending = {
+    watches = {
         j: _Watch(record, seen_starting=_seen_starting(record, ctx.step_id), grace_s=grace_s)
         for j in params.jobs
         if not _settled_here(record := ctx.jobs.ensure(j), ctx.step_id)
     }
-    wait = params.poll_interval_s
-    while pending:
-        asked_at = ctx.now()
-        try:
-            results = await ctx.api.batch_status(list(pending))
-        except (DrsApiError, TransportError) as exc:
-            # One failed poll is not a verdict on the jobs: keep polling until the deadline.
-            logger.warning("batch-status failed while verifying, polling on: %s", exc)
-            results = []
-        changed = False
-        for result in results:
-            watch = pending.get(result.id)
-            if watch is None:
-                continue
-            changed = changed or result.status != watch.record.last_status
-            if _observe(ctx, watch, result):
-                del pending[result.id]
-        ctx.jobs.checkpoint()
-        remaining = ctx.deadline - ctx.now()
-        if not pending or remaining <= 0:
-            break
-        wait = params.poll_interval_s if changed else min(wait * 2, params.longest_wait_s)
-        # Never poll faster than the answers come: a query that took longer than the wait
-        # (a loaded service, or this run's own requests queued behind its concurrency cap)
-        # sets the wait, up to max_poll_interval. Otherwise every target polls back to back
-        # and the queue, not the poll interval, sets the pace.
-        wait = max(wait, min(ctx.now() - asked_at, params.longest_wait_s))
-        await ctx.sleep(min(wait, remaining))
-    for watch in pending.values():
-        last = watch.record.last_status or "unknown"
-        reason = f"still {last} when the step's timeout ran out"
-        _settle(ctx, watch.record, Disposition.TIMED_OUT, EventKind.TIMED_OUT, reason)
+    remaining = await poll_until(
+        ctx,
+        list(watches),
+        resolved=lambda answer: _observe(ctx, watches[answer.id], answer),
+        deadline=ctx.deadline,
+        pace=Pace(first=params.poll_interval_s, longest=params.longest_wait_s),
+        purpose="verifying",
+        known={j: watch.record.last_status for j, watch in watches.items()},
+    )
+    for job_id in remaining:
+        record = watches[job_id].record
+        reason = f"still {record.last_status or 'unknown'} when the step's timeout ran out"
+        _settle(ctx, record, Disposition.TIMED_OUT, EventKind.TIMED_OUT, reason)
     return _outputs(ctx, params.jobs)
 
 
@@ -207,7 +193,7 @@ def _settle(
     ctx.jobs.record(record.job_id, kind, step=ctx.step_id, detail=reason)
 
 
-def _outputs(ctx: ActionContext, ids: tuple[str, ...]) -> dict[str, Any]:
+def _outputs(ctx: ActionContext, ids: tuple[str, ...]) -> VerifyStatusOutputs:
     by: dict[Disposition, list[str]] = {}
     for job_id in ids:
         record = ctx.jobs.ensure(job_id)
@@ -221,16 +207,16 @@ def _outputs(ctx: ActionContext, ids: tuple[str, ...]) -> dict[str, Any]:
     records = [ctx.jobs.ensure(j) for j in by.get(Disposition.RECOVERED, [])]
     ttr = sorted(r.time_to_recover_s for r in records if r.time_to_recover_s is not None)
     drill = sorted(t for t in map(_since_pause, records) if t is not None)
-    return {
-        "recovered": recovered,
-        "failed": failed,
-        "timed_out": by.get(Disposition.TIMED_OUT, []),
-        "recovered_ratio": round(len(recovered) / len(ids), 4) if ids else 1.0,
-        "rto_p50_s": percentile(ttr, 50),
-        "rto_p95_s": percentile(ttr, 95),
-        "rto_max_s": ttr[-1] if ttr else 0.0,
-        "drill_rto_p95_s": percentile(drill, 95),
-    }
+    return VerifyStatusOutputs(
+        recovered=tuple(recovered),
+        failed=tuple(failed),
+        timed_out=tuple(by.get(Disposition.TIMED_OUT, [])),
+        recovered_ratio=round(len(recovered) / len(ids), 4) if ids else 1.0,
+        rto_p50_s=percentile(ttr, 50),
+        rto_p95_s=percentile(ttr, 95),
+        rto_max_s=ttr[-1] if ttr else 0.0,
+        drill_rto_p95_s=percentile(drill, 95),
+    )
 
 
 def _since_pause(record: JobRecord) -> float | None:
@@ -244,8 +230,16 @@ def _since_pause(record: JobRecord) -> float | None:
 
 
 def percentile(ordered: Sequence[float], pct: int) -> float:
-    """Nearest-rank percentile of sorted values (as the report computes it); 0.0 for none."""
-    if not ordered:
-        return 0.0
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return float(ordered[rank - 1])
+    """Nearest-rank percentile of sorted values, 0.0 for none (a step's output is a number)."""
+    return float(nearest_rank(ordered, pct)) if ordered else 0.0
+
+
+ACTION = Action(
+    name="drs.verify_status",
+    params=VerifyStatusParams.from_with,
+    outputs=VerifyStatusOutputs,
+    run=run,
+    default_timeout_s=DEFAULT_TIMEOUT_S,
+    self_timed=True,
+    runs_in_plan=False,
+)

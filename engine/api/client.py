@@ -28,7 +28,9 @@ from engine.api.transport import HttpRequest, HttpResponse, Transport, error_fie
 from engine.api.types import (
     ERR_TOKEN_EXPIRED,
     ERR_TOKEN_INVALID,
+    MAX_IDS_PER_BATCH_DETAIL,
     MAX_IDS_PER_BATCH_STATUS,
+    MAX_JOBS_PER_ACTION,
     MAX_PER_PAGE,
     BatchActionResult,
     JobInfo,
@@ -41,9 +43,6 @@ from engine.errors import AuthError, DrsApiError
 logger = logging.getLogger(__name__)
 
 INVALID_RESPONSE = "INVALID_RESPONSE"
-MAX_JOBS_PER_ACTION = 100
-# The batch-detail documentation recommends at most 10 ids per call.
-MAX_IDS_PER_BATCH_DETAIL = 10
 _RENEWABLE_CODES = frozenset({ERR_TOKEN_INVALID, ERR_TOKEN_EXPIRED})
 _T = TypeVar("_T")
 

@@ -140,6 +140,11 @@ ACTION_PAUSE = "PAUSE"
 MAX_PER_PAGE = 100
 MAX_IDS_PER_NAME_FILTER = 100
 MAX_IDS_PER_BATCH_STATUS = 100
+# No maximum is published for batch-retry-task / batch-pause-task; the engine sends at most this
+# many jobs per request (the page and id-list limits of the other calls).
+MAX_JOBS_PER_ACTION = 100
+# The batch-detail documentation recommends at most 10 ids per call.
+MAX_IDS_PER_BATCH_DETAIL = 10
 
 
 def _text(value: Any) -> str | None:

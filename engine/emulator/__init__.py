@@ -6,8 +6,9 @@ can throttle, expire tokens, verify AK/SK signatures and inject faults, all from
 """
 
 from engine.emulator.app import Emulator, build_app
-from engine.emulator.faults import FaultConfig, parse_duration, parse_rate
-from engine.emulator.state import EmulatorConfig, Fate, Fleet, Job, ProjectSpec
+from engine.emulator.faults import FaultConfig
+from engine.emulator.fleet import Fleet
+from engine.emulator.state import EmulatorConfig, Fate, Job, ProjectSpec
 
 __all__ = [
     "Emulator",
@@ -18,6 +19,4 @@ __all__ = [
     "Job",
     "ProjectSpec",
     "build_app",
-    "parse_duration",
-    "parse_rate",
 ]

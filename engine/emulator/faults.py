@@ -14,13 +14,9 @@ Latency and slow answers are real time (``asyncio.sleep``), not the fleet clock 
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass
 
-_DURATION = re.compile(r"(?P<number>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h)")
-_DURATION_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_RATE = re.compile(r"(?P<number>\d+(?:\.\d+)?)/(?P<unit>s|m)")
-_PER_UNIT_S = {"s": 1.0, "m": 60.0}
+from engine.units import parse_duration
 
 # CLI key -> (FaultConfig field, kind)
 _KEYS: dict[str, tuple[str, str]] = {
@@ -32,25 +28,6 @@ _KEYS: dict[str, tuple[str, str]] = {
     "slow": ("slow_s", "duration"),
     "answer_delay": ("answer_delay_s", "duration"),
 }
-
-
-def parse_duration(text: str) -> float:
-    """``50ms``, ``2s``, ``1.5s``, ``10m`` or ``24h`` in seconds; anything else is a ValueError."""
-    match = _DURATION.fullmatch(text.strip())
-    if match is None:
-        raise ValueError(f"expected a duration such as 50ms, 2s, 10m or 24h, got {text!r}")
-    return float(match["number"]) * _DURATION_UNIT_S[match["unit"]]
-
-
-def parse_rate(text: str) -> float:
-    """A ``--rate-limit`` value, ``N/s`` or ``N/m``, in requests per second (must be > 0)."""
-    match = _RATE.fullmatch(text.strip())
-    if match is None:
-        raise ValueError(f"rate limit must look like 20/s or 600/m, got {text!r}")
-    per_s = float(match["number"]) / _PER_UNIT_S[match["unit"]]
-    if per_s <= 0:
-        raise ValueError(f"rate limit must be greater than zero, got {text!r}")
-    return per_s
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -5,15 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 from xml.sax.saxutils import escape, quoteattr
 
-from engine.actions.context import GOOD_DISPOSITIONS, EventKind
+from engine.ledger import Disposition, EventJson, EventKind
+from engine.report.document import JobReport, Report, TargetReport
 
 VERIFY_ACTION = "drs.verify_status"
-# Dispositions that pass; a read-only run leaves its jobs "selected", and that is its success.
-_GOOD = frozenset(d.value for d in GOOD_DISPOSITIONS)
-_GOOD_READ_ONLY = _GOOD | {"selected"}
 # The event kinds a verify step settles a job with.
 _VERDICTS = frozenset(
     k.value
@@ -42,11 +40,11 @@ class _Verdict:
     timeline: str = ""
 
 
-def to_junit(report: dict[str, Any]) -> str:
+def to_junit(report: Report) -> str:
     return "\n".join(junit_lines(report)) + "\n"
 
 
-def junit_lines(report: dict[str, Any]) -> list[str]:
+def junit_lines(report: Report) -> list[str]:
     """JUnit XML, line by line: one suite per target; one case per job per verify step, and
     one per failed step.
 
@@ -58,15 +56,14 @@ def junit_lines(report: dict[str, Any]) -> list[str]:
     Written as text with the standard library's XML escaping rather than built as an element
     tree: a large run has a case per job, and the tree costs 3x the time (bench/).
     """
-    good = _GOOD if report.get("mutating", True) else _GOOD_READ_ONLY
-    suites = [_suite(report, t, index, good) for index, t in enumerate(report["targets"])]
+    suites = [_suite(report, t, index) for index, t in enumerate(report.targets)]
     totals = {key: sum(suite.counts[key] for suite in suites) for key in _COUNTS}
     head = _tag(
         "testsuites",
-        name=f"runbook {report['runbook']['name']}",
+        name=f"runbook {report.runbook.name}",
         **totals,
-        time=_seconds(report["wall_s"]),
-        timestamp=report["started_at"],
+        time=_seconds(report.wall_s),
+        timestamp=report.started_at,
     )
     lines = ['<?xml version="1.0" encoding="UTF-8"?>', head + ">"]
     for suite in suites:
@@ -84,21 +81,20 @@ class _Suite:
     lines: list[str]
 
 
-def _suite(
-    report: dict[str, Any], target: dict[str, Any], index: int, good: frozenset[str]
-) -> _Suite:
-    label = target["name"] or target["project_id"]
-    verify_steps = [s["id"] for s in target["steps"] if s["action"] == VERIFY_ACTION]
+def _suite(report: Report, target: TargetReport, index: int) -> _Suite:
+    label = target.label
+    mutating = report.mutating
+    verify_steps = [s.id for s in target.steps if s.action == VERIFY_ACTION]
     verdicts: list[tuple[str, _Verdict]] = []
-    for job in target["jobs"]:
-        job_name = f"{job['name'] or '(unnamed)'} [{job['id']}]"
+    for job in target.jobs:
+        job_name = f"{job.name or '(unnamed)'} [{job.id}]"
         if not verify_steps:
-            verdicts.append((f"{job_name} run", _run_verdict(job, good)))
+            verdicts.append((f"{job_name} run", _run_verdict(job, mutating)))
             continue
         for step_id in verify_steps:
-            verdict = _step_verdict(job, step_id, last=step_id == verify_steps[-1], good=good)
-            verdicts.append((f"{job_name} {step_id}", verdict))
-    failed_steps = [s for s in target["steps"] if s["status"] == "failed"]
+            last = step_id == verify_steps[-1]
+            verdicts.append((f"{job_name} {step_id}", _step_verdict(job, step_id, last, mutating)))
+    failed_steps = [s for s in target.steps if s.status == "failed"]
     counts = {
         "tests": len(verdicts) + len(failed_steps),
         "failures": sum(1 for _, v in verdicts if v.kind == "failure"),
@@ -111,19 +107,19 @@ def _suite(
             "testsuite",
             name=label,
             id=index,
-            timestamp=report["started_at"],
+            timestamp=report.started_at,
             **counts,
-            time=_seconds(sum(s["duration_s"] for s in target["steps"])),
+            time=_seconds(sum(s.duration_s for s in target.steps)),
         )
         + ">",
         "    <properties>",
     ]
     for name, value in (
-        ("run_id", report["run_id"]),
-        ("runbook", report["runbook"]["path"]),
-        ("project_id", target["project_id"]),
-        ("region", target["region"]),
-        ("endpoint", target["endpoint"]),
+        ("run_id", report.run_id),
+        ("runbook", report.runbook.path),
+        ("project_id", target.project_id),
+        ("region", target.region),
+        ("endpoint", target.endpoint),
     ):
         if value is not None:
             lines.append("      " + _tag("property", name=name, value=value) + " />")
@@ -134,62 +130,61 @@ def _suite(
         case = _tag(
             "testcase",
             classname=label,
-            name=f"step {step['id']} ({step['action']})",
-            time=_seconds(step["duration_s"]),
+            name=f"step {step.id} ({step.action})",
+            time=_seconds(step.duration_s),
         )
-        error = _tag("error", message=step["message"] or "step failed", type="step_failed")
+        error = _tag("error", message=step.message or "step failed", type="step_failed")
         lines.append(_holding("    " + case, error))
     lines.append("  </testsuite>")
     return _Suite(counts=counts, lines=lines)
 
 
-def _run_verdict(job: dict[str, Any], good: frozenset[str]) -> _Verdict:
+def _run_verdict(job: JobReport, mutating: bool) -> _Verdict:
     """A job's case for a runbook without a verify step: its final disposition decides."""
-    return _from_disposition(job, good, time_s=job["time_to_recover_s"] or 0.0)
+    return _from_disposition(job, mutating, time_s=job.time_to_recover_s or 0.0)
 
 
-def _step_verdict(
-    job: dict[str, Any], step_id: str, *, last: bool, good: frozenset[str]
-) -> _Verdict:
+def _step_verdict(job: JobReport, step_id: str, last: bool, mutating: bool) -> _Verdict:
     """A job's case for one verify step.
 
     The step's own verdict event decides when there is one; the last verify step also answers for
     where the job ended (a job paused after it is not healthy). A job the step never looked at
     (rejected, withheld, interrupted) is judged by its final disposition.
     """
-    in_step = [e for e in job["events"] if e["step"] == step_id]
+    in_step = [e for e in job.events if e["step"] == step_id]
     span = in_step[-1]["t"] - in_step[0]["t"] if in_step else 0.0
     verdicts = [e for e in in_step if e["kind"] in _VERDICTS]
-    if job["disposition"] == "skipped" or not verdicts:
-        return _from_disposition(job, good, time_s=span)
+    if job.disposition is Disposition.SKIPPED or not verdicts:
+        return _from_disposition(job, mutating, time_s=span)
     verdict = verdicts[-1]
-    if verdict["kind"] != "recovered":
+    if verdict["kind"] != EventKind.RECOVERED:
         return _failure(job, verdict.get("error_code"), verdict["kind"], span)
-    if last and job["disposition"] not in good:
-        return _from_disposition(job, good, time_s=span)
-    ttr = job["time_to_recover_s"]
+    if last and not job.disposition.is_good(mutating=mutating):
+        return _from_disposition(job, mutating, time_s=span)
+    ttr = job.time_to_recover_s
     return _Verdict(kind="passed", time_s=ttr if ttr is not None and last else span)
 
 
-def _from_disposition(job: dict[str, Any], good: frozenset[str], *, time_s: float) -> _Verdict:
-    disposition = job["disposition"]
-    if disposition == "skipped":
-        return _Verdict(kind="skipped", message=job["reason"] or "skipped by the selection")
-    if disposition in good:
+def _from_disposition(job: JobReport, mutating: bool, *, time_s: float) -> _Verdict:
+    """A job passes when it ends recovered or healthy (or selected, in a read-only run)."""
+    disposition = job.disposition
+    if disposition is Disposition.SKIPPED:
+        return _Verdict(kind="skipped", message=job.reason or "skipped by the selection")
+    if disposition.is_good(mutating=mutating):
         return _Verdict(kind="passed", time_s=time_s)
-    return _failure(job, job["error_code"], disposition, time_s)
+    return _failure(job, job.error_code, disposition, time_s)
 
 
-def _failure(job: dict[str, Any], error_code: str | None, what: str, time_s: float) -> _Verdict:
-    code = error_code or job["error_code"]
-    reason = job["reason"] or f"last status {job['last_status']}"
+def _failure(job: JobReport, error_code: str | None, what: str, time_s: float) -> _Verdict:
+    code = error_code or job.error_code
+    reason = job.reason or f"last status {job.last_status}"
     message = f"{what}: {reason}" + (f" ({code})" if code and code not in reason else "")
     return _Verdict(
         kind="failure",
         message=message,
         type=code or what,
         time_s=time_s,
-        timeline=timeline_text(job["events"]),
+        timeline=timeline_text(job.events),
     )
 
 
@@ -223,12 +218,12 @@ def _quoted(text: str) -> str:
     return f'"{text}"' if _NOT_PLAIN.search(text) is None else quoteattr(_text(text))
 
 
-def timeline_text(events: Iterable[dict[str, Any]]) -> str:
+def timeline_text(events: Iterable[EventJson]) -> str:
     """A job's events, one a line: ``12.345s  retry_rejected  (retry)  DRS.M05004  detail``."""
     return "\n".join(_event_line(e) for e in events)
 
 
-def _event_line(event: dict[str, Any]) -> str:
+def _event_line(event: EventJson) -> str:
     fields: Sequence[object] = (
         f"{event['t']:.3f}s",
         event["kind"],

@@ -7,26 +7,27 @@ the run spans the earliest start to the latest finish, and its exit code is the 
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
 from engine.errors import UsageError
 from engine.report.build import rto_summary
+from engine.report.document import Report, Totals
 from engine.run.shard import Shard
 
 
-def merge_reports(parts: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+def merge_reports(parts: Sequence[tuple[str, Report]]) -> Report:
     """The reports of ``parts`` (each with the name it is known by, for messages) as one."""
     if len(parts) < 2:
         raise UsageError("runbook merge needs the reports of at least two shards")
     (first_name, first), *rest = parts
     # Not the runbook's path: runners check it out in places of their own.
-    same: dict[str, Callable[[dict[str, Any]], object]] = {
-        "runbook": lambda r: r["runbook"]["name"],
-        "params": lambda r: r["params"],
-        "plan flag": lambda r: r["plan"],
+    same: dict[str, Callable[[Report], object]] = {
+        "runbook": lambda r: r.runbook.name,
+        "params": lambda r: r.params,
+        "plan flag": lambda r: r.plan,
     }
     for name, part in rest:
         for what, value in same.items():
@@ -38,45 +39,45 @@ def merge_reports(parts: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]
     _check_shards(parts)
     seen: dict[tuple[str, str | None, str | None], str] = {}
     for name, part in parts:
-        for target in part["targets"]:
-            key = (target["project_id"], target["region"], target["name"])
+        for target in part.targets:
+            key = (target.project_id, target.region, target.name)
             if key in seen:
                 raise UsageError(
-                    f"target {target['name'] or target['project_id']} is in both {seen[key]} and "
-                    f"{name}: a shard was given twice, or the shards overlap"
+                    f"target {target.label} is in both {seen[key]} and {name}: a shard was "
+                    "given twice, or the shards overlap"
                 )
             seen[key] = name
     reports = [part for _, part in parts]
-    targets = [target for report in reports for target in report["targets"]]
-    started = min(reports, key=lambda r: _instant(r["started_at"]))["started_at"]
-    finished = max(reports, key=lambda r: _instant(r["finished_at"]))["finished_at"]
-    return {
-        **first,  # run_id, engine, settings: the first shard's
-        "shard": None,
-        "merged_from": [report["run_id"] for report in reports],
-        "started_at": started,
-        "finished_at": finished,
-        "wall_s": round((_instant(finished) - _instant(started)).total_seconds(), 3),
-        "exit_code": max(report["exit_code"] for report in reports),
-        "mutating": any(report["mutating"] for report in reports),
-        "interrupted": any(report["interrupted"] for report in reports),
-        "resumed_at": sorted(at for report in reports for at in report.get("resumed_at", [])),
-        "totals": _summed([report["totals"] for report in reports]),
-        "time_to_recover_s": rto_summary(
-            job["time_to_recover_s"]
+    targets = [target for report in reports for target in report.targets]
+    started = min(reports, key=lambda r: _instant(r.started_at)).started_at
+    finished = max(reports, key=lambda r: _instant(r.finished_at)).finished_at
+    return dataclasses.replace(
+        first,  # run_id, engine, settings: the first shard's
+        shard=None,
+        merged_from=[report.run_id for report in reports],
+        started_at=started,
+        finished_at=finished,
+        wall_s=round((_instant(finished) - _instant(started)).total_seconds(), 3),
+        exit_code=max(report.exit_code for report in reports),
+        mutating=any(report.mutating for report in reports),
+        interrupted=any(report.interrupted for report in reports),
+        resumed_at=sorted(at for report in reports for at in report.resumed_at),
+        totals=Totals(_added([report.totals for report in reports])),
+        time_to_recover_s=rto_summary(
+            job.time_to_recover_s
             for target in targets
-            for job in target["jobs"]
-            if job["time_to_recover_s"] is not None
+            for job in target.jobs
+            if job.time_to_recover_s is not None
         ),
-        "api_calls": dict(sorted(_summed([report["api_calls"] for report in reports]).items())),
-        "api_resilience": _summed([report["api_resilience"] for report in reports]),
-        "targets": targets,
-    }
+        api_calls=dict(sorted(_added([report.api_calls for report in reports]).items())),
+        api_resilience=_added_figures([report.api_resilience for report in reports]),
+        targets=targets,
+    )
 
 
-def _check_shards(parts: Sequence[tuple[str, dict[str, Any]]]) -> None:
+def _check_shards(parts: Sequence[tuple[str, Report]]) -> None:
     """Shards of one split: the same N, each I once (a report of a whole run has no shard)."""
-    shards = [(name, Shard.parse(part["shard"])) for name, part in parts if part.get("shard")]
+    shards = [(name, Shard.parse(part.shard)) for name, part in parts if part.shard]
     counts = {shard.count for _, shard in shards}
     if len(counts) > 1:
         raise UsageError(
@@ -91,13 +92,21 @@ def _check_shards(parts: Sequence[tuple[str, dict[str, Any]]]) -> None:
         taken[shard.index] = name
 
 
-def _summed(counts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def _added(counts: Sequence[Mapping[str, int]]) -> dict[str, int]:
+    """Counts added up key by key, in the order the keys are first seen."""
     total: Counter[str] = Counter()
     for count in counts:
         total.update(count)
-    return {
-        key: round(value, 3) if isinstance(value, float) else value for key, value in total.items()
-    }
+    return dict(total)
+
+
+def _added_figures(figures: Sequence[Mapping[str, int | float]]) -> dict[str, int | float]:
+    """Figures added up key by key (first-seen order); sums of seconds rounded to the ms."""
+    total: dict[str, int | float] = {}
+    for figure in figures:
+        for key, value in figure.items():
+            total[key] = total.get(key, 0) + value
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in total.items()}
 
 
 def _instant(text: str) -> datetime:

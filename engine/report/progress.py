@@ -1,15 +1,18 @@
-"""Live progress on a terminal: one row per project and an overall bar, redrawn in place.
+"""What a run shows while it goes on: a live table on a terminal, plain lines elsewhere.
 
-Only for a terminal: the CLI prints plain lines instead when stderr is not one or ``CI`` is
-set, and nothing with ``--quiet``. ``NO_COLOR`` is honoured by rich. The table is redrawn from
-the jobs' records by a task on the run's own event loop (never from rich's refresh thread, which
-would read the records while the run changes them).
+    LiveProgress   one row per project and an overall bar, redrawn in place (a terminal only)
+    ProgressLines  one line per step start and finish (CI, pipes, logs; nothing when quiet)
+
+Both are ``RunObserver``s; the CLI chooses one (plain lines when stderr is not a terminal or
+``CI`` is set). ``NO_COLOR`` is honoured by rich. The table is redrawn from the jobs' records by
+callbacks on the run's own event loop (never from rich's refresh thread, which would read the
+records while the run changes them).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from rich.console import Console, Group, RenderableType
@@ -18,24 +21,12 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from engine.actions.context import Disposition, JobBook
-from engine.run.executor import ApprovalRequest
-from engine.run.outcome import StepOutcome
+from engine.ledger import Disposition, JobBook, Outcome
+from engine.report.terminal import approval_summary
+from engine.run.approval import ApprovalRequest
+from engine.run.result import StepOutcome, StepStatus
 from engine.runbook import Step, Target
 
-_RECOVERED = frozenset({Disposition.RECOVERED, Disposition.HEALTHY})
-_FAILED = frozenset(
-    {
-        Disposition.FAILED_AGAIN,
-        Disposition.FAILED,
-        Disposition.RETRY_REJECTED,
-        Disposition.RETRY_UNKNOWN,
-        Disposition.TIMED_OUT,
-        Disposition.NOT_FOUND,
-        Disposition.PAUSE_REJECTED,
-        Disposition.PAUSE_UNKNOWN,
-    }
-)
 # Redraw this often; a fleet this large is counted less often (each redraw reads every record).
 REFRESH_S = 0.25
 LARGE_FLEET = 10_000
@@ -64,9 +55,10 @@ def count(jobs: JobBook) -> Counts:
         counts.selected += 1
         if record.retry_acknowledged_at is not None:
             counts.retried += 1
-        if record.disposition in _RECOVERED:
+        disposition = record.disposition
+        if disposition.outcome is Outcome.OK:
             counts.recovered += 1
-        elif record.disposition in _FAILED:
+        elif disposition.verdict and disposition.needs_a_human:
             counts.failed += 1
     return counts
 
@@ -79,6 +71,7 @@ class LiveProgress:
         self._books: Mapping[Target, JobBook] = {}
         self._step: dict[Target, str] = {}
         self._live = Live(console=console, auto_refresh=False, transient=False)
+        self._tick: asyncio.TimerHandle | None = None
 
     # RunObserver ---------------------------------------------------------------------------
 
@@ -87,6 +80,16 @@ class LiveProgress:
         self._step = dict.fromkeys(books, "starting")
         self._live.start()
         self.redraw()
+        self._schedule()
+
+    def run_finished(self) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        self.stop()
+
+    def note(self, text: str) -> None:
+        self._console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def step_started(self, target: Target, step: Step) -> None:
         self._step[target] = f"{step.id} …"
@@ -96,13 +99,11 @@ class LiveProgress:
         return True
 
     def about_to_change(self, request: ApprovalRequest) -> None:
-        from engine.report.render import approval_summary
-
         self._live.console.print(approval_summary(request, heading="about to change"))
 
     def step_finished(self, target: Target, outcome: StepOutcome, jobs: JobBook) -> None:
         self._step[target] = f"{outcome.step_id} {outcome.status.value}"
-        if outcome.message and outcome.status.value == "failed":
+        if outcome.message and outcome.status is StepStatus.FAILED:
             self._live.console.print(
                 f"[{target.label}] {outcome.step_id} failed: {outcome.message}",
                 markup=False,
@@ -126,11 +127,14 @@ class LiveProgress:
         if self._books:
             self._live.update(self.renderable(), refresh=True)
 
-    async def keep_redrawing(self) -> None:
-        """Redraw until cancelled, on the run's event loop."""
-        while True:
-            await asyncio.sleep(self._interval())
+    def _schedule(self) -> None:
+        """Redraw again after the interval, on the run's event loop, until the run finishes."""
+
+        def tick() -> None:
             self.redraw()
+            self._schedule()
+
+        self._tick = asyncio.get_running_loop().call_later(self._interval(), tick)
 
     def _interval(self) -> float:
         jobs = sum(len(book) for book in self._books.values())
@@ -165,3 +169,43 @@ class LiveProgress:
         overall = Table.grid(padding=(0, 1))
         overall.add_row(bar, summary)
         return Group(table, overall)
+
+
+class ProgressLines:
+    """Plain progress lines, one per step start and finish, handed to ``write`` (stderr)."""
+
+    def __init__(self, write: Callable[[str], None], *, quiet: bool) -> None:
+        self._write = write
+        self._quiet = quiet
+
+    def run_started(self, books: Mapping[Target, JobBook]) -> None:
+        pass
+
+    def run_finished(self) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        self._write(text)
+
+    def step_started(self, target: Target, step: Step) -> None:
+        if not self._quiet:
+            self._write(f"[{target.label}] {step.id} ({step.action}) ...")
+
+    @property
+    def shows_plan(self) -> bool:
+        return not self._quiet
+
+    def about_to_change(self, request: ApprovalRequest) -> None:
+        if not self._quiet:
+            self._write(approval_summary(request, heading="about to change"))
+
+    def step_finished(self, target: Target, outcome: StepOutcome, jobs: JobBook) -> None:
+        if self._quiet:
+            return
+        detail = outcome.message or ", ".join(
+            f"{k}: {len(v) if isinstance(v, list) else v}" for k, v in outcome.outputs.items()
+        )
+        self._write(
+            f"[{target.label}] {outcome.step_id} {outcome.status.value} in "
+            f"{outcome.duration_s:.1f}s: {detail}"
+        )

@@ -35,9 +35,9 @@ from typing import Any
 
 import orjson
 
-from engine.actions.context import Disposition, JobEvent, JobRecord
 from engine.errors import UsageError
-from engine.run.outcome import StepOutcome, StepStatus
+from engine.ledger import Disposition, JobEvent, JobRecord
+from engine.run.result import StepOutcome, StepStatus
 
 JOURNAL_NAME = "journal.jsonl"
 RUNBOOK_COPY = "runbook.yaml"

@@ -16,20 +16,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.errors import Diagnostic, RunbookInvalidError
+from engine.runbook.binding import bind_params
 from engine.runbook.check import check
 from engine.runbook.diagnostics import diagnostics_json, render_diagnostics
-from engine.runbook.expressions import (
-    Expression,
-    ExpressionError,
-    Scope,
-    evaluate,
-    parse_duration,
-    parse_rate,
-    resolve,
-)
+from engine.runbook.evaluation import evaluate, resolve
+from engine.runbook.expressions import Expression, ExpressionError, Scope
 from engine.runbook.lint import lint
 from engine.runbook.model import OnFailure, RetryPolicy, Runbook, Step, Target, build_runbook
-from engine.runbook.params import Param, bind_params
+from engine.runbook.params import Param
 from engine.runbook.parse import read_yaml, with_source_lines
 from engine.runbook.schema import ActionCatalog, schema_text, validate
 
@@ -49,8 +43,6 @@ __all__ = [
     "evaluate",
     "lint",
     "load_runbook",
-    "parse_duration",
-    "parse_rate",
     "render_diagnostics",
     "resolve",
     "schema_text",

@@ -19,7 +19,6 @@ from engine.runbook.expressions import (
     Expression,
     ExpressionSyntaxError,
     is_expression,
-    parse_rate,
     parse_template,
 )
 from engine.runbook.params import ParamType, static_checks
@@ -34,6 +33,7 @@ from engine.runbook.schema import (
     show,
 )
 from engine.runbook.typecheck import Names, fits, infer, interpolation_problems
+from engine.units import parse_rate
 
 
 @dataclass(slots=True)

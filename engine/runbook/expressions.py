@@ -1,9 +1,8 @@
-"""The expression language of ``${{ ... }}``: tokenizer, parser, AST, evaluation; durations, rates.
+"""The expression language of ``${{ ... }}``: tokenizer, parser, AST and evaluation.
 
     Expression              one parsed value as stored in the model: a whole ``${{ expr }}``
                             (typed) or a string with ``${{ }}`` parts inside (a string)
-    evaluate(expr, scope)   its value in a Scope (params, target, step outputs, env)
-    resolve(value, scope)   ``value`` with every Expression in it (lists, mappings) evaluated
+    evaluate(expr, scope)   its value in a Scope (``engine.runbook.evaluation``)
     ExpressionError         an expression failed at run time (exit 1)
 
 An expression is data, never code. A hand-written tokenizer and a Pratt parser build an AST of
@@ -15,8 +14,6 @@ are checked when a runbook is validated (``engine.runbook.typecheck``), not here
 
 from __future__ import annotations
 
-import fnmatch
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,9 +33,6 @@ TARGET_FIELDS = ("endpoint", "name", "project_id", "region")
 KEYWORDS = frozenset({"and", "or", "not", "in", "true", "false", "null"})
 COMPARISONS = frozenset({"==", "!=", "<", "<=", ">", ">=", "in", "not in"})
 
-_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_RATE = re.compile(r"([0-9]+(?:\.[0-9]+)?) */ *(s|m|h)")
 _NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPERATORS = ("==", "!=", "<=", ">=", "<", ">", "(", ")", "[", "]", ",", ".", "-")
@@ -355,7 +349,7 @@ class _Parser:
             return self._list(token)
         if token.kind == "op" and token.text == "-":
             operand = self._expression(_PREFIX_MINUS)
-            if isinstance(operand, Literal) and _is_number(operand.value):
+            if isinstance(operand, Literal) and is_number(operand.value):
                 assert isinstance(operand.value, int | float)
                 return Literal(value=-operand.value, offset=token.offset)
             return Unary(op="-", operand=operand, offset=token.offset)
@@ -411,264 +405,5 @@ def _show(token: _Token) -> str:
     return "end of expression" if token.kind == "end" else f"'{token.text[:30]}'"
 
 
-# ----------------------------------------------------------------------------- evaluation
-
-
-def evaluate(expr: Expression, scope: Scope) -> Any:
-    """The value of ``expr`` in ``scope``; raises ExpressionError when it cannot be computed."""
-    evaluator = _Evaluator(expr, scope)
-    if expr.whole:
-        node = expr.parts[0]
-        assert not isinstance(node, str)
-        return evaluator.value(node)
-    text = "".join(part if isinstance(part, str) else evaluator.text(part) for part in expr.parts)
-    if len(text) > MAX_RESULT_LENGTH:
-        raise ExpressionError(expr, f"result is longer than {MAX_RESULT_LENGTH} characters")
-    return text
-
-
-def resolve(value: Any, scope: Scope) -> Any:
-    """``value`` with every Expression in it (in lists and mappings too) evaluated in ``scope``."""
-    if isinstance(value, Expression):
-        return evaluate(value, scope)
-    if isinstance(value, Mapping):
-        return {key: resolve(item, scope) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [resolve(item, scope) for item in value]
-    return value
-
-
-def kind_of(value: object) -> str:
-    """The expression-language type of a runtime value (lists without their item type)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "list"
-    return type(value).__name__
-
-
-def _is_number(value: object) -> bool:
+def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def equal(left: object, right: object) -> bool:
-    """Equality without Python's ``True == 1``: values of different types are never equal."""
-    if _is_number(left) and _is_number(right):
-        return left == right
-    if isinstance(left, list | tuple) and isinstance(right, list | tuple):
-        return len(left) == len(right) and all(
-            equal(a, b) for a, b in zip(left, right, strict=True)
-        )
-    return kind_of(left) == kind_of(right) and left == right
-
-
-def as_text(value: object) -> str:
-    """A scalar as interpolation writes it: ``true``/``false``, null as empty, numbers as is."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-class _Evaluator:
-    def __init__(self, expr: Expression, scope: Scope) -> None:
-        self._expr = expr
-        self._scope = scope
-
-    def _fail(self, detail: str) -> ExpressionError:
-        return ExpressionError(self._expr, detail)
-
-    def text(self, node: Node) -> str:
-        value = self.value(node)
-        if isinstance(value, list | tuple | Mapping):
-            raise self._fail(f"cannot interpolate a {kind_of(value)} into a string")
-        return as_text(value)
-
-    def value(self, node: Node) -> Any:
-        if isinstance(node, Literal):
-            return node.value
-        if isinstance(node, ListLiteral):
-            return [self.value(item) for item in node.items]
-        if isinstance(node, Name):
-            return self._name(node)
-        if isinstance(node, Unary):
-            return self._unary(node)
-        if isinstance(node, Binary):
-            return self._binary(node)
-        return self._call(node)
-
-    def _name(self, node: Name) -> Any:
-        parts = node.parts
-        scope = self._scope
-        try:
-            if parts[0] == "params" and len(parts) == 2:
-                return scope.params[parts[1]]
-            if parts[0] == "target" and len(parts) == 2:
-                return scope.target[parts[1]]
-            if parts[0] == "env" and len(parts) == 2:
-                return scope.env[parts[1]]
-            if parts[0] == "steps" and len(parts) == 3:
-                outputs = scope.steps[parts[1]]
-                return outputs[parts[2]]
-        except KeyError:
-            if parts[0] == "steps":
-                raise self._fail(
-                    f"{node.dotted} has no value: step '{parts[1]}' gave none"
-                ) from None
-            if parts[0] == "env":
-                raise self._fail(f"environment variable '{parts[1]}' is not set") from None
-            raise self._fail(f"{node.dotted} has no value") from None
-        raise self._fail(f"unknown name '{node.dotted}'")
-
-    def _unary(self, node: Unary) -> Any:
-        operand = self.value(node.operand)
-        if node.op == "not":
-            return not self._boolean(operand, "not")
-        if not _is_number(operand):
-            raise self._fail(f"cannot negate {kind_of(operand)}")
-        return -operand
-
-    def _boolean(self, value: object, op: str) -> bool:
-        if not isinstance(value, bool):
-            raise self._fail(f"'{op}' needs boolean operands, got {kind_of(value)}")
-        return value
-
-    def _binary(self, node: Binary) -> Any:
-        op = node.op
-        left = self.value(node.left)
-        if op == "and":
-            return self._boolean(left, op) and self._boolean(self.value(node.right), op)
-        if op == "or":
-            return self._boolean(left, op) or self._boolean(self.value(node.right), op)
-        right = self.value(node.right)
-        if op == "==":
-            return equal(left, right)
-        if op == "!=":
-            return not equal(left, right)
-        if op in ("in", "not in"):
-            return self._contains(right, left, op) == (op == "in")
-        ordered = (_is_number(left) and _is_number(right)) or (
-            isinstance(left, str) and isinstance(right, str)
-        )
-        if not ordered:
-            raise self._fail(f"cannot compare {kind_of(left)} with {kind_of(right)}")
-        if op == "<":
-            return left < right
-        if op == "<=":
-            return left <= right
-        if op == ">":
-            return left > right
-        return left >= right
-
-    def _contains(self, container: object, item: object, op: str) -> bool:
-        if isinstance(container, list | tuple):
-            return any(equal(item, element) for element in container)
-        if isinstance(container, str) and isinstance(item, str):
-            return item in container
-        raise self._fail(f"'{op}' needs a list or a string, got {kind_of(container)}")
-
-    def _call(self, node: Call) -> Any:
-        args = [self.value(arg) for arg in node.args]
-        name = node.function
-        if name == "length" and len(args) == 1 and isinstance(args[0], str | list | tuple):
-            return len(args[0])
-        if name == "contains" and len(args) == 2:
-            return self._contains(args[0], args[1], "contains")
-        if name in ("startsWith", "endsWith") and len(args) == 2:
-            text, affix = args
-            if isinstance(text, str) and isinstance(affix, str):
-                return text.startswith(affix) if name == "startsWith" else text.endswith(affix)
-        if name == "filter" and len(args) == 2:
-            items, pattern = args
-            if isinstance(items, list | tuple) and isinstance(pattern, str):
-                return [i for i in items if isinstance(i, str) and fnmatch.fnmatchcase(i, pattern)]
-        if name == "join" and len(args) == 2:
-            items, separator = args
-            if isinstance(items, list | tuple) and isinstance(separator, str):
-                return separator.join(as_text(item) for item in items)
-        if name == "format" and args and isinstance(args[0], str):
-            try:
-                return format_text(args[0], [as_text(arg) for arg in args[1:]])
-            except ValueError as exc:
-                raise self._fail(str(exc)) from None
-        kinds = ", ".join(kind_of(arg) for arg in args)
-        raise self._fail(f"{name}() cannot take ({kinds})")
-
-
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([0-9]{1,2})\}|[{}]")
-
-
-def format_text(template: str, args: list[str]) -> str:
-    """``format('{0}-{1}', a, b)``: ``{N}`` is argument N, ``{{`` and ``}}`` are braces."""
-
-    def replace(match: re.Match[str]) -> str:
-        token = match[0]
-        if token in ("{{", "}}"):
-            return token[0]
-        if match[1] is None:
-            raise ValueError(f"format: stray {token!r}; write {token * 2} for a brace")
-        index = int(match[1])
-        if index >= len(args):
-            raise ValueError(f"format: {{{index}}} has no argument ({len(args)} given)")
-        return args[index]
-
-    return _PLACEHOLDER.sub(replace, template)
-
-
-def placeholders(template: str) -> list[int]:
-    """The argument indexes ``{N}`` of a format template (ValueError for a stray brace)."""
-    found: list[int] = []
-    for match in _PLACEHOLDER.finditer(template):
-        if match[0] in ("{{", "}}"):
-            continue
-        if match[1] is None:
-            raise ValueError(f"stray {match[0]!r}; write {match[0] * 2} for a brace")
-        found.append(int(match[1]))
-    return found
-
-
-# ----------------------------------------------------------------------------- durations, rates
-
-
-def parse_duration(value: int | float | str) -> float:
-    """Seconds in a duration: a number of seconds, or ``250ms``, ``90s``, ``10m``, ``2h``.
-
-    Raises ValueError for anything else, including negative, infinite and NaN values.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration, got {value!r}")  # noqa: TRY004 (one error type)
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        match = _DURATION.fullmatch(value.strip())
-        if match is None:
-            raise ValueError(f"expected a duration such as 250ms, 90s, 10m or 2h, got {value!r}")
-        seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
-    else:
-        raise ValueError(f"expected a duration, got {type(value).__name__}")  # noqa: TRY004
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"expected a finite duration >= 0, got {value!r}")
-    return seconds
-
-
-def parse_rate(value: str) -> float:
-    """Events per second in a rate: ``20/s`` is 20.0, ``300/m`` is 5.0, ``1/h`` is 1/3600.
-
-    Raises ValueError for anything else, and for a rate that is not > 0.
-    """
-    match = _RATE.fullmatch(value.strip()) if isinstance(value, str) else None
-    if match is None:
-        raise ValueError(f"expected a rate such as 20/s, 300/m or 1/h, got {value!r}")
-    per_second = float(match[1]) / _UNIT_SECONDS[match[2]]
-    if not math.isfinite(per_second) or per_second <= 0:
-        raise ValueError(f"expected a rate > 0, got {value!r}")
-    return per_second

@@ -14,9 +14,10 @@ from types import MappingProxyType
 from typing import Any
 
 from engine.errors import Location
-from engine.runbook.expressions import Expression, is_expression, parse_duration, parse_rate
+from engine.runbook.expressions import Expression, is_expression
 from engine.runbook.params import Param, build_params
 from engine.runbook.parse import JsonPath, ParsedYaml
+from engine.units import parse_duration, parse_rate
 
 DEFAULT_CONCURRENCY = 8
 DEFAULT_CONCURRENCY_PER_TARGET = 2

@@ -21,7 +21,8 @@ import jsonschema
 
 from engine import schema_files
 from engine.errors import Diagnostic
-from engine.runbook.expressions import is_expression, kind_of
+from engine.runbook.evaluation import kind_of
+from engine.runbook.expressions import is_expression
 from engine.runbook.parse import JsonPath, ParsedYaml
 
 # Action name -> its outputs, either {output: type} (engine.actions.CATALOG) or only the output

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from engine.runbook.evaluation import kind_of, placeholders
 from engine.runbook.expressions import (
     COMPARISONS,
     FUNCTIONS,
@@ -23,8 +24,6 @@ from engine.runbook.expressions import (
     Name,
     Node,
     Unary,
-    kind_of,
-    placeholders,
 )
 from engine.runbook.schema import suggest
 

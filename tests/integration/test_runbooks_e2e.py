@@ -10,8 +10,6 @@ from typing import Any
 import pytest
 from harness import EXAMPLE, FINAL, fast_copy, fetch, jobs_of, run_cli, runbook_for
 
-from engine.run.executor import Executor
-
 
 def test_example_runbook_against_embedded_emulator_accounts_for_every_job(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -185,11 +183,11 @@ def test_quiet_run_does_not_work_out_the_plan_nobody_sees(
 ) -> None:
     previews: list[str] = []
 
-    async def counted(self: Executor, target_run: Any, step: Any) -> Any:
+    async def counted(step: Any, **kwargs: Any) -> Any:
         previews.append(step.id)
         raise AssertionError("a quiet run previews nothing")
 
-    monkeypatch.setattr(Executor, "_preview", counted)
+    monkeypatch.setattr("engine.run.executor.preview_step", counted)
     runbook = fast_copy(EXAMPLE, tmp_path / "retry.yaml")
     code, _, err = run_cli(
         ["run", str(runbook), "--emulator", "--emulator-time-scale", "0.05", "-q",

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from engine.actions.context import Disposition, EventKind, JobBook, JobRecord
+import orjson
+
 from engine.api.resilience import ResilienceStats
 from engine.errors import Location
+from engine.ledger import Disposition, EventKind, JobBook, JobRecord
 from engine.report.build import build_report
-from engine.run.executor import RunResult, TargetOutcome
-from engine.run.outcome import StepOutcome, StepStatus
+from engine.report.document import JobReport, Report, to_json_bytes
+from engine.run.result import RunResult, StepOutcome, StepStatus, TargetOutcome
 from engine.runbook.model import Runbook, Step, Target
 
 Fate = Literal[
@@ -158,7 +160,7 @@ def make_report(
     *,
     verify: bool = True,
     failed_step: tuple[str, str] | None = None,
-) -> dict[str, Any]:
+) -> Report:
     """The report of a run over ``jobs`` (project name -> its jobs); two projects by default.
 
     ``failed_step`` = (project name, step id) makes that step fail in that project.
@@ -215,9 +217,16 @@ def make_report(
         targets=outcomes,
         api_calls=Counter({"POST /v3/{project_id}/jobs": 2, "POST /v3/{project_id}/jobs/x": 5}),
         api_resilience=ResilienceStats(sends=7, retries=1, throttled=1, waited_s=0.5).as_dict(),
+        mutating=True,
     )
     return build_report(result)
 
 
-def jobs_of(report: dict[str, Any]) -> list[dict[str, Any]]:
-    return [job for target in report["targets"] for job in target["jobs"]]
+def jobs_of(report: Report) -> list[JobReport]:
+    return [job for _, job in report.jobs()]
+
+
+def as_json(report: Report) -> dict[str, Any]:
+    """The document as report.json holds it (for tests that edit or validate the raw JSON)."""
+    document: dict[str, Any] = orjson.loads(to_json_bytes(report))
+    return document

@@ -10,15 +10,8 @@ import pytest
 from fakes import FakeClock
 
 from engine.actions import batch_retry, mutation, select_jobs, verify_status
-from engine.actions.context import (
-    ActionContext,
-    Disposition,
-    EventKind,
-    JobBook,
-    JobEvent,
-    JobRecord,
-    StepFailedError,
-)
+from engine.actions.context import ActionContext, StepFailedError
+from engine.actions.spec import output_values
 from engine.api.types import (
     BatchActionResult,
     BatchOutcome,
@@ -28,6 +21,7 @@ from engine.api.types import (
     StatusResult,
 )
 from engine.errors import DrsApiError, TransportError
+from engine.ledger import Disposition, EventKind, JobBook, JobEvent, JobRecord
 
 RETRYABLE = JobActions(available_actions=("RETRY", "DELETE"))
 
@@ -119,7 +113,7 @@ async def test_select_takes_children_of_dual_active_parent_and_skips_the_parent(
     api = FakeApi(listed={"cloudDataGuard": [parent]})
     ctx = make_ctx(api, FakeClock())
 
-    out = await select_jobs.run(ctx, select_jobs.SelectJobsParams.from_with({}))
+    out = output_values(await select_jobs.run(ctx, select_jobs.SelectJobsParams.from_with({})))
 
     assert out == {"jobs": ["c1"], "skipped": ["p1"], "count": 1}
     parent_record = ctx.jobs.get("p1")
@@ -155,7 +149,7 @@ async def test_select_filters_status_name_glob_engine_and_retry_offer() -> None:
         {"db_use_type": "migration", "name": "orders-*", "engine_type": ["mysql"]}
     )
 
-    out = await select_jobs.run(ctx, params)
+    out = output_values(await select_jobs.run(ctx, params))
 
     assert out["jobs"] == ["a"]
     assert out["skipped"] == ["e"]
@@ -194,7 +188,9 @@ async def test_retry_splits_into_batches_and_records_acceptance() -> None:
     ctx = make_ctx(api, FakeClock())
     seeded(ctx, *ids)
 
-    out = await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=tuple(ids), batch_size=10))
+    out = output_values(
+        await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=tuple(ids), batch_size=10))
+    )
 
     assert [len(c) for c in api.retry_calls] == [10, 10, 5]
     assert out == {"accepted": ids, "rejected": []}
@@ -217,7 +213,7 @@ async def test_retry_per_job_failure_inside_200_is_recorded_with_error_code() ->
     ctx = make_ctx(api, FakeClock())
     seeded(ctx, "a", "p")
 
-    out = await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a", "p")))
+    out = output_values(await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a", "p"))))
 
     assert out == {"accepted": ["a"], "rejected": ["p"]}
     rejected = ctx.jobs.get("p")
@@ -244,7 +240,9 @@ async def test_retry_whole_request_400_is_split_so_other_jobs_still_retry() -> N
     ctx = make_ctx(api, FakeClock())
     seeded(ctx, "a", "p", "b")
 
-    out = await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a", "p", "b")))
+    out = output_values(
+        await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a", "p", "b")))
+    )
 
     assert api.retry_calls == [["a", "p", "b"], ["a"], ["p"], ["b"]]
     assert out == {"accepted": ["a", "b"], "rejected": ["p"]}
@@ -265,7 +263,7 @@ async def test_retry_unknown_outcome_is_reconciled_by_status_never_resent_for_mo
     ctx = make_ctx(api, FakeClock())
     seeded(ctx, "a", "b")
 
-    out = await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a", "b")))
+    out = output_values(await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a", "b"))))
 
     assert api.retry_calls == [["a", "b"], ["b"]]
     assert sorted(out["accepted"]) == ["a", "b"]
@@ -282,7 +280,7 @@ async def test_retry_second_unknown_outcome_gives_up_without_a_third_send() -> N
     ctx = make_ctx(api, FakeClock())
     seeded(ctx, "b")
 
-    out = await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("b",)))
+    out = output_values(await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("b",))))
 
     assert len(api.retry_calls) == 2
     assert out == {"accepted": [], "rejected": []}
@@ -312,8 +310,10 @@ async def test_verify_records_recovery_failure_and_timeout_with_time_to_recover(
     for record in ctx.jobs:
         record.retry_acknowledged_at = 0.0
 
-    out = await verify_status.run(
-        ctx, verify_status.VerifyStatusParams(jobs=("ok", "bad", "stuck"), poll_interval_s=2.0)
+    out = output_values(
+        await verify_status.run(
+            ctx, verify_status.VerifyStatusParams(jobs=("ok", "bad", "stuck"), poll_interval_s=2.0)
+        )
     )
 
     assert out == {
@@ -352,7 +352,7 @@ async def test_verify_gives_a_just_retried_job_time_before_calling_it_failed_aga
     fixed_pace = verify_status.VerifyStatusParams(
         jobs=("j",), poll_interval_s=5.0, max_poll_interval_s=5.0
     )
-    out = await verify_status.run(ctx, fixed_pace)
+    out = output_values(await verify_status.run(ctx, fixed_pace))
 
     assert out["recovered"] == ["j"]
     assert record.time_to_recover_s == 15.0
@@ -377,8 +377,10 @@ async def test_verify_waits_longer_while_nothing_changes_and_resets_when_somethi
         return await status(job_ids)
 
     api.batch_status = timed  # type: ignore[method-assign]
-    out = await verify_status.run(
-        ctx, verify_status.VerifyStatusParams(jobs=("a", "b"), poll_interval_s=1.0)
+    out = output_values(
+        await verify_status.run(
+            ctx, verify_status.VerifyStatusParams(jobs=("a", "b"), poll_interval_s=1.0)
+        )
     )
 
     # 0: both start (a change), wait 1s; unchanged at 1, 3, 7 and 11: waits 2, 4, 4, 4 (the
@@ -446,7 +448,7 @@ async def test_verify_grace_is_at_most_half_a_short_step_so_failures_are_not_tim
     fixed_pace = verify_status.VerifyStatusParams(
         jobs=("j",), poll_interval_s=1.0, max_poll_interval_s=1.0
     )
-    out = await verify_status.run(ctx, fixed_pace)
+    out = output_values(await verify_status.run(ctx, fixed_pace))
 
     assert out["failed"] == ["j"]
     assert out["timed_out"] == []
@@ -465,7 +467,7 @@ async def test_verify_unknown_job_is_not_found() -> None:
             ]
 
     ctx = make_ctx(Unknown(), clock, deadline=5.0)
-    out = await verify_status.run(ctx, verify_status.VerifyStatusParams(jobs=("x",)))
+    out = output_values(await verify_status.run(ctx, verify_status.VerifyStatusParams(jobs=("x",))))
     assert out["failed"] == ["x"]
     record = ctx.jobs.get("x")
     assert record is not None
@@ -494,7 +496,9 @@ async def test_retry_never_resends_a_job_already_answered_in_this_run() -> None:
     await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("b",)))
 
     # A second step (or a retried attempt) naming the same jobs sends only the new one.
-    out = await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a", "b", "c")))
+    out = output_values(
+        await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a", "b", "c")))
+    )
 
     assert api.retry_calls == [["a"], ["b"], ["c"]]
     assert out == {"accepted": ["a", "c"], "rejected": ["b"]}
@@ -506,7 +510,7 @@ async def test_retry_reconciles_a_job_sent_by_an_attempt_that_was_cut_short() ->
     seeded(ctx, "a", "b")
     ctx.jobs.record("a", EventKind.RETRY_SENT, step="s")  # no answer recorded
 
-    out = await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a", "b")))
+    out = output_values(await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a", "b"))))
 
     assert api.status_calls == [["a"]]
     assert api.retry_calls == [["b"]]
@@ -517,8 +521,8 @@ async def test_select_output_lists_matches_even_when_an_earlier_step_saw_them() 
     api = FakeApi(listed={"migration": [job("a"), job("b", "PAUSING")]})
     ctx = make_ctx(api, FakeClock())
     params = select_jobs.SelectJobsParams.from_with({"db_use_type": "migration"})
-    first = await select_jobs.run(ctx, params)
-    second = await select_jobs.run(ctx, params)
+    first = output_values(await select_jobs.run(ctx, params))
+    second = output_values(await select_jobs.run(ctx, params))
     assert first == second == {"jobs": ["a", "b"], "skipped": [], "count": 2}
     record = ctx.jobs.get("a")
     assert record is not None
@@ -551,7 +555,7 @@ async def test_a_job_is_never_sent_a_third_time_even_through_a_split_batch() -> 
     ctx = make_ctx(api, FakeClock())
     seeded(ctx, "a", "b")
 
-    out = await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a", "b")))
+    out = output_values(await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a", "b"))))
 
     assert api.retry_calls == [["a", "b"], ["a", "b"], ["a"], ["b"]]
     assert out == {"accepted": ["b"], "rejected": []}
@@ -573,7 +577,7 @@ async def test_reconcile_waits_for_a_lagging_status_instead_of_resending() -> No
     ctx = make_ctx(api, clock)
     seeded(ctx, "a")
 
-    out = await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a",)))
+    out = output_values(await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a",))))
 
     assert api.retry_calls == [["a"]]
     assert out == {"accepted": ["a"], "rejected": []}
@@ -588,7 +592,9 @@ async def test_throttled_or_busy_batch_is_rejected_whole_not_split() -> None:
         ctx = make_ctx(api, FakeClock())
         seeded(ctx, "a", "b")
 
-        out = await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a", "b")))
+        out = output_values(
+            await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a", "b")))
+        )
 
         assert api.retry_calls == [["a", "b"]]
         assert out == {"accepted": [], "rejected": ["a", "b"]}
@@ -612,7 +618,7 @@ async def test_verify_keeps_polling_through_a_transient_status_error() -> None:
     ctx = make_ctx(Flaky(), clock, deadline=30.0)
     seeded(ctx, "a")
 
-    out = await verify_status.run(ctx, verify_status.VerifyStatusParams(jobs=("a",)))
+    out = output_values(await verify_status.run(ctx, verify_status.VerifyStatusParams(jobs=("a",))))
 
     assert out["recovered"] == ["a"]
     # A failed poll saw no change: the next one waits twice as long.
@@ -628,7 +634,7 @@ async def test_a_new_step_attempt_never_makes_a_third_send() -> None:
     ctx.jobs.record("a", EventKind.RETRY_SENT, step="s")
     ctx.jobs.record("a", EventKind.RETRY_SENT, step="s")
 
-    out = await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a",)))
+    out = output_values(await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a",))))
 
     assert api.retry_calls == []
     assert out == {"accepted": [], "rejected": []}

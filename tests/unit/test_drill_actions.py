@@ -12,19 +12,14 @@ from fakes import FakeClock
 from engine.actions import batch_retry, pause_jobs, verify_status
 from engine.actions.assertion import AssertParams
 from engine.actions.assertion import run as run_assert
-from engine.actions.context import (
-    ActionContext,
-    Disposition,
-    EventKind,
-    JobBook,
-    JobRecord,
-    StepFailedError,
-)
+from engine.actions.context import ActionContext, StepFailedError
 from engine.actions.registry import REGISTRY
 from engine.actions.sleep import SleepParams
 from engine.actions.sleep import run as run_sleep
+from engine.actions.spec import output_values
 from engine.api.types import BatchActionResult, BatchOutcome, JobInfo, RetryItem, StatusResult
 from engine.errors import DrsApiError, TransportError
+from engine.ledger import Disposition, EventKind, JobBook, JobRecord
 
 PauseAnswer = Callable[["FakeFleet", list[str]], list[BatchActionResult]]
 
@@ -145,7 +140,7 @@ async def test_pause_sends_batches_with_the_mode_and_records_each_acknowledgemen
     params = pause_jobs.PauseJobsParams.from_with(
         {"jobs": ids, "batch_size": 5, "pause_mode": "target"}
     )
-    out = await pause_jobs.run(ctx, params)
+    out = output_values(await pause_jobs.run(ctx, params))
 
     assert api.pause_calls == [ids[:5], ids[5:10], ids[10:]]
     assert api.pause_modes == ["target"] * 3
@@ -162,7 +157,7 @@ async def test_pause_sample_takes_the_first_n_jobs_in_order() -> None:
     running(ctx, api, "a", "b", "c", "d")
 
     params = pause_jobs.PauseJobsParams.from_with({"jobs": ["c", "a", "d", "b"], "sample": 2})
-    out = await pause_jobs.run(ctx, params)
+    out = output_values(await pause_jobs.run(ctx, params))
 
     assert api.pause_calls == [["c", "a"]]
     assert out == {"paused": ["c", "a"], "rejected": []}
@@ -178,7 +173,7 @@ async def test_pause_whole_request_400_is_split_and_the_parent_is_rejected_with_
     running(ctx, api, "a", "parent", "b")
 
     params = pause_jobs.PauseJobsParams.from_with({"jobs": ["a", "parent", "b"]})
-    out = await pause_jobs.run(ctx, params)
+    out = output_values(await pause_jobs.run(ctx, params))
 
     assert api.pause_calls == [["a", "parent", "b"], ["a"], ["parent"], ["b"]]
     assert out == {"paused": ["a", "b"], "rejected": ["parent"]}
@@ -202,7 +197,9 @@ async def test_pause_refused_inside_a_200_is_rejected_without_a_second_request()
     ctx = make_ctx(api, FakeClock())
     running(ctx, api, "a", "p")
 
-    out = await pause_jobs.run(ctx, pause_jobs.PauseJobsParams.from_with({"jobs": ["a", "p"]}))
+    out = output_values(
+        await pause_jobs.run(ctx, pause_jobs.PauseJobsParams.from_with({"jobs": ["a", "p"]}))
+    )
 
     assert len(api.pause_calls) == 1
     assert out == {"paused": ["a"], "rejected": ["p"]}
@@ -216,7 +213,9 @@ async def test_pause_throttled_batch_is_rejected_whole_not_split() -> None:
     ctx = make_ctx(api, FakeClock())
     running(ctx, api, "a", "b")
 
-    out = await pause_jobs.run(ctx, pause_jobs.PauseJobsParams.from_with({"jobs": ["a", "b"]}))
+    out = output_values(
+        await pause_jobs.run(ctx, pause_jobs.PauseJobsParams.from_with({"jobs": ["a", "b"]}))
+    )
 
     assert api.pause_calls == [["a", "b"]]
     assert out == {"paused": [], "rejected": ["a", "b"]}
@@ -240,7 +239,7 @@ async def test_pause_unknown_outcome_is_reconciled_by_status_and_never_resent(
     running(ctx, api, "a", "b")
 
     params = pause_jobs.PauseJobsParams(jobs=("a", "b"), reconcile_grace_s=6.0)
-    out = await pause_jobs.run(ctx, params)
+    out = output_values(await pause_jobs.run(ctx, params))
 
     assert api.pause_calls == [["a", "b"]]
     assert out == {"paused": ["a"], "rejected": []}
@@ -263,7 +262,7 @@ async def test_pause_reconcile_waits_for_a_lagging_status() -> None:
     ctx = make_ctx(api, FakeClock())
     running(ctx, api, "a")
 
-    out = await pause_jobs.run(ctx, pause_jobs.PauseJobsParams(jobs=("a",)))
+    out = output_values(await pause_jobs.run(ctx, pause_jobs.PauseJobsParams(jobs=("a",))))
 
     assert out == {"paused": ["a"], "rejected": []}
     assert len(api.status_calls) == 2
@@ -279,7 +278,9 @@ async def test_pause_missing_result_is_reconciled_not_resent() -> None:
     ctx = make_ctx(api, FakeClock())
     running(ctx, api, "a", "b")
 
-    out = await pause_jobs.run(ctx, pause_jobs.PauseJobsParams.from_with({"jobs": ["a", "b"]}))
+    out = output_values(
+        await pause_jobs.run(ctx, pause_jobs.PauseJobsParams.from_with({"jobs": ["a", "b"]}))
+    )
 
     assert out == {"paused": ["a", "b"], "rejected": []}
     assert api.pause_calls == [["a", "b"]]
@@ -300,7 +301,7 @@ async def test_a_job_is_never_paused_twice_in_one_run() -> None:
     await pause_jobs.run(ctx, pause_jobs.PauseJobsParams(jobs=("b",)))
 
     # A later step, or a retried attempt, naming the same jobs sends only the new one.
-    out = await pause_jobs.run(ctx, pause_jobs.PauseJobsParams(jobs=("a", "b", "c")))
+    out = output_values(await pause_jobs.run(ctx, pause_jobs.PauseJobsParams(jobs=("a", "b", "c"))))
 
     assert api.pause_calls == [["a"], ["b"], ["c"]]
     assert out == {"paused": ["a", "c"], "rejected": ["b"]}
@@ -313,7 +314,7 @@ async def test_pause_sent_by_an_attempt_cut_short_is_reconciled_not_resent() -> 
     api.statuses["a"] = "PAUSING"
     ctx.jobs.record("a", EventKind.PAUSE_SENT, step="pause")  # no answer recorded
 
-    out = await pause_jobs.run(ctx, pause_jobs.PauseJobsParams(jobs=("a", "b")))
+    out = output_values(await pause_jobs.run(ctx, pause_jobs.PauseJobsParams(jobs=("a", "b"))))
 
     assert api.pause_calls == [["b"]]
     assert sorted(out["paused"]) == ["a", "b"]
@@ -344,7 +345,7 @@ async def test_pause_preview_records_would_pause_and_sends_nothing() -> None:
     params = pause_jobs.PauseJobsParams.from_with(
         {"jobs": ["a", "b", "c"], "sample": 2, "batch_size": 1}
     )
-    out = pause_jobs.preview(ctx, params)
+    out = output_values(pause_jobs.preview(ctx, params))
 
     assert out == {"paused": ["a", "b"], "rejected": []}
     assert api.pause_calls == []
@@ -363,7 +364,9 @@ async def test_pause_over_max_jobs_sends_nothing() -> None:
     with pytest.raises(StepFailedError, match="would pause 3 jobs, more than max_jobs 2"):
         await pause_jobs.run(ctx, pause_jobs.PauseJobsParams(jobs=("a", "b", "c")))
     # A sample within the cap is fine.
-    out = await pause_jobs.run(ctx, pause_jobs.PauseJobsParams(jobs=("a", "b", "c"), sample=2))
+    out = output_values(
+        await pause_jobs.run(ctx, pause_jobs.PauseJobsParams(jobs=("a", "b", "c"), sample=2))
+    )
     assert out["paused"] == ["a", "b"]
 
 
@@ -397,7 +400,7 @@ async def test_paused_job_is_resumed_by_batch_retry_and_recovers_from_the_resume
     # The pause events do not count as an earlier retry: the resume is sent.
     resume = make_ctx(api, clock, "resume")
     resume.jobs = ctx.jobs
-    out = await batch_retry.run(resume, batch_retry.BatchRetryParams(jobs=("a",)))
+    out = output_values(await batch_retry.run(resume, batch_retry.BatchRetryParams(jobs=("a",))))
     assert out == {"accepted": ["a"], "rejected": []}
     assert api.retry_calls == [["a"]]
 
@@ -410,8 +413,8 @@ async def test_paused_job_is_resumed_by_batch_retry_and_recovers_from_the_resume
     record = record_of(ctx, "a")
     assert record.disposition is Disposition.RECOVERED
     assert record.time_to_recover_s == 2.0  # from the resume's acknowledgement
-    assert result["rto_p95_s"] == 2.0
-    assert result["drill_rto_p95_s"] == 12.0  # from the pause: 1.0 -> 13.0
+    assert result.rto_p95_s == 2.0
+    assert result.drill_rto_p95_s == 12.0  # from the pause: 1.0 -> 13.0
 
 
 # ----------------------------------------------------------------------------- verify RTO
@@ -433,9 +436,11 @@ async def test_verify_rto_percentiles_over_this_steps_recovered_jobs() -> None:
         if index <= 5:
             record.paused_at = -4.0
 
-    out = await verify_status.run(
-        ctx,
-        verify_status.VerifyStatusParams(jobs=(*ids, "healthy"), poll_interval_s=1.0),
+    out = output_values(
+        await verify_status.run(
+            ctx,
+            verify_status.VerifyStatusParams(jobs=(*ids, "healthy"), poll_interval_s=1.0),
+        )
     )
 
     assert out["recovered_ratio"] == 1.0
@@ -449,7 +454,7 @@ async def test_verify_rto_outputs_are_zero_without_recovered_jobs() -> None:
     api = FakeFleet(statuses={"a": "INCRE_TRANSFER_STARTED"})
     ctx = make_ctx(api, FakeClock(), "verify", deadline=10.0)
 
-    out = await verify_status.run(ctx, verify_status.VerifyStatusParams(jobs=("a",)))
+    out = output_values(await verify_status.run(ctx, verify_status.VerifyStatusParams(jobs=("a",))))
 
     assert out["recovered"] == ["a"]
     assert (out["rto_p50_s"], out["rto_p95_s"], out["rto_max_s"], out["drill_rto_p95_s"]) == (
@@ -474,7 +479,7 @@ async def test_sleep_waits_on_the_context_clock_and_reports_it() -> None:
     clock = FakeClock()
     ctx = make_ctx(FakeFleet(), clock, "outage")
 
-    out = await run_sleep(ctx, SleepParams.from_with({"duration": "1.5m"}))
+    out = output_values(await run_sleep(ctx, SleepParams.from_with({"duration": "1.5m"})))
 
     assert out == {"slept_s": 90.0}
     assert clock.now == 90.0
@@ -488,7 +493,8 @@ def test_sleep_duration_that_is_not_a_duration_fails_the_step(bad: object) -> No
 
 async def test_assert_passes_on_true() -> None:
     ctx = make_ctx(FakeFleet(), FakeClock(), "check")
-    assert await run_assert(ctx, AssertParams.from_with({"that": True})) == {"passed": True}
+    passed = await run_assert(ctx, AssertParams.from_with({"that": True}))
+    assert output_values(passed) == {"passed": True}
 
 
 @pytest.mark.parametrize(
@@ -517,4 +523,4 @@ def test_drill_actions_are_registered_with_their_plan_behaviour() -> None:
     assert not sleep.runs_in_plan
     assert not check.mutating
     assert not check.runs_in_plan
-    assert REGISTRY["drs.verify_status"].outputs["drill_rto_p95_s"] == "number"
+    assert REGISTRY["drs.verify_status"].output_types()["drill_rto_p95_s"] == "number"

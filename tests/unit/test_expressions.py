@@ -9,16 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.runbook.evaluation import evaluate, resolve
 from engine.runbook.expressions import (
     MAX_DEPTH,
     MAX_EXPRESSION_LENGTH,
     ExpressionError,
     ExpressionSyntaxError,
     Scope,
-    evaluate,
     parse_expression,
     parse_template,
-    resolve,
 )
 from engine.runbook.typecheck import Names, fits, infer
 

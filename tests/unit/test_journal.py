@@ -12,10 +12,12 @@ from click.testing import CliRunner
 from fakes import FakeClock
 
 from engine.actions import batch_retry
-from engine.actions.context import ActionContext, Disposition, EventKind, JobBook, JobRecord
+from engine.actions.context import ActionContext
+from engine.actions.spec import output_values
 from engine.api.types import BatchActionResult, BatchOutcome, RetryItem, StatusResult
 from engine.cli import cli
 from engine.errors import UsageError
+from engine.ledger import Disposition, EventKind, JobBook, JobRecord
 from engine.run import journal as journal_module
 from engine.run.journal import (
     JOURNAL_NAME,
@@ -25,7 +27,7 @@ from engine.run.journal import (
     read_journal,
     runbook_digest,
 )
-from engine.run.outcome import StepOutcome, StepStatus
+from engine.run.result import StepOutcome, StepStatus
 
 SOURCE = b"version: 1\nname: t\n"
 
@@ -274,7 +276,7 @@ async def test_answers_are_durable_before_missing_results_are_reconciled(tmp_pat
     resumed.restore(list(state.targets[0].records.values()))
     api = Api("abc")
     ctx = ActionContext(api=api, jobs=resumed, step_id="retry", project_id="p", sleep=clock.sleep)
-    out = await batch_retry.run(ctx, params)
+    out = output_values(await batch_retry.run(ctx, params))
     assert api.sent == [["c"]]  # a and b were answered before the kill: never sent again
     assert sorted(out["accepted"]) == ["a", "b", "c"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from engine.actions.context import Disposition, EventKind, JobBook, JobRecord
 from engine.errors import Location
+from engine.ledger import Disposition, EventKind, JobBook, JobRecord
 from engine.report.progress import LiveProgress, count
 from engine.runbook.model import Target
 

@@ -6,20 +6,24 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reports import make_report
+from reports import as_json, make_report
 
 from engine.report.build import rto_summary
-from engine.report.render import render, terminal_summary, to_markdown
+from engine.report.document import Report, RtoSummary
+from engine.report.files import write_reports
+from engine.report.markdown import to_markdown
+from engine.report.render import REPORT_FILES, render
+from engine.report.terminal import terminal_summary
 
 
 def test_rto_summary_uses_nearest_rank_percentiles() -> None:
     values = [float(v) for v in range(1, 21)]  # 1..20
-    assert rto_summary(values) == {"count": 20, "p50": 10.0, "p95": 19.0, "max": 20.0}
-    assert rto_summary([]) == {"count": 0, "p50": None, "p95": None, "max": None}
-    assert rto_summary([3.5]) == {"count": 1, "p50": 3.5, "p95": 3.5, "max": 3.5}
+    assert rto_summary(values) == RtoSummary(count=20, p50=10.0, p95=19.0, max=20.0)
+    assert rto_summary([]) == RtoSummary(count=0, p50=None, p95=None, max=None)
+    assert rto_summary([3.5]) == RtoSummary(count=1, p50=3.5, p95=3.5, max=3.5)
 
 
-def _report(jobs: list[dict[str, Any]], exit_code: int) -> dict[str, Any]:
+def _report(jobs: list[dict[str, Any]], exit_code: int) -> Report:
     totals = {"jobs": len(jobs), "selected": len(jobs), "ok": 0, "needs_attention": 0}
     for job in jobs:
         totals[job["disposition"]] = totals.get(job["disposition"], 0) + 1
@@ -35,37 +39,61 @@ def _report(jobs: list[dict[str, Any]], exit_code: int) -> dict[str, Any]:
         "steps": [
             {
                 "id": "verify",
+                "name": None,
                 "action": "drs.verify_status",
+                "attempts": 1,
                 "status": "succeeded",
+                "started_t": 0.0,
                 "duration_s": 1.0,
                 "message": None,
                 "outputs": {"recovered": 1},
             }
         ],
     }
-    return {
-        "run_id": "r1",
-        "runbook": {"name": "rb", "path": "rb.yaml", "description": None},
-        "started_at": "t0",
-        "finished_at": "t1",
-        "wall_s": 1.0,
-        "exit_code": exit_code,
-        "totals": totals,
-        "time_to_recover_s": {"count": 0},
-        "api_calls": {},
-        "targets": [target],
-    }
+    return Report.from_json(
+        {
+            "report_version": 1,
+            "run_id": "r1",
+            "runbook": {"name": "rb", "path": "rb.yaml", "description": None},
+            "engine": {"version": "0"},
+            "plan": False,
+            "params": {},
+            "settings": {
+                "concurrency": 8,
+                "concurrency_per_target": 2,
+                "rate_limit_per_s": None,
+                "max_jobs": None,
+                "max_jobs_total": None,
+                "max_errors": None,
+                "max_error_ratio": None,
+            },
+            "started_at": "t0",
+            "finished_at": "t1",
+            "wall_s": 1.0,
+            "exit_code": exit_code,
+            "totals": totals,
+            "time_to_recover_s": {"count": 0, "p50": None, "p95": None, "max": None},
+            "api_calls": {},
+            "targets": [target],
+        }
+    )
 
 
 def _job(job_id: str, disposition: str, reason: str | None = None) -> dict[str, Any]:
     return {
         "id": job_id,
         "name": f"name-{job_id}",
+        "parent_id": None,
+        "engine_type": None,
+        "db_use_type": None,
         "status_at_selection": "INCRE_TRANSFER_FAILED",
         "last_status": "INCRE_TRANSFER_FAILED",
         "disposition": disposition,
         "reason": reason,
+        "error_code": None,
         "time_to_recover_s": 1.5 if disposition == "recovered" else None,
+        "paused_at_t": None,
+        "events": [],
     }
 
 
@@ -92,10 +120,8 @@ def test_summary_of_a_clean_run_says_so() -> None:
 def test_a_run_writes_each_report_file_as_its_renderer_spells_it(tmp_path: Path) -> None:
     # The text formats are written line by line (never joined into one string); the files must
     # still be exactly what `runbook report` renders, and report.json the document itself.
-    from engine.cli import REPORT_FILES, _write_reports
-
     report = make_report()
-    written = _write_reports(tmp_path, report, None, tuple(REPORT_FILES))
+    written = write_reports(tmp_path, report, tuple(REPORT_FILES))
 
     assert sorted(p.name for p in written) == sorted(REPORT_FILES.values())
     for output_format, name in REPORT_FILES.items():
@@ -103,4 +129,4 @@ def test_a_run_writes_each_report_file_as_its_renderer_spells_it(tmp_path: Path)
         assert text == render(report, output_format), output_format
         assert text.endswith("\n")
         assert not text.endswith("\n\n")
-    assert json.loads((tmp_path / "report.json").read_text(encoding="utf-8")) == report
+    assert json.loads((tmp_path / "report.json").read_text(encoding="utf-8")) == as_json(report)

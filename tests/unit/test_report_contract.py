@@ -5,33 +5,34 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from reports import make_report
+from reports import as_json, make_report
 
-from engine.actions.context import Disposition, EventKind
+from engine.ledger import Disposition, EventKind
 from engine.report.contract import load_schema, schema_path, validate_report
-from engine.report.render import to_json
+from engine.report.document import Report, to_json
 
 
 def test_built_report_validates_against_the_schema() -> None:
     report = make_report()
-    assert validate_report(report) == []
-    # What report.json holds, read back, is what was validated.
-    assert validate_report(json.loads(to_json(report))) == []
+    assert validate_report(as_json(report)) == []
+    # What report.json holds, read back, is the same document.
+    assert Report.from_json(json.loads(to_json(report))) == report
 
 
 def test_report_of_a_runbook_without_verify_and_with_a_failed_step_validates() -> None:
-    assert validate_report(make_report(verify=False, failed_step=("pay", "retry"))) == []
+    report = make_report(verify=False, failed_step=("pay", "retry"))
+    assert validate_report(as_json(report)) == []
 
 
 def test_optional_params_and_resumes_are_accepted() -> None:
-    report = make_report()
+    report = as_json(make_report())
     report["params"] = {"batch_size": 10, "statuses": ["INCRE_TRANSFER_FAILED"]}
     report["resumed_at"] = ["2026-11-29T06:10:00+00:00"]
     assert validate_report(report) == []
 
 
 def test_broken_report_names_every_problem_with_its_path() -> None:
-    report = make_report()
+    report = as_json(make_report())
     report["report_version"] = 2
     del report["runbook"]["name"]
     report["targets"][0]["jobs"][1]["disposition"] = "fixed"
@@ -51,14 +52,14 @@ def test_broken_report_names_every_problem_with_its_path() -> None:
 
 
 def test_missing_keys_are_named_once_however_many() -> None:
-    report = make_report()
+    report = as_json(make_report())
     job: dict[str, Any] = report["targets"][0]["jobs"][0]
     del job["events"], job["reason"]
     assert validate_report(report) == ["targets[0].jobs[0]: missing 'reason', 'events'"]
 
 
 def test_resumed_at_must_be_timestamps() -> None:
-    report = make_report()
+    report = as_json(make_report())
     report["resumed_at"] = ["yesterday"]
     [problem] = validate_report(report)
     assert problem.startswith("resumed_at[0]: 'yesterday' does not match")

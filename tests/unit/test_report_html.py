@@ -7,7 +7,8 @@ from html.parser import HTMLParser
 
 from reports import FATES, JobSpec, fleet, jobs_of, make_report
 
-from engine.report.html_page import CHART_NEEDS_A_HUMAN, CHART_SAMPLE, to_html
+from engine.report.html_chart import CHART_NEEDS_A_HUMAN, CHART_SAMPLE
+from engine.report.html_page import to_html
 
 # Void elements have no end tag; everything else must be closed, in order.
 _VOID = {"meta", "br", "line", "rect", "circle", "path", "img", "hr", "input", "link"}
@@ -57,7 +58,7 @@ def test_page_names_every_job_and_parses() -> None:
     parsed = _parse(page)
     text = "".join(parsed.text)
     for job in jobs_of(report):
-        assert job["id"] in text
+        assert job.id in text
     assert page.startswith("<!DOCTYPE html>")
     assert "6 of 10 job(s) need a human" in text
 
@@ -104,7 +105,7 @@ def test_timeline_draws_each_job_acted_on_with_a_legend_and_axis() -> None:
     page = to_html(report)
     svg = page[page.index("<svg") : page.index("</svg>")]
 
-    acted_on = [j for j in jobs_of(report) if j["disposition"] != "skipped"]
+    acted_on = [j for j in jobs_of(report) if j.disposition != "skipped"]
     assert svg.count("<rect") == len(acted_on)
     assert "seconds since the run started" in svg
     assert ">30s</text>" in svg  # the axis reaches the last timeout
@@ -117,7 +118,7 @@ def test_large_run_caps_the_chart_and_says_so() -> None:
     per_project = 2500
     fates = [FATES[i % 4] for i in range(per_project)]  # recovered x2, failed_again, timed_out
     report = make_report({f"p{i}": fleet(f"p{i}", fates) for i in range(4)})
-    assert report["totals"]["jobs"] == 10_000
+    assert report.totals.jobs == 10_000
 
     page = to_html(report)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import xml.etree.ElementTree as ET
 
 from reports import JobSpec, fleet, jobs_of, make_report
@@ -24,7 +25,7 @@ def test_one_suite_per_project_and_one_case_per_job_per_verify_step() -> None:
     assert all(c.get("name", "").endswith(" verify") for c in cases)
     assert {c.get("classname") for c in cases} == {"orders-prod", "pay"}
     for job in jobs_of(report):
-        assert sum(1 for c in cases if f"[{job['id']}]" in c.get("name", "")) == 1
+        assert sum(1 for c in cases if f"[{job.id}]" in c.get("name", "")) == 1
 
 
 def test_testsuites_carry_the_totals() -> None:
@@ -99,8 +100,11 @@ def test_names_are_escaped_and_control_characters_dropped() -> None:
 
 def test_two_verify_steps_give_two_cases_per_job() -> None:
     report = make_report({"p": fleet("p", ("recovered", "timed_out"))})
-    target = report["targets"][0]
-    target["steps"].append({**target["steps"][-1], "id": "verify_again"})
+    target = report.targets[0]
+    again = dataclasses.replace(target.steps[-1], id="verify_again")
+    report = dataclasses.replace(
+        report, targets=[dataclasses.replace(target, steps=[*target.steps, again])]
+    )
 
     cases = _cases(to_junit(report))
 

@@ -22,11 +22,10 @@ from engine.runbook import (
     Target,
     load_runbook,
     parse,
-    parse_rate,
     resolve,
 )
-from engine.runbook.expressions import parse_duration
 from engine.runbook.parse import read_yaml
+from engine.units import parse_duration, parse_rate
 
 CATALOG = OUTPUT_TYPES
 

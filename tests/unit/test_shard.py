@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
-from reports import fleet, jobs_of, make_report
+from reports import as_json, fleet, jobs_of, make_report
 
 from engine.errors import UsageError
 from engine.report.contract import validate_report
+from engine.report.document import Report, RunbookRef
 from engine.report.merge import merge_reports
 from engine.report.render import render
 from engine.run.shard import Shard
@@ -31,10 +33,9 @@ def test_the_shards_of_a_split_take_every_target_exactly_once() -> None:
     assert Shard(index=2, count=3).pick(targets) == ("t1", "t4", "t7", "t10")
 
 
-def _shard(project: str, run_id: str, shard: str, **changes: Any) -> dict[str, Any]:
+def _shard(project: str, run_id: str, shard: str, **changes: Any) -> Report:
     report = make_report({project: fleet(project.split("-")[0])})
-    report.update(run_id=run_id, shard=shard, **changes)
-    return report
+    return dataclasses.replace(report, run_id=run_id, shard=shard, **changes)
 
 
 def test_merged_report_adds_up_to_the_report_of_the_whole_run() -> None:
@@ -43,19 +44,21 @@ def test_merged_report_adds_up_to_the_report_of_the_whole_run() -> None:
     two = _shard("pay", "20261129T060001Z-bbbb", "2/2", exit_code=0)
     merged = merge_reports([("a", one), ("b", two)])
 
-    assert validate_report(merged) == []
-    assert merged["merged_from"] == ["20261129T060000Z-aaaa", "20261129T060001Z-bbbb"]
-    assert merged["shard"] is None
-    assert merged["totals"] == whole["totals"]
-    assert merged["time_to_recover_s"] == whole["time_to_recover_s"]
-    assert [t["name"] for t in merged["targets"]] == ["orders-prod", "pay"]
-    assert {j["id"] for j in jobs_of(merged)} == {j["id"] for j in jobs_of(whole)}
-    assert merged["api_calls"] == {k: 2 * v for k, v in whole["api_calls"].items()}
-    assert merged["api_resilience"]["sends"] == 2 * whole["api_resilience"]["sends"]
-    assert merged["exit_code"] == 1  # the worst shard's
+    assert validate_report(as_json(merged)) == []
+    assert merged.merged_from == ["20261129T060000Z-aaaa", "20261129T060001Z-bbbb"]
+    assert as_json(merged)["merged_from"] == merged.merged_from  # written last, only when set
+    assert "merged_from" not in as_json(whole)
+    assert merged.shard is None
+    assert merged.totals == whole.totals
+    assert merged.time_to_recover_s == whole.time_to_recover_s
+    assert [t.name for t in merged.targets] == ["orders-prod", "pay"]
+    assert {j.id for j in jobs_of(merged)} == {j.id for j in jobs_of(whole)}
+    assert merged.api_calls == {k: 2 * v for k, v in whole.api_calls.items()}
+    assert merged.api_resilience["sends"] == 2 * whole.api_resilience["sends"]
+    assert merged.exit_code == 1  # the worst shard's
     for output_format in ("md", "html", "junit"):
         text = render(merged, output_format)
-        assert all(j["id"] in text for j in jobs_of(merged))
+        assert all(j.id in text for j in jobs_of(merged))
 
 
 @pytest.mark.parametrize(
@@ -74,7 +77,9 @@ def test_merged_report_adds_up_to_the_report_of_the_whole_run() -> None:
             r"target orders-prod is in both a and b: a shard was given twice, or the shards",
         ),
         (
-            _shard("pay", "r2", "2/2", runbook={"name": "other", "path": "x", "description": None}),
+            _shard(
+                "pay", "r2", "2/2", runbook=RunbookRef(name="other", path="x", description=None)
+            ),
             r"b and a differ in their runbook: only shards of one run of one runbook merge",
         ),
         (
@@ -84,7 +89,7 @@ def test_merged_report_adds_up_to_the_report_of_the_whole_run() -> None:
     ],
 )
 def test_merge_refuses_reports_that_are_not_the_shards_of_one_run(
-    second: dict[str, Any], problem: str
+    second: Report, problem: str
 ) -> None:
     first = _shard("orders-prod", "r1", "1/2")
     with pytest.raises(UsageError, match=problem):

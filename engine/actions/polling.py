@@ -1,0 +1,84 @@
+"""Polling jobs' status until each is resolved or a deadline passes: the one poll loop of a run.
+
+``drs.verify_status`` waits with it for jobs to run again; the mutating actions wait with it to
+learn whether a request whose answer was lost took effect. It is not a retry loop (a failed
+query is logged and the next poll asks again) and not a rate limit: its waits only say how
+often this loop asks, the run's limiter and rate limit decide when a request leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from engine.actions.context import ActionContext
+from engine.api.types import StatusResult
+from engine.errors import DrsApiError, TransportError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pace:
+    """The wait between two polls: ``first``, doubled after each poll in which no job changed
+    status up to ``longest``, back to ``first`` as soon as one does, and never shorter than the
+    last query took to answer (up to ``longest``): a loaded service, or the run's own requests
+    queued behind its concurrency cap, must not make every target poll back to back."""
+
+    first: float
+    longest: float
+
+    @classmethod
+    def fixed(cls, seconds: float) -> Pace:
+        return cls(first=seconds, longest=seconds)
+
+    def next(self, wait: float, *, changed: bool, took: float) -> float:
+        wait = self.first if changed else min(wait * 2, self.longest)
+        return max(wait, min(took, self.longest))
+
+
+async def poll_until(
+    ctx: ActionContext,
+    job_ids: Sequence[str],
+    *,
+    resolved: Callable[[StatusResult], bool],
+    deadline: float,
+    pace: Pace,
+    purpose: str,
+    known: Mapping[str, str | None] | None = None,
+) -> dict[str, str | None]:
+    """Ask batch-status for the unresolved jobs until none is left or ``deadline`` passes.
+
+    ``resolved(answer)`` books one status answer and says whether the job needs no more polls.
+    ``known`` are the statuses seen before the first poll (whether the first answer is a
+    change). Returns the jobs still unresolved, with the last status seen of each (None if no
+    answer ever named it). Each round's changes are handed to the journal.
+    """
+    pending = dict.fromkeys(job_ids)
+    last: dict[str, str | None] = dict(known or {})
+    wait = pace.first
+    while pending:
+        asked_at = ctx.now()
+        try:
+            answers = {r.id: r for r in await ctx.api.batch_status(list(pending))}
+        except (DrsApiError, TransportError) as exc:
+            # One failed poll is not a verdict on the jobs: ask again at the next poll.
+            logger.warning("batch-status failed while %s, polling on: %s", purpose, exc)
+            answers = {}
+        changed = False
+        for job_id in list(pending):
+            answer = answers.get(job_id)
+            if answer is None:
+                continue
+            changed = changed or answer.status != last.get(job_id)
+            last[job_id] = answer.status
+            if resolved(answer):
+                del pending[job_id]
+        ctx.jobs.checkpoint()
+        remaining = deadline - ctx.now()
+        if not pending or remaining <= 0:
+            break
+        wait = pace.next(wait, changed=changed, took=ctx.now() - asked_at)
+        await ctx.sleep(min(wait, remaining))
+    return {job_id: last.get(job_id) for job_id in pending}

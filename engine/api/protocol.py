@@ -1,0 +1,35 @@
+"""The seam between the actions and the DRS API: the calls a run makes, as a protocol.
+
+``engine.api.client.DrsClient`` is the real implementation; tests pass fakes. The executor takes
+one ready client per target and never builds a transport itself (``engine.run.wiring`` does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Protocol
+
+from engine.api.types import BatchActionResult, JobInfo, RetryItem, StatusResult
+
+
+class DrsApi(Protocol):
+    """The DRS calls of one project; every method may raise ``engine.errors.ApiError``."""
+
+    async def list_jobs(
+        self,
+        *,
+        db_use_type: str,
+        engine_type: str | None = None,
+        status: str | None = None,
+        name: str | None = None,
+        net_type: str | None = None,
+        statuses: Collection[str] | None = None,
+    ) -> list[JobInfo]: ...
+
+    async def batch_status(self, job_ids: Sequence[str]) -> list[StatusResult]: ...
+
+    async def batch_retry(self, jobs: Sequence[RetryItem]) -> list[BatchActionResult]: ...
+
+    async def batch_pause(
+        self, job_ids: Sequence[str], *, pause_mode: str | None = None
+    ) -> list[BatchActionResult]: ...

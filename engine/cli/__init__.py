@@ -1,0 +1,115 @@
+"""The ``runbook`` command: click commands over ``engine.session``.
+
+Commands load lazily (click's documented ``LazyGroup`` pattern): ``runbook validate`` imports the
+runbook pipeline and nothing of the executor, asyncio or the HTTP stack. ``main`` is the only
+place where errors become text and exit codes; the command modules parse options, call the
+application and print what it returned.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import click
+
+from engine import __version__
+from engine.errors import EXIT_INTERRUPTED, EXIT_OK, EngineError, RunbookInvalidError
+from engine.runbook.diagnostics import render_diagnostics
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported when they are used (or listed in ``--help``)."""
+
+    def __init__(self, *args: Any, lazy: Mapping[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy = dict(lazy)  # command name -> "module:attribute"
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self._lazy:
+            module, _, attribute = self._lazy[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{self._lazy[cmd_name]} is not a click command")
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+COMMANDS = {
+    "validate": "engine.cli.checking:validate",
+    "lint": "engine.cli.checking:lint",
+    "schema": "engine.cli.checking:schema",
+    "run": "engine.cli.running:run",
+    "resume": "engine.cli.running:resume",
+    "plan": "engine.cli.running:plan",
+    "report": "engine.cli.past:report",
+    "merge": "engine.cli.past:merge",
+    "emulator": "engine.cli.emulator:emulator",
+}
+
+
+# Report files a run (or a merge) writes; the choices are the report's formats.
+FORMATS = click.option(
+    "--format",
+    "formats",
+    type=click.Choice(["json", "md", "html", "junit"]),
+    multiple=True,
+    help="Report files to write (repeatable; default all four). report.json is always written; "
+    "`runbook report` renders the others later.",
+)
+
+
+def configure_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("engine")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="Log to stderr: -v info, -vv debug.")
+@click.version_option(__version__, prog_name="runbook")
+def cli(verbose: int) -> None:
+    """Declarative runbooks for Huawei Cloud DRS fleets: select, batch-retry, verify, report."""
+    configure_logging(verbose)
+
+
+def color(stream: object) -> bool:
+    """Whether to colour text on ``stream``: a terminal, and ``NO_COLOR`` not set."""
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty()) and "NO_COLOR" not in os.environ
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: run the command, turn engine errors into one message and an exit code."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except EngineError as exc:
+        click.echo(_error_text(exc), err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("runbook: aborted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        click.echo("runbook: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(EXIT_OK)
+
+
+def _error_text(exc: EngineError) -> str:
+    """Diagnostics with their source lines; any other engine error as one sentence."""
+    if isinstance(exc, RunbookInvalidError):
+        return render_diagnostics(exc.diagnostics, color=color(sys.stderr))
+    return f"runbook: {exc.format_message()}"

@@ -1,0 +1,128 @@
+"""``runbook emulator``: serve the DRS emulator on loopback until interrupted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+
+import click
+
+from engine.emulator import Emulator, EmulatorConfig, FaultConfig
+from engine.errors import UsageError
+from engine.units import parse_duration, parse_rate
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--allow-non-loopback",
+    is_flag=True,
+    help="Allow --host to be an address other than loopback (the emulator has demo credentials).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port to bind; 0 picks a free one.",
+)
+@click.option("--projects", type=click.IntRange(1, 10_000), default=3, show_default=True)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 10_000),
+    default=20,
+    show_default=True,
+    help="Top-level jobs per project.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Multiply every state-transition delay.",
+)
+@click.option(
+    "--parent-refusal",
+    type=click.Choice(["per_job", "request"]),
+    default="per_job",
+    show_default=True,
+    help="How a dual-active parent in batch-retry-task is refused: a per-job failure "
+    "in a 200, or a 400 for the whole request.",
+)
+@click.option(
+    "--faults",
+    default="",
+    metavar="LIST",
+    help="Injected faults, e.g. latency=50ms,error_rate=0.05,reset_rate=0.02,answer_delay=2s,"
+    "lost_response_rate=0.02,slow_rate=0.01,slow=3s (deterministic under --seed).",
+)
+@click.option(
+    "--rate-limit", metavar="RATE", help="Throttle each API per user, e.g. 20/s (429 APIGW.0308)."
+)
+@click.option(
+    "--token-ttl",
+    metavar="DURATION",
+    help="Lifetime of IAM tokens, e.g. 5s (then 401 APIGW.0307); default 24h.",
+)
+@click.option(
+    "--expire-static-token",
+    is_flag=True,
+    help="Let the pre-issued token expire after --token-ttl too.",
+)
+def emulator(
+    host: str,
+    allow_non_loopback: bool,
+    port: int,
+    projects: int,
+    jobs: int,
+    seed: int,
+    time_scale: float,
+    parent_refusal: str,
+    faults: str,
+    rate_limit: str | None,
+    token_ttl: str | None,
+    expire_static_token: bool,
+) -> None:
+    """Serve the DRS emulator until interrupted.
+
+    The first line on stdout is one JSON object: url, projects, token, user, password, domain,
+    ak, sk. It binds 127.0.0.1 unless told otherwise.
+    """
+    if host not in LOOPBACK_HOSTS and not allow_non_loopback:
+        raise UsageError(
+            f"--host {host} is not a loopback address; the emulator serves demo credentials, "
+            "add --allow-non-loopback if you really mean it"
+        )
+    try:
+        config = EmulatorConfig(
+            projects=EmulatorConfig.generate_projects(projects, seed),
+            jobs_per_project=jobs,
+            seed=seed,
+            time_scale=time_scale,
+            parent_refusal="request" if parent_refusal == "request" else "per_job",
+            faults=FaultConfig.parse(faults),
+            rate_limit_per_s=None if rate_limit is None else parse_rate(rate_limit),
+            token_ttl_s=86400.0 if token_ttl is None else parse_duration(token_ttl),
+            expire_static_token=expire_static_token,
+        )
+    except ValueError as exc:
+        raise UsageError(f"emulator settings: {exc}") from exc
+    asyncio.run(_serve_emulator(config, host, port))
+
+
+async def _serve_emulator(config: EmulatorConfig, host: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with Emulator(config, host=host, port=port) as emu:
+        click.echo(json.dumps(emu.describe()))
+        click.echo(f"DRS emulator listening on {emu.url} (IAM at {emu.url}/v3/auth/tokens)")
+        click.echo(f"stats: GET {emu.url}/_emulator/stats; stop with Ctrl-C")
+        sys.stdout.flush()
+        await stop.wait()

@@ -1,0 +1,239 @@
+"""The seeded fleet: every project's jobs, generated from the seed alone.
+
+The same seed gives the same jobs (ids, names, statuses, fates), whatever the machine or the
+order projects are asked for; the draws depend on each constant here, so changing one changes
+every seeded fleet.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+
+from engine.api.types import (
+    ACTION_PAUSE,
+    ACTION_RETRY,
+    DbUseType,
+    JobStatus,
+)
+from engine.emulator.state import (
+    EmulatorConfig,
+    Fate,
+    Job,
+    Kind,
+    ProjectSpec,
+    available_actions,
+    walk,
+)
+
+Clock = Callable[[], float]
+
+REGIONS = ("cn-north-4", "ap-southeast-1", "eu-west-101")
+DEMO_PASSWORD = "Emu-Demo-Passw0rd!7"  # fixed on purpose: the emulator holds no real secret
+DEMO_AK = "EMUDEMOAKRUNBOOK0DRS"  # 20 upper-case characters, like a real AK; not a secret
+DEMO_SK = "EmuDemoSkRunbook0DrsV3SignMe4TestsOnly0x"  # 40 characters; not a secret
+TOKEN_TTL_S = 24 * 3600.0
+
+ACTION_START = "START"
+ACTION_SWITCH_OVER = "SWITCH_OVER"
+ACTION_DELETE = "DELETE"
+ALL_ACTIONS = (ACTION_START, ACTION_PAUSE, ACTION_RETRY, ACTION_SWITCH_OVER, ACTION_DELETE)
+
+# Failed statuses the service never lets you retry: the only way out is DELETE.
+DELETE_ONLY_FAILURES = frozenset({JobStatus.CREATE_FAILED, JobStatus.RELEASE_RESOURCE_FAILED})
+
+STEP_DELAY_S = (0.5, 2.0)  # each retry step takes this long, times config.time_scale
+CREATE_TIME_EPOCH_MS = 1_717_200_000_000  # 2024-06-01 UTC; create_time never reads wall time
+CREATE_TIME_SPREAD_MS = 180 * 24 * 3600 * 1000
+
+_APPS = (
+    "orders", "billing", "inventory", "users", "payments", "catalog",
+    "shipping", "analytics", "auth", "search", "reviews", "ledger",
+)  # fmt: skip
+_ENGINES: dict[DbUseType, tuple[str, ...]] = {
+    DbUseType.MIGRATION: ("mysql", "mysql", "postgresql"),
+    DbUseType.SYNC: ("mysql", "postgresql", "gaussdbv5", "mysql-to-kafka"),
+    DbUseType.CLOUD_DATA_GUARD: ("cloudDataGuard-mysql",),
+}
+_ENGINE_SHORT = {
+    "mysql": "mysql", "postgresql": "pg", "gaussdbv5": "gauss",
+    "mysql-to-kafka": "kafka", "cloudDataGuard-mysql": "mysql",
+}  # fmt: skip
+_USE_SHORT = {DbUseType.MIGRATION: "migr", DbUseType.SYNC: "sync", DbUseType.CLOUD_DATA_GUARD: "dr"}
+# (error_code, failed_reason); keep four entries: the generator's draws depend on the count.
+_FAILURES = (
+    ("DRS.Z0001", "Connection to source database timed out"),
+    ("DRS.Z0002", "Duplicate entry for key 'PRIMARY' while applying an incremental event"),
+    ("DRS.Z0003", "The binlog file requested by the task has been purged on the source database"),
+    ("DRS.Z0004", "The destination database disk is full"),
+)
+_S = JobStatus
+_STATUS_BY_KIND: dict[Kind, tuple[JobStatus, ...]] = {
+    Kind.HEALTHY: (_S.INCRE_TRANSFER_STARTED,) * 3
+    + (_S.FULL_TRANSFER_STARTED, _S.FULL_TRANSFER_COMPLETE),
+    Kind.FAILED: (_S.INCRE_TRANSFER_FAILED,) * 2 + (_S.FULL_TRANSFER_FAILED, _S.START_JOB_FAILED),
+    Kind.FAILED_DELETE_ONLY: tuple(sorted(DELETE_ONLY_FAILURES)),
+    Kind.PAUSED: (_S.PAUSING,),
+    Kind.IN_PROGRESS: (_S.CREATING, _S.CONFIGURATION, _S.CHANGE_JOB_STARTED),
+    Kind.ENDED: (_S.RELEASE_RESOURCE_COMPLETE, _S.NODE_UPGRADE_COMPLETE),
+}  # fmt: skip
+# Statuses no other kind yields (STARTJOBING / WAITING_FOR_START also come from retries).
+RARE_STATUSES: tuple[JobStatus, ...] = tuple(
+    s for s in JobStatus
+    if s not in {x for kind in _STATUS_BY_KIND.values() for x in kind}
+    and s not in {_S.CHILD_TRANSFER_STARTED, _S.CHILD_TRANSFER_FAILED}  # dual-active children
+    and s not in DELETE_ONLY_FAILURES
+)  # fmt: skip
+RARE_KIND_MIN_JOBS = 40
+
+
+def _share(n: int, ratio: float) -> int:
+    return int(n * ratio + 0.5)
+
+
+def _kinds(n: int) -> list[Kind]:
+    """The mix of one project: ~20% failed, ~10% paused, a few in progress or ended, >=1 parent."""
+    failed = _share(n, 0.2)
+    delete_only = (failed + 2) // 4 if failed >= 3 else 0
+    few = max(1, _share(n, 0.05)) if n >= 10 else 0
+    kinds = [Kind.DUAL_ACTIVE] * max(1, n // 20)
+    kinds += [Kind.FAILED] * (failed - delete_only) + [Kind.FAILED_DELETE_ONLY] * delete_only
+    kinds += [Kind.PAUSED] * _share(n, 0.1) + [Kind.IN_PROGRESS] * few + [Kind.ENDED] * few
+    if n >= RARE_KIND_MIN_JOBS:
+        kinds += [Kind.RARE] * len(RARE_STATUSES)
+    kinds += [Kind.HEALTHY] * max(0, n - len(kinds))
+    return kinds[:n]
+
+
+def _job_id(rng: random.Random, suffix: str) -> str:
+    """UUID-shaped like the service's ids (``140b5236-88ad-43c8-811c-1268453jb101``)."""
+    h = f"{rng.getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:27]}{suffix}"
+
+
+def _task_type(rng: random.Random, status: JobStatus) -> str:
+    if status.name.startswith("FULL_TRANSFER"):
+        return rng.choice(("FULL_TRANS", "FULL_INCR_TRANS"))
+    return rng.choice(("FULL_INCR_TRANS", "FULL_INCR_TRANS", "INCR_TRANS"))
+
+
+def _new_job(
+    rng: random.Random,
+    project_id: str,
+    *,
+    name: str,
+    status: JobStatus,
+    db_use_type: DbUseType,
+    engine_type: str,
+    suffix: str = "jb101",
+    parent_id: str | None = None,
+) -> Job:
+    # The draws happen in this order, as they always did: a fleet must not change with the code.
+    job_id = _job_id(rng, suffix)
+    create_time = str(CREATE_TIME_EPOCH_MS - rng.randrange(CREATE_TIME_SPREAD_MS))
+    net_type = rng.choice(("vpc", "vpc", "vpn", "eip"))
+    billing_tag = rng.random() < 0.3
+    job_direction = rng.choice(("up", "down")) if parent_id else "up"
+    task_type = _task_type(rng, status)
+    failure_code, failure_reason = rng.choice(_FAILURES)
+    return Job(
+        project_id=project_id,
+        id=job_id,
+        name=name,
+        status=status,
+        create_time=create_time,
+        description=f"{engine_type} {db_use_type.value} task {name}",
+        engine_type=engine_type,
+        net_type=net_type,
+        billing_tag=billing_tag,
+        job_direction=job_direction,
+        db_use_type=db_use_type,
+        task_type=task_type,
+        failure_reason=failure_reason,
+        failure_code=failure_code,
+        parent_id=parent_id,
+    )
+
+
+def _top_level_job(
+    rng: random.Random, project_id: str, kind: Kind, number: int, rare: list[JobStatus]
+) -> Job:
+    if kind is Kind.DUAL_ACTIVE:
+        use = DbUseType.CLOUD_DATA_GUARD
+    else:
+        use = rng.choice((DbUseType.MIGRATION, DbUseType.SYNC, DbUseType.SYNC))
+    engine = rng.choice(_ENGINES[use])
+    name = f"{rng.choice(_APPS)}-{_ENGINE_SHORT[engine]}-{_USE_SHORT[use]}-{number:02d}"
+    if kind is not Kind.DUAL_ACTIVE:
+        status = rare.pop() if kind is Kind.RARE else rng.choice(_STATUS_BY_KIND[kind])
+        return _new_job(
+            rng, project_id, name=name, status=status, db_use_type=use, engine_type=engine
+        )
+    parent = _new_job(
+        rng,
+        project_id,
+        name=name,
+        status=JobStatus.INCRE_TRANSFER_FAILED,
+        db_use_type=use,
+        engine_type=engine,
+    )
+    # One child always needs a retry; the other is healthy or paused.
+    statuses = (
+        rng.choice((JobStatus.CHILD_TRANSFER_FAILED, JobStatus.INCRE_TRANSFER_FAILED)),
+        rng.choice((JobStatus.CHILD_TRANSFER_STARTED, JobStatus.PAUSING)),
+    )
+    parent.children = [
+        _new_job(
+            rng,
+            project_id,
+            name=f"{name}-child-{i}",
+            status=status,
+            db_use_type=use,
+            engine_type=engine,
+            suffix=f"jb20{i}",
+            parent_id=parent.id,
+        )
+        for i, status in enumerate(statuses, start=1)
+    ]
+    return parent
+
+
+def _deal_fates(rng: random.Random, config: EmulatorConfig, jobs: list[Job]) -> None:
+    """Give every job the API would retry a fate, by quota (see the module docstring)."""
+    retryable = [
+        job
+        for job in walk(jobs)
+        if not job.is_dual_active_parent
+        and ACTION_RETRY in available_actions(job.status, db_use_type=job.db_use_type)
+    ]
+    rng.shuffle(retryable)
+    k = len(retryable)
+
+    def quota(rate: float) -> int:
+        return min(k, math.ceil(k * rate - 1e-9)) if rate > 0 else 0
+
+    fail_again = quota(config.fail_again_rate)
+    stuck = min(k - fail_again, quota(config.stuck_rate))
+    for i, job in enumerate(retryable):
+        if i < fail_again:
+            job.fate = Fate.FAIL_AGAIN
+        elif i < fail_again + stuck:
+            job.fate = Fate.STUCK
+        else:
+            job.fate = Fate.RECOVER
+
+
+def generate_project_jobs(config: EmulatorConfig, project: ProjectSpec) -> list[Job]:
+    """The top-level jobs of one project, newest first (the stable list order)."""
+    rng = random.Random(f"{config.seed}:{project.project_id}")
+    kinds = _kinds(config.jobs_per_project)
+    rng.shuffle(kinds)
+    rare = list(RARE_STATUSES)  # one job each, handed out in the shuffled order of the kinds
+    jobs = [
+        _top_level_job(rng, project.project_id, kind, number, rare)
+        for number, kind in enumerate(kinds, start=1)
+    ]
+    _deal_fates(rng, config, jobs)
+    jobs.sort(key=lambda j: (-int(j.create_time), j.id))
+    return jobs

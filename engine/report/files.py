@@ -1,0 +1,59 @@
+"""A run directory's report files: which a run writes, writing them, and dropping stale ones.
+
+Next to them the directory holds the run's journal (``engine.run.journal``) and, for a run
+against the in-process emulator, the emulator's own count (``emulator-stats.json``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from engine.errors import UsageError
+from engine.report.document import Report, to_json_bytes
+from engine.report.render import REPORT_FILES, render_lines
+
+EMULATOR_STATS = "emulator-stats.json"
+
+
+def usable_directory(directory: Path) -> Path:
+    """Create the report directory up front: a run must not end with nowhere to write."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write reports to {directory}: {exc.strerror or exc}; choose --report-dir"
+        ) from exc
+    return directory
+
+
+def write_reports(directory: Path, report: Report, formats: Iterable[str]) -> list[Path]:
+    """report.json, then each other format asked for; the paths written, in that order."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = [directory / REPORT_FILES["json"]]
+    written[0].write_bytes(to_json_bytes(report))
+    wanted = set(formats)
+    for name in (f for f in REPORT_FILES if f in wanted and f != "json"):
+        path = directory / REPORT_FILES[name]
+        write_lines(path, render_lines(report, name))
+        written.append(path)
+    return written
+
+
+def write_lines(path: Path, lines: Sequence[str], *, chunk: int = 1000) -> None:
+    """``lines`` to ``path``, each ended by a newline, joined a thousand at a time: as cheap as
+    one join, without holding the whole text (and its UTF-8) in memory at once."""
+    with path.open("w", encoding="utf-8") as file:
+        for start in range(0, len(lines), chunk):
+            file.write("\n".join(lines[start : start + chunk]))
+            file.write("\n")
+
+
+def drop_stale_reports(directory: Path) -> None:
+    """Reports of an earlier run (or of this one before it was interrupted) would outlive it:
+    until this run writes its own, `runbook report` must read its journal, not them."""
+    for name in (*REPORT_FILES.values(), EMULATOR_STATS):
+        (directory / name).unlink(missing_ok=True)

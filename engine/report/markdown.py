@@ -1,0 +1,132 @@
+"""The report as Markdown for an incident ticket: summary first, then what needs a human, then
+every project's steps and jobs."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from engine.report.document import JobReport, Report
+from engine.report.summary import COLUMNS, headline, row
+
+
+def _md_escape(text: object) -> str:
+    return str(text if text is not None else "").replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out.extend("| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows)
+    return out
+
+
+def _md_job_row(job: JobReport) -> str:
+    """A row of a project's job table (``_md_table``'s cells, spelt out: a row per job)."""
+    e = _md_escape
+    return (
+        f"| `{e(job.id)}` | {e(job.name)} | {e(job.status_at_selection)} | "
+        f"{e(job.last_status)} | {e(job.disposition)} | {_ttr(job)} | "
+        f"{e(job.reason or '')} |"
+    )
+
+
+def _ttr(job: JobReport) -> str:
+    value = job.time_to_recover_s
+    return "" if value is None else f"{value:.1f}s"
+
+
+def to_markdown(report: Report) -> str:
+    return "\n".join(markdown_lines(report)) + "\n"
+
+
+def markdown_lines(report: Report) -> list[str]:
+    """The report for an incident ticket, line by line: summary first, then what needs a
+    human, then detail."""
+    runbook = report.runbook
+    lines = [
+        f"# Runbook `{runbook.name}` — run `{report.run_id}`",
+        "",
+        f"**{headline(report).capitalize()}** (exit code {report.exit_code}).",
+        "",
+        f"- Runbook file: `{runbook.path}`",
+        f"- Started {report.started_at}, finished {report.finished_at} ({report.wall_s:.1f}s)",
+        "- API calls: " + (", ".join(f"`{k}`: {v}" for k, v in report.api_calls.items()) or "none"),
+    ]
+    rto = report.time_to_recover_s
+    if rto.count:
+        lines.append(
+            f"- Time to recover: median {rto.p50:.1f}s, p95 {rto.p95:.1f}s, "
+            f"max {rto.max:.1f}s ({rto.count} jobs)"
+        )
+    if report.api_resilience:
+        lines.append(
+            "- API resilience: "
+            + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report.api_resilience.items())
+        )
+    if report.resumed_at:
+        lines.append(f"- Resumed after an interruption at {', '.join(report.resumed_at)}")
+    lines += ["", "## What was done", "", *_what_was_done(report)]
+    headers = ["project", *COLUMNS]
+    rows: list[list[object]] = [[t.label, *row(t.totals)] for t in report.targets]
+    rows.append(["**total**", *row(report.totals)])
+    lines += ["", "## Summary", "", *_md_table(headers, rows)]
+    needs = report.needing_a_human()
+    if needs:
+        lines += ["", "## Needs a human", ""]
+        lines += _md_table(
+            ["project", "job id", "name", "disposition", "last status", "reason"],
+            [
+                (t.label, f"`{j.id}`", j.name, j.disposition, j.last_status, j.reason)
+                for t, j in needs
+            ],
+        )
+    for target in report.targets:
+        lines += ["", f"## {target.label} (`{target.project_id}`, {target.where})", ""]
+        lines += _md_table(
+            ["step", "action", "status", "duration", "result"],
+            [
+                (
+                    s.id,
+                    s.action,
+                    s.status,
+                    f"{s.duration_s:.1f}s",
+                    s.message or ", ".join(f"{k}: {v}" for k, v in s.outputs.items()),
+                )
+                for s in target.steps
+            ],
+        )
+        lines.append("")
+        if not target.jobs:
+            lines.append("No job matched the selection.")
+            continue
+        lines += _md_table(
+            ["job id", "name", "at selection", "last status", "disposition", "TTR", "detail"], []
+        )
+        lines += map(_md_job_row, target.jobs)
+    return lines
+
+
+def _what_was_done(report: Report) -> list[str]:
+    """One line per step, over every project: how it ended and its outputs summed."""
+    seen: dict[str, tuple[str, str | None, Counter[str], dict[str, float]]] = {}
+    for target in report.targets:
+        for step in target.steps:
+            action, name, statuses, outputs = seen.setdefault(
+                step.id, (step.action, step.name, Counter(), {})
+            )
+            statuses[step.status] += 1
+            for key, value in step.outputs.items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    outputs[key] = outputs.get(key, 0) + value
+    lines = []
+    for step_id, (action, name, statuses, outputs) in seen.items():
+        ended = ", ".join(f"{status} in {n}" for status, n in statuses.items())
+        counted = ", ".join(
+            f"{k} {v:g}" for k, v in outputs.items() if "ratio" not in k and "_s" not in k
+        )
+        title = f" — {name}" if name else ""
+        lines.append(
+            f"- `{step_id}` ({action}){title}: {ended} project(s)"
+            + (f"; {counted}" if counted else "")
+        )
+    return lines

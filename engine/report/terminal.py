@@ -1,0 +1,139 @@
+"""What the terminal shows: the run's summary, a plan, and what is about to be changed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from engine.ledger import WOULD_KINDS, Disposition
+from engine.report.document import Report
+from engine.report.summary import COLUMNS, headline, row
+from engine.run.approval import ApprovalRequest
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    out = [headers, ["-" * w for w in widths], *rows]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in out]
+
+
+def terminal_summary(report: Report, *, max_listed: int = 20) -> str:
+    """A short plain-text summary: one row per project, then the jobs that need a human."""
+    headers = ["project", *COLUMNS]
+    rows = [[t.label, *map(str, row(t.totals))] for t in report.targets]
+    rows.append(["total", *map(str, row(report.totals))])
+    lines = [f"run {report.run_id}: {headline(report)}", "", *_table(headers, rows)]
+    for target in report.targets:
+        for step in target.steps:
+            if step.status == "failed":
+                lines.append(f"{target.label}: step '{step.id}' failed: {step.message}")
+    needs = report.needing_a_human()
+    if needs:
+        lines += ["", "needs a human:"]
+        for target, job in needs[:max_listed]:
+            lines.append(f"  {target.label}  {job.id}  {job.name}  {job.disposition}: {job.reason}")
+        if len(needs) > max_listed:
+            lines.append(f"  ... and {len(needs) - max_listed} more (see the report)")
+    rto = report.time_to_recover_s
+    if rto.count:
+        lines += [
+            "",
+            f"time to recover: median {rto.p50}s, p95 {rto.p95}s, "
+            f"max {rto.max}s over {rto.count} job(s)",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def plan_summary(report: Report) -> str:
+    """What a run would do, per project: the jobs each mutating step would send, and the skips."""
+    calls = sum(report.api_calls.values())
+    lines = [
+        f"plan for runbook '{report.runbook.name}': no changes made ({calls} read-only API call(s))"
+    ]
+    for target in report.targets:
+        lines += ["", f"{target.label} ({target.project_id}, {target.where})"]
+        for step in target.steps:
+            would = [
+                (job, event)
+                for job in target.jobs
+                for event in job.events
+                if event["kind"] in WOULD_KINDS and event["step"] == step.id
+            ]
+            if step.status == "failed":
+                lines.append(f"  {step.id} ({step.action}): FAILED: {step.message}")
+            elif would:
+                batches = len({event.get("detail") for _, event in would})
+                lines += _would_send(
+                    f"{step.id} ({step.action})",
+                    [(job.id, job.name, job.last_status) for job, _ in would],
+                    batches,
+                    indent="  ",
+                )
+            elif step.status == "skipped":
+                lines.append(f"  {step.id} ({step.action}): {step.message}")
+            else:
+                outputs = ", ".join(f"{k}: {v}" for k, v in step.outputs.items())
+                lines.append(f"  {step.id} ({step.action}): {outputs}")
+        skipped = [j for j in target.jobs if j.disposition is Disposition.SKIPPED]
+        lines += _left_alone([(j.id, j.name, j.reason) for j in skipped], indent="  ")
+    return "\n".join(lines) + "\n"
+
+
+Row = tuple[str, str, str | None]
+
+
+def _would_send(
+    what: str, jobs: Sequence[Row], batches: int, *, indent: str, most: int | None = None
+) -> list[str]:
+    """A mutating step's plan: the jobs it would send (plan and run print it alike)."""
+    lines = [f"{indent}{what} would send {len(jobs)} job(s) in {batches} batch(es):"]
+    return lines + _rows(jobs, indent + "  ", most)
+
+
+def _left_alone(jobs: Sequence[Row], *, indent: str, most: int | None = None) -> list[str]:
+    """Jobs that matched but no step will touch, with why (dual-active parent, no RETRY, ...)."""
+    if not jobs:
+        return []
+    return [f"{indent}left alone ({len(jobs)}):", *_rows(jobs, indent + "  ", most)]
+
+
+def _rows(jobs: Sequence[Row], indent: str, most: int | None) -> list[str]:
+    shown = jobs if most is None else jobs[:most]
+    lines = [f"{indent}{job_id}  {name}  {detail or ''}".rstrip() for job_id, name, detail in shown]
+    if len(shown) < len(jobs):
+        lines.append(f"{indent}... and {len(jobs) - len(shown)} more")
+    return lines
+
+
+def approval_summary(
+    request: ApprovalRequest, *, max_listed: int = 10, heading: str | None = None
+) -> str:
+    """What is about to be changed (or approved), per project as ``runbook plan`` shows it: the
+    jobs the next change would send, in how many batches, and the jobs left alone."""
+    message = request.step.with_.get("message")
+    lines = [f"{message}"] if isinstance(message, str) and heading is None else []
+    lines += [
+        f"{heading or 'approval'} '{request.step.id}': {request.total} job(s) selected in "
+        f"{len(request.selected)} project(s); next: "
+        + ", ".join(f"{s.id} ({s.action})" for s in request.next_steps)
+    ]
+    for target, jobs in request.selected.items():
+        where = target.region or target.endpoint
+        lines.append(
+            f"  {target.label} ({target.project_id}, {where}): {len(jobs)} job(s) selected"
+        )
+        preview = request.previews.get(target)
+        what = None if preview is None else f"{preview.step.id} ({preview.step.action})"
+        if preview is None or preview.problem is not None:
+            if preview is not None:
+                lines.append(f"    {what}: {preview.problem}")
+            lines += _rows([(j.job_id, j.name, j.last_status) for j in jobs], "    ", max_listed)
+        else:
+            sent = [(j.job_id, j.name, j.last_status) for j in preview.would_send]
+            lines += _would_send(str(what), sent, preview.batches, indent="    ", most=max_listed)
+        alone = request.left_alone.get(target, [])
+        lines += _left_alone(
+            [(j.job_id, j.name, j.reason) for j in alone], indent="    ", most=max_listed
+        )
+    return "\n".join(lines)

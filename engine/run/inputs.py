@@ -1,0 +1,177 @@
+"""What a run is given: the validated runbook with its params, and where its targets are.
+
+    prepare(path, params=..., params_file=..., overrides=..., shard=...)  ->  Inputs
+    endpoint_where(url, credentials_file=...) / Where(emulator=EmulatorSettings(...))  ->  Where
+
+Every problem with them is a ``UsageError`` or a ``RunbookInvalidError`` (with FILE:LINE:COL),
+raised before anything is sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from engine.actions.catalog import CATALOG
+from engine.api.credentials import CredentialSettings
+from engine.api.envvars import IAM_USER_ENV, TOKEN_ENV
+from engine.errors import UsageError
+from engine.run.shard import Shard
+from engine.runbook import Runbook, bind_params, load_runbook
+
+# Guard rails the command line may set over the runbook's.
+GUARD_RAILS = ("max_jobs", "max_jobs_total", "max_errors")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmulatorSettings:
+    """The in-process emulator a run starts for itself, seeded with the runbook's targets."""
+
+    seed: int = 0
+    jobs: int = 20
+    time_scale: float = 1.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Where:
+    """Where a run's targets are: an emulator it starts, one endpoint for all, or the cloud
+    (each target's region or endpoint); ``credentials`` from a file win over the environment."""
+
+    emulator: EmulatorSettings | None = None
+    endpoint: str | None = None
+    credentials: CredentialSettings | None = None
+    credentials_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Inputs:
+    """A validated runbook with its bound params, the environment it may read, and what the
+    command line set over it (kept in the journal, so a resume continues with the same)."""
+
+    path: Path
+    source: bytes
+    runbook: Runbook
+    params: Mapping[str, Any]
+    env: Mapping[str, str]
+    overrides: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    shard: str | None = None  # --shard I/N: the runbook holds only that shard's targets
+
+
+def prepare(
+    path: Path,
+    *,
+    params: Mapping[str, str] | None = None,
+    params_file: Path | None = None,
+    overrides: Mapping[str, int | None] | None = None,
+    shard: str | None = None,
+) -> Inputs:
+    """Read and validate the runbook at ``path`` and bind its params (``params`` as
+    ``--param NAME=VALUE`` gives them, as text); apply guard-rail ``overrides`` and a shard."""
+    runbook = load_runbook(path, CATALOG)
+    bound = bind_params(runbook, dict(params or {}), params_file)
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if unknown := set(given) - set(GUARD_RAILS):
+        raise UsageError(f"unknown guard rail {sorted(unknown)[0]}; use {', '.join(GUARD_RAILS)}")
+    runbook = with_guard_rails(runbook, given)
+    if shard is not None:
+        runbook = sharded(runbook, shard, path)
+    return Inputs(
+        path=path,
+        source=read_bytes(path),  # what the journal's digest is taken of
+        runbook=runbook,
+        params=bound,
+        env=env_of(runbook),
+        overrides=given,
+        shard=None if shard is None else shard.strip(),
+    )
+
+
+def with_guard_rails(runbook: Runbook, overrides: Mapping[str, int]) -> Runbook:
+    """The runbook with the guard rails the command line set (they win over the runbook's)."""
+    if not overrides:
+        return runbook
+    return dataclasses.replace(
+        runbook,
+        max_jobs=overrides.get("max_jobs", runbook.max_jobs),
+        max_jobs_total=overrides.get("max_jobs_total", runbook.max_jobs_total),
+        max_errors=overrides.get("max_errors", runbook.max_errors),
+    )
+
+
+def sharded(runbook: Runbook, text: str, file: Path) -> Runbook:
+    """The runbook with only the targets of shard ``text`` (I/N)."""
+    shard = Shard.parse(text)
+    targets = shard.pick(runbook.targets)
+    if not targets:
+        raise UsageError(
+            f"--shard {shard} takes no target: {file} has {len(runbook.targets)}, so N can be "
+            f"at most {len(runbook.targets)}"
+        )
+    return dataclasses.replace(runbook, targets=targets)
+
+
+def endpoint_where(endpoint: str | None = None, *, credentials_file: Path | None = None) -> Where:
+    """The targets at ``endpoint`` (or in the cloud when None), with optional credentials."""
+    return Where(
+        endpoint=None if endpoint is None else checked_endpoint(endpoint),
+        credentials=None if credentials_file is None else read_credentials_file(credentials_file),
+        credentials_file=credentials_file,
+    )
+
+
+def checked_endpoint(url: str) -> str:
+    """An --endpoint must be an http(s) base URL with a host and no credentials in it."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise UsageError(
+            f"--endpoint must be an http(s) URL such as https://drs.example:8443, got '{url}'"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise UsageError(
+            f"--endpoint must not carry credentials; set {TOKEN_ENV} or the {IAM_USER_ENV} "
+            "variables instead"
+        )
+    if parts.query or parts.fragment:
+        raise UsageError(f"--endpoint must be a base URL without query or fragment, got '{url}'")
+    return url.rstrip("/")
+
+
+def read_credentials_file(path: Path) -> CredentialSettings:
+    """Explicit credentials from a file: ak + sk (+ security_token), or token."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise UsageError(f"cannot read credentials file {path}: {type(exc).__name__}") from None
+    allowed = {"ak", "sk", "security_token", "token"}
+    if not isinstance(data, dict) or not data or not set(data) <= allowed:
+        raise UsageError(
+            f"credentials file {path} must be a mapping of {', '.join(sorted(allowed))}"
+        )
+    if not all(isinstance(v, str) and v for v in data.values()):
+        raise UsageError(f"credentials file {path}: every value must be a non-empty string")
+    return CredentialSettings(
+        ak=data.get("ak"),
+        sk=data.get("sk"),
+        security_token=data.get("security_token"),
+        token=data.get("token"),
+        origin=f"credentials file {path}",
+    )
+
+
+def env_of(runbook: Runbook) -> dict[str, str]:
+    """The environment variables the runbook may read (its ``env:`` allow-list) that are set."""
+    return {name: os.environ[name] for name in runbook.env if name in os.environ}
+
+
+def read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None

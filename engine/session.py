@@ -1,0 +1,495 @@
+"""The application: prepare a run, carry it out, resume it, and write its reports.
+
+This is what the ``runbook`` command calls, and what Python callers (a ChatOps bot, a workflow
+engine's activity) use without click::
+
+    from engine.session import run_runbook, resume_run
+
+    outcome = run_runbook("runbooks/retry-failed-jobs.yaml", emulator=True, yes=True)
+    outcome.exit_code, outcome.run_dir, outcome.report.totals.needs_attention
+
+``run_runbook`` / ``resume_run`` own an event loop (``asyncio.run``); ``run_runbook_async`` /
+``resume_run_async`` are their twins for callers that already run one. The lower level
+(``prepare``, ``run``, ``resume``, ``plan``) takes the pieces the command line gives.
+
+Nothing here prints: what a human should see while it runs goes to the ``RunObserver`` (its
+``note`` for messages), what it produced is in the returned outcome. Errors are
+``engine.errors.EngineError``s (a ``UsageError`` for a wrong input, before anything is sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import secrets
+import signal
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from engine.api.resilience import Resilience
+from engine.api.transport import AiohttpTransport
+from engine.errors import UsageError
+from engine.report.build import build_report
+from engine.report.document import Report
+from engine.report.files import drop_stale_reports, usable_directory, write_reports
+from engine.report.merge import merge_reports
+from engine.report.render import REPORT_FILES
+from engine.run.approval import Approver, approve_all
+from engine.run.emulated import emulator_for, emulator_stats, login_of, write_stats
+from engine.run.executor import Executor, RunObserver
+from engine.run.inputs import EmulatorSettings, Inputs, Where, endpoint_where, prepare
+from engine.run.journal import (
+    JournalState,
+    RunHeader,
+    RunJournal,
+    is_secret_param,
+    runbook_digest,
+)
+from engine.run.past import past_report
+from engine.run.resumption import approved_gates, check_resumable, resumed_inputs
+from engine.run.segments import is_gate
+from engine.run.wiring import cloud_connections, emulator_connections, wire
+from engine.runbook import Runbook
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_REPORTS = Path("runbook-reports")
+
+
+# ----------------------------------------------------------------------------- outcomes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOutcome:
+    """What a run (or a resume, or a merge) produced: its exit code, where its files are, the
+    report they hold, and with an in-process emulator, the emulator's own count."""
+
+    exit_code: int
+    run_dir: Path
+    report: Report
+    written: tuple[Path, ...]
+    emulator_stats: Mapping[str, Any] | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        return self.report.interrupted
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanOutcome:
+    """What a plan found: exit code 0 when it was made, 1 when a step failed."""
+
+    exit_code: int
+    report: Report
+
+
+# ----------------------------------------------------------------------------- run, plan
+
+
+def new_run_id() -> str:
+    """When the run started (UTC) and a few random hex digits: sortable and unique enough."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+
+
+async def run(
+    inputs: Inputs,
+    where: Where,
+    *,
+    report_dir: Path | None = None,
+    approver: Approver | None = None,
+    observer: RunObserver | None = None,
+    formats: Iterable[str] = (),
+    handle_signals: bool = False,
+) -> RunOutcome:
+    """Run ``inputs`` against ``where``; write the journal, then the reports, to the run
+    directory (default ``runbook-reports/<run id>``, checked before anything is sent)."""
+    _need_approver(inputs.runbook, approver)
+    run_id = new_run_id()
+    directory = usable_directory(report_dir or DEFAULT_REPORTS / run_id)
+    journal = _start_journal(directory, run_id, inputs, where, observer)
+    drop_stale_reports(directory)
+    return await _carry_out(
+        inputs,
+        where,
+        directory,
+        run_id,
+        journal=journal,
+        approver=approver,
+        observer=observer,
+        formats=formats,
+        handle_signals=handle_signals,
+    )
+
+
+async def plan(
+    inputs: Inputs,
+    where: Where,
+    *,
+    observer: RunObserver | None = None,
+    handle_signals: bool = False,
+) -> PlanOutcome:
+    """Work out what running ``inputs`` would do, making only read-only API calls."""
+    run_id = "plan-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    async with _signals_cancel_the_run(handle_signals):
+        report, _ = await _execute(inputs, where, run_id, observer=observer, plan=True)
+    return PlanOutcome(exit_code=report.exit_code, report=report)
+
+
+async def _carry_out(
+    inputs: Inputs,
+    where: Where,
+    directory: Path,
+    run_id: str,
+    *,
+    journal: RunJournal,
+    approver: Approver | None,
+    observer: RunObserver | None,
+    formats: Iterable[str],
+    handle_signals: bool,
+    resume: JournalState | None = None,
+) -> RunOutcome:
+    try:
+        async with _signals_cancel_the_run(handle_signals):
+            report, stats = await _execute(
+                inputs,
+                where,
+                run_id,
+                observer=observer,
+                approver=approver,
+                journal=journal,
+                resume=resume,
+            )
+    finally:
+        journal.close()
+    written = write_reports(directory, report, formats or tuple(REPORT_FILES))
+    if stats is not None:
+        path, said = write_stats(directory, stats)
+        written.append(path)
+        _note(observer, said)
+    return RunOutcome(
+        exit_code=report.exit_code,
+        run_dir=directory,
+        report=report,
+        written=tuple(written),
+        emulator_stats=stats,
+    )
+
+
+async def _execute(
+    inputs: Inputs,
+    where: Where,
+    run_id: str,
+    *,
+    observer: RunObserver | None,
+    plan: bool = False,
+    approver: Approver | None = None,
+    journal: RunJournal | None = None,
+    resume: JournalState | None = None,
+) -> tuple[Report, dict[str, Any] | None]:
+    """Wire the targets, execute, and build the report; with an emulator, also its stats."""
+    runbook = inputs.runbook
+    resilience = Resilience()
+    stats: dict[str, Any] | None = None
+    async with AsyncExitStack() as stack:
+        transport = await stack.enter_async_context(AiohttpTransport())
+        if where.emulator is not None:
+            emu = await stack.enter_async_context(emulator_for(runbook, where.emulator))
+            _note(observer, f"emulator listening on {emu.url} (in-process, loopback only)")
+            connections = emulator_connections(runbook, login_of(emu), transport)
+        else:
+            connections = cloud_connections(
+                runbook,
+                endpoint=where.endpoint,
+                credentials=where.credentials,
+                transport=transport,
+                resilience=resilience,
+            )
+        wired = wire(runbook, connections, transport, resilience)
+        executor = Executor(
+            runbook,
+            wired.clients,
+            run_id=run_id,
+            endpoints=wired.endpoints,
+            observer=observer,
+            plan=plan,
+            params=inputs.params,
+            env=inputs.env,
+            approver=approver,
+            journal=journal,
+            resume=resume,
+        )
+        result = await executor.run()
+        if where.emulator is not None:
+            stats = await emulator_stats(emu.url)
+    result = dataclasses.replace(
+        result,
+        shard=inputs.shard,
+        api_calls=wired.api_calls,
+        api_resilience=resilience.stats.as_dict(),
+    )
+    return build_report(result), stats
+
+
+@asynccontextmanager
+async def _signals_cancel_the_run(enabled: bool) -> AsyncIterator[None]:
+    """SIGTERM handled like Ctrl-C: the first cancels the run, whose jobs are still reported;
+    a second exits at once (the journal is whole at every line, so the run can be resumed)."""
+    task = asyncio.current_task()
+    if not enabled or task is None:
+        yield
+        return
+    received = 0
+
+    def handle() -> None:
+        nonlocal received
+        received += 1
+        if received == 1:
+            task.cancel()
+            return
+        raise KeyboardInterrupt  # asyncio lets it out of the loop: the caller exits 130
+
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+def _need_approver(
+    runbook: Runbook, approver: Approver | None, done: frozenset[str] = frozenset()
+) -> None:
+    """Refuse up front a run that would reach a gate nobody can answer."""
+    gates = [s.id for s in runbook.steps if is_gate(s) and s.id not in done]
+    if gates and approver is None:
+        raise UsageError(
+            f"step '{gates[0]}' asks for approval, but there is no terminal to ask on; "
+            "run it on a terminal or pass --yes"
+        )
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+async def resume(
+    directory: Path,
+    *,
+    file: Path | None = None,
+    approver: Approver | None = None,
+    observer: RunObserver | None = None,
+    credentials_file: Path | None = None,
+    formats: Iterable[str] = (),
+    handle_signals: bool = False,
+) -> RunOutcome:
+    """Take over the interrupted run in ``directory`` and carry it to the end.
+
+    Retries the journal shows answered are not sent again; a retry whose answer was never
+    recorded is reconciled by status; finished steps are not run again and verification picks
+    up the jobs it had not settled. ``file`` must be the runbook the run started with.
+    """
+    journal, state = RunJournal.take_over(directory)
+    try:
+        header = state.header
+        check_resumable(header, directory, file)
+        inputs = resumed_inputs(header, directory, file)
+        _need_approver(inputs.runbook, approver, approved_gates(state, inputs.runbook))
+        chosen = credentials_file or (
+            None if header.credentials_file is None else Path(header.credentials_file)
+        )
+        where = endpoint_where(header.endpoint, credentials_file=chosen)
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        journal.resumed(at)
+        state.resumes.append(at)
+        drop_stale_reports(directory)
+        done = sum(len(t.steps) for t in state.targets.values())
+        _note(
+            observer,
+            f"resuming run {header.run_id} (started {header.started_at}): "
+            f"{done} step(s) already finished across {len(inputs.runbook.targets)} target(s)",
+        )
+    except BaseException:
+        journal.close()
+        raise
+    return await _carry_out(
+        inputs,
+        where,
+        directory,
+        header.run_id,
+        journal=journal,
+        approver=approver,
+        observer=observer,
+        formats=formats,
+        handle_signals=handle_signals,
+        resume=state,
+    )
+
+
+# ----------------------------------------------------------------------------- past runs
+
+
+def merge_runs(
+    run_dirs: Sequence[Path], *, report_dir: Path | None = None, formats: Iterable[str] = ()
+) -> RunOutcome:
+    """Merge the reports of the shards of one run into one, written to ``report_dir`` (default
+    ``runbook-reports/merged-<first run id>``); its exit code is the worst shard's."""
+    merged = merge_reports([(str(d), past_report(d)) for d in run_dirs])
+    directory = report_dir or DEFAULT_REPORTS / f"merged-{merged.run_id}"
+    if any(directory.resolve() == d.resolve() for d in run_dirs):
+        raise UsageError(f"--report-dir {directory} is one of the shards; choose another")
+    written = write_reports(usable_directory(directory), merged, formats or tuple(REPORT_FILES))
+    return RunOutcome(
+        exit_code=merged.exit_code, run_dir=directory, report=merged, written=tuple(written)
+    )
+
+
+def _start_journal(
+    directory: Path, run_id: str, inputs: Inputs, where: Where, observer: RunObserver | None
+) -> RunJournal:
+    started = time.time()
+    header = RunHeader(
+        run_id=run_id,
+        started_at=datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
+        started_epoch=started,
+        runbook_path=str(inputs.path),
+        runbook_sha256=runbook_digest(inputs.source),
+        params=inputs.params,
+        overrides=inputs.overrides,
+        endpoint=where.endpoint,
+        credentials_file=None if where.credentials_file is None else str(where.credentials_file),
+        emulator=where.emulator is not None,
+        shard=inputs.shard,
+    )
+    for name in inputs.params:
+        if is_secret_param(name):
+            _note(
+                observer,
+                f"warning: param '{name}' looks secret: it is kept out of the journal and the "
+                "reports, so this run cannot be resumed if it is interrupted",
+            )
+    return RunJournal.start(directory, header, inputs.source)
+
+
+# ----------------------------------------------------------------------------- the Python API
+
+
+def run_runbook(
+    runbook: str | Path,
+    *,
+    endpoint: str | None = None,
+    emulator: bool | EmulatorSettings = False,
+    report_dir: str | Path | None = None,
+    params: Mapping[str, object] | None = None,
+    yes: bool = False,
+    formats: Iterable[str] | None = None,
+    approver: Approver | None = None,
+    observer: RunObserver | None = None,
+) -> RunOutcome:
+    """Run a runbook file and write its reports, as ``runbook run`` does; see
+    ``run_runbook_async``. Owns an event loop: call it where none is running."""
+    return asyncio.run(
+        run_runbook_async(
+            runbook,
+            endpoint=endpoint,
+            emulator=emulator,
+            report_dir=report_dir,
+            params=params,
+            yes=yes,
+            formats=formats,
+            approver=approver,
+            observer=observer,
+        )
+    )
+
+
+async def run_runbook_async(
+    runbook: str | Path,
+    *,
+    endpoint: str | None = None,
+    emulator: bool | EmulatorSettings = False,
+    report_dir: str | Path | None = None,
+    params: Mapping[str, object] | None = None,
+    yes: bool = False,
+    formats: Iterable[str] | None = None,
+    approver: Approver | None = None,
+    observer: RunObserver | None = None,
+) -> RunOutcome:
+    """Run the runbook at ``runbook`` and write its reports and journal.
+
+    Targets: ``emulator=True`` (or ``EmulatorSettings``) starts the embedded emulator; else
+    ``endpoint`` for all targets, else the cloud; credentials from the environment, as the
+    command line reads them. ``params`` are values as ``--param`` takes them (text, or a number
+    or flag, written out as text and parsed per the param's type). An ``approve`` step needs
+    ``yes=True`` or an ``approver``. ``formats``: report files besides report.json (default
+    all). Raises ``engine.errors.EngineError`` for invalid input; a run that went wrong is an
+    outcome with exit code 1 (130 when cancelled), not an exception.
+    """
+    if emulator and endpoint is not None:
+        raise UsageError("emulator and endpoint cannot be used together; pick one target")
+    settings = emulator if isinstance(emulator, EmulatorSettings) else EmulatorSettings()
+    where = Where(emulator=settings) if emulator else endpoint_where(endpoint)
+    inputs = prepare(Path(runbook), params={k: _as_text(v) for k, v in (params or {}).items()})
+    return await run(
+        inputs,
+        where,
+        report_dir=None if report_dir is None else Path(report_dir),
+        approver=approve_all if yes else approver,
+        observer=observer,
+        formats=tuple(REPORT_FILES) if formats is None else tuple(formats),
+    )
+
+
+def resume_run(
+    run_dir: str | Path, *, yes: bool = False, approver: Approver | None = None
+) -> RunOutcome:
+    """Continue an interrupted run from its journal, as ``runbook resume`` does."""
+    return asyncio.run(resume_run_async(run_dir, yes=yes, approver=approver))
+
+
+async def resume_run_async(
+    run_dir: str | Path, *, yes: bool = False, approver: Approver | None = None
+) -> RunOutcome:
+    return await resume(Path(run_dir), approver=approve_all if yes else approver)
+
+
+def _note(observer: RunObserver | None, text: str) -> None:
+    if observer is not None:
+        observer.note(text)
+    else:
+        logger.info("%s", text)
+
+
+def _as_text(value: object) -> str:
+    """A param value as ``--param`` would give it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple):
+        return json.dumps(list(value))
+    return str(value)
+
+
+__all__ = [
+    "EmulatorSettings",
+    "Inputs",
+    "PlanOutcome",
+    "RunOutcome",
+    "Where",
+    "merge_runs",
+    "past_report",
+    "plan",
+    "prepare",
+    "resume",
+    "resume_run",
+    "resume_run_async",
+    "run",
+    "run_runbook",
+    "run_runbook_async",
+]

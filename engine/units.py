@@ -1,0 +1,52 @@
+"""Durations and rates as runbooks and the command line write them: the one grammar of both.
+
+    parse_duration("90s") == 90.0      250ms, 90s, 10m, 2h, or a number of seconds
+    parse_rate("300/m") == 5.0         N/s, N/m, N/h: events per second
+
+The runbook language, its params and the emulator's options all read them here, so a value one
+accepts the others accept too. Imports nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_RATE = re.compile(r"([0-9]+(?:\.[0-9]+)?) */ *(s|m|h)")
+
+
+def parse_duration(value: int | float | str) -> float:
+    """Seconds in a duration: a number of seconds, or ``250ms``, ``90s``, ``10m``, ``2h``.
+
+    Raises ValueError for anything else, including negative, infinite and NaN values.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration, got {value!r}")  # noqa: TRY004 (one error type)
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _DURATION.fullmatch(value.strip())
+        if match is None:
+            raise ValueError(f"expected a duration such as 250ms, 90s, 10m or 2h, got {value!r}")
+        seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
+    else:
+        raise ValueError(f"expected a duration, got {type(value).__name__}")  # noqa: TRY004
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"expected a finite duration >= 0, got {value!r}")
+    return seconds
+
+
+def parse_rate(value: str) -> float:
+    """Events per second in a rate: ``20/s`` is 20.0, ``300/m`` is 5.0, ``1/h`` is 1/3600.
+
+    Raises ValueError for anything else, and for a rate that is not > 0.
+    """
+    match = _RATE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"expected a rate such as 20/s, 300/m or 1/h, got {value!r}")
+    per_second = float(match[1]) / _UNIT_SECONDS[match[2]]
+    if not math.isfinite(per_second) or per_second <= 0:
+        raise ValueError(f"expected a rate > 0, got {value!r}")
+    return per_second
