@@ -52,7 +52,7 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RetryPolicy:
+class StepRetries:
     """How often a failed step is attempted: ``backoff_s`` doubles per attempt, up to the max.
 
     Not a rate limit and not a timeout: each attempt has the step's whole timeout.
@@ -74,7 +74,7 @@ class Step:
     timeout_s: float | None
     location: Location
     when: Expression | None = None
-    retries: RetryPolicy = RetryPolicy()
+    retries: StepRetries = StepRetries()
     on_failure: str = OnFailure.ABORT.value
 
 
@@ -167,7 +167,7 @@ def _step(
         timeout_s=None if step.get("timeout") is None else parse_duration(step["timeout"]),
         location=parsed.source.value(at),
         when=expressions.get((*at, "when")),
-        retries=RetryPolicy(
+        retries=StepRetries(
             max_attempts=int(retries.get("max_attempts", DEFAULT_MAX_ATTEMPTS)),
             backoff_s=parse_duration(retries.get("backoff", DEFAULT_BACKOFF_S)),
             max_backoff_s=parse_duration(retries.get("max_backoff", DEFAULT_MAX_BACKOFF_S)),

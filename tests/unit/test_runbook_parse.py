@@ -15,10 +15,10 @@ from engine.api.types import Language
 from engine.errors import Location, RunbookInvalidError
 from engine.runbook import (
     Expression,
-    RetryPolicy,
     Runbook,
     Scope,
     Step,
+    StepRetries,
     Target,
     load_runbook,
     parse,
@@ -265,12 +265,12 @@ def test_step_controls_and_run_limits_load_with_their_defaults(tmp_path: Path) -
         False,
     )
     select, retry, verify = runbook.steps
-    assert retry.retries == RetryPolicy(max_attempts=3, backoff_s=2.0, max_backoff_s=30.0)
+    assert retry.retries == StepRetries(max_attempts=3, backoff_s=2.0, max_backoff_s=30.0)
     assert retry.on_failure == "continue"
     assert retry.when is not None
     assert retry.when.static_type == "boolean"
-    assert (select.when, select.retries, select.on_failure) == (None, RetryPolicy(), "abort")
-    assert verify.retries == RetryPolicy(max_attempts=1, backoff_s=1.0, max_backoff_s=30.0)
+    assert (select.when, select.retries, select.on_failure) == (None, StepRetries(), "abort")
+    assert verify.retries == StepRetries(max_attempts=1, backoff_s=1.0, max_backoff_s=30.0)
 
 
 @pytest.mark.parametrize(
