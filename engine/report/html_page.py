@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from engine.ledger import NEEDS_A_HUMAN, Column, Disposition
+from engine.ledger import NEEDS_A_HUMAN, Disposition
 from engine.percentiles import nearest_rank
 from engine.report.document import JobReport, Report, StepReport, TargetReport, Totals
 from engine.report.html_chart import timeline
 from engine.report.html_style import CSS, escape, pill, secs
 from engine.report.junit import timeline_text
-from engine.report.summary import COLUMNS, headline
+from engine.report.summary import COLUMNS, headline, row
 
 # The "needs a human" table lists this many; every job is still in the per-project job lists.
 TABLE_NEEDS_A_HUMAN = 500
@@ -284,13 +284,7 @@ def _projects(report: Report) -> list[str]:
 
 def _count_cells(totals: Totals) -> str:
     cells = []
-    for column in COLUMNS:
-        # (the HTML's "selected" counts the jobs left in the intermediate disposition)
-        value = (
-            totals.of_disposition(Disposition.SELECTED)
-            if column is Column.SELECTED
-            else totals.in_column(column)
-        )
+    for value in row(totals):
         cells.append(f'<td class="n{" zero" if value == 0 else ""}">{value}</td>')
     return "".join(cells)
 

@@ -143,3 +143,14 @@ def test_clean_run_says_nothing_needs_a_human() -> None:
     assert "All 2 selected job(s) healthy" in page
     assert "nothing: every selected job is fine" in page
     assert 'class="headline good"' in page
+
+
+def test_projects_table_counts_as_the_terminal_and_markdown_do() -> None:
+    # One summary table for every format: "selected" is every job the run selected (the HTML
+    # once counted only the jobs left in the intermediate "selected" disposition: 0).
+    report = make_report()
+    page = to_html(report)
+    table = page[page.index("<h2>Projects</h2>") : page.index("<h2>Timeline</h2>")]
+    cells = re.findall(r'<td class="n(?: zero)?">(\d+)</td>', table.split('class="total"')[1])
+    assert cells[:7] == ["10", "4", "2", "2", "2", "0", "2"]
+    assert report.totals.selected == 10
