@@ -8,23 +8,16 @@ from typing import Any
 
 import aiohttp
 import pytest
+from fakes import FakeClock
 
 from engine.emulator import Emulator, EmulatorConfig
 
 JSON = {"Content-Type": "application/json"}
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(50.0)
 
 
 def config(**overrides: Any) -> EmulatorConfig:

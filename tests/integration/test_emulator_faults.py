@@ -17,19 +17,12 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import aiohttp
 import pytest
+from fakes import FakeClock
 
 from engine.emulator import Emulator, EmulatorConfig
 from engine.emulator.faults import FaultConfig
 
 JSON = {"Content-Type": "application/json"}
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def config(**overrides: Any) -> EmulatorConfig:
@@ -38,7 +31,7 @@ def config(**overrides: Any) -> EmulatorConfig:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(50.0)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import pytest
-from fakes import FakeClock
+from fakes import FakeClock, ids_of
 
 from engine.actions import batch_retry, mutation, select_jobs, verify_status
 from engine.actions.context import ActionContext, StepFailedError
@@ -84,6 +84,11 @@ class FakeApi:
     async def batch_retry(self, jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
         self.retry_calls.append([j.job_id for j in jobs])
         return self.retry_answers.pop(0)(jobs)
+
+    async def batch_pause(
+        self, job_ids: Sequence[str], *, pause_mode: str | None = None
+    ) -> list[BatchActionResult]:
+        raise AssertionError("these tests never pause")
 
 
 def all_succeed(jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
@@ -266,7 +271,7 @@ async def test_retry_unknown_outcome_is_reconciled_by_status_never_resent_for_mo
     out = output_values(await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a", "b"))))
 
     assert api.retry_calls == [["a", "b"], ["b"]]
-    assert sorted(out["accepted"]) == ["a", "b"]
+    assert sorted(ids_of(out["accepted"])) == ["a", "b"]
     a = ctx.jobs.get("a")
     assert a is not None
     assert [e.kind for e in a.events][-1] is EventKind.RETRY_RECONCILED
@@ -514,7 +519,7 @@ async def test_retry_reconciles_a_job_sent_by_an_attempt_that_was_cut_short() ->
 
     assert api.status_calls == [["a"]]
     assert api.retry_calls == [["b"]]
-    assert sorted(out["accepted"]) == ["a", "b"]
+    assert sorted(ids_of(out["accepted"])) == ["a", "b"]
 
 
 async def test_select_output_lists_matches_even_when_an_earlier_step_saw_them() -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from fakes import FakeClock
 
 from engine.api.auth import IamPasswordAuth, StaticTokenAuth
 from engine.api.resilience import Resilience
@@ -20,12 +21,9 @@ IAM = "https://iam.cn-north-4.myhuaweicloud.com"
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
+def wall(clock: FakeClock) -> datetime:
+    """The fake clock's time as the wall clock IAM tokens are dated by (T0 at 0)."""
+    return T0 + timedelta(seconds=clock.now)
 
 
 class FakeIam:
@@ -46,7 +44,7 @@ class FakeIam:
             raise self.failure
         if self.failure is not None:
             return self.failure
-        expires = (self.clock.now + self.lifetime).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        expires = (wall(self.clock) + self.lifetime).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         body = json.dumps({"token": {"expires_at": expires, "methods": ["password"]}})
         headers = {"x-subject-token": f"token-{len(self.requests)}", "X-Request-Id": "iam-1"}
         return HttpResponse(status=201, headers=headers, body=body.encode())
@@ -64,14 +62,9 @@ def iam_auth(iam: FakeIam, clock: FakeClock) -> IamPasswordAuth:
         password=PASSWORD,
         domain="acme",
         project_id=PROJECT,
-        clock=clock,
+        clock=lambda: wall(clock),
         resilience=Resilience(sleep=no_sleep),  # a 500 from IAM is retried: on virtual time
     )
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
@@ -102,7 +95,7 @@ async def test_password_request_matches_the_fact_sheet(iam: FakeIam, clock: Fake
 async def test_token_is_cached(iam: FakeIam, clock: FakeClock) -> None:
     auth = iam_auth(iam, clock)
     first = await auth.auth_headers()
-    clock.now += timedelta(hours=23)
+    clock.advance(23 * 3600)
     assert await auth.auth_headers() == first
     assert len(iam.requests) == 1
 
@@ -123,9 +116,9 @@ async def test_token_is_renewed_five_minutes_before_it_expires(
 ) -> None:
     auth = iam_auth(iam, clock)
     await auth.auth_headers()
-    clock.now = T0 + timedelta(hours=24) - timedelta(minutes=5, seconds=1)
+    clock.now = (timedelta(hours=24) - timedelta(minutes=5, seconds=1)).total_seconds()
     assert await auth.auth_headers() == {"X-Auth-Token": "token-1"}
-    clock.now += timedelta(seconds=1)
+    clock.advance(1)
     assert await auth.auth_headers() == {"X-Auth-Token": "token-2"}
     assert len(iam.requests) == 2
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import pytest
-from fakes import FakeClock
+from fakes import FakeClock, ids_of
 
 from engine.actions import batch_retry, pause_jobs, verify_status
 from engine.actions.assertion import AssertParams
@@ -317,7 +317,7 @@ async def test_pause_sent_by_an_attempt_cut_short_is_reconciled_not_resent() -> 
     out = output_values(await pause_jobs.run(ctx, pause_jobs.PauseJobsParams(jobs=("a", "b"))))
 
     assert api.pause_calls == [["b"]]
-    assert sorted(out["paused"]) == ["a", "b"]
+    assert sorted(ids_of(out["paused"])) == ["a", "b"]
 
 
 async def test_after_failure_reconciles_unanswered_pauses_and_sends_nothing() -> None:

@@ -11,11 +11,13 @@ import hashlib
 from datetime import UTC, datetime
 
 import pytest
+from fakes import FakeClock
 
 from engine.emulator.faults import (
     NO_FAULTS,
     FaultConfig,
     FaultInjector,
+    FaultRoll,
 )
 from engine.emulator.signing import (
     AkSkVerifier,
@@ -33,14 +35,6 @@ SK = "s" * 40
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 DATE = "20260301T120000Z"
 BODY = b'{"jobs": ["a"]}'
-
-
-class FakeClock:
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def request(*, body: bytes = BODY, date: str = DATE, signature: str | None = None) -> SignedRequest:
@@ -63,7 +57,7 @@ def request(*, body: bytes = BODY, date: str = DATE, signature: str | None = Non
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(100.0)
 
 
 @pytest.fixture
@@ -257,7 +251,7 @@ def test_durations_and_rates() -> None:
 def test_same_seed_same_fault_sequence_and_another_seed_differs() -> None:
     config = FaultConfig(error_rate=0.3, reset_rate=0.2, slow_rate=0.2, lost_response_rate=0.2)
 
-    def sequence(seed: int) -> list[object]:
+    def sequence(seed: int) -> list[FaultRoll]:
         injector = FaultInjector(config, seed)
         return [injector.roll() for _ in range(50)]
 

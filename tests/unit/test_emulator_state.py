@@ -6,6 +6,7 @@ import re
 from collections import Counter
 
 import pytest
+from fakes import FakeClock
 
 from engine.api.types import (
     ACTION_PAUSE,
@@ -17,19 +18,6 @@ from engine.api.types import (
 )
 from engine.emulator import EmulatorConfig, Fate, Fleet, Job, ProjectSpec
 from engine.emulator.state import ActionVerdict, RetryVerdict, job_info
-
-
-class FakeClock:
-    """A clock that only moves when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def default_config(**overrides: object) -> EmulatorConfig:
@@ -61,7 +49,7 @@ def pick(fleet: Fleet, *, status: JobStatus, fate: Fate, child: bool = False) ->
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1000.0)
 
 
 # --------------------------------------------------------------------------- generation

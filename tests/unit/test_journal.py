@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from fakes import FakeClock
+from fakes import FakeClock, FakeFleet, ids_of
 
 from engine.actions import batch_retry
 from engine.actions.context import ActionContext
@@ -18,7 +18,6 @@ from engine.api.types import BatchActionResult, BatchOutcome, RetryItem, StatusR
 from engine.cli import cli
 from engine.errors import UsageError
 from engine.ledger import Disposition, EventKind, JobBook, JobRecord
-from engine.run import journal as journal_module
 from engine.run.journal import (
     JOURNAL_NAME,
     REDACTED,
@@ -235,9 +234,11 @@ async def test_answers_are_durable_before_missing_results_are_reconciled(tmp_pat
     resumed run send a and b again."""
     failed = "INCRE_TRANSFER_FAILED"
 
-    class Api:
+    class Api(FakeFleet):
         def __init__(self, answered: str) -> None:
-            self.answered, self.sent = answered, []  # type: list[list[str]]
+            super().__init__()
+            self.answered = answered
+            self.sent: list[list[str]] = []
 
         async def batch_retry(self, items: Sequence[RetryItem]) -> list[BatchActionResult]:
             self.sent.append([i.job_id for i in items])
@@ -278,7 +279,7 @@ async def test_answers_are_durable_before_missing_results_are_reconciled(tmp_pat
     ctx = ActionContext(api=api, jobs=resumed, step_id="retry", project_id="p", sleep=clock.sleep)
     out = output_values(await batch_retry.run(ctx, params))
     assert api.sent == [["c"]]  # a and b were answered before the kill: never sent again
-    assert sorted(out["accepted"]) == ["a", "b", "c"]
+    assert sorted(ids_of(out["accepted"])) == ["a", "b", "c"]
 
 
 async def test_books_committing_in_one_turn_share_one_fsync(
@@ -286,7 +287,9 @@ async def test_books_committing_in_one_turn_share_one_fsync(
 ) -> None:
     synced: list[int] = []  # the journal's size at each fsync
     path = tmp_path / JOURNAL_NAME
-    monkeypatch.setattr(journal_module.os, "fsync", lambda fd: synced.append(path.stat().st_size))
+    monkeypatch.setattr(
+        "engine.run.journal.os.fsync", lambda fd: synced.append(path.stat().st_size)
+    )
     journal = RunJournal.start(tmp_path, _header(), SOURCE)
     synced.clear()  # the header's own fsync
     books = [JobBook(lambda: 0.0, journal=journal.for_target(i)) for i in range(3)]
@@ -313,7 +316,7 @@ async def test_a_commit_cancelled_while_it_waits_still_syncs_for_the_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     synced: list[int] = []
-    monkeypatch.setattr(journal_module.os, "fsync", synced.append)
+    monkeypatch.setattr("engine.run.journal.os.fsync", synced.append)
     journal = RunJournal.start(tmp_path, _header(), SOURCE)
     synced.clear()
     first, second = (JobBook(lambda: 0.0, journal=journal.for_target(i)) for i in range(2))

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from engine.api.auth import AkSkAuth, IamPasswordAuth, StaticTokenAuth
-from engine.api.client import DrsClient, RetryItem
+from engine.api.client import DrsClient
 from engine.api.resilience import MAX_RETRY_AFTER_S, Resilience, ResilienceStats, RetryPolicy
 from engine.api.transport import HttpRequest, HttpResponse
-from engine.api.types import BatchOutcome
+from engine.api.types import BatchOutcome, RetryItem
 from engine.errors import AuthError, DrsApiError, TransportError
 
 PROJECT = "0123456789abcdef0123456789abcdef"

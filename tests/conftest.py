@@ -1,4 +1,5 @@
-"""Fixtures of the integration tests: a standalone emulator process on loopback."""
+"""Fixtures every tier shares: the virtual clock, and (for the contract tier) a standalone
+emulator process on loopback."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fakes import FakeClock
 from harness import serve_emulator
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture

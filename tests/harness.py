@@ -16,7 +16,7 @@ import pytest
 
 from engine.cli import main
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 RUNBOOKS = sorted((REPO / "runbooks").glob("*.yaml"))
 EXAMPLE = REPO / "runbooks" / "retry-failed-jobs.yaml"
 FINAL = {
