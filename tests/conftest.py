@@ -1,14 +1,24 @@
-"""Fixtures every tier shares: the virtual clock, and (for the contract tier) a standalone
-emulator process on loopback."""
+"""What every tier shares: the virtual clock, the contract marker, and (for the contract
+tier) a standalone emulator process on loopback."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fakes import FakeClock
 from harness import serve_emulator
+
+INTEGRATION = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/integration is the contract tier: ``-m "not contract"`` skips it."""
+    for item in items:
+        if INTEGRATION in item.path.parents:
+            item.add_marker(pytest.mark.contract)
 
 
 @pytest.fixture

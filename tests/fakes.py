@@ -74,6 +74,19 @@ class FakeClock:
         loop.call_soon(self._jump_when_idle, loop)
 
 
+async def until(
+    condition: Callable[[], bool], clock: FakeClock, *, within_s: float = 3600.0
+) -> None:
+    """Wait, on the virtual clock, until ``condition()`` holds; fail after ``within_s`` of it.
+
+    Polls in virtual milliseconds (never ``sleep(0)`` in a loop: that would keep the event loop
+    busy, and the clock only moves when it is idle)."""
+    deadline = clock.now + within_s
+    while not condition():
+        assert clock.now < deadline, f"not reached within {within_s:g}s of virtual time"
+        await clock.sleep(0.001)
+
+
 def job(
     job_id: str,
     status: str = "INCRE_TRANSFER_FAILED",

@@ -107,8 +107,10 @@ class Executor:
         approver: Approver | None = None,
         journal: RunJournal | None = None,
         resume: JournalState | None = None,
+        clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """``clock`` and ``sleep`` are the loop's own by default; tests pass a virtual pair."""
         self._runbook = runbook
         self._clients = clients
         self._endpoints = endpoints or {}
@@ -132,14 +134,15 @@ class Executor:
         self._t0 = 0.0
         # The running loop's clock, taken once in run(): asking asyncio for the running loop
         # costs a getpid(2) on Python 3.11, and the clock is read for every event of every job.
-        self._loop_time: Callable[[], float] = time.monotonic
+        self._given_clock = clock
+        self._loop_time: Callable[[], float] = clock or time.monotonic
 
     def _clock(self) -> float:
         return self._loop_time() - self._t0
 
     async def run(self) -> RunResult:
         started_at = datetime.now(UTC)
-        self._loop_time = asyncio.get_running_loop().time
+        self._loop_time = self._given_clock or asyncio.get_running_loop().time
         self._t0 = self._loop_time()
         if self._resume is not None:
             # The resumed run's clock goes on from the original start, downtime included.

@@ -88,6 +88,7 @@ class StepRunner:
             project_id=project_id,
             max_jobs=self.max_jobs,
             errors=errors,
+            sleep=self.sleep,
         )
         for attempt in range(1, step.retries.max_attempts + 1):
             outcome.attempts = attempt

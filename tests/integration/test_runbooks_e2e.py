@@ -176,26 +176,3 @@ def test_rerun_against_the_same_emulator_is_safe(
     # A job that failed again once recovers on its second retry in the emulator.
     assert {j["id"] for j in jobs_of(second) if j["disposition"] == "recovered"} == failed_again
     assert second_code == 0
-
-
-def test_quiet_run_does_not_work_out_the_plan_nobody_sees(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    previews: list[str] = []
-
-    async def counted(step: Any, **kwargs: Any) -> Any:
-        previews.append(step.id)
-        raise AssertionError("a quiet run previews nothing")
-
-    monkeypatch.setattr("engine.run.executor.preview_step", counted)
-    runbook = fast_copy(EXAMPLE, tmp_path / "retry.yaml")
-    code, _, err = run_cli(
-        ["run", str(runbook), "--emulator", "--emulator-time-scale", "0.05", "-q",
-         "--report-dir", str(tmp_path / "reports")],
-        capsys,
-    )  # fmt: skip
-    assert code == 1  # the seeded fleet has jobs that fail again
-    assert previews == []
-    assert "about to change" not in err
-    report = json.loads((tmp_path / "reports" / "report.json").read_text())
-    assert {j["disposition"] for j in jobs_of(report)} <= FINAL
