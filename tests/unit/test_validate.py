@@ -9,6 +9,7 @@ import pytest
 
 from engine.actions.catalog import CATALOG as ENGINE_CATALOG
 from engine.actions.catalog import CATALOG as OUTPUT_TYPES
+from engine.actions.catalog import MUTATING as MUTATING_CATALOG
 from engine.actions.registry import REGISTRY
 from engine.errors import EXIT_USAGE, Diagnostic, Location, RunbookInvalidError
 from engine.runbook import (
@@ -521,6 +522,15 @@ def test_lint_is_quiet_about_a_careful_runbook(tmp_path: Path) -> None:
 
 def test_schema_actions_are_the_catalog_actions() -> None:
     assert schema_actions() == set(ENGINE_CATALOG) == set(CATALOG) == set(REGISTRY)
+
+
+def test_the_import_light_catalog_says_what_each_action_defines() -> None:
+    # validate reads the catalog so as not to import the actions: it must not drift from them.
+    for name, action in REGISTRY.items():
+        assert action.name == name
+        assert ENGINE_CATALOG[name] == action.output_types(), name
+        assert MUTATING_CATALOG[name] is action.mutating, name
+        assert set(action.empty_outputs()) == set(action.output_types()), name
     assert {name: dict(types) for name, types in OUTPUT_TYPES.items()} == CATALOG
 
 
