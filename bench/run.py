@@ -200,6 +200,9 @@ class BenchError(Exception):
 def _child_env(token: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(CREDENTIAL_PREFIXES)}
     env["NO_COLOR"] = "1"
+    # `python -c` would put the working directory (this checkout) first on sys.path, so
+    # --python PY would measure this checkout's engine, not the one PY has installed.
+    env["PYTHONSAFEPATH"] = "1"
     # Bytecode caching on, as on an operator's machine: some sandboxes set this, and every
     # engine process would then compile the engine from source first.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
