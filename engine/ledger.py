@@ -46,7 +46,7 @@ class Column(StrEnum):
 
 
 class Disposition(StrEnum):
-    """Where a job ended; values are the report strings. Their meaning is ``_MEANINGS`` below.
+    """Where a job ended; values are the report strings; what each means is ``_MEANINGS``.
 
     ``SELECTED`` and ``RETRY_ACCEPTED`` are intermediate: a job still holding one of them when the
     run ends was never verified, and the run does not count it as healthy. ``PAUSED`` is where a
@@ -72,31 +72,20 @@ class Disposition(StrEnum):
     PAUSE_REJECTED = "pause_rejected"
     PAUSE_UNKNOWN = "pause_unknown"
 
-    @property
-    def outcome(self) -> Outcome:
-        return _MEANINGS[self].outcome
-
-    @property
-    def column(self) -> Column | None:
-        """The summary column that counts it (besides ``selected``); None for intermediate ones."""
-        return _MEANINGS[self].column
-
-    @property
-    def verdict(self) -> bool:
-        """The run reached a verdict on the job (as opposed to leaving it undone or waiting)."""
-        return _MEANINGS[self].verdict
-
-    @property
-    def needs_a_human(self) -> bool:
-        return _MEANINGS[self].outcome is Outcome.NEEDS_A_HUMAN
+    # What each member means, set from ``_MEANINGS`` below once the members exist: plain
+    # attributes, as they are read for every job of every report (a property per read costs
+    # as much as the rest of counting).
+    outcome: Outcome
+    column: Column | None  # the summary column that counts it (besides "selected")
+    verdict: bool  # the run reached a verdict on the job (not left undone or waiting)
+    needs_a_human: bool
 
     def is_good(self, *, mutating: bool = True) -> bool:
         """Whether a job ending here lets the run exit 0. A read-only run (no mutating step)
         leaves its jobs selected, and that is its success."""
-        outcome = _MEANINGS[self].outcome
-        if outcome is Outcome.PENDING:
+        if self.outcome is Outcome.PENDING:
             return not mutating and self is Disposition.SELECTED
-        return outcome is not Outcome.NEEDS_A_HUMAN
+        return not self.needs_a_human
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,6 +124,13 @@ _MEANINGS: Mapping[Disposition, Meaning] = {
     _D.PAUSE_REJECTED: _needs(_C.OTHER, 10),
     _D.PAUSE_UNKNOWN: _needs(_C.OTHER, 11),
 }
+
+for _disposition, _meaning in _MEANINGS.items():
+    _disposition.outcome = _meaning.outcome
+    _disposition.column = _meaning.column
+    _disposition.verdict = _meaning.verdict
+    _disposition.needs_a_human = _meaning.outcome is Outcome.NEEDS_A_HUMAN
+assert set(_MEANINGS) == set(Disposition), "every disposition has a meaning"
 
 # The dispositions that need a human, most urgent first (the order reports list them in).
 NEEDS_A_HUMAN: tuple[Disposition, ...] = tuple(

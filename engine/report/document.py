@@ -81,7 +81,13 @@ class Totals(dict[str, int]):
         """The count the summary table shows in ``column``."""
         if column is Column.SELECTED:
             return self.selected
-        return sum(n for d in Disposition if d.column is column and (n := self.of_disposition(d)))
+        return sum(self.get(value, 0) for value in _IN_COLUMN[column])
+
+
+# Column -> the values of the dispositions it counts (a table row reads it 7 times a target).
+_IN_COLUMN: Mapping[Column, tuple[str, ...]] = {
+    column: tuple(d._value_ for d in Disposition if d.column is column) for column in Column
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
