@@ -55,7 +55,11 @@ class Totals(dict[str, int]):
             ok=sum(n for d, n in counts.items() if d.is_good()) - skipped,
             needs_attention=sum(counts.get(d, 0) for d in NEEDS_A_HUMAN),
         )
-        totals.update((d._value_, counts[d]) for d in Disposition if d in counts)
+        # "selected" is the sum above; the jobs still in the selected disposition are what it
+        # leaves after every other disposition (a per-disposition count would overwrite it).
+        totals.update(
+            (d._value_, counts[d]) for d in Disposition if d in counts and d is not _SELECTED
+        )
         return totals
 
     @property
@@ -84,6 +88,7 @@ class Totals(dict[str, int]):
         return sum(self.get(value, 0) for value in _IN_COLUMN[column])
 
 
+_SELECTED = Disposition.SELECTED
 # Column -> the values of the dispositions it counts (a table row reads it 7 times a target).
 _IN_COLUMN: Mapping[Column, tuple[str, ...]] = {
     column: tuple(d._value_ for d in Disposition if d.column is column) for column in Column

@@ -8,8 +8,9 @@ from typing import Any
 
 from reports import as_json, make_report
 
+from engine.ledger import Disposition
 from engine.report.build import rto_summary
-from engine.report.document import Report, RtoSummary
+from engine.report.document import Report, RtoSummary, Totals
 from engine.report.files import write_reports
 from engine.report.markdown import to_markdown
 from engine.report.render import REPORT_FILES, render
@@ -130,3 +131,12 @@ def test_a_run_writes_each_report_file_as_its_renderer_spells_it(tmp_path: Path)
         assert text.endswith("\n")
         assert not text.endswith("\n\n")
     assert json.loads((tmp_path / "report.json").read_text(encoding="utf-8")) == as_json(report)
+
+
+def test_totals_selected_counts_every_job_not_skipped_even_with_jobs_still_selected() -> None:
+    # A run killed mid-way, rendered from its journal: some jobs acted on, some not yet. The
+    # per-disposition count of "selected" once overwrote the sum of the same name (2 -> 1).
+    totals = Totals.of([Disposition.SELECTED, Disposition.RETRY_ACCEPTED, Disposition.SKIPPED])
+    assert (totals.jobs, totals.selected, totals.needs_attention) == (3, 2, 0)
+    assert totals == {"jobs": 3, "selected": 2, "ok": 0, "needs_attention": 0,
+                      "skipped": 1, "retry_accepted": 1}  # fmt: skip
