@@ -42,7 +42,6 @@ from engine.report.files import drop_stale_reports, usable_directory, write_repo
 from engine.report.merge import merge_reports
 from engine.report.render import REPORT_FILES
 from engine.run.approval import Approver, approve_all
-from engine.run.emulated import emulator_for, emulator_stats, login_of, write_stats
 from engine.run.executor import Executor, RunObserver
 from engine.run.inputs import EmulatorSettings, Inputs, Where, endpoint_where, prepare
 from engine.run.journal import (
@@ -170,6 +169,8 @@ async def _carry_out(
         journal.close()
     written = write_reports(directory, report, formats or tuple(REPORT_FILES))
     if stats is not None:
+        from engine.run.emulated import write_stats  # loaded already: the run used it
+
         path, said = write_stats(directory, stats)
         written.append(path)
         _note(observer, said)
@@ -200,6 +201,9 @@ async def _execute(
     async with AsyncExitStack() as stack:
         transport = await stack.enter_async_context(AiohttpTransport())
         if where.emulator is not None:
+            # The emulator is loaded only for a run against it (25 ms of every other run).
+            from engine.run.emulated import emulator_for, emulator_stats, login_of
+
             emu = await stack.enter_async_context(emulator_for(runbook, where.emulator))
             _note(observer, f"emulator listening on {emu.url} (in-process, loopback only)")
             connections = emulator_connections(runbook, login_of(emu), transport)

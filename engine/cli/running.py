@@ -13,10 +13,9 @@ import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
 
 from engine import session
 from engine.api.envvars import (
@@ -29,11 +28,14 @@ from engine.api.envvars import (
 )
 from engine.cli import FORMATS
 from engine.errors import UsageError
-from engine.report.progress import LiveProgress, ProgressLines
+from engine.report.progress import ProgressLines
 from engine.report.terminal import approval_summary, plan_summary, terminal_summary
 from engine.run.approval import ApprovalRequest, Approver
 from engine.run.executor import RunObserver
 from engine.run.inputs import GUARD_RAILS, EmulatorSettings, Inputs, Where, endpoint_where
+
+if TYPE_CHECKING:
+    from engine.report.live import LiveProgress
 
 T = TypeVar("T")
 
@@ -327,6 +329,11 @@ def _live_progress(quiet: bool) -> LiveProgress | None:
     """A table redrawn in place, on a terminal only: plain lines in CI, in pipes and logs."""
     if quiet or not sys.stderr.isatty() or os.environ.get("CI"):
         return None
+    # rich is loaded only when there is a terminal to draw on (16 ms of every CI run else).
+    from rich.console import Console
+
+    from engine.report.live import LiveProgress
+
     return LiveProgress(Console(stderr=True))
 
 

@@ -6,7 +6,7 @@ from rich.console import Console
 
 from engine.errors import Location
 from engine.ledger import Disposition, EventKind, JobBook, JobRecord
-from engine.report.progress import LiveProgress, count
+from engine.report.live import LiveProgress, count
 from engine.runbook.model import Target
 
 
