@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
 
 from engine.api.types import (
-    ACTION_PAUSE,
     ACTION_RETRY,
     DbUseType,
     JobStatus,
 )
 from engine.emulator.state import (
+    CREATE_TIME_EPOCH_MS,
+    CREATE_TIME_SPREAD_MS,
+    DELETE_ONLY_FAILURES,
     EmulatorConfig,
     Fate,
     Job,
@@ -26,26 +27,6 @@ from engine.emulator.state import (
     available_actions,
     walk,
 )
-
-Clock = Callable[[], float]
-
-REGIONS = ("cn-north-4", "ap-southeast-1", "eu-west-101")
-DEMO_PASSWORD = "Emu-Demo-Passw0rd!7"  # fixed on purpose: the emulator holds no real secret
-DEMO_AK = "EMUDEMOAKRUNBOOK0DRS"  # 20 upper-case characters, like a real AK; not a secret
-DEMO_SK = "EmuDemoSkRunbook0DrsV3SignMe4TestsOnly0x"  # 40 characters; not a secret
-TOKEN_TTL_S = 24 * 3600.0
-
-ACTION_START = "START"
-ACTION_SWITCH_OVER = "SWITCH_OVER"
-ACTION_DELETE = "DELETE"
-ALL_ACTIONS = (ACTION_START, ACTION_PAUSE, ACTION_RETRY, ACTION_SWITCH_OVER, ACTION_DELETE)
-
-# Failed statuses the service never lets you retry: the only way out is DELETE.
-DELETE_ONLY_FAILURES = frozenset({JobStatus.CREATE_FAILED, JobStatus.RELEASE_RESOURCE_FAILED})
-
-STEP_DELAY_S = (0.5, 2.0)  # each retry step takes this long, times config.time_scale
-CREATE_TIME_EPOCH_MS = 1_717_200_000_000  # 2024-06-01 UTC; create_time never reads wall time
-CREATE_TIME_SPREAD_MS = 180 * 24 * 3600 * 1000
 
 _APPS = (
     "orders", "billing", "inventory", "users", "payments", "catalog",

@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import pytest
-from fakes import FakeClock, ids_of
+from fakes import FakeClock, ids_of, job
 
 from engine.actions import batch_retry, mutation, select_jobs, verify_status
 from engine.actions.context import ActionContext, StepFailedError
@@ -22,28 +22,6 @@ from engine.api.types import (
 )
 from engine.errors import DrsApiError, TransportError
 from engine.ledger import Disposition, EventKind, JobBook, JobEvent, JobRecord
-
-RETRYABLE = JobActions(available_actions=("RETRY", "DELETE"))
-
-
-def job(
-    job_id: str,
-    status: str = "INCRE_TRANSFER_FAILED",
-    *,
-    name: str | None = None,
-    actions: JobActions = RETRYABLE,
-    engine: str = "mysql",
-    children: tuple[JobInfo, ...] = (),
-) -> JobInfo:
-    return JobInfo(
-        id=job_id,
-        name=name or f"job-{job_id}",
-        status=status,
-        engine_type=engine,
-        db_use_type="migration",
-        job_action=actions,
-        children=children,
-    )
 
 
 @dataclass

@@ -3,11 +3,8 @@ assert, and the RTO figures of verify."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
-
 import pytest
-from fakes import FakeClock, ids_of
+from fakes import FakeClock, FakeFleet, all_paused, ids_of
 
 from engine.actions import batch_retry, pause_jobs, verify_status
 from engine.actions.assertion import AssertParams
@@ -17,66 +14,9 @@ from engine.actions.registry import REGISTRY
 from engine.actions.sleep import SleepParams
 from engine.actions.sleep import run as run_sleep
 from engine.actions.spec import output_values
-from engine.api.types import BatchActionResult, BatchOutcome, JobInfo, RetryItem, StatusResult
+from engine.api.types import BatchActionResult, BatchOutcome
 from engine.errors import DrsApiError, TransportError
 from engine.ledger import Disposition, EventKind, JobBook, JobRecord
-
-PauseAnswer = Callable[["FakeFleet", list[str]], list[BatchActionResult]]
-
-
-@dataclass
-class FakeFleet:
-    """A scripted DRS API over a dict of job statuses; records every call."""
-
-    statuses: dict[str, str] = field(default_factory=dict)
-    pause_answers: list[PauseAnswer] = field(default_factory=list)
-    pause_calls: list[list[str]] = field(default_factory=list)
-    pause_modes: list[str | None] = field(default_factory=list)
-    retry_calls: list[list[str]] = field(default_factory=list)
-    status_calls: list[list[str]] = field(default_factory=list)
-    # Applied to the fleet when a status is read: job -> the statuses it shows next, in turn.
-    upcoming: dict[str, list[str]] = field(default_factory=dict)
-
-    async def list_jobs(
-        self,
-        *,
-        db_use_type: str,
-        engine_type: str | None = None,
-        status: str | None = None,
-        name: str | None = None,
-        net_type: str | None = None,
-        statuses: Collection[str] | None = None,
-    ) -> list[JobInfo]:
-        return []
-
-    async def batch_status(self, job_ids: Sequence[str]) -> list[StatusResult]:
-        self.status_calls.append(list(job_ids))
-        for job_id in job_ids:
-            if self.upcoming.get(job_id):
-                self.statuses[job_id] = self.upcoming[job_id].pop(0)
-        return [StatusResult(id=j, status=self.statuses[j]) for j in job_ids if j in self.statuses]
-
-    async def batch_retry(self, jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
-        ids = [j.job_id for j in jobs]
-        self.retry_calls.append(ids)
-        for job_id in ids:
-            self.statuses[job_id] = "STARTJOBING"
-            self.upcoming[job_id] = ["STARTJOBING", "INCRE_TRANSFER_STARTED"]
-        return [BatchActionResult(id=j, status=BatchOutcome.SUCCESS) for j in ids]
-
-    async def batch_pause(
-        self, job_ids: Sequence[str], *, pause_mode: str | None = None
-    ) -> list[BatchActionResult]:
-        self.pause_calls.append(list(job_ids))
-        self.pause_modes.append(pause_mode)
-        answer = self.pause_answers.pop(0) if self.pause_answers else all_paused
-        return answer(self, list(job_ids))
-
-
-def all_paused(fleet: FakeFleet, ids: list[str]) -> list[BatchActionResult]:
-    for job_id in ids:
-        fleet.statuses[job_id] = "PAUSING"
-    return [BatchActionResult(id=j, status=BatchOutcome.SUCCESS) for j in ids]
 
 
 def http_error(status: int, code: str = "DRS.M00307") -> DrsApiError:
