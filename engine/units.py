@@ -1,6 +1,6 @@
 """Durations and rates as runbooks and the command line write them: the one grammar of both.
 
-    parse_duration("90s") == 90.0      250ms, 90s, 10m, 2h, or a number of seconds
+    parse_duration("90s") == 90.0      250ms, 90s, 10m, 2h, or a number of seconds (<= 7 days)
     parse_rate("300/m") == 5.0         N/s, N/m, N/h: events per second
 
 The runbook language, its params and the emulator's options all read them here, so a value one
@@ -15,12 +15,16 @@ import re
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _RATE = re.compile(r"([0-9]+(?:\.[0-9]+)?) */ *(s|m|h)")
+# The longest duration anything here waits or allows: longer is a typo, or a run that would
+# outlive every token, lock and human watching it.
+MAX_DURATION_S = 7 * 24 * 3600.0
 
 
-def parse_duration(value: int | float | str) -> float:
+def parse_duration(value: int | float | str, *, limit_s: float | None = MAX_DURATION_S) -> float:
     """Seconds in a duration: a number of seconds, or ``250ms``, ``90s``, ``10m``, ``2h``.
 
-    Raises ValueError for anything else, including negative, infinite and NaN values.
+    Raises ValueError for anything else, including negative, infinite and NaN values, and
+    durations over ``limit_s`` (7 days; None: no limit).
     """
     if isinstance(value, bool):
         raise ValueError(f"expected a duration, got {value!r}")  # noqa: TRY004 (one error type)
@@ -35,7 +39,20 @@ def parse_duration(value: int | float | str) -> float:
         raise ValueError(f"expected a duration, got {type(value).__name__}")  # noqa: TRY004
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"expected a finite duration >= 0, got {value!r}")
+    if limit_s is not None and seconds > limit_s:
+        raise ValueError(
+            f"expected a duration of at most {describe_seconds(limit_s)}, got {value!r}"
+        )
     return seconds
+
+
+def describe_seconds(seconds: float) -> str:
+    """A limit as a person says it: 7 days, 2h, 90s."""
+    for unit, size in (("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds / size
+            return f"{count:g} {unit}" if unit == "days" else f"{count:g}{unit}"
+    return f"{seconds:g}s"
 
 
 def parse_rate(value: str) -> float:

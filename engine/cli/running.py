@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from engine.report.live import LiveProgress
 
 T = TypeVar("T")
+# The guard rails' upper bound, as the runbook schema has it.
+MAX_JOBS = 1_000_000
 
 _TARGET_OPTIONS = (
     click.argument("file", type=click.Path(path_type=Path)),
@@ -81,14 +83,20 @@ _TARGET_OPTIONS = (
         help="YAML/JSON with ak + sk (+ security_token) or token; wins over the environment. "
         "Keeps secrets off the command line.",
     ),
-    click.option("--max-jobs", type=click.IntRange(min=1), help="Override the runbook's max_jobs."),
+    click.option(
+        "--max-jobs",
+        type=click.IntRange(min=1, max=MAX_JOBS),
+        help="Override the runbook's max_jobs.",
+    ),
     click.option(
         "--max-jobs-total",
-        type=click.IntRange(min=1),
+        type=click.IntRange(min=1, max=MAX_JOBS),
         help="Override the runbook's max_jobs_total.",
     ),
     click.option(
-        "--max-errors", type=click.IntRange(min=0), help="Override the runbook's max_errors."
+        "--max-errors",
+        type=click.IntRange(min=0, max=MAX_JOBS),
+        help="Override the runbook's max_errors.",
     ),
     click.option(
         "--shard",

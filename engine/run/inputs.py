@@ -22,10 +22,14 @@ import yaml
 from engine.actions.catalog import CATALOG
 from engine.api.credentials import CredentialSettings
 from engine.api.envvars import IAM_USER_ENV, TOKEN_ENV
+from engine.bounded import FileRefusedError, file_mode, read_file
 from engine.errors import UsageError
 from engine.run.shard import Shard
 from engine.runbook import Runbook, bind_params, load_runbook
+from engine.runbook.parse import MAX_BYTES
 
+# A credentials file holds a few keys: anything this long is not one.
+CREDENTIALS_LIMIT = 64 * 1024
 # Guard rails the command line may set over the runbook's.
 GUARD_RAILS = ("max_jobs", "max_jobs_total", "max_errors")
 
@@ -144,10 +148,24 @@ def checked_endpoint(url: str) -> str:
 
 
 def read_credentials_file(path: Path) -> CredentialSettings:
-    """Explicit credentials from a file: ak + sk (+ security_token), or token."""
+    """Explicit credentials from a file: ak + sk (+ security_token), or token.
+
+    Refused, as ssh refuses a private key, when the group or others may read or write it: the
+    secrets in it are then no longer only the user's."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raw = read_file(path, limit=CREDENTIALS_LIMIT)
+        mode = file_mode(path)
+    except (FileRefusedError, OSError) as exc:
+        reason = exc.reason if isinstance(exc, FileRefusedError) else exc.strerror or str(exc)
+        raise UsageError(f"cannot read credentials file {path}: {reason}") from None
+    if mode & 0o077:
+        raise UsageError(
+            f"credentials file {path} is open to others (mode {mode:04o}); "
+            f"make it yours alone with `chmod 600 {path}`"
+        )
+    try:
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise UsageError(f"cannot read credentials file {path}: {type(exc).__name__}") from None
     allowed = {"ak", "sk", "security_token", "token"}
     if not isinstance(data, dict) or not data or not set(data) <= allowed:
@@ -171,7 +189,8 @@ def env_of(runbook: Runbook) -> dict[str, str]:
 
 
 def read_bytes(path: Path) -> bytes:
+    """A runbook's bytes (for the journal's digest), as bounded as the parser reads them."""
     try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+        return read_file(path, limit=MAX_BYTES)
+    except FileRefusedError as exc:
+        raise UsageError(f"cannot read {path}: {exc.reason}") from None

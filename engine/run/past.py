@@ -9,6 +9,7 @@ from pathlib import Path
 
 from engine.actions.catalog import CATALOG
 from engine.actions.registry import REGISTRY
+from engine.bounded import FileRefusedError, read_file
 from engine.errors import UsageError
 from engine.ledger import JobBook
 from engine.report.build import build_report
@@ -19,6 +20,9 @@ from engine.run.journal import JOURNAL_NAME, RUNBOOK_COPY, JournalState, read_jo
 from engine.run.result import RunResult, TargetOutcome
 from engine.runbook import Runbook, load_runbook
 
+# report.json of a million jobs is about 250 MB; a file four times that is not one of ours.
+REPORT_LIMIT = 1 << 30
+
 
 def past_report(run_dir: Path) -> Report:
     """The report of a past run: its report.json, or for a run killed before it wrote one, the
@@ -26,8 +30,10 @@ def past_report(run_dir: Path) -> Report:
     path = run_dir / REPORT_FILES["json"]
     if path.is_file():
         try:
-            return Report.from_json(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return Report.from_json(json.loads(read_file(path, limit=REPORT_LIMIT)))
+        except FileRefusedError as exc:
+            raise UsageError(f"cannot read {path}: {exc.reason}") from None
+        except (ValueError, KeyError, TypeError) as exc:
             raise UsageError(f"cannot read {path}: {exc}") from None
     if not (run_dir / JOURNAL_NAME).is_file():
         raise UsageError(f"{run_dir} has neither report.json nor a journal; give a run directory")

@@ -20,7 +20,7 @@ from typing import Any
 from engine.errors import Diagnostic, Location, RunbookInvalidError
 from engine.runbook.evaluation import equal
 from engine.runbook.model import Runbook
-from engine.runbook.params import FALSE_WORDS, TRUE_WORDS, Param, ParamType
+from engine.runbook.params import FALSE_WORDS, MAX_INTEGER, TRUE_WORDS, Param, ParamType
 from engine.runbook.parse import JsonPath, read_yaml
 from engine.runbook.schema import show, suggest
 from engine.units import parse_duration
@@ -168,10 +168,27 @@ def _scalar_from_text(param: Param, kind: str, text: str) -> Any:
     # ASCII digits only: int() and float() would also take "1_000" and other scripts' digits.
     if not _NUMBER.fullmatch(word) or (kind == ParamType.INTEGER and not _INTEGER.fullmatch(word)):
         raise wrong
-    number: int | float = int(word) if kind == ParamType.INTEGER else float(word)
-    if isinstance(number, float) and not math.isfinite(number):
+    if kind == ParamType.INTEGER:
+        # Digits first: int() of thousands of digits is slow, then refused by Python itself.
+        if len(word.lstrip("-")) > len(str(MAX_INTEGER)):
+            raise _out_of_range(text)
+        return _bounded(int(word), text)
+    number = float(word)
+    if not math.isfinite(number):
         raise wrong
     return number
+
+
+def _bounded(number: int, given: object) -> int:
+    if not -MAX_INTEGER <= number <= MAX_INTEGER:
+        raise _out_of_range(given)
+    return number
+
+
+def _out_of_range(given: object) -> _ValueProblem:
+    return _ValueProblem(
+        f"expected an integer between -{MAX_INTEGER} and {MAX_INTEGER}, got {show(given)}"
+    )
 
 
 _INTEGER = re.compile(r"-?[0-9]+")
@@ -207,7 +224,7 @@ def _typed_scalar(kind: str, value: Any, wrong: _ValueProblem) -> Any:
     if isinstance(value, bool):
         raise wrong
     if kind == ParamType.INTEGER and isinstance(value, int):
-        return value
+        return _bounded(value, value)
     if kind == ParamType.NUMBER and isinstance(value, int | float) and math.isfinite(value):
         return float(value)
     raise wrong

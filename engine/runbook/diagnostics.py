@@ -11,7 +11,9 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from engine.bounded import FileRefusedError, read_file
 from engine.errors import Diagnostic
+from engine.runbook.parse import MAX_BYTES
 
 _RESET = "\033[0m"
 _BOLD = "\033[1m"
@@ -51,9 +53,10 @@ def render_diagnostics(diagnostics: Iterable[Diagnostic], *, color: bool = False
 
 def _line_of(files: dict[str, list[str] | None], path: str, number: int) -> str | None:
     if path not in files:
+        # At most what the parser read: the file may be anything (a FIFO, /dev/zero).
         try:
-            files[path] = Path(path).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError):
+            files[path] = read_file(Path(path), limit=MAX_BYTES).decode("utf-8").splitlines()
+        except (FileRefusedError, UnicodeDecodeError):
             files[path] = None
     lines = files[path]
     return lines[number - 1] if lines is not None and 1 <= number <= len(lines) else None

@@ -25,6 +25,9 @@ class ParamType(StrEnum):
     DURATION = "duration"
 
 
+# The largest integer a param may hold: JSON's exact range (2^53 - 1), so the journal, the
+# report and every tool reading them keep it as it was given.
+MAX_INTEGER = 2**53 - 1
 TRUE_WORDS = frozenset({"true", "yes", "1"})
 FALSE_WORDS = frozenset({"false", "no", "0"})
 

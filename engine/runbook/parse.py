@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import yaml
 
+from engine.bounded import FileRefusedError, read_file
 from engine.errors import Diagnostic, Location, RunbookInvalidError
 
 MAX_BYTES = 1024 * 1024
@@ -142,13 +143,11 @@ def _fail(path: str, line: int, col: int, message: str, hint: str | None = None)
 
 def _read_text(path: Path, name: str, kind: str) -> str:
     try:
-        with path.open("rb") as stream:
-            raw = stream.read(MAX_BYTES + 1)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        _fail(name, 1, 1, f"cannot read {kind}: {reason}")
-    if len(raw) > MAX_BYTES:
-        _fail(name, 1, 1, f"{kind} is larger than {MAX_BYTES // 1024} KiB")
+        raw = read_file(path, limit=MAX_BYTES)
+    except FileRefusedError as exc:
+        if exc.oversize:
+            _fail(name, 1, 1, f"{kind} is larger than {MAX_BYTES // 1024} KiB")
+        _fail(name, 1, 1, f"cannot read {kind}: {exc.reason}")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -24,6 +24,7 @@ from engine.errors import Diagnostic
 from engine.runbook.evaluation import kind_of
 from engine.runbook.expressions import is_expression
 from engine.runbook.parse import JsonPath, ParsedYaml
+from engine.units import describe_seconds, parse_duration
 
 # Action name -> its outputs, either {output: type} (engine.actions.CATALOG) or only the output
 # names, whose types are then unknown ("any") to the static checks.
@@ -55,9 +56,33 @@ def output_types(catalog: ActionCatalog) -> dict[str, Mapping[str, str]]:
     }
 
 
+def _max_seconds(
+    validator: object, limit: float, instance: object, schema: Mapping[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    """``maxSeconds``: a duration (number or ``90s`` string) is at most ``limit`` seconds. A
+    keyword of the engine's own (editors ignore it): JSON Schema cannot bound a ``10m``."""
+    if isinstance(instance, bool) or not isinstance(instance, int | float | str):
+        return
+    try:
+        seconds = parse_duration(instance, limit_s=None)
+    except ValueError:
+        return  # not a duration at all: the type or the pattern says so
+    if seconds > limit:
+        yield jsonschema.ValidationError(
+            f"must be at most {describe_seconds(limit)}, got {show(instance)}"
+        )
+
+
+# The runbook schema's validator: draft 2020-12 and the maxSeconds keyword.
+_RunbookValidator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    jsonschema.Draft202012Validator, {"maxSeconds": _max_seconds}
+)
+
+
 @functools.cache
 def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(load_schema())
+    validator: jsonschema.Draft202012Validator = _RunbookValidator(load_schema())
+    return validator
 
 
 def schema_actions() -> frozenset[str]:

@@ -190,6 +190,7 @@ def test_a_credentials_file_wins_over_the_environment(
     clean_env.setenv("DRS_AUTH_TOKEN", "not-a-valid-token")
     secrets_file = tmp_path / "creds.yaml"
     secrets_file.write_text(f"ak: {emulator['ak']}\nsk: {emulator['sk']}\n")
+    secrets_file.chmod(0o600)  # like an ssh key: a file others may read is refused
     runbook = runbook_for(
         emulator, tmp_path / "rb.yaml", "  - id: s\n    action: drs.select_jobs\n"
     )
