@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine.api.bounds import DEFAULT_REQUEST_TIMEOUT_S
 from engine.api.resilience import Resilience
 from engine.api.transport import AiohttpTransport
 from engine.errors import UsageError
@@ -43,7 +44,14 @@ from engine.report.merge import merge_reports
 from engine.report.render import REPORT_FILES
 from engine.run.approval import Approver, approve_all
 from engine.run.executor import Executor, RunObserver
-from engine.run.inputs import EmulatorSettings, Inputs, Where, endpoint_where, prepare
+from engine.run.inputs import (
+    EmulatorSettings,
+    Inputs,
+    Where,
+    endpoint_where,
+    prepare,
+    refuse_clear_text,
+)
 from engine.run.journal import (
     JournalState,
     RunHeader,
@@ -110,6 +118,7 @@ async def run(
     """Run ``inputs`` against ``where``; write the journal, then the reports, to the run
     directory (default ``runbook-reports/<run id>``, checked before anything is sent)."""
     _need_approver(inputs.runbook, approver)
+    refuse_clear_text(inputs.runbook, where)
     run_id = new_run_id()
     directory = usable_directory(report_dir or DEFAULT_REPORTS / run_id)
     journal = _start_journal(directory, run_id, inputs, where, observer)
@@ -135,6 +144,7 @@ async def plan(
     handle_signals: bool = False,
 ) -> PlanOutcome:
     """Work out what running ``inputs`` would do, making only read-only API calls."""
+    refuse_clear_text(inputs.runbook, where)
     run_id = "plan-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     async with _signals_cancel_the_run(handle_signals):
         report, _ = await _execute(inputs, where, run_id, observer=observer, plan=True)
@@ -199,7 +209,9 @@ async def _execute(
     resilience = Resilience()
     stats: dict[str, Any] | None = None
     async with AsyncExitStack() as stack:
-        transport = await stack.enter_async_context(AiohttpTransport())
+        transport = await stack.enter_async_context(
+            AiohttpTransport(request_timeout_s=where.request_timeout_s)
+        )
         if where.emulator is not None:
             # The emulator is loaded only for a run against it (25 ms of every other run).
             from engine.run.emulated import emulator_for, emulator_stats, login_of
@@ -289,6 +301,8 @@ async def resume(
     approver: Approver | None = None,
     observer: RunObserver | None = None,
     credentials_file: Path | None = None,
+    allow_insecure_http: bool = False,
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
     formats: Iterable[str] = (),
     handle_signals: bool = False,
 ) -> RunOutcome:
@@ -307,7 +321,13 @@ async def resume(
         chosen = credentials_file or (
             None if header.credentials_file is None else Path(header.credentials_file)
         )
-        where = endpoint_where(header.endpoint, credentials_file=chosen)
+        where = endpoint_where(
+            header.endpoint,
+            credentials_file=chosen,
+            allow_insecure_http=allow_insecure_http,
+            request_timeout_s=request_timeout_s,
+        )
+        refuse_clear_text(inputs.runbook, where)
         at = datetime.now(UTC).isoformat(timespec="seconds")
         journal.resumed(at)
         state.resumes.append(at)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from engine.actions.budget import ErrorBudget
 from engine.api.protocol import DrsApi
 from engine.ledger import Disposition, EventKind, JobBook
+
+logger = logging.getLogger(__name__)
 
 
 class StepFailedError(Exception):
@@ -29,9 +32,18 @@ class ActionContext:
     # Shared by every target: once spent, mutating actions send no further batch.
     errors: ErrorBudget = field(default_factory=ErrorBudget)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    # What the step saw that a human should know, though it did not fail: a service whose
+    # count and listing disagree, a batch answer naming jobs it was not asked about.
+    notices: list[str] = field(default_factory=list)
 
     def now(self) -> float:
         return self.jobs.now()
+
+    def notice(self, text: str) -> None:
+        """Say in the report (once per step) that the service's answers were odd."""
+        if text not in self.notices:
+            logger.warning("%s, step %r: %s", self.project_id, self.step_id, text)
+            self.notices.append(text)
 
     def withhold(self, job_ids: list[str]) -> None:
         """The error budget is spent: these jobs are not sent, and the report says why."""

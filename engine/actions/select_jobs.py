@@ -87,8 +87,13 @@ async def run(ctx: ActionContext, params: SelectJobsParams) -> SelectJobsOutputs
     selected: dict[str, None] = {}
     skipped: dict[str, None] = {}
     for db_use_type in params.db_use_type:
-        listed = await ctx.api.list_jobs(db_use_type=db_use_type, statuses=params.statuses)
-        for job, parent_id in _candidates(listed):
+        listing = await ctx.api.list_jobs(db_use_type=db_use_type, statuses=params.statuses)
+        if listing.count_disagrees:
+            ctx.notice(
+                f"the service counted {listing.total_record} {db_use_type} job(s) "
+                f"(total_record) but listed {listing.listed}; every listed job was considered"
+            )
+        for job, parent_id in _candidates(listing.jobs):
             if not _matches(job, params):
                 continue
             reason = _skip_reason(job, params)

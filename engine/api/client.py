@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import orjson
 
 from engine.api.auth import Auth
+from engine.api.bounds import MAX_LIST_PAGES
 from engine.api.resilience import Resilience
 from engine.api.transport import HttpRequest, HttpResponse, Transport, error_fields
 from engine.api.types import (
@@ -34,6 +35,7 @@ from engine.api.types import (
     MAX_PER_PAGE,
     BatchActionResult,
     JobInfo,
+    JobListing,
     Language,
     RetryItem,
     StatusResult,
@@ -118,12 +120,19 @@ class DrsClient:
         name: str | None = None,
         net_type: str | None = None,
         statuses: Collection[str] | None = None,
-    ) -> list[JobInfo]:
+    ) -> JobListing:
         """Every job matching the filters, all pages fetched, each job once.
 
         ``statuses`` is applied here, to each page before it is parsed: the API filters on one
         ``status`` per call, and a large fleet lists many healthy jobs a runbook never looks at.
         A dual-active parent is kept when it or one of its children has one of them.
+
+        ``total_record`` is not trusted either way: paging goes on while pages are full (a
+        count too low must not hide jobs) and stops at the first short page (a count too high
+        must not page for ever). It is an ``INVALID_RESPONSE`` error when a full page brings no
+        job not seen before (the service pages in circles), when the jobs listed exceed the
+        count by more than a page, or past ``MAX_LIST_PAGES``. The listing says how the count
+        and the jobs seen compare, for the report.
         """
         optional = {
             "engine_type": engine_type,
@@ -133,19 +142,30 @@ class DrsClient:
         }
         filters = {key: value for key, value in optional.items() if value is not None}
         jobs: dict[str, JobInfo] = {}
-        page = 1
-        while True:
+        seen: set[str] = set()
+        for page in range(1, MAX_LIST_PAGES + 1):
             payload = {"cur_page": page, "per_page": MAX_PER_PAGE, "db_use_type": db_use_type}
             answer = await self._post("list jobs", "/jobs", payload | filters, replayable=True)
             listed = answer.entries("jobs")
+            before = len(seen)
+            seen.update(answer.ids("jobs", listed))
             wanted = listed if statuses is None else answer.kept("jobs", listed, statuses)
             for job in answer.parsed("jobs", wanted, JobInfo.from_wire):
                 jobs.setdefault(job.id, job)  # a job created while paging can shift into view twice
             total = answer.count("total_record")
-            # Stop on a short or empty page even if total_record says more: it may be wrong.
-            if len(listed) < MAX_PER_PAGE or (total is not None and page * MAX_PER_PAGE >= total):
-                return list(jobs.values())
-            page += 1
+            if len(listed) < MAX_PER_PAGE:
+                return JobListing(jobs=list(jobs.values()), listed=len(seen), total_record=total)
+            if len(seen) == before:
+                raise answer.invalid(
+                    f"page {page} lists only jobs of earlier pages: the service is paging in "
+                    f"circles ({len(seen)} distinct jobs so far, total_record {total})"
+                )
+            if total is not None and len(seen) > total + MAX_PER_PAGE:
+                raise answer.invalid(
+                    f"{len(seen)} distinct jobs listed in {page} full pages, but total_record "
+                    f"says {total}: the listing does not end where the service says it does"
+                )
+        raise answer.invalid(f"still full pages after {MAX_LIST_PAGES}: the listing never ends")
 
     async def batch_status(self, job_ids: Sequence[str]) -> list[StatusResult]:
         """The status of each distinct id, in input order; ids the service omits are left out."""
@@ -338,6 +358,16 @@ class _Answer:
             ]
         except (TypeError, AttributeError) as exc:
             raise self.invalid(f"malformed entry in {key!r}: {exc!r}") from exc
+
+    def ids(self, key: str, raw: list[Any]) -> list[str]:
+        """The ``id`` of every entry of ``raw``, which must be an object with a text id."""
+        try:
+            found = [entry["id"] for entry in raw]
+        except (KeyError, TypeError) as exc:
+            raise self.invalid(f"malformed entry in {key!r}: {exc!r}") from exc
+        if not all(isinstance(i, str) and i for i in found):
+            raise self.invalid(f"an entry in {key!r} has no text id")
+        return found
 
     def count(self, key: str) -> int | None:
         raw = self.body.get(key)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Protocol
 
-from engine.api.types import BatchActionResult, JobInfo, RetryItem, StatusResult
+from engine.api.types import BatchActionResult, JobListing, RetryItem, StatusResult
 
 
 class DrsApi(Protocol):
@@ -24,7 +24,7 @@ class DrsApi(Protocol):
         name: str | None = None,
         net_type: str | None = None,
         statuses: Collection[str] | None = None,
-    ) -> list[JobInfo]: ...
+    ) -> JobListing: ...
 
     async def batch_status(self, job_ids: Sequence[str]) -> list[StatusResult]: ...
 

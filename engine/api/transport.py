@@ -4,10 +4,16 @@
 one and tests pass a fake. A transport moves bytes and nothing else: it does not retry, back off,
 authenticate or interpret status codes. The only error it raises is ``TransportError`` (the
 request did not complete); every HTTP answer, 5xx included, is returned as an ``HttpResponse``.
+
+It trusts no server: a redirect is returned as the 3xx it is, never followed (the request
+carries a token or a signature, and ``Location`` may name any host); every request has a total
+deadline, however slowly the bytes drip; and an answer larger than ``max_answer_bytes`` is not
+read at all.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Mapping
@@ -18,12 +24,16 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from engine.api.bounds import (
+    CONNECT_TIMEOUT_S,
+    DEFAULT_REQUEST_TIMEOUT_S,
+    MAX_ANSWER_BYTES,
+    READ_TIMEOUT_S,
+)
 from engine.errors import TransportError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CONNECT_TIMEOUT_S = 10.0
-DEFAULT_READ_TIMEOUT_S = 30.0
 _MAX_ERROR_TEXT = 200
 
 
@@ -68,17 +78,21 @@ class Transport(Protocol):
 class AiohttpTransport:
     """The real transport: an async context manager owning one ``aiohttp.ClientSession``.
 
-    TLS certificates are always verified. Timeouts bound connecting and each socket read, not
-    the whole call: a caller that needs a deadline wraps the call in ``asyncio.timeout``.
+    TLS certificates are always verified and redirects never followed. Timeouts bound
+    connecting, each socket read, and the whole request (``request_timeout_s``).
     """
 
     def __init__(
         self,
         *,
-        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
-        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        read_timeout_s: float = READ_TIMEOUT_S,
+        request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self._timeout = aiohttp.ClientTimeout(connect=connect_timeout_s, sock_read=read_timeout_s)
+        self._deadline_s = request_timeout_s
+        self._max_answer = max_answer_bytes
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
@@ -101,23 +115,43 @@ class AiohttpTransport:
         if self._session is None:
             raise RuntimeError("AiohttpTransport.send() called outside 'async with'")
         try:
-            async with self._session.request(
-                request.method,
-                request.url,
-                headers=dict(request.headers),
-                data=request.body,
-                ssl=True,
-            ) as answer:
-                body = await answer.read()
-                return HttpResponse(status=answer.status, headers=dict(answer.headers), body=body)
-        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
-            raise TransportError(_describe_failure(request, exc)) from exc
+            async with asyncio.timeout(self._deadline_s):
+                async with self._session.request(
+                    request.method,
+                    request.url,
+                    headers=dict(request.headers),
+                    data=request.body,
+                    ssl=True,
+                    allow_redirects=False,
+                ) as answer:
+                    body = await self._read(answer, request)
+                    headers = dict(answer.headers)
+                    return HttpResponse(status=answer.status, headers=headers, body=body)
+        except TimeoutError as exc:
+            what = f"no complete answer within {self._deadline_s:g}s"
+            raise TransportError(_describe_failure(request, what)) from exc
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise TransportError(_describe_failure(request, str(exc) or "no answer")) from exc
+
+    async def _read(self, answer: aiohttp.ClientResponse, request: HttpRequest) -> bytes:
+        """The body, or a ``TransportError`` once it is known to exceed the cap."""
+        too_long = f"the answer is larger than {self._max_answer // 1024 // 1024} MiB; not read"
+        declared = answer.content_length
+        if declared is not None and declared > self._max_answer:
+            raise TransportError(_describe_failure(request, too_long))
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await answer.content.read(min(1 << 20, self._max_answer + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > self._max_answer:
+                raise TransportError(_describe_failure(request, too_long))
+        return b"".join(chunks)
 
 
-def _describe_failure(request: HttpRequest, exc: BaseException) -> str:
+def _describe_failure(request: HttpRequest, what: str) -> str:
     """One line naming the call and the cause; never headers, bodies or query strings."""
     parts = urlsplit(request.url)
-    what = str(exc) or ("timed out" if isinstance(exc, TimeoutError) else "no answer")
     return f"{request.method} {parts.scheme}://{parts.netloc}{parts.path}: {what}"
 
 
@@ -126,8 +160,16 @@ def error_fields(response: HttpResponse) -> tuple[str, str]:
 
     DRS and the API gateway send ``{"error_code", "error_msg"}``; IAM sends
     ``{"error": {"code", "message"}}``. Anything else (an HTML page from a proxy, an empty
-    body) yields ``HTTP_<status>`` and the start of the body as text.
+    body) yields ``HTTP_<status>`` and the start of the body as text; a redirect names only the
+    host it pointed at.
     """
+    if 300 <= response.status < 400:
+        location = urlsplit(response.header("Location") or "")
+        target = location.hostname or ("the same host" if location.path else "nowhere named")
+        return f"HTTP_{response.status}", (
+            f"redirected to {target}, not followed (credentials go to the endpoint given "
+            "and nowhere else); check the endpoint URL and any proxy in the way"
+        )
     raw = _json_or_none(response.body)
     if isinstance(raw, dict):
         nested = raw.get("error")

@@ -379,3 +379,17 @@ ERR_INVALID_PROJECT = "DRS.M00261"
 ERR_API_NOT_FOUND = "APIGW.0101"
 ERR_THROTTLED = "APIGW.0308"
 ERR_SERVICE_ABNORMAL = "DRS.M00004"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobListing:
+    """What one paged list call found: the jobs kept (those with the wanted statuses), how
+    many distinct jobs all pages listed, and how many the service said there were."""
+
+    jobs: list[JobInfo]
+    listed: int
+    total_record: int | None  # as the last page said it; None when the service did not say
+
+    @property
+    def count_disagrees(self) -> bool:
+        return self.total_record is not None and self.total_record != self.listed

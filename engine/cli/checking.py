@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from engine.actions.catalog import CATALOG, MUTATING
+from engine.api.endpoints import clear_text_targets
 from engine.cli import color
 from engine.errors import EXIT_USAGE, Diagnostic, RunbookInvalidError
 from engine.runbook import diagnostics_json, load_runbook, render_diagnostics
@@ -23,6 +24,11 @@ _FORMAT = click.option(
     show_default=True,
     help="text: FILE:LINE:COL: message with the source line; json: an array for tools.",
 )
+_INSECURE = click.option(
+    "--allow-insecure-http",
+    is_flag=True,
+    help="Accept targets whose endpoint is plain http:// to another machine.",
+)
 _FILES = click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 
 
@@ -30,29 +36,37 @@ _FILES = click.argument("files", nargs=-1, required=True, type=click.Path(path_t
 @_FILES
 @_FORMAT
 @click.option("--lint", "with_lint", is_flag=True, help="Also report lint warnings.")
-def validate(files: Sequence[Path], output_format: str, with_lint: bool) -> None:
+@_INSECURE
+def validate(
+    files: Sequence[Path], output_format: str, with_lint: bool, allow_insecure_http: bool
+) -> None:
     """Check runbook FILES; print every problem as FILE:LINE:COL: message.
 
     Exit 0 when all are valid (warnings do not count), 2 when any is not.
     """
-    _check_files(files, output_format, with_lint=with_lint)
+    _check_files(files, output_format, with_lint=with_lint, allow_http=allow_insecure_http)
 
 
 @click.command()
 @_FILES
 @_FORMAT
 @click.option("--strict", is_flag=True, help="Exit 1 when there are warnings.")
-def lint(files: Sequence[Path], output_format: str, strict: bool) -> None:
+@_INSECURE
+def lint(
+    files: Sequence[Path], output_format: str, strict: bool, allow_insecure_http: bool
+) -> None:
     """Validate FILES and warn about risky runbooks (mutations without verification, ...).
 
     Exit 2 when a file is invalid; with --strict, 1 when there are warnings; else 0.
     """
-    warnings = _check_files(files, output_format, with_lint=True)
+    warnings = _check_files(files, output_format, with_lint=True, allow_http=allow_insecure_http)
     if strict and warnings:
         raise SystemExit(1)
 
 
-def _check_files(files: Sequence[Path], output_format: str, *, with_lint: bool) -> int:
+def _check_files(
+    files: Sequence[Path], output_format: str, *, with_lint: bool, allow_http: bool
+) -> int:
     """Validate (and lint) every file; print all diagnostics; exit 2 on errors; count warnings."""
     found: list[Diagnostic] = []
     invalid = False
@@ -62,6 +76,10 @@ def _check_files(files: Sequence[Path], output_format: str, *, with_lint: bool) 
         except RunbookInvalidError as exc:
             invalid = True
             found.extend(exc.diagnostics)
+            continue
+        if not allow_http and (in_clear := clear_text_targets(runbook)):
+            invalid = True
+            found.extend(in_clear)
             continue
         if with_lint:
             found.extend(lint_runbook(runbook, MUTATING))

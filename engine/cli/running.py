@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from engine import session
+from engine.api.bounds import DEFAULT_REQUEST_TIMEOUT_S, MAX_REQUEST_TIMEOUT_S
 from engine.api.envvars import (
     IAM_DOMAIN_ENV,
     IAM_PASSWORD_ENV,
@@ -33,6 +34,7 @@ from engine.report.terminal import approval_summary, plan_summary, terminal_summ
 from engine.run.approval import ApprovalRequest, Approver
 from engine.run.executor import RunObserver
 from engine.run.inputs import GUARD_RAILS, EmulatorSettings, Inputs, Where, endpoint_where
+from engine.units import parse_duration
 
 if TYPE_CHECKING:
     from engine.report.live import LiveProgress
@@ -108,9 +110,46 @@ _TARGET_OPTIONS = (
 )
 
 
+def _request_timeout(ctx: click.Context, param: click.Parameter, value: str | None) -> float:
+    if value is None:
+        return DEFAULT_REQUEST_TIMEOUT_S
+    try:
+        seconds = parse_duration(value, limit_s=MAX_REQUEST_TIMEOUT_S)
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc} (at most 1h)") from None
+    if seconds <= 0:
+        raise click.BadParameter(f"must be more than zero, got {value!r}")
+    return seconds
+
+
+# How every request of run, plan and resume may travel.
+_NETWORK_OPTIONS = (
+    click.option(
+        "--allow-insecure-http",
+        is_flag=True,
+        help="Allow plain http:// to hosts other than this machine (credentials then cross "
+        "the network in clear). Loopback is always allowed.",
+    ),
+    click.option(
+        "--request-timeout",
+        "request_timeout_s",
+        metavar="DURATION",
+        callback=_request_timeout,
+        help=f"Most one request may take, from connecting to its last byte "
+        f"(default {DEFAULT_REQUEST_TIMEOUT_S:g}s).",
+    ),
+)
+
+
 def _target_options(command: Callable[..., None]) -> Callable[..., None]:
     """The arguments and options run and plan share: the runbook and where its targets are."""
-    for option in reversed(_TARGET_OPTIONS):
+    for option in reversed(_TARGET_OPTIONS + _NETWORK_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _network_options(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(_NETWORK_OPTIONS):
         command = option(command)
     return command
 
@@ -173,7 +212,7 @@ def run(
                 "params and limits it started with"
             )
         directory = report_dir or session.DEFAULT_REPORTS / resume_id
-        _resume(directory, options["file"], quiet, yes, options["credentials_file"], formats)
+        _resume(directory, options["file"], quiet, yes, options, formats)
         return
     where, inputs = _where_and_inputs(options)
     observer, approver = _terminal(quiet=quiet, yes=yes)
@@ -202,20 +241,15 @@ def run(
     "else the environment).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines, only the summary.")
-def resume(
-    run_dir: Path,
-    formats: tuple[str, ...],
-    yes: bool,
-    credentials_file: Path | None,
-    quiet: bool,
-) -> None:
+@_network_options
+def resume(run_dir: Path, formats: tuple[str, ...], yes: bool, quiet: bool, **options: Any) -> None:
     """Continue the interrupted run in RUN_DIR from its journal.
 
     Retries the journal shows acknowledged are not sent again; a retry whose answer was never
     recorded is reconciled by querying the job's status; finished steps are not run again and
     verification picks up the jobs it had not settled. Exit codes as for `runbook run`.
     """
-    _resume(run_dir, None, quiet, yes, credentials_file, formats)
+    _resume(run_dir, None, quiet, yes, options, formats)
 
 
 @click.command()
@@ -238,7 +272,7 @@ def _resume(
     file: Path | None,
     quiet: bool,
     yes: bool,
-    credentials_file: Path | None,
+    options: dict[str, Any],
     formats: tuple[str, ...],
 ) -> None:
     observer, approver = _terminal(quiet=quiet, yes=yes)
@@ -248,7 +282,9 @@ def _resume(
             file=file,
             approver=approver,
             observer=observer,
-            credentials_file=credentials_file,
+            credentials_file=options["credentials_file"],
+            allow_insecure_http=options["allow_insecure_http"],
+            request_timeout_s=options["request_timeout_s"],
             formats=formats,
             handle_signals=True,
         )
@@ -266,10 +302,16 @@ def _where_and_inputs(options: dict[str, Any]) -> tuple[Where, Inputs]:
                 seed=options["emulator_seed"],
                 jobs=options["emulator_jobs"],
                 time_scale=options["emulator_time_scale"],
-            )
+            ),
+            request_timeout_s=options["request_timeout_s"],
         )
     else:
-        where = endpoint_where(options["endpoint"], credentials_file=options["credentials_file"])
+        where = endpoint_where(
+            options["endpoint"],
+            credentials_file=options["credentials_file"],
+            allow_insecure_http=options["allow_insecure_http"],
+            request_timeout_s=options["request_timeout_s"],
+        )
     given: dict[str, str] = {}
     for item in options["param_values"]:
         name, sep, value = item.partition("=")

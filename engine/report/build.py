@@ -103,6 +103,7 @@ def _step(step: StepOutcome, names: Mapping[str, str | None]) -> StepReport:
         started_t=step.started_t,
         duration_s=step.duration_s,
         message=step.message,
+        notices=tuple(step.notices),
         # Lists of ids are already in the jobs' timelines: the step keeps their sizes.
         outputs=_figures(step.outputs),
     )

@@ -141,6 +141,7 @@ class StepReport:
     duration_s: float
     message: str | None
     outputs: Mapping[str, OutputFigure]
+    notices: Sequence[str] = ()  # odd answers of the service the step saw, in its words
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -297,6 +298,16 @@ class Report:
             for job in target.jobs:
                 yield target, job
 
+    def notices(self) -> list[tuple[TargetReport, StepReport, str]]:
+        """Every notice of every step, in report order: answers of the service a human should
+        know about although nothing failed."""
+        return [
+            (target, step, text)
+            for target in self.targets
+            for step in target.steps
+            for text in step.notices
+        ]
+
     def needing_a_human(self) -> list[tuple[TargetReport, JobReport]]:
         """The jobs that need a human, in report order."""
         return [(t, job) for t, job in self.jobs() if job.disposition.needs_a_human]
@@ -352,6 +363,7 @@ def _target_from_json(raw: Mapping[str, Any]) -> TargetReport:
                 duration_s=s["duration_s"],
                 message=s["message"],
                 outputs=dict(s["outputs"]),
+                notices=tuple(s.get("notices", ())),
             )
             for s in raw["steps"]
         ],

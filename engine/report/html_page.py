@@ -48,6 +48,7 @@ def html_lines(report: Report) -> list[str]:
     body += _summary(report)
     body += _done(report)
     body += _needs_a_human(report)
+    body += _notices(report)
     body += _projects(report)
     body += timeline(report)
     body += _api(report)
@@ -177,6 +178,18 @@ def _needs(report: Report) -> list[tuple[TargetReport, JobReport]]:
     """The jobs that need a human, most urgent disposition first."""
     order = {disposition: rank for rank, disposition in enumerate(NEEDS_A_HUMAN)}
     return sorted(report.needing_a_human(), key=lambda pair: order[pair[1].disposition])
+
+
+def _notices(report: Report) -> list[str]:
+    """Odd answers of the service, said by the steps that saw them."""
+    notices = report.notices()
+    if not notices:
+        return []
+    items = [
+        f"<li>{escape(t.label)}: step <code>{escape(s.id)}</code>: {escape(text)}</li>"
+        for t, s, text in notices
+    ]
+    return [f"<h2>Notices ({len(notices)})</h2>", "<ul>", *items, "</ul>"]
 
 
 def _needs_a_human(report: Report) -> list[str]:

@@ -80,6 +80,9 @@ def markdown_lines(report: Report) -> list[str]:
                 for t, j in needs
             ],
         )
+    if notices := report.notices():
+        lines += ["", "## Notices", ""]
+        lines += [f"- {t.label}, step `{s.id}`: {_md_escape(text)}" for t, s, text in notices]
     for target in report.targets:
         lines += ["", f"## {target.label} (`{target.project_id}`, {target.where})", ""]
         lines += _md_table(

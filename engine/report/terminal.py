@@ -28,6 +28,8 @@ def terminal_summary(report: Report, *, max_listed: int = 20) -> str:
         for step in target.steps:
             if step.status == "failed":
                 lines.append(f"{target.label}: step '{step.id}' failed: {step.message}")
+    for target, step, text in report.notices():
+        lines.append(f"{target.label}: step '{step.id}': notice: {text}")
     needs = report.needing_a_human()
     if needs:
         lines += ["", "needs a human:"]

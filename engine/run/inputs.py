@@ -20,8 +20,10 @@ from urllib.parse import urlsplit
 import yaml
 
 from engine.actions.catalog import CATALOG
+from engine.api.bounds import DEFAULT_REQUEST_TIMEOUT_S
 from engine.api.credentials import CredentialSettings
-from engine.api.envvars import IAM_USER_ENV, TOKEN_ENV
+from engine.api.endpoints import clear_text_targets, in_clear_refusal, sends_in_clear
+from engine.api.envvars import IAM_ENDPOINT_ENV, IAM_USER_ENV, SDK_IAM_ENDPOINT_ENV, TOKEN_ENV
 from engine.bounded import FileRefusedError, file_mode, read_file
 from engine.errors import UsageError
 from engine.run.shard import Shard
@@ -46,12 +48,17 @@ class EmulatorSettings:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Where:
     """Where a run's targets are: an emulator it starts, one endpoint for all, or the cloud
-    (each target's region or endpoint); ``credentials`` from a file win over the environment."""
+    (each target's region or endpoint); ``credentials`` from a file win over the environment.
+
+    ``allow_insecure_http`` lets plain http reach a host other than this machine (the user
+    insists); ``request_timeout_s`` bounds each request from connecting to its last byte."""
 
     emulator: EmulatorSettings | None = None
     endpoint: str | None = None
     credentials: CredentialSettings | None = None
     credentials_file: Path | None = None
+    allow_insecure_http: bool = False
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,13 +128,37 @@ def sharded(runbook: Runbook, text: str, file: Path) -> Runbook:
     return dataclasses.replace(runbook, targets=targets)
 
 
-def endpoint_where(endpoint: str | None = None, *, credentials_file: Path | None = None) -> Where:
+def endpoint_where(
+    endpoint: str | None = None,
+    *,
+    credentials_file: Path | None = None,
+    allow_insecure_http: bool = False,
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+) -> Where:
     """The targets at ``endpoint`` (or in the cloud when None), with optional credentials."""
+    if endpoint is not None:
+        endpoint = checked_endpoint(endpoint)
+        if sends_in_clear(endpoint) and not allow_insecure_http:
+            raise UsageError(in_clear_refusal(f"--endpoint {endpoint}"))
     return Where(
-        endpoint=None if endpoint is None else checked_endpoint(endpoint),
+        endpoint=endpoint,
         credentials=None if credentials_file is None else read_credentials_file(credentials_file),
         credentials_file=credentials_file,
+        allow_insecure_http=allow_insecure_http,
+        request_timeout_s=request_timeout_s,
     )
+
+
+def refuse_clear_text(runbook: Runbook, where: Where) -> None:
+    """Before anything is sent: no credential goes over plain http to another machine unless
+    the user allowed it (targets' endpoints and the IAM endpoint variables)."""
+    if where.emulator is not None or where.allow_insecure_http:
+        return
+    if where.endpoint is None and (problems := clear_text_targets(runbook)):
+        raise UsageError(f"{problems[0].location}: {problems[0].message}")
+    for name in (IAM_ENDPOINT_ENV, SDK_IAM_ENDPOINT_ENV):
+        if (url := os.environ.get(name)) and sends_in_clear(url):
+            raise UsageError(in_clear_refusal(f"{name}={url}"))
 
 
 def checked_endpoint(url: str) -> str:

@@ -213,6 +213,7 @@ class RunJournal:
                     "message": outcome.message,
                     "attempts": outcome.attempts,
                     "outputs": outcome.outputs,
+                    "notices": outcome.notices,
                 },
                 "failure": failure,
             }
@@ -442,6 +443,7 @@ def _apply(state: JournalState, line: Mapping[str, Any]) -> None:
             message=outcome["message"],
             attempts=outcome["attempts"],
             outputs=dict(outcome["outputs"]),
+            notices=list(outcome.get("notices", ())),
         )
         target.failure = line["failure"]
     elif kind == "resumed":

@@ -35,6 +35,8 @@ class StepOutcome:
     attempts: int = 0
     # The step's outputs as later steps read them (``engine.actions.spec.StepOutputs``).
     outputs: dict[str, Any] = field(default_factory=dict)
+    # Odd answers the step saw and the report shows (``ActionContext.notice``).
+    notices: list[str] = field(default_factory=list)
 
     @classmethod
     def not_run(cls, step: Step, why: str) -> StepOutcome:

@@ -109,6 +109,7 @@ class StepRunner:
                 await self.sleep(_backoff_s(step, attempt))
         if outcome.status is StepStatus.FAILED and not self.plan:
             await _after_failure(action, ctx)
+        outcome.notices = ctx.notices
         outcome.duration_s = round(self.clock() - started, 3)
         return outcome
 

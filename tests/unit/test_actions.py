@@ -17,6 +17,7 @@ from engine.api.types import (
     BatchOutcome,
     JobActions,
     JobInfo,
+    JobListing,
     RetryItem,
     StatusResult,
 )
@@ -47,10 +48,11 @@ class FakeApi:
         name: str | None = None,
         net_type: str | None = None,
         statuses: Collection[str] | None = None,
-    ) -> list[JobInfo]:
+    ) -> JobListing:
         self.list_calls.append(db_use_type)
         self.list_statuses.append(statuses)
-        return self.listed.get(db_use_type, [])
+        jobs = self.listed.get(db_use_type, [])
+        return JobListing(jobs=jobs, listed=len(jobs), total_record=len(jobs))
 
     async def batch_status(self, job_ids: Sequence[str]) -> list[StatusResult]:
         self.status_calls.append(list(job_ids))

@@ -141,7 +141,9 @@ async def test_list_jobs_pages_through_three_pages() -> None:
     transport = FakeTransport(
         jobs_page(0, 100, 250), jobs_page(100, 100, 250), jobs_page(200, 50, 250)
     )
-    jobs = await client(transport).list_jobs(db_use_type="sync", engine_type="mysql")
+    listing = await client(transport).list_jobs(db_use_type="sync", engine_type="mysql")
+    jobs = listing.jobs
+    assert (listing.listed, listing.total_record, listing.count_disagrees) == (250, 250, False)
     assert [j.id for j in jobs] == [f"job-{n}" for n in range(250)]
     assert all(isinstance(j, JobInfo) for j in jobs)
     assert [b["cur_page"] for b in transport.bodies()] == [1, 2, 3]
@@ -152,21 +154,65 @@ async def test_list_jobs_pages_through_three_pages() -> None:
         assert "status" not in body  # unset filters are not sent
 
 
-async def test_list_jobs_stops_when_total_record_is_reached() -> None:
-    transport = FakeTransport(jobs_page(0, 100, 200), jobs_page(100, 100, 200))
-    assert len(await client(transport).list_jobs(db_use_type="migration")) == 200
+async def test_a_full_last_page_is_followed_by_one_more_even_when_total_record_is_reached() -> None:
+    # total_record may be too low: only a short page ends the listing.
+    transport = FakeTransport(
+        jobs_page(0, 100, 200), jobs_page(100, 100, 200), jobs_page(0, 0, 200)
+    )
+    listing = await client(transport).list_jobs(db_use_type="migration")
+    assert (len(listing.jobs), listing.count_disagrees) == (200, False)
+    assert len(transport.requests) == 3
+
+
+async def test_a_total_record_too_low_loses_no_job_and_says_so() -> None:
+    pages = [jobs_page(0, 100, 200), jobs_page(100, 100, 200), jobs_page(200, 100, 200)]
+    transport = FakeTransport(*pages, jobs_page(300, 0, 200))
+    listing = await client(transport).list_jobs(db_use_type="migration")
+    assert [j.id for j in listing.jobs] == [f"job-{n}" for n in range(300)]
+    assert (listing.listed, listing.total_record, listing.count_disagrees) == (300, 200, True)
+
+
+async def test_jobs_beyond_total_record_by_more_than_a_page_are_an_error() -> None:
+    pages = [jobs_page(n * 100, 100, 100) for n in range(3)]
+    transport = FakeTransport(*pages)
+    with pytest.raises(DrsApiError) as caught:
+        await client(transport).list_jobs(db_use_type="migration")
+    assert caught.value.error_code == INVALID_RESPONSE
+    assert "300 distinct jobs listed in 3 full pages, but total_record says 100" in str(
+        caught.value
+    )
+    assert len(transport.requests) == 3
+
+
+async def test_a_service_paging_in_circles_is_an_error_not_an_endless_loop() -> None:
+    # total_record too high and every page the same: 106,667 requests in 120 s before.
+    transport = FakeTransport(*[jobs_page(0, 100, 10**9)] * 3)
+    with pytest.raises(DrsApiError, match="page 2 lists only jobs of earlier pages") as caught:
+        await client(transport).list_jobs(db_use_type="migration")
+    assert caught.value.error_code == INVALID_RESPONSE
     assert len(transport.requests) == 2
+
+
+async def test_listing_stops_at_the_page_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.api.client as client_module
+
+    monkeypatch.setattr(client_module, "MAX_LIST_PAGES", 3)
+    transport = FakeTransport(*[jobs_page(n * 100, 100, 10**9) for n in range(4)])
+    with pytest.raises(DrsApiError, match="still full pages after 3"):
+        await client(transport).list_jobs(db_use_type="migration")
+    assert len(transport.requests) == 3
 
 
 async def test_list_jobs_stops_on_an_empty_page_when_total_record_lies() -> None:
     transport = FakeTransport(jobs_page(0, 100, 10_000), jobs_page(100, 0, 10_000))
-    assert len(await client(transport).list_jobs(db_use_type="migration")) == 100
+    listing = await client(transport).list_jobs(db_use_type="migration")
+    assert (len(listing.jobs), listing.count_disagrees) == (100, True)
     assert len(transport.requests) == 2
 
 
 async def test_list_jobs_keeps_a_job_seen_on_two_pages_once() -> None:
     transport = FakeTransport(jobs_page(0, 100, 150), jobs_page(99, 51, 150))
-    jobs = await client(transport).list_jobs(db_use_type="migration")
+    jobs = (await client(transport).list_jobs(db_use_type="migration")).jobs
     assert len(jobs) == 150
     assert len({j.id for j in jobs}) == 150
 
@@ -190,7 +236,9 @@ async def test_list_jobs_statuses_keeps_matching_jobs_and_parents_of_matching_ch
         reply(200, {"total_record": 102, "jobs": page_one}),
         reply(200, {"total_record": 102, "jobs": page_two}),
     )
-    jobs = await client(transport).list_jobs(db_use_type="migration", statuses={failed})
+    listing = await client(transport).list_jobs(db_use_type="migration", statuses={failed})
+    jobs = listing.jobs
+    assert listing.listed == 102
     assert [j.id for j in jobs] == ["bad-1", "parent", "bad-2"]
     assert [c.id for c in jobs[1].children] == ["child"]
     # Paging follows what the service listed, not what the filter kept.

@@ -207,8 +207,8 @@ async def test_reset_on_batch_retry_is_not_retried(sleep: VirtualSleep) -> None:
 async def test_timeout_on_list_jobs_is_retried(sleep: VirtualSleep) -> None:
     page = reply(200, {"total_record": 1, "jobs": [{"id": "j", "name": "n", "status": "PAUSING"}]})
     transport = FakeTransport(TransportError("POST x: timed out"), page)
-    jobs = await drs(transport, sleep).list_jobs(db_use_type="migration")
-    assert [j.id for j in jobs] == ["j"]
+    listing = await drs(transport, sleep).list_jobs(db_use_type="migration")
+    assert [j.id for j in listing.jobs] == ["j"]
     assert len(transport.requests) == 2
 
 
