@@ -44,4 +44,5 @@ ACTION = Action(
     run=run,
     runs_in_plan=False,
     plan_skip_reason="a plan does not wait",
+    default_timeout_s=None,  # its own duration bounds it (at most 7 days, as every duration)
 )

@@ -35,6 +35,9 @@ _EXPRESSION_TYPES: Mapping[object, str] = {
     str: "string",
 }
 
+# The timeout of a step whose runbook sets none (verify_status has its own, 600s).
+DEFAULT_STEP_TIMEOUT_S = 1800.0
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Action(Generic[ParamsT, OutputsT]):
@@ -54,7 +57,9 @@ class Action(Generic[ParamsT, OutputsT]):
     gate: bool = False
     preview: Callable[[ActionContext, ParamsT], OutputsT] | None = None
     after_failure: Callable[[ActionContext], Awaitable[None]] | None = None
-    default_timeout_s: float | None = None
+    # Every step has a deadline unless it says otherwise: a server answering slowly must not
+    # hold a run for ever (select over a huge fleet included). None: bounded by itself (sleep).
+    default_timeout_s: float | None = DEFAULT_STEP_TIMEOUT_S
     # A self-timed action gets ctx.deadline and returns by it with its results (verify records
     # timed-out jobs); the executor only cancels it if it overruns by a margin.
     self_timed: bool = False

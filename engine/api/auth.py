@@ -22,6 +22,7 @@ from engine.api.resilience import Resilience
 from engine.api.signer import sign
 from engine.api.transport import HttpRequest, HttpResponse, Transport, error_fields
 from engine.errors import AuthError
+from engine.redact import keep_secret
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class StaticTokenAuth:
     def __init__(self, token: str) -> None:
         if not token:
             raise ValueError("token must not be empty")
+        keep_secret(token)
         self._token = token
 
     def __repr__(self) -> str:
@@ -102,6 +104,7 @@ class IamPasswordAuth:
     ) -> None:
         if not (user and password and domain and project_id):
             raise ValueError("user, password, domain and project_id must all be non-empty")
+        keep_secret(password)
         self._transport = transport
         self._url = f"{iam_endpoint.rstrip('/')}/v3/auth/tokens"
         self._user = user
@@ -172,6 +175,7 @@ class IamPasswordAuth:
         expires_at = _expires_at(response.body)
         if expires_at is None:
             raise AuthError(f"{self._who()}: IAM answered without a valid token.expires_at")
+        keep_secret(value)  # before anything can show it: a server may echo it back
         return _Token(value, expires_at)
 
     def _who(self) -> str:
@@ -202,6 +206,8 @@ class AkSkAuth:
     ) -> None:
         if not (ak and sk and project_id):
             raise ValueError("ak, sk and project_id must all be non-empty")
+        for secret in (ak, sk, security_token):
+            keep_secret(secret)
         self._ak = ak
         self._sk = sk
         self._project_id = project_id

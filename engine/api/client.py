@@ -41,6 +41,7 @@ from engine.api.types import (
     StatusResult,
 )
 from engine.errors import AuthError, DrsApiError
+from engine.redact import redact
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +67,9 @@ class JobDetail:
 
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> JobDetail:
-        def text(key: str) -> str | None:
+        def text(key: str) -> str | None:  # all free texts of the server's: redacted
             value = raw.get(key)
-            return None if value is None else str(value)
+            return None if value is None else redact(str(value))
 
         return cls(
             id=str(raw["id"]),

@@ -31,6 +31,7 @@ from engine.api.bounds import (
     READ_TIMEOUT_S,
 )
 from engine.errors import TransportError
+from engine.redact import redact, redact_optional
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class HttpResponse:
 
     @property
     def request_id(self) -> str | None:
-        return self.header("X-Request-Id")
+        return redact_optional(self.header("X-Request-Id"))
 
     def header(self, name: str) -> str | None:
         """The value of a header, matching its name case-insensitively as HTTP does."""
@@ -152,7 +153,7 @@ class AiohttpTransport:
 def _describe_failure(request: HttpRequest, what: str) -> str:
     """One line naming the call and the cause; never headers, bodies or query strings."""
     parts = urlsplit(request.url)
-    return f"{request.method} {parts.scheme}://{parts.netloc}{parts.path}: {what}"
+    return redact(f"{request.method} {parts.scheme}://{parts.netloc}{parts.path}: {what}")
 
 
 def error_fields(response: HttpResponse) -> tuple[str, str]:
@@ -179,7 +180,7 @@ def error_fields(response: HttpResponse) -> tuple[str, str]:
         if isinstance(code, int):
             code = f"IAM.{code}"  # IAM's numeric code repeats the HTTP status; say whose it is
         if code:
-            return str(code), _clip(str(message or ""))
+            return _clip(str(code))[:64], _clip(str(message or ""))
     return f"HTTP_{response.status}", _clip(response.body.decode("utf-8", "replace")) or "(empty)"
 
 
@@ -191,5 +192,7 @@ def _json_or_none(body: bytes) -> Any:
 
 
 def _clip(text: str) -> str:
-    flat = " ".join(text.split())
+    """A server's words, made safe to show: its reflection of our secrets redacted first (a
+    secret cut in two by the clip would escape), then flattened and cut."""
+    flat = " ".join(redact(text).split())
     return flat if len(flat) <= _MAX_ERROR_TEXT else flat[: _MAX_ERROR_TEXT - 3] + "..."

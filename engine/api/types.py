@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from engine.redact import redact
+
 
 class JobStatus(StrEnum):
     """Every DRS job status of the fact sheet; values are the wire strings."""
@@ -152,6 +154,12 @@ def _text(value: Any) -> str | None:
     return value if value is None or value.__class__ is str else str(value)
 
 
+def _said(value: Any) -> str | None:
+    """A free text of the server's (a name, an error message): what it reflects of the run's
+    secrets redacted (``engine.redact``)."""
+    return None if value is None else redact(value if value.__class__ is str else str(value))
+
+
 def _texts(values: Any) -> tuple[str, ...]:
     return tuple(map(str, values)) if values else ()
 
@@ -227,7 +235,8 @@ class JobInfo:
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> JobInfo:
         # Called for every job of every listing kept by the selection: no helper calls per
-        # field beyond the cheap ``_text``, and one update of the instance dict (see above).
+        # field beyond the cheap ``_text`` (``redact`` for the free texts), and one update of
+        # the instance dict (see above).
         get = raw.get
         billing = get("billing_tag")
         node_new = get("node_new_framework")
@@ -235,10 +244,10 @@ class JobInfo:
         job = object.__new__(cls)
         job.__dict__.update(
             id=str(raw["id"]),
-            name=str(get("name") or ""),
+            name=redact(str(get("name") or "")),
             status=str(get("status") or ""),
             create_time=_text(get("create_time")),
-            description=_text(get("description")),
+            description=_said(get("description")),
             engine_type=_text(get("engine_type")),
             net_type=_text(get("net_type")),
             billing_tag=None if billing is None else bool(billing),
@@ -246,7 +255,7 @@ class JobInfo:
             db_use_type=_text(get("db_use_type")),
             task_type=_text(get("task_type")),
             node_new_framework=None if node_new is None else bool(node_new),
-            error_msg=_text(get("error_msg")),
+            error_msg=_said(get("error_msg")),
             job_action=JobActions.from_wire(get("job_action")),
             children=tuple(map(cls.from_wire, children)) if children else (),
         )
@@ -302,8 +311,8 @@ class StatusResult:
         return cls(
             id=str(raw["id"]),
             status=str(raw.get("status") or ""),
-            error_code=_text(raw.get("error_code")),
-            error_message=_text(raw.get("error_message")),
+            error_code=_said(raw.get("error_code")),
+            error_message=_said(raw.get("error_message")),
         )
 
     def to_wire(self) -> dict[str, Any]:
@@ -335,8 +344,8 @@ class BatchActionResult:
         return cls(
             id=str(raw["id"]),
             status=BatchOutcome.SUCCESS if outcome == "success" else BatchOutcome.FAILED,
-            error_code=_text(raw.get("error_code")),
-            error_msg=_text(raw.get("error_msg")),
+            error_code=_said(raw.get("error_code")),
+            error_msg=_said(raw.get("error_msg")),
         )
 
     def to_wire(self) -> dict[str, Any]:

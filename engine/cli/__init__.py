@@ -19,6 +19,7 @@ import click
 
 from engine import __version__
 from engine.errors import EXIT_INTERRUPTED, EXIT_OK, EngineError, RunbookInvalidError
+from engine.redact import RedactingFilter, redact
 from engine.runbook.diagnostics import render_diagnostics
 
 
@@ -70,6 +71,7 @@ def configure_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())  # a server's words in a log line may echo a secret
     root = logging.getLogger("engine")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -112,4 +114,4 @@ def _error_text(exc: EngineError) -> str:
     """Diagnostics with their source lines; any other engine error as one sentence."""
     if isinstance(exc, RunbookInvalidError):
         return render_diagnostics(exc.diagnostics, color=color(sys.stderr))
-    return f"runbook: {exc.format_message()}"
+    return redact(f"runbook: {exc.format_message()}")

@@ -26,6 +26,8 @@ from engine.api.endpoints import clear_text_targets, in_clear_refusal, sends_in_
 from engine.api.envvars import IAM_ENDPOINT_ENV, IAM_USER_ENV, SDK_IAM_ENDPOINT_ENV, TOKEN_ENV
 from engine.bounded import FileRefusedError, file_mode, read_file
 from engine.errors import UsageError
+from engine.redact import keep_secret
+from engine.run.journal import is_secret_param
 from engine.run.shard import Shard
 from engine.runbook import Runbook, bind_params, load_runbook
 from engine.runbook.parse import MAX_BYTES
@@ -87,6 +89,9 @@ def prepare(
     ``--param NAME=VALUE`` gives them, as text); apply guard-rail ``overrides`` and a shard."""
     runbook = load_runbook(path, CATALOG)
     bound = bind_params(runbook, dict(params or {}), params_file)
+    for name, value in bound.items():
+        if is_secret_param(name) and isinstance(value, str):
+            keep_secret(value)  # redacted wherever a server echoes it, as in the journal
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     if unknown := set(given) - set(GUARD_RAILS):
         raise UsageError(f"unknown guard rail {sorted(unknown)[0]}; use {', '.join(GUARD_RAILS)}")

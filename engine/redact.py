@@ -1,0 +1,84 @@
+"""The run's own secrets, kept out of every text it shows: one registry, one function.
+
+    keep_secret(sk)              the credentials code registers each secret as it learns it
+    redact("... " + sk + "...")  ->  "... [REDACTED] ..."
+
+A server may reflect a request back (an error page echoing the headers, a proxy quoting the
+request): whatever came from a server passes through ``redact`` where it enters the engine
+(error texts and request ids in ``engine.api.transport``, the free-text fields of the wire
+types), and the logging filter and the command line's error messages use it again on the way
+out. Each secret is looked for in the forms a reflection would take: as is, URL-encoded,
+base64 (at every alignment, so it is found inside a longer base64 text such as a Basic header),
+and hex. Job ids are not redacted: they are sent back to the service as they came.
+
+Secrets shorter than ``MIN_SECRET_CHARS`` are not looked for: they would match ordinary words.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import threading
+from urllib.parse import quote, quote_plus
+
+REDACTED = "[REDACTED]"
+MIN_SECRET_CHARS = 6
+
+_lock = threading.Lock()
+_forms: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+
+
+def keep_secret(value: str | None) -> None:
+    """Redact ``value`` (and its encodings) from now on, in this process."""
+    global _pattern
+    if not value or len(value) < MIN_SECRET_CHARS:
+        return
+    forms = _encodings(value)
+    with _lock:
+        if forms <= _forms:
+            return
+        _forms.update(forms)
+        # Longest first: a form inside another is replaced as part of the longer one.
+        alternatives = sorted(_forms, key=len, reverse=True)
+        _pattern = re.compile("|".join(map(re.escape, alternatives)))
+
+
+def redact(text: str) -> str:
+    """``text`` with every kept secret, in any of its forms, replaced by ``[REDACTED]``."""
+    pattern = _pattern
+    if pattern is None or not text:
+        return text
+    return pattern.sub(REDACTED, text)
+
+
+def redact_optional(text: str | None) -> str | None:
+    return None if text is None else redact(text)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that formats each record and redacts the result (attach to handlers)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _pattern is not None:
+            record.msg, record.args = redact(record.getMessage()), None
+        return True
+
+
+def _encodings(secret: str) -> set[str]:
+    raw = secret.encode()
+    forms = {secret, quote(secret, safe=""), quote_plus(secret), raw.hex(), raw.hex().upper()}
+    whole = base64.b64encode(raw).decode()  # the secret alone, padding and all
+    encoded_forms = [whole]
+    for offset in range(3):
+        # The secret after `offset` other bytes, inside a longer base64 text: keep only the
+        # characters that depend on the secret's bytes alone (base64 packs 3 bytes in 4).
+        encoded = base64.b64encode(b"\0" * offset + raw).decode()
+        start = (0, 2, 3)[offset]
+        end = len(encoded) - (0 if (offset + len(raw)) % 3 == 0 else 4)
+        encoded_forms.append(encoded[start:end])
+    for form in encoded_forms:
+        forms.add(form)
+        forms.add(form.replace("+", "-").replace("/", "_"))  # the URL-safe alphabet
+    return {form for form in forms if len(form) >= MIN_SECRET_CHARS}
