@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
+from engine.api.client import JobDetail
 from engine.api.types import (
     BatchActionResult,
     BatchOutcome,
@@ -125,6 +127,8 @@ class FakeFleet:
     ``STARTJOBING``, then whatever ``after_retry`` says for it (default: running again), one
     status per query. ``retry_answers`` / ``pause_answers`` script the answers in turn
     (default: every job acknowledged). ``upcoming`` are statuses a job shows next, in turn.
+    ``batch_detail`` says when each job last changed (``changed_at``, epoch seconds): an hour
+    ago, until a retry or pause the fake applied.
     """
 
     statuses: dict[str, str] = field(default_factory=dict)
@@ -138,6 +142,8 @@ class FakeFleet:
     retry_calls: list[list[str]] = field(default_factory=list)
     pause_calls: list[list[str]] = field(default_factory=list)
     pause_modes: list[str | None] = field(default_factory=list)
+    changed_at: dict[str, float] = field(default_factory=dict)
+    detail_calls: list[list[str]] = field(default_factory=list)
 
     def listing(self, *jobs: JobInfo) -> FakeFleet:
         """List these jobs (under their db_use_type) and know their statuses."""
@@ -172,6 +178,19 @@ class FakeFleet:
                 self.statuses[job_id] = self.upcoming[job_id].pop(0)
         return [StatusResult(id=j, status=self.statuses[j]) for j in job_ids if j in self.statuses]
 
+    async def batch_detail(self, job_ids: Sequence[str]) -> list[JobDetail]:
+        self.detail_calls.append(list(job_ids))
+        an_hour_ago = time.time() - 3600
+        return [
+            JobDetail(
+                id=j,
+                status=self.statuses.get(j, ""),
+                updated_at=self.changed_at.get(j, an_hour_ago),
+                clock_skew_s=0.0,
+            )
+            for j in job_ids
+        ]
+
     async def batch_retry(self, jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
         ids = [j.job_id for j in jobs]
         self.retry_calls.append(ids)
@@ -179,6 +198,7 @@ class FakeFleet:
         results = answer(self, ids)
         for result in results:
             if result.status is BatchOutcome.SUCCESS:
+                self.changed_at[result.id] = time.time()
                 self.statuses[result.id] = "STARTJOBING"
                 then = self.after_retry.get(result.id, ["INCRE_TRANSFER_STARTED"])
                 self.upcoming[result.id] = ["STARTJOBING", *then]
@@ -196,6 +216,7 @@ class FakeFleet:
 def all_paused(fleet: FakeFleet, ids: list[str]) -> list[BatchActionResult]:
     for job_id in ids:
         fleet.statuses[job_id] = "PAUSING"
+        fleet.changed_at[job_id] = time.time()
     return [BatchActionResult(id=j, status=BatchOutcome.SUCCESS) for j in ids]
 
 

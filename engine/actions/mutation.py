@@ -15,15 +15,19 @@ that it took effect, whether a job may be sent once more after status showed it 
   (engine.api.resilience): their jobs are rejected, not split (that would only add load).
 - A 5xx, a lost connection or a missing result leaves the outcome unknown: the jobs' status is
   watched for a grace period; a job that shows the change took effect is booked as changed. A
-  retry (``resend_once``) still not taken after the grace is sent once more, never a third time;
-  a pause is never re-sent.
+  retry (``resend_once``) still not taken after the grace is sent once more, never a third time,
+  and only when the evidence says the first did not arrive (``arrival``): a job that failed
+  again within seconds of a retry shows the same status as one never retried, so its status
+  alone proves nothing. A pause is never re-sent.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from engine.actions.context import ActionContext, StepFailedError
 from engine.actions.polling import Pace, poll_until
@@ -302,20 +306,31 @@ class _Sending:
             for job_id, status in remaining.items()
             if status is not None and self._resend and _sends(ctx, job_id, sent) == 1
         ]
-        for job_id in remaining:
-            if job_id not in resend:
-                self._unknown(job_id, cause)
+        evidence = await arrival(ctx, mutation, resend, remaining)
+        resend = [job_id for job_id in resend if evidence[job_id].arrived is False]
+        for job_id, status in remaining.items():
+            if job_id in resend:
+                continue
+            found = evidence.get(job_id)
+            if found is not None and found.arrived and status is not None:
+                self.reconciled(job_id, status, f"{cause}; {found.why}", took_at_send=True)
+            else:
+                self._unknown(job_id, cause if found is None else f"{cause}; {found.why}")
         if resend:
             again = _Sending(ctx, mutation, self._send, self._tally, self._grace_s, resend=False)
             await again.send(resend)
 
-    def reconciled(self, job_id: str, status: str, cause: str) -> None:
+    def reconciled(
+        self, job_id: str, status: str, cause: str, *, took_at_send: bool = False
+    ) -> None:
+        """Book that the change took effect; ``took_at_send`` when it took, and has since
+        been undone (a retry whose job failed again), so its time is the send's."""
         ctx, mutation = self._ctx, self._mutation
         events = mutation.events
         record = ctx.jobs.ensure(job_id)
         at = ctx.now()
-        if mutation.effect_since_sent:
-            at = next(e.t for e in reversed(record.events) if e.kind is events.sent)
+        if mutation.effect_since_sent or took_at_send:
+            at = _sent_at(record, events.sent)
         ctx.jobs.record(
             job_id,
             events.reconciled,
@@ -340,6 +355,78 @@ async def _mark_sent(ctx: ActionContext, batch: Sequence[str], kind: EventKind) 
     for job_id in batch:
         ctx.jobs.record(job_id, kind, step=ctx.step_id)
     await ctx.jobs.commit()
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """What the evidence says of an unanswered request: arrived (True), did not (False), or
+    cannot tell (None); ``why`` says which evidence, for the job's reason."""
+
+    arrived: bool | None
+    why: str
+
+
+# How far apart two clocks may read the same instant and still be taken to agree: the Date
+# header's one-second resolution and the time the answer took.
+SKEW_TOLERANCE_S = 2.0
+
+
+async def arrival(
+    ctx: ActionContext,
+    mutation: Mutation,
+    job_ids: Sequence[str],
+    statuses: Mapping[str, str | None],
+) -> dict[str, Arrival]:
+    """For jobs whose status after the grace says the change did not take: did the request
+    arrive all the same? From what batch-detail tells beyond the status: ``update_time`` (when
+    the job last changed) against the time the intent was recorded, on the server's clock as
+    its ``Date`` header sets it; and a status other than the one before the send. Only a job
+    unchanged since before the send counts as not arrived; no evidence is ``None``."""
+    if not job_ids:
+        return {}
+    try:
+        details = {d.id: d for d in await ctx.api.batch_detail(list(job_ids))}
+    except (DrsApiError, TransportError) as exc:
+        return {j: Arrival(None, f"not re-sent: batch-detail failed ({exc})") for j in job_ids}
+    wall_now, now = time.time(), ctx.now()
+    found: dict[str, Arrival] = {}
+    sent = mutation.events.sent
+    for job_id in job_ids:
+        record = ctx.jobs.ensure(job_id)
+        sent_t = _sent_at(record, sent)
+        before = next(
+            (e.status for e in reversed(record.events) if e.t <= sent_t and e.status), None
+        )
+        status, detail = statuses.get(job_id), details.get(job_id)
+        if before is not None and status is not None and status != before:
+            found[job_id] = Arrival(True, f"the status went from {before} to {status}")
+        elif detail is None:
+            found[job_id] = Arrival(None, "not re-sent: batch-detail gave nothing for it")
+        elif detail.updated_at is None:
+            shown = "no update_time" if detail.update_time is None else repr(detail.update_time)
+            found[job_id] = Arrival(
+                None, f"not re-sent: {shown} tells no instant (no time zone given)"
+            )
+        else:
+            skew = detail.clock_skew_s or 0.0
+            changed = detail.updated_at - skew  # on our clock
+            intent = wall_now - (now - sent_t)
+            when = datetime.fromtimestamp(changed, UTC).isoformat(timespec="seconds")
+            if changed >= intent - SKEW_TOLERANCE_S:
+                found[job_id] = Arrival(
+                    True,
+                    f"update_time {when} is after the {mutation.events.verb} was sent, so it "
+                    "arrived and the job failed again (or the service retried it itself)",
+                )
+            else:
+                found[job_id] = Arrival(
+                    False, f"update_time {when} is before the {mutation.events.verb} was sent"
+                )
+    return found
+
+
+def _sent_at(record: JobRecord, sent: EventKind) -> float:
+    return next(e.t for e in reversed(record.events) if e.kind is sent)
 
 
 def _sends(ctx: ActionContext, job_id: str, sent: EventKind) -> int:

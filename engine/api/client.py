@@ -15,7 +15,10 @@ not rate-limit: wrap the transport in ``ratelimit.RateLimitedTransport`` for tha
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import email.utils
 import logging
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -39,6 +42,7 @@ from engine.api.types import (
     Language,
     RetryItem,
     StatusResult,
+    wire_epoch,
 )
 from engine.errors import AuthError, DrsApiError
 from engine.redact import redact
@@ -64,6 +68,12 @@ class JobDetail:
     error_code: str | None = None
     error_message: str | None = None
     parent_id: str | None = None
+    # When the job last changed, in epoch seconds of the server's clock; None when the answer
+    # has no update_time, or one whose instant is not certain (no time zone: unverified).
+    updated_at: float | None = None
+    update_time: str | None = None  # as the service wrote it, for the report
+    # The server's clock minus ours when the answer came (its Date header; 1 s resolution).
+    clock_skew_s: float | None = None
 
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> JobDetail:
@@ -79,6 +89,8 @@ class JobDetail:
             error_code=text("error_code"),
             error_message=text("error_message"),
             parent_id=text("parent_id") or None,
+            updated_at=wire_epoch(raw.get("update_time")),
+            update_time=text("update_time"),
         )
 
 
@@ -108,6 +120,8 @@ class DrsClient:
         self._transport = transport
         self._auth = auth
         self._language = language
+        # The server's clock minus ours, from the Date header of the latest answer that had one.
+        self.clock_skew_s: float | None = None
 
     def __repr__(self) -> str:
         return f"DrsClient(endpoint={self.endpoint!r}, project_id={self.project_id!r})"
@@ -201,7 +215,8 @@ class DrsClient:
             found.update(
                 await self._paged_chunk("batch-detail", "/jobs/batch-detail", chunk, JobDetail)
             )
-        return [found[job_id] for job_id in ids if job_id in found]
+        skew = self.clock_skew_s
+        return [dataclasses.replace(found[i], clock_skew_s=skew) for i in ids if i in found]
 
     async def batch_retry(self, jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
         """Retry failed / resume paused jobs in ONE request; per-job failures are results.
@@ -266,6 +281,8 @@ class DrsClient:
             raise AuthError(_describe(operation, response) + " (credentials rejected)")
         if not response.ok:
             raise _api_error(operation, response)
+        if (skew := _skew_s(response)) is not None:
+            self.clock_skew_s = skew
         return _answer(operation, response)
 
     async def _send(self, url: str, body: bytes, *, replayable: bool) -> HttpResponse:
@@ -285,6 +302,20 @@ class DrsClient:
                 replayable,
             )
         return response
+
+
+def _skew_s(response: HttpResponse) -> float | None:
+    """The server's clock minus ours as its ``Date`` header says, now; None without one."""
+    date = response.header("Date")
+    if not date:
+        return None
+    try:
+        server = email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError):
+        return None
+    if server.tzinfo is None:
+        return None
+    return server.timestamp() - time.time()
 
 
 def _token_expired(response: HttpResponse) -> bool:

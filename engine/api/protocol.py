@@ -7,9 +7,12 @@ one ready client per target and never builds a transport itself (``engine.run.wi
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from engine.api.types import BatchActionResult, JobListing, RetryItem, StatusResult
+
+if TYPE_CHECKING:
+    from engine.api.client import JobDetail
 
 
 class DrsApi(Protocol):
@@ -27,6 +30,8 @@ class DrsApi(Protocol):
     ) -> JobListing: ...
 
     async def batch_status(self, job_ids: Sequence[str]) -> list[StatusResult]: ...
+
+    async def batch_detail(self, job_ids: Sequence[str]) -> list[JobDetail]: ...
 
     async def batch_retry(self, jobs: Sequence[RetryItem]) -> list[BatchActionResult]: ...
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -158,6 +159,30 @@ def _said(value: Any) -> str | None:
     """A free text of the server's (a name, an error message): what it reflects of the run's
     secrets redacted (``engine.redact``)."""
     return None if value is None else redact(value if value.__class__ is str else str(value))
+
+
+def wire_epoch(value: Any) -> float | None:
+    """An instant the service wrote, in epoch seconds; None when it is not one for certain.
+
+    Read: epoch milliseconds or seconds (a number, or digits as text, like ``create_time`` in
+    the emulator), and ISO-8601 text with a time zone. Text without a zone ("2020-12-21
+    10:57:49", the reference's create_time example) is None: the service's zone is not
+    documented, and a guess could be hours off.
+    """
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float) or (
+        isinstance(value, str) and value.isascii() and value.isdigit()
+    ):
+        number = float(value)
+        return number / 1000 if number >= 1e11 else number  # ms from 1973 on, else seconds
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return None if moment.tzinfo is None else moment.timestamp()
 
 
 def _texts(values: Any) -> tuple[str, ...]:

@@ -33,6 +33,7 @@ class Fleet:
     def __init__(self, config: EmulatorConfig, *, clock: Clock = time.monotonic) -> None:
         self.config = config
         self.clock = clock
+        self.started = clock()  # jobs changed before this, each at an age drawn from its id
         self.projects = {p.project_id: p for p in config.projects}
         self._jobs = {p.project_id: generate_project_jobs(config, p) for p in config.projects}
         self._index = {
@@ -89,6 +90,7 @@ class Fleet:
             job = self._index[(project_id, job_id)]
             job.schedule = []
             job.status = JobStatus.PAUSING
+            job.changed_at = self.clock()
             if job.fate is None:
                 job.fate = Fate.RECOVER
         return verdict
@@ -101,6 +103,7 @@ class Fleet:
             job.schedule = _retry_schedule(job, self.clock(), self.config)
             job.retries_accepted += 1
             job.status = JobStatus.STARTJOBING
+            job.changed_at = job.started_at = self.clock()
             if job.fate is Fate.FAIL_AGAIN:
                 job.fate = Fate.RECOVER  # consumed: the next retry recovers
         return verdict

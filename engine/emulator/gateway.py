@@ -21,6 +21,7 @@ as the gateway counts per user per API. Every answer carries a fresh ``X-Request
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import logging
 import secrets
@@ -329,6 +330,9 @@ async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
             stats.faults["answer_delay"] += 1
             await asyncio.sleep(faults.answer_delay_s)  # applied already; the answer waits
     response.headers["X-Request-Id"] = uuid.uuid4().hex
+    # The server's time as its wall clock reads it (a test may set it off ours): the client
+    # measures clock skew against it.
+    response.headers["Date"] = email.utils.formatdate(request.app[WALL_CLOCK](), usegmt=True)
     return response
 
 

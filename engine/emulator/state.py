@@ -159,6 +159,11 @@ class Job:
     fate: Fate | None = None
     retries_accepted: int = 0
     schedule: list[tuple[float, JobStatus]] = field(default_factory=list)
+    # When the job last changed and last started, on the fleet's clock (batch-detail's
+    # update_time / actual_start_time); None: before the emulator started (an age drawn from
+    # the id, so listings stay the same for a seed).
+    changed_at: float | None = None
+    started_at: float | None = None
 
     @property
     def is_dual_active_parent(self) -> bool:
@@ -172,7 +177,7 @@ class Job:
     def advance(self, now: float) -> None:
         """Apply every scheduled transition that is due at ``now``."""
         while self.schedule and self.schedule[0][0] <= now:
-            self.status = self.schedule.pop(0)[1]
+            self.changed_at, self.status = self.schedule.pop(0)
         for child in self.children:
             child.advance(now)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email.utils
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -387,6 +389,42 @@ async def test_retry_per_job_results_and_transition_driven_by_the_clock(
     after = {j["id"]: j for j in await api.emulator_jobs()}
     assert after[recover["id"]]["retries_accepted"] == 1
     assert after[parent["id"]]["retries_accepted"] == 0
+
+
+async def test_batch_detail_update_time_is_when_the_job_last_changed(
+    session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    async with Emulator(config(fail_again_rate=1.0), clock=clock) as emu:
+        await _update_time_follows_a_retry_that_fails_again(Api(emu, session), clock)
+
+
+async def _update_time_follows_a_retry_that_fails_again(api: Api, clock: FakeClock) -> None:
+    jobs = await api.emulator_jobs()
+    job = next(
+        j
+        for j in jobs
+        if j["fate"] == "fail_again" and j["status"].endswith("_FAILED") and not j["parent_id"]
+    )
+    body = {"jobs": [job["id"]], "page_req": {"cur_page": 1, "per_page": 10}}
+    route = f"/v3/{api.pid}/jobs/batch-detail"
+
+    status, headers, before = await api.post(route, body)
+    assert status == 200
+    server_now = email.utils.parsedate_to_datetime(headers["Date"]).timestamp()
+    assert abs(server_now - time.time()) < 5  # the Date header is the emulator's wall clock
+    detail = before["results"][0]
+    assert int(detail["update_time"]) / 1000 < time.time() - 600  # failed before it started
+
+    assert (await api.retry(job["id"]))[1]["results"][0]["status"] == "success"
+    clock.now += 10.0  # it has failed again by now
+    assert (await api.statuses(job["id"]))[job["id"]] == job["status"]
+    _, _, after = await api.post(route, body)
+    detail = after["results"][0]
+    changed, started = int(detail["update_time"]) / 1000, int(detail["actual_start_time"]) / 1000
+    # The fleet's clock moved 10 s since the retry (the wall clock hardly): times are wall-clock
+    # readings of fleet moments, so the retry reads as 10 s ago.
+    assert abs(started - (time.time() - 10.0)) < 1.5  # the retry started it
+    assert started < changed <= started + 10.0 + 0.5  # then it failed again
 
 
 async def test_child_of_a_dual_active_parent_can_be_retried(api: Api, clock: FakeClock) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
@@ -12,6 +13,7 @@ from fakes import FakeClock, ids_of, job
 from engine.actions import batch_retry, mutation, select_jobs, verify_status
 from engine.actions.context import ActionContext, StepFailedError
 from engine.actions.spec import output_values
+from engine.api.client import JobDetail
 from engine.api.types import (
     BatchActionResult,
     BatchOutcome,
@@ -20,6 +22,7 @@ from engine.api.types import (
     JobListing,
     RetryItem,
     StatusResult,
+    wire_epoch,
 )
 from engine.errors import DrsApiError, TransportError
 from engine.ledger import Disposition, EventKind, JobBook, JobEvent, JobRecord
@@ -38,6 +41,35 @@ class FakeApi:
     status_calls: list[list[str]] = field(default_factory=list)
     list_calls: list[str] = field(default_factory=list)
     list_statuses: list[Collection[str] | None] = field(default_factory=list)
+    # When each job last changed (batch-detail's update_time): an hour ago unless set.
+    changed_at: dict[str, float] = field(default_factory=dict)
+    detail_calls: list[list[str]] = field(default_factory=list)
+
+    clock_skew_s: float = 0.0  # the server's clock minus ours, as its Date header says
+    # Text of update_time where a test sets it (None: absent); else epoch from changed_at.
+    update_time_text: dict[str, str | None] = field(default_factory=dict)
+
+    async def batch_detail(self, job_ids: Sequence[str]) -> list[JobDetail]:
+        self.detail_calls.append(list(job_ids))
+        old = time.time() - 3600
+        details = []
+        for j in job_ids:
+            if j in self.update_time_text:
+                text = self.update_time_text[j]
+                when = wire_epoch(text)
+            else:
+                when = self.changed_at.get(j, old + self.clock_skew_s)
+                text = str(int(when * 1000))
+            details.append(
+                JobDetail(
+                    id=j,
+                    status="",
+                    updated_at=when,
+                    update_time=text,
+                    clock_skew_s=self.clock_skew_s,
+                )
+            )
+        return details
 
     async def list_jobs(
         self,
@@ -272,6 +304,101 @@ async def test_retry_second_unknown_outcome_gives_up_without_a_third_send() -> N
     record = ctx.jobs.get("b")
     assert record is not None
     assert record.disposition is Disposition.RETRY_UNKNOWN
+
+
+def lost_after_applying(
+    api: FakeApi, when: float | None = None
+) -> Callable[[Sequence[RetryItem]], list[BatchActionResult]]:
+    """The retry reached the service (which changed the job at ``when``), its answer was lost."""
+
+    def lost(jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
+        for item in jobs:
+            api.changed_at[item.job_id] = time.time() if when is None else when
+        raise TransportError("connection reset after the request was sent")
+
+    return lost
+
+
+async def test_a_retry_that_arrived_and_failed_again_at_once_is_not_sent_twice() -> None:
+    # The status after the grace is failed, exactly as if the retry never arrived; batch-detail's
+    # update_time, after the intent, tells them apart (issue 14, item 6).
+    api = FakeApi(status_answers=[{"b": "INCRE_TRANSFER_FAILED"}])
+    api.retry_answers = [lost_after_applying(api)]
+    ctx = make_ctx(api, FakeClock())
+    seeded(ctx, "b")
+
+    out = output_values(await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("b",))))
+
+    assert api.retry_calls == [["b"]]
+    assert api.detail_calls == [["b"]]
+    assert ids_of(out["accepted"]) == ["b"]
+    record = ctx.jobs.get("b")
+    assert record is not None
+    assert record.disposition is Disposition.RETRY_ACCEPTED
+    assert record.events[-1].kind is EventKind.RETRY_RECONCILED
+    assert "is after the retry was sent, so it arrived" in (record.events[-1].detail or "")
+    assert "or the service retried it itself" in (record.events[-1].detail or "")
+
+
+async def test_a_retry_that_never_arrived_is_sent_once_more() -> None:
+    def lost_before(jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
+        raise TransportError("connection refused")  # the fake's update_time stays an hour ago
+
+    api = FakeApi(retry_answers=[lost_before, all_succeed])
+    api.status_answers = [{"b": "INCRE_TRANSFER_FAILED"}]
+    ctx = make_ctx(api, FakeClock())
+    seeded(ctx, "b")
+
+    out = output_values(await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("b",))))
+
+    assert api.retry_calls == [["b"], ["b"]]
+    assert ids_of(out["accepted"]) == ["b"]
+
+
+async def test_the_servers_clock_is_read_through_its_date_header() -> None:
+    # The server's clock runs an hour ahead: its update_time for a retry that arrived is an hour
+    # "after" ours; one that did not arrive, changed 10 minutes before the send by the server's
+    # clock, would read as 50 minutes after it without the skew.
+    ahead = 3600.0
+    api = FakeApi(status_answers=[{"x": "INCRE_TRANSFER_FAILED"}], retry_answers=[])
+
+    def lost_before(jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
+        api.changed_at["x"] = time.time() + ahead - 600
+        raise TransportError("connection refused")
+
+    api.retry_answers = [lost_before, all_succeed]
+    api.clock_skew_s = ahead
+    ctx = make_ctx(api, FakeClock())
+    seeded(ctx, "x")
+
+    await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("x",)))
+
+    assert api.retry_calls == [["x"], ["x"]]  # it did not arrive: sent once more
+
+
+@pytest.mark.parametrize(
+    ("update_time", "said"),
+    [(None, "no update_time"), ("2026-12-02 10:57:49", "tells no instant (no time zone given)")],
+)
+async def test_without_a_usable_update_time_the_retry_is_not_resent_and_stays_unknown(
+    update_time: str | None, said: str
+) -> None:
+    def lost(jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
+        raise TransportError("timeout")
+
+    api = FakeApi(retry_answers=[lost], status_answers=[{"b": "INCRE_TRANSFER_FAILED"}])
+    api.update_time_text = {"b": update_time}
+    ctx = make_ctx(api, FakeClock())
+    seeded(ctx, "b")
+
+    await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("b",)))
+
+    assert api.retry_calls == [["b"]]
+    record = ctx.jobs.get("b")
+    assert record is not None
+    assert record.disposition is Disposition.RETRY_UNKNOWN
+    assert said in (record.reason or "")
+    assert "not re-sent" in (record.reason or "")
 
 
 # ----------------------------------------------------------------------------- verify
