@@ -235,31 +235,66 @@ class _Sending:
         except TransportError as exc:
             cause = str(exc)
         else:
-            answered = self._apply(results)
-            missing = [j for j in batch if j not in answered]
+            answered, odd = self._apply(batch, results)
+            missing = [j for j in batch if j not in answered and j not in odd]
             if missing:
                 await self.reconcile(missing, "no result returned")
+            if odd:
+                await self.reconcile(odd, "the answer for it was odd")
             return
         logger.warning(
             "%s outcome unknown for %d job(s): %s", self._mutation.operation, len(batch), cause
         )
         await self.reconcile(batch, cause)
 
-    def _apply(self, results: Sequence[BatchActionResult]) -> set[str]:
-        ctx, events = self._ctx, self._mutation.events
+    def _apply(
+        self, batch: Sequence[str], results: Sequence[BatchActionResult]
+    ) -> tuple[set[str], list[str]]:
+        """Book each job's answer; returns the jobs answered, and those whose answer was odd
+        (named twice, or with a status the API does not define): reconcile those."""
+        ctx, operation = self._ctx, self._mutation.operation
+        asked = set(batch)
+        times: dict[str, int] = {}
+        for result in results:
+            times[result.id] = times.get(result.id, 0) + 1
+        strangers = [job_id for job_id in times if job_id not in asked]
+        if strangers:
+            shown = ", ".join(strangers[:5]) + (" ..." if len(strangers) > 5 else "")
+            ctx.notice(
+                f"{operation} answered for {len(strangers)} job(s) not in the request "
+                f"({shown}); those answers were ignored"
+            )
+        twice = [job_id for job_id, n in times.items() if n > 1 and job_id in asked]
+        if twice:
+            ctx.notice(
+                f"{operation} answered {len(twice)} job(s) more than once "
+                f"({', '.join(twice[:5])}); what became of them was learnt from their status"
+            )
+        odd = list(twice)
         answered: set[str] = set()
         for result in results:
-            record = ctx.jobs.get(result.id)
-            if record is None or result.id in answered:
-                continue  # not ours, or answered twice: the first answer stands
+            if result.id not in asked or result.id in answered or result.id in twice:
+                continue
+            if result.status is BatchOutcome.UNKNOWN:
+                ctx.notice(
+                    f"{operation} answered job {result.id} with status {result.said}, which "
+                    "the API does not define; what became of it was learnt from its status"
+                )
+                odd.append(result.id)
+                continue
             answered.add(result.id)
-            if result.status is BatchOutcome.SUCCESS:
-                ctx.jobs.record(result.id, events.acknowledged, step=ctx.step_id)
-                self._mutation.took(ctx, record, ctx.now())
-                self._tally.done.append(result.id)
-            else:
-                self.rejected(result.id, result.error_code, result.error_msg)
-        return answered
+            self._book(result)
+        return answered, odd
+
+    def _book(self, result: BatchActionResult) -> None:
+        ctx, events = self._ctx, self._mutation.events
+        record = ctx.jobs.ensure(result.id)
+        if result.status is BatchOutcome.SUCCESS:
+            ctx.jobs.record(result.id, events.acknowledged, step=ctx.step_id)
+            self._mutation.took(ctx, record, ctx.now())
+            self._tally.done.append(result.id)
+        else:
+            self.rejected(result.id, result.error_code, result.error_msg)
 
     def rejected(self, job_id: str, code: str | None, message: str | None) -> None:
         ctx, mutation = self._ctx, self._mutation

@@ -77,6 +77,7 @@ class _Watch:
     record: JobRecord
     seen_starting: bool = False
     grace_s: float = FAILURE_GRACE_S
+    answered: bool = False  # batch-status gave a status for it in this step
 
 
 async def run(ctx: ActionContext, params: VerifyStatusParams) -> VerifyStatusOutputs:
@@ -107,8 +108,15 @@ async def run(ctx: ActionContext, params: VerifyStatusParams) -> VerifyStatusOut
         known={j: watch.record.last_status for j, watch in watches.items()},
     )
     for job_id in remaining:
-        record = watches[job_id].record
-        reason = f"still {record.last_status or 'unknown'} when the step's timeout ran out"
+        watch = watches[job_id]
+        record = watch.record
+        if watch.answered:
+            reason = f"still {record.last_status or 'unknown'} when the step's timeout ran out"
+        else:  # its last status is from before: nobody saw it since
+            reason = (
+                "batch-status never gave its status during the step; "
+                f"last seen {record.last_status or 'nowhere'} before it"
+            )
         _settle(ctx, record, Disposition.TIMED_OUT, EventKind.TIMED_OUT, reason)
     return _outputs(ctx, params.jobs)
 
@@ -147,6 +155,7 @@ _SETTLED_GROUPS = _NOT_HEALTHY | {StatusGroup.HEALTHY}
 def _observe(ctx: ActionContext, watch: _Watch, result: StatusResult) -> bool:
     """Record one status answer; True when the job is resolved."""
     record = watch.record
+    watch.answered = True
     if result.status != record.last_status:
         ctx.jobs.record(
             record.job_id, EventKind.STATUS_OBSERVED, step=ctx.step_id, status=result.status

@@ -352,6 +352,8 @@ class StatusResult:
 class BatchOutcome(StrEnum):
     SUCCESS = "success"
     FAILED = "failed"
+    # Any other word: the API defines none, so nobody can say whether the job was changed.
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -362,15 +364,18 @@ class BatchActionResult:
     status: BatchOutcome
     error_code: str | None = None
     error_msg: str | None = None
+    said: str | None = None  # the status word as the service wrote it, when it was UNKNOWN
 
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> BatchActionResult:
-        outcome = str(raw.get("status") or "")
+        outcome = raw.get("status")
+        known = _OUTCOMES.get(outcome) if isinstance(outcome, str) else None
         return cls(
             id=str(raw["id"]),
-            status=BatchOutcome.SUCCESS if outcome == "success" else BatchOutcome.FAILED,
+            status=BatchOutcome.UNKNOWN if known is None else known,
             error_code=_said(raw.get("error_code")),
             error_msg=_said(raw.get("error_msg")),
+            said=None if known is not None else redact(repr(outcome)[:40]),
         )
 
     def to_wire(self) -> dict[str, Any]:
@@ -380,6 +385,9 @@ class BatchActionResult:
         if self.error_msg is not None:
             wire["error_msg"] = self.error_msg
         return wire
+
+
+_OUTCOMES = {"success": BatchOutcome.SUCCESS, "failed": BatchOutcome.FAILED}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -586,6 +586,64 @@ async def test_verify_unknown_job_is_not_found() -> None:
     assert record.disposition is Disposition.NOT_FOUND
 
 
+async def test_verify_says_when_batch_status_never_answered_for_a_job() -> None:
+    clock = FakeClock()
+
+    class Silent(FakeApi):
+        async def batch_status(self, job_ids: Sequence[str]) -> list[StatusResult]:
+            return []  # the service leaves the job out of every answer
+
+    ctx = make_ctx(Silent(), clock, deadline=5.0)
+    seeded(ctx, "x")
+    record = ctx.jobs.get("x")
+    assert record is not None
+    record.last_status = "INCRE_TRANSFER_FAILED"
+    await verify_status.run(ctx, verify_status.VerifyStatusParams(jobs=("x",)))
+    assert record.disposition is Disposition.TIMED_OUT
+    assert record.reason == (
+        "batch-status never gave its status during the step; "
+        "last seen INCRE_TRANSFER_FAILED before it"
+    )
+
+
+async def test_odd_batch_answers_are_reconciled_and_said_in_the_report() -> None:
+    def odd(jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
+        return [
+            BatchActionResult(id="a", status=BatchOutcome.SUCCESS),
+            BatchActionResult(id="b", status=BatchOutcome.SUCCESS),
+            BatchActionResult(id="b", status=BatchOutcome.FAILED, error_msg="no, failed"),
+            BatchActionResult.from_wire({"id": "c", "status": "queued"}),
+            BatchActionResult(id="stranger", status=BatchOutcome.SUCCESS),
+        ]
+
+    api = FakeApi(
+        retry_answers=[odd],
+        status_answers=[{"b": "STARTJOBING", "c": "WAITING_FOR_START"}],
+    )
+    ctx = make_ctx(api, FakeClock())
+    seeded(ctx, "a", "b", "c")
+
+    out = output_values(
+        await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("a", "b", "c")))
+    )
+
+    assert api.retry_calls == [["a", "b", "c"]]  # nothing sent twice
+    assert sorted(ids_of(out["accepted"])) == ["a", "b", "c"]
+    for job_id, kind in (("a", EventKind.RETRY_ACKNOWLEDGED), ("b", EventKind.RETRY_RECONCILED)):
+        record = ctx.jobs.get(job_id)
+        assert record is not None
+        assert record.events[-1].kind is kind
+    assert ctx.jobs.get("stranger") is None
+    assert ctx.notices == [
+        "batch-retry-task answered for 1 job(s) not in the request (stranger); "
+        "those answers were ignored",
+        "batch-retry-task answered 1 job(s) more than once (b); "
+        "what became of them was learnt from their status",
+        "batch-retry-task answered job c with status 'queued', which the API does not define; "
+        "what became of it was learnt from its status",
+    ]
+
+
 @pytest.mark.parametrize("bad", [None, "j1", [1, 2], {"a": 1}])
 def test_jobs_parameter_must_resolve_to_a_list_of_ids(bad: object) -> None:
     from engine.actions.context import StepFailedError
