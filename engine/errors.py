@@ -19,6 +19,7 @@ from dataclasses import dataclass
 EXIT_OK = 0
 EXIT_JOBS_NOT_HEALTHY = 1
 EXIT_USAGE = 2
+EXIT_STORAGE = 3  # the run directory could not be written: the run stopped changing jobs
 EXIT_INTERRUPTED = 130
 
 
@@ -62,6 +63,13 @@ class UsageError(EngineError):
     """The command line, an option or the environment is wrong."""
 
     exit_code = EXIT_USAGE
+
+
+class StorageError(EngineError):
+    """The run's journal or reports could not be written (a full disk, say): the run sent no
+    further change; its journal, cut back to whole lines, can be resumed once there is room."""
+
+    exit_code = EXIT_STORAGE
 
 
 class RunbookInvalidError(EngineError):

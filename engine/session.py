@@ -20,6 +20,7 @@ Nothing here prints: what a human should see while it runs goes to the ``RunObse
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -36,10 +37,15 @@ from typing import Any
 from engine.api.bounds import DEFAULT_REQUEST_TIMEOUT_S
 from engine.api.resilience import Resilience
 from engine.api.transport import AiohttpTransport
-from engine.errors import UsageError
+from engine.errors import StorageError, UsageError
 from engine.report.build import build_report
 from engine.report.document import Report
-from engine.report.files import drop_stale_reports, usable_directory, write_reports
+from engine.report.files import (
+    drop_stale_reports,
+    usable_directory,
+    write_reports,
+    write_reports_or_say,
+)
 from engine.report.merge import merge_reports
 from engine.report.render import REPORT_FILES
 from engine.run.approval import Approver, approve_all
@@ -147,7 +153,7 @@ async def plan(
     refuse_clear_text(inputs.runbook, where)
     run_id = "plan-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     async with _signals_cancel_the_run(handle_signals):
-        report, _ = await _execute(inputs, where, run_id, observer=observer, plan=True)
+        report, _, _ = await _execute(inputs, where, run_id, observer=observer, plan=True)
     return PlanOutcome(exit_code=report.exit_code, report=report)
 
 
@@ -166,7 +172,7 @@ async def _carry_out(
 ) -> RunOutcome:
     try:
         async with _signals_cancel_the_run(handle_signals):
-            report, stats = await _execute(
+            report, stats, storage_failure = await _execute(
                 inputs,
                 where,
                 run_id,
@@ -177,13 +183,19 @@ async def _carry_out(
             )
     finally:
         journal.close()
-    written = write_reports(directory, report, formats or tuple(REPORT_FILES))
+    if storage_failure is not None:
+        # The journal stopped at its last whole line; reports may fit where it did not.
+        with contextlib.suppress(OSError):
+            write_reports(directory, report, formats or tuple(REPORT_FILES))
+        raise storage_failure
+    written = write_reports_or_say(directory, report, formats or tuple(REPORT_FILES))
     if stats is not None:
         from engine.run.emulated import write_stats  # loaded already: the run used it
 
-        path, said = write_stats(directory, stats)
-        written.append(path)
-        _note(observer, said)
+        with contextlib.suppress(OSError):  # the emulator's own count: not worth a failure
+            path, said = write_stats(directory, stats)
+            written.append(path)
+            _note(observer, said)
     return RunOutcome(
         exit_code=report.exit_code,
         run_dir=directory,
@@ -203,7 +215,7 @@ async def _execute(
     approver: Approver | None = None,
     journal: RunJournal | None = None,
     resume: JournalState | None = None,
-) -> tuple[Report, dict[str, Any] | None]:
+) -> tuple[Report, dict[str, Any] | None, StorageError | None]:
     """Wire the targets, execute, and build the report; with an emulator, also its stats."""
     runbook = inputs.runbook
     resilience = Resilience()
@@ -250,7 +262,7 @@ async def _execute(
         api_calls=wired.api_calls,
         api_resilience=resilience.stats.as_dict(),
     )
-    return build_report(result), stats
+    return build_report(result), stats, result.storage_failure
 
 
 @asynccontextmanager

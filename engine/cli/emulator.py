@@ -47,6 +47,13 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
     help="Multiply every state-transition delay.",
 )
 @click.option(
+    "--fail-again-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.15,
+    show_default=True,
+    help="Share of retried jobs whose first retry fails again (within a few seconds).",
+)
+@click.option(
     "--parent-refusal",
     type=click.Choice(["per_job", "request"]),
     default="per_job",
@@ -82,6 +89,7 @@ def emulator(
     jobs: int,
     seed: int,
     time_scale: float,
+    fail_again_rate: float,
     parent_refusal: str,
     faults: str,
     rate_limit: str | None,
@@ -104,6 +112,7 @@ def emulator(
             jobs_per_project=jobs,
             seed=seed,
             time_scale=time_scale,
+            fail_again_rate=fail_again_rate,
             parent_refusal="request" if parent_refusal == "request" else "per_job",
             faults=FaultConfig.parse(faults),
             rate_limit_per_s=None if rate_limit is None else parse_rate(rate_limit),

@@ -6,28 +6,51 @@ against the in-process emulator, the emulator's own count (``emulator-stats.json
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from engine.errors import UsageError
+from engine.errors import StorageError, UsageError
 from engine.report.document import Report, to_json_bytes
 from engine.report.render import REPORT_FILES, render_lines
 
 EMULATOR_STATS = "emulator-stats.json"
+# Room a run wants before it starts: the journal and four reports of 100,000 jobs take ~400 MB,
+# of a thousand jobs a few MB. Below this much, the first write would likely fail mid-run.
+MIN_FREE_BYTES = 64 * 2**20
 
 
 def usable_directory(directory: Path) -> Path:
-    """Create the report directory up front: a run must not end with nowhere to write."""
+    """Create the report directory up front: a run must not end with nowhere to write, and
+    must not start on a file system without room for its journal and reports."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
         probe = directory / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
+        free = shutil.disk_usage(directory).free
     except OSError as exc:
         raise UsageError(
             f"cannot write reports to {directory}: {exc.strerror or exc}; choose --report-dir"
         ) from exc
+    if free < MIN_FREE_BYTES:
+        raise UsageError(
+            f"only {free / 2**20:.1f} MiB free where {directory} is; a run needs at least "
+            f"{MIN_FREE_BYTES // 2**20} MiB for its journal and reports (free some space, or "
+            "choose another --report-dir)"
+        )
     return directory
+
+
+def write_reports_or_say(directory: Path, report: Report, formats: Iterable[str]) -> list[Path]:
+    """``write_reports``, a failure to write (a full disk) being one sentence to the user."""
+    try:
+        return write_reports(directory, report, formats)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot write the reports to {directory}: {exc.strerror or exc}; the journal "
+            f"there is whole: free some space, then `runbook report {directory}` renders them"
+        ) from None
 
 
 def write_reports(directory: Path, report: Report, formats: Iterable[str]) -> list[Path]:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from engine.actions.budget import ErrorBudget
 from engine.actions.registry import REGISTRY
 from engine.api.protocol import DrsApi
+from engine.errors import StorageError
 from engine.ledger import JobBook
 from engine.run.approval import ApprovalRequest, Approver, StepPreview, preview_step
 from engine.run.finalize import finalize, restore_budget
@@ -162,6 +163,7 @@ class Executor:
 
     async def _run(self, started_at: datetime, runs: list[_TargetRun]) -> RunResult:
         interrupted = False
+        storage_failure: StorageError | None = None
         try:
             for segment in segments(self._runbook.steps, plan=self._plan):
                 match segment:
@@ -184,6 +186,15 @@ class Executor:
             if task is not None:
                 task.uncancel()
             interrupted = True
+        except ExceptionGroup as group:
+            # The journal could not be written (a full disk): the target that found out stopped
+            # before sending anything more, the task group cancelled the others (which learnt
+            # what their requests in flight did). Report every job, as for an interruption.
+            storage, rest = group.split(StorageError)
+            if storage is None or rest is not None:
+                raise
+            storage_failure = _first_leaf(storage)
+            interrupted = True
         for target_run in runs:
             self._finish(target_run, interrupted=interrupted)
         result = RunResult(
@@ -198,6 +209,7 @@ class Executor:
             params=self._params,
             interrupted=interrupted,
             resumed_at=list(self._resume.resumes) if self._resume is not None else [],
+            storage_failure=storage_failure,
         )
         if self._journal is not None:
             self._journal.finished(
@@ -449,6 +461,11 @@ class Executor:
         if order is not None:
             return order
         return first_change(self._runbook.steps) - 0.5  # the max_jobs_total guard
+
+
+def _first_leaf(group: BaseExceptionGroup[StorageError]) -> StorageError:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _target_fields(target: Target) -> dict[str, Any]:

@@ -24,8 +24,10 @@ The journal is not a database: it is read back whole, once, by ``runbook resume`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -35,9 +37,11 @@ from typing import Any
 
 import orjson
 
-from engine.errors import UsageError
+from engine.errors import StorageError, UsageError
 from engine.ledger import Disposition, JobEvent, JobRecord
 from engine.run.result import StepOutcome, StepStatus
+
+logger = logging.getLogger(__name__)
 
 JOURNAL_NAME = "journal.jsonl"
 RUNBOOK_COPY = "runbook.yaml"
@@ -151,6 +155,11 @@ class RunJournal:
         self._written: dict[int, dict[str, int]] = {}  # target -> job -> events written
         self._unsynced = False  # lines written since the last fsync
         self._syncing: asyncio.Future[None] | None = None  # the fsync due at the next turn
+        self._size = os.lseek(fd, 0, os.SEEK_END)  # bytes of whole lines written
+        # Set by the first write or fsync that failed (a full disk): the journal then takes
+        # no further line (it ends at its last whole one) and ``sync`` raises this for ever,
+        # so nothing more is sent without its intent on disk.
+        self.failure: StorageError | None = None
 
     @classmethod
     def start(cls, directory: Path, header: RunHeader, runbook_source: bytes) -> RunJournal:
@@ -158,9 +167,18 @@ class RunJournal:
         path = directory / JOURNAL_NAME
         if path.exists():
             _replace_finished(path)
-        (directory / RUNBOOK_COPY).write_bytes(runbook_source)
+        try:
+            (directory / RUNBOOK_COPY).write_bytes(runbook_source)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot write {directory / RUNBOOK_COPY}: {exc.strerror or exc}; nothing "
+                "was sent (free some space, or choose another --report-dir)"
+            ) from None
         journal = cls(directory, fd=_open_locked(path, new=True))
         journal._append(header.as_line(), durable=True)
+        if journal.failure is not None:
+            journal.close()
+            raise journal.failure
         return journal
 
     @classmethod
@@ -192,6 +210,8 @@ class RunJournal:
 
     def resumed(self, at: str) -> None:
         self._append({"type": "resumed", "at": at, "pid": os.getpid()}, durable=True)
+        if self.failure is not None:
+            raise self.failure
 
     def for_target(self, index: int) -> TargetJournal:
         return TargetJournal(self, index)
@@ -247,6 +267,8 @@ class RunJournal:
         fsyncs instead of making one each. A caller cancelled while it waits does not cancel
         the fsync the others wait for.
         """
+        if self.failure is not None:
+            raise self.failure
         if not self._unsynced:
             return
         if self._syncing is None:
@@ -254,30 +276,51 @@ class RunJournal:
             self._syncing = loop.create_future()
             loop.call_soon(self._sync_now)
         await asyncio.shield(self._syncing)
+        if self.failure is not None:
+            raise self.failure
 
     def _sync_now(self) -> None:
         syncing, self._syncing = self._syncing, None
         assert syncing is not None
-        try:
-            if self._unsynced and self._fd >= 0:
-                self._fsync()
-        except OSError as exc:
-            syncing.set_exception(exc)
-        else:
-            syncing.set_result(None)
+        if self._unsynced and self._fd >= 0 and self.failure is None:
+            self._fsync()
+        syncing.set_result(None)  # the waiters read self.failure
 
     def _append(self, line: Mapping[str, Any], *, durable: bool = False) -> None:
+        if self.failure is not None or self._fd < 0:
+            return
         data = orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
         view = memoryview(data)
-        while view:  # one write(2) in practice; a short write is finished, never interleaved
-            view = view[os.write(self._fd, view) :]
+        try:
+            while view:  # one write(2) in practice; a short write is finished, not interleaved
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            self._fail(exc)
+            return
+        self._size += len(data)
         self._unsynced = True
         if durable:
             self._fsync()
 
     def _fsync(self) -> None:
-        os.fsync(self._fd)
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            self._fail(exc)
+            return
         self._unsynced = False
+
+    def _fail(self, exc: OSError) -> None:
+        """Cut the journal back to its last whole line and take nothing more."""
+        path = self.directory / JOURNAL_NAME
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, self._size)  # frees what the torn line took
+        self.failure = StorageError(
+            f"cannot write the journal {path}: {exc.strerror or exc}; no further change was "
+            f"sent. Free some space, then `runbook resume {self.directory}` finishes the run "
+            "without sending anything twice"
+        )
+        logger.error("%s", self.failure)
 
 
 class TargetJournal:

@@ -11,7 +11,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from engine.errors import EXIT_INTERRUPTED, EXIT_JOBS_NOT_HEALTHY, EXIT_OK
+from engine.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_JOBS_NOT_HEALTHY,
+    EXIT_OK,
+    EXIT_STORAGE,
+    StorageError,
+)
 from engine.ledger import JobBook
 from engine.runbook import Runbook, Step, Target
 
@@ -81,9 +87,13 @@ class RunResult:
     resumed_at: Sequence[str] = ()
     params: Mapping[str, Any] = field(default_factory=dict)
     shard: str | None = None  # --shard I/N
+    # Why the run stopped early because its journal could not be written (a full disk).
+    storage_failure: StorageError | None = None
 
     @property
     def exit_code(self) -> int:
+        if self.storage_failure is not None:
+            return EXIT_STORAGE
         if self.interrupted:
             return EXIT_INTERRUPTED
         if self.plan:

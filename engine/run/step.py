@@ -12,6 +12,7 @@ without changes are not run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -23,7 +24,7 @@ from engine.actions.context import ActionContext, StepFailedError
 from engine.actions.registry import REGISTRY
 from engine.actions.spec import Action
 from engine.api.protocol import DrsApi
-from engine.errors import ApiError
+from engine.errors import ApiError, StorageError
 from engine.ledger import JobBook
 from engine.run.result import StepOutcome, StepStatus
 from engine.runbook import Step
@@ -157,7 +158,8 @@ async def _after_failure(action: Action[Any, Any], ctx: ActionContext) -> None:
             await action.after_failure(ctx)
     except (ApiError, TimeoutError) as exc:
         logger.warning("could not learn what step %r did: %s", ctx.step_id, exc)
-    await ctx.jobs.commit()
+    with contextlib.suppress(StorageError):  # what was learnt is in the report all the same
+        await ctx.jobs.commit()
 
 
 async def _shielded_after_failure(action: Action[Any, Any], ctx: ActionContext) -> None:

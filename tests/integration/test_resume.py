@@ -124,9 +124,10 @@ def _run_killed_then_resumed(
     *,
     settle: str = "0s",
     extra: Sequence[str] = (),
+    resume_after_s: float = 0.0,
 ) -> tuple[dict[str, Any], dict[str, Any], Journal]:
-    """Start a run, kill it when ``ready(run_dir, stats)``, resume it; (report, stats, journal
-    as the kill left it)."""
+    """Start a run, kill it when ``ready(run_dir, stats)``, resume it (``resume_after_s``
+    later); (report, stats, journal as the kill left it)."""
     runbook = runbook_for(emulator, tmp_path / "rb.yaml", STEPS.format(settle=settle))
     run_dir = tmp_path / "run"
     stats_url = f"{emulator['url']}/_emulator/stats"
@@ -135,6 +136,7 @@ def _run_killed_then_resumed(
     )
     killed = _journal(run_dir)
     assert not (run_dir / "report.json").exists()  # SIGKILL: no report, only the journal
+    time.sleep(resume_after_s)
     resumed = subprocess.run(
         _cli("resume", str(run_dir), "-q"), env=env, capture_output=True, text=True, timeout=120
     )
@@ -219,6 +221,43 @@ def test_killed_while_a_retry_request_awaits_its_answer_reconciles_without_resen
         # Learnt from its status after the resume; the request was not sent again.
         assert "retry_reconciled" in kinds, kinds
         assert kinds.count("retry_sent") == 1
+
+
+@pytest.fixture(params=[5, 11])
+def failing_again_at_once(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """An emulator whose jobs fail again within about a second of their first retry, and whose
+    retry answers come 1.5 s late (the run is killed while it awaits one); two seeds."""
+    with serve_emulator(
+        "--projects", "2", "--jobs", "12", "--seed", str(request.param), "--time-scale", "0.3",
+        "--fail-again-rate", "1", "--faults", "answer_delay=1500ms",
+    ) as described:  # fmt: skip
+        yield described
+
+
+def test_jobs_failing_again_at_once_are_not_retried_twice_by_a_resume_10s_later(
+    failing_again_at_once: dict[str, Any], tmp_path: Path
+) -> None:
+    # Their status after the resume is failed, as if the retry had never arrived: only
+    # batch-detail's update_time, after the intent, tells the two apart (issue 14, item 6).
+    def applied_unanswered(run_dir: Path, stats: dict[str, Any]) -> bool:
+        return stats["mutating_requests"] >= 1 and not _events(
+            _journal(run_dir), "retry_acknowledged"
+        )
+
+    report, stats, killed = _run_killed_then_resumed(
+        failing_again_at_once, tmp_path, applied_unanswered, resume_after_s=10.0
+    )
+    in_flight = set(_events(killed, "retry_sent"))
+    assert in_flight, "killed before the intent reached the journal"
+    _assert_nothing_lost(report, stats, failing_again_at_once)  # one request per job at most
+    by_id = {j["id"]: j for j in jobs_of(report)}
+    for job_id in in_flight & set(stats["retry_requests_per_job"]):
+        job = by_id[job_id]
+        assert job["disposition"] == "failed_again", job
+        reconciled = [e for e in job["events"] if e["kind"] == "retry_reconciled"]
+        assert reconciled, job["events"]
+        detail = reconciled[-1]["detail"]
+        assert "so it arrived and the job failed again" in detail or "status went from" in detail
 
 
 def test_killed_between_batches_sends_only_the_rest(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from engine.actions.context import ActionContext
 from engine.actions.spec import output_values
 from engine.api.types import BatchActionResult, BatchOutcome, RetryItem, StatusResult
 from engine.cli import cli
-from engine.errors import UsageError
+from engine.errors import StorageError, UsageError
 from engine.ledger import Disposition, EventKind, JobBook, JobRecord
 from engine.run.journal import (
     JOURNAL_NAME,
@@ -355,3 +357,39 @@ def test_a_field_set_back_to_none_reads_back_as_none(tmp_path: Path) -> None:
     assert restored == record
     assert restored.error_code is None
     assert restored.reason is None
+
+
+async def test_a_full_disk_stops_the_journal_at_its_last_whole_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC mid-line (issue 14, item 5): the torn line is cut off, nothing more is taken, and
+    every later sync raises the one sentence, so no request leaves without its intent."""
+    journal = RunJournal.start(tmp_path, _header(), SOURCE)
+    book = _book(journal, [1.0])
+    book.add(JobRecord(job_id="j1", name="j1", status_at_selection="INCRE_TRANSFER_FAILED"))
+    await book.commit()
+    whole = (tmp_path / JOURNAL_NAME).read_bytes()
+    real_write = os.write
+
+    def full(fd: int, data: bytes | memoryview) -> int:
+        real_write(fd, bytes(data)[:7])  # part of the line fits, then the disk is full
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", full)
+    book.record("j1", EventKind.RETRY_SENT, step="retry")
+    with pytest.raises(StorageError) as caught:
+        await book.commit()
+    monkeypatch.setattr(os, "write", real_write)
+    said = str(caught.value)
+    assert said.startswith(f"cannot write the journal {tmp_path / JOURNAL_NAME}: No space left")
+    assert f"runbook resume {tmp_path}" in said
+    assert (tmp_path / JOURNAL_NAME).read_bytes() == whole  # cut back to whole lines
+    journal.step_started(0, "retry", 2.0)  # taken no more, even with room again
+    with pytest.raises(StorageError):
+        await book.commit()
+    journal.close()
+    assert (tmp_path / JOURNAL_NAME).read_bytes() == whole
+    state = read_journal(tmp_path / JOURNAL_NAME)
+    assert [e.kind for e in state.targets[0].records["j1"].events] == []
+    journal, _ = RunJournal.take_over(tmp_path)  # and it can be resumed
+    journal.close()
