@@ -19,7 +19,13 @@ from typing import Any
 from engine.actions import fields, mutation
 from engine.actions.context import ActionContext, StepFailedError
 from engine.actions.spec import Action
-from engine.api.types import FAILED_STATUSES, PAUSED_STATUSES, BatchActionResult, RetryItem
+from engine.api.types import (
+    ACTION_RETRY,
+    FAILED_STATUSES,
+    PAUSED_STATUSES,
+    BatchActionResult,
+    RetryItem,
+)
 from engine.ledger import RETRY_EVENTS, Disposition, JobRecord
 
 _STILL_WAITING = frozenset(FAILED_STATUSES | PAUSED_STATUSES)
@@ -59,6 +65,7 @@ RETRY = mutation.Mutation(
     took_effect=lambda status: status not in _STILL_WAITING,
     took=_retried,
     resend_once=True,
+    current_action=ACTION_RETRY,
 )
 
 

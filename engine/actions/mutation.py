@@ -34,6 +34,7 @@ from engine.actions.polling import Pace, poll_until
 from engine.api.types import (
     ERR_OPERATION_RUNNING,
     ERR_TOO_FREQUENT,
+    MAX_IDS_PER_NAME_FILTER,
     MAX_JOBS_PER_ACTION,
     BatchActionResult,
     BatchOutcome,
@@ -70,6 +71,8 @@ class Mutation:
     resend_once: bool = False
     effect_since_sent: bool = False
     refusal_prefix: str = ""  # what a rejection's reason starts with
+    # The job_action.current_action a job shows while this change is under way (RETRY).
+    current_action: str | None = None
     unknown_note: str = ""  # what an unknown outcome's reason adds after "<verb> outcome unknown"
 
 
@@ -419,6 +422,7 @@ async def arrival(
     unchanged since before the send counts as not arrived; no evidence is ``None``."""
     if not job_ids:
         return {}
+    acting = await _current_actions(ctx, job_ids)
     try:
         details = {d.id: d for d in await ctx.api.batch_detail(list(job_ids))}
     except (DrsApiError, TransportError) as exc:
@@ -433,18 +437,23 @@ async def arrival(
             (e.status for e in reversed(record.events) if e.t <= sent_t and e.status), None
         )
         status, detail = statuses.get(job_id), details.get(job_id)
+        changed_at = None if detail is None else detail.updated_at or detail.started_at
         if before is not None and status is not None and status != before:
             found[job_id] = Arrival(True, f"the status went from {before} to {status}")
+        elif mutation.current_action and acting.get(job_id) == mutation.current_action:
+            found[job_id] = Arrival(
+                True, f"its job_action.current_action is {mutation.current_action}: under way"
+            )
         elif detail is None:
             found[job_id] = Arrival(None, "not re-sent: batch-detail gave nothing for it")
-        elif detail.updated_at is None:
+        elif changed_at is None:
             shown = "no update_time" if detail.update_time is None else repr(detail.update_time)
             found[job_id] = Arrival(
                 None, f"not re-sent: {shown} tells no instant (no time zone given)"
             )
         else:
             skew = detail.clock_skew_s or 0.0
-            changed = detail.updated_at - skew  # on our clock
+            changed = changed_at - skew  # on our clock
             intent = wall_now - (now - sent_t)
             when = datetime.fromtimestamp(changed, UTC).isoformat(timespec="seconds")
             if changed >= intent - SKEW_TOLERANCE_S:
@@ -457,6 +466,30 @@ async def arrival(
                 found[job_id] = Arrival(
                     False, f"update_time {when} is before the {mutation.events.verb} was sent"
                 )
+    return found
+
+
+async def _current_actions(ctx: ActionContext, job_ids: Sequence[str]) -> dict[str, str]:
+    """What ``job_action.current_action`` the listing shows for each job (the ``name`` filter
+    takes up to 100 ids); best effort: a listing that fails tells nothing."""
+    by_use: dict[str, list[str]] = {}
+    for job_id in job_ids:
+        use = ctx.jobs.ensure(job_id).db_use_type or "migration"
+        by_use.setdefault(use, []).append(job_id)
+    found: dict[str, str] = {}
+    for use, ids in by_use.items():
+        for start in range(0, len(ids), MAX_IDS_PER_NAME_FILTER):
+            chunk = ids[start : start + MAX_IDS_PER_NAME_FILTER]
+            try:
+                listing = await ctx.api.list_jobs(db_use_type=use, name=",".join(chunk))
+            except (DrsApiError, TransportError) as exc:
+                logger.info("could not list %d job(s) for their current action: %s", len(ids), exc)
+                continue
+            wanted = set(chunk)
+            for job in listing.jobs:
+                for one in (job, *job.children):
+                    if one.id in wanted and one.job_action.current_action:
+                        found[one.id] = one.job_action.current_action
     return found
 
 

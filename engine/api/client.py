@@ -72,6 +72,7 @@ class JobDetail:
     # has no update_time, or one whose instant is not certain (no time zone: unverified).
     updated_at: float | None = None
     update_time: str | None = None  # as the service wrote it, for the report
+    started_at: float | None = None  # actual_start_time, read the same way
     # The server's clock minus ours when the answer came (its Date header; 1 s resolution).
     clock_skew_s: float | None = None
 
@@ -91,6 +92,7 @@ class JobDetail:
             parent_id=text("parent_id") or None,
             updated_at=wire_epoch(raw.get("update_time")),
             update_time=text("update_time"),
+            started_at=wire_epoch(raw.get("actual_start_time")),
         )
 
 

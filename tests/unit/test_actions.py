@@ -306,6 +306,9 @@ async def test_retry_second_unknown_outcome_gives_up_without_a_third_send() -> N
     assert record.disposition is Disposition.RETRY_UNKNOWN
 
 
+FAILED = "INCRE_TRANSFER_FAILED"
+
+
 def lost_after_applying(
     api: FakeApi, when: float | None = None
 ) -> Callable[[Sequence[RetryItem]], list[BatchActionResult]]:
@@ -338,6 +341,28 @@ async def test_a_retry_that_arrived_and_failed_again_at_once_is_not_sent_twice()
     assert record.events[-1].kind is EventKind.RETRY_RECONCILED
     assert "is after the retry was sent, so it arrived" in (record.events[-1].detail or "")
     assert "or the service retried it itself" in (record.events[-1].detail or "")
+
+
+async def test_a_retry_under_way_by_its_current_action_is_not_sent_twice() -> None:
+    # The status still shows the failure (it lags), but the listing's job_action says a retry
+    # is running: it arrived.
+    def lost(jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
+        raise TransportError("timeout")
+
+    running = JobActions(available_actions=(), current_action="RETRY")
+    api = FakeApi(retry_answers=[lost], status_answers=[{"b": "INCRE_TRANSFER_FAILED"}])
+    api.listed = {"migration": [JobInfo(id="b", name="b", status=FAILED, job_action=running)]}
+    ctx = make_ctx(api, FakeClock())
+    seeded(ctx, "b")
+
+    await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("b",)))
+
+    assert api.retry_calls == [["b"]]
+    assert api.list_calls == ["migration"]
+    record = ctx.jobs.get("b")
+    assert record is not None
+    assert record.events[-1].kind is EventKind.RETRY_RECONCILED
+    assert "current_action is RETRY" in (record.events[-1].detail or "")
 
 
 async def test_a_retry_that_never_arrived_is_sent_once_more() -> None:
