@@ -8,6 +8,7 @@ often this loop asks, the run's limiter and rate limit decide when a request lea
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from engine.api.types import StatusResult
 from engine.errors import DrsApiError, TransportError
 
 logger = logging.getLogger(__name__)
+
+# The least time one status query is given, even at the deadline.
+MIN_QUERY_S = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,10 +65,14 @@ async def poll_until(
     while pending:
         asked_at = ctx.now()
         try:
-            answers = {r.id: r for r in await ctx.api.batch_status(list(pending))}
-        except (DrsApiError, TransportError) as exc:
+            # No query may outlast the deadline: a server that drips its answer would keep
+            # the loop past it, by as much as the request's own deadline.
+            async with asyncio.timeout(max(deadline - asked_at, MIN_QUERY_S)):
+                answers = {r.id: r for r in await ctx.api.batch_status(list(pending))}
+        except (DrsApiError, TransportError, TimeoutError) as exc:
             # One failed poll is not a verdict on the jobs: ask again at the next poll.
-            logger.warning("batch-status failed while %s, polling on: %s", purpose, exc)
+            why = str(exc) or "no answer by the deadline"
+            logger.warning("batch-status failed while %s, polling on: %s", purpose, why)
             answers = {}
         changed = False
         for job_id in list(pending):

@@ -282,6 +282,29 @@ async def test_an_answer_that_drips_is_cut_at_the_request_deadline(
     assert ran.seconds < 40  # 5 attempts of 1 s and their backoff; before: for ever
 
 
+async def test_a_dripping_status_answer_does_not_keep_verify_past_its_timeout(
+    hostile: tuple[Hostile, str], tmp_path: Path
+) -> None:
+    server, url = hostile
+
+    async def drip(request: web.Request) -> web.StreamResponse:
+        answer = web.StreamResponse(headers={"Content-Type": "application/json"})
+        answer.content_length = 10_000
+        await answer.prepare(request)
+        for _ in range(200):
+            await answer.write(b" ")
+            await asyncio.sleep(0.5)
+        return answer
+
+    server.routes["/jobs/batch-status"] = drip
+    ran = await run(url, tmp_path)  # verify: timeout 3s; a request may take 60 s
+    verify = ran.step("verify")
+    assert verify["duration_s"] < 3 + 2  # before: 3 s + the 30 s margin
+    jobs = ran.report()["targets"][0]["jobs"]
+    assert {job["disposition"] for job in jobs} == {"timed_out"}
+    assert all("batch-status never gave its status" in job["reason"] for job in jobs)
+
+
 async def test_a_huge_answer_is_not_read(hostile: tuple[Hostile, str], tmp_path: Path) -> None:
     server, url = hostile
 
