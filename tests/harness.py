@@ -42,6 +42,11 @@ RETRY_STEPS = """\
 """
 
 
+def cli_command(*args: str) -> list[str]:
+    """``runbook ARGS`` as a subprocess command line, with this interpreter."""
+    return [sys.executable, "-c", "from engine.cli import main; main()", *args]
+
+
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """``runbook ARGS`` in-process: (exit code, stdout, stderr)."""
     with pytest.raises(SystemExit) as exited:

@@ -12,14 +12,13 @@ import errno
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import FINAL, fetch, jobs_of, runbook_for, serve_emulator
+from harness import FINAL, cli_command, fetch, jobs_of, runbook_for, serve_emulator
 
 STEPS = """\
   - id: select
@@ -78,10 +77,6 @@ def emulator() -> Iterator[dict[str, Any]]:
         yield described
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from engine.cli import main; main()", *args]
-
-
 def _env(emulator: dict[str, Any]) -> dict[str, str]:
     return {**os.environ, "DRS_AUTH_TOKEN": emulator["token"]}
 
@@ -110,7 +105,7 @@ def test_too_little_room_at_the_start_is_a_usage_error_and_nothing_is_sent(
 ) -> None:
     runbook = runbook_for(emulator, tmp_path / "rb.yaml", STEPS)
     ran = subprocess.run(
-        _cli("run", str(runbook), "--endpoint", emulator["url"], "--report-dir",
+        cli_command("run", str(runbook), "--endpoint", emulator["url"], "--report-dir",
              str(small_disk / "run"), "-q"),
         env=_env(emulator), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -129,7 +124,7 @@ def test_a_disk_full_mid_run_stops_the_changes_and_a_resume_finishes_without_dup
     runbook = runbook_for(emulator, tmp_path / "rb.yaml", STEPS)
     run_dir = roomy_disk / "run"
     env = _env(emulator)
-    command = _cli(
+    command = cli_command(
         "run", str(runbook), "--endpoint", emulator["url"], "--report-dir", str(run_dir), "-q"
     )
     stats_url = f"{emulator['url']}/_emulator/stats"
@@ -157,7 +152,11 @@ def test_a_disk_full_mid_run_stops_the_changes_and_a_resume_finishes_without_dup
 
     filler.unlink()  # room again
     resumed = subprocess.run(
-        _cli("resume", str(run_dir), "-q"), env=env, capture_output=True, text=True, timeout=120
+        cli_command("resume", str(run_dir), "-q"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert resumed.returncode in (0, 1), resumed.stderr
     report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))

@@ -184,6 +184,17 @@ def _assert_no_secret(ran: Ran) -> None:
             assert form not in text, f"{form!r} in {name}"
 
 
+async def drip(request: web.Request) -> web.StreamResponse:
+    """An answer that never ends: a byte every 0.5 s, so no read timeout ever fires."""
+    answer = web.StreamResponse(headers={"Content-Type": "application/json"})
+    answer.content_length = 10_000
+    await answer.prepare(request)
+    for _ in range(240):  # 2 minutes at most
+        await answer.write(b" ")
+        await asyncio.sleep(0.5)
+    return answer
+
+
 # ----------------------------------------------------------------------------- redirects
 
 
@@ -266,15 +277,6 @@ async def test_an_answer_that_drips_is_cut_at_the_request_deadline(
 ) -> None:
     server, url = hostile
 
-    async def drip(request: web.Request) -> web.StreamResponse:
-        answer = web.StreamResponse(headers={"Content-Type": "application/json"})
-        answer.content_length = 10_000
-        await answer.prepare(request)
-        for _ in range(100):  # a byte every 0.5 s: the read timeout never fires
-            await answer.write(b" ")
-            await asyncio.sleep(0.5)
-        return answer
-
     server.routes["/jobs"] = drip
     ran = await run(url, tmp_path, "--request-timeout", "1s")
     assert ran.code == 1
@@ -286,15 +288,6 @@ async def test_a_dripping_status_answer_does_not_keep_verify_past_its_timeout(
     hostile: tuple[Hostile, str], tmp_path: Path
 ) -> None:
     server, url = hostile
-
-    async def drip(request: web.Request) -> web.StreamResponse:
-        answer = web.StreamResponse(headers={"Content-Type": "application/json"})
-        answer.content_length = 10_000
-        await answer.prepare(request)
-        for _ in range(200):
-            await answer.write(b" ")
-            await asyncio.sleep(0.5)
-        return answer
 
     server.routes["/jobs/batch-status"] = drip
     ran = await run(url, tmp_path)  # verify: timeout 3s; a request may take 60 s

@@ -12,14 +12,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import FINAL, fetch, jobs_of, runbook_for, serve_emulator
+from harness import FINAL, cli_command, fetch, jobs_of, runbook_for, serve_emulator
 
 STEPS = """\
   - id: select
@@ -80,10 +79,6 @@ def _finished_steps(journal: Journal, step: str) -> int:
     )
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from engine.cli import main; main()", *args]
-
-
 def _kill_when(
     proc: subprocess.Popen[bytes], ready: Callable[[], bool], *, within_s: float = 30.0
 ) -> None:
@@ -106,7 +101,7 @@ def _kill_run_when(
 ) -> dict[str, str]:
     """`runbook run` against the emulator, SIGKILLed once ``ready()``; the environment it had."""
     env = {**os.environ, "DRS_AUTH_TOKEN": emulator["token"]}
-    command = _cli(
+    command = cli_command(
         "run", str(runbook), "--endpoint", emulator["url"], "--report-dir", str(run_dir), *extra
     )
     with subprocess.Popen(
@@ -138,7 +133,11 @@ def _run_killed_then_resumed(
     assert not (run_dir / "report.json").exists()  # SIGKILL: no report, only the journal
     time.sleep(resume_after_s)
     resumed = subprocess.run(
-        _cli("resume", str(run_dir), "-q"), env=env, capture_output=True, text=True, timeout=120
+        cli_command("resume", str(run_dir), "-q"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert resumed.returncode in (0, 1), resumed.stderr
     assert (run_dir / "report.json").exists(), resumed.stderr + resumed.stdout
@@ -300,7 +299,7 @@ def test_resume_refuses_a_finished_run_and_a_run_in_use(
     runbook = runbook_for(slow_answers, tmp_path / "rb.yaml", read_only.format(settle="2s"))
     run_dir = tmp_path / "run"
     env = {**os.environ, "DRS_AUTH_TOKEN": slow_answers["token"]}
-    command = _cli(
+    command = cli_command(
         "run", str(runbook), "--endpoint", slow_answers["url"], "--report-dir", str(run_dir)
     )
     with subprocess.Popen(
@@ -310,11 +309,15 @@ def test_resume_refuses_a_finished_run_and_a_run_in_use(
         while not (run_dir / "journal.jsonl").exists():
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        busy = subprocess.run(_cli("resume", str(run_dir)), env=env, capture_output=True, text=True)
+        busy = subprocess.run(
+            cli_command("resume", str(run_dir)), env=env, capture_output=True, text=True
+        )
         assert busy.returncode == 2
         assert "in use by another runbook process" in busy.stderr
         assert proc.wait(timeout=60) == 0
-    again = subprocess.run(_cli("resume", str(run_dir)), env=env, capture_output=True, text=True)
+    again = subprocess.run(
+        cli_command("resume", str(run_dir)), env=env, capture_output=True, text=True
+    )
     assert again.returncode == 2
     assert "already finished; there is nothing to resume" in again.stderr
     assert "Traceback" not in again.stderr
@@ -345,7 +348,11 @@ def test_a_target_that_failed_before_the_interruption_stays_failed_after_the_res
         slow_answers, runbook, run_dir, lambda: _finished_steps(_journal(run_dir), "undo") == 1
     )
     resumed = subprocess.run(
-        _cli("resume", str(run_dir), "-q"), env=env, capture_output=True, text=True, timeout=60
+        cli_command("resume", str(run_dir), "-q"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
     assert resumed.returncode == 1, resumed.stderr
