@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
+
+_E = TypeVar("_E", bound=BaseException)
 
 EXIT_OK = 0
 EXIT_JOBS_NOT_HEALTHY = 1
@@ -120,3 +123,9 @@ class TransportError(ApiError):
     Whether a mutating request reached the server is unknown after this error; callers
     must reconcile by querying state, never by blindly re-sending.
     """
+
+
+def first_leaf(group: BaseExceptionGroup[_E]) -> _E:
+    """The first exception of a (nested) group: one error, as a single task would raise it."""
+    first = group.exceptions[0]
+    return first_leaf(first) if isinstance(first, BaseExceptionGroup) else first

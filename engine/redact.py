@@ -17,6 +17,7 @@ Secrets shorter than ``MIN_SECRET_CHARS`` are not looked for: they would match o
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import re
 import threading
@@ -24,6 +25,8 @@ from urllib.parse import quote, quote_plus
 
 REDACTED = "[REDACTED]"
 MIN_SECRET_CHARS = 6
+# Secrets of one request, not of the run: an AK/SK signature (replayable for 15 minutes).
+_PER_REQUEST = r"Signature=[0-9a-fA-F]{64}"
 
 _lock = threading.Lock()
 _forms: set[str] = set()
@@ -42,7 +45,8 @@ def keep_secret(value: str | None) -> None:
         _forms.update(forms)
         # Longest first: a form inside another is replaced as part of the longer one.
         alternatives = sorted(_forms, key=len, reverse=True)
-        _pattern = re.compile("|".join(map(re.escape, alternatives)))
+        _pattern = re.compile("|".join([_PER_REQUEST, *map(_literal, alternatives)]))
+        redact_word.cache_clear()
 
 
 def redact(text: str) -> str:
@@ -57,6 +61,13 @@ def redact_optional(text: str | None) -> str | None:
     return None if text is None else redact(text)
 
 
+@functools.lru_cache(maxsize=4096)
+def redact_word(text: str) -> str:
+    """``redact`` for the short words a service repeats (statuses, engine types, times): one
+    dictionary lookup for a word seen before, where the hot paths of a listing read them."""
+    return redact(text)
+
+
 class RedactingFilter(logging.Filter):
     """A logging filter that formats each record and redacts the result (attach to handlers)."""
 
@@ -66,9 +77,19 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+def _literal(form: str) -> str:
+    """``form`` as a pattern; its percent-escapes in either case (``%2F`` or ``%2f``)."""
+    return re.sub(
+        r"%([0-9A-F])([0-9A-F])",
+        lambda m: "%" + "".join(f"[{c}{c.lower()}]" if c.isalpha() else c for c in m.groups()),
+        re.escape(form),
+    )
+
+
 def _encodings(secret: str) -> set[str]:
     raw = secret.encode()
-    forms = {secret, quote(secret, safe=""), quote_plus(secret), raw.hex(), raw.hex().upper()}
+    encoded = quote(secret, safe="")
+    forms = {secret, encoded, quote(secret), quote_plus(secret), raw.hex(), raw.hex().upper()}
     whole = base64.b64encode(raw).decode()  # the secret alone, padding and all
     encoded_forms = [whole]
     for offset in range(3):

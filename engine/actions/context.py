@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from engine.actions.budget import ErrorBudget
 from engine.api.protocol import DrsApi
 from engine.ledger import Disposition, EventKind, JobBook
+from engine.redact import redact
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +42,15 @@ class ActionContext:
 
     def notice(self, text: str) -> None:
         """Say in the report (once per step) that the service's answers were odd."""
+        text = redact(text)  # it may quote the server (an id it invented)
         if text not in self.notices:
             logger.warning("%s, step %r: %s", self.project_id, self.step_id, text)
             self.notices.append(text)
 
-    def withhold(self, job_ids: list[str]) -> None:
-        """The error budget is spent: these jobs are not sent, and the report says why."""
-        why = f"not sent: {self.errors.describe()}"
+    def withhold(self, job_ids: list[str], why: str | None = None) -> None:
+        """These jobs are not sent (the error budget is spent, unless ``why`` says otherwise),
+        and the report says why."""
+        why = why or f"not sent: {self.errors.describe()}"
         for job_id in job_ids:
             record = self.jobs.record(job_id, EventKind.WITHHELD, step=self.step_id, detail=why)
             record.disposition = Disposition.NOT_RETRIED

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 
 from engine.actions.context import ActionContext, StepFailedError
 from engine.actions.polling import Pace, poll_until
+from engine.api.client import JobDetail
 from engine.api.types import (
     ERR_OPERATION_RUNNING,
     ERR_TOO_FREQUENT,
@@ -40,7 +41,7 @@ from engine.api.types import (
     BatchOutcome,
     StatusResult,
 )
-from engine.errors import DrsApiError, TransportError
+from engine.errors import DrsApiError, StorageError, TransportError
 from engine.ledger import EventKind, JobRecord, MutationEvents
 
 logger = logging.getLogger(__name__)
@@ -216,7 +217,17 @@ class _Sending:
         """One request; each job ends acknowledged, rejected, or reconciled."""
         assert self._send is not None
         ctx, events = self._ctx, self._mutation.events
-        await _mark_sent(ctx, batch, events.sent)
+        try:
+            await _mark_sent(ctx, batch, events.sent)
+        except StorageError:
+            # The intent is not on disk, so the request does not leave: it never was sent
+            # (its event is taken back) and the report says why.
+            for job_id in batch:
+                record = ctx.jobs.ensure(job_id)
+                if record.events and record.events[-1].kind is events.sent:
+                    record.events.pop()
+            ctx.withhold(batch, "not sent: the journal could not be written")
+            raise
         try:
             results = await self._send(batch)
         except DrsApiError as exc:
@@ -437,7 +448,6 @@ async def arrival(
             (e.status for e in reversed(record.events) if e.t <= sent_t and e.status), None
         )
         status, detail = statuses.get(job_id), details.get(job_id)
-        changed_at = None if detail is None else detail.updated_at or detail.started_at
         if before is not None and status is not None and status != before:
             found[job_id] = Arrival(True, f"the status went from {before} to {status}")
         elif mutation.current_action and acting.get(job_id) == mutation.current_action:
@@ -446,27 +456,37 @@ async def arrival(
             )
         elif detail is None:
             found[job_id] = Arrival(None, "not re-sent: batch-detail gave nothing for it")
-        elif changed_at is None:
-            shown = "no update_time" if detail.update_time is None else repr(detail.update_time)
-            found[job_id] = Arrival(
-                None, f"not re-sent: {shown} tells no instant (no time zone given)"
-            )
         else:
-            skew = detail.clock_skew_s or 0.0
-            changed = changed_at - skew  # on our clock
-            intent = wall_now - (now - sent_t)
-            when = datetime.fromtimestamp(changed, UTC).isoformat(timespec="seconds")
-            if changed >= intent - SKEW_TOLERANCE_S:
-                found[job_id] = Arrival(
-                    True,
-                    f"update_time {when} is after the {mutation.events.verb} was sent, so it "
-                    "arrived and the job failed again (or the service retried it itself)",
-                )
-            else:
-                found[job_id] = Arrival(
-                    False, f"update_time {when} is before the {mutation.events.verb} was sent"
-                )
+            found[job_id] = _by_times(detail, wall_now - (now - sent_t), mutation.events.verb)
     return found
+
+
+def _by_times(detail: JobDetail, intent: float, verb: str) -> Arrival:
+    """What batch-detail's times say of a request whose intent was journaled at ``intent``
+    (epoch seconds, our clock). ``update_time`` decides both ways; ``actual_start_time`` only
+    that it arrived (whether a retry resets it is not documented). Without the server's Date
+    there is no telling its clock from ours: no evidence, either way."""
+    if detail.clock_skew_s is None:
+        return Arrival(None, "not re-sent: no Date header to set the server's clock against ours")
+    skew = detail.clock_skew_s
+    if detail.updated_at is not None:
+        changed = detail.updated_at - skew  # on our clock
+        if changed >= intent - SKEW_TOLERANCE_S:
+            return Arrival(
+                True,
+                f"update_time {_iso(changed)} is after the {verb} was sent, so it arrived and "
+                "the job failed again (or the service retried it itself)",
+            )
+        return Arrival(False, f"update_time {_iso(changed)} is before the {verb} was sent")
+    if detail.started_at is not None and detail.started_at - skew >= intent - SKEW_TOLERANCE_S:
+        started = _iso(detail.started_at - skew)
+        return Arrival(True, f"actual_start_time {started} is after the {verb} was sent")
+    shown = "no update_time" if detail.update_time is None else repr(detail.update_time)
+    return Arrival(None, f"not re-sent: {shown} tells no instant (no time zone given)")
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 async def _current_actions(ctx: ActionContext, job_ids: Sequence[str]) -> dict[str, str]:

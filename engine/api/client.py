@@ -44,8 +44,8 @@ from engine.api.types import (
     StatusResult,
     wire_epoch,
 )
-from engine.errors import AuthError, DrsApiError
-from engine.redact import redact
+from engine.errors import AuthError, DrsApiError, first_leaf
+from engine.redact import redact, redact_word
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class JobDetail:
 
         return cls(
             id=str(raw["id"]),
-            status=str(raw.get("status") or ""),
+            status=redact_word(str(raw.get("status") or "")),
             name=text("name"),
             failed_reason=text("failed_reason"),
             error_code=text("error_code"),
@@ -122,8 +122,9 @@ class DrsClient:
         self._transport = transport
         self._auth = auth
         self._language = language
-        # The server's clock minus ours, from the Date header of the latest answer that had one.
-        self.clock_skew_s: float | None = None
+        # The Date header of the latest answer that had one, and our clock when it came: read
+        # into a skew only when asked (rarely: to reconcile), not for every answer.
+        self._dated: tuple[str, float] | None = None
 
     def __repr__(self) -> str:
         return f"DrsClient(endpoint={self.endpoint!r}, project_id={self.project_id!r})"
@@ -204,7 +205,7 @@ class DrsClient:
                     for c in chunks
                 ]
         except ExceptionGroup as failed:
-            raise _first_leaf(failed) from None  # one error, as a single request would give
+            raise first_leaf(failed) from None  # one error, as a single request would give
         for task in tasks:
             found.update(task.result())
         return [found[job_id] for job_id in ids if job_id in found]
@@ -283,9 +284,14 @@ class DrsClient:
             raise AuthError(_describe(operation, response) + " (credentials rejected)")
         if not response.ok:
             raise _api_error(operation, response)
-        if (skew := _skew_s(response)) is not None:
-            self.clock_skew_s = skew
+        if date := response.header("Date"):
+            self._dated = (date, time.time())
         return _answer(operation, response)
+
+    @property
+    def clock_skew_s(self) -> float | None:
+        """The server's clock minus ours, by its latest ``Date`` header; None without one."""
+        return None if self._dated is None else _skew_s(*self._dated)
 
     async def _send(self, url: str, body: bytes, *, replayable: bool) -> HttpResponse:
         """One attempt: authenticate (sign) the request as it is now, then send it."""
@@ -306,18 +312,16 @@ class DrsClient:
         return response
 
 
-def _skew_s(response: HttpResponse) -> float | None:
-    """The server's clock minus ours as its ``Date`` header says, now; None without one."""
-    date = response.header("Date")
-    if not date:
-        return None
+def _skew_s(date: str, received: float) -> float | None:
+    """The server's clock minus ours, from a ``Date`` header received at ``received``; None
+    when it is no date."""
     try:
         server = email.utils.parsedate_to_datetime(date)
     except (TypeError, ValueError):
         return None
     if server.tzinfo is None:
         return None
-    return server.timestamp() - time.time()
+    return server.timestamp() - received
 
 
 def _token_expired(response: HttpResponse) -> bool:
@@ -406,7 +410,7 @@ class _Answer:
     def count(self, key: str) -> int | None:
         raw = self.body.get(key)
         if raw is not None and (isinstance(raw, bool) or not isinstance(raw, int)):
-            raise self.invalid(f"expected an integer {key!r}, got {raw!r:.40}")
+            raise self.invalid(f"expected an integer {key!r}, got {redact(repr(raw))[:40]}")
         return raw
 
     def invalid(self, problem: str) -> DrsApiError:
@@ -431,8 +435,3 @@ def _answer(operation: str, response: HttpResponse) -> _Answer:
         # DRS.M01504 ("another operation is running") arrives as a 202 with an error body.
         raise _api_error(operation, response)
     return answer
-
-
-def _first_leaf(group: BaseExceptionGroup[Exception]) -> Exception:
-    first = group.exceptions[0]
-    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first

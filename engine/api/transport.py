@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -115,21 +116,27 @@ class AiohttpTransport:
     async def send(self, request: HttpRequest) -> HttpResponse:
         if self._session is None:
             raise RuntimeError("AiohttpTransport.send() called outside 'async with'")
+        deadline = asyncio.timeout(self._deadline_s)
         try:
-            async with asyncio.timeout(self._deadline_s):
-                async with self._session.request(
+            async with (
+                deadline,
+                self._session.request(
                     request.method,
                     request.url,
                     headers=dict(request.headers),
                     data=request.body,
                     ssl=True,
                     allow_redirects=False,
-                ) as answer:
-                    body = await self._read(answer, request)
-                    headers = dict(answer.headers)
-                    return HttpResponse(status=answer.status, headers=headers, body=body)
+                ) as answer,
+            ):
+                body = await self._read(answer, request)
+                headers = dict(answer.headers)
+                return HttpResponse(status=answer.status, headers=headers, body=body)
         except TimeoutError as exc:
-            what = f"no complete answer within {self._deadline_s:g}s"
+            if deadline.expired():
+                what = f"no complete answer within {self._deadline_s:g}s"
+            else:  # aiohttp's connect or read timeout
+                what = str(exc) or f"{type(exc).__name__}: no answer in time"
             raise TransportError(_describe_failure(request, what)) from exc
         except (aiohttp.ClientError, ConnectionError) as exc:
             raise TransportError(_describe_failure(request, str(exc) or "no answer")) from exc
@@ -166,7 +173,10 @@ def error_fields(response: HttpResponse) -> tuple[str, str]:
     """
     if 300 <= response.status < 400:
         location = urlsplit(response.header("Location") or "")
-        target = location.hostname or ("the same host" if location.path else "nowhere named")
+        # The host as the server wrote it (urlsplit would lower-case it), without any user
+        # info or port, redacted and short: these are the server's words.
+        host = _clip(re.sub(r":[0-9]*$", "", location.netloc.rpartition("@")[2]))[:80]
+        target = host or ("the same host" if location.path else "nowhere named")
         return f"HTTP_{response.status}", (
             f"redirected to {target}, not followed (credentials go to the endpoint given "
             "and nowhere else); check the endpoint URL and any proxy in the way"

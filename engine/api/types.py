@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from engine.redact import redact
+from engine.redact import redact, redact_word
 
 
 class JobStatus(StrEnum):
@@ -175,14 +175,28 @@ def wire_epoch(value: Any) -> float | None:
         isinstance(value, str) and value.isascii() and value.isdigit()
     ):
         number = float(value)
-        return number / 1000 if number >= 1e11 else number  # ms from 1973 on, else seconds
+        return _plausible(number / 1000 if number >= 1e11 else number)  # ms from 1973 on
     if not isinstance(value, str):
         return None
     try:
         moment = datetime.fromisoformat(value.strip())
-    except ValueError:
+        return None if moment.tzinfo is None else _plausible(moment.timestamp())
+    except (ValueError, OverflowError, OSError):
         return None
-    return None if moment.tzinfo is None else moment.timestamp()
+
+
+def _plausible(epoch: float) -> float | None:
+    """An instant between 2000 and 2100, else None: a server's 10^20 is no time at all."""
+    return epoch if 946_684_800 <= epoch <= 4_102_444_800 else None
+
+
+def _word(value: Any) -> str:
+    """A short word of the server's (a status, an engine type): redacted, cheaply."""
+    return redact_word(value if value.__class__ is str else str(value)) if value else ""
+
+
+def _word_or_none(value: Any) -> str | None:
+    return None if value is None else _word(value)
 
 
 def _texts(values: Any) -> tuple[str, ...]:
@@ -205,7 +219,7 @@ class JobActions:
         key = (
             _texts(raw.get("available_actions")),
             _texts(raw.get("unavailable_actions")),
-            _text(raw.get("current_action")),
+            _word_or_none(raw.get("current_action")),
         )
         known = _ACTION_SETS.get(key)
         if known is None:
@@ -270,15 +284,15 @@ class JobInfo:
         job.__dict__.update(
             id=str(raw["id"]),
             name=redact(str(get("name") or "")),
-            status=str(get("status") or ""),
-            create_time=_text(get("create_time")),
+            status=_word(get("status")),
+            create_time=_word_or_none(get("create_time")),
             description=_said(get("description")),
-            engine_type=_text(get("engine_type")),
-            net_type=_text(get("net_type")),
+            engine_type=_word_or_none(get("engine_type")),
+            net_type=_word_or_none(get("net_type")),
             billing_tag=None if billing is None else bool(billing),
-            job_direction=_text(get("job_direction")),
-            db_use_type=_text(get("db_use_type")),
-            task_type=_text(get("task_type")),
+            job_direction=_word_or_none(get("job_direction")),
+            db_use_type=_word_or_none(get("db_use_type")),
+            task_type=_word_or_none(get("task_type")),
             node_new_framework=None if node_new is None else bool(node_new),
             error_msg=_said(get("error_msg")),
             job_action=JobActions.from_wire(get("job_action")),
@@ -335,7 +349,7 @@ class StatusResult:
     def from_wire(cls, raw: Mapping[str, Any]) -> StatusResult:
         return cls(
             id=str(raw["id"]),
-            status=str(raw.get("status") or ""),
+            status=_word(raw.get("status")),
             error_code=_said(raw.get("error_code")),
             error_message=_said(raw.get("error_message")),
         )
@@ -375,7 +389,7 @@ class BatchActionResult:
             status=BatchOutcome.UNKNOWN if known is None else known,
             error_code=_said(raw.get("error_code")),
             error_msg=_said(raw.get("error_msg")),
-            said=None if known is not None else redact(repr(outcome)[:40]),
+            said=None if known is not None else redact(repr(outcome))[:40],
         )
 
     def to_wire(self) -> dict[str, Any]:

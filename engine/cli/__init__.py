@@ -72,9 +72,14 @@ def configure_logging(verbose: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter())  # a server's words in a log line may echo a secret
-    root = logging.getLogger("engine")
+    # On the root logger, so aiohttp's and asyncio's warnings pass the filter too (Python's
+    # last-resort handler would print them unfiltered); the engine's own level is -v's.
+    root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(logging.WARNING)
+    engine = logging.getLogger("engine")
+    engine.handlers[:] = []
+    engine.setLevel(level)
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

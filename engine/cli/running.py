@@ -34,14 +34,13 @@ from engine.report.terminal import approval_summary, plan_summary, terminal_summ
 from engine.run.approval import ApprovalRequest, Approver
 from engine.run.executor import RunObserver
 from engine.run.inputs import GUARD_RAILS, EmulatorSettings, Inputs, Where, endpoint_where
+from engine.runbook.params import MAX_GUARD_RAIL
 from engine.units import parse_duration
 
 if TYPE_CHECKING:
     from engine.report.live import LiveProgress
 
 T = TypeVar("T")
-# The guard rails' upper bound, as the runbook schema has it.
-MAX_JOBS = 1_000_000
 
 _TARGET_OPTIONS = (
     click.argument("file", type=click.Path(path_type=Path)),
@@ -87,17 +86,17 @@ _TARGET_OPTIONS = (
     ),
     click.option(
         "--max-jobs",
-        type=click.IntRange(min=1, max=MAX_JOBS),
+        type=click.IntRange(min=1, max=MAX_GUARD_RAIL),
         help="Override the runbook's max_jobs.",
     ),
     click.option(
         "--max-jobs-total",
-        type=click.IntRange(min=1, max=MAX_JOBS),
+        type=click.IntRange(min=1, max=MAX_GUARD_RAIL),
         help="Override the runbook's max_jobs_total.",
     ),
     click.option(
         "--max-errors",
-        type=click.IntRange(min=0, max=MAX_JOBS),
+        type=click.IntRange(min=0, max=MAX_GUARD_RAIL),
         help="Override the runbook's max_errors.",
     ),
     click.option(

@@ -6,8 +6,10 @@ against the in-process emulator, the emulator's own count (``emulator-stats.json
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from engine.errors import StorageError, UsageError
@@ -54,10 +56,13 @@ def write_reports_or_say(directory: Path, report: Report, formats: Iterable[str]
 
 
 def write_reports(directory: Path, report: Report, formats: Iterable[str]) -> list[Path]:
-    """report.json, then each other format asked for; the paths written, in that order."""
+    """report.json, then each other format asked for; the paths written, in that order. Each
+    file appears whole or not at all (written aside, then renamed): a full disk must not leave
+    a half report.json that `runbook report` would then trust over the journal."""
     directory.mkdir(parents=True, exist_ok=True)
     written = [directory / REPORT_FILES["json"]]
-    written[0].write_bytes(to_json_bytes(report))
+    with _whole(written[0]) as aside:
+        aside.write_bytes(to_json_bytes(report))
     wanted = set(formats)
     for name in (f for f in REPORT_FILES if f in wanted and f != "json"):
         path = directory / REPORT_FILES[name]
@@ -69,10 +74,22 @@ def write_reports(directory: Path, report: Report, formats: Iterable[str]) -> li
 def write_lines(path: Path, lines: Sequence[str], *, chunk: int = 1000) -> None:
     """``lines`` to ``path``, each ended by a newline, joined a thousand at a time: as cheap as
     one join, without holding the whole text (and its UTF-8) in memory at once."""
-    with path.open("w", encoding="utf-8") as file:
+    with _whole(path) as aside, aside.open("w", encoding="utf-8") as file:
         for start in range(0, len(lines), chunk):
             file.write("\n".join(lines[start : start + chunk]))
             file.write("\n")
+
+
+@contextlib.contextmanager
+def _whole(path: Path) -> Iterator[Path]:
+    """A file beside ``path`` to write, renamed over it once written; removed on failure."""
+    aside = path.with_name(f".{path.name}.partial")
+    try:
+        yield aside
+        os.replace(aside, path)
+    except BaseException:
+        aside.unlink(missing_ok=True)
+        raise
 
 
 def drop_stale_reports(directory: Path) -> None:

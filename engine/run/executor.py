@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from engine.actions.budget import ErrorBudget
 from engine.actions.registry import REGISTRY
 from engine.api.protocol import DrsApi
-from engine.errors import StorageError
+from engine.errors import StorageError, first_leaf
 from engine.ledger import JobBook
 from engine.run.approval import ApprovalRequest, Approver, StepPreview, preview_step
 from engine.run.finalize import finalize, restore_budget
@@ -193,7 +193,7 @@ class Executor:
             storage, rest = group.split(StorageError)
             if storage is None or rest is not None:
                 raise
-            storage_failure = _first_leaf(storage)
+            storage_failure = first_leaf(storage)
             interrupted = True
         for target_run in runs:
             self._finish(target_run, interrupted=interrupted)
@@ -461,11 +461,6 @@ class Executor:
         if order is not None:
             return order
         return first_change(self._runbook.steps) - 0.5  # the max_jobs_total guard
-
-
-def _first_leaf(group: BaseExceptionGroup[StorageError]) -> StorageError:
-    first = group.exceptions[0]
-    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _target_fields(target: Target) -> dict[str, Any]:

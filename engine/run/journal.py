@@ -155,7 +155,11 @@ class RunJournal:
         self._written: dict[int, dict[str, int]] = {}  # target -> job -> events written
         self._unsynced = False  # lines written since the last fsync
         self._syncing: asyncio.Future[None] | None = None  # the fsync due at the next turn
-        self._size = os.lseek(fd, 0, os.SEEK_END)  # bytes of whole lines written
+        # Bytes of whole lines on disk for certain (fsynced): where a failure cuts back to. An
+        # unsynced line after it may be lost without harm: no request left before its intent
+        # was synced, and an answer not on disk is reconciled on resume.
+        self._synced = os.lseek(fd, 0, os.SEEK_END)
+        self._size = self._synced  # bytes of whole lines written
         # Set by the first write or fsync that failed (a full disk): the journal then takes
         # no further line (it ends at its last whole one) and ``sync`` raises this for ever,
         # so nothing more is sent without its intent on disk.
@@ -309,12 +313,13 @@ class RunJournal:
             self._fail(exc)
             return
         self._unsynced = False
+        self._synced = self._size
 
     def _fail(self, exc: OSError) -> None:
         """Cut the journal back to its last whole line and take nothing more."""
         path = self.directory / JOURNAL_NAME
         with contextlib.suppress(OSError):
-            os.ftruncate(self._fd, self._size)  # frees what the torn line took
+            os.ftruncate(self._fd, self._synced)  # frees what the torn line took
         self.failure = StorageError(
             f"cannot write the journal {path}: {exc.strerror or exc}; no further change was "
             f"sent. Free some space, then `runbook resume {self.directory}` finishes the run "

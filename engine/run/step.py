@@ -26,6 +26,7 @@ from engine.actions.spec import Action
 from engine.api.protocol import DrsApi
 from engine.errors import ApiError, StorageError
 from engine.ledger import JobBook
+from engine.redact import redact
 from engine.run.result import StepOutcome, StepStatus
 from engine.runbook import Step
 from engine.runbook.evaluation import evaluate, kind_of, resolve
@@ -97,7 +98,7 @@ class StepRunner:
             if message is None:
                 outcome.status, outcome.message = StepStatus.SUCCEEDED, None
                 break
-            outcome.status, outcome.message = StepStatus.FAILED, message
+            outcome.status, outcome.message = StepStatus.FAILED, redact(message)
             logger.warning(
                 "step %r failed in %s (attempt %d of %d): %s",
                 step.id,
@@ -143,6 +144,11 @@ class StepRunner:
         except TimeoutError:
             return f"timed out after {timeout_s:g}s"
         except asyncio.CancelledError:
+            if not self.plan:
+                await _shielded_after_failure(action, ctx)
+            raise
+        except StorageError:
+            # The journal failed: the run stops, but what is in flight here is learnt first.
             if not self.plan:
                 await _shielded_after_failure(action, ctx)
             raise

@@ -28,6 +28,9 @@ class ParamType(StrEnum):
 # The largest integer a param may hold: JSON's exact range (2^53 - 1), so the journal, the
 # report and every tool reading them keep it as it was given.
 MAX_INTEGER = 2**53 - 1
+# The most jobs a guard rail (max_jobs, max_jobs_total, max_errors) may name: validate refuses
+# more, as the command line does.
+MAX_GUARD_RAIL = 1_000_000
 TRUE_WORDS = frozenset({"true", "yes", "1"})
 FALSE_WORDS = frozenset({"false", "no", "0"})
 

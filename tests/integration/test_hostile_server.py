@@ -198,8 +198,9 @@ async def drip(request: web.Request) -> web.StreamResponse:
 # ----------------------------------------------------------------------------- redirects
 
 
+@pytest.mark.parametrize("redirect", [web.HTTPFound, web.HTTPTemporaryRedirect])
 async def test_a_redirect_is_not_followed_and_the_token_goes_nowhere_else(
-    hostile: tuple[Hostile, str], tmp_path: Path
+    hostile: tuple[Hostile, str], tmp_path: Path, redirect: type[web.HTTPMove]
 ) -> None:
     server, url = hostile
     thief = Hostile()
@@ -207,7 +208,7 @@ async def test_a_redirect_is_not_followed_and_the_token_goes_nowhere_else(
     try:
 
         async def moved(request: web.Request) -> web.StreamResponse:
-            raise web.HTTPTemporaryRedirect(f"{thief_url}/steal?from=drs")
+            raise redirect(f"{thief_url}/steal?from=drs")
 
         server.routes["/jobs"] = moved
         ran = await run(url, tmp_path)
@@ -216,7 +217,8 @@ async def test_a_redirect_is_not_followed_and_the_token_goes_nowhere_else(
     assert thief.seen == []  # nothing reached the other host: no token, no request
     assert ran.code == 1  # before: "all 0 selected job(s) healthy", exit 0
     message = ran.step("select")["message"]
-    assert "HTTP 307 HTTP_307: redirected to 127.0.0.2, not followed" in message
+    status = redirect.status_code
+    assert f"HTTP {status} HTTP_{status}: redirected to 127.0.0.2, not followed" in message
     assert "steal" not in message  # only the host is named
 
 

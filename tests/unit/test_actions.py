@@ -45,7 +45,7 @@ class FakeApi:
     changed_at: dict[str, float] = field(default_factory=dict)
     detail_calls: list[list[str]] = field(default_factory=list)
 
-    clock_skew_s: float = 0.0  # the server's clock minus ours, as its Date header says
+    clock_skew_s: float | None = 0.0  # the server's clock minus ours (its Date header)
     # Text of update_time where a test sets it (None: absent); else epoch from changed_at.
     update_time_text: dict[str, str | None] = field(default_factory=dict)
 
@@ -58,7 +58,7 @@ class FakeApi:
                 text = self.update_time_text[j]
                 when = wire_epoch(text)
             else:
-                when = self.changed_at.get(j, old + self.clock_skew_s)
+                when = self.changed_at.get(j, old + (self.clock_skew_s or 0.0))
                 text = str(int(when * 1000))
             details.append(
                 JobDetail(
@@ -399,6 +399,51 @@ async def test_the_servers_clock_is_read_through_its_date_header() -> None:
     await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("x",)))
 
     assert api.retry_calls == [["x"], ["x"]]  # it did not arrive: sent once more
+
+
+async def test_a_server_clock_behind_ours_does_not_make_an_arrived_retry_look_lost() -> None:
+    # The server's clock is an hour behind: its update_time for the retry that arrived reads an
+    # hour before our intent, unless its Date header sets the clocks straight.
+    behind = -3600.0
+    api = FakeApi(status_answers=[{"b": FAILED}])
+    api.retry_answers = [lost_after_applying(api, when=time.time() + behind)]
+    api.clock_skew_s = behind
+    ctx = make_ctx(api, FakeClock())
+    seeded(ctx, "b")
+
+    await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("b",)))
+
+    assert api.retry_calls == [["b"]]
+
+
+@pytest.mark.parametrize(
+    ("skew", "update_time", "said"),
+    [
+        (None, None, "no Date header to set the server's clock against ours"),
+        (0.0, "99999999999999999999", "'99999999999999999999' tells no instant"),
+        (0.0, "-5", "'-5' tells no instant"),
+    ],
+)
+async def test_untrustworthy_times_are_no_evidence_and_nothing_is_resent(
+    skew: float | None, update_time: str | None, said: str
+) -> None:
+    def lost(jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
+        raise TransportError("timeout")
+
+    api = FakeApi(retry_answers=[lost], status_answers=[{"b": FAILED}])
+    api.clock_skew_s = skew
+    if update_time is not None:
+        api.update_time_text = {"b": update_time}
+    ctx = make_ctx(api, FakeClock())
+    seeded(ctx, "b")
+
+    await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("b",)))
+
+    assert api.retry_calls == [["b"]]
+    record = ctx.jobs.get("b")
+    assert record is not None
+    assert record.disposition is Disposition.RETRY_UNKNOWN
+    assert said in (record.reason or "")
 
 
 @pytest.mark.parametrize(

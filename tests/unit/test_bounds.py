@@ -3,18 +3,23 @@ items 4 and 8): what validate accepts, a run can carry out."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
 
 import pytest
 
+from engine.actions.registry import REGISTRY
+from engine.actions.spec import DEFAULT_STEP_TIMEOUT_S
 from engine.bounded import FileRefusedError, read_file
 from engine.cli import main
 from engine.errors import Diagnostic, Location, UsageError
-from engine.run.inputs import read_credentials_file
+from engine.run.inputs import GUARD_RAILS, read_credentials_file
 from engine.runbook.diagnostics import render_diagnostics
-from engine.units import parse_duration
+from engine.runbook.params import MAX_GUARD_RAIL, MAX_INTEGER
+from engine.runbook.schema import schema_text
+from engine.units import MAX_DURATION_S, parse_duration
 
 RUNBOOK = """\
 version: 1
@@ -206,3 +211,25 @@ def test_a_credentials_file_is_read_bounded(tmp_path: Path) -> None:
     os.mkfifo(fifo, 0o600)
     with pytest.raises(UsageError, match="FIFO"):
         read_credentials_file(fifo)
+
+
+def test_the_schema_bounds_are_the_engines_constants() -> None:
+    # One home per bound: the schema must say what the Python code enforces.
+    schema = json.loads(schema_text())
+    props = schema["properties"]
+    for key in GUARD_RAILS:
+        assert props[key]["maximum"] == MAX_GUARD_RAIL, key
+    text = json.dumps(schema)
+    assert f'"maxSeconds": {int(MAX_DURATION_S)}' in text
+    assert f'"maximum": {MAX_INTEGER}' in text
+    assert f'"minimum": -{MAX_INTEGER}' in text
+
+
+def test_every_step_has_a_deadline_unless_it_bounds_itself() -> None:
+    # select_jobs had none: a slow server held a run for ever (issue 14, item 3).
+    timeouts = {name: action.default_timeout_s for name, action in REGISTRY.items()}
+    assert timeouts["drs.select_jobs"] == DEFAULT_STEP_TIMEOUT_S == 1800.0
+    assert timeouts["drs.verify_status"] == 600.0
+    assert timeouts["sleep"] is None  # its own duration, at most 7 days
+    unbounded = {name for name, t in timeouts.items() if t is None}
+    assert unbounded <= {"sleep", "approve"}  # approve is a gate the executor answers

@@ -6,7 +6,9 @@ Retries are covered in test_resilience.py; here the client gets a retry loop on 
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import json
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -641,3 +643,24 @@ def test_response_header_lookup_is_case_insensitive() -> None:
     assert response.header("X-Subject-Token") == "abc"
     assert response.request_id == "r"
     assert response.header("X-Missing") is None
+
+
+@pytest.mark.parametrize(("ahead", "expected"), [(3600, 3600.0), (-90, -90.0)])
+async def test_the_servers_clock_is_measured_from_its_date_header(
+    ahead: int, expected: float
+) -> None:
+    date = email.utils.formatdate(time.time() + ahead, usegmt=True)
+    answer = reply(200, {"results": [{"id": "j1", "status": "FAILED"}], "count": 1})
+    dated = dataclasses.replace(answer, headers={**answer.headers, "Date": date})
+    drs = client(FakeTransport(dated))
+    assert drs.clock_skew_s is None
+    [detail] = await drs.batch_detail(["j1"])
+    assert detail.clock_skew_s is not None
+    assert abs(detail.clock_skew_s - expected) < 2  # the header's one-second resolution
+
+
+async def test_a_date_header_that_is_no_date_leaves_the_skew_unknown() -> None:
+    answer = reply(200, {"results": [{"id": "j1", "status": "FAILED"}], "count": 1})
+    bad = dataclasses.replace(answer, headers={**answer.headers, "Date": "yesterday-ish"})
+    [detail] = await client(FakeTransport(bad)).batch_detail(["j1"])
+    assert detail.clock_skew_s is None

@@ -393,3 +393,26 @@ async def test_a_full_disk_stops_the_journal_at_its_last_whole_line(
     assert [e.kind for e in state.targets[0].records["j1"].events] == []
     journal, _ = RunJournal.take_over(tmp_path)  # and it can be resumed
     journal.close()
+
+
+async def test_a_failed_fsync_cuts_back_to_what_was_synced_for_every_waiter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = RunJournal.start(tmp_path, _header(), SOURCE)
+    books = [JobBook(lambda: 1.0, journal=journal.for_target(i)) for i in range(3)]
+    for i, book in enumerate(books):
+        book.add(JobRecord(job_id=f"j{i}", name="n", status_at_selection="INCRE_TRANSFER_FAILED"))
+    await asyncio.gather(*(book.commit() for book in books))
+    synced = (tmp_path / JOURNAL_NAME).read_bytes()
+
+    def eio(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fsync", eio)
+    for i, book in enumerate(books):
+        book.record(f"j{i}", EventKind.RETRY_SENT, step="retry")
+    results = await asyncio.gather(*(b.commit() for b in books), return_exceptions=True)
+    assert all(isinstance(r, StorageError) for r in results), results  # none may send
+    assert "Input/output error" in str(results[0])
+    journal.close()
+    assert (tmp_path / JOURNAL_NAME).read_bytes() == synced  # the unsynced lines are gone

@@ -9,7 +9,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from engine.api.transport import HttpResponse, error_fields
-from engine.api.types import BatchActionResult, JobInfo
+from engine.api.types import BatchActionResult, JobInfo, StatusResult
 from engine.redact import REDACTED, RedactingFilter, keep_secret, redact
 
 SECRET = "sk/Very+Secret=value-2026"
@@ -73,3 +73,22 @@ def test_the_logging_filter_redacts_the_formatted_line() -> None:
     record = logging.LogRecord("engine", logging.WARNING, __file__, 1, "echo %s", (SECRET,), None)
     assert RedactingFilter().filter(record)
     assert record.getMessage() == f"echo {REDACTED}"
+
+
+def test_a_secret_is_redacted_before_any_text_is_cut() -> None:
+    long_secret = "L0ng-secret-value-that-is-forty-chars-xx"
+    keep_secret(long_secret)
+    result = BatchActionResult.from_wire({"id": "j1", "status": long_secret})
+    assert result.said is not None
+    assert long_secret[:12] not in result.said
+    status = StatusResult.from_wire({"id": "j1", "status": long_secret})
+    assert status.status == REDACTED
+
+
+def test_signatures_and_lowercase_escapes_are_redacted() -> None:
+    signature = "Signature=" + "ab" * 32
+    assert redact(f"Authorization: SDK-HMAC-SHA256 Access=x, {signature}") == (
+        f"Authorization: SDK-HMAC-SHA256 Access=x, {REDACTED}"
+    )
+    lowered = quote(SECRET, safe="").replace("%2F", "%2f").replace("%2B", "%2b")
+    assert redact(lowered) == REDACTED
