@@ -278,7 +278,7 @@ class JobInfo:
         # the instance dict (see above).
         get = raw.get
         billing = get("billing_tag")
-        node_new = get("node_new_framework")
+        node_new = get("node_newFramework")  # camel-case F, as the SDK spells it
         children = get("children")
         job = object.__new__(cls)
         job.__dict__.update(
@@ -313,7 +313,7 @@ class JobInfo:
             "job_direction": self.job_direction,
             "db_use_type": self.db_use_type,
             "task_type": self.task_type,
-            "node_new_framework": self.node_new_framework,
+            "node_newFramework": self.node_new_framework,
             "job_action": self.job_action.to_wire(),
             "children": [c.to_wire() for c in self.children],
         }

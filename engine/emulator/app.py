@@ -37,23 +37,6 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.api.types import (
-    ACTION_PAUSE,
-    ACTION_RETRY,
-    ERR_ONLY_SUBTASKS,
-    ERR_PARAMETER_EMPTY,
-    ERR_PARAMETER_INVALID,
-    ERR_STATUS_FORBIDS,
-    ERR_TASK_NOT_QUERYABLE,
-    FAILED_STATUSES,
-    MAX_IDS_PER_BATCH_STATUS,
-    MAX_IDS_PER_NAME_FILTER,
-    MAX_PER_PAGE,
-    BatchActionResult,
-    BatchOutcome,
-    DbUseType,
-    StatusResult,
-)
 from engine.emulator.faults import FaultInjector
 from engine.emulator.fleet import Fleet
 from engine.emulator.gateway import (
@@ -90,6 +73,22 @@ from engine.emulator.state import (
     job_info,
 )
 from engine.emulator.throttle import RateMeter, Throttle
+from engine.emulator.wire import (
+    ACTION_PAUSE,
+    ACTION_RETRY,
+    ERR_ONLY_SUBTASKS,
+    ERR_PARAMETER_EMPTY,
+    ERR_PARAMETER_INVALID,
+    ERR_STATUS_FORBIDS,
+    ERR_TASK_NOT_QUERYABLE,
+    FAILED_STATUSES,
+    MAX_IDS_PER_BATCH_STATUS,
+    MAX_IDS_PER_NAME_FILTER,
+    MAX_PER_PAGE,
+    DbUseType,
+    action_result_json,
+    status_json,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +159,7 @@ async def list_jobs(request: web.Request) -> web.Response:
         and (status is None or job.current_status() == status)
     ]
     page = _page(selected, cur_page, per_page)
-    return web.json_response({"total_record": len(selected), "jobs": [j.to_wire() for j in page]})
+    return web.json_response({"total_record": len(selected), "jobs": page})
 
 
 def _id_list(body: Mapping[str, Any], *, limit: int | None) -> list[str]:
@@ -188,9 +187,7 @@ def _page_req(body: Mapping[str, Any]) -> tuple[int, int]:
 
 async def batch_status(request: web.Request) -> web.Response:
     """``POST /v3/{project_id}/jobs/batch-status``: one page of the named jobs' statuses."""
-    return await _paged_jobs(
-        request, lambda job: StatusResult(id=job.id, status=job.current_status().value).to_wire()
-    )
+    return await _paged_jobs(request, lambda job: status_json(job.id, job.current_status().value))
 
 
 async def _paged_jobs(
@@ -208,10 +205,9 @@ async def _paged_jobs(
         if job is None:
             stats.responses_by_code[ERR_TASK_NOT_QUERYABLE] += 1
             message = error_message(ERR_TASK_NOT_QUERYABLE, language, f"job {job_id}")
-            unknown = StatusResult(
-                id=job_id, status="", error_code=ERR_TASK_NOT_QUERYABLE, error_message=message
+            results.append(
+                status_json(job_id, "", error_code=ERR_TASK_NOT_QUERYABLE, error_message=message)
             )
-            results.append(unknown.to_wire())
         else:
             results.append(describe(job))
     return web.json_response({"results": results, "count": len(ids)})
@@ -253,17 +249,14 @@ def _action_results(
     for job_id in ids:
         verdict = act(job_id)
         if verdict is ActionVerdict.ACCEPTED:
-            result = BatchActionResult(id=job_id, status=BatchOutcome.SUCCESS)
-        else:
-            code = _VERDICT_ERRORS[verdict]
-            stats.responses_by_code[code] += 1
-            result = BatchActionResult(
-                id=job_id,
-                status=BatchOutcome.FAILED,
-                error_code=code,
-                error_msg=error_message(code, language, f"job {job_id}"),
-            )
-        results.append(result.to_wire())
+            results.append(action_result_json(job_id, success=True))
+            continue
+        code = _VERDICT_ERRORS[verdict]
+        stats.responses_by_code[code] += 1
+        message = error_message(code, language, f"job {job_id}")
+        results.append(
+            action_result_json(job_id, success=False, error_code=code, error_msg=message)
+        )
     return results
 
 
@@ -343,7 +336,6 @@ def _job_detail(job: Job, times: _WireTimes) -> dict[str, Any]:
         "create_time": job.create_time,
         "update_time": times.wire(changed),
         "actual_start_time": times.wire(started),
-        "engine_type": job.engine_type,
         "db_use_type": job.db_use_type.value,
         "task_type": job.task_type,
         "job_direction": job.job_direction,
@@ -356,8 +348,8 @@ def _job_detail(job: Job, times: _WireTimes) -> dict[str, Any]:
         detail["parent_id"] = job.parent_id
         detail["master_job_id"] = job.parent_id
         detail["node_role"] = "master" if job.job_direction == "up" else "slave"
-    if job.children:
-        detail["children"] = [_job_detail(child, times) for child in job.children]
+    # (batch-detail's "children" are sub-jobs that failed to bind an EIP, not the job's
+    # sub-tasks: the emulator has none to name.)
     return detail
 
 

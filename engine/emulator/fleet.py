@@ -12,7 +12,6 @@ import random
 import time
 from collections.abc import Iterator
 
-from engine.api.types import ACTION_PAUSE, ACTION_RETRY, FAILED_STATUSES, JobStatus
 from engine.emulator.seeding import generate_project_jobs
 from engine.emulator.state import (
     STEP_DELAY_S,
@@ -25,6 +24,7 @@ from engine.emulator.state import (
     available_actions,
     walk,
 )
+from engine.emulator.wire import ACTION_PAUSE, ACTION_RETRY, FAILED_STATUSES, JobStatus
 
 
 class Fleet:

@@ -33,7 +33,14 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.api.types import (
+from engine.emulator.faults import FAULT_KINDS, NO_FAULTS, FaultInjector, FaultRoll
+from engine.emulator.fleet import Fleet
+from engine.emulator.signing import AkSkVerifier, SignatureError, SignedRequest, is_signed
+from engine.emulator.state import (
+    Clock,
+)
+from engine.emulator.throttle import RateMeter, Throttle
+from engine.emulator.wire import (
     ERR_API_NOT_FOUND,
     ERR_INVALID_PROJECT,
     ERR_NO_PERMISSION,
@@ -48,16 +55,9 @@ from engine.api.types import (
     ERR_THROTTLED,
     ERR_TOKEN_EXPIRED,
     ERR_TOKEN_INVALID,
-    ErrorBody,
     Language,
+    error_json,
 )
-from engine.emulator.faults import FAULT_KINDS, NO_FAULTS, FaultInjector, FaultRoll
-from engine.emulator.fleet import Fleet
-from engine.emulator.signing import AkSkVerifier, SignatureError, SignedRequest, is_signed
-from engine.emulator.state import (
-    Clock,
-)
-from engine.emulator.throttle import RateMeter, Throttle
 
 logger = logging.getLogger(__name__)
 
@@ -256,8 +256,7 @@ def error_response(
 ) -> web.Response:
     request.app[STATS].responses_by_code[code] += 1
     text = message or error_message(code, language_of(request), detail)
-    body = ErrorBody(error_code=code, error_msg=text)
-    return web.json_response(body.to_wire(), status=status, headers=headers)
+    return web.json_response(error_json(code, text), status=status, headers=headers)
 
 
 def drop_connection(request: web.Request) -> web.Response:

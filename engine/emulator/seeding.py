@@ -10,11 +10,6 @@ from __future__ import annotations
 import math
 import random
 
-from engine.api.types import (
-    ACTION_RETRY,
-    DbUseType,
-    JobStatus,
-)
 from engine.emulator.state import (
     CREATE_TIME_EPOCH_MS,
     CREATE_TIME_SPREAD_MS,
@@ -26,6 +21,11 @@ from engine.emulator.state import (
     ProjectSpec,
     available_actions,
     walk,
+)
+from engine.emulator.wire import (
+    ACTION_RETRY,
+    DbUseType,
+    JobStatus,
 )
 
 _APPS = (

@@ -22,22 +22,24 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
-from engine.api.types import (
+from engine.emulator.faults import FaultConfig
+from engine.emulator.wire import (
+    ACTION_DELETE,
     ACTION_PAUSE,
     ACTION_RETRY,
+    ACTION_START,
+    ACTION_SWITCH_OVER,
     FAILED_STATUSES,
     IN_PROGRESS_STATUSES,
     PAUSED_STATUSES,
     DbUseType,
-    JobActions,
-    JobInfo,
     JobStatus,
     StatusGroup,
+    job_action_json,
     status_group,
 )
-from engine.emulator.faults import FaultConfig
 
 Clock = Callable[[], float]
 
@@ -47,10 +49,6 @@ DEMO_AK = "EMUDEMOAKRUNBOOK0DRS"  # 20 upper-case characters, like a real AK; no
 DEMO_SK = "EmuDemoSkRunbook0DrsV3SignMe4TestsOnly0x"  # 40 characters; not a secret
 TOKEN_TTL_S = 24 * 3600.0
 
-ACTION_START = "START"
-ACTION_SWITCH_OVER = "SWITCH_OVER"
-ACTION_DELETE = "DELETE"
-ALL_ACTIONS = (ACTION_START, ACTION_PAUSE, ACTION_RETRY, ACTION_SWITCH_OVER, ACTION_DELETE)
 
 # Failed statuses the service never lets you retry: the only way out is DELETE.
 DELETE_ONLY_FAILURES = frozenset({JobStatus.CREATE_FAILED, JobStatus.RELEASE_RESOURCE_FAILED})
@@ -219,34 +217,31 @@ def _current_action(job: Job, status: JobStatus) -> str | None:
     return None
 
 
-def job_info(job: Job) -> JobInfo:
-    """The wire view of a job (already advanced); children carry ``error_msg``."""
+def job_info(job: Job) -> dict[str, Any]:
+    """The wire view of a listed job (already advanced), as the SDK's ``QueryJobResp`` names
+    its fields (``node_newFramework``, camel-case F); children carry ``error_msg``."""
     status = job.current_status()
     available = available_actions(status, db_use_type=job.db_use_type)
-    error_msg: str | None = None
-    if job.parent_id is not None:
-        error_msg = job.failure_message if status in FAILED_STATUSES else ""
-    return JobInfo(
-        id=job.id,
-        name=job.name,
-        status=status.value,
-        create_time=job.create_time,
-        description=job.description,
-        engine_type=job.engine_type,
-        net_type=job.net_type,
-        billing_tag=job.billing_tag,
-        job_direction=job.job_direction,
-        db_use_type=job.db_use_type.value,
-        task_type=job.task_type,
-        node_new_framework=True,
-        error_msg=error_msg,
-        job_action=JobActions(
-            available_actions=available,
-            unavailable_actions=tuple(a for a in ALL_ACTIONS if a not in available),
-            current_action=_current_action(job, status),
-        ),
-        children=tuple(job_info(c) for c in job.children),
-    )
+    wire: dict[str, Any] = {
+        "id": job.id,
+        "name": job.name,
+        "status": status.value,
+        "create_time": job.create_time,
+        "description": job.description,
+        "engine_type": job.engine_type,
+        "net_type": job.net_type,
+        "billing_tag": job.billing_tag,
+        "job_direction": job.job_direction,
+        "db_use_type": job.db_use_type.value,
+        "task_type": job.task_type,
+        "node_newFramework": True,
+        "job_action": job_action_json(available, _current_action(job, status)),
+    }
+    if job.parent_id is None:
+        wire["children"] = [job_info(c) for c in job.children]  # a child has none (SDK)
+    else:
+        wire["error_msg"] = job.failure_message if status in FAILED_STATUSES else ""
+    return wire
 
 
 class ActionVerdict(StrEnum):

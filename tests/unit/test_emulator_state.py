@@ -8,7 +8,9 @@ from collections import Counter
 import pytest
 from fakes import FakeClock
 
-from engine.api.types import (
+from engine.emulator import EmulatorConfig, Fate, Fleet, Job, ProjectSpec
+from engine.emulator.state import ActionVerdict, RetryVerdict, job_info
+from engine.emulator.wire import (
     ACTION_PAUSE,
     ACTION_RETRY,
     FAILED_STATUSES,
@@ -16,8 +18,6 @@ from engine.api.types import (
     DbUseType,
     JobStatus,
 )
-from engine.emulator import EmulatorConfig, Fate, Fleet, Job, ProjectSpec
-from engine.emulator.state import ActionVerdict, RetryVerdict, job_info
 
 
 def default_config(**overrides: object) -> EmulatorConfig:
@@ -26,7 +26,7 @@ def default_config(**overrides: object) -> EmulatorConfig:
 
 def fleet_snapshot(fleet: Fleet) -> list[dict[str, object]]:
     return [
-        {**job_info(job).to_wire(), "fate": job.fate}
+        {**job_info(job), "fate": job.fate}
         for project in fleet.projects
         for job in fleet.top_level_jobs(project)
     ]
@@ -120,15 +120,16 @@ def test_every_project_has_a_dual_active_parent_whose_failed_status_also_lists_r
         assert parents
         for parent in parents:
             wire = job_info(parent)
-            assert wire.db_use_type == DbUseType.CLOUD_DATA_GUARD
-            assert len(wire.children) == 2
-            assert wire.status in FAILED_STATUSES
-            assert ACTION_RETRY in wire.job_action.available_actions  # the trap
-            assert any(ACTION_RETRY in c.job_action.available_actions for c in wire.children)
-            assert all(c.error_msg is not None for c in wire.children)
-            assert not {c.id for c in wire.children} & top_ids
-            for child in wire.children:
-                assert fleet.find(project, child.id) is not None
+            assert wire["db_use_type"] == DbUseType.CLOUD_DATA_GUARD
+            assert len(wire["children"]) == 2
+            assert wire["status"] in FAILED_STATUSES
+            assert ACTION_RETRY in wire["job_action"]["available_actions"]  # the trap
+            children = wire["children"]
+            assert any(ACTION_RETRY in c["job_action"]["available_actions"] for c in children)
+            assert all(c["error_msg"] is not None for c in children)
+            assert not {c["id"] for c in children} & top_ids
+            for child in children:
+                assert fleet.find(project, child["id"]) is not None
 
 
 def test_default_fleet_for_seed_0_holds_every_fate(clock: FakeClock) -> None:
@@ -156,9 +157,9 @@ def test_resumed_paused_job_goes_through_starting_statuses_to_incremental(clock:
     assert fleet.retry(job.project_id, job.id) is RetryVerdict.ACCEPTED
     assert fleet.find(job.project_id, job.id) is job
     assert job.status is JobStatus.STARTJOBING
-    actions = job_info(job).job_action
-    assert actions.available_actions == ()
-    assert actions.current_action == ACTION_RETRY
+    actions = job_info(job)["job_action"]
+    assert actions["available_actions"] == []
+    assert actions["current_action"] == ACTION_RETRY
 
     seen: list[JobStatus] = [job.status]
     for _ in range(40):
@@ -171,7 +172,7 @@ def test_resumed_paused_job_goes_through_starting_statuses_to_incremental(clock:
         JobStatus.WAITING_FOR_START,
         JobStatus.INCRE_TRANSFER_STARTED,
     ]
-    assert ACTION_PAUSE in job_info(job).job_action.available_actions
+    assert ACTION_PAUSE in job_info(job)["job_action"]["available_actions"]
     assert job.retries_accepted == 1
 
 
@@ -209,7 +210,7 @@ def test_fail_again_fails_once_then_the_second_retry_recovers(clock: FakeClock) 
     fleet.retry(job.project_id, job.id)
     clock.advance(4.0)
     assert read(fleet, job) is JobStatus.INCRE_TRANSFER_FAILED
-    assert ACTION_RETRY in job_info(job).job_action.available_actions
+    assert ACTION_RETRY in job_info(job)["job_action"]["available_actions"]
 
     assert fleet.retry(job.project_id, job.id) is RetryVerdict.ACCEPTED
     clock.advance(4.0)
@@ -238,7 +239,7 @@ def test_children_retry_to_child_transfer_and_the_parent_follows(clock: FakeCloc
     fleet.find(parent.project_id, parent.id)
     assert {c.status for c in parent.children} == {JobStatus.CHILD_TRANSFER_STARTED}
     assert parent.current_status() is JobStatus.INCRE_TRANSFER_STARTED
-    assert ACTION_RETRY not in job_info(parent).job_action.available_actions
+    assert ACTION_RETRY not in job_info(parent)["job_action"]["available_actions"]
 
 
 @pytest.mark.parametrize(
@@ -293,7 +294,7 @@ def test_pause_moves_a_running_job_to_paused_and_resume_recovers(clock: FakeCloc
     assert fleet.pause(job.project_id, job.id) is ActionVerdict.ACCEPTED
     assert job.status is JobStatus.PAUSING
     assert job.fate is Fate.RECOVER
-    assert ACTION_RETRY in job_info(job).job_action.available_actions
+    assert ACTION_RETRY in job_info(job)["job_action"]["available_actions"]
     assert fleet.pause(job.project_id, job.id) is ActionVerdict.STATUS_FORBIDS
     assert fleet.retry(job.project_id, job.id) is ActionVerdict.ACCEPTED
     clock.advance(4.0)

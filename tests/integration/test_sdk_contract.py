@@ -1,0 +1,174 @@
+"""The emulator checked by a client we did not write: the official SDK (issue 15).
+
+``huaweicloudsdkdrs`` (test extra only, never a runtime dependency) drives a standalone emulator
+with AK/SK signing, for each operation the product uses, and the raw JSON of every answer is held
+against the SDK's models (``attribute_map`` / ``openapi_types``): a key the SDK does not know is
+a misspelling (``node_new_framework`` was one, on both sides), and the keys the product reads
+must be there. Keys the fact sheet documents beyond the SDK's models are listed, with why.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from harness import serve_emulator
+
+drs = pytest.importorskip("huaweicloudsdkdrs.v3")
+credentials = pytest.importorskip("huaweicloudsdkcore.auth.credentials")
+sdk_errors = pytest.importorskip("huaweicloudsdkcore.exceptions.exceptions")
+
+# The SDK marks the v3 methods deprecated (v5 is what Huawei promotes); the product targets v3.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+# Keys ../shared/drs-api.md documents that the SDK's models (3.1.219) lack.
+DOCUMENTED_EXTRAS: dict[str, set[str]] = {
+    "JobInfo": {"error_msg"},  # "error_msg (also on a failed top-level job)"
+}
+# What the product reads of each answer: it must be there, spelt as the SDK spells it.
+READ_BY_THE_PRODUCT: dict[str, set[str]] = {
+    "JobInfo": {"id", "name", "status", "db_use_type", "engine_type", "job_action"},
+    "JobActionResp": {"available_actions", "unavailable_actions", "current_action"},
+    "QueryJobStatusResp": {"id", "status"},
+    "QueryJobResp": {"id", "status", "update_time", "actual_start_time"},
+    "RetryTaskResp": {"id", "status"},
+    "PauseJobResp": {"id", "status"},
+}
+
+
+def mismatches(raw: Any, model: str, where: str = "$") -> list[str]:
+    """Every key of ``raw`` the SDK model does not know, and every key the product reads that
+    is missing, recursively through the model's nested types."""
+    cls = getattr(drs, model)
+    wire_to_attr = {wire: attr for attr, wire in cls.attribute_map.items()}
+    if not isinstance(raw, dict):
+        return [f"{where}: expected an object for {model}, got {type(raw).__name__}"]
+    found = [
+        f"{where}.{key}: {model} has no such key (misspelt?)"
+        for key in raw
+        if key not in wire_to_attr and key not in DOCUMENTED_EXTRAS.get(model, set())
+    ]
+    found += [
+        f"{where}: {model} lacks {key}, which the product reads"
+        for key in sorted(READ_BY_THE_PRODUCT.get(model, set()) - set(raw))
+    ]
+    for key, value in raw.items():
+        kind = cls.openapi_types.get(wire_to_attr.get(key, ""), "")
+        inner = re.fullmatch(r"list\[(\w+)\]", kind)
+        if inner and hasattr(drs, inner.group(1)) and isinstance(value, list):
+            for i, item in enumerate(value):
+                found += mismatches(item, inner.group(1), f"{where}.{key}[{i}]")
+        elif hasattr(drs, kind) and value is not None:
+            found += mismatches(value, kind, f"{where}.{key}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[dict[str, Any]]:
+    with serve_emulator("--projects", "1", "--jobs", "30", "--seed", "3") as described:
+        yield described
+
+
+@pytest.fixture(scope="module")
+def client(emulator: dict[str, Any]) -> Any:
+    project = emulator["projects"][0]["project_id"]
+    auth = credentials.BasicCredentials(emulator["ak"], emulator["sk"], project)
+    return drs.DrsClient.new_builder().with_credentials(auth).with_endpoint(emulator["url"]).build()
+
+
+def raw_of(response: Any) -> Any:
+    return json.loads(response.raw_content)
+
+
+def listed(client: Any, db_use_type: str) -> Any:
+    query = drs.QueryJobsReq(cur_page=1, per_page=100, db_use_type=db_use_type)
+    return client.show_job_list(drs.ShowJobListRequest(body=query))
+
+
+def all_jobs(client: Any) -> list[Any]:
+    return [
+        job
+        for use in ("migration", "sync", "cloudDataGuard")
+        for top in listed(client, use).jobs
+        for job in (top, *(top.children or []))
+    ]
+
+
+@pytest.mark.parametrize("db_use_type", ["migration", "sync", "cloudDataGuard"])
+def test_list_answers_are_what_the_sdk_reads(client: Any, db_use_type: str) -> None:
+    response = listed(client, db_use_type)
+    raw = raw_of(response)
+    assert raw["jobs"], "nothing listed: the check proves nothing"
+    problems = [
+        p for i, job in enumerate(raw["jobs"]) for p in mismatches(job, "JobInfo", f"[{i}]")
+    ]
+    assert problems == []
+    # Read through the SDK's own models: no field it expects comes back empty.
+    for job in response.jobs:
+        assert job.node_new_framework is not None  # None on every job while it was misspelt
+        assert job.job_action is not None
+
+
+def test_a_misspelt_key_is_caught() -> None:
+    """The mutation the checker exists for: the key both sides used to spell wrong."""
+    actions: dict[str, Any] = {"available_actions": [], "unavailable_actions": []}
+    actions["current_action"] = None
+    job: dict[str, Any] = {
+        "id": "j",
+        "name": "n",
+        "status": "INCRE_TRANSFER_FAILED",
+        "db_use_type": "migration",
+        "engine_type": "mysql",
+        "job_action": actions,
+        "node_new_framework": True,
+    }
+    assert mismatches(job, "JobInfo") == [
+        "$.node_new_framework: JobInfo has no such key (misspelt?)"
+    ]
+    job["node_newFramework"] = job.pop("node_new_framework")
+    assert mismatches(job, "JobInfo") == []
+    del actions["current_action"]
+    assert mismatches(job, "JobInfo") == [
+        "$.job_action: JobActionResp lacks current_action, which the product reads"
+    ]
+
+
+def test_batch_status_and_detail_answers_are_what_the_sdk_reads(client: Any) -> None:
+    ids = [job.id for job in all_jobs(client)][:10]
+    page = drs.BatchQueryJobReqPage(jobs=ids, page_req=drs.PageReq(cur_page=1, per_page=10))
+    status = client.batch_list_job_status(drs.BatchListJobStatusRequest(body=page))
+    raw = raw_of(status)
+    assert len(raw["results"]) == len(ids)
+    assert mismatches(raw, "BatchListJobStatusResponse") == []
+    detail = client.batch_list_job_details(drs.BatchListJobDetailsRequest(body=page))
+    raw = raw_of(detail)
+    assert len(raw["results"]) == len(ids)
+    assert mismatches(raw, "BatchListJobDetailsResponse") == []
+    assert all(result.update_time for result in detail.results)
+
+
+def test_retry_and_pause_answers_are_what_the_sdk_reads(client: Any) -> None:
+    jobs = all_jobs(client)
+    failed = next(j for j in jobs if "RETRY" in j.job_action.available_actions)
+    running = next(j for j in jobs if "PAUSE" in j.job_action.available_actions)
+    retry = client.batch_restore_task(
+        drs.BatchRestoreTaskRequest(body=drs.BatchRetryReq(jobs=[drs.RetryInfo(job_id=failed.id)]))
+    )
+    assert mismatches(raw_of(retry), "BatchRestoreTaskResponse") == []
+    assert retry.results[0].status == "success"
+    pause = drs.BatchPauseJobReq(jobs=[drs.PauseInfo(job_id=running.id, pause_mode="target")])
+    paused = client.batch_stop_jobs(drs.BatchStopJobsRequest(body=pause))
+    assert mismatches(raw_of(paused), "BatchStopJobsResponse") == []
+    assert paused.results[0].status == "success"
+
+
+def test_error_answers_reach_the_sdk_as_its_own_errors(client: Any) -> None:
+    page = drs.BatchQueryJobReqPage(jobs=[], page_req=drs.PageReq(cur_page=1, per_page=10))
+    with pytest.raises(sdk_errors.ClientRequestException) as caught:
+        client.batch_list_job_status(drs.BatchListJobStatusRequest(body=page))
+    assert caught.value.status_code == 400
+    assert caught.value.error_code == "DRS.M00201"
+    assert caught.value.request_id  # X-Request-Id, as every answer carries
