@@ -141,7 +141,7 @@ class FakeFleet:
     status_calls: list[list[str]] = field(default_factory=list)
     retry_calls: list[list[str]] = field(default_factory=list)
     pause_calls: list[list[str]] = field(default_factory=list)
-    pause_modes: list[str | None] = field(default_factory=list)
+    pause_modes: list[str] = field(default_factory=list)
     changed_at: dict[str, float] = field(default_factory=dict)
     detail_calls: list[list[str]] = field(default_factory=list)
 
@@ -205,7 +205,7 @@ class FakeFleet:
         return results
 
     async def batch_pause(
-        self, job_ids: Sequence[str], *, pause_mode: str | None = None
+        self, job_ids: Sequence[str], *, pause_mode: str
     ) -> list[BatchActionResult]:
         self.pause_calls.append(list(job_ids))
         self.pause_modes.append(pause_mode)

@@ -30,7 +30,7 @@ PAUSE_MODES = ("target", "all")
 class PauseJobsParams:
     jobs: tuple[str, ...]
     batch_size: int = mutation.DEFAULT_BATCH_SIZE
-    pause_mode: str | None = None
+    pause_mode: str = ""  # required (the schema says so): the API refuses a pause without it
     sample: int | None = None
     reconcile_grace_s: float = mutation.RECONCILE_GRACE_S
 
@@ -39,7 +39,7 @@ class PauseJobsParams:
         return cls(
             jobs=fields.job_ids(raw.get("jobs")),
             batch_size=fields.whole(raw, "batch_size", mutation.DEFAULT_BATCH_SIZE) or 0,
-            pause_mode=fields.text(raw, "pause_mode", "") or None,
+            pause_mode=fields.text(raw, "pause_mode", ""),
             sample=fields.whole(raw, "sample", None),
         )
 
@@ -74,7 +74,7 @@ PAUSE = mutation.Mutation(
 
 def _check(ctx: ActionContext, params: PauseJobsParams) -> None:
     mutation.check_batch_size(params.batch_size)
-    if params.pause_mode is not None and params.pause_mode not in PAUSE_MODES:
+    if params.pause_mode not in PAUSE_MODES:
         raise StepFailedError(f"pause_mode must be target or all, got {params.pause_mode!r}")
     if params.sample is not None and params.sample < 1:
         raise StepFailedError(f"sample must be >= 1, got {params.sample}")

@@ -232,12 +232,14 @@ class DrsClient:
         return await self._action("batch-retry", "/jobs/batch-retry-task", payload)
 
     async def batch_pause(
-        self, job_ids: Sequence[str], *, pause_mode: str | None = None
+        self, job_ids: Sequence[str], *, pause_mode: str
     ) -> list[BatchActionResult]:
-        """Pause jobs in ONE request; same rules as ``batch_retry``."""
+        """Pause jobs in ONE request (``pause_mode`` target or all, mandatory: OTC drs_03_0133,
+        the SDK's ``PauseInfo``); same rules as ``batch_retry``."""
         _check_action_batch(job_ids, "batch_pause")
-        mode = {} if pause_mode is None else {"pause_mode": pause_mode}
-        payload = {"jobs": [{"job_id": job_id} | mode for job_id in job_ids]}
+        if not pause_mode:
+            raise ValueError("batch_pause needs a pause_mode: the API refuses a pause without it")
+        payload = {"jobs": [{"job_id": job_id, "pause_mode": pause_mode} for job_id in job_ids]}
         return await self._action("batch-pause", "/jobs/batch-pause-task", payload)
 
     async def _paged_chunk(

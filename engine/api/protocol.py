@@ -36,5 +36,5 @@ class DrsApi(Protocol):
     async def batch_retry(self, jobs: Sequence[RetryItem]) -> list[BatchActionResult]: ...
 
     async def batch_pause(
-        self, job_ids: Sequence[str], *, pause_mode: str | None = None
+        self, job_ids: Sequence[str], *, pause_mode: str
     ) -> list[BatchActionResult]: ...

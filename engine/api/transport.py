@@ -147,6 +147,8 @@ class AiohttpTransport:
         declared = answer.content_length
         if declared is not None and declared > self._max_answer:
             raise TransportError(_describe_failure(request, too_long))
+        if declared is not None and "Content-Encoding" not in answer.headers:
+            return await answer.read()  # its length is known and within the cap: one read
         chunks: list[bytes] = []
         size = 0
         while chunk := await answer.content.read(min(1 << 20, self._max_answer + 1 - size)):

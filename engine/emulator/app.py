@@ -296,7 +296,9 @@ def _pause_job_ids(body: Mapping[str, Any]) -> list[str]:
         if not isinstance(entry, dict) or not isinstance(entry.get("job_id"), str):
             raise RequestRejectedError(400, ERR_PARAMETER_INVALID, "each job needs a job_id string")
         mode = entry.get("pause_mode")
-        if mode is not None and mode not in PAUSE_MODES:
+        if mode is None:
+            raise RequestRejectedError(400, ERR_PARAMETER_EMPTY, "pause_mode is required")
+        if mode not in PAUSE_MODES:
             raise RequestRejectedError(
                 400, ERR_PARAMETER_INVALID, f"pause_mode must be target or all, got {mode!r}"
             )

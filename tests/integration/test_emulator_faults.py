@@ -505,6 +505,7 @@ async def test_batch_pause_task_parent_in_request_mode_is_a_400(
         ({"jobs": []}, "DRS.M00201"),
         ({"jobs": ["bare-id"]}, "DRS.M00202"),
         ({"jobs": [{"job_id": "x", "pause_mode": "some"}]}, "DRS.M00202"),
+        ({"jobs": [{"job_id": "x"}]}, "DRS.M00201"),  # pause_mode is mandatory
     ],
 )
 async def test_batch_pause_task_rejects_malformed_bodies(

@@ -98,7 +98,7 @@ class FakeApi:
         return self.retry_answers.pop(0)(jobs)
 
     async def batch_pause(
-        self, job_ids: Sequence[str], *, pause_mode: str | None = None
+        self, job_ids: Sequence[str], *, pause_mode: str
     ) -> list[BatchActionResult]:
         raise AssertionError("these tests never pause")
 

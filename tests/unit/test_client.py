@@ -494,14 +494,12 @@ async def test_batch_retry_refuses_a_job_twice() -> None:
         await client(FakeTransport()).batch_retry([RetryItem(job_id="a"), RetryItem(job_id="a")])
 
 
-async def test_batch_pause_body_carries_pause_mode_only_when_given() -> None:
-    transport = FakeTransport(retry_ok(["a"]), retry_ok(["a"]))
+async def test_batch_pause_always_carries_its_mandatory_pause_mode() -> None:
+    transport = FakeTransport(retry_ok(["a"]))
     await client(transport).batch_pause(["a"], pause_mode="target")
-    await client(transport).batch_pause(["a"])
-    assert transport.bodies() == [
-        {"jobs": [{"job_id": "a", "pause_mode": "target"}]},
-        {"jobs": [{"job_id": "a"}]},
-    ]
+    with pytest.raises(ValueError, match="needs a pause_mode"):
+        await client(transport).batch_pause(["a"], pause_mode="")
+    assert transport.bodies() == [{"jobs": [{"job_id": "a", "pause_mode": "target"}]}]
     assert transport.requests[0].url.endswith("/jobs/batch-pause-task")
 
 

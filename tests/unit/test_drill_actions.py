@@ -96,7 +96,9 @@ async def test_pause_sample_takes_the_first_n_jobs_in_order() -> None:
     ctx = make_ctx(api, FakeClock())
     running(ctx, api, "a", "b", "c", "d")
 
-    params = pause_jobs.PauseJobsParams.from_with({"jobs": ["c", "a", "d", "b"], "sample": 2})
+    params = pause_jobs.PauseJobsParams.from_with(
+        {"pause_mode": "target", "jobs": ["c", "a", "d", "b"], "sample": 2}
+    )
     out = output_values(await pause_jobs.run(ctx, params))
 
     assert api.pause_calls == [["c", "a"]]
@@ -112,7 +114,9 @@ async def test_pause_whole_request_400_is_split_and_the_parent_is_rejected_with_
     ctx = make_ctx(api, FakeClock())
     running(ctx, api, "a", "parent", "b")
 
-    params = pause_jobs.PauseJobsParams.from_with({"jobs": ["a", "parent", "b"]})
+    params = pause_jobs.PauseJobsParams.from_with(
+        {"pause_mode": "target", "jobs": ["a", "parent", "b"]}
+    )
     out = output_values(await pause_jobs.run(ctx, params))
 
     assert api.pause_calls == [["a", "parent", "b"], ["a"], ["parent"], ["b"]]
@@ -138,7 +142,9 @@ async def test_pause_refused_inside_a_200_is_rejected_without_a_second_request()
     running(ctx, api, "a", "p")
 
     out = output_values(
-        await pause_jobs.run(ctx, pause_jobs.PauseJobsParams.from_with({"jobs": ["a", "p"]}))
+        await pause_jobs.run(
+            ctx, pause_jobs.PauseJobsParams.from_with({"pause_mode": "target", "jobs": ["a", "p"]})
+        )
     )
 
     assert len(api.pause_calls) == 1
@@ -154,7 +160,9 @@ async def test_pause_throttled_batch_is_rejected_whole_not_split() -> None:
     running(ctx, api, "a", "b")
 
     out = output_values(
-        await pause_jobs.run(ctx, pause_jobs.PauseJobsParams.from_with({"jobs": ["a", "b"]}))
+        await pause_jobs.run(
+            ctx, pause_jobs.PauseJobsParams.from_with({"pause_mode": "target", "jobs": ["a", "b"]})
+        )
     )
 
     assert api.pause_calls == [["a", "b"]]
@@ -178,7 +186,7 @@ async def test_pause_unknown_outcome_is_reconciled_by_status_and_never_resent(
     ctx = make_ctx(api, clock)
     running(ctx, api, "a", "b")
 
-    params = pause_jobs.PauseJobsParams(jobs=("a", "b"), reconcile_grace_s=6.0)
+    params = pause_jobs.PauseJobsParams(pause_mode="target", jobs=("a", "b"), reconcile_grace_s=6.0)
     out = output_values(await pause_jobs.run(ctx, params))
 
     assert api.pause_calls == [["a", "b"]]
@@ -202,7 +210,9 @@ async def test_pause_reconcile_waits_for_a_lagging_status() -> None:
     ctx = make_ctx(api, FakeClock())
     running(ctx, api, "a")
 
-    out = output_values(await pause_jobs.run(ctx, pause_jobs.PauseJobsParams(jobs=("a",))))
+    out = output_values(
+        await pause_jobs.run(ctx, pause_jobs.PauseJobsParams(pause_mode="target", jobs=("a",)))
+    )
 
     assert out == {"paused": ["a"], "rejected": []}
     assert len(api.status_calls) == 2
@@ -219,7 +229,9 @@ async def test_pause_missing_result_is_reconciled_not_resent() -> None:
     running(ctx, api, "a", "b")
 
     out = output_values(
-        await pause_jobs.run(ctx, pause_jobs.PauseJobsParams.from_with({"jobs": ["a", "b"]}))
+        await pause_jobs.run(
+            ctx, pause_jobs.PauseJobsParams.from_with({"pause_mode": "target", "jobs": ["a", "b"]})
+        )
     )
 
     assert out == {"paused": ["a", "b"], "rejected": []}
@@ -237,11 +249,15 @@ async def test_a_job_is_never_paused_twice_in_one_run() -> None:
     api = FakeFleet(pause_answers=[all_paused, refuse, all_paused])
     ctx = make_ctx(api, FakeClock())
     running(ctx, api, "a", "b", "c")
-    await pause_jobs.run(ctx, pause_jobs.PauseJobsParams(jobs=("a",)))
-    await pause_jobs.run(ctx, pause_jobs.PauseJobsParams(jobs=("b",)))
+    await pause_jobs.run(ctx, pause_jobs.PauseJobsParams(pause_mode="target", jobs=("a",)))
+    await pause_jobs.run(ctx, pause_jobs.PauseJobsParams(pause_mode="target", jobs=("b",)))
 
     # A later step, or a retried attempt, naming the same jobs sends only the new one.
-    out = output_values(await pause_jobs.run(ctx, pause_jobs.PauseJobsParams(jobs=("a", "b", "c"))))
+    out = output_values(
+        await pause_jobs.run(
+            ctx, pause_jobs.PauseJobsParams(pause_mode="target", jobs=("a", "b", "c"))
+        )
+    )
 
     assert api.pause_calls == [["a"], ["b"], ["c"]]
     assert out == {"paused": ["a", "c"], "rejected": ["b"]}
@@ -254,7 +270,9 @@ async def test_pause_sent_by_an_attempt_cut_short_is_reconciled_not_resent() -> 
     api.statuses["a"] = "PAUSING"
     ctx.jobs.record("a", EventKind.PAUSE_SENT, step="pause")  # no answer recorded
 
-    out = output_values(await pause_jobs.run(ctx, pause_jobs.PauseJobsParams(jobs=("a", "b"))))
+    out = output_values(
+        await pause_jobs.run(ctx, pause_jobs.PauseJobsParams(pause_mode="target", jobs=("a", "b")))
+    )
 
     assert api.pause_calls == [["b"]]
     assert sorted(ids_of(out["paused"])) == ["a", "b"]
@@ -283,7 +301,7 @@ async def test_pause_preview_records_would_pause_and_sends_nothing() -> None:
     running(ctx, api, "a", "b", "c")
 
     params = pause_jobs.PauseJobsParams.from_with(
-        {"jobs": ["a", "b", "c"], "sample": 2, "batch_size": 1}
+        {"jobs": ["a", "b", "c"], "sample": 2, "batch_size": 1, "pause_mode": "target"}
     )
     out = output_values(pause_jobs.preview(ctx, params))
 
@@ -302,10 +320,14 @@ async def test_pause_over_max_jobs_sends_nothing() -> None:
     running(ctx, api, "a", "b", "c")
 
     with pytest.raises(StepFailedError, match="would pause 3 jobs, more than max_jobs 2"):
-        await pause_jobs.run(ctx, pause_jobs.PauseJobsParams(jobs=("a", "b", "c")))
+        await pause_jobs.run(
+            ctx, pause_jobs.PauseJobsParams(pause_mode="target", jobs=("a", "b", "c"))
+        )
     # A sample within the cap is fine.
     out = output_values(
-        await pause_jobs.run(ctx, pause_jobs.PauseJobsParams(jobs=("a", "b", "c"), sample=2))
+        await pause_jobs.run(
+            ctx, pause_jobs.PauseJobsParams(pause_mode="target", jobs=("a", "b", "c"), sample=2)
+        )
     )
     assert out["paused"] == ["a", "b"]
 
@@ -314,7 +336,8 @@ async def test_pause_over_max_jobs_sends_nothing() -> None:
     ("raw", "message"),
     [
         ({"jobs": ["a"], "batch_size": 0}, "batch_size must be between 1 and 100, got 0"),
-        ({"jobs": ["a"], "sample": 0}, "sample must be >= 1, got 0"),
+        ({"jobs": ["a"], "sample": 0, "pause_mode": "all"}, "sample must be >= 1, got 0"),
+        ({"jobs": ["a"]}, "pause_mode must be target or all, got ''"),
         ({"jobs": ["a"], "pause_mode": "replay"}, "pause_mode must be target or all"),
         ({"jobs": "a"}, "jobs must be a list of job ids"),
     ],
@@ -334,7 +357,7 @@ async def test_paused_job_is_resumed_by_batch_retry_and_recovers_from_the_resume
     ctx = make_ctx(api, clock)
     running(ctx, api, "a")
     clock.now = 1.0
-    await pause_jobs.run(ctx, pause_jobs.PauseJobsParams(jobs=("a",)))
+    await pause_jobs.run(ctx, pause_jobs.PauseJobsParams(pause_mode="target", jobs=("a",)))
     clock.now = 11.0
 
     # The pause events do not count as an earlier retry: the resume is sent.

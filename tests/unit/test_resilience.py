@@ -153,7 +153,7 @@ async def test_too_frequent_on_batch_retry_is_retried_after_backoff(sleep: Virtu
 async def test_operation_running_202_on_batch_pause_is_retried(sleep: VirtualSleep) -> None:
     transport = FakeTransport(error(202, "DRS.M01504"), action_ok("a"))
     client = drs(transport, sleep)
-    await client.batch_pause(["a"])
+    await client.batch_pause(["a"], pause_mode="target")
     assert len(transport.requests) == 2
     assert (client.resilience.stats.busy, client.resilience.stats.throttled) == (1, 0)
 
@@ -182,7 +182,7 @@ async def test_503_on_batch_retry_is_not_retried(sleep: VirtualSleep) -> None:
 async def test_500_on_batch_pause_is_not_retried(sleep: VirtualSleep) -> None:
     transport = FakeTransport(error(500, "DRS.M00004"), action_ok("a"))
     with pytest.raises(DrsApiError):
-        await drs(transport, sleep).batch_pause(["a"])
+        await drs(transport, sleep).batch_pause(["a"], pause_mode="target")
     assert len(transport.requests) == 1
 
 

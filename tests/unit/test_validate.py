@@ -303,6 +303,7 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "pause_without_jobs": [
         "10:7: step 'pause' (drs.pause_jobs): 'with.jobs' is a required property",
+        "10:7: step 'pause' (drs.pause_jobs): 'with.pause_mode' is a required property",
     ],
     "sleep_bad_duration": [
         "10:17: step 'wait' (sleep): with.duration: expected a duration such as 250ms, 90s,"
