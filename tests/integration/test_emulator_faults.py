@@ -450,9 +450,9 @@ async def test_batch_pause_task_pauses_running_jobs_and_refuses_the_rest(
     body = {
         "jobs": [
             {"job_id": running, "pause_mode": "target"},
-            {"job_id": paused},
-            {"job_id": parent},
-            {"job_id": "missing-job"},
+            {"job_id": paused, "pause_mode": "all"},
+            {"job_id": parent, "pause_mode": "target"},
+            {"job_id": "missing-job", "pause_mode": "target"},
         ]
     }
     status, _, answer = await api.post(f"/v3/{api.pid}/jobs/batch-pause-task", body)
@@ -494,7 +494,8 @@ async def test_batch_pause_task_parent_in_request_mode_is_a_400(
             if j["db_use_type"] == "cloudDataGuard" and not j["parent_id"]
         )
         status, _, body = await api.post(
-            f"/v3/{api.pid}/jobs/batch-pause-task", {"jobs": [{"job_id": parent}]}
+            f"/v3/{api.pid}/jobs/batch-pause-task",
+            {"jobs": [{"job_id": parent, "pause_mode": "target"}]},
         )
         assert (status, body["error_code"]) == (400, "DRS.M00307")
 
