@@ -34,6 +34,7 @@ from engine.actions.polling import Pace, poll_until
 from engine.api.client import JobDetail
 from engine.api.types import (
     ERR_OPERATION_RUNNING,
+    ERR_SERVICE_ABNORMAL,
     ERR_TOO_FREQUENT,
     MAX_IDS_PER_NAME_FILTER,
     MAX_JOBS_PER_ACTION,
@@ -241,7 +242,9 @@ class _Sending:
                 for job_id in batch:
                     await self.send([job_id])
                 return
-            if not_applied_try_later(exc) or 400 <= exc.http_status < 500:
+            if not_applied_try_later(exc) or (
+                400 <= exc.http_status < 500 and exc.error_code != ERR_SERVICE_ABNORMAL
+            ):  # a 422 DRS.M00004 is the service failing, as a 500 is: outcome unknown
                 for job_id in batch:
                     self.rejected(job_id, exc.error_code, exc.error_msg)
                 return

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from engine.api.transport import HttpResponse, error_fields
-from engine.api.types import ERR_OPERATION_RUNNING, ERR_TOO_FREQUENT
+from engine.api.types import ERR_OPERATION_RUNNING, ERR_SERVICE_ABNORMAL, ERR_TOO_FREQUENT
 from engine.errors import TransportError
 
 logger = logging.getLogger(__name__)
@@ -178,7 +178,8 @@ class Resilience:
         if code == ERR_OPERATION_RUNNING:
             self.stats.busy += 1
             return cause
-        if status in RETRYABLE_SERVER_STATUSES:
+        if status in RETRYABLE_SERVER_STATUSES or code == ERR_SERVICE_ABNORMAL:
+            # DRS.M00004 is transient whether it comes as a 500 (OTC) or a 422 (Huawei).
             self.stats.server_errors += 1
             return cause if replayable else None
         return None

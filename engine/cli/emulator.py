@@ -65,7 +65,8 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
     "--faults",
     default="",
     metavar="LIST",
-    help="Injected faults, e.g. latency=50ms,error_rate=0.05,reset_rate=0.02,answer_delay=2s,"
+    help="Injected faults, e.g. latency=50ms,error_rate=0.05,error_status=422,reset_rate=0.02,"
+    "answer_delay=2s,"
     "lost_response_rate=0.02,slow_rate=0.01,slow=3s (deterministic under --seed).",
 )
 @click.option(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from engine.units import parse_duration
 
@@ -27,7 +28,11 @@ _KEYS: dict[str, tuple[str, str]] = {
     "slow_rate": ("slow_rate", "rate"),
     "slow": ("slow_s", "duration"),
     "answer_delay": ("answer_delay_s", "duration"),
+    "error_status": ("error_status", "status"),
 }
+# DRS.M00004 "service abnormal" comes as a 500 in OTC's table and as a 422 in Huawei's pages
+# (the fact sheet's conflict): the emulator plays either, the client handles both.
+ERROR_STATUSES = (500, 422)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,8 +55,11 @@ class FaultConfig:
     slow_rate: float = 0.0
     slow_s: float = 2.0
     answer_delay_s: float = 0.0
+    error_status: int = 500  # the HTTP status of the injected DRS.M00004: 500 or 422
 
     def __post_init__(self) -> None:
+        if self.error_status not in ERROR_STATUSES:
+            raise ValueError(f"error_status must be 500 or 422, got {self.error_status}")
         for name in ("error_rate", "reset_rate", "lost_response_rate", "slow_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -76,7 +84,7 @@ class FaultConfig:
         string is no faults. An unknown key, a repeated key or a bad value is a ValueError whose
         message names the key.
         """
-        values: dict[str, float] = {}
+        values: dict[str, Any] = {}
         for item in filter(None, (part.strip() for part in text.split(","))):
             key, sep, raw = (s.strip() for s in item.partition("="))
             if key not in _KEYS:
@@ -87,7 +95,11 @@ class FaultConfig:
             field_name, kind = _KEYS[key]
             if field_name in values:
                 raise ValueError(f"fault {key!r} is given twice")
-            if kind == "duration":
+            if kind == "status":
+                if raw not in {str(s) for s in ERROR_STATUSES}:
+                    raise ValueError(f"fault {key!r} must be 500 or 422, got {raw!r}")
+                values[field_name] = int(raw)
+            elif kind == "duration":
                 try:
                     values[field_name] = parse_duration(raw)
                 except ValueError:
@@ -113,7 +125,7 @@ class FaultConfig:
             if value != getattr(default, field_name):
                 parts.append(
                     f"{key}={value * 1000:g}ms" if kind == "duration" else f"{key}={value:g}"
-                )
+                )  # (a status prints as itself: 422)
         return ",".join(parts)
 
 

@@ -289,7 +289,7 @@ async def _apply_faults_before(
         return drop_connection(request)
     if roll.error:
         stats.faults["error"] += 1
-        return error_response(request, 500, ERR_SERVICE_ABNORMAL, None)
+        return error_response(request, faults.error_status, ERR_SERVICE_ABNORMAL, None)
     if roll.slow:
         stats.faults["slow"] += 1
         await asyncio.sleep(faults.slow_s)

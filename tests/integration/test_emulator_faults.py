@@ -162,16 +162,18 @@ async def test_answer_delay_applies_a_change_before_its_answer_and_only_for_chan
         assert stats["faults"]["answer_delay"] == 1
 
 
-async def test_injected_error_is_a_500_service_abnormal_and_applies_nothing(
-    session: aiohttp.ClientSession, clock: FakeClock
+@pytest.mark.parametrize("error_status", [500, 422])  # OTC's table, Huawei's pages
+async def test_injected_error_is_a_service_abnormal_and_applies_nothing(
+    session: aiohttp.ClientSession, clock: FakeClock, error_status: int
 ) -> None:
-    async with Emulator(config(faults=FaultConfig(error_rate=1.0)), clock=clock) as emu:
+    faults = FaultConfig(error_rate=1.0, error_status=error_status)
+    async with Emulator(config(faults=faults), clock=clock) as emu:
         api = Api(emu, session)
         job_id = paused_job(await api.jobs())
         status, headers, body = await api.post(
             f"/v3/{api.pid}/jobs/batch-retry-task", {"jobs": [{"job_id": job_id}]}
         )
-        assert status == 500
+        assert status == error_status
         assert body == {"error_code": "DRS.M00004", "error_msg": "Service abnormal"}
         assert headers["X-Request-Id"]
         assert (await api.jobs())[job_id]["status"] == "PAUSING"

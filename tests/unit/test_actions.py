@@ -931,3 +931,27 @@ def test_a_recorded_event_is_the_frozen_event_its_constructor_makes() -> None:
     assert bare.events == [JobEvent(t=1.234, kind=EventKind.SELECTED, step="select")]
     with pytest.raises(dataclasses.FrozenInstanceError):
         record.events[0].detail = "changed"  # type: ignore[misc]
+
+
+async def test_a_422_service_abnormal_on_a_retry_is_an_unknown_outcome_not_a_rejection() -> None:
+    # Huawei's pages give DRS.M00004 as a 422: a 4xx, yet the service failing, not refusing.
+    def abnormal(jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
+        raise DrsApiError(
+            http_status=422,
+            error_code="DRS.M00004",
+            error_msg="Service abnormal",
+            request_id="r",
+            operation="batch-retry-task",
+        )
+
+    api = FakeApi(retry_answers=[abnormal, all_succeed], status_answers=[{"b": FAILED}])
+    ctx = make_ctx(api, FakeClock())
+    seeded(ctx, "b")
+
+    await batch_retry.run(ctx, batch_retry.BatchRetryParams(jobs=("b",)))
+
+    record = ctx.jobs.get("b")
+    assert record is not None
+    assert record.disposition is not Disposition.RETRY_REJECTED
+    # Reconciled: its update_time (an hour ago) says the first did not arrive, so sent again.
+    assert api.retry_calls == [["b"], ["b"]]

@@ -161,7 +161,7 @@ async def test_operation_running_202_on_batch_pause_is_retried(sleep: VirtualSle
 # --- unknown outcome: reads retry, writes do not ------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 504])
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 422])  # 422: M00004 as Huawei has it
 async def test_5xx_on_batch_status_is_retried(sleep: VirtualSleep, status: int) -> None:
     transport = FakeTransport(error(status, "DRS.M00004"), statuses("a"))
     client = drs(transport, sleep)
