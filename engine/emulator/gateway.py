@@ -3,10 +3,10 @@
 A DRS request goes through, in this order:
 
 1. injected faults (``faults``): latency, then a connection reset (nothing processed), then a 500
-   ``DRS.M00004`` (nothing processed), then a slow answer;
+   (or 422: ``error_status``) ``DRS.M00004`` (nothing processed), then a slow answer;
 2. the gateway: credentials, either ``X-Auth-Token`` (401 ``APIGW.0301``; ``APIGW.0307`` once the
-   token is older than ``token_ttl_s``) or an AK/SK signature (401 ``APIGW.0303``, see
-   ``signing``), then throttling per user per route (429 ``APIGW.0308`` with ``Retry-After``),
+   token is older than ``token_ttl_s``) or an AK/SK signature (401 ``APIGW.0301``; ``APIGW.0303``
+   for an ``X-Sdk-Date`` more than 15 minutes off; see ``signing``), then throttling per user per route (429 ``APIGW.0308`` with ``Retry-After``),
    then ``X-Project-Id`` if sent and the path's project id (403 ``DRS.M00261``) and the token's
    scope (403 ``DRS.M00102``);
 3. the service (``engine.emulator.app``): ``Content-Type`` (400 ``DRS.M00200``), the body, the
@@ -352,7 +352,11 @@ async def _authenticate(request: web.Request) -> Caller:
         try:
             request.app[GATEWAY].verifier.verify(signed)
         except SignatureError as exc:
-            raise RequestRejectedError(401, ERR_SIGNATURE_INVALID, exc.reason) from None
+            if exc.clock_skew:
+                raise RequestRejectedError(401, ERR_SIGNATURE_INVALID, exc.reason) from None
+            # APIGW.0301 as for a bad token, in the gateway's words for a bad signature.
+            said = f"{error_message(ERR_SIGNATURE_INVALID, language_of(request))}: {exc.reason}"
+            raise RequestRejectedError(401, ERR_TOKEN_INVALID, message=said) from None
         return Caller(identity=fleet.config.user, project_id=None)
     token = request.app[TOKENS].authenticate(request.headers.get("X-Auth-Token"))
     return Caller(identity=fleet.config.user, project_id=token.project_id)

@@ -42,10 +42,13 @@ _AUTHORIZATION = re.compile(
 
 
 class SignatureError(Exception):
-    """A request's AK/SK signature was refused; ``reason`` says why (for ``error_msg``)."""
+    """A request's AK/SK signature was refused; ``reason`` says why (for ``error_msg``).
+    ``clock_skew``: refused for its ``X-Sdk-Date`` alone (``APIGW.0303``, where every other
+    AK/SK failure is ``APIGW.0301``, as Huawei's FAQs have it)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, clock_skew: bool = False) -> None:
         self.reason = reason
+        self.clock_skew = clock_skew
         super().__init__(reason)
 
 
@@ -166,7 +169,9 @@ class AkSkVerifier:
         except ValueError:
             raise SignatureError(f"X-Sdk-Date {date!r} is not YYYYMMDDTHHMMSSZ") from None
         if abs(moment.timestamp() - self._wall_clock()) > MAX_SKEW_S:
-            raise SignatureError(f"X-Sdk-Date {date} is more than 15 minutes off the server time")
+            raise SignatureError(
+                f"X-Sdk-Date {date} is more than 15 minutes off the server time", clock_skew=True
+            )
         wanted = expected_signature(request, signed, date, self._sk)
         if not hmac.compare_digest(wanted, signature):
             raise SignatureError("the signature does not match")

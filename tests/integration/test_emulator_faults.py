@@ -385,7 +385,7 @@ async def test_a_correctly_signed_request_is_accepted_in_every_project(
     assert (await api.post_raw(path, body, headers))[0] == 200
 
 
-async def test_tampered_signed_requests_are_401_apigw_0303(
+async def test_tampered_signed_requests_are_401_apigw_0301_and_a_stale_date_0303(
     emu: Emulator, session: aiohttp.ClientSession
 ) -> None:
     api = Api(emu, session)
@@ -393,16 +393,20 @@ async def test_tampered_signed_requests_are_401_apigw_0303(
     body = b'{"jobs": ["missing-job"]}'
     good = signed(emu, path, body)
     tampered = [
-        (body.replace(b"missing", b"mizzing"), good),
-        (body, {**good, "Content-Type": "application/json; charset=utf-8"}),
-        (body, signed(emu, path, body, date=now_date(timedelta(minutes=16)))),
-        (body, {**good, "Authorization": good["Authorization"].replace(emu.config.ak, "A" * 20)}),
-        (body, {k: v for k, v in good.items() if k != "X-Sdk-Date"}),
+        (body.replace(b"missing", b"mizzing"), good, "APIGW.0301"),
+        (body, {**good, "Content-Type": "application/json; charset=utf-8"}, "APIGW.0301"),
+        (body, signed(emu, path, body, date=now_date(timedelta(minutes=16))), "APIGW.0303"),
+        (
+            body,
+            {**good, "Authorization": good["Authorization"].replace(emu.config.ak, "A" * 20)},
+            "APIGW.0301",
+        ),
+        (body, {k: v for k, v in good.items() if k != "X-Sdk-Date"}, "APIGW.0301"),
     ]
-    for data, headers in tampered:
+    for data, headers, code in tampered:
         status, answer = await api.post_raw(path, data, headers)
         assert status == 401
-        assert answer["error_code"] == "APIGW.0303"
+        assert answer["error_code"] == code
         assert answer["error_msg"].startswith("Incorrect IAM authentication information")
     assert (await api.post_raw(path, body, good))[0] == 200
 
@@ -418,7 +422,7 @@ async def test_six_failed_signatures_lock_the_ak_for_five_minutes(
         assert (await api.post_raw(path, body, bad))[0] == 401
     status, answer = await api.post_raw(path, body, signed(emu, path, body))
     assert status == 401
-    assert answer["error_code"] == "APIGW.0303"
+    assert answer["error_code"] == "APIGW.0301"
     assert "locked" in answer["error_msg"]
     clock.now += 300.0
     assert (await api.post_raw(path, body, signed(emu, path, body)))[0] == 200
