@@ -191,8 +191,9 @@ class AkSkAuth:
     Like the SDK's ``BasicCredentials`` it adds ``X-Project-Id`` and, for temporary credentials,
     ``X-Security-Token``, then signs at the clock's current time; each send is signed afresh, so a
     retry after a long backoff carries a fresh ``X-Sdk-Date``. It cannot be renewed: a 401
-    ``APIGW.0301`` (bad signature, unknown AK) or ``APIGW.0303`` (clock skew) is final. Not an STS client: temporary
-    credentials are taken as given and are not refreshed before they expire.
+    ``APIGW.0301`` (bad signature, unknown AK) or ``APIGW.0303`` (clock skew) is final. Not an
+    STS client: temporary credentials are taken as given and are not refreshed before they
+    expire.
     """
 
     def __init__(

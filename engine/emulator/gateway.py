@@ -6,7 +6,8 @@ A DRS request goes through, in this order:
    (or 422: ``error_status``) ``DRS.M00004`` (nothing processed), then a slow answer;
 2. the gateway: credentials, either ``X-Auth-Token`` (401 ``APIGW.0301``; ``APIGW.0307`` once the
    token is older than ``token_ttl_s``) or an AK/SK signature (401 ``APIGW.0301``; ``APIGW.0303``
-   for an ``X-Sdk-Date`` more than 15 minutes off; see ``signing``), then throttling per user per route (429 ``APIGW.0308`` with ``Retry-After``),
+   for an ``X-Sdk-Date`` more than 15 minutes off; see ``signing``),
+   then throttling per user per route (429 ``APIGW.0308`` with ``Retry-After``),
    then ``X-Project-Id`` if sent and the path's project id (403 ``DRS.M00261``) and the token's
    scope (403 ``DRS.M00102``);
 3. the service (``engine.emulator.app``): ``Content-Type`` (400 ``DRS.M00200``), the body, the
