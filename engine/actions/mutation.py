@@ -24,19 +24,18 @@ that it took effect, whether a job may be sent once more after status showed it 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
+from engine.actions.arrival import arrival, sent_at
 from engine.actions.context import ActionContext, StepFailedError
 from engine.actions.polling import Pace, poll_until
-from engine.api.client import JobDetail
+from engine.api.client import chunks
 from engine.api.types import (
     ERR_OPERATION_RUNNING,
     ERR_SERVICE_ABNORMAL,
     ERR_TOO_FREQUENT,
-    MAX_IDS_PER_NAME_FILTER,
     MAX_JOBS_PER_ACTION,
     BatchActionResult,
     BatchOutcome,
@@ -84,11 +83,6 @@ class Tally:
 
     done: list[str]
     rejected: list[str]
-
-
-def batches(ids: Sequence[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(ids), size):
-        yield list(ids[start : start + size])
 
 
 def check_batch_size(size: int) -> None:
@@ -142,7 +136,7 @@ async def carry_out(
     if earlier.unanswered:
         # Sent by an attempt that was cut short: learn what it did, don't re-send blindly.
         await sending.reconcile(earlier.unanswered, "earlier attempt")
-    for batch in batches(earlier.fresh, batch_size):
+    for batch in chunks(earlier.fresh, batch_size):
         if ctx.errors.exhausted:
             ctx.withhold(batch)
             continue
@@ -160,7 +154,7 @@ def preview(
     with their batch number; nothing is sent."""
     events = mutation.events
     fresh = [j for j in job_ids if events.last(ctx.jobs.ensure(j)) is None]
-    for number, batch in enumerate(batches(fresh, batch_size), start=1):
+    for number, batch in enumerate(chunks(fresh, batch_size), start=1):
         for job_id in batch:
             ctx.jobs.record(job_id, events.would, step=ctx.step_id, detail=f"batch {number}")
     return fresh
@@ -271,9 +265,7 @@ class _Sending:
         (named twice, or with a status the API does not define): reconcile those."""
         ctx, operation = self._ctx, self._mutation.operation
         asked = set(batch)
-        times: dict[str, int] = {}
-        for result in results:
-            times[result.id] = times.get(result.id, 0) + 1
+        times = Counter(result.id for result in results)
         strangers = [job_id for job_id in times if job_id not in asked]
         if strangers:
             shown = ", ".join(strangers[:5]) + (" ..." if len(strangers) > 5 else "")
@@ -358,7 +350,7 @@ class _Sending:
             for job_id, status in remaining.items()
             if status is not None and self._resend and _sends(ctx, job_id, sent) == 1
         ]
-        evidence = await arrival(ctx, mutation, resend, remaining)
+        evidence = await arrival(ctx, mutation.events, mutation.current_action, resend, remaining)
         resend = [job_id for job_id in resend if evidence[job_id].arrived is False]
         for job_id, status in remaining.items():
             if job_id in resend:
@@ -382,7 +374,7 @@ class _Sending:
         record = ctx.jobs.ensure(job_id)
         at = ctx.now()
         if mutation.effect_since_sent or took_at_send:
-            at = _sent_at(record, events.sent)
+            at = sent_at(record, events.sent)
         ctx.jobs.record(
             job_id,
             events.reconciled,
@@ -407,117 +399,6 @@ async def _mark_sent(ctx: ActionContext, batch: Sequence[str], kind: EventKind) 
     for job_id in batch:
         ctx.jobs.record(job_id, kind, step=ctx.step_id)
     await ctx.jobs.commit()
-
-
-@dataclass(frozen=True, slots=True)
-class Arrival:
-    """What the evidence says of an unanswered request: arrived (True), did not (False), or
-    cannot tell (None); ``why`` says which evidence, for the job's reason."""
-
-    arrived: bool | None
-    why: str
-
-
-# How far apart two clocks may read the same instant and still be taken to agree: the Date
-# header's one-second resolution and the time the answer took.
-SKEW_TOLERANCE_S = 2.0
-
-
-async def arrival(
-    ctx: ActionContext,
-    mutation: Mutation,
-    job_ids: Sequence[str],
-    statuses: Mapping[str, str | None],
-) -> dict[str, Arrival]:
-    """For jobs whose status after the grace says the change did not take: did the request
-    arrive all the same? From what batch-detail tells beyond the status: ``update_time`` (when
-    the job last changed) against the time the intent was recorded, on the server's clock as
-    its ``Date`` header sets it; and a status other than the one before the send. Only a job
-    unchanged since before the send counts as not arrived; no evidence is ``None``."""
-    if not job_ids:
-        return {}
-    acting = await _current_actions(ctx, job_ids)
-    try:
-        details = {d.id: d for d in await ctx.api.batch_detail(list(job_ids))}
-    except (DrsApiError, TransportError) as exc:
-        return {j: Arrival(None, f"not re-sent: batch-detail failed ({exc})") for j in job_ids}
-    wall_now, now = time.time(), ctx.now()
-    found: dict[str, Arrival] = {}
-    sent = mutation.events.sent
-    for job_id in job_ids:
-        record = ctx.jobs.ensure(job_id)
-        sent_t = _sent_at(record, sent)
-        before = next(
-            (e.status for e in reversed(record.events) if e.t <= sent_t and e.status), None
-        )
-        status, detail = statuses.get(job_id), details.get(job_id)
-        if before is not None and status is not None and status != before:
-            found[job_id] = Arrival(True, f"the status went from {before} to {status}")
-        elif mutation.current_action and acting.get(job_id) == mutation.current_action:
-            found[job_id] = Arrival(
-                True, f"its job_action.current_action is {mutation.current_action}: under way"
-            )
-        elif detail is None:
-            found[job_id] = Arrival(None, "not re-sent: batch-detail gave nothing for it")
-        else:
-            found[job_id] = _by_times(detail, wall_now - (now - sent_t), mutation.events.verb)
-    return found
-
-
-def _by_times(detail: JobDetail, intent: float, verb: str) -> Arrival:
-    """What batch-detail's times say of a request whose intent was journaled at ``intent``
-    (epoch seconds, our clock). ``update_time`` decides both ways; ``actual_start_time`` only
-    that it arrived (whether a retry resets it is not documented). Without the server's Date
-    there is no telling its clock from ours: no evidence, either way."""
-    if detail.clock_skew_s is None:
-        return Arrival(None, "not re-sent: no Date header to set the server's clock against ours")
-    skew = detail.clock_skew_s
-    if detail.updated_at is not None:
-        changed = detail.updated_at - skew  # on our clock
-        if changed >= intent - SKEW_TOLERANCE_S:
-            return Arrival(
-                True,
-                f"update_time {_iso(changed)} is after the {verb} was sent, so it arrived and "
-                "the job failed again (or the service retried it itself)",
-            )
-        return Arrival(False, f"update_time {_iso(changed)} is before the {verb} was sent")
-    if detail.started_at is not None and detail.started_at - skew >= intent - SKEW_TOLERANCE_S:
-        started = _iso(detail.started_at - skew)
-        return Arrival(True, f"actual_start_time {started} is after the {verb} was sent")
-    shown = "no update_time" if detail.update_time is None else repr(detail.update_time)
-    return Arrival(None, f"not re-sent: {shown} tells no instant (no time zone given)")
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
-
-
-async def _current_actions(ctx: ActionContext, job_ids: Sequence[str]) -> dict[str, str]:
-    """What ``job_action.current_action`` the listing shows for each job (the ``name`` filter
-    takes up to 100 ids); best effort: a listing that fails tells nothing."""
-    by_use: dict[str, list[str]] = {}
-    for job_id in job_ids:
-        use = ctx.jobs.ensure(job_id).db_use_type or "migration"
-        by_use.setdefault(use, []).append(job_id)
-    found: dict[str, str] = {}
-    for use, ids in by_use.items():
-        for start in range(0, len(ids), MAX_IDS_PER_NAME_FILTER):
-            chunk = ids[start : start + MAX_IDS_PER_NAME_FILTER]
-            try:
-                listing = await ctx.api.list_jobs(db_use_type=use, name=",".join(chunk))
-            except (DrsApiError, TransportError) as exc:
-                logger.info("could not list %d job(s) for their current action: %s", len(ids), exc)
-                continue
-            wanted = set(chunk)
-            for job in listing.jobs:
-                for one in (job, *job.children):
-                    if one.id in wanted and one.job_action.current_action:
-                        found[one.id] = one.job_action.current_action
-    return found
-
-
-def _sent_at(record: JobRecord, sent: EventKind) -> float:
-    return next(e.t for e in reversed(record.events) if e.kind is sent)
 
 
 def _sends(ctx: ActionContext, job_id: str, sent: EventKind) -> int:

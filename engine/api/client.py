@@ -188,9 +188,9 @@ class DrsClient:
     async def batch_status(self, job_ids: Sequence[str]) -> list[StatusResult]:
         """The status of each distinct id, in input order; ids the service omits are left out."""
         ids = list(dict.fromkeys(job_ids))
-        chunks = list(_chunks(ids, MAX_IDS_PER_BATCH_STATUS))
+        parts = list(chunks(ids, MAX_IDS_PER_BATCH_STATUS))
         found: dict[str, StatusResult] = {}
-        if len(chunks) == 1:
+        if len(parts) == 1:
             found.update(
                 await self._paged_chunk("batch-status", "/jobs/batch-status", ids, StatusResult)
             )
@@ -202,7 +202,7 @@ class DrsClient:
                     group.create_task(
                         self._paged_chunk("batch-status", "/jobs/batch-status", c, StatusResult)
                     )
-                    for c in chunks
+                    for c in parts
                 ]
         except ExceptionGroup as failed:
             raise first_leaf(failed) from None  # one error, as a single request would give
@@ -214,7 +214,7 @@ class DrsClient:
         """Details of each distinct id (failure reason, parent), in input order, 10 ids a call."""
         ids = list(dict.fromkeys(job_ids))
         found: dict[str, JobDetail] = {}
-        for chunk in _chunks(ids, MAX_IDS_PER_BATCH_DETAIL):
+        for chunk in chunks(ids, MAX_IDS_PER_BATCH_DETAIL):
             found.update(
                 await self._paged_chunk("batch-detail", "/jobs/batch-detail", chunk, JobDetail)
             )
@@ -337,9 +337,11 @@ def _check_action_batch(job_ids: Sequence[str], method: str) -> None:
         raise ValueError(f"{method} got the same job id twice: the call is not idempotent")
 
 
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+def chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
+    """``items`` in lists of at most ``size``, in order: the one way ids are split into
+    requests (batch-status, batch-detail, the name filter, the mutating batches)."""
     for start in range(0, len(items), size):
-        yield items[start : start + size]
+        yield list(items[start : start + size])
 
 
 def _describe(operation: str, response: HttpResponse) -> str:
