@@ -19,6 +19,7 @@ their fleets do not change with this feature.
 from __future__ import annotations
 
 import random
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -260,3 +261,53 @@ def walk(jobs: list[Job]) -> Iterator[Job]:
     for job in jobs:
         yield job
         yield from job.children
+
+
+@dataclass(frozen=True, slots=True)
+class WireTimes:
+    """Fleet-clock moments as the wall-clock text batch-detail shows."""
+
+    offset_s: float  # wall clock minus fleet clock, now
+    started: float  # the fleet clock when the emulator started
+
+    def wire(self, moment: float) -> str:
+        return str(int((moment + self.offset_s) * 1000))
+
+    def before_start(self, job: Job) -> float:
+        """A job unchanged since the emulator started: 10 minutes to a day before it."""
+        return self.started - 600 - zlib.crc32(job.id.encode()) % 86_400
+
+
+def job_detail(job: Job, times: WireTimes) -> dict[str, Any]:
+    """One ``batch-detail`` result (a small part of the real QueryJobResp).
+
+    ``update_time`` is when the job last changed (a retry or pause accepted, a transition) and
+    ``actual_start_time`` when it last started, both as epoch milliseconds in text like
+    ``create_time``: the reference does not show their format (an unverified choice; the
+    client reads zoned ISO text too).
+    """
+    status = job.current_status()
+    changed = times.before_start(job) if job.changed_at is None else job.changed_at
+    started = changed if job.started_at is None else job.started_at
+    detail: dict[str, Any] = {
+        "id": job.id,
+        "name": job.name,
+        "status": status.value,
+        "create_time": job.create_time,
+        "update_time": times.wire(changed),
+        "actual_start_time": times.wire(started),
+        "db_use_type": job.db_use_type.value,
+        "task_type": job.task_type,
+        "job_direction": job.job_direction,
+    }
+    if status in FAILED_STATUSES and not job.is_dual_active_parent:
+        detail["failed_reason"] = job.failure_reason
+        detail["error_code"] = job.failure_code
+        detail["error_message"] = job.failure_message
+    if job.parent_id is not None:
+        detail["parent_id"] = job.parent_id
+        detail["master_job_id"] = job.parent_id
+        detail["node_role"] = "master" if job.job_direction == "up" else "slave"
+    # (batch-detail's "children" are sub-jobs that failed to bind an EIP, not the job's
+    # sub-tasks: the emulator has none to name.)
+    return detail
