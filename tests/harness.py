@@ -47,6 +47,21 @@ def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-c", "from engine.cli import main; main()", *args]
 
 
+def resume_in_a_subprocess(run_dir: Path, env: dict[str, str]) -> dict[str, Any]:
+    """`runbook resume RUN_DIR -q` as a user would run it; the report it wrote."""
+    resumed = subprocess.run(
+        cli_command("resume", str(run_dir), "-q"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode in (0, 1), resumed.stderr
+    assert (run_dir / "report.json").exists(), resumed.stderr + resumed.stdout
+    report: dict[str, Any] = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+    return report
+
+
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """``runbook ARGS`` in-process: (exit code, stdout, stderr)."""
     with pytest.raises(SystemExit) as exited:

@@ -9,7 +9,6 @@ Mounting a tmpfs needs privileges: where the machine does not allow it the tests
 from __future__ import annotations
 
 import errno
-import json
 import os
 import subprocess
 import time
@@ -18,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import FINAL, cli_command, fetch, jobs_of, runbook_for, serve_emulator
+from harness import (
+    FINAL,
+    cli_command,
+    fetch,
+    jobs_of,
+    resume_in_a_subprocess,
+    runbook_for,
+    serve_emulator,
+)
 
 STEPS = """\
   - id: select
@@ -151,15 +158,7 @@ def test_a_disk_full_mid_run_stops_the_changes_and_a_resume_finishes_without_dup
     assert len(sent_before) > 0, "the disk filled before any retry: the test proves nothing"
 
     filler.unlink()  # room again
-    resumed = subprocess.run(
-        cli_command("resume", str(run_dir), "-q"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert resumed.returncode in (0, 1), resumed.stderr
-    report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+    report = resume_in_a_subprocess(run_dir, env)
     jobs = jobs_of(report)
     assert all(job["disposition"] in FINAL for job in jobs), [j["disposition"] for j in jobs]
     per_job = fetch(stats_url)["retry_requests_per_job"]

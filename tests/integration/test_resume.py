@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import FINAL, cli_command, fetch, jobs_of, runbook_for, serve_emulator
+from harness import (
+    FINAL,
+    cli_command,
+    fetch,
+    jobs_of,
+    resume_in_a_subprocess,
+    runbook_for,
+    serve_emulator,
+)
 
 STEPS = """\
   - id: select
@@ -132,16 +140,7 @@ def _run_killed_then_resumed(
     killed = _journal(run_dir)
     assert not (run_dir / "report.json").exists()  # SIGKILL: no report, only the journal
     time.sleep(resume_after_s)
-    resumed = subprocess.run(
-        cli_command("resume", str(run_dir), "-q"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert resumed.returncode in (0, 1), resumed.stderr
-    assert (run_dir / "report.json").exists(), resumed.stderr + resumed.stdout
-    report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+    report = resume_in_a_subprocess(run_dir, env)
     return report, fetch(stats_url), killed
 
 
