@@ -20,6 +20,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from engine.api.client import JobDetail
+from engine.api.progress import ProgressResult
 from engine.api.types import (
     BatchActionResult,
     BatchOutcome,
@@ -128,7 +129,8 @@ class FakeFleet:
     status per query. ``retry_answers`` / ``pause_answers`` script the answers in turn
     (default: every job acknowledged). ``upcoming`` are statuses a job shows next, in turn.
     ``batch_detail`` says when each job last changed (``changed_at``, epoch seconds): an hour
-    ago, until a retry or pause the fake applied.
+    ago, until a retry or pause the fake applied. ``batch_progress`` gives each job's
+    ``delays`` entry, or the next of its ``upcoming_delays``.
     """
 
     statuses: dict[str, str] = field(default_factory=dict)
@@ -144,6 +146,9 @@ class FakeFleet:
     pause_modes: list[str] = field(default_factory=list)
     changed_at: dict[str, float] = field(default_factory=dict)
     detail_calls: list[list[str]] = field(default_factory=list)
+    delays: dict[str, float | None] = field(default_factory=dict)
+    upcoming_delays: dict[str, list[float | None]] = field(default_factory=dict)
+    progress_calls: list[list[str]] = field(default_factory=list)
 
     def listing(self, *jobs: JobInfo) -> FakeFleet:
         """List these jobs (under their db_use_type) and know their statuses."""
@@ -177,6 +182,17 @@ class FakeFleet:
             if self.upcoming.get(job_id):
                 self.statuses[job_id] = self.upcoming[job_id].pop(0)
         return [StatusResult(id=j, status=self.statuses[j]) for j in job_ids if j in self.statuses]
+
+    async def batch_progress(self, job_ids: Sequence[str]) -> list[ProgressResult]:
+        """Each job's delay: the next of ``upcoming_delays``, else its ``delays`` entry (a job
+        in neither is left out of the answer, as an id the service does not know)."""
+        self.progress_calls.append(list(job_ids))
+        for job_id in job_ids:
+            if self.upcoming_delays.get(job_id):
+                self.delays[job_id] = self.upcoming_delays[job_id].pop(0)
+        return [
+            ProgressResult(job_id=j, delay_s=self.delays[j]) for j in job_ids if j in self.delays
+        ]
 
     async def batch_detail(self, job_ids: Sequence[str]) -> list[JobDetail]:
         self.detail_calls.append(list(job_ids))

@@ -19,7 +19,7 @@ import dataclasses
 import email.utils
 import logging
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -27,6 +27,7 @@ import orjson
 
 from engine.api.auth import Auth
 from engine.api.bounds import MAX_LIST_PAGES
+from engine.api.progress import ProgressResult
 from engine.api.resilience import Resilience
 from engine.api.transport import HttpRequest, HttpResponse, Transport, error_fields
 from engine.api.types import (
@@ -188,26 +189,29 @@ class DrsClient:
     async def batch_status(self, job_ids: Sequence[str]) -> list[StatusResult]:
         """The status of each distinct id, in input order; ids the service omits are left out."""
         ids = list(dict.fromkeys(job_ids))
-        parts = list(chunks(ids, MAX_IDS_PER_BATCH_STATUS))
-        found: dict[str, StatusResult] = {}
-        if len(parts) == 1:
-            found.update(
-                await self._paged_chunk("batch-status", "/jobs/batch-status", ids, StatusResult)
+
+        async def one(chunk: list[str]) -> dict[str, StatusResult]:
+            path = "/jobs/batch-status"
+            return await self._paged_chunk("batch-status", path, chunk, StatusResult)
+
+        found = await _each_chunk(ids, MAX_IDS_PER_BATCH_STATUS, one)
+        return [found[job_id] for job_id in ids if job_id in found]
+
+    async def batch_progress(self, job_ids: Sequence[str]) -> list[ProgressResult]:
+        """The replication progress and delay of each distinct id, in input order, one request
+        per chunk of 100 (no limit is published: batch-status's); ids the service omits or
+        did not ask about are left out."""
+        ids = list(dict.fromkeys(job_ids))
+        asked = set(ids)
+
+        async def one(chunk: list[str]) -> dict[str, ProgressResult]:
+            answer = await self._post(
+                "batch-progress", "/jobs/batch-progress", {"jobs": chunk}, replayable=True
             )
-            return [found[job_id] for job_id in ids if job_id in found]
-        # Chunks go out together; the run's limiter decides how many are in flight at once.
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [
-                    group.create_task(
-                        self._paged_chunk("batch-status", "/jobs/batch-status", c, StatusResult)
-                    )
-                    for c in parts
-                ]
-        except ExceptionGroup as failed:
-            raise first_leaf(failed) from None  # one error, as a single request would give
-        for task in tasks:
-            found.update(task.result())
+            results = answer.items("results", ProgressResult.from_wire)
+            return {r.job_id: r for r in results if r.job_id in asked}
+
+        found = await _each_chunk(ids, MAX_IDS_PER_BATCH_STATUS, one)
         return [found[job_id] for job_id in ids if job_id in found]
 
     async def batch_detail(self, job_ids: Sequence[str]) -> list[JobDetail]:
@@ -335,6 +339,25 @@ def _check_action_batch(job_ids: Sequence[str], method: str) -> None:
         raise ValueError(f"{method} takes 1 to {MAX_JOBS_PER_ACTION} jobs, got {len(job_ids)}")
     if len(set(job_ids)) != len(job_ids):
         raise ValueError(f"{method} got the same job id twice: the call is not idempotent")
+
+
+async def _each_chunk(
+    ids: list[str], size: int, one: Callable[[list[str]], Coroutine[Any, Any, dict[str, _T]]]
+) -> dict[str, _T]:
+    """``one(chunk)`` for every chunk of ``ids``, all sent together (the run's limiter decides
+    how many are in flight at once), their results merged; the first failure is raised."""
+    parts = list(chunks(ids, size))
+    if len(parts) <= 1:
+        return await one(parts[0]) if parts else {}
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(chunk)) for chunk in parts]
+    except ExceptionGroup as failed:
+        raise first_leaf(failed) from None  # one error, as a single request would give
+    found: dict[str, _T] = {}
+    for task in tasks:
+        found.update(task.result())
+    return found
 
 
 def chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:

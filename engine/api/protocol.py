@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from engine.api.progress import ProgressResult
 from engine.api.types import BatchActionResult, JobListing, RetryItem, StatusResult
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ class DrsApi(Protocol):
     ) -> JobListing: ...
 
     async def batch_status(self, job_ids: Sequence[str]) -> list[StatusResult]: ...
+
+    async def batch_progress(self, job_ids: Sequence[str]) -> list[ProgressResult]: ...
 
     async def batch_detail(self, job_ids: Sequence[str]) -> list[JobDetail]: ...
 

@@ -14,6 +14,7 @@ from engine.actions import batch_retry, mutation, select_jobs, verify_status
 from engine.actions.context import ActionContext, StepFailedError
 from engine.actions.spec import output_values
 from engine.api.client import JobDetail
+from engine.api.progress import ProgressResult
 from engine.api.types import (
     BatchActionResult,
     BatchOutcome,
@@ -92,6 +93,9 @@ class FakeApi:
             self.status_answers.pop(0) if len(self.status_answers) > 1 else self.status_answers[0]
         )
         return [StatusResult(id=j, status=answer[j]) for j in job_ids if j in answer]
+
+    async def batch_progress(self, job_ids: Sequence[str]) -> list[ProgressResult]:
+        raise AssertionError("these tests never set max_delay")
 
     async def batch_retry(self, jobs: Sequence[RetryItem]) -> list[BatchActionResult]:
         self.retry_calls.append([j.job_id for j in jobs])

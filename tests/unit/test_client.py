@@ -18,6 +18,7 @@ import pytest
 from engine.api.auth import AkSkAuth
 from engine.api.client import INVALID_RESPONSE, DrsClient, JobDetail
 from engine.api.endpoints import drs_endpoint, iam_endpoint
+from engine.api.progress import ProgressResult
 from engine.api.resilience import Resilience
 from engine.api.signer import sign
 from engine.api.transport import AiohttpTransport, HttpRequest, HttpResponse
@@ -320,6 +321,84 @@ async def test_batch_status_with_no_ids_sends_nothing() -> None:
     transport = FakeTransport()
     assert await client(transport).batch_status([]) == []
     assert transport.requests == []
+
+
+# --- batch_progress -----------------------------------------------------------------------------
+
+
+def progress_answer(request: HttpRequest) -> HttpResponse:
+    """Answers batch-progress like the SDK's QueryProgressResp: keyed job_id, numbers as text."""
+    ids = json.loads(request.body)["jobs"]
+    results = [
+        {
+            "job_id": i,
+            "incre_trans_delay": "7",
+            "incre_trans_delay_millis": "7250",
+            "progress": "100",
+        }
+        for i in ids
+    ]
+    return reply(200, {"count": len(ids), "results": results})
+
+
+async def test_batch_progress_sends_only_the_jobs_and_reads_results_keyed_job_id() -> None:
+    transport = FakeTransport(progress_answer)
+    results = await client(transport).batch_progress(["a", "b", "a"])
+    assert transport.bodies() == [{"jobs": ["a", "b"]}]
+    assert transport.requests[0].url == f"{BASE}/v3/{PROJECT}/jobs/batch-progress"
+    assert [(r.job_id, r.delay_s, r.progress) for r in results] == [
+        ("a", 7.25, "100"),
+        ("b", 7.25, "100"),
+    ]
+
+
+async def test_batch_progress_chunks_250_ids_into_three_requests() -> None:
+    ids = [f"job-{n}" for n in range(250)]
+    transport = FakeTransport(progress_answer, progress_answer, progress_answer)
+    results = await client(transport).batch_progress(ids)
+    assert [len(b["jobs"]) for b in transport.bodies()] == [100, 100, 50]
+    assert [r.job_id for r in results] == ids
+
+
+async def test_batch_progress_leaves_out_ids_it_did_not_ask_about() -> None:
+    def strangers(request: HttpRequest) -> HttpResponse:
+        results = [
+            {"job_id": "a", "incre_trans_delay": "3"},
+            {"job_id": "zz", "incre_trans_delay": "1"},
+        ]
+        return reply(200, {"count": 2, "results": results})
+
+    results = await client(FakeTransport(strangers)).batch_progress(["a", "b"])
+    assert [(r.job_id, r.delay_s) for r in results] == [("a", 3.0)]
+
+
+async def test_batch_progress_results_keyed_id_are_an_invalid_response() -> None:
+    answer = reply(200, {"count": 1, "results": [{"id": "a", "incre_trans_delay": "3"}]})
+    with pytest.raises(DrsApiError) as caught:
+        await client(FakeTransport(answer)).batch_progress(["a"])
+    assert caught.value.error_code == "INVALID_RESPONSE"
+
+
+@pytest.mark.parametrize(
+    ("wire", "delay"),
+    [
+        ({"incre_trans_delay": "12"}, 12.0),
+        ({"incre_trans_delay": 12}, 12.0),
+        ({"incre_trans_delay": "12", "incre_trans_delay_millis": "12900"}, 12.9),
+        ({"incre_trans_delay": "", "incre_trans_delay_millis": ""}, None),
+        ({"incre_trans_delay": "-"}, None),
+        ({"incre_trans_delay": "-5"}, None),
+        ({"incre_trans_delay": "nan"}, None),
+        ({"incre_trans_delay": "1e400"}, None),
+        ({"incre_trans_delay": "1e12"}, None),
+        ({"incre_trans_delay": True}, None),
+        ({}, None),
+    ],
+)
+def test_a_delay_is_a_finite_non_negative_number_or_none(
+    wire: dict[str, Any], delay: float | None
+) -> None:
+    assert ProgressResult.from_wire({"job_id": "a", **wire}).delay_s == delay
 
 
 # --- batch_detail -------------------------------------------------------------------------------

@@ -1,0 +1,92 @@
+"""Replication progress and delay: one ``batch-progress`` result (SDK ``QueryProgressResp``).
+
+``incre_trans_delay`` is the incremental replication delay in seconds, ``incre_trans_delay_millis``
+the same in milliseconds, both sent as strings (``"12"``), and results are keyed ``job_id``, not
+``id`` as in batch-status. A delay is read from the milliseconds when they are there (their unit
+is in their name), else from the seconds; a value that is not a finite, non-negative number (an
+empty string during full transfer, ``"-"``, ``1e400``) is no delay at all: ``None``, never 0 —
+a delay the service did not give must not read as "caught up".
+
+Which statuses carry a meaningful delay: the incremental phase (``INCRE_TRANSFER_STARTED``, and
+``CHILD_TRANSFER_STARTED`` of a re-edited task's sub-task). A job in full transfer has no
+incremental delay yet and is judged by its status (``DELAY_STATUSES``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.api.types import JobStatus
+from engine.redact import redact, redact_word
+
+# The statuses whose health depends on the replication delay, not the status alone.
+DELAY_STATUSES = frozenset({JobStatus.INCRE_TRANSFER_STARTED, JobStatus.CHILD_TRANSFER_STARTED})
+# A delay above this (about 31 years) is no delay but a server's nonsense: unreadable.
+_MAX_DELAY_S = 1e9
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProgressResult:
+    """What the engine reads of one job's progress: its delay, and the service's words."""
+
+    job_id: str
+    delay_s: float | None = None  # None: the answer gave no readable delay
+    progress: str | None = None  # percent, as the service wrote it
+    transfer_status: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any]) -> ProgressResult:
+        millis = _number(raw.get("incre_trans_delay_millis"))
+        seconds = _number(raw.get("incre_trans_delay"))
+        delay = millis / 1000 if millis is not None else seconds
+        return cls(
+            job_id=str(raw["job_id"]),
+            delay_s=None if delay is None or delay > _MAX_DELAY_S else round(delay, 3),
+            progress=_text(raw.get("progress")),
+            transfer_status=_text(raw.get("transfer_status"), word=True),
+            error_code=_text(raw.get("error_code"), word=True),
+            error_message=_text(raw.get("error_msg")),
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The result as the service sends it (numbers as strings), for fakes and tests."""
+        wire: dict[str, Any] = {"job_id": self.job_id}
+        if self.delay_s is not None:
+            wire["incre_trans_delay"] = str(int(self.delay_s))
+            wire["incre_trans_delay_millis"] = str(int(self.delay_s * 1000))
+        if self.progress is not None:
+            wire["progress"] = self.progress
+        if self.transfer_status is not None:
+            wire["transfer_status"] = self.transfer_status
+        if self.error_code is not None:
+            wire["error_code"] = self.error_code
+        if self.error_message is not None:
+            wire["error_msg"] = self.error_message
+        return wire
+
+
+def _text(value: Any, *, word: bool = False) -> str | None:
+    """A text of the server's, with what it reflects of the run's secrets redacted."""
+    if value is None or value == "":
+        return None
+    return redact_word(str(value)) if word else redact(str(value))
+
+
+def _number(value: Any) -> float | None:
+    """A finite, non-negative number the service wrote as text or as a number; else None."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        if not value or len(value) > 32:
+            return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
