@@ -64,6 +64,8 @@ class Disposition(StrEnum):
     FAILED_AGAIN = "failed_again"
     FAILED = "failed"
     TIMED_OUT = "timed_out"
+    LAGGING = "lagging"
+    FLAPPING = "flapping"
     NOT_FOUND = "not_found"
     NOT_RETRIED = "not_retried"
     NOT_VERIFIED = "not_verified"
@@ -107,22 +109,26 @@ _MEANINGS: Mapping[Disposition, Meaning] = {
     _D.SELECTED: Meaning(outcome=Outcome.PENDING, column=None),
     _D.SKIPPED: Meaning(outcome=Outcome.LEFT_ALONE, column=_C.SKIPPED),
     _D.RETRY_ACCEPTED: Meaning(outcome=Outcome.PENDING, column=None),
-    _D.RETRY_REJECTED: _needs(_C.REJECTED, 2),
-    _D.RETRY_UNKNOWN: _needs(_C.OTHER, 3),
+    _D.RETRY_REJECTED: _needs(_C.REJECTED, 3),
+    _D.RETRY_UNKNOWN: _needs(_C.OTHER, 4),
     _D.RECOVERED: Meaning(outcome=Outcome.OK, column=_C.RECOVERED, verdict=True),
     _D.HEALTHY: Meaning(outcome=Outcome.OK, column=_C.RECOVERED, verdict=True),
     _D.FAILED_AGAIN: _needs(_C.FAILED_AGAIN, 0),
     _D.FAILED: _needs(_C.FAILED_AGAIN, 1),
-    _D.TIMED_OUT: _needs(_C.TIMED_OUT, 4),
-    _D.NOT_FOUND: _needs(_C.OTHER, 5),
+    # Healthy, then not, and not stable again by the deadline: as bad as failing again.
+    _D.FLAPPING: _needs(_C.FAILED_AGAIN, 2),
+    # Running at the deadline, but further behind than max_delay: it did not converge in time.
+    _D.LAGGING: _needs(_C.TIMED_OUT, 5),
+    _D.TIMED_OUT: _needs(_C.TIMED_OUT, 6),
+    _D.NOT_FOUND: _needs(_C.OTHER, 7),
     # The run did not get to these (a failed step, the error budget, an interruption) or left
     # them waiting (a drill's pause): no verdict on the job itself.
-    _D.NOT_RETRIED: _needs(_C.OTHER, 6, verdict=False),
-    _D.NOT_VERIFIED: _needs(_C.OTHER, 7, verdict=False),
-    _D.CANCELLED: _needs(_C.OTHER, 8, verdict=False),
-    _D.PAUSED: _needs(_C.OTHER, 9, verdict=False),
-    _D.PAUSE_REJECTED: _needs(_C.OTHER, 10),
-    _D.PAUSE_UNKNOWN: _needs(_C.OTHER, 11),
+    _D.NOT_RETRIED: _needs(_C.OTHER, 8, verdict=False),
+    _D.NOT_VERIFIED: _needs(_C.OTHER, 9, verdict=False),
+    _D.CANCELLED: _needs(_C.OTHER, 10, verdict=False),
+    _D.PAUSED: _needs(_C.OTHER, 11, verdict=False),
+    _D.PAUSE_REJECTED: _needs(_C.OTHER, 12),
+    _D.PAUSE_UNKNOWN: _needs(_C.OTHER, 13),
 }
 
 for _disposition, _meaning in _MEANINGS.items():
@@ -159,6 +165,11 @@ class EventKind(StrEnum):
     FAILED_AGAIN = "failed_again"
     FAILED = "failed"
     TIMED_OUT = "timed_out"
+    # Replication delay crossing a verify step's max_delay, either way (the delay in detail).
+    FELL_BEHIND = "fell_behind"
+    CAUGHT_UP = "caught_up"
+    LAGGING = "lagging"
+    FLAPPING = "flapping"
     NOT_FOUND = "not_found"
     UNRESOLVED = "unresolved"
 
@@ -319,6 +330,10 @@ class JobRecord:
     # time runs from here, the retry's from retry_acknowledged_at.
     paused_at: float | None = None
     time_to_recover_s: float | None = None
+    # Replication delay (batch-progress), seconds: the last one a verify step read, and the
+    # largest; None until one was read (only a verify step with max_delay reads them).
+    delay_s: float | None = None
+    delay_max_s: float | None = None
     events: list[JobEvent] = field(default_factory=list)
 
     def fork(self) -> JobRecord:
@@ -338,6 +353,8 @@ class JobRecord:
             retry_acknowledged_at=self.retry_acknowledged_at,
             paused_at=self.paused_at,
             time_to_recover_s=self.time_to_recover_s,
+            delay_s=self.delay_s,
+            delay_max_s=self.delay_max_s,
             events=list(self.events),
         )
 

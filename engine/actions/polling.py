@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from engine.actions.context import ActionContext
@@ -42,6 +42,11 @@ class Pace:
         return max(wait, min(took, self.longest))
 
 
+def query_deadline(ctx: ActionContext, deadline: float) -> float:
+    """Seconds one query of a poll may take: up to the deadline, but at least MIN_QUERY_S."""
+    return max(deadline - ctx.now(), MIN_QUERY_S)
+
+
 async def poll_until(
     ctx: ActionContext,
     job_ids: Sequence[str],
@@ -51,13 +56,17 @@ async def poll_until(
     pace: Pace,
     purpose: str,
     known: Mapping[str, str | None] | None = None,
+    each_round: Callable[[Mapping[str, StatusResult], float], Awaitable[bool]] | None = None,
 ) -> dict[str, str | None]:
     """Ask batch-status for the unresolved jobs until none is left or ``deadline`` passes.
 
     ``resolved(answer)`` books one status answer and says whether the job needs no more polls.
     ``known`` are the statuses seen before the first poll (whether the first answer is a
-    change). Returns the jobs still unresolved, with the last status seen of each (None if no
-    answer ever named it). Each round's changes are handed to the journal.
+    change). ``each_round(answers, deadline)``, when given, runs after each round's status
+    answers and before they are booked (to ask more about the jobs: their replication delay),
+    and says whether it saw a change that resets the pace; it must not outlast the deadline
+    (``query_deadline`` bounds it). Returns the jobs still unresolved, with the last status seen
+    of each (None if no answer ever named it). Each round's changes are handed to the journal.
     """
     pending = dict.fromkeys(job_ids)
     last: dict[str, str | None] = dict(known or {})
@@ -67,7 +76,7 @@ async def poll_until(
         try:
             # No query may outlast the deadline: a server that drips its answer would keep
             # the loop past it, by as much as the request's own deadline.
-            async with asyncio.timeout(max(deadline - asked_at, MIN_QUERY_S)):
+            async with asyncio.timeout(query_deadline(ctx, deadline)):
                 answers = {r.id: r for r in await ctx.api.batch_status(list(pending))}
         except (DrsApiError, TransportError, TimeoutError) as exc:
             # One failed poll is not a verdict on the jobs: ask again at the next poll.
@@ -75,6 +84,8 @@ async def poll_until(
             logger.warning("batch-status failed while %s, polling on: %s", purpose, why)
             answers = {}
         changed = False
+        if each_round is not None and answers:
+            changed = await each_round(answers, deadline)
         for job_id in list(pending):
             answer = answers.get(job_id)
             if answer is None:

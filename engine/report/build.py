@@ -127,6 +127,8 @@ def _job(job: JobRecord) -> JobReport:
         job.error_code,
         job.time_to_recover_s,
         job.paused_at,
+        job.delay_s,
+        job.delay_max_s,
         [event.to_json() for event in job.events],
     )
 

@@ -158,6 +158,9 @@ class JobReport:
     error_code: str | None
     time_to_recover_s: float | None
     paused_at_t: float | None
+    # Replication delay a verify step with max_delay read (seconds): the last, and the largest.
+    delay_s: float | None
+    delay_max_s: float | None
     events: Sequence[EventJson]
 
 
@@ -177,6 +180,8 @@ _JOB_SETTERS = tuple(
         "error_code",
         "time_to_recover_s",
         "paused_at_t",
+        "delay_s",
+        "delay_max_s",
         "events",
     )
 )
@@ -193,6 +198,8 @@ _JOB_SETTERS = tuple(
     _SET_CODE,
     _SET_TTR,
     _SET_PAUSED,
+    _SET_DELAY,
+    _SET_DELAY_MAX,
     _SET_EVENTS,
 ) = _JOB_SETTERS
 
@@ -210,6 +217,8 @@ def new_job_report(
     error_code: str | None,
     time_to_recover_s: float | None,
     paused_at_t: float | None,
+    delay_s: float | None,
+    delay_max_s: float | None,
     events: Sequence[EventJson],
 ) -> JobReport:
     """``JobReport(...)`` for the builders, which make one per job (100,000 in a large run):
@@ -229,6 +238,8 @@ def new_job_report(
     _SET_CODE(job, error_code)
     _SET_TTR(job, time_to_recover_s)
     _SET_PAUSED(job, paused_at_t)
+    _SET_DELAY(job, delay_s)
+    _SET_DELAY_MAX(job, delay_max_s)
     _SET_EVENTS(job, events)
     return job
 
@@ -381,6 +392,8 @@ def _target_from_json(raw: Mapping[str, Any]) -> TargetReport:
                 j["error_code"],
                 j["time_to_recover_s"],
                 j["paused_at_t"],
+                j.get("delay_s"),  # reports before issue 15 have no delays
+                j.get("delay_max_s"),
                 cast(list[EventJson], j["events"]),
             )
             for j in raw["jobs"]

@@ -62,6 +62,8 @@ _MUTABLE = (
     "retry_acknowledged_at",
     "paused_at",
     "time_to_recover_s",
+    "delay_s",
+    "delay_max_s",
 )
 
 
@@ -415,6 +417,10 @@ def _job_entry(record: JobRecord, *, first: bool, since: int) -> dict[str, Any]:
         entry["paused_at"] = record.paused_at
     if record.time_to_recover_s is not None:
         entry["time_to_recover_s"] = record.time_to_recover_s
+    if record.delay_s is not None:
+        entry["delay_s"] = record.delay_s
+    if record.delay_max_s is not None:
+        entry["delay_max_s"] = record.delay_max_s
     if first:
         entry["name"] = record.name
         entry["status_at_selection"] = record.status_at_selection

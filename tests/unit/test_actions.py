@@ -506,11 +506,14 @@ async def test_verify_records_recovery_failure_and_timeout_with_time_to_recover(
         "recovered": ["ok"],
         "failed": ["bad"],
         "timed_out": ["stuck"],
+        "lagging": [],
+        "flapping": [],
         "recovered_ratio": 0.3333,
         "rto_p50_s": 2.0,
         "rto_p95_s": 2.0,
         "rto_max_s": 2.0,
         "drill_rto_p95_s": 0.0,
+        "delay_max_s": 0.0,
     }
     ok = ctx.jobs.get("ok")
     assert ok is not None
@@ -901,6 +904,8 @@ def test_a_forked_record_equals_its_original_and_changes_apart_from_it() -> None
         retry_acknowledged_at=1.0,
         paused_at=2.0,
         time_to_recover_s=3.0,
+        delay_s=4.0,
+        delay_max_s=5.0,
         events=[JobEvent(t=0.5, kind=EventKind.SELECTED, step="select")],
     )
     # Every field is set away from its default, so a field fork() forgets shows up here.

@@ -31,11 +31,14 @@ CATALOG = {
         "recovered": "list[string]",
         "failed": "list[string]",
         "timed_out": "list[string]",
+        "lagging": "list[string]",
+        "flapping": "list[string]",
         "recovered_ratio": "number",
         "rto_p50_s": "number",
         "rto_p95_s": "number",
         "rto_max_s": "number",
         "drill_rto_p95_s": "number",
+        "delay_max_s": "number",
     },
     "drs.pause_jobs": {"paused": "list[string]", "rejected": "list[string]"},
     "sleep": {"slept_s": "number"},
@@ -315,8 +318,9 @@ EXPECTED: dict[str, list[str]] = {
         " expected boolean",
         "19:13: step 'check_text' (assert): with.that: expected a boolean expression ${{ ... }}",
         "23:30: step 'check_output' (assert): with.that: step 'verify' (drs.verify_status) has"
-        " no output 'rto_p99_s'; outputs: drill_rto_p95_s, failed, recovered, recovered_ratio,"
-        " rto_max_s, rto_p50_s, rto_p95_s, timed_out (hint: did you mean 'rto_p95_s'?)",
+        " no output 'rto_p99_s'; outputs: delay_max_s, drill_rto_p95_s, failed, flapping,"
+        " lagging, recovered, recovered_ratio, rto_max_s, rto_p50_s, rto_p95_s, timed_out"
+        " (hint: did you mean 'rto_p95_s'?)",
     ],
     "wrong_type_batch_size": [
         "13:19: step 'retry' (drs.batch_retry): with.batch_size: 'ten' is not of type 'integer'",
