@@ -11,7 +11,7 @@ from engine.report.document import JobReport, Report, StepReport, TargetReport, 
 from engine.report.html_chart import timeline
 from engine.report.html_style import CSS, escape, pill, secs
 from engine.report.junit import timeline_text
-from engine.report.summary import COLUMNS, headline, row
+from engine.report.summary import COLUMNS, delay_text, has_delays, headline, last_delays, row
 
 # The "needs a human" table lists this many; every job is still in the per-project job lists.
 TABLE_NEEDS_A_HUMAN = 500
@@ -109,6 +109,10 @@ def _summary(report: Report) -> list[str]:
                 f"p95 {secs(rto.p95)} · max {secs(rto.max)}",
             )
         )
+    if delays := last_delays(report):
+        lagging = totals.of_disposition(Disposition.LAGGING)
+        sub = f"median {secs(nearest_rank(delays, 50))} · {len(delays)} jobs · {lagging} lagging"
+        out.append(_card(secs(delays[-1]), "largest delay", sub, tone="bad" if lagging else ""))
     resilience = report.api_resilience
     out += [
         _card(
@@ -330,6 +334,7 @@ def _api(report: Report) -> list[str]:
 
 def _jobs(report: Report) -> list[str]:
     out = ["<h2>Every job</h2>"]
+    with_delays = has_delays(report)
     total = report.totals.jobs
     for target in report.targets:
         jobs = target.jobs
@@ -342,12 +347,14 @@ def _jobs(report: Report) -> list[str]:
         if not jobs:
             out += ['<p class="note">no job matched the selection</p>', "</details>"]
             continue
+        delay_head = '<th class="n">delay (last / max)</th>' if with_delays else ""
         out.append(
             '<div class="scroll"><table><thead><tr><th>job id</th><th>name</th>'
             "<th>at selection</th><th>last status</th><th>disposition</th>"
-            '<th class="n">TTR</th><th>detail</th></tr></thead><tbody>'
+            f'<th class="n">TTR</th>{delay_head}<th>detail</th></tr></thead><tbody>'
         )
         for job in jobs:
+            delay = f'<td class="n">{escape(delay_text(job))}</td>' if with_delays else ""
             ttr = job.time_to_recover_s
             kind = " · ".join(v for v in (job.engine_type, job.db_use_type) if v)
             detail = " ".join(v for v in (job.error_code, job.reason) if v)
@@ -357,7 +364,7 @@ def _jobs(report: Report) -> list[str]:
                 f"<td><code>{escape(job.status_at_selection)}</code></td>"
                 f"<td><code>{escape(job.last_status)}</code></td>"
                 f"<td>{pill(job.disposition)}</td>"
-                f'<td class="n">{secs(ttr) if ttr is not None else ""}</td>'
+                f'<td class="n">{secs(ttr) if ttr is not None else ""}</td>{delay}'
                 f'<td class="detail">{escape(detail)}</td></tr>'
             )
         out += ["</tbody></table></div>", "</details>"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from engine.ledger import Disposition, EventJson, EventKind
 from engine.report.document import JobReport, Report, TargetReport
+from engine.report.summary import delay_text
 
 VERIFY_ACTION = "drs.verify_status"
 # The event kinds a verify step settles a job with.
@@ -20,6 +22,8 @@ _VERDICTS = frozenset(
         EventKind.FAILED_AGAIN,
         EventKind.FAILED,
         EventKind.TIMED_OUT,
+        EventKind.LAGGING,
+        EventKind.FLAPPING,
         EventKind.NOT_FOUND,
     )
 )
@@ -38,6 +42,7 @@ class _Verdict:
     type: str = ""
     time_s: float = 0.0
     timeline: str = ""
+    output: str = ""  # the case's system-out: the job's replication delay, when one was read
 
 
 def to_junit(report: Report) -> str:
@@ -91,9 +96,15 @@ def _suite(report: Report, target: TargetReport, index: int) -> _Suite:
         if not verify_steps:
             verdicts.append((f"{job_name} run", _run_verdict(job, mutating)))
             continue
+        delay = delay_text(job)
         for step_id in verify_steps:
             last = step_id == verify_steps[-1]
-            verdicts.append((f"{job_name} {step_id}", _step_verdict(job, step_id, last, mutating)))
+            verdict = _step_verdict(job, step_id, last, mutating)
+            if delay and last:
+                verdict = dataclasses.replace(
+                    verdict, output=f"replication delay (last / max): {delay}"
+                )
+            verdicts.append((f"{job_name} {step_id}", verdict))
     failed_steps = [s for s in target.steps if s.status == "failed"]
     counts = {
         "tests": len(verdicts) + len(failed_steps),
@@ -198,11 +209,12 @@ def _case(classname: str, name: str, verdict: _Verdict) -> str:
     case = f'    <testcase classname={classname} name={_quoted(name)} time="{time}"'
     if verdict.kind == "skipped":
         return _holding(case, _tag("skipped", message=verdict.message))
+    out = f"\n      <system-out>{escape(verdict.output)}</system-out>" if verdict.output else ""
     if verdict.kind == "failure":
         failure = _tag("failure", message=verdict.message, type=verdict.type)
         timeline = escape(_text(verdict.timeline))
-        return f"{case}>\n      {failure}>{timeline}</failure>\n    </testcase>"
-    return case + " />"
+        return f"{case}>\n      {failure}>{timeline}</failure>{out}\n    </testcase>"
+    return f"{case}>{out}\n    </testcase>" if out else case + " />"
 
 
 def _holding(case: str, child: str) -> str:

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from engine.report.document import JobReport, Report
-from engine.report.summary import COLUMNS, headline, row
+from engine.report.summary import COLUMNS, delay_summary, delay_text, has_delays, headline, row
 
 
 def _md_escape(text: object) -> str:
@@ -20,12 +20,13 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[
     return out
 
 
-def _md_job_row(job: JobReport) -> str:
+def _md_job_row(job: JobReport, *, delays: bool) -> str:
     """A row of a project's job table (``_md_table``'s cells, spelt out: a row per job)."""
     e = _md_escape
+    delay = f" {delay_text(job)} |" if delays else ""
     return (
         f"| `{e(job.id)}` | {e(job.name)} | {e(job.status_at_selection)} | "
-        f"{e(job.last_status)} | {e(job.disposition)} | {_ttr(job)} | "
+        f"{e(job.last_status)} | {e(job.disposition)} | {_ttr(job)} |{delay} "
         f"{e(job.reason or '')} |"
     )
 
@@ -58,6 +59,8 @@ def markdown_lines(report: Report) -> list[str]:
             f"- Time to recover: median {rto.p50:.1f}s, p95 {rto.p95:.1f}s, "
             f"max {rto.max:.1f}s ({rto.count} jobs)"
         )
+    if delays := delay_summary(report):
+        lines.append(f"- Replication delay: {delays}")
     if report.api_resilience:
         lines.append(
             "- API resilience: "
@@ -83,6 +86,7 @@ def markdown_lines(report: Report) -> list[str]:
     if notices := report.notices():
         lines += ["", "## Notices", ""]
         lines += [f"- {t.label}, step `{s.id}`: {_md_escape(text)}" for t, s, text in notices]
+    with_delays = has_delays(report)
     for target in report.targets:
         lines += ["", f"## {target.label} (`{target.project_id}`, {target.where})", ""]
         lines += _md_table(
@@ -102,10 +106,16 @@ def markdown_lines(report: Report) -> list[str]:
         if not target.jobs:
             lines.append("No job matched the selection.")
             continue
+        delay_column = ["delay (last / max)"] if with_delays else []
         lines += _md_table(
-            ["job id", "name", "at selection", "last status", "disposition", "TTR", "detail"], []
+            [
+                *("job id", "name", "at selection", "last status", "disposition", "TTR"),
+                *delay_column,
+                "detail",
+            ],
+            [],
         )
-        lines += map(_md_job_row, target.jobs)
+        lines += (_md_job_row(job, delays=with_delays) for job in target.jobs)
     return lines
 
 

@@ -7,8 +7,9 @@ a browser and a terminal.
 
 from __future__ import annotations
 
-from engine.ledger import Column
-from engine.report.document import Report, Totals
+from engine.ledger import Column, Disposition
+from engine.percentiles import nearest_rank
+from engine.report.document import JobReport, Report, Totals
 
 # The table's columns, in order; a row is a project's (or the total's) counts in them.
 COLUMNS: tuple[Column, ...] = tuple(Column)
@@ -35,3 +36,36 @@ def headline(report: Report) -> str:
 def row(totals: Totals) -> list[int]:
     """The counts of one row of the table, column by column."""
     return [totals.in_column(column) for column in COLUMNS]
+
+
+def has_delays(report: Report) -> bool:
+    """Whether a verify step read any job's replication delay (then the job tables show it)."""
+    return any(job.delay_s is not None for target in report.targets for job in target.jobs)
+
+
+def delay_text(job: JobReport) -> str:
+    """A job's replication delay for a table cell: ``240s / 400s`` (last / largest), or empty."""
+    if job.delay_s is None:
+        return ""
+    largest = job.delay_max_s if job.delay_max_s is not None else job.delay_s
+    return f"{job.delay_s:g}s / {largest:g}s"
+
+
+def last_delays(report: Report) -> list[float]:
+    """Every job's last replication delay a verify step read, smallest first."""
+    return sorted(
+        job.delay_s for target in report.targets for job in target.jobs if job.delay_s is not None
+    )
+
+
+def delay_summary(report: Report) -> str | None:
+    """The replication delays of the run in one phrase, or None when none was read."""
+    last = last_delays(report)
+    if not last:
+        return None
+    lagging = report.totals.get(Disposition.LAGGING._value_, 0)
+    behind = f"; {lagging} job(s) lagging" if lagging else ""
+    return (
+        f"median {nearest_rank(last, 50):g}s, max {last[-1]:g}s behind at the last poll "
+        f"({len(last)} jobs){behind}"
+    )

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from engine.ledger import WOULD_KINDS, Disposition
 from engine.report.document import Report
-from engine.report.summary import COLUMNS, headline, row
+from engine.report.summary import COLUMNS, delay_summary, headline, row
 from engine.run.approval import ApprovalRequest
 
 
@@ -44,6 +44,8 @@ def terminal_summary(report: Report, *, max_listed: int = 20) -> str:
             f"time to recover: median {rto.p50}s, p95 {rto.p95}s, "
             f"max {rto.max}s over {rto.count} job(s)",
         ]
+    if delays := delay_summary(report):
+        lines.append(f"replication delay: {delays}")
     return "\n".join(lines) + "\n"
 
 

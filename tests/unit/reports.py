@@ -23,7 +23,14 @@ from engine.run.result import RunResult, StepOutcome, StepStatus, TargetOutcome
 from engine.runbook.model import Runbook, Step, Target
 
 Fate = Literal[
-    "recovered", "failed_again", "timed_out", "retry_rejected", "skipped", "healthy", "not_retried"
+    "recovered",
+    "failed_again",
+    "timed_out",
+    "retry_rejected",
+    "skipped",
+    "healthy",
+    "not_retried",
+    "lagging",
 ]
 STARTED = datetime(2026, 11, 29, 6, 0, 0, tzinfo=UTC)
 HERE = Location(path="rb.yaml", line=1, col=1)
@@ -45,6 +52,8 @@ class JobSpec:
     fate: Fate
     # Seconds after the retry is acknowledged at which the job's last status is seen.
     settles_after_s: float = 4.0
+    # (last, largest) replication delay a verify step with max_delay read, if any.
+    delays: tuple[float, float] | None = None
 
 
 class _Clock:
@@ -120,6 +129,8 @@ def _play(book: JobBook, clock: _Clock, spec: JobSpec, *, verify: bool) -> None:
         return
     clock.now = 0.05
     book.record(spec.job_id, EventKind.STATUS_OBSERVED, step="verify", status="STARTJOBING")
+    if spec.delays is not None:
+        record.delay_s, record.delay_max_s = spec.delays
     clock.now = 0.03 + spec.settles_after_s
     if spec.fate == "recovered":
         book.record(
@@ -135,6 +146,15 @@ def _play(book: JobBook, clock: _Clock, spec: JobSpec, *, verify: bool) -> None:
         book.record(spec.job_id, EventKind.FAILED_AGAIN, step="verify")
         record.disposition = Disposition.FAILED_AGAIN
         record.reason = "status INCRE_TRANSFER_FAILED after the retry"
+    elif spec.fate == "lagging":
+        book.record(
+            spec.job_id, EventKind.STATUS_OBSERVED, step="verify", status="INCRE_TRANSFER_STARTED"
+        )
+        book.record(spec.job_id, EventKind.FELL_BEHIND, step="verify", detail="400s behind")
+        clock.now = 30.03
+        record.disposition = Disposition.LAGGING
+        record.reason = "running (INCRE_TRANSFER_STARTED), but 240s behind, over max_delay 60s"
+        book.record(spec.job_id, EventKind.LAGGING, step="verify", detail=record.reason)
     else:
         clock.now = 30.03
         book.record(spec.job_id, EventKind.TIMED_OUT, step="verify")

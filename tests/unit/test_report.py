@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reports import as_json, make_report
+from reports import JobSpec, as_json, make_report
 
 from engine.ledger import Disposition
 from engine.report.build import rto_summary
@@ -140,3 +140,52 @@ def test_totals_selected_counts_every_job_not_skipped_even_with_jobs_still_selec
     assert (totals.jobs, totals.selected, totals.needs_attention) == (3, 2, 0)
     assert totals == {"jobs": 3, "selected": 2, "ok": 0, "needs_attention": 0,
                       "skipped": 1, "retry_accepted": 1}  # fmt: skip
+
+
+def delayed_report() -> Report:
+    return make_report(
+        {
+            "orders": [
+                JobSpec(job_id="lag-1", name="orders-lag", fate="lagging", delays=(240.0, 400.0)),
+                JobSpec(job_id="ok-1", name="orders-ok", fate="recovered", delays=(3.0, 12.0)),
+                JobSpec(job_id="full-1", name="orders-full", fate="recovered"),
+            ]
+        }
+    )
+
+
+def test_each_job_carries_its_last_and_largest_delay_in_report_json() -> None:
+    raw = as_json(delayed_report())
+    jobs = {j["id"]: j for j in raw["targets"][0]["jobs"]}
+    assert (jobs["lag-1"]["delay_s"], jobs["lag-1"]["delay_max_s"]) == (240.0, 400.0)
+    assert (jobs["full-1"]["delay_s"], jobs["full-1"]["delay_max_s"]) == (None, None)
+    assert jobs["lag-1"]["disposition"] == "lagging"
+    assert raw["totals"]["lagging"] == 1
+    assert raw["totals"]["needs_attention"] == 1
+
+
+def test_markdown_and_terminal_show_delays_only_when_a_verify_step_read_them() -> None:
+    text = to_markdown(delayed_report())
+    assert "| TTR | delay (last / max) | detail |" in text
+    assert "| lagging |  | 240s / 400s | running (INCRE_TRANSFER_STARTED), but 240s behind" in text
+    assert "| recovered | 4.0s | 3s / 12s |" in text
+    assert "- Replication delay: median 3s, max 240s behind at the last poll (2 jobs); " in text
+    assert "1 job(s) lagging" in text
+    summary = terminal_summary(delayed_report())
+    assert "replication delay: median 3s, max 240s" in summary
+    assert "lagging: running (INCRE_TRANSFER_STARTED), but 240s behind" in summary
+    plain = make_report()
+    assert "delay" not in to_markdown(plain).lower()
+    assert "replication delay" not in terminal_summary(plain)
+
+
+def test_junit_and_html_show_each_jobs_delay() -> None:
+    report = delayed_report()
+    junit = render(report, "junit")
+    assert "<system-out>replication delay (last / max): 240s / 400s</system-out>" in junit
+    assert 'type="lagging"' in junit
+    page = render(report, "html")
+    assert '<th class="n">delay (last / max)</th>' in page
+    assert '<td class="n">240s / 400s</td>' in page
+    assert "largest delay" in page
+    assert "delay (last / max)" not in render(make_report(), "html")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from reports import as_json, make_report
+from reports import JobSpec, as_json, make_report
 
 from engine.ledger import Disposition, EventKind
 from engine.report.contract import load_schema, schema_path, validate_report
@@ -16,6 +16,16 @@ def test_built_report_validates_against_the_schema() -> None:
     report = make_report()
     assert validate_report(as_json(report)) == []
     # What report.json holds, read back, is the same document.
+    assert Report.from_json(json.loads(to_json(report))) == report
+
+
+def test_a_report_with_delays_and_a_lagging_job_validates_and_reads_back() -> None:
+    specs = [
+        JobSpec(job_id="lag", name="lag", fate="lagging", delays=(240.0, 400.0)),
+        JobSpec(job_id="ok", name="ok", fate="recovered", delays=(2.0, 9.5)),
+    ]
+    report = make_report({"orders": specs})
+    assert validate_report(as_json(report)) == []
     assert Report.from_json(json.loads(to_json(report))) == report
 
 
