@@ -61,6 +61,7 @@ class Disposition(StrEnum):
     RETRY_UNKNOWN = "retry_unknown"
     RECOVERED = "recovered"
     HEALTHY = "healthy"
+    RECOVERED_BY_SERVICE = "recovered_by_service"
     FAILED_AGAIN = "failed_again"
     FAILED = "failed"
     TIMED_OUT = "timed_out"
@@ -113,6 +114,9 @@ _MEANINGS: Mapping[Disposition, Meaning] = {
     _D.RETRY_UNKNOWN: _needs(_C.OTHER, 4),
     _D.RECOVERED: Meaning(outcome=Outcome.OK, column=_C.RECOVERED, verdict=True),
     _D.HEALTHY: Meaning(outcome=Outcome.OK, column=_C.RECOVERED, verdict=True),
+    # Selected failed, and brought back by the service's own retry while the selection let it
+    # settle: nothing was sent for it.
+    _D.RECOVERED_BY_SERVICE: Meaning(outcome=Outcome.OK, column=_C.RECOVERED, verdict=True),
     _D.FAILED_AGAIN: _needs(_C.FAILED_AGAIN, 0),
     _D.FAILED: _needs(_C.FAILED_AGAIN, 1),
     # Healthy, then not, and not stable again by the deadline: as bad as failing again.
@@ -147,6 +151,9 @@ NEEDS_A_HUMAN: tuple[Disposition, ...] = tuple(
 class EventKind(StrEnum):
     SELECTED = "selected"
     SKIPPED = "skipped"
+    # The selection left a failed job to the service's own retries for a while (settle).
+    SETTLING = "settling"
+    RECOVERED_BY_SERVICE = "recovered_by_service"
     WOULD_RETRY = "would_retry"
     RETRY_SENT = "retry_sent"
     WITHHELD = "withheld"

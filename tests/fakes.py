@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from engine.api.client import JobDetail
@@ -140,6 +140,7 @@ class FakeFleet:
     after_retry: dict[str, list[str]] = field(default_factory=dict)
     upcoming: dict[str, list[str]] = field(default_factory=dict)
     list_calls: list[str] = field(default_factory=list)
+    list_filters: list[dict[str, object]] = field(default_factory=list)
     status_calls: list[list[str]] = field(default_factory=list)
     retry_calls: list[list[str]] = field(default_factory=list)
     pause_calls: list[list[str]] = field(default_factory=list)
@@ -171,10 +172,26 @@ class FakeFleet:
         name: str | None = None,
         net_type: str | None = None,
         statuses: Collection[str] | None = None,
+        tags: Mapping[str, str] | None = None,
+        enterprise_project_id: str | None = None,
+        instance_ids: Sequence[str] | None = None,
     ) -> JobListing:
         self.list_calls.append(db_use_type)
-        jobs = list(self.listed.get(db_use_type, []))
-        return JobListing(jobs=jobs, listed=len(jobs), total_record=len(jobs))
+        self.list_filters.append(
+            {
+                "engine_type": engine_type,
+                "tags": dict(tags) if tags else None,
+                "enterprise_project_id": enterprise_project_id,
+                "instance_ids": list(instance_ids) if instance_ids is not None else None,
+            }
+        )
+        jobs = [
+            j
+            for j in self.listed.get(db_use_type, [])
+            if engine_type is None or j.engine_type == engine_type
+        ]
+        engines = frozenset(j.engine_type for j in jobs if j.engine_type)
+        return JobListing(jobs=jobs, listed=len(jobs), total_record=len(jobs), engine_types=engines)
 
     async def batch_status(self, job_ids: Sequence[str]) -> list[StatusResult]:
         self.status_calls.append(list(job_ids))

@@ -36,6 +36,8 @@ class ActionContext:
     # What the step saw that a human should know, though it did not fail: a service whose
     # count and listing disagree, a batch answer naming jobs it was not asked about.
     notices: list[str] = field(default_factory=list)
+    # A plan's step: read-only, and it does not wait for the world to change (settle).
+    planning: bool = False
 
     def now(self) -> float:
         return self.jobs.now()

@@ -76,6 +76,18 @@ def texts(raw: Mapping[str, Any], key: str, default: tuple[str, ...]) -> tuple[s
     return tuple(values)
 
 
+def labels(raw: Mapping[str, Any], key: str) -> dict[str, str]:
+    """A mapping of strings to strings (tags); absent: empty."""
+    if key not in raw:
+        return {}
+    value = _given(raw, key)
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise StepFailedError(f"{key} must map strings to strings, got {kind_of(value)}")
+    return dict(value)
+
+
 def job_ids(value: object) -> tuple[str, ...]:
     """The ``jobs`` parameter as unique ids in order; a reference may resolve to anything."""
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):

@@ -2,21 +2,30 @@
 
 A dual-active DR parent is never selected: the API refuses it (DRS.M00307), so its children are
 considered one by one instead, and the parent is recorded as skipped with that reason.
+
+The API's own filters (``engine_type``, ``tags``, ``enterprise_project_id``, ``instance_ids``)
+are sent with the listing; ``engine_type`` and ``name`` are checked again on every job listed,
+since the answer carries them. ``engine_type`` is sent once per engine named: an omitted
+``engine_type`` means mysql to OTC's reference and "any" to the SDK (the fact sheet's conflict),
+so a selection without one that lists only mysql jobs says in a notice that other engines may
+not have been listed. ``settle`` leaves the service's own retries alone (``settling``).
 """
 
 from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.actions import fields
-from engine.actions.context import ActionContext
+from engine.actions.context import ActionContext, StepFailedError
+from engine.actions.settling import settle
 from engine.actions.spec import Action
 from engine.api.types import (
     ACTION_RETRY,
     FAILED_STATUSES,
+    MAX_INSTANCE_IDS,
     PAUSED_STATUSES,
     DbUseType,
     JobInfo,
@@ -24,6 +33,7 @@ from engine.api.types import (
 from engine.ledger import Disposition, EventKind, JobRecord
 
 DEFAULT_STATUSES = frozenset(FAILED_STATUSES | PAUSED_STATUSES)
+MYSQL = "mysql"  # what OTC says an omitted engine_type means
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,16 +43,29 @@ class SelectJobsParams:
     name: str = "*"
     engine_type: frozenset[str] | None = None
     retryable_only: bool = True
+    tags: Mapping[str, str] = field(default_factory=dict)
+    enterprise_project_id: str | None = None
+    instance_ids: tuple[str, ...] | None = None
+    settle_s: float | None = None
 
     @classmethod
     def from_with(cls, raw: Mapping[str, Any]) -> SelectJobsParams:
         engine = fields.texts(raw, "engine_type", ())
+        instances = fields.texts(raw, "instance_ids", ())
+        if "instance_ids" in raw and not 1 <= len(instances) <= MAX_INSTANCE_IDS:
+            raise StepFailedError(
+                f"instance_ids takes 1 to {MAX_INSTANCE_IDS} ids, got {len(instances)}"
+            )
         return cls(
             db_use_type=fields.texts(raw, "db_use_type", tuple(DbUseType)),
             statuses=frozenset(fields.texts(raw, "statuses", tuple(DEFAULT_STATUSES))),
             name=fields.text(raw, "name", "*"),
             engine_type=frozenset(engine) if "engine_type" in raw else None,
             retryable_only=fields.flag(raw, "retryable_only", True),
+            tags=fields.labels(raw, "tags"),
+            enterprise_project_id=fields.text(raw, "enterprise_project_id", "") or None,
+            instance_ids=instances if "instance_ids" in raw else None,
+            settle_s=fields.seconds(raw, "settle", None) or None,
         )
 
 
@@ -84,23 +107,54 @@ def _candidates(jobs: Iterable[JobInfo]) -> Iterable[tuple[JobInfo, str | None]]
 
 async def run(ctx: ActionContext, params: SelectJobsParams) -> SelectJobsOutputs:
     """Select matching jobs; the output lists every match, the book records each job once."""
-    selected: dict[str, None] = {}
+    selected: dict[str, JobInfo] = {}
     skipped: dict[str, None] = {}
+    engines_seen: set[str] = set()
+    engines = sorted(params.engine_type) if params.engine_type is not None else [None]
     for db_use_type in params.db_use_type:
-        listing = await ctx.api.list_jobs(db_use_type=db_use_type, statuses=params.statuses)
-        if listing.count_disagrees:
-            ctx.notice(
-                f"the service counted {listing.total_record} {db_use_type} job(s) "
-                f"(total_record) but listed {listing.listed}; every listed job was considered"
+        for engine in engines:
+            listing = await ctx.api.list_jobs(
+                db_use_type=db_use_type,
+                statuses=params.statuses,
+                engine_type=engine,
+                tags=params.tags or None,
+                enterprise_project_id=params.enterprise_project_id,
+                instance_ids=params.instance_ids,
             )
-        for job, parent_id in _candidates(listing.jobs):
-            if not _matches(job, params):
-                continue
-            reason = _skip_reason(job, params)
-            (selected if reason is None else skipped)[job.id] = None
-            if ctx.jobs.get(job.id) is None:
-                _first_sight(ctx, job, parent_id, db_use_type, reason)
+            engines_seen |= listing.engine_types
+            if listing.count_disagrees:
+                ctx.notice(
+                    f"the service counted {listing.total_record} {db_use_type} job(s) "
+                    f"(total_record) but listed {listing.listed}; every listed job was considered"
+                )
+            for job, parent_id in _candidates(listing.jobs):
+                if not _matches(job, params):
+                    continue
+                reason = _skip_reason(job, params)
+                if reason is None:
+                    selected[job.id] = job
+                else:
+                    skipped[job.id] = None
+                if ctx.jobs.get(job.id) is None:
+                    _first_sight(ctx, job, parent_id, db_use_type, reason)
+    if params.engine_type is None and not engines_seen - {MYSQL}:
+        ctx.notice(
+            "engine_type was not given and no job listed is of an engine other than mysql: "
+            "OTC documents an omitted engine_type as mysql, so jobs of other engines may not "
+            "have been listed; name engine_type (a list) to be sure"
+        )
+    if params.settle_s is not None:
+        fresh = [job for job in selected.values() if _unsettled(ctx, job)]
+        for job_id in await settle(ctx, params.settle_s, fresh, planning=ctx.planning):
+            del selected[job_id]
     return SelectJobsOutputs(jobs=tuple(selected), skipped=tuple(skipped), count=len(selected))
+
+
+def _unsettled(ctx: ActionContext, job: JobInfo) -> bool:
+    """Whether the settle wait still applies to a selected job (a resumed run's select step
+    finds jobs it settled before in the book: those keep their verdict)."""
+    record = ctx.jobs.get(job.id)
+    return record is None or record.disposition is Disposition.SELECTED
 
 
 def _first_sight(
@@ -130,4 +184,5 @@ ACTION = Action(
     params=SelectJobsParams.from_with,
     outputs=SelectJobsOutputs,
     run=run,
+    self_timed=True,  # the settle wait ends by the step's deadline, with its results
 )

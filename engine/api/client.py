@@ -35,6 +35,7 @@ from engine.api.types import (
     ERR_TOKEN_INVALID,
     MAX_IDS_PER_BATCH_DETAIL,
     MAX_IDS_PER_BATCH_STATUS,
+    MAX_INSTANCE_IDS,
     MAX_JOBS_PER_ACTION,
     MAX_PER_PAGE,
     BatchActionResult,
@@ -139,8 +140,16 @@ class DrsClient:
         name: str | None = None,
         net_type: str | None = None,
         statuses: Collection[str] | None = None,
+        tags: Mapping[str, str] | None = None,
+        enterprise_project_id: str | None = None,
+        instance_ids: Sequence[str] | None = None,
     ) -> JobListing:
         """Every job matching the filters, all pages fetched, each job once.
+
+        ``engine_type``, ``status``, ``name``, ``net_type``, ``tags`` (key -> value, as the
+        SDK's ``QueryJobsReq`` has it), ``enterprise_project_id`` and ``instance_ids`` (at
+        most 10) are the API's own filters, sent only when given: the service applies them,
+        and the answer does not carry tags, project or instance ids to check them by.
 
         ``statuses`` is applied here, to each page before it is parsed: the API filters on one
         ``status`` per call, and a large fleet lists many healthy jobs a runbook never looks at.
@@ -153,13 +162,21 @@ class DrsClient:
         count by more than a page, or past ``MAX_LIST_PAGES``. The listing says how the count
         and the jobs seen compare, for the report.
         """
-        optional = {
+        if instance_ids is not None and not 1 <= len(instance_ids) <= MAX_INSTANCE_IDS:
+            raise ValueError(
+                f"instance_ids takes 1 to {MAX_INSTANCE_IDS} ids, got {len(instance_ids)}"
+            )
+        optional: dict[str, object] = {
             "engine_type": engine_type,
             "status": status,
             "name": name,
             "net_type": net_type,
+            "tags": dict(tags) if tags else None,
+            "enterprise_project_id": enterprise_project_id,
+            "instance_ids": list(instance_ids) if instance_ids is not None else None,
         }
         filters = {key: value for key, value in optional.items() if value is not None}
+        engines: set[str] = set()
         jobs: dict[str, JobInfo] = {}
         seen: set[str] = set()
         for page in range(1, MAX_LIST_PAGES + 1):
@@ -168,12 +185,18 @@ class DrsClient:
             listed = answer.entries("jobs")
             before = len(seen)
             seen.update(answer.ids("jobs", listed))
+            engines.update(answer.engine_types(listed))
             wanted = listed if statuses is None else answer.kept("jobs", listed, statuses)
             for job in answer.parsed("jobs", wanted, JobInfo.from_wire):
                 jobs.setdefault(job.id, job)  # a job created while paging can shift into view twice
             total = answer.count("total_record")
             if len(listed) < MAX_PER_PAGE:
-                return JobListing(jobs=list(jobs.values()), listed=len(seen), total_record=total)
+                return JobListing(
+                    jobs=list(jobs.values()),
+                    listed=len(seen),
+                    total_record=total,
+                    engine_types=frozenset(engines),
+                )
             if len(seen) == before:
                 raise answer.invalid(
                     f"page {page} lists only jobs of earlier pages: the service is paging in "
@@ -433,6 +456,10 @@ class _Answer:
         if not all(isinstance(i, str) and i for i in found):
             raise self.invalid(f"an entry in {key!r} has no text id")
         return found
+
+    def engine_types(self, raw: list[Any]) -> set[str]:
+        """The engine types the entries of ``raw`` (checked objects: see ``ids``) name."""
+        return {e for job in raw if isinstance(e := job.get("engine_type"), str) and e}
 
     def count(self, key: str) -> int | None:
         raw = self.body.get(key)

@@ -6,7 +6,7 @@ one ready client per target and never builds a transport itself (``engine.run.wi
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from engine.api.progress import ProgressResult
@@ -28,6 +28,9 @@ class DrsApi(Protocol):
         name: str | None = None,
         net_type: str | None = None,
         statuses: Collection[str] | None = None,
+        tags: Mapping[str, str] | None = None,
+        enterprise_project_id: str | None = None,
+        instance_ids: Sequence[str] | None = None,
     ) -> JobListing: ...
 
     async def batch_status(self, job_ids: Sequence[str]) -> list[StatusResult]: ...

@@ -148,6 +148,8 @@ MAX_IDS_PER_BATCH_STATUS = 100
 MAX_JOBS_PER_ACTION = 100
 # The batch-detail documentation recommends at most 10 ids per call.
 MAX_IDS_PER_BATCH_DETAIL = 10
+# The list filter instance_ids takes at most this many (the fact sheet).
+MAX_INSTANCE_IDS = 10
 
 
 def _text(value: Any) -> str | None:
@@ -445,6 +447,9 @@ class JobListing:
     jobs: list[JobInfo]
     listed: int
     total_record: int | None  # as the last page said it; None when the service did not say
+    # The engine_type of every job listed, whatever its status: whether a listing without an
+    # engine_type filter covered more than mysql (which OTC says the service defaults to).
+    engine_types: frozenset[str] = frozenset()
 
     @property
     def count_disagrees(self) -> bool:

@@ -91,6 +91,7 @@ class StepRunner:
             max_jobs=self.max_jobs,
             errors=errors,
             sleep=self.sleep,
+            planning=self.plan,
         )
         for attempt in range(1, step.retries.max_attempts + 1):
             outcome.attempts = attempt

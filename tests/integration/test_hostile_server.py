@@ -36,6 +36,8 @@ steps:
   - id: select
     action: drs.select_jobs
     timeout: 30s
+    with:
+      engine_type: mysql  # all it has: no notice that other engines might be missing
   - id: retry
     action: drs.batch_retry
     with:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -81,6 +81,9 @@ class FakeApi:
         name: str | None = None,
         net_type: str | None = None,
         statuses: Collection[str] | None = None,
+        tags: Mapping[str, str] | None = None,
+        enterprise_project_id: str | None = None,
+        instance_ids: Sequence[str] | None = None,
     ) -> JobListing:
         self.list_calls.append(db_use_type)
         self.list_statuses.append(statuses)

@@ -1,0 +1,190 @@
+"""``drs.select_jobs``: the API's own filters, the disputed engine_type default, and ``settle``
+(leaving the service's own retries alone), against ``FakeFleet`` on a ``FakeClock``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from fakes import FakeClock, FakeFleet, job
+
+from engine.actions import select_jobs
+from engine.actions.context import ActionContext, StepFailedError
+from engine.actions.spec import output_values
+from engine.api.types import JobActions
+from engine.ledger import Disposition, EventKind, JobBook
+
+
+def make_ctx(api: FakeFleet, clock: FakeClock, *, planning: bool = False) -> ActionContext:
+    return ActionContext(
+        api=api,
+        jobs=JobBook(clock),
+        step_id="select",
+        project_id="p" * 32,
+        deadline=clock.now + 600.0,
+        sleep=clock.sleep,
+        planning=planning,
+    )
+
+
+async def select(ctx: ActionContext, **given: Any) -> dict[str, Any]:
+    params = select_jobs.SelectJobsParams.from_with({"db_use_type": ["migration"], **given})
+    return dict(output_values(await select_jobs.run(ctx, params)))
+
+
+async def test_the_apis_own_filters_are_sent_with_the_listing() -> None:
+    clock, api = FakeClock(), FakeFleet().listing(job("a"))
+    ctx = make_ctx(api, clock)
+
+    await select(
+        ctx,
+        tags={"env": "prod", "team": "orders"},
+        enterprise_project_id="0",
+        instance_ids=["rds-1", "rds-2"],
+        engine_type=["postgresql", "mysql"],
+    )
+
+    assert api.list_filters == [
+        {
+            "engine_type": engine,
+            "tags": {"env": "prod", "team": "orders"},
+            "enterprise_project_id": "0",
+            "instance_ids": ["rds-1", "rds-2"],
+        }
+        for engine in ("mysql", "postgresql")  # one listing per engine named, in order
+    ]
+
+
+async def test_more_than_ten_instance_ids_fail_the_step_before_any_request() -> None:
+    with pytest.raises(StepFailedError, match="instance_ids takes 1 to 10 ids, got 11"):
+        select_jobs.SelectJobsParams.from_with({"instance_ids": [f"i{n}" for n in range(11)]})
+
+
+async def test_tags_must_map_strings_to_strings() -> None:
+    with pytest.raises(StepFailedError, match="tags must map strings to strings"):
+        select_jobs.SelectJobsParams.from_with({"tags": {"env": 1}})
+
+
+async def test_an_omitted_engine_type_that_lists_only_mysql_says_others_may_be_missing() -> None:
+    clock, api = FakeClock(), FakeFleet().listing(job("a"), job("b"))
+    ctx = make_ctx(api, clock)
+
+    await select(ctx)
+
+    assert len(ctx.notices) == 1
+    assert (
+        "engine_type was not given and no job listed is of an engine other than mysql"
+        in (ctx.notices[0])
+    )
+    assert api.list_filters[0]["engine_type"] is None  # nothing guessed on the wire
+
+
+async def test_no_engine_notice_when_the_listing_shows_other_engines_or_one_is_named() -> None:
+    clock = FakeClock()
+    mixed = FakeFleet().listing(job("a"), job("b", engine="postgresql"))
+    ctx = make_ctx(mixed, clock)
+    await select(ctx)
+    assert ctx.notices == []
+    named = make_ctx(FakeFleet().listing(job("a")), clock)
+    await select(named, engine_type="mysql")
+    assert named.notices == []
+
+
+def failed_at(api: FakeFleet, job_id: str, seconds_ago: float) -> None:
+    api.changed_at[job_id] = time.time() - seconds_ago
+
+
+async def test_settle_leaves_young_failures_to_the_service_and_says_who_recovered_alone() -> None:
+    clock = FakeClock()
+    api = FakeFleet().listing(job("old"), job("heals"), job("stays"), job("busy"))
+    failed_at(api, "heals", 10)
+    failed_at(api, "stays", 50)
+    failed_at(api, "busy", 100)
+    # Each poll of the wait (every 15 s) reads the next status.
+    api.upcoming["heals"] = ["INCRE_TRANSFER_FAILED", "STARTJOBING", "INCRE_TRANSFER_STARTED"]
+    api.upcoming["busy"] = ["STARTJOBING"]
+    ctx = make_ctx(api, clock)
+
+    out = await select(ctx, settle="2m")
+
+    assert out["jobs"] == ["old", "stays"]
+    heals = ctx.jobs.ensure("heals")
+    assert heals.disposition is Disposition.RECOVERED_BY_SERVICE
+    assert heals.reason == (
+        "the service's own retry brought it back (INCRE_TRANSFER_STARTED) 30s into the settle "
+        "wait, before the runbook sent anything"
+    )
+    busy = ctx.jobs.ensure("busy")
+    assert busy.disposition is Disposition.SKIPPED
+    assert busy.reason == (
+        "still STARTJOBING after settling: the service is retrying it itself; left alone"
+    )
+    assert [e.kind for e in ctx.jobs.ensure("stays").events] == [
+        EventKind.SELECTED,
+        EventKind.SETTLING,
+    ]
+    assert ctx.jobs.ensure("old").events[-1].kind is EventKind.SELECTED  # an hour old: no wait
+    # The wait lasted until the youngest job had been failed for 2 minutes (110 s), no longer.
+    assert 105.0 <= clock.now <= 121.0
+    assert all("old" not in call for call in api.status_calls)
+
+
+async def test_a_job_whose_failure_time_is_unknown_waits_the_whole_settle() -> None:
+    clock = FakeClock()
+    api = FakeFleet().listing(job("a"))
+
+    async def no_time(job_ids: Any) -> list[Any]:
+        return []  # batch-detail knows nothing of it
+
+    api.batch_detail = no_time  # type: ignore[method-assign]
+    ctx = make_ctx(api, clock)
+
+    out = await select(ctx, settle="30s")
+
+    assert out["jobs"] == ["a"]
+    assert clock.now >= 30.0
+    assert any("no readable update_time" in n for n in ctx.notices)
+
+
+async def test_a_job_with_an_action_under_way_is_left_to_it() -> None:
+    clock = FakeClock()
+    acting = JobActions(available_actions=("RETRY",), current_action="RETRY")
+    api = FakeFleet().listing(job("a", actions=acting))
+    api.upcoming["a"] = ["INCRE_TRANSFER_FAILED", "INCRE_TRANSFER_STARTED"]
+    ctx = make_ctx(api, clock)
+
+    out = await select(ctx, settle="1m")
+
+    assert out["jobs"] == []
+    assert ctx.jobs.ensure("a").disposition is Disposition.RECOVERED_BY_SERVICE
+
+
+async def test_a_plan_does_not_wait_and_says_how_long_a_run_would() -> None:
+    clock = FakeClock()
+    api = FakeFleet().listing(job("a"), job("b"))
+    failed_at(api, "a", 30)
+    ctx = make_ctx(api, clock, planning=True)
+
+    out = await select(ctx, settle="2m")
+
+    assert out["jobs"] == ["a", "b"]
+    assert clock.now == 0.0
+    assert api.status_calls == []
+    assert any(
+        n.startswith("1 selected job(s) failed less than settle 120s ago") and "up to 90s" in n
+        for n in ctx.notices
+    )
+
+
+async def test_without_settle_nothing_waits_and_batch_detail_is_not_asked() -> None:
+    clock = FakeClock()
+    api = FakeFleet().listing(job("a"))
+    failed_at(api, "a", 1)
+    ctx = make_ctx(api, clock)
+
+    out = await select(ctx)
+
+    assert out["jobs"] == ["a"]
+    assert api.detail_calls == []
+    assert clock.now == 0.0
