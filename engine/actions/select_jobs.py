@@ -151,10 +151,25 @@ async def run(ctx: ActionContext, params: SelectJobsParams) -> SelectJobsOutputs
 
 
 def _unsettled(ctx: ActionContext, job: JobInfo) -> bool:
-    """Whether the settle wait still applies to a selected job (a resumed run's select step
-    finds jobs it settled before in the book: those keep their verdict)."""
+    """Whether the settle wait applies to a selected job: one seen for the first time, or one
+    this step left to the service before (a resumed run) that is listed failed again."""
     record = ctx.jobs.get(job.id)
-    return record is None or record.disposition is Disposition.SELECTED
+    if record is None or record.disposition is Disposition.SELECTED:
+        return True
+    settled_here = any(
+        e.kind is EventKind.SETTLING and e.step == ctx.step_id for e in record.events
+    )
+    if not settled_here:
+        return False  # seen by an earlier step: its verdict is that step's
+    record.disposition, record.reason = Disposition.SELECTED, None
+    ctx.jobs.record(
+        job.id,
+        EventKind.SELECTED,
+        step=ctx.step_id,
+        status=job.status,
+        detail="listed failed again after the service's own retry",
+    )
+    return True
 
 
 def _first_sight(

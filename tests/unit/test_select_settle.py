@@ -13,7 +13,7 @@ from engine.actions import select_jobs
 from engine.actions.context import ActionContext, StepFailedError
 from engine.actions.spec import output_values
 from engine.api.types import JobActions
-from engine.ledger import Disposition, EventKind, JobBook
+from engine.ledger import Disposition, EventKind, JobBook, JobRecord
 
 
 def make_ctx(api: FakeFleet, clock: FakeClock, *, planning: bool = False) -> ActionContext:
@@ -188,3 +188,21 @@ async def test_without_settle_nothing_waits_and_batch_detail_is_not_asked() -> N
     assert out["jobs"] == ["a"]
     assert api.detail_calls == []
     assert clock.now == 0.0
+
+
+async def test_a_resumed_selection_settles_again_only_a_job_it_left_that_failed_again() -> None:
+    clock = FakeClock()
+    api = FakeFleet().listing(job("left"), job("other"))
+    ctx = make_ctx(api, clock)
+    for job_id, step in (("left", "select"), ("other", "earlier")):
+        record = ctx.jobs.add(JobRecord(job_id=job_id, name=job_id, status_at_selection="X"))
+        ctx.jobs.record(job_id, EventKind.SETTLING, step=step, detail="failed 5s ago")
+        record.disposition, record.reason = Disposition.SKIPPED, "still STARTJOBING ..."
+
+    out = await select(ctx, settle="1m")
+
+    left = ctx.jobs.ensure("left")
+    assert out["jobs"] == ["left", "other"]
+    assert left.disposition is Disposition.SELECTED
+    assert left.events[-1].detail == "listed failed again after the service's own retry"
+    assert ctx.jobs.ensure("other").disposition is Disposition.SKIPPED  # not this step's
