@@ -193,7 +193,8 @@ async def _paged_jobs(
     request: web.Request, describe: Callable[[Job], dict[str, Any]]
 ) -> web.Response:
     """batch-status and batch-detail: one page of the named jobs, an unknown id answered with
-    DRS.K02000 in its entry; ``count`` is the number of ids asked for."""
+    DRS.K02000 in its entry; ``count`` is the number of tasks returned (OTC drs_api_0150; the
+    SDK: "the same as the length of results"), not the number asked for."""
     project_id, body = await drs_body(request)
     ids = _id_list(body, limit=MAX_IDS_PER_BATCH_STATUS)
     cur_page, per_page = _page_req(body)
@@ -209,7 +210,7 @@ async def _paged_jobs(
             )
         else:
             results.append(describe(job))
-    return web.json_response({"results": results, "count": len(ids)})
+    return web.json_response({"results": results, "count": len(results)})
 
 
 _VERDICT_ERRORS = {
