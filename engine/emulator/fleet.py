@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from engine.emulator.seeding import generate_project_jobs
 from engine.emulator.state import (
     STEP_DELAY_S,
+    TASK_FULL_ONLY,
     ActionVerdict,
     Clock,
     EmulatorConfig,
@@ -89,6 +90,7 @@ class Fleet:
         if verdict is ActionVerdict.ACCEPTED:
             job = self._index[(project_id, job_id)]
             job.schedule = []
+            job.paused_from = job.status
             job.status = JobStatus.PAUSING
             job.changed_at = self.clock()
             if job.fate is None:
@@ -100,7 +102,8 @@ class Fleet:
         verdict = self.retry_verdict(project_id, job_id)
         if verdict is RetryVerdict.ACCEPTED:
             job = self._index[(project_id, job_id)]
-            job.schedule = _retry_schedule(job, self.clock(), self.config)
+            job.schedule = retry_schedule(job, self.clock(), self.config)
+            job.paused_from = None
             job.retries_accepted += 1
             job.status = JobStatus.STARTJOBING
             job.changed_at = job.started_at = self.clock()
@@ -109,23 +112,50 @@ class Fleet:
         return verdict
 
 
-def _retry_schedule(job: Job, now: float, config: EmulatorConfig) -> list[tuple[float, JobStatus]]:
-    """STARTJOBING now, then (WAITING_FOR_START), then the fate's final status."""
-    rng = random.Random(f"{config.seed}:{job.id}:{job.retries_accepted}")
+def resume_status(job: Job, origin: JobStatus) -> JobStatus:
+    """The running status a retry or resume of ``job`` (now in ``origin``) leads to.
+
+    A task returns to the phase it stopped in (the fact sheet): a full transfer restarts its
+    full transfer, a full-only task (``FULL_TRANS``) never enters incremental, a re-edit sub-task
+    resumes as one; everything else, DR children too, goes to ``INCRE_TRANSFER_STARTED``.
+    """
+    stopped_in = job.paused_from if origin is JobStatus.PAUSING and job.paused_from else origin
+    if stopped_in in (JobStatus.FULL_TRANSFER_STARTED, JobStatus.FULL_TRANSFER_FAILED):
+        return JobStatus.FULL_TRANSFER_STARTED
+    if stopped_in in (JobStatus.CHILD_TRANSFER_STARTED, JobStatus.CHILD_TRANSFER_FAILED):
+        return JobStatus.CHILD_TRANSFER_STARTED
+    if job.task_type == TASK_FULL_ONLY:
+        if stopped_in is JobStatus.FULL_TRANSFER_COMPLETE:
+            return JobStatus.FULL_TRANSFER_COMPLETE
+        return JobStatus.FULL_TRANSFER_STARTED
+    return JobStatus.INCRE_TRANSFER_STARTED
+
+
+_FAILURE_OF = {
+    JobStatus.FULL_TRANSFER_STARTED: JobStatus.FULL_TRANSFER_FAILED,
+    JobStatus.FULL_TRANSFER_COMPLETE: JobStatus.FULL_TRANSFER_FAILED,
+    JobStatus.CHILD_TRANSFER_STARTED: JobStatus.CHILD_TRANSFER_FAILED,
+    JobStatus.INCRE_TRANSFER_STARTED: JobStatus.INCRE_TRANSFER_FAILED,
+}
+
+
+def retry_schedule(
+    job: Job, now: float, config: EmulatorConfig, *, draw: int | None = None
+) -> list[tuple[float, JobStatus]]:
+    """STARTJOBING now, then (WAITING_FOR_START), then the fate's final status.
+
+    ``draw`` names the random stream of the delays (the number of accepted retries by default).
+    """
+    n = job.retries_accepted if draw is None else draw
+    rng = random.Random(f"{config.seed}:{job.id}:{n}")
     first = now + rng.uniform(*STEP_DELAY_S) * config.time_scale
     second = first + rng.uniform(*STEP_DELAY_S) * config.time_scale
     origin = job.status
     fate = job.fate or Fate.RECOVER
     if fate is Fate.STUCK:
         return [(first, JobStatus.WAITING_FOR_START)]
-    if job.parent_id is not None:
-        running = JobStatus.CHILD_TRANSFER_STARTED
-        failed = origin if origin in FAILED_STATUSES else JobStatus.CHILD_TRANSFER_FAILED
-    elif origin is JobStatus.FULL_TRANSFER_FAILED:
-        running, failed = JobStatus.FULL_TRANSFER_STARTED, origin
-    else:
-        running = JobStatus.INCRE_TRANSFER_STARTED
-        failed = origin if origin in FAILED_STATUSES else JobStatus.INCRE_TRANSFER_FAILED
+    running = resume_status(job, origin)
+    failed = origin if origin in FAILED_STATUSES else _FAILURE_OF[running]
     final = failed if fate is Fate.FAIL_AGAIN else running
     if origin is JobStatus.FULL_TRANSFER_FAILED:
         return [(second, final)]  # a full transfer restarts without waiting for increments

@@ -63,8 +63,16 @@ _STATUS_BY_KIND: dict[Kind, tuple[JobStatus, ...]] = {
 RARE_STATUSES: tuple[JobStatus, ...] = tuple(
     s for s in JobStatus
     if s not in {x for kind in _STATUS_BY_KIND.values() for x in kind}
-    and s not in {_S.CHILD_TRANSFER_STARTED, _S.CHILD_TRANSFER_FAILED}  # dual-active children
     and s not in DELETE_ONLY_FAILURES
+)  # fmt: skip
+# The statuses of a re-edited synchronisation task's sub-task (SDK: "再编辑子任务"): a rare job
+# in one of them is always a sync task.
+RE_EDIT_STATUSES = frozenset(
+    {
+        _S.CHILD_TRANSFER_STARTING, _S.CHILD_TRANSFER_STARTED, _S.CHILD_TRANSFER_COMPLETE,
+        _S.CHILD_TRANSFER_FAILED, _S.RELEASE_CHILD_TRANSFER_STARTED,
+        _S.RELEASE_CHILD_TRANSFER_COMPLETE,
+    }
 )  # fmt: skip
 RARE_KIND_MIN_JOBS = 40
 
@@ -140,14 +148,17 @@ def _new_job(
 def _top_level_job(
     rng: random.Random, project_id: str, kind: Kind, number: int, rare: list[JobStatus]
 ) -> Job:
+    rare_status = rare.pop() if kind is Kind.RARE else None
     if kind is Kind.DUAL_ACTIVE:
         use = DbUseType.CLOUD_DATA_GUARD
     else:
         use = rng.choice((DbUseType.MIGRATION, DbUseType.SYNC, DbUseType.SYNC))
+        if rare_status in RE_EDIT_STATUSES:
+            use = DbUseType.SYNC
     engine = rng.choice(_ENGINES[use])
     name = f"{rng.choice(_APPS)}-{_ENGINE_SHORT[engine]}-{_USE_SHORT[use]}-{number:02d}"
     if kind is not Kind.DUAL_ACTIVE:
-        status = rare.pop() if kind is Kind.RARE else rng.choice(_STATUS_BY_KIND[kind])
+        status = rare_status or rng.choice(_STATUS_BY_KIND[kind])
         return _new_job(
             rng, project_id, name=name, status=status, db_use_type=use, engine_type=engine
         )
@@ -159,10 +170,14 @@ def _top_level_job(
         db_use_type=use,
         engine_type=engine,
     )
-    # One child always needs a retry; the other is healthy or paused.
+    # One child always needs a retry; the other is healthy or paused. DR children run through
+    # the ordinary statuses (CHILD_TRANSFER_* are re-edit sub-task statuses: the fact sheet), so
+    # the first child's failure is INCRE_TRANSFER_FAILED ("DR abnormal") whichever way its draw
+    # goes; the draw stays, or every later draw of the project would change.
+    rng.choice((0, 1))
     statuses = (
-        rng.choice((JobStatus.CHILD_TRANSFER_FAILED, JobStatus.INCRE_TRANSFER_FAILED)),
-        rng.choice((JobStatus.CHILD_TRANSFER_STARTED, JobStatus.PAUSING)),
+        JobStatus.INCRE_TRANSFER_FAILED,
+        rng.choice((JobStatus.INCRE_TRANSFER_STARTED, JobStatus.PAUSING)),
     )
     parent.children = [
         _new_job(

@@ -54,6 +54,7 @@ TOKEN_TTL_S = 24 * 3600.0
 # Failed statuses the service never lets you retry: the only way out is DELETE.
 DELETE_ONLY_FAILURES = frozenset({JobStatus.CREATE_FAILED, JobStatus.RELEASE_RESOURCE_FAILED})
 
+TASK_FULL_ONLY = "FULL_TRANS"  # task_type of a full-only task: it never enters incremental
 STEP_DELAY_S = (0.5, 2.0)  # each retry step takes this long, times config.time_scale
 CREATE_TIME_EPOCH_MS = 1_717_200_000_000  # 2024-06-01 UTC; create_time never reads wall time
 CREATE_TIME_SPREAD_MS = 180 * 24 * 3600 * 1000
@@ -158,6 +159,7 @@ class Job:
     fate: Fate | None = None
     retries_accepted: int = 0
     schedule: list[tuple[float, JobStatus]] = field(default_factory=list)
+    paused_from: JobStatus | None = None  # the status a pause found: the phase a resume returns to
     # When the job last changed and last started, on the fleet's clock (batch-detail's
     # update_time / actual_start_time); None: before the emulator started (an age drawn from
     # the id, so listings stay the same for a seed).
@@ -196,17 +198,32 @@ class Job:
         )
 
 
+# OTC drs_03_0133: only migration and synchronisation tasks in these statuses can be paused
+# (not DR tasks, not CHILD_TRANSFER_* re-edit sub-tasks, not the dual-active parent).
+PAUSABLE_STATUSES = frozenset(
+    {
+        JobStatus.FULL_TRANSFER_STARTED,
+        JobStatus.FULL_TRANSFER_FAILED,
+        JobStatus.FULL_TRANSFER_COMPLETE,
+        JobStatus.INCRE_TRANSFER_STARTED,
+        JobStatus.INCRE_TRANSFER_FAILED,
+    }
+)
+PAUSABLE_USES = frozenset({DbUseType.MIGRATION, DbUseType.SYNC})
+
+
 def available_actions(status: JobStatus, *, db_use_type: DbUseType) -> tuple[str, ...]:
     """What ``job_action.available_actions`` lists for a status (a parent too: that is the trap)."""
     group = status_group(status)
+    pause = (ACTION_PAUSE,) if status in PAUSABLE_STATUSES and db_use_type in PAUSABLE_USES else ()
     if group is StatusGroup.HEALTHY:
         if db_use_type is DbUseType.CLOUD_DATA_GUARD:
-            return (ACTION_PAUSE, ACTION_SWITCH_OVER, ACTION_DELETE)
-        return (ACTION_PAUSE, ACTION_DELETE)
+            return (ACTION_SWITCH_OVER, ACTION_DELETE)
+        return (*pause, ACTION_DELETE)
     if group is StatusGroup.FAILED and status in DELETE_ONLY_FAILURES:
         return (ACTION_DELETE,)
     if group in (StatusGroup.FAILED, StatusGroup.PAUSED):
-        return (ACTION_RETRY, ACTION_DELETE)
+        return (ACTION_RETRY, *pause, ACTION_DELETE)
     return ()
 
 

@@ -434,7 +434,8 @@ async def test_child_of_a_dual_active_parent_can_be_retried(api: Api, clock: Fak
     assert status == 200
     assert answer["results"] == [{"id": child["id"], "status": "success"}]
     clock.now += 4.0
-    assert await api.statuses(child["id"]) == {child["id"]: "CHILD_TRANSFER_STARTED"}
+    # A DR child runs through the ordinary statuses (CHILD_TRANSFER_* are re-edit statuses).
+    assert await api.statuses(child["id"]) == {child["id"]: "INCRE_TRANSFER_STARTED"}
 
 
 async def test_parent_refusal_request_mode_rejects_the_whole_request(
