@@ -120,7 +120,7 @@ def _new_job(
 ) -> Job:
     # The draws happen in this order, as they always did: a fleet must not change with the code.
     job_id = _job_id(rng, suffix)
-    create_time = str(CREATE_TIME_EPOCH_MS - rng.randrange(CREATE_TIME_SPREAD_MS))
+    created_ms = CREATE_TIME_EPOCH_MS - rng.randrange(CREATE_TIME_SPREAD_MS)
     net_type = rng.choice(("vpc", "vpc", "vpn", "eip"))
     billing_tag = rng.random() < 0.3
     job_direction = rng.choice(("up", "down")) if parent_id else "up"
@@ -131,7 +131,7 @@ def _new_job(
         id=job_id,
         name=name,
         status=status,
-        create_time=create_time,
+        created_ms=created_ms,
         description=f"{engine_type} {db_use_type.value} task {name}",
         engine_type=engine_type,
         net_type=net_type,
@@ -231,5 +231,5 @@ def generate_project_jobs(config: EmulatorConfig, project: ProjectSpec) -> list[
         for number, kind in enumerate(kinds, start=1)
     ]
     _deal_fates(rng, config, jobs)
-    jobs.sort(key=lambda j: (-int(j.create_time), j.id))
+    jobs.sort(key=lambda j: (-j.created_ms, j.id))
     return jobs

@@ -22,6 +22,7 @@ import random
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -144,7 +145,7 @@ class Job:
     id: str
     name: str
     status: JobStatus
-    create_time: str
+    created_ms: int  # epoch ms; the wire shows it as create_time_text() does
     description: str
     engine_type: str
     net_type: str
@@ -171,6 +172,12 @@ class Job:
         return bool(self.children)
 
     @property
+    def create_time(self) -> str:
+        """``create_time`` as the reference example writes it, ``"2020-12-21 10:57:49"`` (UTC:
+        the example names no zone, nor does the emulator)."""
+        return datetime.fromtimestamp(self.created_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+    @property
     def failure_message(self) -> str:
         """The ``error_msg`` / ``error_message`` of the job when failed: code and reason."""
         return f"{self.failure_code}: {self.failure_reason}" if self.failure_code else ""
@@ -183,7 +190,13 @@ class Job:
             child.advance(now)
 
     def current_status(self) -> JobStatus:
-        """The status as the API shows it; a dual-active parent shows its worst child."""
+        """The status as the API shows it; a dual-active parent shows its worst child.
+
+        No source says what a dual-active parent's status is: the emulator derives it from its
+        children (any failed: ``INCRE_TRANSFER_FAILED``; else any paused: ``PAUSING``; else the
+        first in progress; else ``INCRE_TRANSFER_STARTED``), an assumption listed in
+        ``docs/known-unknowns.md``.
+        """
         if not self.children:
             return self.status
         statuses = [c.current_status() for c in self.children]
@@ -236,8 +249,9 @@ def _current_action(job: Job, status: JobStatus) -> str | None:
 
 
 def job_info(job: Job) -> dict[str, Any]:
-    """The wire view of a listed job (already advanced), as the SDK's ``QueryJobResp`` names
-    its fields (``node_newFramework``, camel-case F); children carry ``error_msg``."""
+    """The wire view of a listed job (already advanced), as the SDK's ``JobInfo`` names its
+    fields (``node_newFramework``, camel-case F); children carry ``error_msg``, and so does a
+    failed top-level job (the fact sheet; the SDK's ``JobInfo`` lacks the key)."""
     status = job.current_status()
     available = available_actions(status, db_use_type=job.db_use_type)
     wire: dict[str, Any] = {
@@ -257,9 +271,19 @@ def job_info(job: Job) -> dict[str, Any]:
     }
     if job.parent_id is None:
         wire["children"] = [job_info(c) for c in job.children]  # a child has none (SDK)
+        if status in FAILED_STATUSES:  # "error_msg (also on a failed top-level job)"
+            wire["error_msg"] = _top_level_error(job)
     else:
         wire["error_msg"] = job.failure_message if status in FAILED_STATUSES else ""
     return wire
+
+
+def _top_level_error(job: Job) -> str:
+    """A failed job's own message; a parent's is its first failed child's (an assumption)."""
+    if not job.children:
+        return job.failure_message
+    failed = (c for c in job.children if c.current_status() in FAILED_STATUSES)
+    return next((c.failure_message for c in failed), "")
 
 
 class ActionVerdict(StrEnum):
@@ -299,9 +323,9 @@ def job_detail(job: Job, times: WireTimes) -> dict[str, Any]:
     """One ``batch-detail`` result (a small part of the real QueryJobResp).
 
     ``update_time`` is when the job last changed (a retry or pause accepted, a transition) and
-    ``actual_start_time`` when it last started, both as epoch milliseconds in text like
-    ``create_time``: the reference does not show their format (an unverified choice; the
-    client reads zoned ISO text too).
+    ``actual_start_time`` when it last started, both as epoch milliseconds in text: the
+    reference does not show their format (an unverified choice; the client reads zoned ISO
+    text too). ``create_time`` is ``YYYY-MM-DD hh:mm:ss``, as in the listing.
     """
     status = job.current_status()
     changed = times.before_start(job) if job.changed_at is None else job.changed_at

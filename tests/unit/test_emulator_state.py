@@ -395,3 +395,26 @@ def test_failed_jobs_carry_a_code_and_a_reason(clock: FakeClock) -> None:
     for job in fleet.all_jobs():
         assert re.fullmatch(r"DRS\.Z\d{4}", job.failure_code)
         assert job.failure_message == f"{job.failure_code}: {job.failure_reason}"
+
+
+def test_listed_create_time_is_written_as_the_reference_example(clock: FakeClock) -> None:
+    fleet = Fleet(default_config(), clock=clock)
+    times = [job_info(j)["create_time"] for j in fleet.all_jobs()]
+    assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", t) for t in times)
+    for project in fleet.projects:  # still newest first
+        listed = [job_info(j)["create_time"] for j in fleet.top_level_jobs(project)]
+        assert listed == sorted(listed, reverse=True)
+
+
+def test_a_failed_top_level_job_carries_error_msg_in_the_list(clock: FakeClock) -> None:
+    fleet = Fleet(default_config(), clock=clock)
+    tops = [j for p in fleet.projects for j in fleet.top_level_jobs(p)]
+    failed = [j for j in tops if j.current_status() in FAILED_STATUSES]
+    assert failed
+    for job in failed:
+        wire = job_info(job)
+        assert wire["error_msg"]
+        if not job.children:
+            assert wire["error_msg"] == job.failure_message
+    running = next(j for j in tops if j.current_status() in HEALTHY_STATUSES)
+    assert "error_msg" not in job_info(running)
