@@ -20,10 +20,12 @@ from engine.emulator.state import (
     Kind,
     ProjectSpec,
     available_actions,
+    resume_status,
     walk,
 )
 from engine.emulator.wire import (
     ACTION_RETRY,
+    FAILED_STATUSES,
     DbUseType,
     JobStatus,
 )
@@ -75,6 +77,12 @@ RE_EDIT_STATUSES = frozenset(
     }
 )  # fmt: skip
 RARE_KIND_MIN_JOBS = 40
+# The service's own retry of a failed job (the fact sheet: it retries 3 times by itself): the
+# job failed FAILED_AGO_S before the emulator started, and the service's retry begins
+# SELF_RETRY_AFTER_S after the failure (fleet seconds, not scaled: the margin keeps a client
+# that retries at once ahead of it). The emulator models the first of the three, which works.
+FAILED_AGO_S = (2.0, 6.0)
+SELF_RETRY_AFTER_S = 20.0
 
 
 def _share(n: int, ratio: float) -> int:
@@ -220,6 +228,37 @@ def _deal_fates(rng: random.Random, config: EmulatorConfig, jobs: list[Job]) -> 
             job.fate = Fate.RECOVER
 
 
+def _deal_self_retries_and_laggards(
+    config: EmulatorConfig, project_id: str, jobs: list[Job]
+) -> None:
+    """Which retryable jobs the service retries by itself, and which stay behind once running.
+
+    From their own ``random.Random(f"{seed}:{project_id}:lag")``, after the fates, so neither
+    changes a job's fields, status or fate. Of a project's ``k`` retryable jobs,
+    ``floor(k * self_retry_rate)`` failed ones fated to recover are the service's to retry (a
+    floor, unlike the other quotas: the default fleet has one or two, not one per project);
+    then ``ceil(k * behind_rate)`` of the other recovering jobs whose resume leads to an
+    incremental status stay 90-600 s behind (``engine.emulator.lag``).
+    """
+    rng = random.Random(f"{config.seed}:{project_id}:lag")
+    retryable = sorted((job for job in walk(jobs) if job.fate is not None), key=lambda j: j.id)
+    k = len(retryable)
+    recovering = [job for job in retryable if job.fate is Fate.RECOVER]
+    rng.shuffle(recovering)
+    failed = [job for job in recovering if job.status in FAILED_STATUSES]
+    for job in failed[: math.floor(k * config.self_retry_rate + 1e-9)]:
+        job.failed_ago_s = round(rng.uniform(*FAILED_AGO_S), 3)
+    incremental = (JobStatus.INCRE_TRANSFER_STARTED, JobStatus.CHILD_TRANSFER_STARTED)
+    laggards = [
+        job
+        for job in recovering
+        if job.failed_ago_s is None and resume_status(job, job.status) in incremental
+    ]
+    behind = math.ceil(k * config.behind_rate - 1e-9) if config.behind_rate > 0 else 0
+    for job in laggards[:behind]:
+        job.stays_behind = True
+
+
 def generate_project_jobs(config: EmulatorConfig, project: ProjectSpec) -> list[Job]:
     """The top-level jobs of one project, newest first (the stable list order)."""
     rng = random.Random(f"{config.seed}:{project.project_id}")
@@ -231,5 +270,6 @@ def generate_project_jobs(config: EmulatorConfig, project: ProjectSpec) -> list[
         for number, kind in enumerate(kinds, start=1)
     ]
     _deal_fates(rng, config, jobs)
+    _deal_self_retries_and_laggards(config, project.project_id, jobs)
     jobs.sort(key=lambda j: (-j.created_ms, j.id))
     return jobs

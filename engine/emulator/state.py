@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from engine.emulator.faults import FaultConfig
+from engine.emulator.lag import Lag
 from engine.emulator.wire import (
     ACTION_DELETE,
     ACTION_PAUSE,
@@ -34,6 +35,7 @@ from engine.emulator.wire import (
     ACTION_START,
     ACTION_SWITCH_OVER,
     FAILED_STATUSES,
+    HEALTHY_STATUSES,
     IN_PROGRESS_STATUSES,
     PAUSED_STATUSES,
     DbUseType,
@@ -73,6 +75,13 @@ class ProjectSpec:
 class EmulatorConfig:
     """What fleet to seed and how its jobs behave; the same config always yields the same fleet.
 
+    How jobs behave beyond their retry fates: ``behind_rate`` (the share of a project's
+    retryable jobs that recover but stay minutes behind: ``engine.emulator.lag``),
+    ``self_retry_rate`` (the share, rounded down, of a project's retryable jobs that failed
+    moments before the emulator started and that the service retries by itself:
+    ``engine.emulator.seeding``) and ``pause_delay_s`` (an accepted pause shows ``PAUSING`` only
+    that many fleet seconds later; 0: at once).
+
     The gateway settings: ``token_ttl_s`` (IAM tokens expire that long after issue, on the fleet
     clock; the pre-issued ``Emulator.token`` too, but only with ``expire_static_token``),
     ``rate_limit_per_s`` (None: no throttling), ``faults`` (see ``FaultConfig``; drawn from
@@ -85,6 +94,9 @@ class EmulatorConfig:
     time_scale: float = 1.0
     fail_again_rate: float = 0.15
     stuck_rate: float = 0.05
+    behind_rate: float = 0.1
+    self_retry_rate: float = 0.15
+    pause_delay_s: float = 0.0
     parent_refusal: Literal["per_job", "request"] = "per_job"
     user: str = "runbook-demo"
     password: str = DEMO_PASSWORD
@@ -97,6 +109,12 @@ class EmulatorConfig:
     sk: str = DEMO_SK
 
     def __post_init__(self) -> None:
+        for name in ("fail_again_rate", "stuck_rate", "behind_rate", "self_retry_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {value}")
+        if self.pause_delay_s < 0:
+            raise ValueError(f"pause_delay_s must be >= 0, got {self.pause_delay_s}")
         if self.token_ttl_s <= 0:
             raise ValueError(f"token_ttl_s must be greater than zero, got {self.token_ttl_s}")
         if self.rate_limit_per_s is not None and self.rate_limit_per_s <= 0:
@@ -166,6 +184,15 @@ class Job:
     # the id, so listings stay the same for a seed).
     changed_at: float | None = None
     started_at: float | None = None
+    # The replication delay (engine.emulator.lag), set by the Fleet when it starts; a job that
+    # "stays behind" has a floor of minutes (EmulatorConfig.behind_rate).
+    lag: Lag | None = None
+    stays_behind: bool = False
+    # A failed job the service retries by itself: it failed this long before the emulator
+    # started (EmulatorConfig.self_retry_rate); service_retry_at: when that retry begins.
+    failed_ago_s: float | None = None
+    service_retry_at: float | None = None
+    pause_due: float | None = None  # an accepted pause shows as PAUSING from then on
 
     @property
     def is_dual_active_parent(self) -> bool:
@@ -182,10 +209,20 @@ class Job:
         """The ``error_msg`` / ``error_message`` of the job when failed: code and reason."""
         return f"{self.failure_code}: {self.failure_reason}" if self.failure_code else ""
 
+    def set_status(self, at: float, status: JobStatus) -> None:
+        """The job is in ``status`` from ``at`` on; its delay starts or stops draining."""
+        self.status, self.changed_at = status, at
+        if status is JobStatus.STARTJOBING:
+            self.started_at = at
+        if status is JobStatus.PAUSING:
+            self.pause_due = None
+        if self.lag is not None:
+            self.lag.turn(at, running=status in HEALTHY_STATUSES)
+
     def advance(self, now: float) -> None:
         """Apply every scheduled transition that is due at ``now``."""
         while self.schedule and self.schedule[0][0] <= now:
-            self.changed_at, self.status = self.schedule.pop(0)
+            self.set_status(*self.schedule.pop(0))
         for child in self.children:
             child.advance(now)
 
@@ -241,8 +278,13 @@ def available_actions(status: JobStatus, *, db_use_type: DbUseType) -> tuple[str
 
 
 def _current_action(job: Job, status: JobStatus) -> str | None:
+    """``job_action.current_action``. During the service's own retry it says ``RETRY``, as for
+    ours: no source says what the real service shows then (unverified)."""
+    if job.pause_due is not None:
+        return ACTION_PAUSE
     if status in (JobStatus.STARTJOBING, JobStatus.WAITING_FOR_START):
-        return ACTION_RETRY if job.retries_accepted else ACTION_START
+        retrying = job.retries_accepted or job.service_retry_at is not None
+        return ACTION_RETRY if retrying else ACTION_START
     if status is JobStatus.RELEASE_RESOURCE_STARTED:
         return ACTION_DELETE
     return None
@@ -254,6 +296,8 @@ def job_info(job: Job) -> dict[str, Any]:
     failed top-level job (the fact sheet; the SDK's ``JobInfo`` lacks the key)."""
     status = job.current_status()
     available = available_actions(status, db_use_type=job.db_use_type)
+    if job.pause_due is not None:  # a pause is under way: nothing more until it lands
+        available = tuple(a for a in available if a not in (ACTION_PAUSE, ACTION_RETRY))
     wire: dict[str, Any] = {
         "id": job.id,
         "name": job.name,
@@ -284,6 +328,25 @@ def _top_level_error(job: Job) -> str:
         return job.failure_message
     failed = (c for c in job.children if c.current_status() in FAILED_STATUSES)
     return next((c.failure_message for c in failed), "")
+
+
+def resume_status(job: Job, origin: JobStatus) -> JobStatus:
+    """The running status a retry or resume of ``job`` (now in ``origin``) leads to.
+
+    A task returns to the phase it stopped in (the fact sheet): a full transfer restarts its
+    full transfer, a full-only task (``FULL_TRANS``) never enters incremental, a re-edit sub-task
+    resumes as one; everything else, DR children too, goes to ``INCRE_TRANSFER_STARTED``.
+    """
+    stopped_in = job.paused_from if origin is JobStatus.PAUSING and job.paused_from else origin
+    if stopped_in in (JobStatus.FULL_TRANSFER_STARTED, JobStatus.FULL_TRANSFER_FAILED):
+        return JobStatus.FULL_TRANSFER_STARTED
+    if stopped_in in (JobStatus.CHILD_TRANSFER_STARTED, JobStatus.CHILD_TRANSFER_FAILED):
+        return JobStatus.CHILD_TRANSFER_STARTED
+    if job.task_type == TASK_FULL_ONLY:
+        if stopped_in is JobStatus.FULL_TRANSFER_COMPLETE:
+            return JobStatus.FULL_TRANSFER_COMPLETE
+        return JobStatus.FULL_TRANSFER_STARTED
+    return JobStatus.INCRE_TRANSFER_STARTED
 
 
 class ActionVerdict(StrEnum):
