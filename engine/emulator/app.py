@@ -35,7 +35,7 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.emulator.faults import FaultInjector
+from engine.emulator.faults import BusyInjector, FaultInjector
 from engine.emulator.fleet import Fleet
 from engine.emulator.gateway import (
     BATCH_STATUS_DEFAULT_PER_PAGE,
@@ -44,6 +44,7 @@ from engine.emulator.gateway import (
     PAUSE_MODES,
     ROUTE_BATCH_DETAIL,
     ROUTE_BATCH_PAUSE,
+    ROUTE_BATCH_PROGRESS,
     ROUTE_BATCH_RETRY,
     ROUTE_BATCH_STATUS,
     ROUTE_LIST,
@@ -58,9 +59,13 @@ from engine.emulator.gateway import (
     drs_body,
     error_message,
     gateway,
+    job_id_list,
     language_of,
+    refuse_duplicates,
+    refuse_if_busy,
 )
 from engine.emulator.iam import issue_token
+from engine.emulator.progress import batch_progress
 from engine.emulator.signing import AkSkVerifier
 from engine.emulator.state import (
     ActionVerdict,
@@ -161,17 +166,6 @@ async def list_jobs(request: web.Request) -> web.Response:
     return web.json_response({"total_record": len(selected), "jobs": page})
 
 
-def _id_list(body: Mapping[str, Any], *, limit: int | None) -> list[str]:
-    ids = body.get("jobs")
-    if not ids:
-        raise RequestRejectedError(400, ERR_PARAMETER_EMPTY, "jobs is required")
-    if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
-        raise RequestRejectedError(400, ERR_PARAMETER_INVALID, "jobs must be a list of job ids")
-    if limit is not None and len(ids) > limit:
-        raise RequestRejectedError(400, ERR_PARAMETER_INVALID, f"jobs takes at most {limit} ids")
-    return ids
-
-
 def _page_req(body: Mapping[str, Any]) -> tuple[int, int]:
     """``page_req`` of batch-status / batch-detail: (cur_page, per_page), per_page default 5."""
     page_req = body.get("page_req") or {}
@@ -193,9 +187,10 @@ async def _paged_jobs(
     request: web.Request, describe: Callable[[Job], dict[str, Any]]
 ) -> web.Response:
     """batch-status and batch-detail: one page of the named jobs, an unknown id answered with
-    DRS.K02000 in its entry; ``count`` is the number of ids asked for."""
+    DRS.K02000 in its entry; ``count`` is the number of tasks returned (OTC drs_api_0150; the
+    SDK: "the same as the length of results"), not the number asked for."""
     project_id, body = await drs_body(request)
-    ids = _id_list(body, limit=MAX_IDS_PER_BATCH_STATUS)
+    ids = job_id_list(body, limit=MAX_IDS_PER_BATCH_STATUS)
     cur_page, per_page = _page_req(body)
     fleet, stats, language = request.app[FLEET], request.app[STATS], language_of(request)
     results: list[dict[str, Any]] = []
@@ -209,7 +204,7 @@ async def _paged_jobs(
             )
         else:
             results.append(describe(job))
-    return web.json_response({"results": results, "count": len(ids)})
+    return web.json_response({"results": results, "count": len(results)})
 
 
 _VERDICT_ERRORS = {
@@ -236,6 +231,7 @@ def _retry_job_ids(body: Mapping[str, Any]) -> list[str]:
         if not entry["job_id"]:
             raise RequestRejectedError(400, ERR_PARAMETER_EMPTY, "job_id is empty")
         ids.append(entry["job_id"])
+    refuse_duplicates(ids)
     return ids
 
 
@@ -276,6 +272,7 @@ async def batch_retry_task(request: web.Request) -> web.Response:
     """``POST /v3/{project_id}/jobs/batch-retry-task``: retry failed / resume paused jobs."""
     project_id, body = await drs_body(request)
     ids = _retry_job_ids(body)
+    refuse_if_busy(request)
     fleet = request.app[FLEET]
     request.app[STATS].retry_requests_per_job.update(ids)
     _refuse_parents(fleet, project_id, ids, ACTION_RETRY)
@@ -304,6 +301,7 @@ def _pause_job_ids(body: Mapping[str, Any]) -> list[str]:
         if not entry["job_id"]:
             raise RequestRejectedError(400, ERR_PARAMETER_EMPTY, "job_id is empty")
         ids.append(entry["job_id"])
+    refuse_duplicates(ids)
     return ids
 
 
@@ -311,6 +309,7 @@ async def batch_pause_task(request: web.Request) -> web.Response:
     """``POST /v3/{project_id}/jobs/batch-pause-task``: pause running jobs (they show PAUSING)."""
     project_id, body = await drs_body(request)
     ids = _pause_job_ids(body)
+    refuse_if_busy(request)
     fleet = request.app[FLEET]
     request.app[STATS].pause_requests_per_job.update(ids)
     _refuse_parents(fleet, project_id, ids, ACTION_PAUSE)
@@ -335,7 +334,9 @@ async def emulator_stats(request: web.Request) -> web.Response:
 
 
 async def emulator_jobs(request: web.Request) -> web.Response:
-    """``GET /_emulator/jobs``: every job incl. children, with its hidden fate (not a DRS API)."""
+    """``GET /_emulator/jobs``: every job incl. children, with its hidden fate, whether it stays
+    behind or the service retries it itself, and its delay now, spike-free (not a DRS API)."""
+    fleet = request.app[FLEET]
     jobs = [
         {
             "project_id": job.project_id,
@@ -346,8 +347,11 @@ async def emulator_jobs(request: web.Request) -> web.Response:
             "parent_id": job.parent_id,
             "fate": job.fate.value if job.fate else None,
             "retries_accepted": job.retries_accepted,
+            "stays_behind": job.stays_behind,
+            "service_retry": job.service_retry_at is not None,
+            "delay_s": None if job.lag is None else round(job.lag.delay(fleet.clock()), 3),
         }
-        for job in request.app[FLEET].all_jobs()
+        for job in fleet.all_jobs()
     ]
     return web.json_response({"jobs": jobs})
 
@@ -367,6 +371,7 @@ def build_app(fleet: Fleet, *, wall_clock: Clock = time.time) -> web.Application
     app[WALL_CLOCK] = wall_clock
     app[GATEWAY] = Gateway(
         faults=FaultInjector(config.faults, config.seed),
+        busy=BusyInjector(config.faults, config.seed),
         verifier=AkSkVerifier(ak=config.ak, sk=config.sk, clock=fleet.clock, wall_clock=wall_clock),
         throttle=(
             None
@@ -380,6 +385,7 @@ def build_app(fleet: Fleet, *, wall_clock: Clock = time.time) -> web.Application
     app.router.add_post(ROUTE_BATCH_RETRY, batch_retry_task)
     app.router.add_post(ROUTE_BATCH_PAUSE, batch_pause_task)
     app.router.add_post(ROUTE_BATCH_DETAIL, batch_detail)
+    app.router.add_post(ROUTE_BATCH_PROGRESS, batch_progress)
     app.router.add_get("/_emulator/stats", emulator_stats)
     app.router.add_get("/_emulator/jobs", emulator_jobs)
     return app

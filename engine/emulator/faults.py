@@ -29,6 +29,10 @@ _KEYS: dict[str, tuple[str, str]] = {
     "slow": ("slow_s", "duration"),
     "answer_delay": ("answer_delay_s", "duration"),
     "error_status": ("error_status", "status"),
+    "lag_spike_rate": ("lag_spike_rate", "rate"),
+    "lag_spike": ("lag_spike_s", "duration"),
+    "too_frequent_rate": ("too_frequent_rate", "rate"),
+    "busy_rate": ("busy_rate", "rate"),
 }
 # DRS.M00004 "service abnormal" comes as a 500 in OTC's table and as a 422 in Huawei's pages
 # (the fact sheet's conflict): the emulator plays either, the client handles both.
@@ -46,6 +50,13 @@ class FaultConfig:
     answer is written. ``answer_delay_s``: a mutating request (batch-retry-task,
     batch-pause-task) is applied at once and answered that much later, so a client that dies
     meanwhile never learns the outcome of a change that happened.
+
+    Not drawn by ``FaultInjector`` (each from its own generator, so adding one never moves the
+    faults above): ``lag_spike_rate`` — a running job read by batch-progress jumps
+    ``lag_spike_s`` behind, then drains (the fleet draws it, ``engine.emulator.lag``);
+    ``too_frequent_rate`` / ``busy_rate`` — a well-formed batch-retry-task or batch-pause-task is
+    refused whole with 400 ``DRS.M01503`` (operation too frequent) or 202 ``DRS.M01504`` (another
+    operation is running), changing nothing (``BusyInjector``).
     """
 
     latency_s: float = 0.0
@@ -56,15 +67,20 @@ class FaultConfig:
     slow_s: float = 2.0
     answer_delay_s: float = 0.0
     error_status: int = 500  # the HTTP status of the injected DRS.M00004: 500 or 422
+    lag_spike_rate: float = 0.0
+    lag_spike_s: float = 300.0
+    too_frequent_rate: float = 0.0
+    busy_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if self.error_status not in ERROR_STATUSES:
             raise ValueError(f"error_status must be 500 or 422, got {self.error_status}")
-        for name in ("error_rate", "reset_rate", "lost_response_rate", "slow_rate"):
+        rates = ("error_rate", "reset_rate", "lost_response_rate", "slow_rate")
+        for name in (*rates, "lag_spike_rate", "too_frequent_rate", "busy_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")
-        for name in ("latency_s", "slow_s", "answer_delay_s"):
+        for name in ("latency_s", "slow_s", "answer_delay_s", "lag_spike_s"):
             value = getattr(self, name)
             if value < 0.0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
@@ -78,9 +94,10 @@ class FaultConfig:
     def parse(text: str) -> FaultConfig:
         """The ``--faults`` form: ``latency=50ms,error_rate=0.05,slow_rate=0.01,slow=3s``.
 
-        Keys: ``latency``, ``slow``, ``answer_delay`` (durations, ``ms`` or ``s``) and
-        ``error_rate``, ``reset_rate``, ``lost_response_rate``, ``slow_rate`` (numbers in
-        [0, 1]). An empty
+        Keys: ``latency``, ``slow``, ``answer_delay``, ``lag_spike`` (durations, ``ms`` or
+        ``s``), ``error_status`` (500 or 422) and ``error_rate``, ``reset_rate``,
+        ``lost_response_rate``, ``slow_rate``, ``lag_spike_rate``, ``too_frequent_rate``,
+        ``busy_rate`` (numbers in [0, 1]). An empty
         string is no faults. An unknown key, a repeated key or a bad value is a ValueError whose
         message names the key.
         """
@@ -169,3 +186,30 @@ class FaultInjector:
             slow=slow < c.slow_rate,
             lost_response=lost < c.lost_response_rate,
         )
+
+
+class BusyInjector:
+    """Decides, per well-formed batch-retry-task / batch-pause-task, whether the service refuses
+    it whole: ``DRS.M01503`` (400) or ``DRS.M01504`` (202), or neither (None).
+
+    Its own ``random.Random(f"{seed}:busy")``, two numbers per request once either rate is set:
+    the other faults' draws do not move.
+    """
+
+    TOO_FREQUENT = (400, "DRS.M01503")
+    OPERATION_RUNNING = (202, "DRS.M01504")
+
+    def __init__(self, config: FaultConfig, seed: int) -> None:
+        self.config = config
+        self._rng = random.Random(f"{seed}:busy")
+
+    def roll(self) -> tuple[int, str] | None:
+        c = self.config
+        if c.too_frequent_rate <= 0 and c.busy_rate <= 0:
+            return None
+        too_frequent, busy = self._rng.random(), self._rng.random()
+        if too_frequent < c.too_frequent_rate:
+            return self.TOO_FREQUENT
+        if busy < c.busy_rate:
+            return self.OPERATION_RUNNING
+        return None

@@ -34,7 +34,13 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.emulator.faults import FAULT_KINDS, NO_FAULTS, FaultInjector, FaultRoll
+from engine.emulator.faults import (
+    FAULT_KINDS,
+    NO_FAULTS,
+    BusyInjector,
+    FaultInjector,
+    FaultRoll,
+)
 from engine.emulator.fleet import Fleet
 from engine.emulator.signing import AkSkVerifier, SignatureError, SignedRequest, is_signed
 from engine.emulator.state import (
@@ -43,9 +49,11 @@ from engine.emulator.state import (
 from engine.emulator.throttle import RateMeter, Throttle
 from engine.emulator.wire import (
     ERR_API_NOT_FOUND,
+    ERR_DUPLICATE_IDS,
     ERR_INVALID_PROJECT,
     ERR_NO_PERMISSION,
     ERR_ONLY_SUBTASKS,
+    ERR_OPERATION_RUNNING,
     ERR_PARAMETER,
     ERR_PARAMETER_EMPTY,
     ERR_PARAMETER_INVALID,
@@ -56,6 +64,7 @@ from engine.emulator.wire import (
     ERR_THROTTLED,
     ERR_TOKEN_EXPIRED,
     ERR_TOKEN_INVALID,
+    ERR_TOO_FREQUENT,
     Language,
     error_json,
 )
@@ -68,6 +77,7 @@ ROUTE_BATCH_STATUS = "/v3/{project_id}/jobs/batch-status"
 ROUTE_BATCH_RETRY = "/v3/{project_id}/jobs/batch-retry-task"
 ROUTE_BATCH_PAUSE = "/v3/{project_id}/jobs/batch-pause-task"
 ROUTE_BATCH_DETAIL = "/v3/{project_id}/jobs/batch-detail"
+ROUTE_BATCH_PROGRESS = "/v3/{project_id}/jobs/batch-progress"
 ROUTE_TOKENS = "/v3/auth/tokens"
 UNKNOWN_ROUTE = "(unknown route)"
 DRS_ROUTES = frozenset(
@@ -78,6 +88,7 @@ DRS_ROUTES = frozenset(
         ROUTE_BATCH_RETRY,
         ROUTE_BATCH_PAUSE,
         ROUTE_BATCH_DETAIL,
+        ROUTE_BATCH_PROGRESS,
     )
 )
 IAM_ROUTE = f"POST {ROUTE_TOKENS}"
@@ -98,6 +109,12 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     ERR_NO_PERMISSION: ("No permission to perform this operation", "没有权限执行此操作"),
     ERR_INVALID_PROJECT: ("Invalid project ID", "项目ID无效"),
     ERR_SERVICE_ABNORMAL: ("Service abnormal", "服务异常"),
+    ERR_DUPLICATE_IDS: ("Duplicate job IDs in the request", "请求中存在重复的任务ID"),
+    ERR_TOO_FREQUENT: ("The operation is too frequent", "操作过于频繁"),
+    ERR_OPERATION_RUNNING: (
+        "Another operation is running on the task, try again later",
+        "任务正在执行其他操作, 请稍后重试",
+    ),
 }
 _GATEWAY_MESSAGES: dict[str, str] = {
     ERR_TOKEN_INVALID: "Incorrect IAM authentication information: decrypt token fail",
@@ -221,6 +238,7 @@ class Gateway:
     """The gateway's moving parts: fault draws, AK/SK verification, throttling."""
 
     faults: FaultInjector
+    busy: BusyInjector
     verifier: AkSkVerifier
     throttle: Throttle | None
 
@@ -411,3 +429,36 @@ async def drs_body(request: web.Request) -> tuple[str, dict[str, Any]]:
 def iam_error(status: int, title: str, message: str) -> web.Response:
     body = {"error": {"code": status, "message": message, "title": title}}
     return web.json_response(body, status=status)
+
+
+def job_id_list(body: Mapping[str, Any], *, limit: int) -> list[str]:
+    """The ``jobs`` id list of batch-status, batch-detail and batch-progress: missing or empty
+    400 ``DRS.M00201``; not a list of ids, or more than ``limit``, 400 ``DRS.M00202``; an id
+    named twice 400 ``DRS.M00301``."""
+    ids = body.get("jobs")
+    if not ids:
+        raise RequestRejectedError(400, ERR_PARAMETER_EMPTY, "jobs is required")
+    if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+        raise RequestRejectedError(400, ERR_PARAMETER_INVALID, "jobs must be a list of job ids")
+    if len(ids) > limit:
+        raise RequestRejectedError(400, ERR_PARAMETER_INVALID, f"jobs takes at most {limit} ids")
+    refuse_duplicates(ids)
+    return ids
+
+
+def refuse_duplicates(ids: list[str]) -> None:
+    """400 ``DRS.M00301`` when a request names a job twice."""
+    seen: set[str] = set()
+    for job_id in ids:
+        if job_id in seen:
+            raise RequestRejectedError(400, ERR_DUPLICATE_IDS, f"job {job_id} is named twice")
+        seen.add(job_id)
+
+
+def refuse_if_busy(request: web.Request) -> None:
+    """The injected whole-request refusals of a mutating request (``FaultConfig.busy_rate``,
+    ``too_frequent_rate``): 400 ``DRS.M01503`` or 202 ``DRS.M01504``, nothing applied."""
+    refusal = request.app[GATEWAY].busy.roll()
+    if refusal is not None:
+        status, code = refusal
+        raise RequestRejectedError(status, code, "injected by the emulator")

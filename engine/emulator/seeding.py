@@ -20,10 +20,12 @@ from engine.emulator.state import (
     Kind,
     ProjectSpec,
     available_actions,
+    resume_status,
     walk,
 )
 from engine.emulator.wire import (
     ACTION_RETRY,
+    FAILED_STATUSES,
     DbUseType,
     JobStatus,
 )
@@ -63,10 +65,24 @@ _STATUS_BY_KIND: dict[Kind, tuple[JobStatus, ...]] = {
 RARE_STATUSES: tuple[JobStatus, ...] = tuple(
     s for s in JobStatus
     if s not in {x for kind in _STATUS_BY_KIND.values() for x in kind}
-    and s not in {_S.CHILD_TRANSFER_STARTED, _S.CHILD_TRANSFER_FAILED}  # dual-active children
     and s not in DELETE_ONLY_FAILURES
 )  # fmt: skip
+# The statuses of a re-edited synchronisation task's sub-task (SDK: "再编辑子任务"): a rare job
+# in one of them is always a sync task.
+RE_EDIT_STATUSES = frozenset(
+    {
+        _S.CHILD_TRANSFER_STARTING, _S.CHILD_TRANSFER_STARTED, _S.CHILD_TRANSFER_COMPLETE,
+        _S.CHILD_TRANSFER_FAILED, _S.RELEASE_CHILD_TRANSFER_STARTED,
+        _S.RELEASE_CHILD_TRANSFER_COMPLETE,
+    }
+)  # fmt: skip
 RARE_KIND_MIN_JOBS = 40
+# The service's own retry of a failed job (the fact sheet: it retries 3 times by itself): the
+# job failed FAILED_AGO_S before the emulator started, and the service's retry begins
+# SELF_RETRY_AFTER_S after the failure (fleet seconds, not scaled: the margin keeps a client
+# that retries at once ahead of it). The emulator models the first of the three, which works.
+FAILED_AGO_S = (2.0, 6.0)
+SELF_RETRY_AFTER_S = 20.0
 
 
 def _share(n: int, ratio: float) -> int:
@@ -112,7 +128,7 @@ def _new_job(
 ) -> Job:
     # The draws happen in this order, as they always did: a fleet must not change with the code.
     job_id = _job_id(rng, suffix)
-    create_time = str(CREATE_TIME_EPOCH_MS - rng.randrange(CREATE_TIME_SPREAD_MS))
+    created_ms = CREATE_TIME_EPOCH_MS - rng.randrange(CREATE_TIME_SPREAD_MS)
     net_type = rng.choice(("vpc", "vpc", "vpn", "eip"))
     billing_tag = rng.random() < 0.3
     job_direction = rng.choice(("up", "down")) if parent_id else "up"
@@ -123,7 +139,7 @@ def _new_job(
         id=job_id,
         name=name,
         status=status,
-        create_time=create_time,
+        created_ms=created_ms,
         description=f"{engine_type} {db_use_type.value} task {name}",
         engine_type=engine_type,
         net_type=net_type,
@@ -140,14 +156,17 @@ def _new_job(
 def _top_level_job(
     rng: random.Random, project_id: str, kind: Kind, number: int, rare: list[JobStatus]
 ) -> Job:
+    rare_status = rare.pop() if kind is Kind.RARE else None
     if kind is Kind.DUAL_ACTIVE:
         use = DbUseType.CLOUD_DATA_GUARD
     else:
         use = rng.choice((DbUseType.MIGRATION, DbUseType.SYNC, DbUseType.SYNC))
+        if rare_status in RE_EDIT_STATUSES:
+            use = DbUseType.SYNC
     engine = rng.choice(_ENGINES[use])
     name = f"{rng.choice(_APPS)}-{_ENGINE_SHORT[engine]}-{_USE_SHORT[use]}-{number:02d}"
     if kind is not Kind.DUAL_ACTIVE:
-        status = rare.pop() if kind is Kind.RARE else rng.choice(_STATUS_BY_KIND[kind])
+        status = rare_status or rng.choice(_STATUS_BY_KIND[kind])
         return _new_job(
             rng, project_id, name=name, status=status, db_use_type=use, engine_type=engine
         )
@@ -159,10 +178,14 @@ def _top_level_job(
         db_use_type=use,
         engine_type=engine,
     )
-    # One child always needs a retry; the other is healthy or paused.
+    # One child always needs a retry; the other is healthy or paused. DR children run through
+    # the ordinary statuses (CHILD_TRANSFER_* are re-edit sub-task statuses: the fact sheet), so
+    # the first child's failure is INCRE_TRANSFER_FAILED ("DR abnormal") whichever way its draw
+    # goes; the draw stays, or every later draw of the project would change.
+    rng.choice((0, 1))
     statuses = (
-        rng.choice((JobStatus.CHILD_TRANSFER_FAILED, JobStatus.INCRE_TRANSFER_FAILED)),
-        rng.choice((JobStatus.CHILD_TRANSFER_STARTED, JobStatus.PAUSING)),
+        JobStatus.INCRE_TRANSFER_FAILED,
+        rng.choice((JobStatus.INCRE_TRANSFER_STARTED, JobStatus.PAUSING)),
     )
     parent.children = [
         _new_job(
@@ -205,6 +228,37 @@ def _deal_fates(rng: random.Random, config: EmulatorConfig, jobs: list[Job]) -> 
             job.fate = Fate.RECOVER
 
 
+def _deal_self_retries_and_laggards(
+    config: EmulatorConfig, project_id: str, jobs: list[Job]
+) -> None:
+    """Which retryable jobs the service retries by itself, and which stay behind once running.
+
+    From their own ``random.Random(f"{seed}:{project_id}:lag")``, after the fates, so neither
+    changes a job's fields, status or fate. Of a project's ``k`` retryable jobs,
+    ``floor(k * self_retry_rate)`` failed ones fated to recover are the service's to retry (a
+    floor, unlike the other quotas: the default fleet has one or two, not one per project);
+    then ``ceil(k * behind_rate)`` of the other recovering jobs whose resume leads to an
+    incremental status stay 90-600 s behind (``engine.emulator.lag``).
+    """
+    rng = random.Random(f"{config.seed}:{project_id}:lag")
+    retryable = sorted((job for job in walk(jobs) if job.fate is not None), key=lambda j: j.id)
+    k = len(retryable)
+    recovering = [job for job in retryable if job.fate is Fate.RECOVER]
+    rng.shuffle(recovering)
+    failed = [job for job in recovering if job.status in FAILED_STATUSES]
+    for job in failed[: math.floor(k * config.self_retry_rate + 1e-9)]:
+        job.failed_ago_s = round(rng.uniform(*FAILED_AGO_S), 3)
+    incremental = (JobStatus.INCRE_TRANSFER_STARTED, JobStatus.CHILD_TRANSFER_STARTED)
+    laggards = [
+        job
+        for job in recovering
+        if job.failed_ago_s is None and resume_status(job, job.status) in incremental
+    ]
+    behind = math.ceil(k * config.behind_rate - 1e-9) if config.behind_rate > 0 else 0
+    for job in laggards[:behind]:
+        job.stays_behind = True
+
+
 def generate_project_jobs(config: EmulatorConfig, project: ProjectSpec) -> list[Job]:
     """The top-level jobs of one project, newest first (the stable list order)."""
     rng = random.Random(f"{config.seed}:{project.project_id}")
@@ -216,5 +270,6 @@ def generate_project_jobs(config: EmulatorConfig, project: ProjectSpec) -> list[
         for number, kind in enumerate(kinds, start=1)
     ]
     _deal_fates(rng, config, jobs)
-    jobs.sort(key=lambda j: (-int(j.create_time), j.id))
+    _deal_self_retries_and_laggards(config, project.project_id, jobs)
+    jobs.sort(key=lambda j: (-j.created_ms, j.id))
     return jobs

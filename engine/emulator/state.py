@@ -22,10 +22,12 @@ import random
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
 from engine.emulator.faults import FaultConfig
+from engine.emulator.lag import Lag
 from engine.emulator.wire import (
     ACTION_DELETE,
     ACTION_PAUSE,
@@ -33,6 +35,7 @@ from engine.emulator.wire import (
     ACTION_START,
     ACTION_SWITCH_OVER,
     FAILED_STATUSES,
+    HEALTHY_STATUSES,
     IN_PROGRESS_STATUSES,
     PAUSED_STATUSES,
     DbUseType,
@@ -54,6 +57,7 @@ TOKEN_TTL_S = 24 * 3600.0
 # Failed statuses the service never lets you retry: the only way out is DELETE.
 DELETE_ONLY_FAILURES = frozenset({JobStatus.CREATE_FAILED, JobStatus.RELEASE_RESOURCE_FAILED})
 
+TASK_FULL_ONLY = "FULL_TRANS"  # task_type of a full-only task: it never enters incremental
 STEP_DELAY_S = (0.5, 2.0)  # each retry step takes this long, times config.time_scale
 CREATE_TIME_EPOCH_MS = 1_717_200_000_000  # 2024-06-01 UTC; create_time never reads wall time
 CREATE_TIME_SPREAD_MS = 180 * 24 * 3600 * 1000
@@ -71,6 +75,13 @@ class ProjectSpec:
 class EmulatorConfig:
     """What fleet to seed and how its jobs behave; the same config always yields the same fleet.
 
+    How jobs behave beyond their retry fates: ``behind_rate`` (the share of a project's
+    retryable jobs that recover but stay minutes behind: ``engine.emulator.lag``),
+    ``self_retry_rate`` (the share, rounded down, of a project's retryable jobs that failed
+    moments before the emulator started and that the service retries by itself:
+    ``engine.emulator.seeding``) and ``pause_delay_s`` (an accepted pause shows ``PAUSING`` only
+    that many fleet seconds later; 0: at once).
+
     The gateway settings: ``token_ttl_s`` (IAM tokens expire that long after issue, on the fleet
     clock; the pre-issued ``Emulator.token`` too, but only with ``expire_static_token``),
     ``rate_limit_per_s`` (None: no throttling), ``faults`` (see ``FaultConfig``; drawn from
@@ -83,6 +94,9 @@ class EmulatorConfig:
     time_scale: float = 1.0
     fail_again_rate: float = 0.15
     stuck_rate: float = 0.05
+    behind_rate: float = 0.1
+    self_retry_rate: float = 0.15
+    pause_delay_s: float = 0.0
     parent_refusal: Literal["per_job", "request"] = "per_job"
     user: str = "runbook-demo"
     password: str = DEMO_PASSWORD
@@ -95,6 +109,12 @@ class EmulatorConfig:
     sk: str = DEMO_SK
 
     def __post_init__(self) -> None:
+        for name in ("fail_again_rate", "stuck_rate", "behind_rate", "self_retry_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {value}")
+        if self.pause_delay_s < 0:
+            raise ValueError(f"pause_delay_s must be >= 0, got {self.pause_delay_s}")
         if self.token_ttl_s <= 0:
             raise ValueError(f"token_ttl_s must be greater than zero, got {self.token_ttl_s}")
         if self.rate_limit_per_s is not None and self.rate_limit_per_s <= 0:
@@ -143,7 +163,7 @@ class Job:
     id: str
     name: str
     status: JobStatus
-    create_time: str
+    created_ms: int  # epoch ms; the wire shows it as create_time_text() does
     description: str
     engine_type: str
     net_type: str
@@ -158,30 +178,62 @@ class Job:
     fate: Fate | None = None
     retries_accepted: int = 0
     schedule: list[tuple[float, JobStatus]] = field(default_factory=list)
+    paused_from: JobStatus | None = None  # the status a pause found: the phase a resume returns to
     # When the job last changed and last started, on the fleet's clock (batch-detail's
     # update_time / actual_start_time); None: before the emulator started (an age drawn from
     # the id, so listings stay the same for a seed).
     changed_at: float | None = None
     started_at: float | None = None
+    # The replication delay (engine.emulator.lag), set by the Fleet when it starts; a job that
+    # "stays behind" has a floor of minutes (EmulatorConfig.behind_rate).
+    lag: Lag | None = None
+    stays_behind: bool = False
+    # A failed job the service retries by itself: it failed this long before the emulator
+    # started (EmulatorConfig.self_retry_rate); service_retry_at: when that retry begins.
+    failed_ago_s: float | None = None
+    service_retry_at: float | None = None
+    pause_due: float | None = None  # an accepted pause shows as PAUSING from then on
 
     @property
     def is_dual_active_parent(self) -> bool:
         return bool(self.children)
 
     @property
+    def create_time(self) -> str:
+        """``create_time`` as the reference example writes it, ``"2020-12-21 10:57:49"`` (UTC:
+        the example names no zone, nor does the emulator)."""
+        return datetime.fromtimestamp(self.created_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+    @property
     def failure_message(self) -> str:
         """The ``error_msg`` / ``error_message`` of the job when failed: code and reason."""
         return f"{self.failure_code}: {self.failure_reason}" if self.failure_code else ""
 
+    def set_status(self, at: float, status: JobStatus) -> None:
+        """The job is in ``status`` from ``at`` on; its delay starts or stops draining."""
+        self.status, self.changed_at = status, at
+        if status is JobStatus.STARTJOBING:
+            self.started_at = at
+        if status is JobStatus.PAUSING:
+            self.pause_due = None
+        if self.lag is not None:
+            self.lag.turn(at, running=status in HEALTHY_STATUSES)
+
     def advance(self, now: float) -> None:
         """Apply every scheduled transition that is due at ``now``."""
         while self.schedule and self.schedule[0][0] <= now:
-            self.changed_at, self.status = self.schedule.pop(0)
+            self.set_status(*self.schedule.pop(0))
         for child in self.children:
             child.advance(now)
 
     def current_status(self) -> JobStatus:
-        """The status as the API shows it; a dual-active parent shows its worst child."""
+        """The status as the API shows it; a dual-active parent shows its worst child.
+
+        No source says what a dual-active parent's status is: the emulator derives it from its
+        children (any failed: ``INCRE_TRANSFER_FAILED``; else any paused: ``PAUSING``; else the
+        first in progress; else ``INCRE_TRANSFER_STARTED``), an assumption listed in
+        ``docs/known-unknowns.md``.
+        """
         if not self.children:
             return self.status
         statuses = [c.current_status() for c in self.children]
@@ -196,33 +248,56 @@ class Job:
         )
 
 
+# OTC drs_03_0133: only migration and synchronisation tasks in these statuses can be paused
+# (not DR tasks, not CHILD_TRANSFER_* re-edit sub-tasks, not the dual-active parent).
+PAUSABLE_STATUSES = frozenset(
+    {
+        JobStatus.FULL_TRANSFER_STARTED,
+        JobStatus.FULL_TRANSFER_FAILED,
+        JobStatus.FULL_TRANSFER_COMPLETE,
+        JobStatus.INCRE_TRANSFER_STARTED,
+        JobStatus.INCRE_TRANSFER_FAILED,
+    }
+)
+PAUSABLE_USES = frozenset({DbUseType.MIGRATION, DbUseType.SYNC})
+
+
 def available_actions(status: JobStatus, *, db_use_type: DbUseType) -> tuple[str, ...]:
     """What ``job_action.available_actions`` lists for a status (a parent too: that is the trap)."""
     group = status_group(status)
+    pause = (ACTION_PAUSE,) if status in PAUSABLE_STATUSES and db_use_type in PAUSABLE_USES else ()
     if group is StatusGroup.HEALTHY:
         if db_use_type is DbUseType.CLOUD_DATA_GUARD:
-            return (ACTION_PAUSE, ACTION_SWITCH_OVER, ACTION_DELETE)
-        return (ACTION_PAUSE, ACTION_DELETE)
+            return (ACTION_SWITCH_OVER, ACTION_DELETE)
+        return (*pause, ACTION_DELETE)
     if group is StatusGroup.FAILED and status in DELETE_ONLY_FAILURES:
         return (ACTION_DELETE,)
     if group in (StatusGroup.FAILED, StatusGroup.PAUSED):
-        return (ACTION_RETRY, ACTION_DELETE)
+        return (ACTION_RETRY, *pause, ACTION_DELETE)
     return ()
 
 
 def _current_action(job: Job, status: JobStatus) -> str | None:
+    """``job_action.current_action``. During the service's own retry it says ``RETRY``, as for
+    ours: no source says what the real service shows then (unverified)."""
+    if job.pause_due is not None:
+        return ACTION_PAUSE
     if status in (JobStatus.STARTJOBING, JobStatus.WAITING_FOR_START):
-        return ACTION_RETRY if job.retries_accepted else ACTION_START
+        retrying = job.retries_accepted or job.service_retry_at is not None
+        return ACTION_RETRY if retrying else ACTION_START
     if status is JobStatus.RELEASE_RESOURCE_STARTED:
         return ACTION_DELETE
     return None
 
 
 def job_info(job: Job) -> dict[str, Any]:
-    """The wire view of a listed job (already advanced), as the SDK's ``QueryJobResp`` names
-    its fields (``node_newFramework``, camel-case F); children carry ``error_msg``."""
+    """The wire view of a listed job (already advanced), as the SDK's ``JobInfo`` names its
+    fields (``node_newFramework``, camel-case F); children carry ``error_msg``, and so does a
+    failed top-level job (the fact sheet; the SDK's ``JobInfo`` lacks the key)."""
     status = job.current_status()
     available = available_actions(status, db_use_type=job.db_use_type)
+    if job.pause_due is not None:  # a pause is under way: nothing more until it lands
+        available = tuple(a for a in available if a not in (ACTION_PAUSE, ACTION_RETRY))
     wire: dict[str, Any] = {
         "id": job.id,
         "name": job.name,
@@ -240,9 +315,38 @@ def job_info(job: Job) -> dict[str, Any]:
     }
     if job.parent_id is None:
         wire["children"] = [job_info(c) for c in job.children]  # a child has none (SDK)
+        if status in FAILED_STATUSES:  # "error_msg (also on a failed top-level job)"
+            wire["error_msg"] = _top_level_error(job)
     else:
         wire["error_msg"] = job.failure_message if status in FAILED_STATUSES else ""
     return wire
+
+
+def _top_level_error(job: Job) -> str:
+    """A failed job's own message; a parent's is its first failed child's (an assumption)."""
+    if not job.children:
+        return job.failure_message
+    failed = (c for c in job.children if c.current_status() in FAILED_STATUSES)
+    return next((c.failure_message for c in failed), "")
+
+
+def resume_status(job: Job, origin: JobStatus) -> JobStatus:
+    """The running status a retry or resume of ``job`` (now in ``origin``) leads to.
+
+    A task returns to the phase it stopped in (the fact sheet): a full transfer restarts its
+    full transfer, a full-only task (``FULL_TRANS``) never enters incremental, a re-edit sub-task
+    resumes as one; everything else, DR children too, goes to ``INCRE_TRANSFER_STARTED``.
+    """
+    stopped_in = job.paused_from if origin is JobStatus.PAUSING and job.paused_from else origin
+    if stopped_in in (JobStatus.FULL_TRANSFER_STARTED, JobStatus.FULL_TRANSFER_FAILED):
+        return JobStatus.FULL_TRANSFER_STARTED
+    if stopped_in in (JobStatus.CHILD_TRANSFER_STARTED, JobStatus.CHILD_TRANSFER_FAILED):
+        return JobStatus.CHILD_TRANSFER_STARTED
+    if job.task_type == TASK_FULL_ONLY:
+        if stopped_in is JobStatus.FULL_TRANSFER_COMPLETE:
+            return JobStatus.FULL_TRANSFER_COMPLETE
+        return JobStatus.FULL_TRANSFER_STARTED
+    return JobStatus.INCRE_TRANSFER_STARTED
 
 
 class ActionVerdict(StrEnum):
@@ -282,9 +386,9 @@ def job_detail(job: Job, times: WireTimes) -> dict[str, Any]:
     """One ``batch-detail`` result (a small part of the real QueryJobResp).
 
     ``update_time`` is when the job last changed (a retry or pause accepted, a transition) and
-    ``actual_start_time`` when it last started, both as epoch milliseconds in text like
-    ``create_time``: the reference does not show their format (an unverified choice; the
-    client reads zoned ISO text too).
+    ``actual_start_time`` when it last started, both as epoch milliseconds in text: the
+    reference does not show their format (an unverified choice; the client reads zoned ISO
+    text too). ``create_time`` is ``YYYY-MM-DD hh:mm:ss``, as in the listing.
     """
     status = job.current_status()
     changed = times.before_start(job) if job.changed_at is None else job.changed_at

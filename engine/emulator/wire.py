@@ -155,6 +155,7 @@ ERR_TASK_NOT_QUERYABLE = "DRS.K02000"  # unverified: in no published table
 ERR_TOKEN_INVALID = "APIGW.0301"  # also every AK/SK failure but clock skew (Huawei's FAQs)
 ERR_TOKEN_EXPIRED = "APIGW.0307"
 ERR_SIGNATURE_INVALID = "APIGW.0303"  # seen with an X-Sdk-Date more than 15 minutes off
+ERR_DUPLICATE_IDS = "DRS.M00301"
 ERR_STATUS_FORBIDS = "DRS.M00304"
 ERR_ONLY_SUBTASKS = "DRS.M00307"
 ERR_INVALID_PROJECT = "DRS.M00261"
@@ -162,6 +163,9 @@ ERR_NO_PERMISSION = "DRS.M00102"
 ERR_API_NOT_FOUND = "APIGW.0101"
 ERR_THROTTLED = "APIGW.0308"
 ERR_SERVICE_ABNORMAL = "DRS.M00004"
+ERR_TOO_FREQUENT = "DRS.M01503"  # 400: operation too frequent (back off)
+ERR_OPERATION_RUNNING = "DRS.M01504"  # 202: another operation is running on the task
+ERR_JOB_NOT_FOUND = "DRS.M00289"  # what the Terraform provider sees for a deleted job
 
 
 def job_action_json(available: tuple[str, ...], current: str | None) -> dict[str, Any]:

@@ -36,7 +36,9 @@ READ_BY_THE_PRODUCT: dict[str, set[str]] = {
     "QueryJobResp": {"id", "status", "update_time", "actual_start_time"},
     "RetryTaskResp": {"id", "status"},
     "PauseJobResp": {"id", "status"},
+    "QueryProgressResp": {"job_id", "incre_trans_delay", "incre_trans_delay_millis"},
 }
+PRIMITIVES: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "bool": bool}
 
 
 def mismatches(raw: Any, model: str, where: str = "$") -> list[str]:
@@ -58,11 +60,19 @@ def mismatches(raw: Any, model: str, where: str = "$") -> list[str]:
     for key, value in raw.items():
         kind = cls.openapi_types.get(wire_to_attr.get(key, ""), "")
         inner = re.fullmatch(r"list\[(\w+)\]", kind)
+        mapped = re.fullmatch(r"dict\(str, (\w+)\)", kind)
         if inner and hasattr(drs, inner.group(1)) and isinstance(value, list):
             for i, item in enumerate(value):
                 found += mismatches(item, inner.group(1), f"{where}.{key}[{i}]")
+        elif mapped and hasattr(drs, mapped.group(1)) and isinstance(value, dict):
+            for name, item in value.items():
+                found += mismatches(item, mapped.group(1), f"{where}.{key}.{name}")
         elif hasattr(drs, kind) and value is not None:
             found += mismatches(value, kind, f"{where}.{key}")
+        elif kind in PRIMITIVES and value is not None:
+            wrong = isinstance(value, bool) and kind != "bool"
+            if wrong or not isinstance(value, PRIMITIVES[kind]):
+                found.append(f"{where}.{key}: {model} types it {kind}, got {value!r}")
     return found
 
 
@@ -172,3 +182,40 @@ def test_error_answers_reach_the_sdk_as_its_own_errors(client: Any) -> None:
     assert caught.value.status_code == 400
     assert caught.value.error_code == "DRS.M00201"
     assert caught.value.request_id  # X-Request-Id, as every answer carries
+
+
+def test_batch_progress_answers_are_what_the_sdk_reads(client: Any) -> None:
+    jobs = all_jobs(client)
+    ids = [*(job.id for job in jobs[:40]), "missing-job"]
+    body = drs.BatchQueryProgressReq(jobs=ids)
+    answer = client.batch_list_progresses(drs.BatchListProgressesRequest(body=body))
+    raw = raw_of(answer)
+    assert raw["count"] == len(raw["results"]) == len(ids)
+    problems = [
+        p
+        for i, result in enumerate(raw["results"][:-1])
+        for p in mismatches(result, "QueryProgressResp", f"[{i}]")
+    ]
+    assert problems == []
+    assert mismatches(raw["results"][-1], "QueryProgressResp") == [
+        f"$: QueryProgressResp lacks {key}, which the product reads"
+        for key in ("incre_trans_delay", "incre_trans_delay_millis")
+    ]  # an unknown id carries job_id and its error only
+    running = [r for r in answer.results if r.transfer_status == "INCRE_TRANSFER_STARTED"]
+    assert running
+    for result in running:  # read through the SDK's own model
+        assert result.incre_trans_delay.isdigit()
+        assert int(result.incre_trans_delay_millis) // 1000 == int(result.incre_trans_delay)
+    assert all(isinstance(r.progress_map, dict) for r in answer.results[:-1])
+
+
+def test_a_delay_sent_as_a_number_is_caught() -> None:
+    """The SDK types every delay as text (and the two rates as integers)."""
+    result = {"job_id": "j", "incre_trans_delay": "3", "incre_trans_delay_millis": "3000"}
+    assert mismatches(result, "QueryProgressResp") == []
+    result["incre_trans_delay"] = 3  # type: ignore[assignment]
+    result["apply_rows_rate"] = "10"
+    assert mismatches(result, "QueryProgressResp") == [
+        "$.incre_trans_delay: QueryProgressResp types it str, got 3",
+        "$.apply_rows_rate: QueryProgressResp types it int, got '10'",
+    ]

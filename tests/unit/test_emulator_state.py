@@ -9,7 +9,7 @@ import pytest
 from fakes import FakeClock
 
 from engine.emulator import EmulatorConfig, Fate, Fleet, Job, ProjectSpec
-from engine.emulator.state import ActionVerdict, RetryVerdict, job_info
+from engine.emulator.state import ActionVerdict, RetryVerdict, available_actions, job_info
 from engine.emulator.wire import (
     ACTION_PAUSE,
     ACTION_RETRY,
@@ -227,7 +227,9 @@ def test_stuck_job_stays_waiting_for_start_forever(clock: FakeClock) -> None:
     assert fleet.retry(job.project_id, job.id) is RetryVerdict.STATUS_FORBIDS
 
 
-def test_children_retry_to_child_transfer_and_the_parent_follows(clock: FakeClock) -> None:
+def test_dr_children_retry_to_incremental_and_the_parent_follows(clock: FakeClock) -> None:
+    """DR children run through the ordinary statuses: CHILD_TRANSFER_* are re-edit sub-task
+    statuses (the fact sheet), so a retried child lands in INCRE_TRANSFER_STARTED."""
     fleet = Fleet(default_config(fail_again_rate=0.0, stuck_rate=0.0), clock=clock)
     parent = next(j for j in fleet.all_jobs() if j.is_dual_active_parent)
     assert fleet.retry(parent.project_id, parent.id) is RetryVerdict.DUAL_ACTIVE_PARENT
@@ -237,7 +239,7 @@ def test_children_retry_to_child_transfer_and_the_parent_follows(clock: FakeCloc
     assert parent.current_status() is JobStatus.STARTJOBING
     clock.advance(4.0)
     fleet.find(parent.project_id, parent.id)
-    assert {c.status for c in parent.children} == {JobStatus.CHILD_TRANSFER_STARTED}
+    assert {c.status for c in parent.children} == {JobStatus.INCRE_TRANSFER_STARTED}
     assert parent.current_status() is JobStatus.INCRE_TRANSFER_STARTED
     assert ACTION_RETRY not in job_info(parent)["job_action"]["available_actions"]
 
@@ -301,14 +303,81 @@ def test_pause_moves_a_running_job_to_paused_and_resume_recovers(clock: FakeCloc
     assert read(fleet, job) is JobStatus.INCRE_TRANSFER_STARTED
 
 
-def test_pause_refuses_parents_failed_jobs_and_unknown_ids(clock: FakeClock) -> None:
+def test_pause_refuses_parents_dr_children_starting_jobs_and_unknown_ids(clock: FakeClock) -> None:
     fleet = Fleet(default_config(), clock=clock)
     parent = next(j for j in fleet.all_jobs() if j.is_dual_active_parent)
-    failed = pick(fleet, status=JobStatus.INCRE_TRANSFER_FAILED, fate=Fate.RECOVER)
+    child = next(c for c in parent.children if c.status is JobStatus.INCRE_TRANSFER_FAILED)
+    starting = pick(fleet, status=JobStatus.PAUSING, fate=Fate.RECOVER)
+    fleet.retry(starting.project_id, starting.id)
     assert fleet.pause(parent.project_id, parent.id) is ActionVerdict.DUAL_ACTIVE_PARENT
-    assert fleet.pause(failed.project_id, failed.id) is ActionVerdict.STATUS_FORBIDS
-    assert fleet.pause(failed.project_id, "no-such-job") is ActionVerdict.UNKNOWN_JOB
-    assert failed.status is JobStatus.INCRE_TRANSFER_FAILED
+    assert fleet.pause(child.project_id, child.id) is ActionVerdict.STATUS_FORBIDS  # DR
+    assert fleet.pause(starting.project_id, starting.id) is ActionVerdict.STATUS_FORBIDS
+    assert fleet.pause(child.project_id, "no-such-job") is ActionVerdict.UNKNOWN_JOB
+    assert child.status is JobStatus.INCRE_TRANSFER_FAILED
+    assert starting.status is JobStatus.STARTJOBING
+
+
+_PAUSABLE = {
+    JobStatus.FULL_TRANSFER_STARTED,
+    JobStatus.FULL_TRANSFER_FAILED,
+    JobStatus.FULL_TRANSFER_COMPLETE,
+    JobStatus.INCRE_TRANSFER_STARTED,
+    JobStatus.INCRE_TRANSFER_FAILED,
+}
+
+
+@pytest.mark.parametrize("use", list(DbUseType))
+def test_only_migration_and_sync_tasks_in_the_five_documented_statuses_offer_pause(
+    use: DbUseType,
+) -> None:
+    offering = {s for s in JobStatus if ACTION_PAUSE in available_actions(s, db_use_type=use)}
+    assert offering == (set() if use is DbUseType.CLOUD_DATA_GUARD else _PAUSABLE)
+
+
+def test_a_failed_incremental_job_can_be_paused_and_resumes_into_incremental(
+    clock: FakeClock,
+) -> None:
+    fleet = Fleet(default_config(fail_again_rate=0.0, stuck_rate=0.0), clock=clock)
+    job = next(
+        j
+        for j in fleet.all_jobs()
+        if j.status is JobStatus.INCRE_TRANSFER_FAILED
+        and j.db_use_type is not DbUseType.CLOUD_DATA_GUARD
+    )
+    assert ACTION_PAUSE in job_info(job)["job_action"]["available_actions"]
+    assert fleet.pause(job.project_id, job.id) is ActionVerdict.ACCEPTED
+    assert job.status is JobStatus.PAUSING
+    assert fleet.retry(job.project_id, job.id) is ActionVerdict.ACCEPTED
+    clock.advance(4.0)
+    assert read(fleet, job) is JobStatus.INCRE_TRANSFER_STARTED
+
+
+def test_a_full_only_task_paused_in_full_transfer_resumes_its_full_transfer(
+    clock: FakeClock,
+) -> None:
+    fleet = Fleet(default_config(), clock=clock)
+    job = next(
+        j
+        for j in fleet.all_jobs()
+        if j.status is JobStatus.FULL_TRANSFER_STARTED and j.task_type == "FULL_TRANS"
+    )
+    assert fleet.pause(job.project_id, job.id) is ActionVerdict.ACCEPTED
+    assert fleet.retry(job.project_id, job.id) is ActionVerdict.ACCEPTED
+    seen = set()
+    for _ in range(50):
+        clock.advance(0.1)
+        seen.add(read(fleet, job))
+    assert job.status is JobStatus.FULL_TRANSFER_STARTED  # not INCRE_TRANSFER_STARTED
+    assert JobStatus.INCRE_TRANSFER_STARTED not in seen
+
+
+def test_re_edit_sub_task_statuses_belong_to_sync_tasks_only(clock: FakeClock) -> None:
+    config = EmulatorConfig(projects=EmulatorConfig.generate_projects(5, 0), jobs_per_project=40)
+    fleet = Fleet(config, clock=clock)
+    re_edit = [j for j in fleet.all_jobs() if "CHILD_TRANSFER" in j.status.value]
+    assert re_edit
+    assert {j.db_use_type for j in re_edit} == {DbUseType.SYNC}
+    assert all(j.parent_id is None for j in re_edit)  # never a dual-active child
 
 
 def test_a_large_fleet_shows_every_status_of_the_fact_sheet(clock: FakeClock) -> None:
@@ -326,3 +395,26 @@ def test_failed_jobs_carry_a_code_and_a_reason(clock: FakeClock) -> None:
     for job in fleet.all_jobs():
         assert re.fullmatch(r"DRS\.Z\d{4}", job.failure_code)
         assert job.failure_message == f"{job.failure_code}: {job.failure_reason}"
+
+
+def test_listed_create_time_is_written_as_the_reference_example(clock: FakeClock) -> None:
+    fleet = Fleet(default_config(), clock=clock)
+    times = [job_info(j)["create_time"] for j in fleet.all_jobs()]
+    assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", t) for t in times)
+    for project in fleet.projects:  # still newest first
+        listed = [job_info(j)["create_time"] for j in fleet.top_level_jobs(project)]
+        assert listed == sorted(listed, reverse=True)
+
+
+def test_a_failed_top_level_job_carries_error_msg_in_the_list(clock: FakeClock) -> None:
+    fleet = Fleet(default_config(), clock=clock)
+    tops = [j for p in fleet.projects for j in fleet.top_level_jobs(p)]
+    failed = [j for j in tops if j.current_status() in FAILED_STATUSES]
+    assert failed
+    for job in failed:
+        wire = job_info(job)
+        assert wire["error_msg"]
+        if not job.children:
+            assert wire["error_msg"] == job.failure_message
+    running = next(j for j in tops if j.current_status() in HEALTHY_STATUSES)
+    assert "error_msg" not in job_info(running)
