@@ -67,3 +67,9 @@ def parse_rate(value: str) -> float:
     if not math.isfinite(per_second) or per_second <= 0:
         raise ValueError(f"expected a rate > 0, got {value!r}")
     return per_second
+
+
+def describe_delay(seconds: float) -> str:
+    """A replication delay as an operator reads it: ``178s``, ``7.3s``, ``0.4s`` (whole seconds
+    from 10 s up: the millisecond the service measured says nothing at that size)."""
+    return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s".replace(".0s", "s")

@@ -15,15 +15,13 @@ from typing import Any
 import pytest
 
 from engine.cli import main
+from engine.ledger import Disposition, Outcome
 
 REPO = Path(__file__).resolve().parents[1]
 RUNBOOKS = sorted((REPO / "runbooks").glob("*.yaml"))
 EXAMPLE = REPO / "runbooks" / "retry-failed-jobs.yaml"
-FINAL = {
-    "recovered", "healthy", "failed_again", "failed", "retry_rejected", "retry_unknown",
-    "timed_out", "not_found", "not_retried", "not_verified", "skipped", "cancelled",
-    "paused", "pause_rejected", "pause_unknown",
-}  # fmt: skip
+# Every disposition a finished run may leave a job in (not the intermediate ones).
+FINAL = frozenset(d.value for d in Disposition if d.outcome is not Outcome.PENDING)
 
 RETRY_STEPS = """\
   - id: select
@@ -80,11 +78,15 @@ def jobs_of(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [job for target in report["targets"] for job in target["jobs"]]
 
 
-def fast_copy(source: Path, dest: Path, *, timeout: str = "4s", poll: str = "0.2s") -> Path:
-    """The runbook with a short verify deadline and poll interval, for a fast emulator."""
+def fast_copy(
+    source: Path, dest: Path, *, timeout: str = "4s", poll: str = "0.2s", settle: str = "1s"
+) -> Path:
+    """The runbook with a short verify deadline, poll interval and settle, for a fast
+    emulator."""
     text = source.read_text(encoding="utf-8")
     text = re.sub(r"(?m)^(\s+timeout:).*$", rf"\1 {timeout}", text)
     text = re.sub(r"(?m)^(\s+poll_interval:).*$", rf"\1 {poll}", text)
+    text = re.sub(r"(?m)^(\s+settle:).*$", rf"\1 {settle}", text)
     dest.write_text(text, encoding="utf-8")
     return dest
 

@@ -56,6 +56,7 @@ from engine.api.types import ERR_TASK_NOT_QUERYABLE, StatusGroup, StatusResult, 
 from engine.errors import DrsApiError, TransportError
 from engine.ledger import Disposition, EventKind, JobRecord
 from engine.percentiles import nearest_rank
+from engine.units import describe_delay
 
 logger = logging.getLogger(__name__)
 
@@ -260,7 +261,7 @@ def _flaps(watch: _Watch) -> str:
 
 
 def _s(seconds: float | None) -> str:
-    return "an unknown time" if seconds is None else f"{seconds:g}s"
+    return "an unknown time" if seconds is None else describe_delay(seconds)
 
 
 _VERDICTS = frozenset(

@@ -12,6 +12,7 @@ from engine.report.html_chart import timeline
 from engine.report.html_style import CSS, escape, pill, secs
 from engine.report.junit import timeline_text
 from engine.report.summary import COLUMNS, delay_text, has_delays, headline, last_delays, row
+from engine.units import describe_delay
 
 # The "needs a human" table lists this many; every job is still in the per-project job lists.
 TABLE_NEEDS_A_HUMAN = 500
@@ -111,8 +112,10 @@ def _summary(report: Report) -> list[str]:
         )
     if delays := last_delays(report):
         lagging = totals.of_disposition(Disposition.LAGGING)
-        sub = f"median {secs(nearest_rank(delays, 50))} · {len(delays)} jobs · {lagging} lagging"
-        out.append(_card(secs(delays[-1]), "largest delay", sub, tone="bad" if lagging else ""))
+        median = describe_delay(nearest_rank(delays, 50))
+        sub = f"median {median} · {len(delays)} jobs · {lagging} lagging"
+        largest = describe_delay(delays[-1])
+        out.append(_card(largest, "largest delay", sub, tone="bad" if lagging else ""))
     resilience = report.api_resilience
     out += [
         _card(

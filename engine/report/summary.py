@@ -10,6 +10,7 @@ from __future__ import annotations
 from engine.ledger import Column, Disposition
 from engine.percentiles import nearest_rank
 from engine.report.document import JobReport, Report, Totals
+from engine.units import describe_delay
 
 # The table's columns, in order; a row is a project's (or the total's) counts in them.
 COLUMNS: tuple[Column, ...] = tuple(Column)
@@ -48,7 +49,7 @@ def delay_text(job: JobReport) -> str:
     if job.delay_s is None:
         return ""
     largest = job.delay_max_s if job.delay_max_s is not None else job.delay_s
-    return f"{job.delay_s:g}s / {largest:g}s"
+    return f"{describe_delay(job.delay_s)} / {describe_delay(largest)}"
 
 
 def last_delays(report: Report) -> list[float]:
@@ -66,6 +67,7 @@ def delay_summary(report: Report) -> str | None:
     lagging = report.totals.get(Disposition.LAGGING._value_, 0)
     behind = f"; {lagging} job(s) lagging" if lagging else ""
     return (
-        f"median {nearest_rank(last, 50):g}s, max {last[-1]:g}s behind at the last poll "
+        f"median {describe_delay(nearest_rank(last, 50))}, max {describe_delay(last[-1])} "
+        "behind at the last poll "
         f"({len(last)} jobs){behind}"
     )
