@@ -10,7 +10,10 @@ IAM (``POST /v3/auth/tokens``) answers errors in the Keystone shape that IAM its
 body), not the DRS shape: a client must cope with both.
 
 What every request goes through before and after the service (faults, credentials,
-throttling) is ``engine.emulator.gateway``.
+throttling) is ``engine.emulator.gateway``; the list is ``engine.emulator.listing``,
+batch-progress ``engine.emulator.progress``. batch-retry-task and batch-pause-task may be
+refused whole by injected ``DRS.M01503`` / ``DRS.M01504`` answers (``FaultConfig``), after the
+body is checked and before anything is applied.
 
 ``GET /_emulator/stats`` and ``GET /_emulator/jobs`` are read-only, need no token and never see a
 fault; they are not part of DRS. In the stats, ``requests`` counts every arrival by route (faulted

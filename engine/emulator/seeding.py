@@ -2,7 +2,10 @@
 
 The same seed gives the same jobs (ids, names, statuses, fates), whatever the machine or the
 order projects are asked for; the draws depend on each constant here, so changing one changes
-every seeded fleet.
+every seeded fleet. What came later draws from its own generators, after the fates, so it
+moves nothing earlier: which jobs stay behind and which the service retries by itself
+(``random.Random(f"{seed}:{project_id}:lag")``), and each job's labels — tags, enterprise
+project, instances — (``random.Random(f"{seed}:{job_id}:labels")``).
 """
 
 from __future__ import annotations

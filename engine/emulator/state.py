@@ -9,6 +9,9 @@ Every job that the API would let you retry carries a hidden ``Fate`` that decide
 ends. Fates are dealt by quota, not by coin flips: in a project with ``k`` retryable jobs,
 ``ceil(k * fail_again_rate)`` fail again and ``ceil(k * stuck_rate)`` get stuck (a rate of 0
 means none), so every project exercises every path while large fleets approach the rates.
+Two more quotas are dealt the same way, after the fates (``engine.emulator.seeding``): the jobs
+that recover but stay behind (``behind_rate``) and the failed ones the service retries by
+itself (``self_retry_rate``).
 
 A project of ``RARE_KIND_MIN_JOBS`` or more jobs also holds one job in each rare status (the
 in-progress and ended statuses the usual mix lacks, and the rarer failures), so a large fleet
