@@ -54,6 +54,28 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
     help="Share of retried jobs whose first retry fails again (within a few seconds).",
 )
 @click.option(
+    "--behind-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.1,
+    show_default=True,
+    help="Share of each project's retryable jobs that recover but stay 90-600 s behind "
+    "(batch-progress incre_trans_delay); at least one per project when above 0.",
+)
+@click.option(
+    "--self-retry-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.15,
+    show_default=True,
+    help="Share (rounded down) of each project's retryable jobs that failed seconds before the "
+    "start and that the service retries by itself 20 s after the failure.",
+)
+@click.option(
+    "--pause-delay",
+    metavar="DURATION",
+    help="How long an accepted pause takes to show PAUSING, e.g. 5s (the job keeps its running "
+    "status meanwhile); default 0: at once.",
+)
+@click.option(
     "--parent-refusal",
     type=click.Choice(["per_job", "request"]),
     default="per_job",
@@ -66,8 +88,10 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
     default="",
     metavar="LIST",
     help="Injected faults, e.g. latency=50ms,error_rate=0.05,error_status=422,reset_rate=0.02,"
-    "answer_delay=2s,"
-    "lost_response_rate=0.02,slow_rate=0.01,slow=3s (deterministic under --seed).",
+    "answer_delay=2s,lost_response_rate=0.02,slow_rate=0.01,slow=3s; lag spikes of running "
+    "jobs read by batch-progress: lag_spike_rate=0.1,lag_spike=5m; whole-request refusals of "
+    "batch-retry-task / batch-pause-task: too_frequent_rate=0.1 (400 DRS.M01503), "
+    "busy_rate=0.1 (202 DRS.M01504). Deterministic under --seed.",
 )
 @click.option(
     "--rate-limit", metavar="RATE", help="Throttle each API per user, e.g. 20/s (429 APIGW.0308)."
@@ -91,6 +115,9 @@ def emulator(
     seed: int,
     time_scale: float,
     fail_again_rate: float,
+    behind_rate: float,
+    self_retry_rate: float,
+    pause_delay: str | None,
     parent_refusal: str,
     faults: str,
     rate_limit: str | None,
@@ -114,6 +141,9 @@ def emulator(
             seed=seed,
             time_scale=time_scale,
             fail_again_rate=fail_again_rate,
+            behind_rate=behind_rate,
+            self_retry_rate=self_retry_rate,
+            pause_delay_s=0.0 if pause_delay is None else parse_duration(pause_delay),
             parent_refusal="request" if parent_refusal == "request" else "per_job",
             faults=FaultConfig.parse(faults),
             rate_limit_per_s=None if rate_limit is None else parse_rate(rate_limit),

@@ -1,8 +1,10 @@
 """The embedded DRS v3 emulator: a seeded fleet behind DRS and IAM routes on loopback.
 
-It is an independent model of the API: it shares only the wire types of ``engine.api.types``
-with the client, never the client's logic, so tests against it prove something. Its gateway
-can throttle, expire tokens, verify AK/SK signatures and inject faults, all from the seed.
+It is an independent model of the API: it imports nothing from the client (``engine.api``,
+actions, run, report) and owns its wire vocabulary (``engine.emulator.wire``), so tests against
+it prove something. Its gateway can throttle, expire tokens, verify AK/SK signatures and inject
+faults, all from the seed; its jobs move through their statuses and fall behind or catch up
+(``engine.emulator.lag``) on an injected clock.
 """
 
 from engine.emulator.app import Emulator, build_app

@@ -10,7 +10,10 @@ IAM (``POST /v3/auth/tokens``) answers errors in the Keystone shape that IAM its
 body), not the DRS shape: a client must cope with both.
 
 What every request goes through before and after the service (faults, credentials,
-throttling) is ``engine.emulator.gateway``.
+throttling) is ``engine.emulator.gateway``; the list is ``engine.emulator.listing``,
+batch-progress ``engine.emulator.progress``. batch-retry-task and batch-pause-task may be
+refused whole by injected ``DRS.M01503`` / ``DRS.M01504`` answers (``FaultConfig``), after the
+body is checked and before anything is applied.
 
 ``GET /_emulator/stats`` and ``GET /_emulator/jobs`` are read-only, need no token and never see a
 fault; they are not part of DRS. In the stats, ``requests`` counts every arrival by route (faulted
@@ -59,12 +62,15 @@ from engine.emulator.gateway import (
     drs_body,
     error_message,
     gateway,
+    int_field,
     job_id_list,
     language_of,
+    page_of,
     refuse_duplicates,
     refuse_if_busy,
 )
 from engine.emulator.iam import issue_token
+from engine.emulator.listing import list_jobs
 from engine.emulator.progress import batch_progress
 from engine.emulator.signing import AkSkVerifier
 from engine.emulator.state import (
@@ -75,7 +81,6 @@ from engine.emulator.state import (
     RetryVerdict,
     WireTimes,
     job_detail,
-    job_info,
 )
 from engine.emulator.throttle import RateMeter, Throttle
 from engine.emulator.wire import (
@@ -87,9 +92,7 @@ from engine.emulator.wire import (
     ERR_STATUS_FORBIDS,
     ERR_TASK_NOT_QUERYABLE,
     MAX_IDS_PER_BATCH_STATUS,
-    MAX_IDS_PER_NAME_FILTER,
     MAX_PER_PAGE,
-    DbUseType,
     action_result_json,
     status_json,
 )
@@ -97,73 +100,7 @@ from engine.emulator.wire import (
 logger = logging.getLogger(__name__)
 
 
-def _int_field(
-    body: Mapping[str, Any], key: str, *, default: int | None, low: int, high: int
-) -> int:
-    value = body.get(key, default)
-    if value is None:
-        raise RequestRejectedError(400, ERR_PARAMETER_EMPTY, f"{key} is required")
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise RequestRejectedError(
-            400, ERR_PARAMETER_INVALID, f"{key} must be an integer in {low}..{high}, got {value!r}"
-        )
-    return value
-
-
-def _optional_str(body: Mapping[str, Any], key: str) -> str | None:
-    value = body.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise RequestRejectedError(400, ERR_PARAMETER_INVALID, f"{key} must be a string")
-    return value
-
-
-def _page(items: list[Any], cur_page: int, per_page: int) -> list[Any]:
-    if per_page == 0:
-        return items
-    start = (cur_page - 1) * per_page
-    return items[start : start + per_page]
-
-
 # --------------------------------------------------------------------------- DRS routes
-
-
-def _name_matches(job: Job, name: str) -> bool:
-    if "," in name:
-        return job.id in {part.strip() for part in name.split(",")}
-    return name in job.name or name == job.id
-
-
-async def list_jobs(request: web.Request) -> web.Response:
-    """``POST /v3/{project_id}/jobs``: filter the project's top-level jobs, one page."""
-    project_id, body = await drs_body(request)
-    db_use_type = body.get("db_use_type")
-    if db_use_type in (None, ""):
-        raise RequestRejectedError(400, ERR_PARAMETER_EMPTY, "db_use_type is required")
-    if db_use_type not in {u.value for u in DbUseType}:
-        raise RequestRejectedError(400, ERR_PARAMETER_INVALID, f"db_use_type {db_use_type!r}")
-    cur_page = _int_field(body, "cur_page", default=None, low=1, high=1_000_000)
-    per_page = _int_field(body, "per_page", default=None, low=0, high=MAX_PER_PAGE)
-    engine_type = _optional_str(body, "engine_type")
-    name = _optional_str(body, "name")
-    status = _optional_str(body, "status")
-    net_type = _optional_str(body, "net_type")
-    if name and len(name.split(",")) > MAX_IDS_PER_NAME_FILTER:
-        raise RequestRejectedError(
-            400, ERR_PARAMETER_INVALID, f"name takes at most {MAX_IDS_PER_NAME_FILTER} ids"
-        )
-    selected = [
-        job_info(job)
-        for job in request.app[FLEET].top_level_jobs(project_id)
-        if job.db_use_type == db_use_type
-        and (engine_type is None or job.engine_type == engine_type)
-        and (net_type is None or job.net_type == net_type)
-        and (name is None or _name_matches(job, name))
-        and (status is None or job.current_status() == status)
-    ]
-    page = _page(selected, cur_page, per_page)
-    return web.json_response({"total_record": len(selected), "jobs": page})
 
 
 def _page_req(body: Mapping[str, Any]) -> tuple[int, int]:
@@ -171,8 +108,8 @@ def _page_req(body: Mapping[str, Any]) -> tuple[int, int]:
     page_req = body.get("page_req") or {}
     if not isinstance(page_req, dict):
         raise RequestRejectedError(400, ERR_PARAMETER_INVALID, "page_req must be an object")
-    cur_page = _int_field(page_req, "cur_page", default=1, low=1, high=1_000_000)
-    per_page = _int_field(
+    cur_page = int_field(page_req, "cur_page", default=1, low=1, high=1_000_000)
+    per_page = int_field(
         page_req, "per_page", default=BATCH_STATUS_DEFAULT_PER_PAGE, low=0, high=MAX_PER_PAGE
     )
     return cur_page, per_page
@@ -194,7 +131,7 @@ async def _paged_jobs(
     cur_page, per_page = _page_req(body)
     fleet, stats, language = request.app[FLEET], request.app[STATS], language_of(request)
     results: list[dict[str, Any]] = []
-    for job_id in _page(ids, cur_page, per_page):
+    for job_id in page_of(ids, cur_page, per_page):
         job = fleet.find(project_id, job_id)
         if job is None:
             stats.responses_by_code[ERR_TASK_NOT_QUERYABLE] += 1
@@ -350,6 +287,10 @@ async def emulator_jobs(request: web.Request) -> web.Response:
             "stays_behind": job.stays_behind,
             "service_retry": job.service_retry_at is not None,
             "delay_s": None if job.lag is None else round(job.lag.delay(fleet.clock()), 3),
+            "tags": dict(job.labels.tags),
+            "enterprise_project_id": job.labels.enterprise_project_id,
+            "instance_ids": [job.labels.source_instance_id, job.labels.target_instance_id],
+            "instance_ips": [job.labels.source_ip, job.labels.target_ip],
         }
         for job in fleet.all_jobs()
     ]

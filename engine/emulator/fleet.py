@@ -3,7 +3,10 @@
 The state machine is lazy, not a simulation loop: an accepted retry gives the job a schedule of
 ``(at, status)`` transitions, and due transitions are applied whenever the job is read. There are
 no background tasks, so a test drives a fake clock and reads again instead of sleeping. An
-accepted pause (``batch-pause-task``) moves a running job straight to ``PAUSING``.
+accepted pause (``batch-pause-task``) moves a job to ``PAUSING`` at once, or
+``pause_delay_s`` later. Every status change also starts or stops the job's replication delay
+draining (``engine.emulator.lag``), and the service's own retries of recently failed jobs are
+schedules given when the fleet starts (``engine.emulator.seeding``).
 """
 
 from __future__ import annotations

@@ -462,3 +462,33 @@ def refuse_if_busy(request: web.Request) -> None:
     if refusal is not None:
         status, code = refusal
         raise RequestRejectedError(status, code, "injected by the emulator")
+
+
+def int_field(
+    body: Mapping[str, Any], key: str, *, default: int | None, low: int, high: int
+) -> int:
+    value = body.get(key, default)
+    if value is None:
+        raise RequestRejectedError(400, ERR_PARAMETER_EMPTY, f"{key} is required")
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise RequestRejectedError(
+            400, ERR_PARAMETER_INVALID, f"{key} must be an integer in {low}..{high}, got {value!r}"
+        )
+    return value
+
+
+def optional_str(body: Mapping[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise RequestRejectedError(400, ERR_PARAMETER_INVALID, f"{key} must be a string")
+    return value
+
+
+def page_of(items: list[Any], cur_page: int, per_page: int) -> list[Any]:
+    """One page of ``items``; ``per_page`` 0 or ``cur_page`` 0 is every item ("all")."""
+    if per_page == 0 or cur_page == 0:
+        return items
+    start = (cur_page - 1) * per_page
+    return items[start : start + per_page]

@@ -2,13 +2,17 @@
 
 The same seed gives the same jobs (ids, names, statuses, fates), whatever the machine or the
 order projects are asked for; the draws depend on each constant here, so changing one changes
-every seeded fleet.
+every seeded fleet. What came later draws from its own generators, after the fates, so it
+moves nothing earlier: which jobs stay behind and which the service retries by itself
+(``random.Random(f"{seed}:{project_id}:lag")``), and each job's labels — tags, enterprise
+project, instances — (``random.Random(f"{seed}:{job_id}:labels")``).
 """
 
 from __future__ import annotations
 
 import math
 import random
+import uuid
 
 from engine.emulator.state import (
     CREATE_TIME_EPOCH_MS,
@@ -18,6 +22,7 @@ from engine.emulator.state import (
     Fate,
     Job,
     Kind,
+    Labels,
     ProjectSpec,
     available_actions,
     resume_status,
@@ -259,6 +264,52 @@ def _deal_self_retries_and_laggards(
         job.stays_behind = True
 
 
+_ENVS = ("prod", "prod", "staging", "dev")
+_TEAMS = ("orders", "payments", "data", "platform")
+
+
+def _instance(rng: random.Random) -> tuple[str, str]:
+    """An RDS-like instance id (32 hex characters and ``in01``) and a private address."""
+    return (
+        f"{rng.getrandbits(128):032x}in01",
+        f"192.168.{rng.randrange(256)}.{rng.randrange(1, 255)}",
+    )
+
+
+def _label(config: EmulatorConfig, jobs: list[Job]) -> None:
+    """Give every job its tags, enterprise project and instances, each job from its own
+    ``random.Random(f"{seed}:{job_id}:labels")``: no other draw of the fleet moves. A dual-active
+    child shares its parent's instances (swapped for the ``down`` direction)."""
+    eps = random.Random(f"{config.seed}:enterprise-projects")
+    projects = [str(uuid.UUID(int=eps.getrandbits(128), version=4)) for _ in range(2)]
+    for job in jobs:
+        rng = random.Random(f"{config.seed}:{job.id}:labels")
+        tags = (
+            () if rng.random() < 0.1 else (("env", rng.choice(_ENVS)), ("team", rng.choice(_TEAMS)))
+        )
+        (source, source_ip), (target, target_ip) = _instance(rng), _instance(rng)
+        job.labels = Labels(
+            tags=tags,
+            enterprise_project_id=rng.choice(projects) if rng.random() < 0.25 else "0",
+            source_instance_id=source,
+            source_ip=source_ip,
+            target_instance_id=target,
+            target_ip=target_ip,
+        )
+        for child in job.children:
+            ends = (source, source_ip, target, target_ip)
+            if child.job_direction == "down":
+                ends = (target, target_ip, source, source_ip)
+            child.labels = Labels(
+                tags=tags,
+                enterprise_project_id=job.labels.enterprise_project_id,
+                source_instance_id=ends[0],
+                source_ip=ends[1],
+                target_instance_id=ends[2],
+                target_ip=ends[3],
+            )
+
+
 def generate_project_jobs(config: EmulatorConfig, project: ProjectSpec) -> list[Job]:
     """The top-level jobs of one project, newest first (the stable list order)."""
     rng = random.Random(f"{config.seed}:{project.project_id}")
@@ -271,5 +322,6 @@ def generate_project_jobs(config: EmulatorConfig, project: ProjectSpec) -> list[
     ]
     _deal_fates(rng, config, jobs)
     _deal_self_retries_and_laggards(config, project.project_id, jobs)
+    _label(config, jobs)
     jobs.sort(key=lambda j: (-j.created_ms, j.id))
     return jobs

@@ -9,6 +9,9 @@ Every job that the API would let you retry carries a hidden ``Fate`` that decide
 ends. Fates are dealt by quota, not by coin flips: in a project with ``k`` retryable jobs,
 ``ceil(k * fail_again_rate)`` fail again and ``ceil(k * stuck_rate)`` get stuck (a rate of 0
 means none), so every project exercises every path while large fleets approach the rates.
+Two more quotas are dealt the same way, after the fates (``engine.emulator.seeding``): the jobs
+that recover but stay behind (``behind_rate``) and the failed ones the service retries by
+itself (``self_retry_rate``).
 
 A project of ``RARE_KIND_MIN_JOBS`` or more jobs also holds one job in each rare status (the
 in-progress and ended statuses the usual mix lacks, and the rarer failures), so a large fleet
@@ -155,6 +158,20 @@ class Kind(StrEnum):
     RARE = "rare"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Labels:
+    """What the list filters match on: tags, enterprise project, the two database instances
+    (``source_endpoint`` / ``target_endpoint`` in batch-detail); drawn per job by the seeding
+    from its own generator, so they never move another draw."""
+
+    tags: tuple[tuple[str, str], ...] = ()
+    enterprise_project_id: str = "0"
+    source_instance_id: str = ""
+    source_ip: str = ""
+    target_instance_id: str = ""
+    target_ip: str = ""
+
+
 @dataclass(slots=True, kw_only=True)
 class Job:
     """One emulated job; mutable state, read only through ``Fleet`` so transitions apply."""
@@ -193,6 +210,7 @@ class Job:
     failed_ago_s: float | None = None
     service_retry_at: float | None = None
     pause_due: float | None = None  # an accepted pause shows as PAUSING from then on
+    labels: Labels = field(default_factory=lambda: Labels())
 
     @property
     def is_dual_active_parent(self) -> bool:
@@ -408,6 +426,10 @@ def job_detail(job: Job, times: WireTimes) -> dict[str, Any]:
         detail["failed_reason"] = job.failure_reason
         detail["error_code"] = job.failure_code
         detail["error_message"] = job.failure_message
+    labels = job.labels
+    detail["tags"] = [{"key": k, "value": v} for k, v in labels.tags]  # SDK list[Tag]
+    detail["source_endpoint"] = {"inst_id": labels.source_instance_id, "ip": labels.source_ip}
+    detail["target_endpoint"] = {"inst_id": labels.target_instance_id, "ip": labels.target_ip}
     if job.parent_id is not None:
         detail["parent_id"] = job.parent_id
         detail["master_job_id"] = job.parent_id

@@ -24,6 +24,8 @@ from harness import (
     runbook_for,
 )
 
+from engine.cli import emulator as cli_emulator
+from engine.emulator import EmulatorConfig
 from engine.run.journal import read_journal
 
 
@@ -276,6 +278,32 @@ def test_emulator_refuses_a_non_loopback_bind_without_the_flag(
     code, _, err = run_cli(["emulator", "--host", "0.0.0.0"], capsys)
     assert code == 2
     assert "not a loopback address" in err
+
+
+def test_emulator_settings_reach_the_config(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[EmulatorConfig] = []
+
+    async def serve(config: EmulatorConfig, host: str, port: int) -> None:
+        seen.append(config)
+
+    monkeypatch.setattr(cli_emulator, "_serve_emulator", serve)
+    faults = "lag_spike_rate=0.2,lag_spike=2m,too_frequent_rate=0.1,busy_rate=0.3"
+    args = ["emulator", "--behind-rate", "0.5", "--self-retry-rate", "0", "--pause-delay", "3s",
+            "--faults", faults]  # fmt: skip
+    code, _, _ = run_cli(args, capsys)
+    assert code == 0
+    (config,) = seen
+    assert (config.behind_rate, config.self_retry_rate, config.pause_delay_s) == (0.5, 0.0, 3.0)
+    assert (config.faults.lag_spike_rate, config.faults.lag_spike_s) == (0.2, 120.0)
+    assert (config.faults.too_frequent_rate, config.faults.busy_rate) == (0.1, 0.3)
+
+
+def test_emulator_refuses_a_bad_pause_delay(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["emulator", "--pause-delay", "soon"], capsys)
+    assert code == 2
+    assert "emulator settings" in err
 
 
 INCIDENT = REPO / "runbooks" / "incident-retry.yaml"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -219,3 +220,42 @@ def test_a_delay_sent_as_a_number_is_caught() -> None:
         "$.incre_trans_delay: QueryProgressResp types it str, got 3",
         "$.apply_rows_rate: QueryProgressResp types it int, got '10'",
     ]
+
+
+def test_list_with_every_filter_through_the_sdk(client: Any, emulator: dict[str, Any]) -> None:
+    listed_all = listed(client, "sync")
+    job = next(j for j in listed_all.jobs if j.status)
+    page = drs.BatchQueryJobReqPage(jobs=[job.id], page_req=drs.PageReq(cur_page=1, per_page=1))
+    detail = raw_of(client.batch_list_job_details(drs.BatchListJobDetailsRequest(body=page)))
+    found = detail["results"][0]
+    assert mismatches(found, "QueryJobResp") == []  # tags (list[Tag]) and the two endpoints
+    query = drs.QueryJobsReq(
+        cur_page=1,
+        per_page=100,
+        db_use_type="sync",
+        engine_type=job.engine_type,
+        net_type=job.net_type,
+        status=job.status,
+        name=job.id,
+        tags={t["key"]: t["value"] for t in found["tags"]},
+        enterprise_project_id=_enterprise_project(emulator, job.id),
+        instance_ids=[found["source_endpoint"]["inst_id"]],
+        instance_ip=found["target_endpoint"]["ip"],
+    )
+    answer = client.show_job_list(drs.ShowJobListRequest(body=query))
+    assert [j.id for j in answer.jobs] == [job.id]
+    assert mismatches(raw_of(answer), "ShowJobListResponse") == []
+    query.instance_ids = ["0" * 32 + "in01"]  # one filter that does not match: nothing
+    assert client.show_job_list(drs.ShowJobListRequest(body=query)).jobs == []
+    everything = drs.QueryJobsReq(cur_page=0, per_page=0, db_use_type="sync")
+    assert len(client.show_job_list(drs.ShowJobListRequest(body=everything)).jobs) == len(
+        listed_all.jobs
+    )
+
+
+def _enterprise_project(emulator: dict[str, Any], job_id: str) -> str:
+    """The job's enterprise project, as the emulator's own (non-DRS, loopback) listing says."""
+    with urllib.request.urlopen(f"{emulator['url']}/_emulator/jobs", timeout=10) as resp:
+        jobs = json.loads(resp.read())["jobs"]
+    project: str = next(j["enterprise_project_id"] for j in jobs if j["id"] == job_id)
+    return project
