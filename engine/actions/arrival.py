@@ -69,7 +69,11 @@ async def arrival(
         )
         status, detail = statuses.get(job_id), details.get(job_id)
         if before is not None and status is not None and status != before:
-            found[job_id] = Arrival(True, f"the status went from {before} to {status}")
+            found[job_id] = Arrival(
+                True,
+                f"the status went from {before} to {status} (this request's doing, or the "
+                "service's own retry)",
+            )
         elif current_action and acting.get(job_id) == current_action:
             found[job_id] = Arrival(
                 True, f"its job_action.current_action is {current_action}: under way"

@@ -56,14 +56,17 @@ class Fleet:
 
     def _start(self, job: Job) -> None:
         """Give a job its delay (engine.emulator.lag) and, if the service retries it by itself,
-        that retry's schedule: it begins ``SELF_RETRY_AFTER_S`` after the failure."""
+        that retry's schedule: it begins ``SELF_RETRY_AFTER_S`` (times ``time_scale``) after
+        the failure."""
         running = job.status in HEALTHY_STATUSES
         floor = draw_floor(self.config.seed, job.id, stays_behind=job.stays_behind)
         backlog = floor if running else PRE_START_BACKLOG_S
         if job.failed_ago_s is not None:
-            job.changed_at = self.started - job.failed_ago_s
+            # Both times are the service's pace, compressed by time_scale like every step.
+            scale = self.config.time_scale
+            job.changed_at = self.started - job.failed_ago_s * scale
             backlog = floor + job.failed_ago_s
-            begins = job.changed_at + SELF_RETRY_AFTER_S
+            begins = job.changed_at + SELF_RETRY_AFTER_S * scale
             job.service_retry_at = begins
             job.schedule = [
                 (begins, JobStatus.STARTJOBING),

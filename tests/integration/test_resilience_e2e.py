@@ -99,7 +99,9 @@ def test_faults_throttling_and_expiring_tokens_lose_no_job_and_duplicate_no_retr
             assert truth[job["id"]]["status"] in {
                 "FULL_TRANSFER_STARTED", "INCRE_TRANSFER_STARTED", "CHILD_TRANSFER_STARTED",
             }  # fmt: skip
-            assert job["id"] in per_job
+            # Sent by us, or brought back by the service's own retry while our answer was
+            # lost (the window docs/execution.md describes: it looks like ours).
+            assert job["id"] in per_job or truth[job["id"]]["service_retry"]
     assert "Traceback" not in err
 
 
