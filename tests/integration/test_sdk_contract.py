@@ -42,10 +42,11 @@ READ_BY_THE_PRODUCT: dict[str, set[str]] = {
 PRIMITIVES: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "bool": bool}
 
 
-def mismatches(raw: Any, model: str, where: str = "$") -> list[str]:
+def mismatches(raw: Any, model: str, where: str = "$", models: Any = None) -> list[str]:
     """Every key of ``raw`` the SDK model does not know, and every key the product reads that
     is missing, recursively through the model's nested types."""
-    cls = getattr(drs, model)
+    models = drs if models is None else models
+    cls = getattr(models, model)
     wire_to_attr = {wire: attr for attr, wire in cls.attribute_map.items()}
     if not isinstance(raw, dict):
         return [f"{where}: expected an object for {model}, got {type(raw).__name__}"]
@@ -62,14 +63,14 @@ def mismatches(raw: Any, model: str, where: str = "$") -> list[str]:
         kind = cls.openapi_types.get(wire_to_attr.get(key, ""), "")
         inner = re.fullmatch(r"list\[(\w+)\]", kind)
         mapped = re.fullmatch(r"dict\(str, (\w+)\)", kind)
-        if inner and hasattr(drs, inner.group(1)) and isinstance(value, list):
+        if inner and hasattr(models, inner.group(1)) and isinstance(value, list):
             for i, item in enumerate(value):
-                found += mismatches(item, inner.group(1), f"{where}.{key}[{i}]")
-        elif mapped and hasattr(drs, mapped.group(1)) and isinstance(value, dict):
+                found += mismatches(item, inner.group(1), f"{where}.{key}[{i}]", models)
+        elif mapped and hasattr(models, mapped.group(1)) and isinstance(value, dict):
             for name, item in value.items():
-                found += mismatches(item, mapped.group(1), f"{where}.{key}.{name}")
-        elif hasattr(drs, kind) and value is not None:
-            found += mismatches(value, kind, f"{where}.{key}")
+                found += mismatches(item, mapped.group(1), f"{where}.{key}.{name}", models)
+        elif hasattr(models, kind) and value is not None:
+            found += mismatches(value, kind, f"{where}.{key}", models)
         elif kind in PRIMITIVES and value is not None:
             wrong = isinstance(value, bool) and kind != "bool"
             if wrong or not isinstance(value, PRIMITIVES[kind]):
@@ -259,3 +260,49 @@ def _enterprise_project(emulator: dict[str, Any], job_id: str) -> str:
         jobs = json.loads(resp.read())["jobs"]
     project: str = next(j["enterprise_project_id"] for j in jobs if j["id"] == job_id)
     return project
+
+
+def test_iam_tokens_reach_the_sdk_as_its_own_token_result(emulator: dict[str, Any]) -> None:
+    """The emulator's ``POST /v3/auth/tokens`` driven by the official IAM SDK: the token in the
+    ``X-Subject-Token`` header, the body as its ``TokenResult`` spells it."""
+    iam = pytest.importorskip("huaweicloudsdkiam.v3")
+    global_credentials = credentials.GlobalCredentials(emulator["ak"], emulator["sk"], "domain")
+    client = (
+        iam.IamClient.new_builder()
+        .with_credentials(global_credentials)
+        .with_endpoint(emulator["url"])
+        .build()
+    )
+    project = emulator["projects"][0]["project_id"]
+    user = iam.PwdPasswordUser(
+        domain=iam.PwdPasswordUserDomain(name=emulator["domain"]),
+        name=emulator["user"],
+        password=emulator["password"],
+    )
+    body = iam.KeystoneCreateUserTokenByPasswordRequestBody(
+        auth=iam.PwdAuth(
+            identity=iam.PwdIdentity(methods=["password"], password=iam.PwdPassword(user=user)),
+            scope=iam.AuthScope(project=iam.AuthScopeProject(id=project)),
+        )
+    )
+
+    answer = client.keystone_create_user_token_by_password(
+        iam.KeystoneCreateUserTokenByPasswordRequest(body=body)
+    )
+
+    assert answer.x_subject_token  # the token itself, in the header the SDK reads
+    assert answer.token.expires_at
+    raw = raw_of(answer)
+    assert mismatches(raw, "KeystoneCreateUserTokenByPasswordResponse", models=iam) == []
+    assert set(raw["token"]) >= {"expires_at"}
+    wrong = iam.PwdPasswordUser(
+        domain=iam.PwdPasswordUserDomain(name=emulator["domain"]),
+        name=emulator["user"],
+        password="not-the-password",
+    )
+    body.auth.identity.password.user = wrong
+    with pytest.raises(sdk_errors.ClientRequestException) as refused:
+        client.keystone_create_user_token_by_password(
+            iam.KeystoneCreateUserTokenByPasswordRequest(body=body)
+        )
+    assert refused.value.status_code == 401
