@@ -9,6 +9,13 @@ is the same as ``drs.batch_retry``'s (``engine.actions.mutation``) with one diff
 is never sent twice. After an unknown outcome (5xx, connection lost, missing results) the jobs'
 status is watched for a grace period: a job showing ``PAUSING`` was paused; one still running is
 recorded as ``pause_unknown``, never re-sent.
+
+A pause the service acknowledged may take a while to take effect (the job keeps its running
+status meanwhile). The step waits, polling batch-status, until each acknowledged job shows
+``PAUSING`` or ``confirm_within`` (default 60 s) passes, so a drill's resume is not sent to a job
+that is not paused yet (the service would refuse it). A job's ``paused_at`` — where a drill's
+outage starts — is the first poll that saw it paused. One still not paused by then keeps its
+disposition ``paused``, with a reason and a notice saying so.
 """
 
 from __future__ import annotations
@@ -19,11 +26,14 @@ from typing import Any
 
 from engine.actions import fields, mutation
 from engine.actions.context import ActionContext, StepFailedError
+from engine.actions.polling import Pace, poll_until
 from engine.actions.spec import Action
-from engine.api.types import PAUSED_STATUSES, BatchActionResult
-from engine.ledger import PAUSE_EVENTS, Disposition, JobRecord
+from engine.api.types import PAUSED_STATUSES, BatchActionResult, StatusResult
+from engine.ledger import PAUSE_EVENTS, Disposition, EventKind, JobRecord
 
 PAUSE_MODES = ("target", "all")
+CONFIRM_WITHIN_S = 60.0
+CONFIRM_POLL_S = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,6 +43,7 @@ class PauseJobsParams:
     pause_mode: str = ""  # required (the schema says so): the API refuses a pause without it
     sample: int | None = None
     reconcile_grace_s: float = mutation.RECONCILE_GRACE_S
+    confirm_within_s: float = CONFIRM_WITHIN_S
 
     @classmethod
     def from_with(cls, raw: Mapping[str, Any]) -> PauseJobsParams:
@@ -41,6 +52,7 @@ class PauseJobsParams:
             batch_size=fields.whole(raw, "batch_size", mutation.DEFAULT_BATCH_SIZE) or 0,
             pause_mode=fields.text(raw, "pause_mode", ""),
             sample=fields.whole(raw, "sample", None),
+            confirm_within_s=fields.seconds(raw, "confirm_within", CONFIRM_WITHIN_S),
         )
 
     @property
@@ -100,7 +112,48 @@ async def run(ctx: ActionContext, params: PauseJobsParams) -> PauseJobsOutputs:
         send=send,
         grace_s=params.reconcile_grace_s,
     )
+    await _confirm(ctx, tally.done, params.confirm_within_s)
     return PauseJobsOutputs(paused=tuple(tally.done), rejected=tuple(tally.rejected))
+
+
+async def _confirm(ctx: ActionContext, job_ids: Sequence[str], within_s: float) -> None:
+    """Wait until each acknowledged pause shows ``PAUSING``; ``paused_at`` is when it did."""
+    waiting = [j for j in job_ids if ctx.jobs.ensure(j).last_status not in PAUSED_STATUSES]
+    if not waiting or within_s <= 0:
+        return
+
+    def paused(answer: StatusResult) -> bool:
+        record = ctx.jobs.ensure(answer.id)
+        if answer.status != record.last_status:
+            ctx.jobs.record(
+                answer.id, EventKind.STATUS_OBSERVED, step=ctx.step_id, status=answer.status
+            )
+        if answer.status not in PAUSED_STATUSES:
+            return False
+        record.paused_at = ctx.now()
+        return True
+
+    left = await poll_until(
+        ctx,
+        waiting,
+        resolved=paused,
+        deadline=ctx.now() + within_s,
+        pace=Pace(first=CONFIRM_POLL_S, longest=CONFIRM_POLL_S * 4),
+        purpose="confirming pauses",
+        known={j: ctx.jobs.ensure(j).last_status for j in waiting},
+    )
+    for job_id, status in left.items():
+        record = ctx.jobs.ensure(job_id)
+        record.reason = (
+            f"pause acknowledged, but still {status or 'unknown'} after {within_s:g}s; "
+            "a resume may be refused until it takes effect"
+        )
+    if left:
+        ctx.notice(
+            f"{len(left)} acknowledged pause(s) had not taken effect after {within_s:g}s "
+            f"({', '.join(list(left)[:3])}{', ...' if len(left) > 3 else ''})"
+        )
+    await ctx.jobs.commit()
 
 
 def preview(ctx: ActionContext, params: PauseJobsParams) -> PauseJobsOutputs:

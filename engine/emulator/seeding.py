@@ -85,7 +85,8 @@ RARE_KIND_MIN_JOBS = 40
 # The service's own retry of a failed job (the fact sheet: it retries 3 times by itself): the
 # job failed FAILED_AGO_S before the emulator started, and the service's retry begins
 # SELF_RETRY_AFTER_S after the failure (fleet seconds, both times time_scale: the margin keeps
-# a client that retries at once ahead of it). The emulator models the first of the three, which works.
+# a client that retries at once ahead of it). The emulator models the first of the three, which
+# works.
 FAILED_AGO_S = (2.0, 6.0)
 SELF_RETRY_AFTER_S = 20.0
 

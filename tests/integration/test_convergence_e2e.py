@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from harness import EXAMPLE, REPO, fast_copy, jobs_of, run_cli
+from harness import EXAMPLE, REPO, fast_copy, fetch, jobs_of, run_cli, runbook_for, serve_emulator
 
 pytestmark = pytest.mark.contract
 
@@ -68,3 +68,66 @@ def test_settle_leaves_the_services_own_retries_alone_and_says_which_jobs_it_bro
     assert [e["kind"] for e in job["events"]][:2] == ["selected", "settling"]
     assert report["totals"]["recovered_by_service"] == 1
     assert report["totals"]["ok"] >= 1
+
+
+DRILL_STEPS = """\
+  - id: select
+    action: drs.select_jobs
+    with:
+      db_use_type: [migration, sync]
+      statuses: [INCRE_TRANSFER_STARTED]
+      retryable_only: false
+  - id: steady
+    action: drs.verify_status
+    timeout: 10s
+    with:
+      jobs: ${{ steps.select.jobs }}
+      poll_interval: 0.3s
+  - id: pause
+    action: drs.pause_jobs
+    with:
+      jobs: ${{ steps.select.jobs }}
+      sample: 2
+      pause_mode: target
+  - id: resume
+    action: drs.batch_retry
+    with:
+      jobs: ${{ steps.pause.paused }}
+  - id: verify
+    action: drs.verify_status
+    timeout: 20s
+    with:
+      jobs: ${{ steps.resume.accepted }}
+      poll_interval: 0.3s
+      max_delay: 1m
+"""
+
+
+def test_a_slow_pause_and_busy_refusals_run_end_to_end_without_a_job_sent_twice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The emulator pauses 1 s after it acknowledges, and refuses a third of the mutating
+    requests whole (DRS.M01503 400, DRS.M01504 202): the engine waits for each pause to take
+    effect before the resume, re-sends only what was refused, and every paused job recovers."""
+    faults = "too_frequent_rate=0.2,busy_rate=0.2"
+    with serve_emulator(
+        "--projects", "2", "--jobs", "20", "--seed", "5", "--pause-delay", "1s", "--faults", faults
+    ) as emulator:
+        runbook = runbook_for(emulator, tmp_path / "drill.yaml", DRILL_STEPS)
+        monkeypatch.setenv("DRS_AUTH_TOKEN", emulator["token"])
+        args = ["--endpoint", emulator["url"], "--yes", "-q", "--report-dir", str(tmp_path / "r")]
+        code, out, _ = run_cli(["run", str(runbook), *args], capsys)
+        stats = fetch(f"{emulator['url']}/_emulator/stats")
+
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    jobs = jobs_of(report)
+    paused = [j for j in jobs if any(e["kind"] == "pause_acknowledged" for e in j["events"])]
+    assert len(paused) == 4, out
+    assert all(j["disposition"] == "recovered" for j in paused), out
+    assert code == 0, out
+    for job in paused:
+        acknowledged = next(e["t"] for e in job["events"] if e["kind"] == "pause_acknowledged")
+        assert job["paused_at_t"] - acknowledged >= 0.9  # timed from when it took effect
+    assert report["api_resilience"]["busy"] > 0  # the refusals happened, and were re-sent
+    assert set(stats["retry_requests_per_job"].values()) == {1}
+    assert set(stats["pause_requests_per_job"].values()) == {1}

@@ -87,8 +87,12 @@ async def test_pause_sends_batches_with_the_mode_and_records_each_acknowledgemen
     assert out == {"paused": ids, "rejected": []}
     first = record_of(ctx, "j0")
     assert first.disposition is Disposition.PAUSED
-    assert first.paused_at == 4.0
-    assert kinds(ctx, "j0") == [EventKind.PAUSE_SENT, EventKind.PAUSE_ACKNOWLEDGED]
+    assert first.paused_at == 4.0  # the first poll after the acknowledgements saw it paused
+    assert kinds(ctx, "j0") == [
+        EventKind.PAUSE_SENT,
+        EventKind.PAUSE_ACKNOWLEDGED,
+        EventKind.STATUS_OBSERVED,  # PAUSING: the pause took effect
+    ]
 
 
 async def test_pause_sample_takes_the_first_n_jobs_in_order() -> None:
@@ -236,7 +240,7 @@ async def test_pause_missing_result_is_reconciled_not_resent() -> None:
 
     assert out == {"paused": ["a", "b"], "rejected": []}
     assert api.pause_calls == [["a", "b"]]
-    assert api.status_calls == [["b"]]
+    assert api.status_calls == [["b"], ["a"]]  # b reconciled; a's acknowledged pause confirmed
 
 
 async def test_a_job_is_never_paused_twice_in_one_run() -> None:
@@ -487,3 +491,33 @@ def test_drill_actions_are_registered_with_their_plan_behaviour() -> None:
     assert not check.mutating
     assert not check.runs_in_plan
     assert REGISTRY["drs.verify_status"].output_types()["drill_rto_p95_s"] == "number"
+
+
+async def test_an_acknowledged_pause_is_confirmed_by_status_and_timed_from_it() -> None:
+    clock = FakeClock()
+    api = FakeFleet()
+    ctx = make_ctx(api, clock)
+    running(ctx, api, "slow", "never")
+
+    def acknowledged_only(fleet: FakeFleet, ids: list[str]) -> list[BatchActionResult]:
+        fleet.upcoming["slow"] = ["INCRE_TRANSFER_STARTED"] * 3 + ["PAUSING"]
+        return [BatchActionResult(id=j, status=BatchOutcome.SUCCESS) for j in ids]
+
+    api.pause_answers = [acknowledged_only]
+    params = pause_jobs.PauseJobsParams.from_with(
+        {"jobs": ["slow", "never"], "pause_mode": "all", "confirm_within": "20s"}
+    )
+    out = output_values(await pause_jobs.run(ctx, params))
+
+    assert out == {"paused": ["slow", "never"], "rejected": []}
+    slow, never = record_of(ctx, "slow"), record_of(ctx, "never")
+    assert slow.last_status == "PAUSING"
+    assert slow.paused_at is not None
+    assert 2.0 <= slow.paused_at <= 8.0  # the fourth poll, not the acknowledgement at 0
+    assert never.disposition is Disposition.PAUSED
+    assert never.reason == (
+        "pause acknowledged, but still INCRE_TRANSFER_STARTED after 20s; "
+        "a resume may be refused until it takes effect"
+    )
+    assert clock.now >= 20.0
+    assert ctx.notices == ["1 acknowledged pause(s) had not taken effect after 20s (never)"]
