@@ -449,6 +449,22 @@ class JobBook:
         self._changed[job_id] = record
         return record
 
+    def conclude(
+        self,
+        job_id: str,
+        disposition: Disposition,
+        kind: EventKind,
+        *,
+        step: str,
+        reason: str | None = None,
+        status: str | None = None,
+    ) -> JobRecord:
+        """Give a job its disposition and reason, with the event that says so (the reason is
+        its detail)."""
+        record = self.record(job_id, kind, step=step, status=status, detail=reason)
+        record.disposition, record.reason = disposition, reason
+        return record
+
     def selected(self) -> list[JobRecord]:
         """The jobs selected and not yet acted on (or finished with)."""
         return [job for job in self._records.values() if job.disposition is Disposition.SELECTED]

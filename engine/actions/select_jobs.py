@@ -175,7 +175,7 @@ def _unsettled(ctx: ActionContext, job: JobInfo) -> bool:
 def _first_sight(
     ctx: ActionContext, job: JobInfo, parent_id: str | None, db_use_type: str, reason: str | None
 ) -> None:
-    record = ctx.jobs.add(
+    ctx.jobs.add(
         JobRecord(
             job_id=job.id,
             name=job.name,
@@ -189,9 +189,14 @@ def _first_sight(
     if reason is None:
         ctx.jobs.record(job.id, EventKind.SELECTED, step=ctx.step_id, status=job.status)
         return
-    ctx.jobs.record(job.id, EventKind.SKIPPED, step=ctx.step_id, status=job.status, detail=reason)
-    record.disposition = Disposition.SKIPPED
-    record.reason = reason
+    ctx.jobs.conclude(
+        job.id,
+        Disposition.SKIPPED,
+        EventKind.SKIPPED,
+        step=ctx.step_id,
+        reason=reason,
+        status=job.status,
+    )
 
 
 ACTION = Action(

@@ -75,18 +75,17 @@ async def settle(
     def settled(answer: StatusResult) -> bool:
         group = status_group(answer.status)
         if group is StatusGroup.HEALTHY:
-            record = ctx.jobs.ensure(answer.id)
             reason = (
                 f"the service's own retry brought it back ({answer.status}) "
                 f"{ctx.now() - started:.0f}s into the settle wait, before the runbook sent anything"
             )
-            record.disposition, record.reason = Disposition.RECOVERED_BY_SERVICE, reason
-            ctx.jobs.record(
+            ctx.jobs.conclude(
                 answer.id,
+                Disposition.RECOVERED_BY_SERVICE,
                 EventKind.RECOVERED_BY_SERVICE,
                 step=ctx.step_id,
+                reason=reason,
                 status=answer.status,
-                detail=reason,
             )
             dropped.add(answer.id)
             return True
@@ -107,10 +106,15 @@ async def settle(
     for job_id, status in left.items():
         if status is None or status_group(status) is StatusGroup.FAILED:
             continue  # failed all along (or never answered): acted on as selected
-        record = ctx.jobs.ensure(job_id)
         reason = f"still {status} after settling: the service is retrying it itself; left alone"
-        record.disposition, record.reason = Disposition.SKIPPED, reason
-        ctx.jobs.record(job_id, EventKind.SKIPPED, step=ctx.step_id, status=status, detail=reason)
+        ctx.jobs.conclude(
+            job_id,
+            Disposition.SKIPPED,
+            EventKind.SKIPPED,
+            step=ctx.step_id,
+            reason=reason,
+            status=status,
+        )
         dropped.add(job_id)
     await ctx.jobs.commit()
     return dropped

@@ -401,9 +401,7 @@ def _settle(
     kind: EventKind,
     reason: str | None,
 ) -> None:
-    record.disposition = disposition
-    record.reason = reason
-    ctx.jobs.record(record.job_id, kind, step=ctx.step_id, detail=reason)
+    ctx.jobs.conclude(record.job_id, disposition, kind, step=ctx.step_id, reason=reason)
 
 
 def _outputs(ctx: ActionContext, ids: tuple[str, ...]) -> VerifyStatusOutputs:

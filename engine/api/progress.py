@@ -53,22 +53,6 @@ class ProgressResult:
             error_message=_text(raw.get("error_msg")),
         )
 
-    def to_wire(self) -> dict[str, Any]:
-        """The result as the service sends it (numbers as strings), for fakes and tests."""
-        wire: dict[str, Any] = {"job_id": self.job_id}
-        if self.delay_s is not None:
-            wire["incre_trans_delay"] = str(int(self.delay_s))
-            wire["incre_trans_delay_millis"] = str(int(self.delay_s * 1000))
-        if self.progress is not None:
-            wire["progress"] = self.progress
-        if self.transfer_status is not None:
-            wire["transfer_status"] = self.transfer_status
-        if self.error_code is not None:
-            wire["error_code"] = self.error_code
-        if self.error_message is not None:
-            wire["error_msg"] = self.error_message
-        return wire
-
 
 def _text(value: Any, *, word: bool = False) -> str | None:
     """A text of the server's, with what it reflects of the run's secrets redacted."""
