@@ -143,6 +143,13 @@ async def run(ctx: ActionContext, params: SelectJobsParams) -> SelectJobsOutputs
             "OTC documents an omitted engine_type as mysql, so jobs of other engines may not "
             "have been listed; name engine_type (a list) to be sure"
         )
+    elif ctx.planning:  # a plan says which engine filter was in effect, doubt or not
+        listed = ", ".join(sorted(engines_seen)) or "none"
+        if params.engine_type is None:
+            ctx.notice(f"engine_type not sent: every engine the service lists ({listed})")
+        else:
+            named = ", ".join(sorted(params.engine_type))
+            ctx.notice(f"engine_type sent: {named}, one listing each (listed: {listed})")
     if params.settle_s is not None:
         fresh = [job for job in selected.values() if _unsettled(ctx, job)]
         for job_id in await settle(ctx, params.settle_s, fresh, planning=ctx.planning):

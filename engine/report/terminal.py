@@ -79,6 +79,7 @@ def plan_summary(report: Report) -> str:
             else:
                 outputs = ", ".join(f"{k}: {v}" for k, v in step.outputs.items())
                 lines.append(f"  {step.id} ({step.action}): {outputs}")
+            lines += (f"    notice: {text}" for text in step.notices)
         skipped = [j for j in target.jobs if j.disposition is Disposition.SKIPPED]
         lines += _left_alone([(j.id, j.name, j.reason) for j in skipped], indent="  ")
     return "\n".join(lines) + "\n"

@@ -206,3 +206,18 @@ async def test_a_resumed_selection_settles_again_only_a_job_it_left_that_failed_
     assert left.disposition is Disposition.SELECTED
     assert left.events[-1].detail == "listed failed again after the service's own retry"
     assert ctx.jobs.ensure("other").disposition is Disposition.SKIPPED  # not this step's
+
+
+async def test_a_plan_says_which_engine_filter_was_in_effect() -> None:
+    clock = FakeClock()
+    fleet = FakeFleet().listing(job("a"), job("b", engine="postgresql"))
+    omitted = make_ctx(fleet, clock, planning=True)
+    await select(omitted)
+    assert omitted.notices == [
+        "engine_type not sent: every engine the service lists (mysql, postgresql)"
+    ]
+    named = make_ctx(fleet, clock, planning=True)
+    await select(named, engine_type=["postgresql", "mysql"])
+    assert named.notices == [
+        "engine_type sent: mysql, postgresql, one listing each (listed: mysql, postgresql)"
+    ]
