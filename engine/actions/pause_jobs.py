@@ -26,7 +26,7 @@ from typing import Any
 
 from engine.actions import fields, mutation
 from engine.actions.context import ActionContext, StepFailedError
-from engine.actions.polling import Pace, poll_until
+from engine.actions.polling import Pace, poll_until, wait_deadline
 from engine.actions.spec import Action
 from engine.api.types import PAUSED_STATUSES, BatchActionResult, StatusResult
 from engine.ledger import PAUSE_EVENTS, Disposition, EventKind, JobRecord
@@ -121,6 +121,7 @@ async def _confirm(ctx: ActionContext, job_ids: Sequence[str], within_s: float) 
     waiting = [j for j in job_ids if ctx.jobs.ensure(j).last_status not in PAUSED_STATUSES]
     if not waiting or within_s <= 0:
         return
+    started = ctx.now()
 
     def paused(answer: StatusResult) -> bool:
         record = ctx.jobs.ensure(answer.id)
@@ -137,20 +138,21 @@ async def _confirm(ctx: ActionContext, job_ids: Sequence[str], within_s: float) 
         ctx,
         waiting,
         resolved=paused,
-        deadline=ctx.now() + within_s,
-        pace=Pace(first=CONFIRM_POLL_S, longest=CONFIRM_POLL_S * 4),
+        deadline=wait_deadline(ctx, within_s),  # by the step's deadline: its outputs count
+        pace=Pace.fixed(CONFIRM_POLL_S),  # paused_at is late by at most this
         purpose="confirming pauses",
         known={j: ctx.jobs.ensure(j).last_status for j in waiting},
     )
+    waited = ctx.now() - started
     for job_id, status in left.items():
         record = ctx.jobs.ensure(job_id)
         record.reason = (
-            f"pause acknowledged, but still {status or 'unknown'} after {within_s:g}s; "
+            f"pause acknowledged, but still {status or 'unknown'} after {waited:g}s; "
             "a resume may be refused until it takes effect"
         )
     if left:
         ctx.notice(
-            f"{len(left)} acknowledged pause(s) had not taken effect after {within_s:g}s "
+            f"{len(left)} acknowledged pause(s) had not taken effect after {waited:g}s "
             f"({', '.join(list(left)[:3])}{', ...' if len(left) > 3 else ''})"
         )
     await ctx.jobs.commit()
@@ -181,4 +183,5 @@ ACTION = Action(
     mutating=True,
     preview=preview,
     after_failure=reconcile_unanswered,
+    self_timed=True,  # the confirmation wait ends by the step's deadline, with its outputs
 )

@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 
 # The least time one status query is given, even at the deadline.
 MIN_QUERY_S = 1.0
+# A wait inside a step ends this long (at most) before the step's deadline, so the step can
+# still return its results in time.
+DEADLINE_RESERVE_S = 5.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,6 +43,18 @@ class Pace:
     def next(self, wait: float, *, changed: bool, took: float) -> float:
         wait = self.first if changed else min(wait * 2, self.longest)
         return max(wait, min(took, self.longest))
+
+
+def wait_deadline(ctx: ActionContext, seconds: float | None) -> float:
+    """When a wait of ``seconds`` (None: as long as the step allows) must end: by the step's
+    deadline, less a reserve for the step to return its results (a quarter of what is left,
+    at most DEADLINE_RESERVE_S)."""
+    now = ctx.now()
+    if ctx.deadline is None:
+        return now + (seconds if seconds is not None else 0.0)
+    left = max(0.0, ctx.deadline - now)
+    bound = now + left - min(DEADLINE_RESERVE_S, left / 4)
+    return bound if seconds is None else min(now + seconds, bound)
 
 
 def query_deadline(ctx: ActionContext, deadline: float) -> float:

@@ -13,6 +13,7 @@ not have been listed. ``settle`` leaves the service's own retries alone (``settl
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -110,6 +111,41 @@ async def run(ctx: ActionContext, params: SelectJobsParams) -> SelectJobsOutputs
     selected: dict[str, JobInfo] = {}
     skipped: dict[str, None] = {}
     engines_seen: set[str] = set()
+    # Self-timed (for settle): the listing itself must end by the step's deadline too.
+    budget = None if ctx.deadline is None else max(ctx.deadline - ctx.now(), 0.0)
+    try:
+        async with asyncio.timeout(budget):
+            await _list(ctx, params, selected, skipped, engines_seen)
+    except TimeoutError:
+        raise StepFailedError(f"timed out after {budget:g}s listing jobs") from None
+    if params.engine_type is None and not engines_seen - {MYSQL}:
+        ctx.notice(
+            "engine_type was not given and no job listed is of an engine other than mysql: "
+            "OTC documents an omitted engine_type as mysql, so jobs of other engines may not "
+            "have been listed; name engine_type (a list) to be sure"
+        )
+    elif ctx.planning:  # a plan says which engine filter was in effect, doubt or not
+        listed = ", ".join(sorted(engines_seen)) or "none"
+        if params.engine_type is None:
+            ctx.notice(f"engine_type not sent: every engine the service lists ({listed})")
+        else:
+            named = ", ".join(sorted(params.engine_type))
+            ctx.notice(f"engine_type sent: {named}, one listing each (listed: {listed})")
+    if params.settle_s is not None:
+        fresh = [job for job in selected.values() if _unsettled(ctx, job)]
+        for job_id in await settle(ctx, params.settle_s, fresh, planning=ctx.planning):
+            del selected[job_id]
+    return SelectJobsOutputs(jobs=tuple(selected), skipped=tuple(skipped), count=len(selected))
+
+
+async def _list(
+    ctx: ActionContext,
+    params: SelectJobsParams,
+    selected: dict[str, JobInfo],
+    skipped: dict[str, None],
+    engines_seen: set[str],
+) -> None:
+    """List every db_use_type (and engine named), booking each matching job once."""
     engines = sorted(params.engine_type) if params.engine_type is not None else [None]
     for db_use_type in params.db_use_type:
         for engine in engines:
@@ -137,24 +173,6 @@ async def run(ctx: ActionContext, params: SelectJobsParams) -> SelectJobsOutputs
                     skipped[job.id] = None
                 if ctx.jobs.get(job.id) is None:
                     _first_sight(ctx, job, parent_id, db_use_type, reason)
-    if params.engine_type is None and not engines_seen - {MYSQL}:
-        ctx.notice(
-            "engine_type was not given and no job listed is of an engine other than mysql: "
-            "OTC documents an omitted engine_type as mysql, so jobs of other engines may not "
-            "have been listed; name engine_type (a list) to be sure"
-        )
-    elif ctx.planning:  # a plan says which engine filter was in effect, doubt or not
-        listed = ", ".join(sorted(engines_seen)) or "none"
-        if params.engine_type is None:
-            ctx.notice(f"engine_type not sent: every engine the service lists ({listed})")
-        else:
-            named = ", ".join(sorted(params.engine_type))
-            ctx.notice(f"engine_type sent: {named}, one listing each (listed: {listed})")
-    if params.settle_s is not None:
-        fresh = [job for job in selected.values() if _unsettled(ctx, job)]
-        for job_id in await settle(ctx, params.settle_s, fresh, planning=ctx.planning):
-            del selected[job_id]
-    return SelectJobsOutputs(jobs=tuple(selected), skipped=tuple(skipped), count=len(selected))
 
 
 def _unsettled(ctx: ActionContext, job: JobInfo) -> bool:

@@ -10,51 +10,55 @@ under way, is not acted on until it has been failed for ``settle``:
   header) says when it failed; a job whose time tells no instant, or without a ``Date``
   header, is taken to have failed just now (it waits the whole ``settle``, and a notice says so);
 - its status is then polled until its ``settle`` has passed. A job the service brings back
-  meanwhile ends ``recovered_by_service`` (good: nothing was sent); one still failed stays
-  selected; one still in progress when the last job's ``settle`` is over (the service is at it)
-  is skipped with that reason, as a selection skips every job in progress.
+  meanwhile ends ``recovered_by_service`` (good: nothing was sent); one that fails again after
+  the service's retry waits a whole ``settle`` more; one still failed when its ``settle`` is
+  over stays selected; one in progress then (the service is at it), or gone (ended), is
+  skipped with that reason, as a selection skips every job in progress.
 
-The wait is bounded by the step's deadline. A plan does not wait: it says which jobs a run
-would wait for, and how long at most.
+The wait ends by the step's deadline (less a reserve to return in time). A job still failed for
+less than ``settle`` then is left alone too (skipped, with a notice): the runbook asked not to
+race the service, so a timeout shorter than ``settle`` must not make it. A plan does not wait:
+it says which jobs a run would wait for, and how long at most.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine.actions.context import ActionContext
-from engine.actions.polling import Pace, poll_until
+from engine.actions.polling import Pace, poll_until, query_deadline, wait_deadline
 from engine.api.types import JobInfo, StatusGroup, StatusResult, status_group
 from engine.errors import DrsApiError, TransportError
 from engine.ledger import Disposition, EventKind
 
-# The settle wait ends this long before the step's deadline, so the step returns in time.
-DEADLINE_RESERVE_S = 5.0
 # Polls during the wait: at least this often, at most every quarter of the settle.
 MAX_POLL_S = 15.0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Young:
-    """A selected job the service may still be retrying: ``ready_at`` (run clock) is when it
-    will have been failed for ``settle``."""
+    """A selected failed job the service may still be retrying: ``ready_at`` (run clock) is
+    when it will have been failed for ``settle``; a new failure during the wait moves it."""
 
     job_id: str
     ready_at: float
     why: str
+    down: bool = True  # its last status was failed (or paused), not in progress
 
 
 async def settle(
     ctx: ActionContext, settle_s: float, jobs: Sequence[JobInfo], *, planning: bool
 ) -> set[str]:
     """Wait for the failed ``jobs`` the service may still be retrying; returns the ids that
-    must not be acted on (recovered by the service, or still in its hands)."""
-    young = await _young(ctx, settle_s, [j for j in jobs if _failed_or_acting(j)])
+    must not be acted on (recovered by the service, still in its hands, or gone)."""
+    young = await _young(ctx, settle_s, [j for j in jobs if _failed(j)])
     if not young:
         return set()
-    longest = max(y.ready_at for y in young.values()) - ctx.now()
+    deadline = wait_deadline(ctx, max(y.ready_at for y in young.values()) - ctx.now())
+    longest = deadline - ctx.now()
     if planning:
         ctx.notice(
             f"{len(young)} selected job(s) failed less than settle {settle_s:g}s ago or have an "
@@ -66,62 +70,78 @@ async def settle(
         detail = f"{item.why}: the service may be retrying it; left alone up to {longest:.0f}s"
         ctx.jobs.record(item.job_id, EventKind.SETTLING, step=ctx.step_id, detail=detail)
     await ctx.jobs.commit()
-    deadline = ctx.now() + longest
-    if ctx.deadline is not None:
-        deadline = min(deadline, ctx.deadline - DEADLINE_RESERVE_S)
     started = ctx.now()
     dropped: set[str] = set()
 
+    def leave(job_id: str, reason: str, kind: EventKind, status: str) -> bool:
+        disposition = (
+            Disposition.RECOVERED_BY_SERVICE
+            if kind is EventKind.RECOVERED_BY_SERVICE
+            else Disposition.SKIPPED
+        )
+        ctx.jobs.conclude(job_id, disposition, kind, step=ctx.step_id, reason=reason, status=status)
+        dropped.add(job_id)
+        return True
+
     def settled(answer: StatusResult) -> bool:
-        group = status_group(answer.status)
+        item, status = young[answer.id], answer.status
+        group, now = status_group(status), ctx.now()
         if group is StatusGroup.HEALTHY:
             reason = (
-                f"the service's own retry brought it back ({answer.status}) "
-                f"{ctx.now() - started:.0f}s into the settle wait, before the runbook sent anything"
+                f"the service's own retry brought it back ({status}) {now - started:.0f}s "
+                "into the settle wait, before the runbook sent anything"
             )
-            ctx.jobs.conclude(
-                answer.id,
-                Disposition.RECOVERED_BY_SERVICE,
-                EventKind.RECOVERED_BY_SERVICE,
-                step=ctx.step_id,
-                reason=reason,
-                status=answer.status,
-            )
-            dropped.add(answer.id)
-            return True
-        if group is StatusGroup.FAILED:
-            return ctx.now() >= young[answer.id].ready_at
-        return False
+            return leave(answer.id, reason, EventKind.RECOVERED_BY_SERVICE, status)
+        if group is StatusGroup.ENDED:
+            reason = f"{status} during the settle wait: left alone"
+            return leave(answer.id, reason, EventKind.SKIPPED, status)
+        if group in (StatusGroup.FAILED, StatusGroup.PAUSED):
+            if not item.down:  # failed again after the service's retry: settle again
+                item.ready_at, item.down = now + settle_s, True
+            return now >= item.ready_at
+        item.down = False  # in progress: the service is at it
+        if now < item.ready_at:
+            return False
+        reason = f"still {status} after settling: the service is retrying it itself; left alone"
+        return leave(answer.id, reason, EventKind.SKIPPED, status)
 
     every = min(MAX_POLL_S, max(1.0, settle_s / 4))
     left = await poll_until(
         ctx,
         list(young),
         resolved=settled,
-        deadline=deadline,
+        deadline=wait_deadline(ctx, None),
         pace=Pace.fixed(every),
         purpose="settling",
         known={j: ctx.jobs.ensure(j).last_status for j in young},
     )
+    cut_short = []
     for job_id, status in left.items():
-        if status is None or status_group(status) is StatusGroup.FAILED:
-            continue  # failed all along (or never answered): acted on as selected
-        reason = f"still {status} after settling: the service is retrying it itself; left alone"
-        ctx.jobs.conclude(
-            job_id,
-            Disposition.SKIPPED,
-            EventKind.SKIPPED,
-            step=ctx.step_id,
-            reason=reason,
-            status=status,
+        item = young[job_id]
+        if status is None:
+            continue  # never answered: acted on as selected (its failure is what we know)
+        if item.down:
+            cut_short.append(job_id)
+            why = f"failed only {settle_s - (item.ready_at - ctx.now()):.0f}s ago"
+        else:
+            why = f"still {status}: the service is retrying it itself"
+        reason = (
+            f"{why} when the select step's timeout ended the settle wait; left alone "
+            "(give the step a timeout longer than settle)"
         )
-        dropped.add(job_id)
+        leave(job_id, reason, EventKind.SKIPPED, status)
+    if cut_short:
+        ctx.notice(
+            f"the select step's timeout ended the settle wait with {len(cut_short)} job(s) "
+            f"failed less than settle {settle_s:g}s ago: they were left alone, not acted on"
+        )
     await ctx.jobs.commit()
     return dropped
 
 
-def _failed_or_acting(job: JobInfo) -> bool:
-    return status_group(job.status) is StatusGroup.FAILED or bool(job.job_action.current_action)
+def _failed(job: JobInfo) -> bool:
+    """Only failed jobs are the service's to retry; a current_action extends their wait."""
+    return status_group(job.status) is StatusGroup.FAILED
 
 
 async def _young(ctx: ActionContext, settle_s: float, jobs: Sequence[JobInfo]) -> dict[str, Young]:
@@ -129,10 +149,13 @@ async def _young(ctx: ActionContext, settle_s: float, jobs: Sequence[JobInfo]) -
     or that have an action under way), each with when it will be ready."""
     if not jobs:
         return {}
+    budget = None if ctx.deadline is None else query_deadline(ctx, ctx.deadline)
     try:
-        details = {d.id: d for d in await ctx.api.batch_detail([j.id for j in jobs])}
-    except (DrsApiError, TransportError) as exc:
-        ctx.notice(f"batch-detail failed, so every failed job waits the whole settle ({exc})")
+        async with asyncio.timeout(budget):
+            details = {d.id: d for d in await ctx.api.batch_detail([j.id for j in jobs])}
+    except (DrsApiError, TransportError, TimeoutError) as exc:
+        why = str(exc) or "no answer by the step's deadline"
+        ctx.notice(f"batch-detail failed, so every failed job waits the whole settle ({why})")
         details = {}
     wall_now, now = time.time(), ctx.now()
     young: dict[str, Young] = {}

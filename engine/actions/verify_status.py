@@ -4,8 +4,9 @@ Only unresolved jobs are polled, all of them per request (the client chunks by 1
 between polls adapts: it starts at ``poll_interval``, doubles after each poll in which no job
 changed status, up to ``max_poll_interval`` (default 4x ``poll_interval``), and drops back to
 ``poll_interval`` as soon as one does. Jobs that are stuck cost a few polls, not one every
-interval. Time to recover is measured from the retry acknowledgement to the first poll that saw
-a healthy status, so it overstates the truth by at most the wait then in force.
+interval. Time to recover is measured from the retry acknowledgement to the first poll of the
+run of healthy polls that made the job recovered (below), so it overstates the truth by at most
+the wait then in force.
 
 The RTO outputs summarise this step's recovered jobs with nearest-rank percentiles (0.0 when
 there are none): ``rto_*_s`` over time to recover, and ``drill_rto_p95_s`` over the time from a
@@ -21,19 +22,22 @@ job healthy?"):
 
 - A poll finds a job *healthy* when its status is a running one and, with ``max_delay`` set and
   the job in its incremental phase (``engine.api.progress.DELAY_STATUSES``), batch-progress gave
-  a delay at or under ``max_delay``. A delay the service did not give is not healthy. One
-  batch-progress request per chunk of 100 ids per poll, for the running jobs only, and none at
-  all without ``max_delay``.
+  a delay at or under ``max_delay``. A poll for which the service gave no delay (the request
+  failed, or the answer left the job out) is no observation: it neither extends a run of
+  healthy polls nor breaks one. One batch-progress request per chunk of 100 ids per poll, for
+  the running jobs only, and none at all without ``max_delay``.
 - A job *recovers* after ``stable_for`` healthy polls in a row; its time to recover runs to the
   first poll of that run.
 - A *flap* is a healthy poll followed by one that is not (a failed, paused or in-progress
   status, or a delay over ``max_delay``). A job that flapped keeps being watched, since the
   service may retry it by itself, until it holds a stable run (recovered), flaps FLAP_LIMIT
-  times, or the deadline comes: then it is ``flapping``. With ``stable_for: 1`` the first
-  healthy poll is the verdict, so nothing flaps.
-- At the deadline, a job running but behind ``max_delay`` that was never healthy is
-  ``lagging`` (with the last delay seen); one in the middle of a stable run, or whose delay the
-  service never gave, is ``timed_out`` with a reason that says which.
+  times, stays failed or paused for the failure grace, or the deadline comes: then it is
+  ``flapping``, which spends the error budget as failing again does. An ended status is
+  ``failed_again`` at once, healthy before or not. With ``stable_for: 1`` the first healthy poll
+  is the verdict, so nothing flaps.
+- At the deadline, a job whose last delay read was over ``max_delay`` and that was never
+  healthy is ``lagging`` (with that delay); one in the middle of a stable run, or running while
+  the service never gave its delay in the step, is ``timed_out`` with a reason that says which.
 
 Stable runs are counted in memory: a resumed run starts each job's count again (a job needs
 ``stable_for`` more healthy polls), which can only make the verdict stricter.
@@ -88,13 +92,17 @@ class VerifyStatusParams:
             poll_interval_s=fields.seconds(raw, "poll_interval", DEFAULT_POLL_INTERVAL_S),
             max_poll_interval_s=fields.seconds(raw, "max_poll_interval", None),
             max_delay_s=fields.seconds(raw, "max_delay", None),
-            stable_for=fields.whole(raw, "stable_for", 1) or 1,
+            stable_for=_polls(fields.whole(raw, "stable_for", 1)),
         )
 
     @property
     def longest_wait_s(self) -> float:
         given = self.max_poll_interval_s
         return self.poll_interval_s * DEFAULT_BACKOFF_LIMIT if given is None else given
+
+
+def _polls(value: int | None) -> int:
+    return 1 if value is None else value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,8 +131,10 @@ class _Watch:
     run_started_at: float | None = None  # the first poll of that run
     first_healthy_at: float | None = None
     flaps: int = 0
-    behind: bool = False  # the last poll found it running, but behind max_delay
-    delay_missing: bool = False  # ... because batch-progress gave no delay for it
+    behind: bool = False  # the last delay read was over max_delay (until a healthy poll)
+    delay_read: bool = False  # batch-progress gave a delay for it in this step
+    # Since when it has shown a failed or paused status after being healthy (a flap).
+    down_since: float | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -167,13 +177,15 @@ class _Judge:
         limit = self.params.max_delay_s
         return limit is not None and (delay is None or delay > limit)
 
-    def healthy(self, result: StatusResult) -> bool:
-        """Whether this poll finds the job healthy (its status is a running one)."""
+    def healthy(self, result: StatusResult) -> bool | None:
+        """Whether this poll finds the job healthy (its status is a running one); None when
+        its delay counts and the service gave none this poll: no observation."""
         if self.params.max_delay_s is None or result.status not in DELAY_STATUSES:
             return True
-        watch = self.watches[result.id]
         delay = self.delays.get(result.id)
-        watch.delay_missing = delay is None
+        if delay is None:
+            return None
+        self.watches[result.id].delay_read = True
         return not self.over(delay)
 
 
@@ -221,20 +233,21 @@ def _at_the_deadline(ctx: ActionContext, params: VerifyStatusParams, watch: _Wat
     status = record.last_status or "unknown"
     if watch.flaps:
         _settle(ctx, record, Disposition.FLAPPING, EventKind.FLAPPING, _flapped(watch, status))
+        ctx.errors.fail()
         return
     if watch.healthy_polls:
         reason = (
             f"healthy for {watch.healthy_polls} of the {params.stable_for} polls in a row it "
             "needed when the step's timeout ran out"
         )
-    elif watch.behind and not watch.delay_missing:
+    elif watch.behind:
         reason = (
             f"running ({status}), but {_s(record.delay_s)} behind, over max_delay "
             f"{_s(params.max_delay_s)}, when the step's timeout ran out"
         )
         _settle(ctx, record, Disposition.LAGGING, EventKind.LAGGING, reason)
         return
-    elif watch.behind:
+    elif status in DELAY_STATUSES and params.max_delay_s is not None and not watch.delay_read:
         reason = f"running ({status}), but batch-progress never gave its delay"
     elif watch.answered:
         reason = f"still {status} when the step's timeout ran out"
@@ -248,16 +261,15 @@ def _at_the_deadline(ctx: ActionContext, params: VerifyStatusParams, watch: _Wat
 
 def _flapped(watch: _Watch, status: str) -> str:
     """Why a job is flapping: its flaps, and how it was last seen."""
-    behind = watch.behind and not watch.delay_missing
-    last = f"{_s(watch.record.delay_s)} behind" if behind else status
+    last = f"{_s(watch.record.delay_s)} behind" if watch.behind else status
     return f"{_flaps(watch)}; last seen {last}"
 
 
 def _flaps(watch: _Watch) -> str:
     first, since = watch.first_healthy_at, watch.record.retry_acknowledged_at
     when = "" if first is None or since is None else f" {first - since:.1f}s after the retry"
-    times = "once" if watch.flaps == 1 else f"{watch.flaps} times"
-    return f"healthy{when}, then not again {times}"
+    count = "1 flap" if watch.flaps == 1 else f"{watch.flaps} flaps"
+    return f"healthy{when}, then unhealthy again ({count})"
 
 
 def _s(seconds: float | None) -> str:
@@ -315,15 +327,28 @@ def _observe(judge: _Judge, watch: _Watch, result: StatusResult) -> bool:
     group = status_group(result.status)
     if group is StatusGroup.HEALTHY:
         watch.seen_starting = True
-        if judge.healthy(result):
+        watch.down_since = None
+        healthy = judge.healthy(result)
+        if healthy is None:
+            return False  # no delay this poll: no observation
+        if healthy:
             return _healthy_poll(judge, watch)
         _fell_behind(judge, watch)
         return _broke(judge, watch)
-    watch.behind = False
     if watch.first_healthy_at is not None and group is not StatusGroup.ENDED:
         # Healthy before in this step: the service may be retrying it by itself. Watched on
-        # until it holds a stable run, flaps too often, or the deadline comes.
-        return _broke(judge, watch)
+        # until it holds a stable run, flaps too often, stays down for the grace, or the
+        # deadline comes.
+        if group in _NOT_HEALTHY:
+            watch.down_since = watch.down_since if watch.down_since is not None else ctx.now()
+        else:
+            watch.down_since = None
+        if _broke(judge, watch):
+            return True
+        if watch.down_since is not None and ctx.now() - watch.down_since >= watch.grace_s:
+            _flapping(judge, watch)
+            return True
+        return False
     acknowledged_at = record.retry_acknowledged_at
     if group in _NOT_HEALTHY:
         if acknowledged_at is None:
@@ -368,13 +393,10 @@ def _healthy_poll(judge: _Judge, watch: _Watch) -> bool:
 
 
 def _fell_behind(judge: _Judge, watch: _Watch) -> None:
-    """A poll found the job running, but behind max_delay (or without a delay)."""
+    """A poll found the job running, but behind max_delay: an event when it crosses over."""
     ctx, record = judge.ctx, watch.record
     if not watch.behind:
-        if watch.delay_missing:
-            detail = "batch-progress gave no delay"
-        else:
-            detail = f"{_s(record.delay_s)} behind, over max_delay {_s(judge.params.max_delay_s)}"
+        detail = f"{_s(record.delay_s)} behind, over max_delay {_s(judge.params.max_delay_s)}"
         ctx.jobs.record(record.job_id, EventKind.FELL_BEHIND, step=ctx.step_id, detail=detail)
     watch.behind = True
 
@@ -388,10 +410,16 @@ def _broke(judge: _Judge, watch: _Watch) -> bool:
     watch.run_started_at = None
     if watch.flaps < FLAP_LIMIT:
         return False
+    _flapping(judge, watch)
+    return True
+
+
+def _flapping(judge: _Judge, watch: _Watch) -> None:
+    """The verdict on a job that did not hold: it spends the error budget like failing again."""
     status = watch.record.last_status or "unknown"
     ctx = judge.ctx
     _settle(ctx, watch.record, Disposition.FLAPPING, EventKind.FLAPPING, _flapped(watch, status))
-    return True
+    ctx.errors.fail()
 
 
 def _settle(

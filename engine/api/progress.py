@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.api.types import JobStatus
-from engine.redact import redact, redact_word
 
 # The statuses whose health depends on the replication delay, not the status alone.
 DELAY_STATUSES = frozenset({JobStatus.INCRE_TRANSFER_STARTED, JobStatus.CHILD_TRANSFER_STARTED})
@@ -30,35 +29,23 @@ _MAX_DELAY_S = 1e9
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProgressResult:
-    """What the engine reads of one job's progress: its delay, and the service's words."""
+    """What the engine reads of one job's progress: its delay. The answer's other fields
+    (progress, rates, remaining time) are not read: nothing reports them yet, and this runs
+    for every running job of every poll."""
 
     job_id: str
     delay_s: float | None = None  # None: the answer gave no readable delay
-    progress: str | None = None  # percent, as the service wrote it
-    transfer_status: str | None = None
-    error_code: str | None = None
-    error_message: str | None = None
 
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> ProgressResult:
-        millis = _number(raw.get("incre_trans_delay_millis"))
-        seconds = _number(raw.get("incre_trans_delay"))
-        delay = millis / 1000 if millis is not None else seconds
-        return cls(
-            job_id=str(raw["job_id"]),
-            delay_s=None if delay is None or delay > _MAX_DELAY_S else round(delay, 3),
-            progress=_text(raw.get("progress")),
-            transfer_status=_text(raw.get("transfer_status"), word=True),
-            error_code=_text(raw.get("error_code"), word=True),
-            error_message=_text(raw.get("error_msg")),
-        )
-
-
-def _text(value: Any, *, word: bool = False) -> str | None:
-    """A text of the server's, with what it reflects of the run's secrets redacted."""
-    if value is None or value == "":
-        return None
-    return redact_word(str(value)) if word else redact(str(value))
+        delay = _number(raw.get("incre_trans_delay_millis"))
+        if delay is not None:
+            delay /= 1000
+        else:
+            delay = _number(raw.get("incre_trans_delay"))
+        if delay is not None and delay > _MAX_DELAY_S:
+            delay = None
+        return cls(job_id=str(raw["job_id"]), delay_s=None if delay is None else round(delay, 3))
 
 
 def _number(value: Any) -> float | None:

@@ -115,7 +115,8 @@ def _summary(report: Report) -> list[str]:
         median = describe_delay(nearest_rank(delays, 50))
         sub = f"median {median} · {len(delays)} jobs · {lagging} lagging"
         largest = describe_delay(delays[-1])
-        out.append(_card(largest, "largest delay", sub, tone="bad" if lagging else ""))
+        tone = "bad" if lagging else ""
+        out.append(_card(largest, "largest delay at the last poll", sub, tone=tone))
     resilience = report.api_resilience
     out += [
         _card(

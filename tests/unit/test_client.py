@@ -346,10 +346,7 @@ async def test_batch_progress_sends_only_the_jobs_and_reads_results_keyed_job_id
     results = await client(transport).batch_progress(["a", "b", "a"])
     assert transport.bodies() == [{"jobs": ["a", "b"]}]
     assert transport.requests[0].url == f"{BASE}/v3/{PROJECT}/jobs/batch-progress"
-    assert [(r.job_id, r.delay_s, r.progress) for r in results] == [
-        ("a", 7.25, "100"),
-        ("b", 7.25, "100"),
-    ]
+    assert [(r.job_id, r.delay_s) for r in results] == [("a", 7.25), ("b", 7.25)]
 
 
 async def test_batch_progress_chunks_250_ids_into_three_requests() -> None:

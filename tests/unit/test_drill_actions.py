@@ -513,7 +513,7 @@ async def test_an_acknowledged_pause_is_confirmed_by_status_and_timed_from_it() 
     slow, never = record_of(ctx, "slow"), record_of(ctx, "never")
     assert slow.last_status == "PAUSING"
     assert slow.paused_at is not None
-    assert 2.0 <= slow.paused_at <= 8.0  # the fourth poll, not the acknowledgement at 0
+    assert slow.paused_at == 3.0  # the fourth poll (one a second), not the acknowledgement
     assert never.disposition is Disposition.PAUSED
     assert never.reason == (
         "pause acknowledged, but still INCRE_TRANSFER_STARTED after 20s; "
@@ -521,3 +521,23 @@ async def test_an_acknowledged_pause_is_confirmed_by_status_and_timed_from_it() 
     )
     assert clock.now >= 20.0
     assert ctx.notices == ["1 acknowledged pause(s) had not taken effect after 20s (never)"]
+
+
+async def test_the_confirmation_wait_ends_by_the_steps_deadline_with_the_pauses_output() -> None:
+    clock = FakeClock()
+    api = FakeFleet()
+    ctx = make_ctx(api, clock, deadline=5.0)
+    running(ctx, api, "a")
+
+    def acknowledged_only(fleet: FakeFleet, ids: list[str]) -> list[BatchActionResult]:
+        return [BatchActionResult(id=j, status=BatchOutcome.SUCCESS) for j in ids]
+
+    api.pause_answers = [acknowledged_only]
+    params = pause_jobs.PauseJobsParams.from_with({"jobs": ["a"], "pause_mode": "all"})
+    out = output_values(await pause_jobs.run(ctx, params))
+
+    # Not 60 s: the step's deadline (5 s, less a reserve) ends the wait, and the pause is in
+    # the output, so a later resume or rollback step still knows of it.
+    assert out == {"paused": ["a"], "rejected": []}
+    assert clock.now <= 4.0
+    assert record_of(ctx, "a").disposition is Disposition.PAUSED

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 from reports import JobSpec, as_json, make_report
 
@@ -182,8 +183,16 @@ def test_markdown_and_terminal_show_delays_only_when_a_verify_step_read_them() -
 def test_junit_and_html_show_each_jobs_delay() -> None:
     report = delayed_report()
     junit = render(report, "junit")
-    assert "<system-out>replication delay (last / max): 240s / 400s</system-out>" in junit
-    assert 'type="lagging"' in junit
+    cases = {c.get("name"): c for c in ElementTree.fromstring(junit).iter("testcase")}
+    lagging = cases["orders-lag [lag-1] verify"]
+    assert lagging.findtext("system-out") == "replication delay (last / max): 240s / 400s"
+    failure = lagging.find("failure")
+    assert failure is not None
+    assert failure.get("type") == "lagging"
+    passed = cases["orders-ok [ok-1] verify"]
+    assert passed.find("failure") is None
+    assert passed.findtext("system-out") == "replication delay (last / max): 3s / 12s"
+    assert cases["orders-full [full-1] verify"].find("system-out") is None
     page = render(report, "html")
     assert '<th class="n">delay (last / max)</th>' in page
     assert '<td class="n">240s / 400s</td>' in page

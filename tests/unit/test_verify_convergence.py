@@ -7,12 +7,16 @@ or delay is the answer of one poll.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 from fakes import FakeClock, FakeFleet
 
 from engine.actions import verify_status
 from engine.actions.context import ActionContext, StepFailedError
 from engine.actions.spec import OutputValue, output_values
+from engine.api.progress import ProgressResult
+from engine.errors import TransportError
 from engine.ledger import Disposition, EventKind, JobBook, JobRecord
 
 RUNNING = "INCRE_TRANSFER_STARTED"
@@ -88,7 +92,10 @@ async def test_a_job_healthy_then_behind_then_stable_recovers_timed_from_its_las
     record = ctx.jobs.ensure("a")
     assert out["recovered"] == ["a"]
     assert record.time_to_recover_s == 4.0  # the run that held began at the third poll
-    assert record.reason == "healthy 0.0s after the retry, then not again once, before it held"
+    assert (
+        record.reason
+        == "healthy 0.0s after the retry, then unhealthy again (1 flap), before it held"
+    )
     assert kinds(record) == [EventKind.FELL_BEHIND, EventKind.CAUGHT_UP, EventKind.RECOVERED]
     assert record.delay_max_s == 90.0
 
@@ -108,12 +115,12 @@ async def test_a_job_that_is_healthy_then_not_three_times_is_flapping_at_once() 
     assert clock.now == 10.0
     assert (
         record.reason
-        == "healthy 0.0s after the retry, then not again 3 times; last seen 120s behind"
+        == "healthy 0.0s after the retry, then unhealthy again (3 flaps); last seen 120s behind"
     )
     assert record.time_to_recover_s is None
 
 
-async def test_a_job_that_flapped_and_is_not_stable_at_the_deadline_is_flapping() -> None:
+async def test_a_job_healthy_then_failed_for_the_grace_is_flapping_and_spends_the_budget() -> None:
     clock, api = FakeClock(), FakeFleet()
     ctx = retried(clock, api, "a", [RUNNING, FAILED])
     api.upcoming_delays["a"] = [5.0]
@@ -122,9 +129,28 @@ async def test_a_job_that_flapped_and_is_not_stable_at_the_deadline_is_flapping(
 
     record = ctx.jobs.ensure("a")
     assert out["flapping"] == ["a"]
-    assert clock.now == 30.0  # watched to the deadline: the service may retry it by itself
+    # Watched on while the service might retry it itself, but not to the deadline: down at
+    # t=2, flapping once it stayed down for the grace (15 s, half the step's 30 s) at t=18.
+    assert clock.now == 18.0
     assert record.reason == (
-        "healthy 0.0s after the retry, then not again once; last seen INCRE_TRANSFER_FAILED"
+        "healthy 0.0s after the retry, then unhealthy again (1 flap); "
+        "last seen INCRE_TRANSFER_FAILED"
+    )
+    assert ctx.errors.errors == 1  # as failing again does
+
+
+async def test_a_job_that_flapped_and_is_not_stable_at_the_deadline_is_flapping() -> None:
+    clock, api = FakeClock(), FakeFleet()
+    ctx = retried(clock, api, "a", [RUNNING])
+    api.upcoming_delays["a"] = [5.0, 90.0]
+
+    out = await verify(ctx, "a", stable_for=2)
+
+    record = ctx.jobs.ensure("a")
+    assert out["flapping"] == ["a"]
+    assert clock.now == 30.0  # behind from the second poll on: watched to the deadline
+    assert record.reason == (
+        "healthy 0.0s after the retry, then unhealthy again (1 flap); last seen 90s behind"
     )
 
 
@@ -201,3 +227,66 @@ async def test_stable_for_out_of_range_fails_the_step() -> None:
     ctx = retried(clock, api, "a", [RUNNING])
     with pytest.raises(StepFailedError, match="stable_for must be between 1 and 1000"):
         await verify(ctx, "a", stable_for=0)
+
+
+class FlakyProgress(FakeFleet):
+    """batch-progress fails on the polls named in ``failing`` (0-based), else answers."""
+
+    def __init__(self, failing: set[int]) -> None:
+        super().__init__()
+        self.failing = failing
+        self.calls = 0
+
+    async def batch_progress(self, job_ids: Sequence[str]) -> list[ProgressResult]:
+        self.calls += 1
+        if self.calls - 1 in self.failing:
+            raise TransportError("connection reset by peer")
+        return await super().batch_progress(job_ids)
+
+
+async def test_a_poll_without_a_delay_neither_extends_nor_breaks_a_stable_run() -> None:
+    clock, api = FakeClock(), FlakyProgress(failing={1, 2, 3})
+    ctx = retried(clock, api, "a", [RUNNING] * 8)
+    api.delays["a"] = 5.0
+
+    out = await verify(ctx, "a", stable_for=3)
+
+    record = ctx.jobs.ensure("a")
+    # Polls 1-3 had no delay: no flap, and not healthy either; 0, 4, 5 were.
+    assert out["recovered"] == ["a"]
+    assert record.reason is None
+    assert clock.now == 10.0
+    assert record.time_to_recover_s == 0.0  # the run began at poll 0 and was never broken
+
+
+async def test_a_job_behind_whose_last_delay_read_failed_is_still_lagging() -> None:
+    clock, api = FakeClock(), FlakyProgress(failing=set(range(5, 100)))
+    ctx = retried(clock, api, "a", [RUNNING])
+    api.delays["a"] = 300.0
+
+    out = await verify(ctx, "a")
+
+    record = ctx.jobs.ensure("a")
+    assert out["lagging"] == ["a"]
+    assert record.delay_s == 300.0
+    assert "but 300s behind, over max_delay 60s" in (record.reason or "")
+
+
+async def test_an_ended_job_after_a_healthy_poll_failed_again_at_once() -> None:
+    clock, api = FakeClock(), FakeFleet()
+    ctx = retried(clock, api, "a", [RUNNING, "DELETED"])
+    api.delays["a"] = 5.0
+
+    out = await verify(ctx, "a", stable_for=2)
+
+    assert out["failed"] == ["a"]
+    assert ctx.jobs.ensure("a").disposition is Disposition.FAILED_AGAIN
+    assert clock.now == 2.0
+
+
+async def test_stable_for_zero_from_a_runbook_is_refused_not_taken_as_one() -> None:
+    params = verify_status.VerifyStatusParams.from_with({"jobs": ["a"], "stable_for": 0})
+    clock, api = FakeClock(), FakeFleet()
+    ctx = retried(clock, api, "a", [RUNNING])
+    with pytest.raises(StepFailedError, match="stable_for must be between 1 and 1000"):
+        await verify_status.run(ctx, params)
