@@ -290,3 +290,19 @@ async def test_stable_for_zero_from_a_runbook_is_refused_not_taken_as_one() -> N
     ctx = retried(clock, api, "a", [RUNNING])
     with pytest.raises(StepFailedError, match="stable_for must be between 1 and 1000"):
         await verify_status.run(ctx, params)
+
+
+async def test_a_resumed_verify_keeps_flapping_and_polls_a_lagging_job_again() -> None:
+    clock, api = FakeClock(), FakeFleet()
+    ctx = retried(clock, api, "flap", [RUNNING])
+    add(ctx, api, "lag", [RUNNING])
+    api.delays.update(flap=5.0, lag=5.0)
+    # The run before the resume: "flap" got its verdict, "lag" was lagging at the deadline.
+    ctx.jobs.conclude("flap", Disposition.FLAPPING, EventKind.FLAPPING, step="verify")
+    ctx.jobs.conclude("lag", Disposition.LAGGING, EventKind.LAGGING, step="verify")
+
+    out = await verify(ctx, "flap", "lag")
+
+    assert api.status_calls == [["lag"]]  # a flapping verdict stands; lagging is looked at again
+    assert out["flapping"] == ["flap"]
+    assert out["recovered"] == ["lag"]  # caught up since
