@@ -240,7 +240,7 @@ def _at_the_deadline(ctx: ActionContext, params: VerifyStatusParams, watch: _Wat
             f"healthy for {watch.healthy_polls} of the {params.stable_for} polls in a row it "
             "needed when the step's timeout ran out"
         )
-    elif watch.behind:
+    elif watch.behind and status in DELAY_STATUSES:  # running, and last read behind
         reason = (
             f"running ({status}), but {_s(record.delay_s)} behind, over max_delay "
             f"{_s(params.max_delay_s)}, when the step's timeout ran out"
@@ -261,7 +261,8 @@ def _at_the_deadline(ctx: ActionContext, params: VerifyStatusParams, watch: _Wat
 
 def _flapped(watch: _Watch, status: str) -> str:
     """Why a job is flapping: its flaps, and how it was last seen."""
-    last = f"{_s(watch.record.delay_s)} behind" if watch.behind else status
+    behind = watch.behind and status in DELAY_STATUSES
+    last = f"{_s(watch.record.delay_s)} behind" if behind else status
     return f"{_flaps(watch)}; last seen {last}"
 
 

@@ -306,3 +306,14 @@ async def test_a_resumed_verify_keeps_flapping_and_polls_a_lagging_job_again() -
     assert api.status_calls == [["lag"]]  # a flapping verdict stands; lagging is looked at again
     assert out["flapping"] == ["flap"]
     assert out["recovered"] == ["lag"]  # caught up since
+
+
+async def test_a_job_behind_then_restarting_at_the_deadline_is_timed_out_not_lagging() -> None:
+    clock, api = FakeClock(), FakeFleet()
+    ctx = retried(clock, api, "a", [RUNNING, "STARTJOBING"])
+    api.delays["a"] = 300.0
+
+    out = await verify(ctx, "a")
+
+    assert out["timed_out"] == ["a"]
+    assert ctx.jobs.ensure("a").reason == "still STARTJOBING when the step's timeout ran out"
