@@ -69,6 +69,7 @@ class Disposition(StrEnum):
     FLAPPING = "flapping"
     NOT_FOUND = "not_found"
     NOT_RETRIED = "not_retried"
+    DRIFTED = "drifted"
     NOT_VERIFIED = "not_verified"
     CANCELLED = "cancelled"
     PAUSED = "paused"
@@ -128,6 +129,9 @@ _MEANINGS: Mapping[Disposition, Meaning] = {
     # The run did not get to these (a failed step, the error budget, an interruption) or left
     # them waiting (a drill's pause): no verdict on the job itself.
     _D.NOT_RETRIED: _needs(_C.OTHER, 8, verdict=False),
+    # Applying a plan file: the job changed since the plan (or is not in it), so it was not
+    # sent; a human plans again.
+    _D.DRIFTED: _needs(_C.OTHER, 8, verdict=False),
     _D.NOT_VERIFIED: _needs(_C.OTHER, 9, verdict=False),
     _D.CANCELLED: _needs(_C.OTHER, 10, verdict=False),
     _D.PAUSED: _needs(_C.OTHER, 11, verdict=False),
@@ -157,6 +161,7 @@ class EventKind(StrEnum):
     WOULD_RETRY = "would_retry"
     RETRY_SENT = "retry_sent"
     WITHHELD = "withheld"
+    DRIFTED = "drifted"
     RETRY_ACKNOWLEDGED = "retry_acknowledged"
     RETRY_REJECTED = "retry_rejected"
     RETRY_RECONCILED = "retry_reconciled"

@@ -48,7 +48,7 @@ from engine.report.files import (
 )
 from engine.report.merge import merge_reports
 from engine.report.render import REPORT_FILES
-from engine.run.approval import Approver, approve_all
+from engine.run.approval import HOW_PLAN, HOW_TERMINAL, Approver, approval, approve_all
 from engine.run.executor import Executor, RunObserver
 from engine.run.inputs import (
     EmulatorSettings,
@@ -66,6 +66,15 @@ from engine.run.journal import (
     runbook_digest,
 )
 from engine.run.past import past_report
+from engine.run.planfile import (
+    DEFAULT_MAX_AGE_S,
+    SavedPlan,
+    plan_document,
+    planned_inputs,
+    read_plan,
+    write_plan,
+)
+from engine.run.result import Planned
 from engine.run.resumption import approved_gates, check_resumable, resumed_inputs
 from engine.run.segments import is_gate
 from engine.run.wiring import cloud_connections, emulator_connections, wire
@@ -101,6 +110,28 @@ class PlanOutcome:
 
     exit_code: int
     report: Report
+    inputs: Inputs
+
+    def write(self, path: Path) -> str:
+        """Write the plan file for ``runbook apply``; returns its plan hash."""
+        document = plan_document(self.report, self.inputs)
+        write_plan(path, document)
+        return str(document["plan_hash"])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Binding:
+    """How a run's approvals are given, and the plan file it is bound to (if any)."""
+
+    how: str = HOW_TERMINAL
+    plan_hash: str | None = None
+    planned: Planned | None = None
+
+    @classmethod
+    def of(cls, saved: SavedPlan | None, how: str) -> Binding:
+        if saved is None:
+            return cls(how=how)
+        return cls(how=HOW_PLAN, plan_hash=saved.plan_hash, planned=saved.planned)
 
 
 # ----------------------------------------------------------------------------- run, plan
@@ -120,14 +151,19 @@ async def run(
     observer: RunObserver | None = None,
     formats: Iterable[str] = (),
     handle_signals: bool = False,
+    approval_how: str = HOW_TERMINAL,
+    saved_plan: SavedPlan | None = None,
 ) -> RunOutcome:
     """Run ``inputs`` against ``where``; write the journal, then the reports, to the run
-    directory (default ``runbook-reports/<run id>``, checked before anything is sent)."""
+    directory (default ``runbook-reports/<run id>``, checked before anything is sent).
+
+    ``approval_how`` says how ``approver`` answers (terminal or ``--yes``), for the record;
+    ``saved_plan`` binds the run to a plan file (``apply``)."""
     _need_approver(inputs.runbook, approver)
     refuse_clear_text(inputs.runbook, where)
     run_id = new_run_id()
     directory = usable_directory(report_dir or DEFAULT_REPORTS / run_id)
-    journal = _start_journal(directory, run_id, inputs, where, observer)
+    journal = _start_journal(directory, run_id, inputs, where, observer, saved_plan)
     drop_stale_reports(directory)
     return await _carry_out(
         inputs,
@@ -139,6 +175,41 @@ async def run(
         observer=observer,
         formats=formats,
         handle_signals=handle_signals,
+        binding=Binding.of(saved_plan, approval_how),
+    )
+
+
+async def apply(
+    path: Path,
+    where: Where,
+    *,
+    max_age_s: float = DEFAULT_MAX_AGE_S,
+    report_dir: Path | None = None,
+    observer: RunObserver | None = None,
+    formats: Iterable[str] = (),
+    handle_signals: bool = False,
+) -> RunOutcome:
+    """Run the plan file at ``path`` as it was reviewed: its runbook (unchanged), params and
+    targets, sending only the jobs it lists, each only while its status is the one it was
+    planned on (the others end ``drifted``). The plan file is the approval: every approve step
+    is answered by it, and the report records its hash."""
+    saved = read_plan(path, max_age_s=max_age_s)
+    inputs = planned_inputs(saved)
+    _note(
+        observer,
+        f"applying plan {saved.plan_hash[:12]} of {saved.created_at.isoformat()}: "
+        f"{saved.jobs} planned job(s)",
+    )
+    return await run(
+        inputs,
+        where,
+        report_dir=report_dir,
+        approver=approve_all,
+        observer=observer,
+        formats=formats,
+        handle_signals=handle_signals,
+        approval_how=HOW_PLAN,
+        saved_plan=saved,
     )
 
 
@@ -154,7 +225,7 @@ async def plan(
     run_id = "plan-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     async with _signals_cancel_the_run(handle_signals):
         report, _, _ = await _execute(inputs, where, run_id, observer=observer, plan=True)
-    return PlanOutcome(exit_code=report.exit_code, report=report)
+    return PlanOutcome(exit_code=report.exit_code, report=report, inputs=inputs)
 
 
 async def _carry_out(
@@ -169,6 +240,7 @@ async def _carry_out(
     formats: Iterable[str],
     handle_signals: bool,
     resume: JournalState | None = None,
+    binding: Binding = Binding(),
 ) -> RunOutcome:
     try:
         async with _signals_cancel_the_run(handle_signals):
@@ -180,6 +252,7 @@ async def _carry_out(
                 approver=approver,
                 journal=journal,
                 resume=resume,
+                binding=binding,
             )
     finally:
         journal.close()
@@ -215,6 +288,7 @@ async def _execute(
     approver: Approver | None = None,
     journal: RunJournal | None = None,
     resume: JournalState | None = None,
+    binding: Binding = Binding(),
 ) -> tuple[Report, dict[str, Any] | None, StorageError | None]:
     """Wire the targets, execute, and build the report; with an emulator, also its stats."""
     runbook = inputs.runbook
@@ -252,7 +326,12 @@ async def _execute(
             approver=approver,
             journal=journal,
             resume=resume,
+            planned=binding.planned,
+            approval_how=binding.how,
+            plan_hash=binding.plan_hash,
         )
+        if binding.plan_hash is not None and resume is None:
+            executor.record_approval(approval(HOW_PLAN, True, HOW_PLAN, binding.plan_hash))
         result = await executor.run()
         if where.emulator is not None:
             stats = await emulator_stats(emu.url)
@@ -317,6 +396,7 @@ async def resume(
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
     formats: Iterable[str] = (),
     handle_signals: bool = False,
+    approval_how: str = HOW_TERMINAL,
 ) -> RunOutcome:
     """Take over the interrupted run in ``directory`` and carry it to the end.
 
@@ -364,6 +444,11 @@ async def resume(
         formats=formats,
         handle_signals=handle_signals,
         resume=state,
+        binding=Binding(
+            how=HOW_PLAN if header.plan_hash else approval_how,
+            plan_hash=header.plan_hash,
+            planned=header.planned,
+        ),
     )
 
 
@@ -386,7 +471,12 @@ def merge_runs(
 
 
 def _start_journal(
-    directory: Path, run_id: str, inputs: Inputs, where: Where, observer: RunObserver | None
+    directory: Path,
+    run_id: str,
+    inputs: Inputs,
+    where: Where,
+    observer: RunObserver | None,
+    saved_plan: SavedPlan | None = None,
 ) -> RunJournal:
     started = time.time()
     header = RunHeader(
@@ -401,6 +491,8 @@ def _start_journal(
         credentials_file=None if where.credentials_file is None else str(where.credentials_file),
         emulator=where.emulator is not None,
         shard=inputs.shard,
+        plan_hash=None if saved_plan is None else saved_plan.plan_hash,
+        planned=None if saved_plan is None else saved_plan.planned,
     )
     for name in inputs.params:
         if is_secret_param(name):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from engine.actions.budget import ErrorBudget
@@ -38,6 +38,9 @@ class ActionContext:
     notices: list[str] = field(default_factory=list)
     # A plan's step: read-only, and it does not wait for the world to change (settle).
     planning: bool = False
+    # Applying a plan file: the jobs this step may send, each with the status it was planned
+    # on; None when no plan binds the run (``engine.actions.mutation.admit_planned``).
+    planned: Mapping[str, str] | None = None
 
     def now(self) -> float:
         return self.jobs.now()

@@ -42,7 +42,7 @@ from engine.api.types import (
     StatusResult,
 )
 from engine.errors import DrsApiError, StorageError, TransportError
-from engine.ledger import EventKind, JobRecord, MutationEvents
+from engine.ledger import Disposition, EventKind, JobRecord, MutationEvents
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +132,8 @@ async def carry_out(
     """Make the change to ``job_ids`` in batches of ``batch_size``; every job ends booked."""
     earlier = triage(ctx, job_ids, mutation.events)
     tally = Tally(done=earlier.done, rejected=earlier.rejected)
+    if ctx.planned is not None:
+        await _planned_but_gone(ctx, job_ids, mutation.events)
     sending = _Sending(ctx, mutation, send, tally, grace_s, resend=mutation.resend_once)
     if earlier.unanswered:
         # Sent by an attempt that was cut short: learn what it did, don't re-send blindly.
@@ -140,11 +142,73 @@ async def carry_out(
         if ctx.errors.exhausted:
             ctx.withhold(batch)
             continue
+        if ctx.planned is not None:
+            batch = await admit_planned(ctx, batch)
+            if not batch:
+                continue
         ctx.errors.attempt(len(batch))
         await sending.send(batch)
         await ctx.jobs.commit()
     await ctx.jobs.commit()
     return tally
+
+
+async def admit_planned(ctx: ActionContext, batch: list[str]) -> list[str]:
+    """Applying a plan file: the jobs of ``batch`` the plan lists whose status, read again just
+    before the batch leaves, is still the one they were planned on. The others are left alone,
+    ``drifted`` (planned on X, now Y; or not in the plan), and never sent."""
+    planned = ctx.planned or {}
+    listed = [j for j in batch if j in planned]
+    now: dict[str, str] = {}
+    if listed:
+        try:
+            now = {r.id: r.status for r in await ctx.api.batch_status(listed)}
+        except (DrsApiError, TransportError) as exc:
+            reason = f"not sent: its status could not be read again before the batch ({exc})"
+            for job_id in listed:
+                _drifted(ctx, job_id, reason)
+            return []
+    admitted = []
+    for job_id in batch:
+        if job_id not in planned:
+            _drifted(ctx, job_id, "not in the plan: selected now, but nobody approved it")
+        elif now.get(job_id) != planned[job_id]:
+            seen = now.get(job_id) or "not answered"
+            _drifted(ctx, job_id, f"planned on {planned[job_id]}, now {seen}")
+        else:
+            admitted.append(job_id)
+    return admitted
+
+
+async def _planned_but_gone(
+    ctx: ActionContext, job_ids: Sequence[str], events: MutationEvents
+) -> None:
+    """Planned jobs this step is no longer given (the selection no longer picks them: their
+    status moved) are drifted too, so every planned job ends in the report."""
+    given = set(job_ids)
+    gone = [
+        j
+        for j in ctx.planned or {}
+        if j not in given
+        and events.last(ctx.jobs.ensure(j)) is None
+        and ctx.jobs.ensure(j).disposition is not Disposition.DRIFTED
+    ]
+    if not gone:
+        return
+    try:
+        now = {r.id: r.status for r in await ctx.api.batch_status(gone)}
+    except (DrsApiError, TransportError):
+        now = {}
+    planned = ctx.planned or {}
+    for job_id in gone:
+        seen = now.get(job_id) or "not answered"
+        _drifted(ctx, job_id, f"planned on {planned[job_id]}, now {seen}: no longer selected")
+
+
+def _drifted(ctx: ActionContext, job_id: str, reason: str) -> None:
+    ctx.jobs.conclude(
+        job_id, Disposition.DRIFTED, EventKind.DRIFTED, step=ctx.step_id, reason=reason
+    )
 
 
 def preview(

@@ -50,6 +50,7 @@ COMMANDS = {
     "run": "engine.cli.running:run",
     "resume": "engine.cli.running:resume",
     "plan": "engine.cli.running:plan",
+    "apply": "engine.cli.running:apply",
     "report": "engine.cli.past:report",
     "merge": "engine.cli.past:merge",
     "emulator": "engine.cli.emulator:emulator",

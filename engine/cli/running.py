@@ -31,9 +31,10 @@ from engine.cli import FORMATS
 from engine.errors import UsageError
 from engine.report.progress import ProgressLines
 from engine.report.terminal import approval_summary, plan_summary, terminal_summary
-from engine.run.approval import ApprovalRequest, Approver
+from engine.run.approval import HOW_TERMINAL, HOW_YES, ApprovalRequest, Approver
 from engine.run.executor import RunObserver
 from engine.run.inputs import GUARD_RAILS, EmulatorSettings, Inputs, Where, endpoint_where
+from engine.run.planfile import DEFAULT_MAX_AGE_S
 from engine.runbook.params import MAX_GUARD_RAIL
 from engine.units import parse_duration
 
@@ -224,6 +225,7 @@ def run(
             observer=observer,
             formats=formats,
             handle_signals=True,
+            approval_how=HOW_YES if yes else HOW_TERMINAL,
         )
     )
     _show(outcome)
@@ -253,17 +255,103 @@ def resume(run_dir: Path, formats: tuple[str, ...], yes: bool, quiet: bool, **op
 
 @click.command()
 @_target_options
-def plan(quiet: bool, **options: Any) -> None:
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="PLAN.json",
+    help="Also write the plan to this file, to review and then run with `runbook apply`.",
+)
+def plan(quiet: bool, out: Path | None, **options: Any) -> None:
     """Show what running FILE would do, per project, making only read-only API calls.
 
     Selection runs for real; mutating steps list the jobs they would send; verification does
-    not run. Exit 0 when the plan was made, 1 when a step failed, 2 on invalid input.
+    not run. With --out, the plan is written to a file that `runbook apply` runs as reviewed.
+    Exit 0 when the plan was made, 1 when a step failed, 2 on invalid input.
     """
     where, inputs = _where_and_inputs(options)
     observer = ProgressLines(_to_stderr, quiet=quiet)  # a plan's lines are its output
     made = _in_a_loop(session.plan(inputs, where, observer=observer, handle_signals=True))
     click.echo(plan_summary(made.report), nl=False)
+    if out is not None and made.exit_code == 0:
+        plan_hash = made.write(out)
+        click.echo(
+            f"\nplan written to {out} (plan_hash {plan_hash[:12]}); apply it with: "
+            f"runbook apply {out}"
+        )
+    elif out is not None:
+        click.echo("\nno plan file written: a step failed", err=True)
     raise SystemExit(made.exit_code)
+
+
+def _max_age(ctx: click.Context, param: click.Parameter, value: str | None) -> float:
+    if value is None:
+        return DEFAULT_MAX_AGE_S
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if seconds <= 0:
+        raise click.BadParameter(f"must be more than zero, got {value!r}")
+    return seconds
+
+
+@click.command()
+@click.argument("plan_file", type=click.Path(path_type=Path, dir_okay=False))
+@_TARGET_OPTIONS[1]
+@_TARGET_OPTIONS[2]
+@_TARGET_OPTIONS[3]
+@_TARGET_OPTIONS[4]
+@_TARGET_OPTIONS[5]
+@click.option(
+    "--credentials-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="YAML/JSON with ak + sk (+ security_token) or token; wins over the environment.",
+)
+@click.option(
+    "--max-age",
+    "max_age_s",
+    metavar="DURATION",
+    callback=_max_age,
+    help="Refuse a plan older than this (default 1h): the fleet may have changed since.",
+)
+@click.option(
+    "--report-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The run directory: reports and journal (default ./runbook-reports/<run-id>/).",
+)
+@FORMATS
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines, only the summary.")
+@_network_options
+def apply(
+    plan_file: Path,
+    max_age_s: float,
+    report_dir: Path | None,
+    formats: tuple[str, ...],
+    quiet: bool,
+    **options: Any,
+) -> None:
+    """Run the plan file PLAN_FILE (from `runbook plan FILE --out`) as it was reviewed.
+
+    Only the jobs it lists are sent, each only while its status is still the one it was
+    planned on; a job that changed since, or that the plan does not list, is left alone as
+    `drifted`. The plan file is the approval (its hash is in the report). A plan older than
+    --max-age, edited since, or of a runbook changed since is refused (exit 2). Exit codes
+    otherwise as for `runbook run`.
+    """
+    where = _where(options)
+    observer, _ = _terminal(quiet=quiet, yes=True)
+    outcome = _in_a_loop(
+        session.apply(
+            plan_file,
+            where,
+            max_age_s=max_age_s,
+            report_dir=report_dir,
+            observer=observer,
+            formats=formats,
+            handle_signals=True,
+        )
+    )
+    _show(outcome)
 
 
 def _resume(
@@ -286,6 +374,7 @@ def _resume(
             request_timeout_s=options["request_timeout_s"],
             formats=formats,
             handle_signals=True,
+            approval_how=HOW_YES if yes else HOW_TERMINAL,
         )
     )
     _show(outcome)
@@ -293,6 +382,25 @@ def _resume(
 
 def _where_and_inputs(options: dict[str, Any]) -> tuple[Where, Inputs]:
     """Where the targets are and the validated runbook with its params, from run/plan options."""
+    where = _where(options)
+    given: dict[str, str] = {}
+    for item in options["param_values"]:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--param expects NAME=VALUE, got '{item}'")
+        given[name.strip()] = value
+    inputs = session.prepare(
+        options["file"],
+        params=given,
+        params_file=options["params_file"],
+        overrides={key: options[key] for key in GUARD_RAILS},
+        shard=options["shard"],
+    )
+    return where, inputs
+
+
+def _where(options: dict[str, Any]) -> Where:
+    """Where the targets are: the embedded emulator, or an endpoint with its credentials."""
     if options["use_emulator"] and options["endpoint"]:
         raise UsageError("--emulator and --endpoint cannot be used together; pick one target")
     if options["use_emulator"]:
@@ -311,20 +419,7 @@ def _where_and_inputs(options: dict[str, Any]) -> tuple[Where, Inputs]:
             allow_insecure_http=options["allow_insecure_http"],
             request_timeout_s=options["request_timeout_s"],
         )
-    given: dict[str, str] = {}
-    for item in options["param_values"]:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise UsageError(f"--param expects NAME=VALUE, got '{item}'")
-        given[name.strip()] = value
-    inputs = session.prepare(
-        options["file"],
-        params=given,
-        params_file=options["params_file"],
-        overrides={key: options[key] for key in GUARD_RAILS},
-        shard=options["shard"],
-    )
-    return where, inputs
+    return where
 
 
 def _show(outcome: session.RunOutcome) -> None:

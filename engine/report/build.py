@@ -63,6 +63,8 @@ def build_report(result: RunResult) -> Report:
         api_calls=dict(sorted(result.api_calls.items())),
         api_resilience=dict(result.api_resilience),
         targets=targets,
+        approvals=[dict(a) for a in result.approvals],
+        plan_hash=result.plan_hash,
     )
 
 

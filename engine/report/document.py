@@ -295,6 +295,9 @@ class Report:
     # Retries, throttled answers (429 / DRS.M01503), server errors, time spent backing off.
     api_resilience: Mapping[str, int | float]
     targets: Sequence[TargetReport]
+    # Every approval and decline: step, approved, approved_by, approved_at, how, plan_hash.
+    approvals: Sequence[Mapping[str, Any]] = ()
+    plan_hash: str | None = None  # the plan file `runbook apply` ran
     merged_from: Sequence[str] | None = field(default=None)
 
     def __repr__(self) -> str:
@@ -346,6 +349,8 @@ class Report:
             mutating=raw.get("mutating", True),
             interrupted=raw.get("interrupted", False),
             resumed_at=list(raw.get("resumed_at", [])),
+            approvals=list(raw.get("approvals", [])),  # reports before issue 16 have none
+            plan_hash=raw.get("plan_hash"),
             totals=Totals(raw["totals"]),
             time_to_recover_s=RtoSummary(**raw["time_to_recover_s"]),
             api_calls=dict(raw["api_calls"]),

@@ -72,6 +72,8 @@ def merge_reports(parts: Sequence[tuple[str, Report]]) -> Report:
         api_calls=dict(sorted(_added([report.api_calls for report in reports]).items())),
         api_resilience=_added_figures([report.api_resilience for report in reports]),
         targets=targets,
+        approvals=[a for report in reports for a in report.approvals],
+        plan_hash=next((r.plan_hash for r in reports if r.plan_hash), None),
     )
 
 

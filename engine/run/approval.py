@@ -8,8 +8,13 @@ request, unanswered, is what ``run`` prints before its first change (``about to 
 
 from __future__ import annotations
 
+import getpass
+import os
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 from engine.actions.budget import ErrorBudget
 from engine.actions.context import ActionContext, StepFailedError
@@ -48,6 +53,63 @@ class ApprovalRequest:
 
 
 Approver = Callable[[ApprovalRequest], Awaitable[bool]]
+
+# How a run's approvals are given: on the terminal, by --yes, or by applying a plan file.
+HOW_TERMINAL, HOW_YES, HOW_PLAN = "terminal", "--yes", "plan"
+# The CI systems whose actor approves a --yes run, by the variable that names the actor.
+_CI_ACTORS = (
+    ("GITHUB_ACTOR", "GitHub Actions"),
+    ("GITLAB_USER_LOGIN", "GitLab CI"),
+    ("BUILD_USER_ID", "Jenkins"),
+    ("BUILDKITE_BUILD_CREATOR", "Buildkite"),
+    ("CIRCLE_USERNAME", "CircleCI"),
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalRecord:
+    """One approval (or decline), as the journal and report.json keep it."""
+
+    step: str  # the approve step, or "plan" for the plan file an apply ran
+    approved: bool
+    by: str  # "alice@host", or "alice (GitHub Actions)"
+    how: str  # HOW_TERMINAL, HOW_YES or HOW_PLAN
+    at: str  # ISO-8601, UTC
+    plan_hash: str | None = None  # the plan file it covered
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "approved": self.approved,
+            "approved_by": self.by,
+            "approved_at": self.at,
+            "how": self.how,
+            "plan_hash": self.plan_hash,
+        }
+
+
+def approver_identity(environ: Mapping[str, str] = os.environ) -> str:
+    """Who approves: the CI actor when a CI system names one, else the OS user at this host."""
+    for variable, system in _CI_ACTORS:
+        if actor := environ.get(variable, "").strip():
+            return f"{actor[:100]} ({system})"
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
+def approval(step: str, approved: bool, how: str, plan_hash: str | None = None) -> ApprovalRecord:
+    """An approval given now, by whoever runs this process."""
+    return ApprovalRecord(
+        step=step,
+        approved=approved,
+        by=approver_identity(),
+        how=how,
+        at=datetime.now(UTC).isoformat(timespec="seconds"),
+        plan_hash=plan_hash,
+    )
 
 
 async def approve_all(request: ApprovalRequest) -> bool:

@@ -23,10 +23,18 @@ from engine.actions.registry import REGISTRY
 from engine.api.protocol import DrsApi
 from engine.errors import StorageError, first_leaf
 from engine.ledger import JobBook
-from engine.run.approval import ApprovalRequest, Approver, StepPreview, preview_step
+from engine.run.approval import (
+    HOW_TERMINAL,
+    ApprovalRecord,
+    ApprovalRequest,
+    Approver,
+    StepPreview,
+    approval,
+    preview_step,
+)
 from engine.run.finalize import finalize, restore_budget
 from engine.run.journal import JournalState, RunJournal
-from engine.run.result import RunResult, StepOutcome, StepStatus, TargetOutcome
+from engine.run.result import Planned, RunResult, StepOutcome, StepStatus, TargetOutcome
 from engine.run.segments import (
     GUARD_ACTION,
     GUARD_ID,
@@ -108,6 +116,9 @@ class Executor:
         approver: Approver | None = None,
         journal: RunJournal | None = None,
         resume: JournalState | None = None,
+        planned: Planned | None = None,
+        approval_how: str = HOW_TERMINAL,
+        plan_hash: str | None = None,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -123,9 +134,13 @@ class Executor:
         self._params = dict(params or {})
         self._env = dict(env or {})
         self._approver = approver
+        self._approval_how = approval_how
+        self._plan_hash = plan_hash
+        # Every approval and decline of the run, a resumed run's earlier ones first.
+        self._approvals: list[dict[str, Any]] = list(resume.approvals) if resume is not None else []
         self._observer = observer
         self._steps = StepRunner(
-            plan=plan, max_jobs=runbook.max_jobs, clock=self._clock, sleep=sleep
+            plan=plan, max_jobs=runbook.max_jobs, clock=self._clock, sleep=sleep, planned=planned
         )
         self._errors = ErrorBudget(
             max_errors=runbook.max_errors, max_error_ratio=runbook.max_error_ratio
@@ -210,6 +225,8 @@ class Executor:
             interrupted=interrupted,
             resumed_at=list(self._resume.resumes) if self._resume is not None else [],
             storage_failure=storage_failure,
+            approvals=tuple(self._approvals),
+            plan_hash=self._plan_hash,
         )
         if self._journal is not None:
             self._journal.finished(
@@ -279,6 +296,13 @@ class Executor:
                 if self._observer is not None:
                     self._observer.step_finished(target_run.target, result, target_run.jobs)
 
+    def record_approval(self, record: ApprovalRecord) -> None:
+        """Keep an approval for the report, and in the journal (at once, on disk)."""
+        entry = record.to_json()
+        self._approvals.append(entry)
+        if self._journal is not None:
+            self._journal.approval(entry)
+
     async def _gate(self, step: Step, runs: Sequence[_TargetRun]) -> None:
         """An approval: every target has stopped here; one decision lets them all go on."""
         live = [r for r in runs if r.failure is None]
@@ -299,8 +323,14 @@ class Executor:
         else:
             request = await self._request(step, live, following(self._runbook.steps, step))
             approved = self._approver is not None and await self._approver(request)
+            record = approval(step.id, approved, self._approval_how, self._plan_hash)
+            self.record_approval(record)
             verdict = StepStatus.SUCCEEDED if approved else StepStatus.FAILED
-            message = "approved" if approved else "not approved: nothing after it was run"
+            message = (
+                f"approved by {record.by} ({record.how}) at {record.at}"
+                if approved
+                else f"declined by {record.by} at {record.at}: nothing after it was run"
+            )
         outputs = {"approved": verdict is StepStatus.SUCCEEDED}
         for target_run in runs:
             if target_run.failure is not None and verdict is not StepStatus.SKIPPED:

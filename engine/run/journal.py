@@ -39,7 +39,7 @@ import orjson
 
 from engine.errors import StorageError, UsageError
 from engine.ledger import Disposition, JobEvent, JobRecord
-from engine.run.result import StepOutcome, StepStatus
+from engine.run.result import Planned, StepOutcome, StepStatus
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,9 @@ class RunHeader:
     credentials_file: str | None
     emulator: bool
     shard: str | None = None  # --shard I/N: the run took only those targets
+    # Applying a plan file: its hash and the jobs it lets each step send (a resume too).
+    plan_hash: str | None = None
+    planned: Planned | None = None
 
     def as_line(self) -> dict[str, Any]:
         return {
@@ -105,6 +108,11 @@ class RunHeader:
             "credentials_file": self.credentials_file,
             "emulator": self.emulator,
             "shard": self.shard,
+            **(
+                {}
+                if self.plan_hash is None
+                else {"plan": {"hash": self.plan_hash, "planned": self.planned or {}}}
+            ),
         }
 
     @classmethod
@@ -121,6 +129,8 @@ class RunHeader:
             credentials_file=line["credentials_file"],
             emulator=bool(line["emulator"]),
             shard=line.get("shard"),
+            plan_hash=(plan := line.get("plan") or {}).get("hash"),
+            planned=plan.get("planned") if plan else None,
         )
 
 
@@ -142,6 +152,7 @@ class JournalState:
     finished: bool = False
     interrupted: bool = False
     resumes: list[str] = field(default_factory=list)
+    approvals: list[dict[str, Any]] = field(default_factory=list)
     lines: int = 0
 
     def target(self, index: int) -> TargetState:
@@ -244,6 +255,10 @@ class RunJournal:
                 "failure": failure,
             }
         )
+
+    def approval(self, entry: Mapping[str, Any]) -> None:
+        """An approval or decline (``ApprovalRecord.to_json``): on disk before the run goes on."""
+        self._append({"type": "approval", **entry}, durable=True)
 
     def finished(self, *, exit_code: int, interrupted: bool, at: str) -> None:
         self._append(
@@ -503,6 +518,8 @@ def _apply(state: JournalState, line: Mapping[str, Any]) -> None:
     elif kind == "resumed":
         state.resumes.append(line["at"])
         state.finished = state.interrupted = False
+    elif kind == "approval":
+        state.approvals.append({k: v for k, v in line.items() if k != "type"})
     elif kind == "finished":
         state.finished, state.interrupted = True, bool(line["interrupted"])
 

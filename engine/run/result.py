@@ -28,6 +28,10 @@ class StepStatus(StrEnum):
     SKIPPED = "skipped"
 
 
+# Applying a plan file: project id -> mutating step id -> job id -> the status it was planned on.
+Planned = Mapping[str, Mapping[str, Mapping[str, str]]]
+
+
 @dataclass(slots=True, kw_only=True)
 class StepOutcome:
     """What became of one step in one target; the executor records it, the journal keeps it."""
@@ -89,6 +93,9 @@ class RunResult:
     shard: str | None = None  # --shard I/N
     # Why the run stopped early because its journal could not be written (a full disk).
     storage_failure: StorageError | None = None
+    # Every approval and decline (ApprovalRecord.to_json), and the plan file an apply ran.
+    approvals: Sequence[Mapping[str, Any]] = ()
+    plan_hash: str | None = None
 
     @property
     def exit_code(self) -> int:

@@ -27,7 +27,7 @@ from engine.api.protocol import DrsApi
 from engine.errors import ApiError, StorageError
 from engine.ledger import JobBook
 from engine.redact import redact
-from engine.run.result import StepOutcome, StepStatus
+from engine.run.result import Planned, StepOutcome, StepStatus
 from engine.runbook import Step
 from engine.runbook.evaluation import evaluate, kind_of, resolve
 from engine.runbook.expressions import ExpressionError, Scope
@@ -48,6 +48,8 @@ class StepRunner:
     max_jobs: int | None  # the runbook's cap per mutating step per target
     clock: Callable[[], float]
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    # Applying a plan file: project id -> step id -> job id -> the status it was planned on.
+    planned: Planned | None = None
 
     async def run(
         self,
@@ -92,6 +94,9 @@ class StepRunner:
             errors=errors,
             sleep=self.sleep,
             planning=self.plan,
+            planned=None
+            if self.planned is None
+            else self.planned.get(project_id, {}).get(step.id, {}),
         )
         for attempt in range(1, step.retries.max_attempts + 1):
             outcome.attempts = attempt

@@ -1,0 +1,108 @@
+"""Plan files end to end (issue 16): plan against an emulator, change the world, apply.
+
+The emulator runs in its own process, so the fleet the plan saw is the fleet apply meets; the
+test changes one planned job between the two, as an operator or the service might.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import fetch, jobs_of, run_cli, runbook_for, serve_emulator
+
+pytestmark = pytest.mark.contract
+
+
+def retry_directly(emulator: dict[str, Any], project: str, job_id: str) -> None:
+    """Someone else retries a job between the plan and its apply."""
+    request = urllib.request.Request(
+        f"{emulator['url']}/v3/{project}/jobs/batch-retry-task",
+        data=json.dumps({"jobs": [{"job_id": job_id}]}).encode(),
+        headers={"Content-Type": "application/json", "X-Auth-Token": emulator["token"]},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert json.loads(answer.read())["results"][0]["status"] == "success"
+
+
+def planned_jobs(plan: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """job id -> (project id, status planned on), over every step of every target."""
+    return {
+        job["id"]: (project, job["status"])
+        for project, steps in plan["planned"].items()
+        for jobs in steps.values()
+        for job in jobs
+    }
+
+
+def test_apply_sends_only_planned_jobs_and_leaves_a_changed_one_drifted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serve_emulator("--projects", "2", "--jobs", "20", "--seed", "4") as emulator:
+        monkeypatch.setenv("DRS_AUTH_TOKEN", emulator["token"])
+        runbook = runbook_for(emulator, tmp_path / "rb.yaml")
+        plan_file = tmp_path / "plan.json"
+        code, out, _ = run_cli(
+            ["plan", str(runbook), "--endpoint", emulator["url"], "--out", str(plan_file)], capsys
+        )
+        assert code == 0, out
+        assert f"plan written to {plan_file}" in out
+        plan = json.loads(plan_file.read_text())
+        planned = planned_jobs(plan)
+        assert len(planned) >= 4
+        failed = [j for j, (_, status) in planned.items() if status.endswith("FAILED")]
+        changed = failed[0]
+        retry_directly(emulator, planned[changed][0], changed)
+        before = dict(fetch(f"{emulator['url']}/_emulator/stats")["retry_requests_per_job"])
+
+        code, out, _ = run_cli(
+            ["apply", str(plan_file), "--endpoint", emulator["url"], "-q",
+             "--report-dir", str(tmp_path / "r")],
+            capsys,
+        )  # fmt: skip
+        after = fetch(f"{emulator['url']}/_emulator/stats")["retry_requests_per_job"]
+
+    sent_by_apply = {j for j, n in after.items() if n > before.get(j, 0)}
+    assert sent_by_apply == set(planned) - {changed}  # exactly the other planned jobs
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    jobs = {j["id"]: j for j in jobs_of(report)}
+    assert jobs[changed]["disposition"] == "drifted"
+    assert jobs[changed]["reason"].startswith(f"planned on {planned[changed][1]}, now ")
+    assert report["plan_hash"] == plan["plan_hash"]
+    assert [a["how"] for a in report["approvals"]] == ["plan"]
+    assert report["approvals"][0]["plan_hash"] == plan["plan_hash"]
+    assert report["approvals"][0]["approved_by"]
+    assert code == 1  # a drifted job needs a human: plan again
+
+
+def test_a_stale_edited_or_foreign_plan_is_refused_before_anything_is_sent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serve_emulator("--projects", "1", "--jobs", "10", "--seed", "4") as emulator:
+        monkeypatch.setenv("DRS_AUTH_TOKEN", emulator["token"])
+        runbook = runbook_for(emulator, tmp_path / "rb.yaml")
+        plan_file = tmp_path / "plan.json"
+        endpoint = ["--endpoint", emulator["url"]]
+        assert run_cli(["plan", str(runbook), *endpoint, "--out", str(plan_file)], capsys)[0] == 0
+        document = json.loads(plan_file.read_text())
+
+        def refused(*extra: str) -> str:
+            code, _, err = run_cli(["apply", str(plan_file), *endpoint, *extra], capsys)
+            assert code == 2
+            return err
+
+        assert "older than --max-age" in refused("--max-age", "0.001s")
+        edited = dict(document, params={"smuggled": 1})
+        plan_file.write_text(json.dumps(edited))
+        assert "the plan was edited after it was made" in refused()
+        plan_file.write_text(json.dumps(document))
+        runbook.write_text(runbook.read_text() + "\n# changed\n")
+        assert f"the runbook {runbook} changed since the plan was made" in refused()
+        plan_file.write_text("not json")
+        assert "not a plan file" in refused()
+        mutating = fetch(f"{emulator['url']}/_emulator/stats")["mutating_requests"]
+    assert mutating == 0
