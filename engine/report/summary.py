@@ -25,6 +25,12 @@ def headline(report: Report) -> str:
         return f"{totals.selected} job(s) selected; no step of this runbook acts on them"
     if report.exit_code == 0:
         return f"all {totals.selected} selected job(s) healthy"
+    declined = next((a for a in report.approvals if not a.get("approved")), None)
+    if declined is not None:
+        return (
+            f"declined by {declined.get('approved_by')} at step '{declined.get('step')}': "
+            f"{totals.selected} selected job(s) left as they were"
+        )
     failed_targets = [t for t in report.targets if t.status == "failed"]
     parts = []
     if totals.needs_attention:

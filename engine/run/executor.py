@@ -325,11 +325,11 @@ class Executor:
             approved = self._approver is not None and await self._approver(request)
             record = approval(step.id, approved, self._approval_how, self._plan_hash)
             self.record_approval(record)
-            verdict = StepStatus.SUCCEEDED if approved else StepStatus.FAILED
+            verdict = StepStatus.SUCCEEDED if approved else StepStatus.DECLINED
             message = (
                 f"approved by {record.by} ({record.how}) at {record.at}"
                 if approved
-                else f"declined by {record.by} at {record.at}: nothing after it was run"
+                else f"declined by {record.by} at {record.at}"
             )
         outputs = {"approved": verdict is StepStatus.SUCCEEDED}
         for target_run in runs:
@@ -345,8 +345,8 @@ class Executor:
             )
             target_run.outcome.steps.append(decided)
             target_run.outputs[step.id] = dict(outputs)
-            if verdict is StepStatus.FAILED:
-                target_run.failure = f"step '{step.id}' was not approved"
+            if verdict is StepStatus.DECLINED:
+                target_run.failure = f"step '{step.id}' was not approved: {message}"
             self._journal_step(target_run, decided)
 
     async def _before_changes(self, first: Step, runs: Sequence[_TargetRun]) -> None:

@@ -26,6 +26,7 @@ class StepStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
+    DECLINED = "declined"  # an approve step a human said no to: nothing after it ran
 
 
 # Applying a plan file: project id -> mutating step id -> job id -> the status it was planned on.

@@ -353,7 +353,7 @@ def test_a_declined_approval_sends_nothing_and_reports_every_job(
     assert code == 1
     assert stats["mutating_requests"] == 0
     for target in report["targets"]:
-        assert [s["status"] for s in target["steps"]] == ["succeeded", "failed", "skipped",
+        assert [s["status"] for s in target["steps"]] == ["succeeded", "declined", "skipped",
                                                           "skipped"]  # fmt: skip
     # The runbook's settle left the jobs the service was retrying itself to it (before the
     # approval): those it brought back say so; every other selected job was not sent.
@@ -362,7 +362,16 @@ def test_a_declined_approval_sends_nothing_and_reports_every_job(
     ]
     assert left
     assert {j["disposition"] for j in left} == {"not_retried"}
-    assert all("not approved" in j["reason"] for j in left)
+    assert all("not approved: declined by " in j["reason"] for j in left)
+    # The decline is on record, and the headline says who declined, not "a step failed".
+    [decision] = report["approvals"]
+    assert (decision["approved"], decision["how"]) == (False, "terminal")
+    assert decision["approved_by"]
+    assert "a step failed" not in (tmp_path / "r" / "report.md").read_text()
+    assert (
+        f"declined by {decision['approved_by']} at step 'approve'"
+        in (tmp_path / "r" / "report.md").read_text().lower()
+    )
 
 
 NULLS = """\

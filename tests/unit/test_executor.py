@@ -314,7 +314,7 @@ async def test_an_approval_is_asked_once_for_every_target_after_all_have_selecte
     assert statuses(result, 1)["approve"] is StepStatus.SUCCEEDED
 
 
-async def test_a_declined_gate_fails_in_every_target_and_sends_nothing(
+async def test_a_declined_gate_is_declined_in_every_target_and_sends_nothing(
     tmp_path: Path, clock: FakeClock
 ) -> None:
     async def declined(request: ApprovalRequest) -> bool:
@@ -329,16 +329,26 @@ async def test_a_declined_gate_fails_in_every_target_and_sends_nothing(
     assert sum(api.mutating_calls for api in fleets) == 0
     for index in range(2):
         steps = result.targets[index].steps
-        assert [s.status for s in steps] == ["succeeded", "failed", "skipped"]
+        assert [s.status for s in steps] == ["succeeded", "declined", "skipped"]
+        assert (steps[1].message or "").startswith("declined by ")
         selected = [j for j in result.targets[index].jobs if j.disposition != "skipped"]
         assert {j.disposition for j in selected} == {Disposition.NOT_RETRIED}
-        assert all("not approved" in (j.reason or "") for j in selected)
+        assert all("not approved: declined by " in (j.reason or "") for j in selected)
+    assert len(result.approvals) == 1  # one decision for every target
+    decision = result.approvals[0]
+    assert (decision["step"], decision["approved"], decision["how"]) == (
+        "approve",
+        False,
+        "terminal",
+    )
+    assert decision["approved_by"]
+    assert decision["approved_at"]
 
 
 async def test_a_gate_with_no_approver_is_not_approved(tmp_path: Path, clock: FakeClock) -> None:
     api = fleet()
     result = await execute(runbook_of(tmp_path, APPROVED_RETRY), [api], clock)
-    assert statuses(result)["approve"] is StepStatus.FAILED
+    assert statuses(result)["approve"] is StepStatus.DECLINED
     assert api.mutating_calls == 0
 
 
