@@ -491,6 +491,7 @@ def _start_journal(
         credentials_file=None if where.credentials_file is None else str(where.credentials_file),
         emulator=where.emulator is not None,
         shard=inputs.shard,
+        limit=inputs.limit.as_json() if inputs.limit else None,
         plan_hash=None if saved_plan is None else saved_plan.plan_hash,
         planned=None if saved_plan is None else saved_plan.planned,
     )

@@ -33,7 +33,14 @@ from engine.report.progress import ProgressLines
 from engine.report.terminal import approval_summary, plan_summary, terminal_summary
 from engine.run.approval import HOW_TERMINAL, HOW_YES, ApprovalRequest, Approver
 from engine.run.executor import RunObserver
-from engine.run.inputs import GUARD_RAILS, EmulatorSettings, Inputs, Where, endpoint_where
+from engine.run.inputs import (
+    GUARD_RAILS,
+    EmulatorSettings,
+    Inputs,
+    TargetLimit,
+    Where,
+    endpoint_where,
+)
 from engine.run.planfile import DEFAULT_MAX_AGE_S
 from engine.runbook.params import MAX_GUARD_RAIL
 from engine.units import parse_duration
@@ -99,6 +106,21 @@ _TARGET_OPTIONS = (
         "--max-errors",
         type=click.IntRange(min=0, max=MAX_GUARD_RAIL),
         help="Override the runbook's max_errors.",
+    ),
+    click.option(
+        "--target",
+        "only_targets",
+        multiple=True,
+        metavar="NAME",
+        help="Run only this target (its name or project id; shell globs such as 'orders-*'; "
+        "repeatable).",
+    ),
+    click.option(
+        "--skip-target",
+        "skip_targets",
+        multiple=True,
+        metavar="NAME",
+        help="Leave this target out (name, project id or glob; repeatable).",
     ),
     click.option(
         "--shard",
@@ -170,6 +192,8 @@ _FIXED_BY_RUN = (
     "max_jobs_total",
     "max_errors",
     "shard",
+    "only_targets",
+    "skip_targets",
 )
 
 
@@ -205,7 +229,12 @@ def run(
     if resume_id is not None:
         given = [name for name in _FIXED_BY_RUN if options[name] not in (None, False, ())]
         if given:
-            flags = {"use_emulator": "--emulator", "param_values": "--param"}
+            flags = {
+                "use_emulator": "--emulator",
+                "param_values": "--param",
+                "only_targets": "--target",
+                "skip_targets": "--skip-target",
+            }
             flag = flags.get(given[0], "--" + given[0].replace("_", "-"))
             raise UsageError(
                 f"{flag} cannot be combined with --resume: a resumed run keeps the targets, "
@@ -395,6 +424,7 @@ def _where_and_inputs(options: dict[str, Any]) -> tuple[Where, Inputs]:
         params_file=options["params_file"],
         overrides={key: options[key] for key in GUARD_RAILS},
         shard=options["shard"],
+        limit=TargetLimit(only=options["only_targets"], skip=options["skip_targets"]),
     )
     return where, inputs
 

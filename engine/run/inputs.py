@@ -10,6 +10,7 @@ raised before anything is sent.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from engine.errors import UsageError
 from engine.redact import keep_secret
 from engine.run.journal import is_secret_param
 from engine.run.shard import Shard
-from engine.runbook import Runbook, bind_params, load_runbook
+from engine.runbook import Runbook, Target, bind_params, load_runbook
 from engine.runbook.parse import MAX_BYTES
 
 # A credentials file holds a few keys: anything this long is not one.
@@ -75,6 +76,55 @@ class Inputs:
     env: Mapping[str, str]
     overrides: Mapping[str, int] = dataclasses.field(default_factory=dict)
     shard: str | None = None  # --shard I/N: the runbook holds only that shard's targets
+    limit: TargetLimit = dataclasses.field(default_factory=lambda: TargetLimit())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TargetLimit:
+    """``--target`` / ``--skip-target``: the targets a run takes, by name or project id (shell
+    globs allowed); empty ``only`` is every target. Kept in the journal and the plan file."""
+
+    only: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.only or self.skip)
+
+    def apply(self, runbook: Runbook, file: Path) -> Runbook:
+        """The runbook with only the targets the limit takes; a pattern that matches no
+        target, or a limit that leaves none, is a usage error."""
+        if not self:
+            return runbook
+        names = ", ".join(t.label for t in runbook.targets)
+        for flag, patterns in (("--target", self.only), ("--skip-target", self.skip)):
+            for pattern in patterns:
+                if not any(_names(t, pattern) for t in runbook.targets):
+                    raise UsageError(
+                        f"{flag} {pattern!r} matches no target of {file} (targets: {names})"
+                    )
+        kept = tuple(
+            t
+            for t in runbook.targets
+            if (not self.only or any(_names(t, p) for p in self.only))
+            and not any(_names(t, p) for p in self.skip)
+        )
+        if not kept:
+            raise UsageError(f"--target / --skip-target leave no target of {file} to run")
+        return dataclasses.replace(runbook, targets=kept)
+
+    def as_json(self) -> dict[str, list[str]]:
+        return {"only": list(self.only), "skip": list(self.skip)}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any] | None) -> TargetLimit:
+        raw = raw or {}
+        return cls(only=tuple(raw.get("only", ())), skip=tuple(raw.get("skip", ())))
+
+
+def _names(target: Target, pattern: str) -> bool:
+    return any(
+        fnmatch.fnmatchcase(name, pattern) for name in (target.name, target.project_id) if name
+    )
 
 
 def prepare(
@@ -84,6 +134,7 @@ def prepare(
     params_file: Path | None = None,
     overrides: Mapping[str, int | None] | None = None,
     shard: str | None = None,
+    limit: TargetLimit | None = None,
 ) -> Inputs:
     """Read and validate the runbook at ``path`` and bind its params (``params`` as
     ``--param NAME=VALUE`` gives them, as text); apply guard-rail ``overrides`` and a shard."""
@@ -96,6 +147,8 @@ def prepare(
     if unknown := set(given) - set(GUARD_RAILS):
         raise UsageError(f"unknown guard rail {sorted(unknown)[0]}; use {', '.join(GUARD_RAILS)}")
     runbook = with_guard_rails(runbook, given)
+    limit = limit or TargetLimit()
+    runbook = limit.apply(runbook, path)
     if shard is not None:
         runbook = sharded(runbook, shard, path)
     return Inputs(
@@ -106,6 +159,7 @@ def prepare(
         env=env_of(runbook),
         overrides=given,
         shard=None if shard is None else shard.strip(),
+        limit=limit,
     )
 
 

@@ -93,6 +93,8 @@ class RunHeader:
     # Applying a plan file: its hash and the jobs it lets each step send (a resume too).
     plan_hash: str | None = None
     planned: Planned | None = None
+    # --target / --skip-target: {"only": [...], "skip": [...]}, empty lists for none.
+    limit: Mapping[str, Sequence[str]] | None = None
 
     def as_line(self) -> dict[str, Any]:
         return {
@@ -108,6 +110,7 @@ class RunHeader:
             "credentials_file": self.credentials_file,
             "emulator": self.emulator,
             "shard": self.shard,
+            **({"limit": dict(self.limit)} if self.limit else {}),
             **(
                 {}
                 if self.plan_hash is None
@@ -131,6 +134,7 @@ class RunHeader:
             shard=line.get("shard"),
             plan_hash=(plan := line.get("plan") or {}).get("hash"),
             planned=plan.get("planned") if plan else None,
+            limit=line.get("limit"),
         )
 
 

@@ -37,7 +37,14 @@ from engine.bounded import FileRefusedError, read_file
 from engine.errors import UsageError
 from engine.ledger import WOULD_KINDS
 from engine.report.document import Report
-from engine.run.inputs import Inputs, env_of, read_bytes, sharded, with_guard_rails
+from engine.run.inputs import (
+    Inputs,
+    TargetLimit,
+    env_of,
+    read_bytes,
+    sharded,
+    with_guard_rails,
+)
 from engine.run.journal import is_secret_param, runbook_digest
 from engine.run.result import Planned
 from engine.runbook import load_runbook
@@ -61,6 +68,7 @@ class SavedPlan:
     overrides: Mapping[str, int]
     shard: str | None
     planned: Planned
+    limit: TargetLimit
 
     @property
     def jobs(self) -> int:
@@ -96,6 +104,7 @@ def plan_document(report: Report, inputs: Inputs) -> dict[str, Any]:
         "params": dict(inputs.params),
         "overrides": dict(inputs.overrides),
         "shard": inputs.shard,
+        "limit": inputs.limit.as_json(),
         "targets": [
             {"project_id": t.project_id, "region": t.region, "name": t.name}
             for t in inputs.runbook.targets
@@ -147,6 +156,7 @@ def read_plan(path: Path, *, max_age_s: float = DEFAULT_MAX_AGE_S) -> SavedPlan:
             params=dict(document["params"]),
             overrides={k: int(v) for k, v in document["overrides"].items()},
             shard=document["shard"],
+            limit=TargetLimit.from_json(document.get("limit")),
             planned={
                 project: {
                     step: {job["id"]: job["status"] for job in jobs} for step, jobs in steps.items()
@@ -179,6 +189,7 @@ def planned_inputs(saved: SavedPlan) -> Inputs:
     shard."""
     path = saved.runbook_path
     runbook = with_guard_rails(load_runbook(path, CATALOG), saved.overrides)
+    runbook = saved.limit.apply(runbook, path)
     if saved.shard is not None:
         runbook = sharded(runbook, saved.shard, path)
     return Inputs(
@@ -189,6 +200,7 @@ def planned_inputs(saved: SavedPlan) -> Inputs:
         env=env_of(runbook),
         overrides=saved.overrides,
         shard=saved.shard,
+        limit=saved.limit,
     )
 
 

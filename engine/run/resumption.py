@@ -12,7 +12,14 @@ from pathlib import Path
 
 from engine.actions.catalog import CATALOG
 from engine.errors import UsageError
-from engine.run.inputs import Inputs, env_of, read_bytes, sharded, with_guard_rails
+from engine.run.inputs import (
+    Inputs,
+    TargetLimit,
+    env_of,
+    read_bytes,
+    sharded,
+    with_guard_rails,
+)
 from engine.run.journal import (
     RUNBOOK_COPY,
     JournalState,
@@ -55,6 +62,8 @@ def resumed_inputs(header: RunHeader, directory: Path, file: Path | None) -> Inp
     path = file or source
     runbook = load_runbook(path, CATALOG)
     runbook = with_guard_rails(runbook, header.overrides)
+    limit = TargetLimit.from_json(header.limit)
+    runbook = limit.apply(runbook, path)
     if header.shard is not None:  # the journal's target indices count the shard's targets
         runbook = sharded(runbook, header.shard, path)
     return Inputs(
@@ -65,6 +74,7 @@ def resumed_inputs(header: RunHeader, directory: Path, file: Path | None) -> Inp
         env=env_of(runbook),
         overrides=header.overrides,
         shard=header.shard,
+        limit=limit,
     )
 
 
