@@ -86,8 +86,10 @@ def test_drill_over_its_rto_budget_fails_the_assertion_yet_leaves_nothing_paused
     for target in report["targets"]:
         check = step_of(target, "within_rto")
         assert check["status"] == "failed"
+        p95 = step_of(target, "verify_recovery")["outputs"]["drill_rto_p95_s"]
         assert check["message"] == (
-            "the 95th percentile of pause-to-recovery time exceeds the RTO budget"
+            "the 95th percentile of pause-to-recovery time exceeds the RTO budget: "
+            f"steps.verify_recovery.drill_rto_p95_s = {p95:.6g} > params.rto_budget = 0"
         )
         assert step_of(target, "recovered")["status"] == "succeeded"
     paused = paused_ids(report)
