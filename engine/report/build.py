@@ -23,6 +23,7 @@ from engine.report.document import (
     Totals,
     new_job_report,
 )
+from engine.report.drill import build_drill
 from engine.run.journal import REDACTED, is_secret_param
 from engine.run.result import RunResult, StepOutcome, TargetOutcome
 from engine.runbook import Runbook
@@ -63,6 +64,7 @@ def build_report(result: RunResult) -> Report:
         api_calls=dict(sorted(result.api_calls.items())),
         api_resilience=dict(result.api_resilience),
         targets=targets,
+        drill=build_drill(result),
     )
 
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from engine.errors import UsageError
 from engine.report.build import rto_summary
 from engine.report.document import Report, Totals
+from engine.report.drill import merge_drills
 from engine.run.shard import Shard
 
 
@@ -72,6 +73,7 @@ def merge_reports(parts: Sequence[tuple[str, Report]]) -> Report:
         api_calls=dict(sorted(_added([report.api_calls for report in reports]).items())),
         api_resilience=_added_figures([report.api_resilience for report in reports]),
         targets=targets,
+        drill=merge_drills([report.drill for report in reports]),
     )
 
 
