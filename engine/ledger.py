@@ -348,6 +348,17 @@ class JobRecord:
     delay_max_s: float | None = None
     events: list[JobEvent] = field(default_factory=list)
 
+    @property
+    def pause_to_recovery_s(self) -> float | None:
+        """Seconds from a pause of this run to the recovery after its resume (a drill's outage
+        end to end), or None: not paused, not resumed, or not recovered since."""
+        paused_at, resumed_at = self.paused_at, self.retry_acknowledged_at
+        if paused_at is None or resumed_at is None or self.time_to_recover_s is None:
+            return None
+        if paused_at > resumed_at:
+            return None  # paused after the retry this recovery follows: not the drill's outage
+        return round(resumed_at + self.time_to_recover_s - paused_at, 3)
+
     def fork(self) -> JobRecord:
         """A copy to change without touching this record (a plan's scratch book); spelt out,
         as it is 2x cheaper than ``dataclasses.replace`` and runs for every selected job."""

@@ -1,7 +1,9 @@
 """``assert``: fail the step unless a boolean expression holds, such as a drill's RTO bound.
 
 The executor resolves ``that`` before the action runs, so the action sees only the value, not
-the expression's text; ``message`` says what failed. Only ``true`` passes: ``false``, null or
+the expression's text; ``message`` says what failed, and the executor adds what a false
+comparison compared (``Action.explains``): ``...: steps.v.drill_rto_p95_s = 6.04 >
+params.rto_budget = 1``. Only ``true`` passes: ``false``, null or
 any other value fails the step (a failed step is data, so the run goes on to its report).
 """
 
@@ -50,5 +52,6 @@ ACTION = Action(
     outputs=AssertOutputs,
     run=run,
     runs_in_plan=False,
+    explains="that",
     plan_skip_reason="a plan makes no changes, so there are no results to assert on",
 )

@@ -66,6 +66,9 @@ class Action(Generic[ParamsT, OutputsT]):
     # In a plan, a mutating action runs its preview instead; an action that only makes sense
     # after mutations is not run at all, and the plan's step message says why.
     runs_in_plan: bool = True
+    # The ``with`` key whose expression a failure of the step explains (``assert``: ``that``):
+    # the executor adds both sides of a false comparison with their values to the message.
+    explains: str | None = None
     plan_skip_reason: str = "a plan makes no changes, so there is nothing to verify"
 
     def bind(self, raw: Mapping[str, Any]) -> ParamsT:

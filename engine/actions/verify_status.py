@@ -39,6 +39,9 @@ job healthy?"):
   healthy is ``lagging`` (with that delay); one in the middle of a stable run, or running while
   the service never gave its delay in the step, is ``timed_out`` with a reason that says which.
 
+A job that an earlier verify step already found recovered since its retry keeps its time to
+recover when a later one (a drill's steady-state re-check) sees it healthy again.
+
 Stable runs are counted in memory: a resumed run starts each job's count again (a job needs
 ``stable_for`` more healthy polls), which can only make the verdict stricter.
 """
@@ -386,6 +389,10 @@ def _healthy_poll(judge: _Judge, watch: _Watch) -> bool:
     reason = _flaps(watch) + ", before it held" if watch.flaps else None
     if acknowledged_at is None:
         _settle(ctx, record, Disposition.HEALTHY, EventKind.RECOVERED, reason)
+    elif record.disposition is Disposition.RECOVERED and record.time_to_recover_s is not None:
+        # Recovered since its retry in an earlier verify: this one (a drill's steady state
+        # after recovery) confirms it, and it keeps the time it took to recover.
+        _settle(ctx, record, Disposition.RECOVERED, EventKind.RECOVERED, reason)
     else:
         started = watch.run_started_at if watch.run_started_at is not None else now
         record.time_to_recover_s = round(started - acknowledged_at, 3)
@@ -446,7 +453,7 @@ def _outputs(ctx: ActionContext, ids: tuple[str, ...]) -> VerifyStatusOutputs:
     )
     records = [ctx.jobs.ensure(j) for j in by.get(Disposition.RECOVERED, [])]
     ttr = sorted(r.time_to_recover_s for r in records if r.time_to_recover_s is not None)
-    drill = sorted(t for t in map(_since_pause, records) if t is not None)
+    drill = sorted(t for r in records if (t := r.pause_to_recovery_s) is not None)
     delays = [d for j in ids if (d := ctx.jobs.ensure(j).delay_s) is not None]
     return VerifyStatusOutputs(
         recovered=tuple(recovered),
@@ -461,16 +468,6 @@ def _outputs(ctx: ActionContext, ids: tuple[str, ...]) -> VerifyStatusOutputs:
         drill_rto_p95_s=percentile(drill, 95),
         delay_max_s=max(delays, default=0.0),
     )
-
-
-def _since_pause(record: JobRecord) -> float | None:
-    """Seconds from a pause of this run to the recovery after its resume, if there was one."""
-    paused_at, resumed_at = record.paused_at, record.retry_acknowledged_at
-    if paused_at is None or resumed_at is None or record.time_to_recover_s is None:
-        return None
-    if paused_at > resumed_at:
-        return None  # paused after the retry this recovery follows: not the drill's outage
-    return round(resumed_at + record.time_to_recover_s - paused_at, 3)
 
 
 def percentile(ordered: Sequence[float], pct: int) -> float:

@@ -23,6 +23,7 @@ from engine.report.document import (
     Totals,
     new_job_report,
 )
+from engine.report.drill import build_drill
 from engine.run.journal import REDACTED, is_secret_param
 from engine.run.result import RunResult, StepOutcome, TargetOutcome
 from engine.runbook import Runbook
@@ -65,6 +66,7 @@ def build_report(result: RunResult) -> Report:
         targets=targets,
         approvals=[dict(a) for a in result.approvals],
         plan_hash=result.plan_hash,
+        drill=build_drill(result),
     )
 
 

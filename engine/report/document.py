@@ -1,6 +1,7 @@
 """The report document: what every renderer reads and report.json holds, as typed data.
 
     Report            one run (or a merge of shards): runbook, settings, totals, API figures
+    ├── DrillReport   a drill's verdict, its paused jobs and their recovery (drills only)
     └── TargetReport  one target: its status, totals, steps and jobs
         ├── StepReport   one step's outcome (list outputs as their sizes)
         └── JobReport    one job: its disposition and timeline (``EventJson``, as the journal)
@@ -128,6 +129,89 @@ class RtoSummary:
     p50: float | None
     p95: float | None
     max: float | None
+
+
+class DrillVerdict(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PausedJob:
+    """A job a drill paused: when (run-relative seconds, as events' ``t``) it was paused, resumed
+    and seen recovered; ``pause_to_recovery_s`` is the outage it lived through end to end."""
+
+    project: str  # the target's label
+    id: str
+    name: str
+    disposition: Disposition
+    paused_t: float | None
+    resumed_t: float | None
+    recovered_t: float | None
+    time_to_recover_s: float | None  # from the resume, as the job's own figure
+    pause_to_recovery_s: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DrillCheck:
+    """One ``assert`` of the drill in one project (a steady-state or RTO check), and its end."""
+
+    project: str
+    step: str
+    status: StepStatus
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DrillBudget:
+    """The RTO budget an ``assert`` compared a step's RTO output with (``that``), in seconds;
+    ``held``: the assert succeeded in every project it ran in."""
+
+    step: str
+    that: str
+    measured: str  # the compared output, e.g. steps.verify_recovery.drill_rto_p95_s
+    budget_s: float
+    held: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DrillReport:
+    """A drill's verdict and why (``engine.report.drill`` states the rule), what it paused, and
+    the pause-to-recovery percentiles over every paused job that recovered (nearest rank;
+    null when none did)."""
+
+    verdict: DrillVerdict
+    why: str
+    paused: Sequence[PausedJob]
+    rto_p50_s: float | None
+    rto_p95_s: float | None
+    rto_max_s: float | None
+    budget: DrillBudget | None
+    checks: Sequence[DrillCheck]
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict is DrillVerdict.PASSED
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> DrillReport:
+        budget = raw["budget"]
+        return cls(
+            verdict=DrillVerdict(raw["verdict"]),
+            why=raw["why"],
+            paused=[
+                PausedJob(**{**job, "disposition": Disposition(job["disposition"])})
+                for job in raw["paused"]
+            ],
+            rto_p50_s=raw["rto_p50_s"],
+            rto_p95_s=raw["rto_p95_s"],
+            rto_max_s=raw["rto_max_s"],
+            budget=None if budget is None else DrillBudget(**budget),
+            checks=[
+                DrillCheck(**{**check, "status": StepStatus(check["status"])})
+                for check in raw["checks"]
+            ],
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -299,6 +383,8 @@ class Report:
     approvals: Sequence[Mapping[str, Any]] = ()
     plan_hash: str | None = None  # the plan file `runbook apply` ran
     merged_from: Sequence[str] | None = field(default=None)
+    # A drill's verdict (``Runbook.drill``); written after time_to_recover_s, only for drills.
+    drill: DrillReport | None = field(default=None)
 
     def __repr__(self) -> str:
         return (
@@ -357,6 +443,7 @@ class Report:
             api_resilience=dict(raw.get("api_resilience", {})),
             targets=[_target_from_json(t) for t in raw["targets"]],
             merged_from=raw.get("merged_from"),
+            drill=None if raw.get("drill") is None else DrillReport.from_json(raw["drill"]),
         )
 
 
@@ -418,12 +505,19 @@ def to_json(report: Report) -> str:
 
 
 def _top(report: Report) -> dict[str, Any]:
-    """The document's top level as a dict: only a merged report has ``merged_from``. Every
-    part below it is a dataclass orjson writes natively."""
-    top = {name: getattr(report, name) for name in _TOP_LEVEL}
+    """The document's top level as a dict: only a merged report has ``merged_from``, only a
+    drill's has ``drill`` (after ``time_to_recover_s``). Every part below it is a dataclass
+    orjson writes natively."""
+    top: dict[str, Any] = {}
+    for name in _TOP_LEVEL:
+        top[name] = getattr(report, name)
+        if name == "time_to_recover_s" and report.drill is not None:
+            top["drill"] = report.drill
     if report.merged_from is not None:
         top["merged_from"] = report.merged_from
     return top
 
 
-_TOP_LEVEL = tuple(name for name in Report.__dataclass_fields__ if name != "merged_from")
+_TOP_LEVEL = tuple(
+    name for name in Report.__dataclass_fields__ if name not in ("merged_from", "drill")
+)

@@ -29,6 +29,8 @@ class _Bar:
     end_t: float
     marks: tuple[float, ...]
     outcome: str  # the words beside the bar: "recovered in 4.0s", "timed out"
+    # A drill's pause of this job: from taking effect to the resume acknowledged (or the end).
+    paused: tuple[float, float] | None = None
 
 
 def _bar(job: JobReport) -> _Bar | None:
@@ -44,7 +46,19 @@ def _bar(job: JobReport) -> _Bar | None:
     )
     if job.reason:
         title += f" — {job.reason}"
+    paused = None
+    if job.paused_at_t is not None:
+        resumed = next(
+            (
+                e["t"]
+                for e in events
+                if e["kind"] == EventKind.RETRY_ACKNOWLEDGED and e["t"] >= job.paused_at_t
+            ),
+            max(times),
+        )
+        paused = (job.paused_at_t, resumed)
     return _Bar(
+        paused=paused,
         label=job.name or job.id,
         title=title,
         disposition=job.disposition,
@@ -111,6 +125,42 @@ def _ticks(end: float) -> list[float]:
     return [i * step for i in range(int(end / step) + 1)]
 
 
+# A drill's phases on the timeline: (name, fill), drawn behind the bars.
+_PHASES = (("pause", "#ddf4ff"), ("outage", "#fff1e5"), ("resume → recovered", "#dafbe1"))
+
+
+def drill_phases(report: Report) -> list[tuple[str, str, float, float]]:
+    """A drill's pause (the first pause sent to the last pause seen taking effect), outage
+    (to the first resume acknowledged) and resume (to the last recovery), as (name, fill,
+    start, end) in run-relative seconds; none for a run that is no drill or paused nothing."""
+    drill = report.drill
+    if drill is None:
+        return []
+    paused = [j.paused_t for j in drill.paused if j.paused_t is not None]
+    resumed = [j.resumed_t for j in drill.paused if j.resumed_t is not None]
+    recovered = [j.recovered_t for j in drill.paused if j.recovered_t is not None]
+    ids = {(j.project, j.id) for j in drill.paused}
+    sent = [
+        e["t"]
+        for target, job in report.jobs()
+        if (target.label, job.id) in ids
+        for e in job.events
+        if e["kind"] == EventKind.PAUSE_SENT
+    ]
+    if not paused:
+        return []
+    edges = [min(sent, default=min(paused)), max(paused)]
+    if resumed:
+        edges.append(min(resumed))
+        if recovered:
+            edges.append(max(recovered))
+    return [
+        (name, fill, start, end)
+        for (name, fill), start, end in zip(_PHASES, edges, edges[1:], strict=False)
+        if end >= start
+    ]
+
+
 def timeline(report: Report) -> list[str]:
     groups, note = _chart_jobs(report)
     out = ["<h2>Timeline</h2>"]
@@ -120,6 +170,8 @@ def timeline(report: Report) -> list[str]:
     row_h = 18 if rows <= 80 else 10 if rows <= 200 else 5
     labelled = row_h >= 10
     label_w, plot_w, group_h, axis_h = (250 if labelled else 110), 880, 28, 30
+    phases = drill_phases(report)
+    axis_h += 20 if phases else 0  # a band above the ticks names the drill's phases
     end = max(bar.end_t for _, bars in groups for bar in bars) or 1.0
     ticks = _ticks(end)
     end = max(end, ticks[-1])
@@ -135,6 +187,20 @@ def timeline(report: Report) -> list[str]:
         f'aria-label="timeline of {rows} jobs, seconds since the run started">'
     ]
     bottom = axis_h + body_h + 4
+    for index, (name, fill, start, stop) in enumerate(phases):
+        left, right = x(start), max(x(stop), x(start) + 2)
+        svg.append(
+            f'<rect x="{left}" y="4" width="{round(right - left, 1)}" height="{bottom - 4}" '
+            f'fill="{fill}"/>'
+        )
+        if right - left >= 7 * len(name) or index:
+            where = f'x="{round((left + right) / 2, 1)}" text-anchor="middle"'
+        else:  # too narrow for its name (a pause takes effect at once): said before it
+            where = f'x="{round(left - 4, 1)}" text-anchor="end"'
+        svg.append(
+            f'<text {where} y="16" font-size="11" font-weight="600" fill="#1f2328">'
+            f"{escape(name)}</text>"
+        )
     for tick in ticks:
         label = f"{tick:g}s"
         svg.append(
@@ -165,13 +231,23 @@ def timeline(report: Report) -> list[str]:
     legend = "".join(
         f'<span><i style="background:{COLOURS.get(d, "#8c959f")}"></i>{escape(d)}</span>'
         for d in shown
+    ) + "".join(
+        f'<span><i style="background:{fill};outline:1px solid #d1d9e0"></i>drill: {escape(name)}'
+        "</span>"
+        for name, fill, _, _ in phases
     )
     return [
         *out,
         '<p class="note">one bar per job, from the retry (or pause) being sent to the last thing '
         "the run saw of it; the thin line before a bar is the wait since selection, the white "
         f"ticks are status changes. {escape(note)}</p>",
-        f'<div class="legend"><span><i class="wait"></i>waiting to be sent</span>{legend}</div>',
+        f'<div class="legend"><span><i class="wait"></i>waiting to be sent</span>{legend}'
+        + (
+            f'<span><i style="background:{COLOURS["paused"]}"></i>paused by the drill</span>'
+            if phases
+            else ""
+        )
+        + "</div>",
         f'<div class="chart">{"".join(svg)}</div>',
     ]
 
@@ -198,6 +274,13 @@ def _bar_svg(
         f'<rect x="{left}" y="{mid - bar_h / 2}" width="{round(right - left, 1)}" '
         f'height="{bar_h}" rx="{2 if labelled else 0}" fill="{colour}"/>'
     )
+    if bar.paused is not None:  # the job's own outage, in the paused colour
+        start, stop = bar.paused
+        parts.append(
+            f'<rect x="{x(start)}" y="{mid - bar_h / 2}" '
+            f'width="{round(max(x(stop) - x(start), 2), 1)}" height="{bar_h}" '
+            f'fill="{COLOURS["paused"]}"><title>paused {secs(stop - start)}</title></rect>'
+        )
     if labelled:
         parts += [
             f'<line x1="{x(t)}" y1="{mid - bar_h / 2}" x2="{x(t)}" y2="{mid + bar_h / 2}" '

@@ -7,7 +7,14 @@ from collections.abc import Iterable, Sequence
 
 from engine.ledger import NEEDS_A_HUMAN, Disposition
 from engine.percentiles import nearest_rank
-from engine.report.document import JobReport, Report, StepReport, TargetReport, Totals
+from engine.report.document import (
+    DrillReport,
+    JobReport,
+    Report,
+    StepReport,
+    TargetReport,
+    Totals,
+)
 from engine.report.html_chart import timeline
 from engine.report.html_style import CSS, escape, pill, secs
 from engine.report.junit import timeline_text
@@ -46,7 +53,9 @@ def html_lines(report: Report) -> list[str]:
     ]
     if runbook.description:
         body.append(f'<p class="meta">{escape(runbook.description)}</p>')
-    body += _summary(report)
+    summary = _summary(report)
+    # A drill's verdict and recovery come first, right under the headline that states it.
+    body += [summary[0], *_drill(report.drill), *summary[1:]]
     body += _done(report)
     body += _needs_a_human(report)
     body += _notices(report)
@@ -128,6 +137,79 @@ def _summary(report: Report) -> list[str]:
         "</div>",
     ]
     return out
+
+
+def _drill(drill: DrillReport | None) -> list[str]:
+    """The drill: pause-to-recovery against the budget, its checks, and each paused job."""
+    if drill is None:
+        return []
+    tone = "good" if drill.passed else "bad"
+    budget = drill.budget
+    p95_tone = "" if budget is None else "good" if budget.held else "bad"
+    out = [
+        f'<h2>Drill <span class="verdict {tone}">{escape(drill.verdict)}</span></h2>',
+        '<div class="cards">',
+        _card(len(drill.paused), "jobs paused", f"{_recovered(drill)} recovered"),
+    ]
+    if drill.rto_p95_s is not None:
+        within = "" if budget is None else f"budget {budget.budget_s:g}s"
+        out += [
+            _card(secs(drill.rto_p95_s), "p95 pause → recovery", within, tone=p95_tone),
+            _card(secs(drill.rto_p50_s), "median pause → recovery", f"max {secs(drill.rto_max_s)}"),
+        ]
+    held = sum(1 for c in drill.checks if c.status == "succeeded")
+    out += [
+        _card(
+            f"{held}/{len(drill.checks)}",
+            "checks held",
+            "assert steps, every project",
+            tone="good" if held == len(drill.checks) else "bad",
+        ),
+        "</div>",
+    ]
+    failed = [c for c in drill.checks if c.status == "failed"]
+    if failed:
+        out.append("<ul>")
+        out += [
+            f"<li>{escape(c.project)}: <code>{escape(c.step)}</code> failed: "
+            f"{escape(c.message)}</li>"
+            for c in failed
+        ]
+        out.append("</ul>")
+    if budget is not None:
+        out.append(
+            f'<p class="note">RTO budget from <code>{escape(budget.step)}</code>: '
+            f"<code>{escape(budget.that)}</code></p>"
+        )
+    if drill.paused:
+        out.append(
+            '<div class="scroll"><table><thead><tr><th>project</th><th>paused job</th>'
+            "<th>disposition</th>"
+            '<th class="n">paused at</th><th class="n">resumed at</th>'
+            '<th class="n">recovered at</th><th class="n">pause → recovery</th></tr></thead><tbody>'
+        )
+        out += [
+            f'<tr><td class="nw">{escape(j.project)}</td><td class="nw">{escape(j.name)}<br>'
+            f'<span class="meta">{escape(j.id)}</span></td><td>{pill(j.disposition)}</td>'
+            f'<td class="n">{_at(j.paused_t)}</td><td class="n">{_at(j.resumed_t)}</td>'
+            f'<td class="n">{_at(j.recovered_t)}</td>'
+            f'<td class="n">{secs(j.pause_to_recovery_s)}</td></tr>'
+            for j in drill.paused
+        ]
+        out.append("</tbody></table></div>")
+        out.append('<p class="note">times are seconds since the run started</p>')
+    return out
+
+
+def _recovered(drill: DrillReport) -> int:
+    return sum(1 for j in drill.paused if j.pause_to_recovery_s is not None)
+
+
+def _at(seconds: float | None) -> str:
+    """A run-relative time: to the hundredth early in the run (a pause lands at 0.02 s)."""
+    if seconds is None:
+        return ""
+    return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
 
 
 def _card(value: object, label: str, sub: str = "", *, tone: str = "") -> str:

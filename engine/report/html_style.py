@@ -63,6 +63,9 @@ td.zero { color: #c5ccd3; }
 tr.total td { font-weight: 600; background: var(--soft); }
 .pill { display: inline-block; padding: 0 8px; border-radius: 10px; color: #fff; font-size: 12px;
   white-space: nowrap; }
+.verdict { padding: 1px 10px; border-radius: 10px; color: #fff; font-size: 13px;
+  vertical-align: 2px; } .verdict.good { background: var(--good); }
+.verdict.bad { background: var(--bad); }
 .status-ok { color: var(--good); font-weight: 600; } .status-failed { color: var(--bad);
   font-weight: 600; }
 details { margin: 8px 0; } summary { cursor: pointer; font-weight: 600; }

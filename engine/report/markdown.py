@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from engine.report.document import JobReport, Report
+from engine.report.document import DrillReport, JobReport, Report
 from engine.report.summary import COLUMNS, delay_summary, delay_text, has_delays, headline, row
 
 
@@ -47,8 +47,9 @@ def markdown_lines(report: Report) -> list[str]:
     lines = [
         f"# Runbook `{runbook.name}` — run `{report.run_id}`",
         "",
-        f"**{headline(report).capitalize()}** (exit code {report.exit_code}).",
+        f"**{_sentence(headline(report))}** (exit code {report.exit_code}).",
         "",
+        *(_drill_lines(report.drill) if report.drill is not None else ()),
         f"- Runbook file: `{runbook.path}`",
         f"- Started {report.started_at}, finished {report.finished_at} ({report.wall_s:.1f}s)",
         "- API calls: " + (", ".join(f"`{k}`: {v}" for k, v in report.api_calls.items()) or "none"),
@@ -117,6 +118,67 @@ def markdown_lines(report: Report) -> list[str]:
         )
         lines += (_md_job_row(job, delays=with_delays) for job in target.jobs)
     return lines
+
+
+def _sentence(text: str) -> str:
+    """``text`` with a capital first letter, the rest as written (``RTO`` stays)."""
+    return text[:1].upper() + text[1:]
+
+
+def _drill_lines(drill: DrillReport) -> list[str]:
+    """The drill section the report opens with: verdict, pause-to-recovery figures against the
+    budget, the checks that did not pass, and each paused job's pause, resume and recovery."""
+    lines = [
+        f"## Drill: {drill.verdict}",
+        "",
+    ]
+    if drill.rto_p95_s is not None:
+        lines.append(
+            f"- Pause to recovery: median {drill.rto_p50_s:.1f}s, p95 {drill.rto_p95_s:.1f}s, "
+            f"max {drill.rto_max_s:.1f}s ({len(drill.paused)} paused job(s))"
+        )
+    if drill.budget is not None:
+        held = "held" if drill.budget.held else "**not held**"
+        lines.append(
+            f"- RTO budget: {drill.budget.budget_s:g}s, {held} (`{drill.budget.step}`: "
+            f"`{_md_escape(drill.budget.that)}`)"
+        )
+    failed = [c for c in drill.checks if c.status == "failed"]
+    passed = sum(1 for c in drill.checks if c.status == "succeeded")
+    lines.append(f"- Checks: {passed} of {len(drill.checks)} held")
+    lines += [f"  - {c.project}, `{c.step}`: {_md_escape(c.message)}" for c in failed]
+    if drill.paused:
+        lines.append("")
+        lines += _md_table(
+            [
+                "project",
+                "paused job",
+                "paused at",
+                "resumed at",
+                "recovered at",
+                "pause to recovery",
+                "disposition",
+            ],
+            [
+                (
+                    j.project,
+                    j.name or j.id,
+                    _at(j.paused_t),
+                    _at(j.resumed_t),
+                    _at(j.recovered_t),
+                    _at(j.pause_to_recovery_s),
+                    j.disposition,
+                )
+                for j in drill.paused
+            ],
+        )
+        lines.append("")
+        lines.append("Times are seconds since the run started.")
+    return [*lines, ""]
+
+
+def _at(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds:.1f}s"
 
 
 def _what_was_done(report: Report) -> list[str]:

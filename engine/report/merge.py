@@ -15,6 +15,7 @@ from datetime import datetime
 from engine.errors import UsageError
 from engine.report.build import rto_summary
 from engine.report.document import Report, Totals
+from engine.report.drill import merge_drills
 from engine.run.shard import Shard
 
 
@@ -74,6 +75,7 @@ def merge_reports(parts: Sequence[tuple[str, Report]]) -> Report:
         targets=targets,
         approvals=[a for report in reports for a in report.approvals],
         plan_hash=next((r.plan_hash for r in reports if r.plan_hash), None),
+        drill=merge_drills([report.drill for report in reports]),
     )
 
 

@@ -17,8 +17,11 @@ COLUMNS: tuple[Column, ...] = tuple(Column)
 
 
 def headline(report: Report) -> str:
-    """One line saying how the run went, as its exit code decided."""
+    """One line saying how the run went, as its exit code decided; a drill's says its verdict
+    (``engine.report.drill``)."""
     totals = report.totals
+    if report.drill is not None:
+        return f"drill {report.drill.verdict}: {report.drill.why}"
     if report.interrupted:
         return f"interrupted; {totals.needs_attention} job(s) left for a human"
     if not report.mutating and report.exit_code == 0:

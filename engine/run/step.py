@@ -29,8 +29,8 @@ from engine.ledger import JobBook
 from engine.redact import redact
 from engine.run.result import Planned, StepOutcome, StepStatus
 from engine.runbook import Step
-from engine.runbook.evaluation import evaluate, kind_of, resolve
-from engine.runbook.expressions import ExpressionError, Scope
+from engine.runbook.evaluation import evaluate, explain, kind_of, resolve
+from engine.runbook.expressions import Expression, ExpressionError, Scope
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class StepRunner:
                 async with asyncio.timeout(timeout_s):
                     outcome.outputs = dict(await action.execute(ctx, raw))
         except StepFailedError as exc:
-            return str(exc)
+            return _explained(str(exc), step, action, scope)
         except (ExpressionError, ApiError) as exc:
             return exc.format_message()
         except TimeoutError:
@@ -159,6 +159,16 @@ class StepRunner:
                 await _shielded_after_failure(action, ctx)
             raise
         return None
+
+
+def _explained(message: str, step: Step, action: Action[Any, Any], scope: Scope) -> str:
+    """A failed step's message, with what its condition compared when the action says which
+    ``with`` key holds it: measured against expected, as the expression engine sees them."""
+    condition = step.with_.get(action.explains) if action.explains else None
+    if not isinstance(condition, Expression):
+        return message
+    why = explain(condition, scope)
+    return message if why is None else f"{message}: {why}"
 
 
 async def _after_failure(action: Action[Any, Any], ctx: ActionContext) -> None:

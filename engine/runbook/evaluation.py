@@ -3,6 +3,7 @@
     evaluate(expr, scope)   the value of an Expression (params, target, step outputs, env)
     resolve(value, scope)   ``value`` with every Expression in it (lists, mappings) evaluated
     kind_of(value)          the expression-language type of a value, for messages
+    explain(expr, scope)    why a comparison is false: both sides with their values
 
 Failures are ``ExpressionError``s naming the expression and its location.
 """
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.runbook.expressions import (
+    COMPARISONS,
     MAX_RESULT_LENGTH,
     Binary,
     Call,
@@ -27,7 +29,20 @@ from engine.runbook.expressions import (
     Scope,
     Unary,
     is_number,
+    unparse,
 )
+
+# A comparison that is false, said the way round that holds: ``6.04 > 1`` for ``a <= b``.
+_NEGATED = {
+    "==": "!=",
+    "!=": "==",
+    "<": ">=",
+    "<=": ">",
+    ">": "<=",
+    ">=": "<",
+    "in": "not in",
+    "not in": "in",
+}
 
 
 def evaluate(expr: Expression, scope: Scope) -> Any:
@@ -52,6 +67,35 @@ def resolve(value: Any, scope: Scope) -> Any:
     if isinstance(value, list | tuple):
         return [resolve(item, scope) for item in value]
     return value
+
+
+def explain(expr: Expression, scope: Scope) -> str | None:
+    """Why ``expr``, a whole expression that came out false, did: each side of its comparison
+    with the value it had (``steps.v.p95_s = 6.04 > params.budget = 1``); for an ``and``, its
+    first false part. None when the expression is no comparison or a side has no value (the
+    run's message then stands alone)."""
+    if not expr.whole:
+        return None
+    node = expr.parts[0]
+    assert not isinstance(node, str)
+    try:
+        return _Evaluator(expr, scope).explain(node)
+    except ExpressionError:
+        return None
+
+
+def show_value(value: object) -> str:
+    """A value as a message shows it: numbers without float noise, strings quoted, lists by
+    their size."""
+    if isinstance(value, float):
+        return f"{value:.0f}" if value.is_integer() and abs(value) < 1e15 else f"{value:.6g}"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return f"a list of {len(value)}"
+    if value is None or isinstance(value, bool):
+        return as_text(value) or "null"
+    return str(value)
 
 
 def kind_of(value: object) -> str:
@@ -117,6 +161,25 @@ class _Evaluator:
         if isinstance(node, Binary):
             return self._binary(node)
         return self._call(node)
+
+    def explain(self, node: Node) -> str | None:
+        """``explain`` for one node that evaluated to false."""
+        if isinstance(node, Binary) and node.op == "and":
+            for side in (node.left, node.right):
+                if self.value(side) is False:
+                    return self.explain(side)
+            return None
+        if not isinstance(node, Binary) or node.op not in COMPARISONS:
+            return None
+        if self._binary(node) is not False:
+            return None
+        left, right = (self._side(side) for side in (node.left, node.right))
+        return f"{left} {_NEGATED[node.op]} {right}"
+
+    def _side(self, node: Node) -> str:
+        """One side of a comparison: its text and value, or the value alone for a literal."""
+        value = show_value(self.value(node))
+        return value if isinstance(node, Literal) else f"{unparse(node)} = {value}"
 
     def _name(self, node: Name) -> Any:
         parts = node.parts

@@ -401,6 +401,37 @@ class _Parser:
         return ListLiteral(items=tuple(items), offset=opening.offset)
 
 
+def unparse(node: Node) -> str:
+    """The expression ``node`` as it could be written again (names dotted, strings quoted,
+    nested operators in parentheses): how a message names one side of a comparison."""
+    if isinstance(node, Literal):
+        return _literal_text(node.value)
+    if isinstance(node, ListLiteral):
+        return "[" + ", ".join(unparse(item) for item in node.items) + "]"
+    if isinstance(node, Name):
+        return node.dotted
+    if isinstance(node, Unary):
+        inner = unparse(node.operand)
+        inner = f"({inner})" if isinstance(node.operand, Binary) else inner
+        return f"not {inner}" if node.op == "not" else f"-{inner}"
+    if isinstance(node, Binary):
+        left, right = unparse(node.left), unparse(node.right)
+        left = f"({left})" if isinstance(node.left, Binary) else left
+        right = f"({right})" if isinstance(node.right, Binary) else right
+        return f"{left} {node.op} {right}"
+    return f"{node.function}(" + ", ".join(unparse(arg) for arg in node.args) + ")"
+
+
+def _literal_text(value: Scalar) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return str(value)
+
+
 def _show(token: _Token) -> str:
     return "end of expression" if token.kind == "end" else f"'{token.text[:30]}'"
 

@@ -26,6 +26,8 @@ DEFAULT_LANGUAGE = "en-us"
 DEFAULT_MAX_ATTEMPTS = 1
 DEFAULT_BACKOFF_S = 1.0
 DEFAULT_MAX_BACKOFF_S = 30.0
+# engine.actions.pause_jobs's name, spelt out so validation does not load the actions.
+PAUSE_ACTION = "drs.pause_jobs"
 
 
 class OnFailure(StrEnum):
@@ -101,6 +103,16 @@ class Runbook:
     max_errors: int | None = None
     max_error_ratio: float | None = None
     params_location: Location | None = None  # of the ``params:`` key, for unknown --param
+    # The ``drill:`` key: None when the runbook does not say (then a pause step makes it one).
+    declared_drill: bool | None = None
+
+    @property
+    def drill(self) -> bool:
+        """Whether its report carries a drill verdict: as declared, else when a step pauses
+        jobs (the fault a drill injects)."""
+        if self.declared_drill is not None:
+            return self.declared_drill
+        return any(step.action == PAUSE_ACTION for step in self.steps)
 
 
 def build_runbook(parsed: ParsedYaml, expressions: Mapping[JsonPath, Expression]) -> Runbook:
@@ -149,6 +161,7 @@ def build_runbook(parsed: ParsedYaml, expressions: Mapping[JsonPath, Expression]
         max_errors=data.get("max_errors"),
         max_error_ratio=None if "max_error_ratio" not in data else float(data["max_error_ratio"]),
         params_location=source.keys.get(("params",)),
+        declared_drill=data.get("drill"),
     )
 
 

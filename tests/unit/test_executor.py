@@ -460,6 +460,31 @@ rollback:
 """
 
 
+async def test_a_failed_assert_says_what_its_comparison_measured_and_expected(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    steps = """\
+  - id: select
+    action: drs.select_jobs
+    with:
+      statuses: [INCRE_TRANSFER_STARTED]
+      retryable_only: false
+  - id: few
+    action: assert
+    with:
+      that: ${{ steps.select.count <= params.most }}
+      message: too many running jobs
+"""
+    head = "params:\n  most:\n    type: integer\n"
+    runbook = runbook_of(tmp_path, steps, head=head)
+    result = await execute(runbook, [running_fleet()], clock, params={"most": 1})
+
+    failed = next(s for s in result.targets[0].steps if s.step_id == "few")
+    assert failed.status is StepStatus.FAILED
+    # The user's message first, then both sides with their values, as the engine evaluated them.
+    assert failed.message == "too many running jobs: steps.select.count = 2 > params.most = 1"
+
+
 def running_fleet() -> FakeFleet:
     return FakeFleet().listing(
         job("r1", "INCRE_TRANSFER_STARTED"), job("r2", "INCRE_TRANSFER_STARTED")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.runbook.evaluation import evaluate, resolve
+from engine.runbook.evaluation import evaluate, explain, resolve
 from engine.runbook.expressions import (
     MAX_DEPTH,
     MAX_EXPRESSION_LENGTH,
@@ -253,6 +253,53 @@ def test_resolve_leaves_non_expressions_alone() -> None:
         "a": [["orders-1", "orders-2", "users-1"], ["x", 1]],
         "b": {"c": ["orders-1", "orders-2", "users-1"]},
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # The assert of a drill's RTO: both sides with their values, said the way that holds.
+        (
+            "${{ steps.verify.drill_rto_p95_s <= params.budget }}",
+            "steps.verify.drill_rto_p95_s = 6.04 > params.budget = 1",
+        ),
+        ("${{ steps.verify.drill_rto_p95_s < 5 }}", "steps.verify.drill_rto_p95_s = 6.04 >= 5"),
+        ("${{ params.ratio >= 0.99 }}", "params.ratio = 0.5 < 0.99"),
+        ("${{ params.stage == 'test' }}", "params.stage = 'prod' != 'test'"),
+        (
+            "${{ length(steps.select.jobs) > params.size }}",
+            "length(steps.select.jobs) = 3 <= params.size = 10",
+        ),
+        ("${{ 'x' in steps.select.jobs }}", "'x' not in steps.select.jobs = a list of 3"),
+        # An "and": the first part that is false.
+        (
+            "${{ params.size == 10 and params.ratio > 0.75 }}",
+            "params.ratio = 0.5 <= 0.75",
+        ),
+    ],
+)
+def test_explain_names_both_sides_of_a_false_comparison(text: str, expected: str) -> None:
+    scope = Scope(
+        params={**SCOPE.params, "budget": 1.0},
+        target=SCOPE.target,
+        steps={**SCOPE.steps, "verify": {"drill_rto_p95_s": 6.04}},
+        env=SCOPE.env,
+    )
+    assert evaluate(parse_expression(text), scope) is False
+    assert explain(parse_expression(text), scope) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "${{ params.size == 10 }}",  # true: nothing to explain
+        "${{ not (params.size == 10) }}",  # no comparison at the top
+        "${{ steps.missing.x > 1 }}",  # a side has no value
+        "size ${{ params.size }}",  # not a whole expression
+    ],
+)
+def test_explain_gives_nothing_for_what_is_no_false_comparison(text: str) -> None:
+    assert explain(parse_expression(text), SCOPE) is None
 
 
 # ----------------------------------------------------------------------------- robustness

@@ -19,6 +19,7 @@ from engine.runbook import (
     render_diagnostics,
     schema_text,
 )
+from engine.runbook.model import PAUSE_ACTION
 from engine.runbook.schema import load_schema, schema_actions
 
 INVALID = Path(__file__).parent / "invalid"
@@ -537,6 +538,8 @@ def test_the_import_light_catalog_says_what_each_action_defines() -> None:
         assert MUTATING_CATALOG[name] is action.mutating, name
         assert set(action.empty_outputs()) == set(action.output_types()), name
     assert {name: dict(types) for name, types in OUTPUT_TYPES.items()} == CATALOG
+    # What makes a runbook a drill by default, spelt out in the model: the pausing action.
+    assert REGISTRY[PAUSE_ACTION].mutating
 
 
 def test_schema_text_is_the_schema() -> None:

@@ -1,0 +1,107 @@
+"""A drill's verdict (engine.report.drill): the rule, its one-sentence why, and the document."""
+
+from __future__ import annotations
+
+import orjson
+
+from engine.ledger import Disposition
+from engine.report.document import DrillBudget, DrillCheck, DrillReport, PausedJob
+from engine.report.drill import judge, merge_drills
+from engine.run.result import StepStatus
+
+
+def paused(job_id: str, outage: float | None, disposition: str = "recovered") -> PausedJob:
+    recovered = None if outage is None else 1.0 + outage
+    return PausedJob(
+        project="orders",
+        id=job_id,
+        name=f"job-{job_id}",
+        disposition=Disposition(disposition),
+        paused_t=1.0,
+        resumed_t=3.0,
+        recovered_t=recovered,
+        time_to_recover_s=None if outage is None else outage - 2.0,
+        pause_to_recovery_s=outage,
+    )
+
+
+BUDGET = DrillBudget(
+    step="within_rto",
+    that="${{ steps.v.drill_rto_p95_s <= params.rto_budget }}",
+    measured="steps.v.drill_rto_p95_s",
+    budget_s=5.0,
+    held=True,
+)
+HELD = [DrillCheck(project="orders", step="within_rto", status=StepStatus.SUCCEEDED, message=None)]
+
+
+def verdict(**changes: object) -> DrillReport:
+    given: dict[str, object] = {
+        "paused": [paused("a", 4.0), paused("b", 3.0), paused("c", 2.5)],
+        "checks": HELD,
+        "failures": [],
+        "budget": BUDGET,
+        "interrupted": False,
+        "pauses": True,
+    }
+    given.update(changes)
+    return judge(**given)  # type: ignore[arg-type]
+
+
+def test_every_paused_job_recovered_and_every_check_held_passes_with_nearest_rank_figures() -> None:
+    drill = verdict()
+
+    assert drill.passed
+    assert (drill.rto_p50_s, drill.rto_p95_s, drill.rto_max_s) == (3.0, 4.0, 4.0)
+    assert drill.why == (
+        "all 3 paused job(s) recovered, pause-to-recovery p95 4 s within the budget 5 s; "
+        "every check held"
+    )
+
+
+def test_the_first_reason_to_fail_is_the_why() -> None:
+    interrupted = verdict(interrupted=True, failures=[("orders", "x", "boom")])
+    assert not interrupted.passed
+    assert interrupted.why == "the run was interrupted before the drill finished"
+
+    failed_step = verdict(failures=[("orders", "steady_after", "the steady state broke")])
+    assert failed_step.why == "step 'steady_after' failed in orders: the steady state broke"
+
+    stuck = verdict(paused=[paused("a", 4.0), paused("b", None, "timed_out")])
+    assert stuck.why == "1 of 2 paused job(s) did not recover (orders: job-b timed_out)"
+    assert stuck.rto_p95_s == 4.0  # over the jobs that recovered
+
+    nothing = verdict(paused=[])
+    assert nothing.why == "no job was paused: the drill injected no fault"
+    assert (nothing.rto_p50_s, nothing.rto_p95_s, nothing.rto_max_s) == (None, None, None)
+    # A declared drill without a pause step passes on its checks alone.
+    assert verdict(paused=[], pauses=False).why == "every check held"
+
+
+def test_a_broken_budget_is_said_as_measured_against_budget() -> None:
+    drill = verdict(
+        paused=[paused("a", 6.04)],
+        failures=[("orders", "within_rto", "over: x = 6.04 > y = 1")],
+        budget=DrillBudget(step="within_rto", that="t", measured="m", budget_s=1.0, held=False),
+    )
+    assert (
+        drill.why
+        == "pause-to-recovery p95 6.04 s > budget 1 s (step 'within_rto' failed in orders)"
+    )
+
+
+def test_the_drill_reads_back_from_json_and_a_merge_fails_if_any_shard_failed() -> None:
+    passed = verdict()
+    failed = verdict(failures=[("payments", "within_rto", "over")], paused=[paused("d", 9.0)])
+    assert DrillReport.from_json(orjson.loads(orjson.dumps(failed))) == failed
+
+    merged = merge_drills([passed, None, failed])
+
+    assert merged is not None
+    assert (merged.verdict, merged.why) == (failed.verdict, failed.why)
+    assert [j.id for j in merged.paused] == ["a", "b", "c", "d"]
+    assert merged.rto_max_s == 9.0
+    assert merge_drills([None, None]) is None
+    both = merge_drills([passed, passed])
+    assert both is not None
+    assert both.passed
