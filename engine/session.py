@@ -423,7 +423,9 @@ async def resume(
         at = datetime.now(UTC).isoformat(timespec="seconds")
         journal.resumed(at)
         state.resumes.append(at)
-        drop_stale_reports(directory)
+        # The interrupted run's reports stay (a link in a ticket must not die) until this
+        # run's replace them, each whole (engine.report.files); `runbook report` reads the
+        # journal meanwhile, as it is newer.
         done = sum(len(t.steps) for t in state.targets.values())
         _note(
             observer,

@@ -51,6 +51,11 @@ def html_lines(report: Report) -> list[str]:
         f"<code>{escape(runbook.path)}</code> · started {escape(report.started_at)}, "
         f"finished {escape(report.finished_at)}</div>",
     ]
+    if report.resumed_at:
+        at = ", ".join(report.resumed_at)
+        body.append(f'<div class="meta">resumed after an interruption at {escape(at)}</div>')
+    if report.plan_hash:
+        body.append(f'<div class="meta">applied plan <code>{escape(report.plan_hash)}</code></div>')
     if runbook.description:
         body.append(f'<p class="meta">{escape(runbook.description)}</p>')
     summary = _summary(report)

@@ -131,6 +131,8 @@ def _suite(report: Report, target: TargetReport, index: int) -> _Suite:
         ("project_id", target.project_id),
         ("region", target.region),
         ("endpoint", target.endpoint),
+        ("resumed_at", ", ".join(report.resumed_at) or None),
+        ("plan_hash", report.plan_hash),
     ):
         if value is not None:
             lines.append("      " + _tag("property", name=name, value=value) + " />")

@@ -69,6 +69,14 @@ def markdown_lines(report: Report) -> list[str]:
         )
     if report.resumed_at:
         lines.append(f"- Resumed after an interruption at {', '.join(report.resumed_at)}")
+    if report.plan_hash:
+        lines.append(f"- Applied plan `{report.plan_hash}`")
+    for decision in report.approvals:
+        verb = "approved" if decision.get("approved") else "declined"
+        lines.append(
+            f"- Step `{decision.get('step')}` {verb} by {_md_escape(decision.get('approved_by'))}"
+            f" at {decision.get('approved_at')} ({decision.get('how')})"
+        )
     lines += ["", "## What was done", "", *_what_was_done(report)]
     headers = ["project", *COLUMNS]
     rows: list[list[object]] = [[t.label, *row(t.totals)] for t in report.targets]

@@ -28,7 +28,8 @@ def past_report(run_dir: Path) -> Report:
     """The report of a past run: its report.json, or for a run killed before it wrote one, the
     report its journal gives (jobs as far as the journal goes)."""
     path = run_dir / REPORT_FILES["json"]
-    if path.is_file():
+    journal = run_dir / JOURNAL_NAME
+    if path.is_file() and not _newer(journal, path):
         try:
             return Report.from_json(json.loads(read_file(path, limit=REPORT_LIMIT)))
         except FileRefusedError as exc:
@@ -42,6 +43,14 @@ def past_report(run_dir: Path) -> Report:
     if state.header.shard is not None:  # the journal's target indices count the shard's targets
         runbook = sharded(runbook, state.header.shard, run_dir / RUNBOOK_COPY)
     return build_report(result_from_journal(state, runbook))
+
+
+def _newer(one: Path, other: Path) -> bool:
+    """Whether ``one`` was written after ``other`` (a run resumed since its last report)."""
+    try:
+        return one.stat().st_mtime_ns > other.stat().st_mtime_ns
+    except OSError:
+        return False
 
 
 def result_from_journal(state: JournalState, runbook: Runbook) -> RunResult:
