@@ -87,3 +87,18 @@ def describe_delay(seconds: float) -> str:
     """A replication delay as an operator reads it: ``178s``, ``7.3s``, ``0.4s`` (whole seconds
     from 10 s up: the millisecond the service measured says nothing at that size)."""
     return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s".replace(".0s", "s")
+
+
+def describe_span(seconds: float) -> str:
+    """A stretch of time as a progress line shows it, in words ``parse_duration`` reads back:
+    ``0.4s``, ``3s``, ``12s``, ``1m05s``, ``15m``, ``1h30m`` (no seconds from an hour up)."""
+    if seconds < 10 and seconds != int(seconds):
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m" if minutes else f"{hours}h"
+    return f"{minutes}m{secs:02d}s" if secs else f"{minutes}m"

@@ -8,6 +8,7 @@ from engine.ledger import WOULD_KINDS, Disposition
 from engine.report.document import Report
 from engine.report.summary import COLUMNS, delay_summary, headline, row
 from engine.run.approval import ApprovalRequest
+from engine.runbook import Target
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -111,6 +112,17 @@ def _rows(jobs: Sequence[Row], indent: str, most: int | None) -> list[str]:
     return lines
 
 
+def _to_act_on(request: ApprovalRequest, target: Target) -> int:
+    """The jobs a gate is about: those selected and not yet acted on, and those the next change
+    would send (a drill's paused jobs are no longer "selected", and are sent): the count and
+    the list under it agree."""
+    ids = {job.job_id for job in request.selected.get(target, [])}
+    preview = request.previews.get(target)
+    if preview is not None:
+        ids.update(job.job_id for job in preview.would_send)
+    return len(ids)
+
+
 def approval_summary(
     request: ApprovalRequest, *, max_listed: int = 10, heading: str | None = None
 ) -> str:
@@ -118,15 +130,16 @@ def approval_summary(
     jobs the next change would send, in how many batches, and the jobs left alone."""
     message = request.step.with_.get("message")
     lines = [f"{message}"] if isinstance(message, str) and heading is None else []
+    to_act_on = {target: _to_act_on(request, target) for target in request.selected}
     lines += [
-        f"{heading or 'approval'} '{request.step.id}': {request.total} job(s) selected in "
-        f"{len(request.selected)} project(s); next: "
+        f"{heading or 'approval'} '{request.step.id}': {sum(to_act_on.values())} job(s) to act "
+        f"on in {len(request.selected)} project(s); next: "
         + ", ".join(f"{s.id} ({s.action})" for s in request.next_steps)
     ]
     for target, jobs in request.selected.items():
         where = target.region or target.endpoint
         lines.append(
-            f"  {target.label} ({target.project_id}, {where}): {len(jobs)} job(s) selected"
+            f"  {target.label} ({target.project_id}, {where}): {to_act_on[target]} job(s) to act on"
         )
         preview = request.previews.get(target)
         what = None if preview is None else f"{preview.step.id} ({preview.step.action})"
