@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
+
+from rich.box import Box
+from rich.console import Console
+from rich.table import Table
 
 from engine.ledger import WOULD_KINDS, Disposition
 from engine.report.document import Report
@@ -10,13 +15,35 @@ from engine.report.summary import COLUMNS, delay_summary, headline, row
 from engine.run.approval import ApprovalRequest
 from engine.runbook import Target
 
+# A rule of dashes under the header and nothing else: the table reads the same in a terminal,
+# a CI log and a ticket pasted as text.
+_DASHES = Box("    \n    \n -  \n    \n    \n    \n    \n    \n", ascii=True)
+_WIDE = 100_000  # never wrap a row: a reason is read whole (and grepped)
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [
-        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
-    ]
-    out = [headers, ["-" * w for w in widths], *rows]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in out]
+
+def _table(
+    headers: Sequence[str] | int,
+    rows: Sequence[Sequence[str]],
+    *,
+    numbers_from: int | None = None,
+) -> list[str]:
+    """A plain-text table drawn by rich: columns aligned however wide a cell is, numbers (the
+    columns from ``numbers_from`` on) right-aligned; ``headers`` a number: that many columns
+    and no header."""
+    shown = not isinstance(headers, int)
+    if isinstance(headers, int):
+        headers = [""] * headers
+    table = Table(
+        box=_DASHES, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), show_header=shown
+    )
+    for index, header in enumerate(headers):
+        right = numbers_from is not None and index >= numbers_from
+        table.add_column(header, justify="right" if right else "left", no_wrap=True)
+    for cells in rows:
+        table.add_row(*cells)
+    text = io.StringIO()
+    Console(file=text, width=_WIDE, color_system=None, legacy_windows=False).print(table)
+    return [line.rstrip() for line in text.getvalue().splitlines()]
 
 
 def terminal_summary(report: Report, *, max_listed: int = 20) -> str:
@@ -24,7 +51,11 @@ def terminal_summary(report: Report, *, max_listed: int = 20) -> str:
     headers = ["project", *COLUMNS]
     rows = [[t.label, *map(str, row(t.totals))] for t in report.targets]
     rows.append(["total", *map(str, row(report.totals))])
-    lines = [f"run {report.run_id}: {headline(report)}", "", *_table(headers, rows)]
+    lines = [
+        f"run {report.run_id}: {headline(report)}",
+        "",
+        *_table(headers, rows, numbers_from=1),
+    ]
     for target in report.targets:
         for step in target.steps:
             if step.status == "failed":
@@ -34,8 +65,12 @@ def terminal_summary(report: Report, *, max_listed: int = 20) -> str:
     needs = report.needing_a_human()
     if needs:
         lines += ["", "needs a human:"]
-        for target, job in needs[:max_listed]:
-            lines.append(f"  {target.label}  {job.id}  {job.name}  {job.disposition}: {job.reason}")
+        listed = [
+            [target.label, job.id, job.name, f"{job.disposition}: {job.reason}"]
+            for target, job in needs[:max_listed]
+        ]
+        # aligned like the table above, without its header (the columns say what they are)
+        lines += ["  " + line for line in _table(4, listed)]
         if len(needs) > max_listed:
             lines.append(f"  ... and {len(needs) - max_listed} more (see the report)")
     rto = report.time_to_recover_s
