@@ -5,10 +5,6 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
-from rich.box import Box
-from rich.console import Console
-from rich.table import Table
-
 from engine.ledger import WOULD_KINDS, Disposition
 from engine.report.document import Report
 from engine.report.summary import COLUMNS, delay_summary, headline, row
@@ -16,8 +12,8 @@ from engine.run.approval import ApprovalRequest
 from engine.runbook import Target
 
 # A rule of dashes under the header and nothing else: the table reads the same in a terminal,
-# a CI log and a ticket pasted as text.
-_DASHES = Box("    \n    \n -  \n    \n    \n    \n    \n    \n", ascii=True)
+# a CI log and a ticket pasted as text (rich's box lines: top, head, head rule, ...).
+_DASHES = "    \n    \n -  \n    \n    \n    \n    \n    \n"
 _WIDE = 100_000  # never wrap a row: a reason is read whole (and grepped)
 
 
@@ -30,11 +26,21 @@ def _table(
     """A plain-text table drawn by rich: columns aligned however wide a cell is, numbers (the
     columns from ``numbers_from`` on) right-aligned; ``headers`` a number: that many columns
     and no header."""
+    # rich only when a summary is drawn: progress lines import this module, and CI runs that
+    # never draw a table should not pay for loading it
+    from rich.box import Box
+    from rich.console import Console
+    from rich.table import Table
+
     shown = not isinstance(headers, int)
     if isinstance(headers, int):
         headers = [""] * headers
     table = Table(
-        box=_DASHES, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), show_header=shown
+        box=Box(_DASHES, ascii=True),
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+        show_header=shown,
     )
     for index, header in enumerate(headers):
         right = numbers_from is not None and index >= numbers_from
