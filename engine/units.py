@@ -1,6 +1,7 @@
 """Durations and rates as runbooks and the command line write them: the one grammar of both.
 
-    parse_duration("90s") == 90.0      250ms, 90s, 10m, 2h, or a number of seconds (<= 7 days)
+    parse_duration("90s") == 90.0      250ms, 90s, 10m or 10min, 2h, 1h30m, 1m30s, or a number
+                                       of seconds (<= 7 days)
     parse_rate("300/m") == 5.0         N/s, N/m, N/h: events per second
 
 The runbook language, its params and the emulator's options all read them here, so a value one
@@ -12,8 +13,16 @@ from __future__ import annotations
 import math
 import re
 
-_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_NUMBER = r"[0-9]+(?:\.[0-9]+)?"
+# A duration is one or more parts, largest unit first, each unit at most once: 1h30m, 10min,
+# 1m30s, 250ms. The schema's "duration" pattern is this one (tests hold them together).
+DURATION_PATTERN = (
+    rf"^(?!$)(?:({_NUMBER})h)?(?:({_NUMBER})(?:min|m))?(?:({_NUMBER})s)?(?:({_NUMBER})ms)?$"
+)
+_DURATION = re.compile(DURATION_PATTERN)
+_PART_SECONDS = (3600.0, 60.0, 1.0, 0.001)  # the pattern's groups: h, m, s, ms
+_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+DURATION_EXAMPLES = "250ms, 90s, 10min or 1h30m"
 _RATE = re.compile(r"([0-9]+(?:\.[0-9]+)?) */ *(s|m|h)")
 # The longest duration anything here waits or allows: longer is a typo, or a run that would
 # outlive every token, lock and human watching it.
@@ -21,7 +30,8 @@ MAX_DURATION_S = 7 * 24 * 3600.0
 
 
 def parse_duration(value: int | float | str, *, limit_s: float | None = MAX_DURATION_S) -> float:
-    """Seconds in a duration: a number of seconds, or ``250ms``, ``90s``, ``10m``, ``2h``.
+    """Seconds in a duration: a number of seconds, or ``250ms``, ``90s``, ``10m`` (``10min``),
+    ``2h``, and parts of them largest first: ``1h30m``, ``1m30s``.
 
     Raises ValueError for anything else, including negative, infinite and NaN values, and
     durations over ``limit_s`` (7 days; None: no limit).
@@ -33,8 +43,12 @@ def parse_duration(value: int | float | str, *, limit_s: float | None = MAX_DURA
     elif isinstance(value, str):
         match = _DURATION.fullmatch(value.strip())
         if match is None:
-            raise ValueError(f"expected a duration such as 250ms, 90s, 10m or 2h, got {value!r}")
-        seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
+            raise ValueError(f"expected a duration such as {DURATION_EXAMPLES}, got {value!r}")
+        seconds = sum(
+            float(part) * size
+            for part, size in zip(match.groups(), _PART_SECONDS, strict=True)
+            if part is not None
+        )
     else:
         raise ValueError(f"expected a duration, got {type(value).__name__}")  # noqa: TRY004
     if not math.isfinite(seconds) or seconds < 0:
@@ -73,3 +87,18 @@ def describe_delay(seconds: float) -> str:
     """A replication delay as an operator reads it: ``178s``, ``7.3s``, ``0.4s`` (whole seconds
     from 10 s up: the millisecond the service measured says nothing at that size)."""
     return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s".replace(".0s", "s")
+
+
+def describe_span(seconds: float) -> str:
+    """A stretch of time as a progress line shows it, in words ``parse_duration`` reads back:
+    ``0.4s``, ``3s``, ``12s``, ``1m05s``, ``15m``, ``1h30m`` (no seconds from an hour up)."""
+    if seconds < 10 and seconds != int(seconds):
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m" if minutes else f"{hours}h"
+    return f"{minutes}m{secs:02d}s" if secs else f"{minutes}m"

@@ -39,8 +39,35 @@ class LazyGroup(click.Group):
             command = getattr(importlib.import_module(module), attribute)
             if not isinstance(command, click.Command):
                 raise TypeError(f"{self._lazy[cmd_name]} is not a click command")
-            return command
+            return _verbose_too(command)
         return super().get_command(ctx, cmd_name)
+
+
+def _more_verbose(ctx: click.Context, param: click.Parameter, value: int) -> None:
+    """``-v`` after the subcommand adds to any given before it: ``runbook -v run -v`` is -vv."""
+    if value:
+        root = ctx.find_root()
+        configure_logging(root.meta.get(_VERBOSITY, 0) + value)
+
+
+_VERBOSITY = "engine.verbosity"
+_VERBOSE_NAME = "verbose_after_command"
+
+
+def _verbose_too(command: click.Command) -> click.Command:
+    """Every subcommand takes ``-v``/``--verbose`` too, as the docs write it: ``runbook run
+    FILE -v`` (added once, here, so no command can forget it)."""
+    if not any(param.name == _VERBOSE_NAME for param in command.params):
+        command.params.append(
+            click.Option(
+                ["-v", "--verbose", _VERBOSE_NAME],
+                count=True,
+                expose_value=False,
+                callback=_more_verbose,
+                help="Log to stderr: -v info, -vv debug.",
+            )
+        )
+    return command
 
 
 COMMANDS = {
@@ -86,8 +113,10 @@ def configure_logging(verbose: int) -> None:
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="Log to stderr: -v info, -vv debug.")
 @click.version_option(__version__, prog_name="runbook")
-def cli(verbose: int) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: int) -> None:
     """Declarative runbooks for Huawei Cloud DRS fleets: select, batch-retry, verify, report."""
+    ctx.meta[_VERBOSITY] = verbose
     configure_logging(verbose)
 
 

@@ -18,7 +18,16 @@ from engine.report.document import (
 from engine.report.html_chart import timeline
 from engine.report.html_style import CSS, escape, pill, secs
 from engine.report.junit import timeline_text
-from engine.report.summary import COLUMNS, delay_text, has_delays, headline, last_delays, row
+from engine.report.summary import (
+    COLUMNS,
+    delay_text,
+    has_delays,
+    headline,
+    last_delays,
+    row,
+    steps_ended,
+    target_status,
+)
 from engine.units import describe_delay
 
 # The "needs a human" table lists this many; every job is still in the per-project job lists.
@@ -233,9 +242,9 @@ def _done(report: Report) -> list[str]:
     if not steps:
         return []
     rows = []
+    ended_by_step = steps_ended(report)
     for step_id, runs in steps.items():
-        statuses = Counter(step.status for _, step in runs)
-        ended = ", ".join(f"{status} in {n}" for status, n in statuses.items())
+        ended = ended_by_step[step_id]
         messages = [f"{target.label}: {step.message}" for target, step in runs if step.message]
         result = [escape(_outputs(step for _, step in runs))]
         result += [f'<span class="meta">{escape(m)}</span>' for m in messages[:5]]
@@ -248,7 +257,7 @@ def _done(report: Report) -> list[str]:
         )
     return [
         "<h2>What was done</h2>",
-        "<table><thead><tr><th>step</th><th>action</th><th>ended (projects)</th>"
+        "<table><thead><tr><th>step</th><th>action</th><th>ended</th>"
         '<th>result, all projects</th><th class="n">took (longest)</th></tr></thead>',
         f"<tbody>{''.join(rows)}</tbody></table>",
     ]
@@ -374,10 +383,12 @@ def _projects(report: Report) -> list[str]:
     for target in report.targets:
         ttrs = sorted(j.time_to_recover_s for j in target.jobs if j.time_to_recover_s is not None)
         median = secs(nearest_rank(ttrs, 50)) if ttrs else ""
+        # the status in words over its jobs: never a green "ok" over jobs that need a human
+        status, good = target_status(target, mutating=report.mutating)
         out.append(
             f"<tr><td>{escape(target.label)}<br><code>{escape(target.project_id)}</code></td>"
             f"<td>{escape(target.region)}</td>"
-            f'<td class="status-{escape(target.status)}">{escape(target.status)}</td>'
+            f'<td class="status-{"ok" if good else "failed"}">{escape(status)}</td>'
             f"{_count_cells(target.totals)}"
             f'<td class="n">{median}</td></tr>'
         )

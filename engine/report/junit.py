@@ -120,7 +120,7 @@ def _suite(report: Report, target: TargetReport, index: int) -> _Suite:
             id=index,
             timestamp=report.started_at,
             **counts,
-            time=_seconds(sum(s.duration_s for s in target.steps)),
+            time=_seconds(_span_s(target)),
         )
         + ">",
         "    <properties>",
@@ -153,6 +153,16 @@ def _suite(report: Report, target: TargetReport, index: int) -> _Suite:
         lines.append(f"    <system-err>{escape(_text(chr(10).join(notices)))}</system-err>")
     lines.append("  </testsuite>")
     return _Suite(counts=counts, lines=lines)
+
+
+def _span_s(target: TargetReport) -> float:
+    """How long the target's steps took, first start to last end, on the run's clock: waits
+    between steps (a gate, an approval) and the downtime before a resume count; steps the run
+    never got to do not."""
+    ran = [s for s in target.steps if not (s.message or "").startswith("not run")]
+    if not ran:
+        return 0.0
+    return max(s.started_t + s.duration_s for s in ran) - min(s.started_t for s in ran)
 
 
 def _run_verdict(job: JobReport, mutating: bool) -> _Verdict:

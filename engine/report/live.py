@@ -1,5 +1,11 @@
 """Live progress on a terminal: one row per project and an overall bar, redrawn in place.
 
+Each row shows the project's step with a spinner while it runs, how long it has run, its
+deadline and what is left of it, and the jobs left without a verdict, so a long quiet wait
+does not look like a hang. While an approval is asked the table is drawn once more with
+current numbers and left in the scrollback; the prompt and its answer stay below it, and a new
+table is drawn under them (never over them).
+
 A ``RunObserver`` for a terminal only: the CLI shows ``engine.report.progress.ProgressLines``
 instead when stderr is not one or ``CI`` is set, and imports this module (and rich) only when
 it draws. ``NO_COLOR`` is honoured by rich. The table is redrawn from the jobs' records by
@@ -11,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -19,11 +25,14 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from engine.ledger import Disposition, JobBook, Outcome
+from engine.ledger import JobBook
+from engine.report.progress import Counts, StepClocks, count, deadline_words, step_words
 from engine.report.terminal import approval_summary
 from engine.run.approval import ApprovalRequest
 from engine.run.result import StepOutcome, StepStatus
+from engine.run.step import StepTiming
 from engine.runbook import Step, Target
+from engine.units import describe_span
 
 # Redraw this often; a fleet this large is counted less often (each redraw reads every record).
 REFRESH_S = 0.25
@@ -31,45 +40,28 @@ LARGE_FLEET = 10_000
 LARGE_REFRESH_S = 1.0
 
 
-@dataclass(slots=True, kw_only=True)
-class Counts:
-    """One project's jobs, by what the run has done with them so far."""
+# A spinner frame per redraw-ish interval: a row that moves is a run that is alive.
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+ASCII_SPINNER = "|/-\\"
+SPIN_PER_S = 4
 
-    selected: int = 0
-    retried: int = 0
-    recovered: int = 0
-    failed: int = 0
-
-    @property
-    def settled(self) -> int:
-        return self.recovered + self.failed
-
-
-def count(jobs: JobBook) -> Counts:
-    counts = Counts()
-    for record in jobs:
-        if record.disposition is Disposition.SKIPPED:
-            continue
-        counts.selected += 1
-        if record.retry_acknowledged_at is not None:
-            counts.retried += 1
-        disposition = record.disposition
-        if disposition.outcome is Outcome.OK:
-            counts.recovered += 1
-        elif disposition.verdict and disposition.needs_a_human:
-            counts.failed += 1
-    return counts
+__all__ = ["Counts", "LiveProgress", "count"]
 
 
 class LiveProgress:
     """A run observer that keeps a table of every project on the terminal, in place."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, *, clocks: StepClocks | None = None) -> None:
         self._console = console
+        self._clocks = clocks or StepClocks()
         self._books: Mapping[Target, JobBook] = {}
         self._step: dict[Target, str] = {}
-        self._live = Live(console=console, auto_refresh=False, transient=False)
+        self._live = self._new_live()
         self._tick: asyncio.TimerHandle | None = None
+        self._said_resumed: set[str] = set()
+
+    def _new_live(self) -> Live:
+        return Live(console=self._console, auto_refresh=False, transient=False)
 
     # RunObserver ---------------------------------------------------------------------------
 
@@ -89,8 +81,16 @@ class LiveProgress:
     def note(self, text: str) -> None:
         self._console.print(text, markup=False, highlight=False, soft_wrap=True)
 
-    def step_started(self, target: Target, step: Step) -> None:
-        self._step[target] = f"{step.id} …"
+    def step_started(self, target: Target, step: Step, timing: StepTiming) -> None:
+        running = self._clocks.started(target, step, timing)
+        self._step[target] = step.id
+        if timing.resumed and timing.timeout_s is not None and step.id not in self._said_resumed:
+            self._said_resumed.add(step.id)  # once per step, not once per project
+            self._live.console.print(
+                f"{step.id}: {deadline_words(running, wall=_wall_now())}",
+                markup=False,
+                highlight=False,
+            )
 
     @property
     def shows_plan(self) -> bool:
@@ -100,7 +100,9 @@ class LiveProgress:
         self._live.console.print(approval_summary(request, heading="about to change"))
 
     def step_finished(self, target: Target, outcome: StepOutcome, jobs: JobBook) -> None:
-        self._step[target] = f"{outcome.step_id} {outcome.status.value}"
+        self._clocks.finished(target)
+        words = step_words(outcome, count(jobs))
+        self._step[target] = f"{outcome.step_id} {words}"
         if outcome.message and outcome.status is StepStatus.FAILED:
             self._live.console.print(
                 f"[{target.label}] {outcome.step_id} failed: {outcome.message}",
@@ -111,11 +113,17 @@ class LiveProgress:
     # ---------------------------------------------------------------------------------------
 
     def pause(self) -> None:
-        """Stop redrawing (while a question waits for an answer on the terminal)."""
+        """Draw the table once more with current numbers, then leave it in the scrollback and
+        stop redrawing (while a question waits for an answer on the terminal)."""
+        self.redraw()
         self._live.stop()
 
     def resume(self) -> None:
+        """Draw a new table below the question and its answer. A fresh ``Live``: the stopped one
+        remembers the height it drew and would move the cursor up over the prompt."""
+        self._live = self._new_live()
         self._live.start()
+        self.redraw()
 
     def stop(self) -> None:
         self.redraw()
@@ -142,8 +150,13 @@ class LiveProgress:
         table = Table(box=None, pad_edge=False, header_style="bold")
         table.add_column("project")
         table.add_column("step")
-        for name in ("selected", "retried", "recovered", "failed"):
+        table.add_column("elapsed", justify="right")
+        table.add_column("deadline")
+        for name in ("left", "selected", "retried", "recovered", "failed"):
             table.add_column(name, justify="right")
+        now = self._clocks.now()
+        frames = SPINNER if self._console.encoding.lower().startswith("utf") else ASCII_SPINNER
+        spinner = frames[int(now * SPIN_PER_S) % len(frames)]
         total = Counts()
         for target, book in self._books.items():
             counts = count(book)
@@ -151,9 +164,24 @@ class LiveProgress:
             total.retried += counts.retried
             total.recovered += counts.recovered
             total.failed += counts.failed
+            running = self._clocks.running(target)
+            if running is None:
+                step, elapsed, deadline = self._step.get(target, ""), "", ""
+            else:
+                step = f"{spinner} {running.step.id}"
+                elapsed = describe_span(running.elapsed_s(now))
+                left = running.left_s(now)
+                deadline = (
+                    ""
+                    if left is None or running.timeout_s is None
+                    else f"{describe_span(running.timeout_s)}, {describe_span(left)} left"
+                )
             table.add_row(
                 target.label,
-                self._step.get(target, ""),
+                step,
+                elapsed,
+                deadline,
+                str(counts.left),
                 str(counts.selected),
                 str(counts.retried),
                 Text(str(counts.recovered), style="green" if counts.recovered else ""),
@@ -167,3 +195,7 @@ class LiveProgress:
         overall = Table.grid(padding=(0, 1))
         overall.add_row(bar, summary)
         return Group(table, overall)
+
+
+def _wall_now() -> datetime:
+    return datetime.now(UTC)

@@ -3,11 +3,21 @@ every project's steps and jobs."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 
 from engine.report.document import DrillReport, JobReport, Report
-from engine.report.summary import COLUMNS, delay_summary, delay_text, has_delays, headline, row
+from engine.report.summary import (
+    COLUMNS,
+    delay_summary,
+    delay_text,
+    has_delays,
+    headline,
+    row,
+    step_status,
+    step_tallies,
+    steps_ended,
+    target_status,
+)
 
 
 def _md_escape(text: object) -> str:
@@ -98,13 +108,16 @@ def markdown_lines(report: Report) -> list[str]:
     with_delays = has_delays(report)
     for target in report.targets:
         lines += ["", f"## {target.label} (`{target.project_id}`, {target.where})", ""]
+        status, _ = target_status(target, mutating=report.mutating)
+        lines += [f"Status: {status}.", ""]
+        tallies = step_tallies(target)
         lines += _md_table(
             ["step", "action", "status", "duration", "result"],
             [
                 (
                     s.id,
                     s.action,
-                    s.status,
+                    step_status(s, tallies.get(s.id)),
                     f"{s.duration_s:.1f}s",
                     s.message or ", ".join(f"{k}: {v}" for k, v in s.outputs.items()),
                 )
@@ -191,25 +204,22 @@ def _at(seconds: float | None) -> str:
 
 def _what_was_done(report: Report) -> list[str]:
     """One line per step, over every project: how it ended and its outputs summed."""
-    seen: dict[str, tuple[str, str | None, Counter[str], dict[str, float]]] = {}
+    seen: dict[str, tuple[str, str | None, dict[str, float]]] = {}
     for target in report.targets:
         for step in target.steps:
-            action, name, statuses, outputs = seen.setdefault(
-                step.id, (step.action, step.name, Counter(), {})
-            )
-            statuses[step.status] += 1
+            action, name, outputs = seen.setdefault(step.id, (step.action, step.name, {}))
             for key, value in step.outputs.items():
                 if isinstance(value, int | float) and not isinstance(value, bool):
                     outputs[key] = outputs.get(key, 0) + value
+    ended = steps_ended(report)
     lines = []
-    for step_id, (action, name, statuses, outputs) in seen.items():
-        ended = ", ".join(f"{status} in {n}" for status, n in statuses.items())
+    for step_id, (action, name, outputs) in seen.items():
         counted = ", ".join(
             f"{k} {v:g}" for k, v in outputs.items() if "ratio" not in k and "_s" not in k
         )
         title = f" — {name}" if name else ""
         lines.append(
-            f"- `{step_id}` ({action}){title}: {ended} project(s)"
+            f"- `{step_id}` ({action}){title}: {ended[step_id]}"
             + (f"; {counted}" if counted else "")
         )
     return lines

@@ -1,39 +1,184 @@
-"""Plain progress lines: one per step start and finish, for CI, pipes and logs.
+"""Plain progress lines for CI, pipes and logs, and what both progress displays count and time.
 
-A ``RunObserver``; nothing but notes with ``quiet``. On a terminal the CLI draws a live table
-instead (``engine.report.live``).
+``ProgressLines`` is a ``RunObserver``: a timestamped line per step start and finish, and while a
+step waits a "still waiting" line every ``HEARTBEAT_S`` (30 s), so a quiet wait does not read as
+a hang. With ``quiet`` it prints only warnings. On a terminal the CLI draws a live table instead
+(``engine.report.live``), from the same ``StepClocks`` and ``count``.
+
+Step words match the outcome: a step that ran but left jobs needing a human reads "done in 30s:
+3 of 7 jobs need a human", never "succeeded".
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from engine.ledger import JobBook
+from engine.ledger import Disposition, JobBook, Outcome
 from engine.report.terminal import approval_summary
 from engine.run.approval import ApprovalRequest
-from engine.run.result import StepOutcome
+from engine.run.result import StepOutcome, StepStatus
+from engine.run.step import StepTiming
 from engine.runbook import Step, Target
+from engine.units import describe_span
+
+# How often a plain-line run says what it is still waiting for; and for at most how many
+# projects each time (the rest are counted in one line).
+HEARTBEAT_S = 30.0
+HEARTBEAT_PROJECTS = 10
+
+
+@dataclass(slots=True, kw_only=True)
+class Counts:
+    """One project's jobs, by what the run has done with them so far."""
+
+    selected: int = 0
+    retried: int = 0
+    recovered: int = 0
+    failed: int = 0
+
+    @property
+    def settled(self) -> int:
+        return self.recovered + self.failed
+
+    @property
+    def left(self) -> int:
+        """Selected jobs the run has no verdict on yet."""
+        return self.selected - self.settled
+
+
+def count(jobs: JobBook) -> Counts:
+    counts = Counts()
+    for record in jobs:
+        if record.disposition is Disposition.SKIPPED:
+            continue
+        counts.selected += 1
+        if record.retry_acknowledged_at is not None:
+            counts.retried += 1
+        disposition = record.disposition
+        if disposition.outcome is Outcome.OK:
+            counts.recovered += 1
+        elif disposition.verdict and disposition.needs_a_human:
+            counts.failed += 1
+    return counts
+
+
+def step_words(outcome: StepOutcome, counts: Counts) -> str:
+    """How a step ended, in words that match its project's jobs: "succeeded in 0.1s" only when
+    no job needs a human, else "done in 30s: 3 of 7 jobs need a human"; "failed in 2s" and
+    "skipped" as they were."""
+    took = describe_span(outcome.duration_s)
+    if outcome.status is StepStatus.SKIPPED:
+        return "skipped"
+    if outcome.status is StepStatus.SUCCEEDED and counts.failed:
+        return f"done in {took}: {counts.failed} of {counts.selected} jobs need a human"
+    return f"{outcome.status.value} in {took}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunningStep:
+    """The step a target is in, since when (the display's monotonic clock), and its limit."""
+
+    step: Step
+    since: float
+    timeout_s: float | None
+    resumed: bool
+
+    def elapsed_s(self, now: float) -> float:
+        return max(0.0, now - self.since)
+
+    def left_s(self, now: float) -> float | None:
+        """What is left of the step's deadline (None: it has none)."""
+        return None if self.timeout_s is None else max(0.0, self.timeout_s - self.elapsed_s(now))
+
+
+class StepClocks:
+    """Which step each target is in and since when: what both displays time steps by."""
+
+    def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
+        self.now = now
+        self._running: dict[Target, RunningStep] = {}
+
+    def started(self, target: Target, step: Step, timing: StepTiming) -> RunningStep:
+        running = RunningStep(
+            step=step, since=self.now(), timeout_s=timing.timeout_s, resumed=timing.resumed
+        )
+        self._running[target] = running
+        return running
+
+    def finished(self, target: Target) -> RunningStep | None:
+        return self._running.pop(target, None)
+
+    def running(self, target: Target) -> RunningStep | None:
+        return self._running.get(target)
+
+    def all_running(self) -> list[tuple[Target, RunningStep]]:
+        return list(self._running.items())
+
+
+def deadline_words(running: RunningStep, *, wall: datetime) -> str:
+    """A step's time limit as it starts: "timeout 30s, until 15:04:35Z" (or "no timeout"). A
+    resumed run gives a step its full timeout again, from the resume (docs/execution.md), and
+    says so."""
+    if running.timeout_s is None:
+        return "no timeout"
+    until = datetime.fromtimestamp(wall.timestamp() + running.timeout_s, UTC)
+    limit = f"{describe_span(running.timeout_s)}, until {until:%H:%M:%SZ}"
+    if running.resumed:
+        return f"resumed run: the full timeout from now, {limit}"
+    return f"timeout {limit}"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class ProgressLines:
-    """Plain progress lines, one per step start and finish, handed to ``write`` (stderr)."""
+    """Plain progress lines, each stamped with the UTC time, handed to ``write`` (stderr)."""
 
-    def __init__(self, write: Callable[[str], None], *, quiet: bool) -> None:
+    def __init__(
+        self,
+        write: Callable[[str], None],
+        *,
+        quiet: bool,
+        heartbeat_s: float = HEARTBEAT_S,
+        clocks: StepClocks | None = None,
+        wall: Callable[[], datetime] = _utc_now,
+    ) -> None:
         self._write = write
         self._quiet = quiet
+        self._heartbeat_s = heartbeat_s
+        self._clocks = clocks or StepClocks()
+        self._wall = wall
+        self._books: Mapping[Target, JobBook] = {}
+        self._tick: asyncio.TimerHandle | None = None
+
+    def _line(self, text: str) -> None:
+        self._write(f"{self._wall():%H:%M:%SZ} {text}")
 
     def run_started(self, books: Mapping[Target, JobBook]) -> None:
-        pass
+        self._books = books
+        if not self._quiet:
+            self._schedule()
 
     def run_finished(self) -> None:
-        pass
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
 
     def note(self, text: str) -> None:
-        self._write(text)
+        # -q means quiet: only what warns the human is still said.
+        if not self._quiet or text.startswith("warning"):
+            self._write(text)
 
-    def step_started(self, target: Target, step: Step) -> None:
+    def step_started(self, target: Target, step: Step, timing: StepTiming) -> None:
+        running = self._clocks.started(target, step, timing)
         if not self._quiet:
-            self._write(f"[{target.label}] {step.id} ({step.action}) ...")
+            limit = deadline_words(running, wall=self._wall())
+            self._line(f"[{target.label}] {step.id} ({step.action}) started, {limit}")
 
     @property
     def shows_plan(self) -> bool:
@@ -44,12 +189,47 @@ class ProgressLines:
             self._write(approval_summary(request, heading="about to change"))
 
     def step_finished(self, target: Target, outcome: StepOutcome, jobs: JobBook) -> None:
+        self._clocks.finished(target)
         if self._quiet:
             return
         detail = outcome.message or ", ".join(
             f"{k}: {len(v) if isinstance(v, list) else v}" for k, v in outcome.outputs.items()
         )
-        self._write(
-            f"[{target.label}] {outcome.step_id} {outcome.status.value} in "
-            f"{outcome.duration_s:.1f}s: {detail}"
+        words = step_words(outcome, count(jobs))
+        self._line(
+            f"[{target.label}] {outcome.step_id} {words}" + (f" ({detail})" if detail else "")
         )
+
+    def heartbeat(self) -> None:
+        """A "still waiting" line for each target in a step that has run for a heartbeat."""
+        now = self._clocks.now()
+        waiting = [
+            (target, running)
+            for target, running in self._clocks.all_running()
+            if running.elapsed_s(now) >= self._heartbeat_s
+        ]
+        for target, running in waiting[:HEARTBEAT_PROJECTS]:
+            book = self._books.get(target)
+            left = count(book).left if book is not None else 0
+            self._line(f"[{target.label}] {running.step.id} {_still_waiting(running, left, now)}")
+        if len(waiting) > HEARTBEAT_PROJECTS:
+            self._line(f"... and {len(waiting) - HEARTBEAT_PROJECTS} more project(s) waiting")
+
+    def _schedule(self) -> None:
+        def tick() -> None:
+            self.heartbeat()
+            self._schedule()
+
+        self._tick = asyncio.get_running_loop().call_later(self._heartbeat_s, tick)
+
+
+def _still_waiting(running: RunningStep, jobs_left: int, now: float) -> str:
+    """``still waiting: 4 jobs, 12m30s left of the deadline (15m)``."""
+    left = running.left_s(now)
+    elapsed = describe_span(running.elapsed_s(now))
+    if left is None or running.timeout_s is None:
+        return f"still waiting: {jobs_left} jobs, {elapsed} so far (no timeout)"
+    return (
+        f"still waiting: {jobs_left} jobs, {describe_span(left)} left of the deadline "
+        f"({describe_span(running.timeout_s)}, {elapsed} so far)"
+    )

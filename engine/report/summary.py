@@ -7,9 +7,12 @@ a browser and a terminal.
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
+
 from engine.ledger import Column, Disposition
 from engine.percentiles import nearest_rank
-from engine.report.document import JobReport, Report, Totals
+from engine.report.document import JobReport, Report, StepReport, TargetReport, Totals
 from engine.units import describe_delay
 
 # The table's columns, in order; a row is a project's (or the total's) counts in them.
@@ -80,3 +83,91 @@ def delay_summary(report: Report) -> str | None:
         "behind at the last poll "
         f"({len(last)} jobs){behind}"
     )
+
+
+# ----------------------------------------------------------------------------- status words
+# A status in words that match the jobs: "3 of 7 jobs need a human", never "ok" or "succeeded"
+# over jobs that failed. Every renderer says a step's and a project's status through these.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepTally:
+    """One step in one project: the jobs it worked on, and those it left needing a human."""
+
+    jobs: int = 0
+    need_a_human: int = 0
+
+
+def step_tallies(target: TargetReport) -> dict[str, StepTally]:
+    """Per step: the jobs with an event of that step, and those whose final disposition (needing
+    a human) that step gave them — its last event of that kind is the step's. One pass."""
+    touched: Counter[str] = Counter()
+    needs: Counter[str] = Counter()
+    for job in target.jobs:
+        steps = {event["step"] for event in job.events}
+        touched.update(steps)
+        if job.disposition.needs_a_human:
+            settled_by = next(
+                (e["step"] for e in reversed(job.events) if e["kind"] == job.disposition),
+                None,
+            )
+            if settled_by is not None:
+                needs[settled_by] += 1
+    return {
+        step: StepTally(jobs=touched[step], need_a_human=needs[step])
+        for step in touched.keys() | needs.keys()
+    }
+
+
+def step_status(step: StepReport, tally: StepTally | None) -> str:
+    """A step's status: "failed", "skipped", "succeeded" only when it left no job needing a
+    human, else "done: 3 of 7 jobs need a human"."""
+    if step.status == "succeeded" and tally is not None and tally.need_a_human:
+        return f"done: {tally.need_a_human} of {tally.jobs} jobs need a human"
+    return step.status
+
+
+def steps_ended(report: Report) -> dict[str, str]:
+    """Each step over every project: "succeeded in 2 project(s)", "done in 2 project(s): 7 of
+    13 jobs need a human", "failed in 1 project(s)" (the parts joined by "; ")."""
+    ended: dict[str, Counter[str]] = {}
+    tallies: dict[str, list[StepTally]] = {}
+    for target in report.targets:
+        tally = step_tallies(target)
+        for step in target.steps:
+            counted = tally.get(step.id)
+            done = step.status == "succeeded" and counted is not None and counted.need_a_human
+            ended.setdefault(step.id, Counter())["done" if done else step.status] += 1
+            if done and counted is not None:
+                tallies.setdefault(step.id, []).append(counted)
+    out = {}
+    for step_id, statuses in ended.items():
+        parts = []
+        for status, projects in statuses.items():
+            part = f"{status} in {projects} project(s)"
+            if status == "done":
+                need = sum(t.need_a_human for t in tallies[step_id])
+                jobs = sum(t.jobs for t in tallies[step_id])
+                part += f": {need} of {jobs} jobs need a human"
+            parts.append(part)
+        out[step_id] = "; ".join(parts)
+    return out
+
+
+def target_status(target: TargetReport, *, mutating: bool) -> tuple[str, bool]:
+    """A project's status in words, and whether it is good: "all 7 jobs healthy", "3 of 7 jobs
+    need a human", "step 'select' failed; ..."."""
+    totals = target.totals
+    failed = [step.id for step in target.steps if step.status == "failed"]
+    parts = [f"step '{failed[0]}' failed"] if failed else []
+    if totals.needs_attention:
+        parts.append(f"{totals.needs_attention} of {totals.selected} jobs need a human")
+    if parts:
+        return "; ".join(parts), False
+    if totals.selected == 0:
+        return "no job selected", True
+    if not mutating:
+        return f"{totals.selected} jobs selected", True
+    if totals.ok < totals.selected:  # some never got a verdict (no verify step)
+        return f"{totals.ok} of {totals.selected} jobs healthy", False
+    return f"all {totals.selected} jobs healthy", True

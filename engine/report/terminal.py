@@ -2,20 +2,54 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 from engine.ledger import WOULD_KINDS, Disposition
 from engine.report.document import Report
 from engine.report.summary import COLUMNS, delay_summary, headline, row
 from engine.run.approval import ApprovalRequest
+from engine.runbook import Target
+
+# A rule of dashes under the header and nothing else: the table reads the same in a terminal,
+# a CI log and a ticket pasted as text (rich's box lines: top, head, head rule, ...).
+_DASHES = "    \n    \n -  \n    \n    \n    \n    \n    \n"
+_WIDE = 100_000  # never wrap a row: a reason is read whole (and grepped)
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [
-        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
-    ]
-    out = [headers, ["-" * w for w in widths], *rows]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in out]
+def _table(
+    headers: Sequence[str] | int,
+    rows: Sequence[Sequence[str]],
+    *,
+    numbers_from: int | None = None,
+) -> list[str]:
+    """A plain-text table drawn by rich: columns aligned however wide a cell is, numbers (the
+    columns from ``numbers_from`` on) right-aligned; ``headers`` a number: that many columns
+    and no header."""
+    # rich only when a summary is drawn: progress lines import this module, and CI runs that
+    # never draw a table should not pay for loading it
+    from rich.box import Box
+    from rich.console import Console
+    from rich.table import Table
+
+    shown = not isinstance(headers, int)
+    if isinstance(headers, int):
+        headers = [""] * headers
+    table = Table(
+        box=Box(_DASHES, ascii=True),
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+        show_header=shown,
+    )
+    for index, header in enumerate(headers):
+        right = numbers_from is not None and index >= numbers_from
+        table.add_column(header, justify="right" if right else "left", no_wrap=True)
+    for cells in rows:
+        table.add_row(*cells)
+    text = io.StringIO()
+    Console(file=text, width=_WIDE, color_system=None, legacy_windows=False).print(table)
+    return [line.rstrip() for line in text.getvalue().splitlines()]
 
 
 def terminal_summary(report: Report, *, max_listed: int = 20) -> str:
@@ -23,7 +57,11 @@ def terminal_summary(report: Report, *, max_listed: int = 20) -> str:
     headers = ["project", *COLUMNS]
     rows = [[t.label, *map(str, row(t.totals))] for t in report.targets]
     rows.append(["total", *map(str, row(report.totals))])
-    lines = [f"run {report.run_id}: {headline(report)}", "", *_table(headers, rows)]
+    lines = [
+        f"run {report.run_id}: {headline(report)}",
+        "",
+        *_table(headers, rows, numbers_from=1),
+    ]
     for target in report.targets:
         for step in target.steps:
             if step.status == "failed":
@@ -33,8 +71,12 @@ def terminal_summary(report: Report, *, max_listed: int = 20) -> str:
     needs = report.needing_a_human()
     if needs:
         lines += ["", "needs a human:"]
-        for target, job in needs[:max_listed]:
-            lines.append(f"  {target.label}  {job.id}  {job.name}  {job.disposition}: {job.reason}")
+        listed = [
+            [target.label, job.id, job.name, f"{job.disposition}: {job.reason}"]
+            for target, job in needs[:max_listed]
+        ]
+        # aligned like the table above, without its header (the columns say what they are)
+        lines += ["  " + line for line in _table(4, listed)]
         if len(needs) > max_listed:
             lines.append(f"  ... and {len(needs) - max_listed} more (see the report)")
     rto = report.time_to_recover_s
@@ -111,6 +153,17 @@ def _rows(jobs: Sequence[Row], indent: str, most: int | None) -> list[str]:
     return lines
 
 
+def _to_act_on(request: ApprovalRequest, target: Target) -> int:
+    """The jobs a gate is about: those selected and not yet acted on, and those the next change
+    would send (a drill's paused jobs are no longer "selected", and are sent): the count and
+    the list under it agree."""
+    ids = {job.job_id for job in request.selected.get(target, [])}
+    preview = request.previews.get(target)
+    if preview is not None:
+        ids.update(job.job_id for job in preview.would_send)
+    return len(ids)
+
+
 def approval_summary(
     request: ApprovalRequest, *, max_listed: int = 10, heading: str | None = None
 ) -> str:
@@ -118,15 +171,16 @@ def approval_summary(
     jobs the next change would send, in how many batches, and the jobs left alone."""
     message = request.step.with_.get("message")
     lines = [f"{message}"] if isinstance(message, str) and heading is None else []
+    to_act_on = {target: _to_act_on(request, target) for target in request.selected}
     lines += [
-        f"{heading or 'approval'} '{request.step.id}': {request.total} job(s) selected in "
-        f"{len(request.selected)} project(s); next: "
+        f"{heading or 'approval'} '{request.step.id}': {sum(to_act_on.values())} job(s) to act "
+        f"on in {len(request.selected)} project(s); next: "
         + ", ".join(f"{s.id} ({s.action})" for s in request.next_steps)
     ]
     for target, jobs in request.selected.items():
         where = target.region or target.endpoint
         lines.append(
-            f"  {target.label} ({target.project_id}, {where}): {len(jobs)} job(s) selected"
+            f"  {target.label} ({target.project_id}, {where}): {to_act_on[target]} job(s) to act on"
         )
         preview = request.previews.get(target)
         what = None if preview is None else f"{preview.step.id} ({preview.step.action})"

@@ -45,7 +45,7 @@ from engine.run.segments import (
     following,
     segments,
 )
-from engine.run.step import StepRunner
+from engine.run.step import StepRunner, StepTiming, timeout_of
 from engine.runbook import Runbook, Step, Target
 from engine.runbook.expressions import Scope
 from engine.runbook.model import OnFailure
@@ -64,7 +64,8 @@ class RunObserver(Protocol):
     def note(self, text: str) -> None:
         """Something for the human running it (the emulator's address, a resume, a warning)."""
 
-    def step_started(self, target: Target, step: Step) -> None: ...
+    def step_started(self, target: Target, step: Step, timing: StepTiming) -> None:
+        """A step began in one target; ``timing`` says how long it may take."""
 
     # Whether ``about_to_change`` shows anything: working out what each target is about to
     # change costs a preview per target, skipped when nobody looks (``-q``).
@@ -87,6 +88,7 @@ class _TargetRun:
     scope: Scope
     failure: str | None = None
     running: Step | None = None  # the step in flight, for an interrupted run's report
+    running_since: float = 0.0  # when it started, on the run's clock
     done: dict[str, StepOutcome] = field(default_factory=dict)  # finished before a resume
     rolled_back: bool = False
 
@@ -316,6 +318,7 @@ class Executor:
                     or StepOutcome.not_run(step, target_run.failure or "")
                 )
             return
+        asked_at = self._clock()  # an approval takes as long as the human took to answer
         if self._plan:
             verdict, message = StepStatus.SKIPPED, "not run: a plan asks for no approval"
         elif not live:
@@ -342,6 +345,8 @@ class Executor:
                 status=verdict,
                 message=message,
                 outputs=dict(outputs),
+                started_t=round(asked_at, 3),
+                duration_s=round(self._clock() - asked_at, 3),
             )
             target_run.outcome.steps.append(decided)
             target_run.outputs[step.id] = dict(outputs)
@@ -409,8 +414,10 @@ class Executor:
             outcome.steps.append(target_run.done[step.id])
             return target_run.done[step.id]
         if self._observer is not None:
-            self._observer.step_started(outcome.target, step)
+            timing = StepTiming(timeout_s=timeout_of(step), resumed=self._resume is not None)
+            self._observer.step_started(outcome.target, step, timing)
         target_run.running = step
+        target_run.running_since = self._clock()
         if self._journal is not None:
             self._journal.step_started(target_run.index, step.id, round(self._clock(), 3))
         errors = ErrorBudget() if step.id in self._rollback_ids else self._errors
@@ -453,12 +460,16 @@ class Executor:
         if interrupted:
             if target_run.running is not None:
                 step = target_run.running
+                since = target_run.running_since
                 outcome.steps.append(
                     StepOutcome(
                         step_id=step.id,
                         action=step.action,
                         status=StepStatus.FAILED,
                         message="interrupted while running",
+                        # how long it ran before the interruption, not 0.0 s
+                        started_t=round(since, 3),
+                        duration_s=round(self._clock() - since, 3),
                     )
                 )
                 done.add(step.id)

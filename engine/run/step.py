@@ -41,6 +41,21 @@ AFTER_FAILURE_BUDGET_S = 30.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StepTiming:
+    """What a display needs to show a step's time as it starts: how long each attempt may take
+    (a verify step's deadline), and whether it starts over in a resumed run. Not a schedule:
+    the step's own ``asyncio.timeout`` is what holds it to the limit."""
+
+    timeout_s: float | None  # None: the step has no time limit
+    resumed: bool = False  # run by a resumed run: its deadline counts from now, in full
+
+
+def timeout_of(step: Step) -> float | None:
+    """The time limit of each attempt at ``step``: its ``timeout``, else its action's default."""
+    return step.timeout_s if step.timeout_s is not None else REGISTRY[step.action].default_timeout_s
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StepRunner:
     """Carries out steps for one run: in a plan or for real, on the run's clock."""
 
@@ -130,7 +145,7 @@ class StepRunner:
         outcome: StepOutcome,
     ) -> str | None:
         """One attempt at the step; None when it succeeded, else why it failed."""
-        timeout_s = step.timeout_s if step.timeout_s is not None else action.default_timeout_s
+        timeout_s = timeout_of(step)
         try:
             raw = resolve(step.with_, scope)
             if self.plan and action.preview is not None:

@@ -136,7 +136,7 @@ def _signalled_while_verifying(
     ) as proc:
         assert proc.stderr is not None
         for line in proc.stderr:
-            if "verify (drs.verify_status) ..." in line:
+            if "verify (drs.verify_status) started" in line:
                 break
         for signum in signals:
             proc.send_signal(signum)

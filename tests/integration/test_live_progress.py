@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from harness import EXAMPLE, fast_copy
+from harness import EXAMPLE, fast_copy, run_cli
 
 CURSOR_UP = "\x1b[1A"
 GREEN = "\x1b[32m"
@@ -72,3 +73,30 @@ def test_ci_gets_plain_lines_even_on_a_terminal(runbook: Path, tmp_path: Path) -
     _, out = _on_a_terminal(runbook, tmp_path, CI="true")
     assert CURSOR_UP not in out
     assert "[orders-prod] select succeeded in" in out
+
+
+def test_quiet_means_quiet_no_progress_and_no_emulator_lines(
+    runbook: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(
+        ["run", str(runbook), "--emulator", "--emulator-time-scale", "0.05", "-q",
+         "--report-dir", str(tmp_path / "q")],
+        capsys,
+    )  # fmt: skip
+    assert code == 1
+    assert err == ""  # no progress, no "emulator listening on ...", no "emulator saw ..."
+    assert "need a human" in out  # the summary is still the output
+
+
+def test_ci_lines_are_stamped_and_say_the_deadline(runbook: Path, tmp_path: Path) -> None:
+    _, out = _on_a_terminal(runbook, tmp_path, CI="true")
+    started = re.search(
+        r"(?m)^\d\d:\d\d:\d\dZ \[orders-prod\] verify \(drs\.verify_status\) started, "
+        r"timeout 1s, until \d\d:\d\d:\d\dZ",
+        out,
+    )
+    assert started is not None, out
+    assert re.search(
+        r"(?m)^\d\d:\d\d:\d\dZ \[orders-prod\] verify done in .*: \d+ of 7 jobs need a human", out
+    )
+    assert "verify succeeded" not in out  # the demo's verify leaves jobs needing a human

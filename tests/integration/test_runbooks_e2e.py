@@ -65,8 +65,8 @@ def test_example_runbook_against_embedded_emulator_accounts_for_every_job(
     assert "need a human" in out
     assert "[orders-prod] verify" in err
     # Before the first change, the run shows what it is about to change, in every project.
-    shown = err.index("about to change 'retry': 20 job(s) selected in 3 project(s)")
-    assert shown < err.index("[orders-prod] retry (drs.batch_retry) ...")
+    shown = err.index("about to change 'retry': 20 job(s) to act on in 3 project(s)")
+    assert shown < err.index("[orders-prod] retry (drs.batch_retry) started")
 
 
 def test_valid_runbook_validates(capsys: pytest.CaptureFixture[str]) -> None:

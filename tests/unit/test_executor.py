@@ -18,6 +18,7 @@ import pytest
 from fakes import FakeClock, FakeFleet, job, until
 
 from engine.actions.catalog import CATALOG
+from engine.actions.spec import DEFAULT_STEP_TIMEOUT_S
 from engine.api.protocol import DrsApi
 from engine.api.types import BatchActionResult, BatchOutcome, JobActions, RetryItem
 from engine.errors import DrsApiError
@@ -26,6 +27,7 @@ from engine.run.approval import ApprovalRequest, approve_all
 from engine.run.executor import Executor
 from engine.run.journal import RunHeader, RunJournal, read_journal
 from engine.run.result import RunResult, StepOutcome, StepStatus
+from engine.run.step import StepTiming
 from engine.runbook import Runbook, Step, Target, load_runbook
 
 PROJECTS = ("0a5c6e1f3b2d4c8e9f7a6b5c4d3e2f10", "1b6d7f2a4c3e5d9f0a8b7c6d5e4f3a21")
@@ -77,6 +79,7 @@ class Recorder:
         self.calls: list[str] = []
         self.requests: list[ApprovalRequest] = []
         self.notes: list[str] = []
+        self.timings: list[tuple[str, StepTiming]] = []
 
     def run_started(self, books: Mapping[Target, JobBook]) -> None:
         self.calls.append(f"run_started {len(books)}")
@@ -87,8 +90,9 @@ class Recorder:
     def note(self, text: str) -> None:
         self.notes.append(text)
 
-    def step_started(self, target: Target, step: Step) -> None:
+    def step_started(self, target: Target, step: Step, timing: StepTiming) -> None:
         self.calls.append(f"{target.label} {step.id} started")
+        self.timings.append((step.id, timing))
 
     @property
     def shows_plan(self) -> bool:
@@ -312,6 +316,33 @@ async def test_an_approval_is_asked_once_for_every_target_after_all_have_selecte
     }
     assert all(api.retry_calls == [["a", "b", "p"]] for api in fleets)
     assert statuses(result, 1)["approve"] is StepStatus.SUCCEEDED
+
+
+async def test_an_approval_takes_as_long_as_the_answer_took(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    async def slow_human(request: ApprovalRequest) -> bool:
+        await clock.sleep(42.0)
+        return True
+
+    result = await execute(
+        runbook_of(tmp_path, APPROVED_RETRY), [fleet()], clock, approver=slow_human
+    )
+    approve = next(s for s in result.targets[0].steps if s.step_id == "approve")
+    assert approve.duration_s == pytest.approx(42.0, abs=0.01)
+    select = result.targets[0].steps[0]
+    assert approve.started_t >= select.started_t + select.duration_s
+
+
+async def test_each_step_starts_with_its_time_limit_and_a_resume_says_so(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    recorder = Recorder()
+    await execute(runbook_of(tmp_path, SELECT_RETRY_VERIFY), [fleet()], clock, observer=recorder)
+    limits = {step_id: timing.timeout_s for step_id, timing in recorder.timings}
+    assert limits["verify"] == 60.0  # the runbook's timeout
+    assert limits["select"] == DEFAULT_STEP_TIMEOUT_S  # the action's default
+    assert not any(timing.resumed for _, timing in recorder.timings)
 
 
 async def test_a_declined_gate_is_declined_in_every_target_and_sends_nothing(
@@ -588,6 +619,25 @@ async def test_an_interrupted_run_reports_every_job_and_exits_130(
         assert record.reason == "retry accepted, verification interrupted (run interrupted)"
 
 
+async def test_an_interrupted_step_shows_how_long_it_ran(tmp_path: Path, clock: FakeClock) -> None:
+    api = fleet()
+    api.after_retry = {j: ["WAITING_FOR_START"] * 100 for j in "abp"}
+    runbook = runbook_of(tmp_path, SELECT_RETRY_VERIFY)
+    executor = Executor(
+        runbook, {runbook.targets[0]: api}, run_id="r1", clock=clock, sleep=clock.sleep
+    )
+    async with asyncio.TaskGroup() as group:
+        task = group.create_task(executor.run())
+        await until(lambda: len(api.status_calls) >= 3, clock)
+        ran_until = clock()
+        task.cancel()
+    verify = task.result().targets[0].steps[-1]
+    assert verify.message == "interrupted while running"
+    # it ran from its start to the interruption on the run's clock, not 0.0 s
+    assert verify.duration_s == pytest.approx(ran_until - verify.started_t, abs=0.01)
+    assert verify.duration_s > 1.0
+
+
 # ----------------------------------------------------------------------------- resume
 
 
@@ -669,13 +719,16 @@ async def test_a_resumed_run_neither_reruns_finished_steps_nor_resends_answered_
     before.after_retry = {key: ["WAITING_FOR_START"] for key in "abp"}
     await _interrupted(tmp_path, runbook, before, after_status_calls=2)
     assert before.retry_calls == [["a", "b", "p"]]
+    recorder = Recorder()
 
     after = fleet()  # the service, minutes later: the retried jobs run again
     after.statuses.update(dict.fromkeys("abp", "INCRE_TRANSFER_STARTED"))
-    result = await _resumed(tmp_path, runbook, after)
+    result = await _resumed(tmp_path, runbook, after, observer=recorder)
 
     assert after.list_calls == []  # select finished before the interruption
     assert after.mutating_calls == 0  # every retry had its answer in the journal
+    # the verify step starts over, and the display is told its deadline is the full timeout
+    assert recorder.timings == [("verify", StepTiming(timeout_s=60.0, resumed=True))]
     assert result.exit_code == 0
     assert {jobs_of(result)[j].disposition for j in "abp"} == {Disposition.RECOVERED}
     assert result.resumed_at == []  # the header's resumes are the session's to record

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
+from datetime import UTC, datetime
+
 from rich.console import Console
 
 from engine.errors import Location
 from engine.ledger import Disposition, EventKind, JobBook, JobRecord
-from engine.report.live import LiveProgress, count
-from engine.runbook.model import Target
+from engine.report.live import ASCII_SPINNER, SPINNER, LiveProgress, count
+from engine.report.progress import ProgressLines, StepClocks, step_words
+from engine.run.result import StepOutcome, StepStatus
+from engine.run.step import StepTiming
+from engine.runbook.model import Step, Target
 
 
 def _book() -> JobBook:
@@ -44,3 +52,175 @@ def test_the_table_has_a_row_per_project_and_an_overall_line() -> None:
     text = console.export_text()
     assert "orders-prod" in text
     assert "2/4 settled · 1 recovered · 1 need a human" in text
+
+
+# ----------------------------------------------------------------------------- time shown
+
+
+class Ticking:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _target(name: str = "orders-prod") -> Target:
+    return Target(
+        project_id="p" * 32, region="cn-north-4", endpoint=None, name=name,
+        location=Location(path="x", line=1, col=1),
+    )  # fmt: skip
+
+
+def _step(step_id: str = "verify", action: str = "drs.verify_status") -> Step:
+    return Step(
+        id=step_id, name=None, action=action, with_={}, timeout_s=None,
+        location=Location(path="x", line=1, col=1),
+    )  # fmt: skip
+
+
+WALL = datetime(2026, 12, 2, 15, 4, 5, tzinfo=UTC)
+
+
+def _lines(*, quiet: bool = False) -> tuple[ProgressLines, list[str], Ticking]:
+    out: list[str] = []
+    clock = Ticking()
+    lines = ProgressLines(
+        out.append, quiet=quiet, heartbeat_s=30.0, clocks=StepClocks(clock), wall=lambda: WALL
+    )
+    return lines, out, clock
+
+
+def test_ci_lines_carry_the_time_and_the_step_deadline() -> None:
+    lines, out, _ = _lines()
+    lines.step_started(_target(), _step(), StepTiming(timeout_s=900.0))
+    assert out == [
+        "15:04:05Z [orders-prod] verify (drs.verify_status) started, timeout 15m, until 15:19:05Z"
+    ]
+
+
+def test_a_resumed_step_says_its_deadline_is_the_full_timeout_from_now() -> None:
+    lines, out, _ = _lines()
+    lines.step_started(_target(), _step(), StepTiming(timeout_s=90.0, resumed=True))
+    assert out[-1].endswith(
+        "verify (drs.verify_status) started, resumed run: the full timeout from now, "
+        "1m30s, until 15:05:35Z"
+    )
+
+
+async def test_a_long_wait_says_every_heartbeat_what_is_left() -> None:
+    lines, out, clock = _lines()
+    target = _target()
+    lines.run_started({target: _book()})  # 4 selected, 2 settled: 2 left
+    lines.step_started(target, _step(), StepTiming(timeout_s=900.0))
+    out.clear()
+    clock.t += 29.0
+    lines.heartbeat()
+    assert out == []  # not yet a heartbeat into the wait
+    clock.t += 1.0
+    lines.heartbeat()
+    assert out == [
+        "15:04:05Z [orders-prod] verify still waiting: 2 jobs, 14m30s left of the deadline "
+        "(15m, 30s so far)"
+    ]
+    lines.step_finished(
+        target, StepOutcome(step_id="verify", action="x", status=StepStatus.FAILED), _book()
+    )
+    out.clear()
+    lines.heartbeat()
+    assert out == []  # nothing is waiting any more
+    lines.run_finished()
+
+
+def test_the_heartbeat_names_at_most_ten_projects() -> None:
+    lines, out, clock = _lines()
+    for i in range(13):
+        lines.step_started(_target(f"p{i}"), _step(), StepTiming(timeout_s=None))
+    clock.t += 60.0
+    out.clear()
+    lines.heartbeat()
+    assert len(out) == 11
+    assert out[0].endswith("[p0] verify still waiting: 0 jobs, 1m so far (no timeout)")
+    assert out[-1].endswith("... and 3 more project(s) waiting")
+
+
+async def test_the_heartbeat_runs_on_the_loop_until_the_run_finishes() -> None:
+    out: list[str] = []
+    lines = ProgressLines(out.append, quiet=False, heartbeat_s=0.01)
+    target = _target()
+    lines.run_started({target: _book()})
+    lines.step_started(target, _step(), StepTiming(timeout_s=60.0))
+    deadline = asyncio.get_running_loop().time() + 5
+    while not any("still waiting" in line for line in out):
+        assert asyncio.get_running_loop().time() < deadline, out
+        await asyncio.sleep(0.01)
+    lines.run_finished()
+    seen = len(out)
+    await asyncio.sleep(0.05)
+    assert len(out) == seen  # stopped with the run
+
+
+def test_a_step_that_leaves_jobs_needing_a_human_does_not_read_succeeded() -> None:
+    lines, out, _ = _lines()
+    outcome = StepOutcome(
+        step_id="verify", action="drs.verify_status", status=StepStatus.SUCCEEDED,
+        duration_s=28.4, outputs={"recovered": 1},
+    )  # fmt: skip
+    lines.step_finished(_target(), outcome, _book())
+    assert out == [
+        "15:04:05Z [orders-prod] verify done in 28s: 1 of 4 jobs need a human (recovered: 1)"
+    ]
+    assert "succeeded" not in out[0]
+    clean = JobBook(lambda: 1.0)
+    assert step_words(outcome, count(clean)) == "succeeded in 28s"
+
+
+def test_quiet_lines_say_only_warnings() -> None:
+    lines, out, _ = _lines(quiet=True)
+    lines.note("emulator listening on http://127.0.0.1:1 (in-process, loopback only)")
+    lines.note("warning: param 'token' looks secret")
+    lines.step_started(_target(), _step(), StepTiming(timeout_s=1.0))
+    assert out == ["warning: param 'token' looks secret"]
+
+
+def test_the_table_shows_the_running_step_its_time_its_deadline_and_the_jobs_left() -> None:
+    console = Console(record=True, width=140, color_system=None)
+    clock = Ticking()
+    progress = LiveProgress(console, clocks=StepClocks(clock))
+    target = _target()
+    progress._books = {target: _book()}
+    progress.step_started(target, _step(), StepTiming(timeout_s=900.0))
+    clock.t += 65.0
+    console.print(progress.renderable())
+    text = console.export_text()
+    for column in ("elapsed", "deadline", "left"):
+        assert column in text
+    row = next(line for line in text.splitlines() if "orders-prod" in line)
+    assert "verify" in row
+    assert "1m05s" in row
+    assert "15m, 13m55s left" in row
+    assert row.split()[0] in SPINNER + ASCII_SPINNER or row.split()[1] in SPINNER + ASCII_SPINNER
+
+
+def test_the_spinner_moves_while_a_step_waits() -> None:
+    console = Console(record=True, width=140, color_system=None)
+    clock = Ticking()
+    progress = LiveProgress(console, clocks=StepClocks(clock))
+    target = _target()
+    progress._books = {target: _book()}
+    progress.step_started(target, _step(), StepTiming(timeout_s=None))
+    frames = set()
+    for _ in range(4):
+        clock.t += 0.25
+        console.print(progress.renderable())
+        row = next(line for line in console.export_text().splitlines() if "orders-prod" in line)
+        frames.add(row.split()[1])
+    assert len(frames) > 1
+
+
+def test_plain_lines_do_not_load_rich() -> None:
+    # CI runs show plain lines: loading rich there costs every run ~16 ms for nothing
+    code = "import sys, engine.report.progress; sys.exit('rich' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

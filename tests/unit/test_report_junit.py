@@ -116,3 +116,23 @@ def test_two_verify_steps_give_two_cases_per_job() -> None:
     ]
     # The recovered job passes both; the second step never saw it and it ended recovered.
     assert [c.find("failure") is None for c in cases] == [True, True, False, False]
+
+
+def test_a_suite_lasts_from_its_first_step_to_its_last_not_the_sum_of_some() -> None:
+    report = make_report()
+    target = report.targets[0]
+    select, *rest = target.steps
+    # select at 0 for 0.2 s; a human took 25 s over an approval; verify then ran 3 s and was
+    # interrupted; a step never run (0.0 s, "not run") does not shorten or lengthen it
+    timed = [
+        dataclasses.replace(select, started_t=0.0, duration_s=0.2),
+        dataclasses.replace(rest[0], started_t=0.2, duration_s=25.0),
+        dataclasses.replace(rest[-1], started_t=25.2, duration_s=3.0),
+        dataclasses.replace(rest[-1], id="later", started_t=0.0, duration_s=0.0,
+                            message="not run: run interrupted"),
+    ]  # fmt: skip
+    report = dataclasses.replace(
+        report, targets=[dataclasses.replace(target, steps=timed), *report.targets[1:]]
+    )
+    suite = ET.fromstring(to_junit(report)).findall("testsuite")[0]
+    assert suite.get("time") == "28.200"

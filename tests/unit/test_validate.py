@@ -59,7 +59,7 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "bad_duration": [
         "16:14: step 'verify' (drs.verify_status): timeout: expected a duration greater than"
-        " zero, such as 250ms, 90s, 10m or 2h, or a number of seconds, got '10 minutes'",
+        " zero, such as 250ms, 90s, 10min or 1h30m, or a number of seconds, got '10 minutes'",
     ],
     "bad_on_failure": [
         "11:17: step 'retry' (drs.batch_retry): on_failure: expected one of abort, continue,"
@@ -202,7 +202,7 @@ EXPECTED: dict[str, list[str]] = {
         "2:7: runbook is not UTF-8 text: byte 0xff",
     ],
     "param_bad_duration_default": [
-        "6:14: params.deadline.default: expected a duration such as 250ms, 90s, 10m or 2h,"
+        "6:14: params.deadline.default: expected a duration such as 250ms, 90s, 10min or 1h30m,"
         " or a number of seconds, got '10 minutes'",
     ],
     "param_bad_name": [
@@ -235,7 +235,7 @@ EXPECTED: dict[str, list[str]] = {
     "retries_out_of_range": [
         "12:21: step 'retry' (drs.batch_retry): retries.max_attempts: must be <= 10, got 11",
         "13:16: step 'retry' (drs.batch_retry): retries.backoff: expected a duration such as"
-        " 250ms, 90s, 10m or 2h, or a number of seconds, got '2 seconds'",
+        " 250ms, 90s, 10min or 1h30m, or a number of seconds, got '2 seconds'",
     ],
     "self_reference": [
         "18:23: step 'verify' (drs.verify_status): with.jobs: step 'verify' cannot use its"
@@ -271,7 +271,7 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "zero_durations": [
         "11:14: step 'verify' (drs.verify_status): timeout: expected a duration greater than"
-        " zero, such as 250ms, 90s, 10m or 2h, or a number of seconds, got '0s'",
+        " zero, such as 250ms, 90s, 10min or 1h30m, or a number of seconds, got '0s'",
         "14:22: step 'verify' (drs.verify_status): with.poll_interval: must be > 0, got 0",
     ],
     "unknown_output": [
@@ -311,7 +311,7 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "sleep_bad_duration": [
         "10:17: step 'wait' (sleep): with.duration: expected a duration such as 250ms, 90s,"
-        " 10m or 2h, or a number of seconds, got '2 minutes'",
+        " 10min or 1h30m, or a number of seconds, got '2 minutes'",
         "11:7: step 'wait' (sleep): unknown key 'seconds'",
     ],
     "assert_not_boolean": [
