@@ -7,6 +7,7 @@ pane and scrollback after the run, as a human scrolling back would.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -16,6 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,14 @@ def test_the_prompt_and_its_answer_stay_in_the_scrollback(tmux: list[str], tmp_p
     # and the run went on below it: its progress and summary come after the answer
     assert "settled" in screen[prompt_at:]
     assert screen.index("reports: ") > prompt_at
+    # and the approval is on record: who, when, how
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    [decision] = report["approvals"]
+    assert (decision["step"], decision["approved"], decision["how"]) == (
+        "approve",
+        True,
+        "terminal",
+    )
+    assert decision["approved_by"] == f"{getpass.getuser()}@{socket.gethostname()}"
+    assert datetime.fromisoformat(decision["approved_at"]).tzinfo is not None
+    assert decision["plan_hash"] is None

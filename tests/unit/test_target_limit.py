@@ -75,3 +75,11 @@ def test_a_resumed_run_takes_the_targets_its_journal_says(runbook: Path, tmp_pat
     inputs = resumed_inputs(read_back, tmp_path, None)
     assert [t.label for t in inputs.runbook.targets] == ["orders-prod"]
     assert inputs.limit == limit
+
+
+def test_the_approver_is_the_ci_actor_when_a_ci_system_names_one() -> None:
+    from engine.run.approval import approver_identity
+
+    assert approver_identity({"GITHUB_ACTOR": "octocat"}) == "octocat (GitHub Actions)"
+    assert approver_identity({"GITLAB_USER_LOGIN": "jo"}) == "jo (GitLab CI)"
+    assert "@" in approver_identity({})  # user@host
