@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,15 +88,47 @@ def _skip_reason(job: JobInfo, params: SelectJobsParams) -> str | None:
     return None
 
 
-def _matches(job: JobInfo, params: SelectJobsParams) -> bool:
+def _dropped_by(job: JobInfo, params: SelectJobsParams) -> str | None:
+    """The filter that drops a job (engine_type, name, status), or None when it matches."""
     if params.engine_type is not None and job.engine_type not in params.engine_type:
-        return False
+        return "engine_type"
     if params.name != "*" and not fnmatch.fnmatchcase(job.name, params.name):
-        return False  # (the default "*" matches every name: no pattern matching per job)
+        return "name"  # (the default "*" matches every name: no pattern matching per job)
     if job.is_dual_active_parent:
         # A parent is worth a line in the report when it or one of its children matches.
-        return job.status in params.statuses or any(_matches(c, params) for c in job.children)
-    return job.status in params.statuses
+        if job.status in params.statuses or any(
+            _dropped_by(c, params) is None for c in job.children
+        ):
+            return None
+        return "status"
+    return None if job.status in params.statuses else "status"
+
+
+@dataclass(slots=True)
+class Funnel:
+    """How a selection narrowed: the jobs listed, what each filter dropped, what was left
+    alone and what was selected; said in a plan, and whenever nothing was selected."""
+
+    listed: int = 0
+    subtasks: int = 0  # the dual-active children of the listed parents
+    dropped: Counter[str] = field(default_factory=Counter)
+    left_alone: Counter[str] = field(default_factory=Counter)
+    selected: int = 0
+
+    def text(self) -> str:
+        drops = ", ".join(
+            f"{self.dropped[f]} by {f}"
+            for f in ("status", "engine_type", "name")
+            if self.dropped[f]
+        )
+        alone = ", ".join(f"{n} {why}" for why, n in self.left_alone.items())
+        children = f" (and {self.subtasks} subtask(s))" if self.subtasks else ""
+        return (
+            f"funnel: {self.listed} job(s) listed{children}"
+            + (f"; dropped {drops}" if drops else "")
+            + (f"; left alone {alone}" if alone else "")
+            + f"; {self.selected} selected"
+        )
 
 
 def _candidates(jobs: Iterable[JobInfo]) -> Iterable[tuple[JobInfo, str | None]]:
@@ -113,9 +146,10 @@ async def run(ctx: ActionContext, params: SelectJobsParams) -> SelectJobsOutputs
     engines_seen: set[str] = set()
     # Self-timed (for settle): the listing itself must end by the step's deadline too.
     budget = None if ctx.deadline is None else max(ctx.deadline - ctx.now(), 0.0)
+    funnel = Funnel()
     try:
         async with asyncio.timeout(budget):
-            await _list(ctx, params, selected, skipped, engines_seen)
+            await _list(ctx, params, selected, skipped, engines_seen, funnel)
     except TimeoutError:
         raise StepFailedError(f"timed out after {budget:g}s listing jobs") from None
     if params.engine_type is None and not engines_seen - {MYSQL}:
@@ -135,6 +169,9 @@ async def run(ctx: ActionContext, params: SelectJobsParams) -> SelectJobsOutputs
         fresh = [job for job in selected.values() if _unsettled(ctx, job)]
         for job_id in await settle(ctx, params.settle_s, fresh, planning=ctx.planning):
             del selected[job_id]
+    funnel.selected = len(selected)
+    if ctx.planning or not selected:  # an empty selection says why
+        ctx.notice(funnel.text())
     return SelectJobsOutputs(jobs=tuple(selected), skipped=tuple(skipped), count=len(selected))
 
 
@@ -144,6 +181,7 @@ async def _list(
     selected: dict[str, JobInfo],
     skipped: dict[str, None],
     engines_seen: set[str],
+    funnel: Funnel,
 ) -> None:
     """List every db_use_type (and engine named), booking each matching job once."""
     engines = sorted(params.engine_type) if params.engine_type is not None else [None]
@@ -158,19 +196,27 @@ async def _list(
                 instance_ids=params.instance_ids,
             )
             engines_seen |= listing.engine_types
+            funnel.listed += listing.listed
+            # The client keeps only jobs with the wanted statuses (or a child with one).
+            funnel.dropped["status"] += max(listing.listed - len(listing.jobs), 0)
             if listing.count_disagrees:
                 ctx.notice(
                     f"the service counted {listing.total_record} {db_use_type} job(s) "
                     f"(total_record) but listed {listing.listed}; every listed job was considered"
                 )
             for job, parent_id in _candidates(listing.jobs):
-                if not _matches(job, params):
+                if parent_id is not None:
+                    funnel.subtasks += 1
+                if (dropped := _dropped_by(job, params)) is not None:
+                    funnel.dropped[dropped] += 1
                     continue
                 reason = _skip_reason(job, params)
                 if reason is None:
                     selected[job.id] = job
                 else:
                     skipped[job.id] = None
+                    kind = "dual-active parent" if job.is_dual_active_parent else "without RETRY"
+                    funnel.left_alone[kind] += 1
                 if ctx.jobs.get(job.id) is None:
                     _first_sight(ctx, job, parent_id, db_use_type, reason)
 

@@ -215,13 +215,14 @@ async def test_a_plan_says_which_engine_filter_was_in_effect() -> None:
     omitted = make_ctx(fleet, clock, planning=True)
     await select(omitted)
     assert omitted.notices == [
-        "engine_type not sent: every engine the service lists (mysql, postgresql)"
+        "engine_type not sent: every engine the service lists (mysql, postgresql)",
+        "funnel: 2 job(s) listed; 2 selected",
     ]
     named = make_ctx(fleet, clock, planning=True)
     await select(named, engine_type=["postgresql", "mysql"])
-    assert named.notices == [
+    assert named.notices[0] == (
         "engine_type sent: mysql, postgresql, one listing each (listed: mysql, postgresql)"
-    ]
+    )
 
 
 async def test_a_job_that_fails_again_during_the_wait_settles_again() -> None:
@@ -275,3 +276,36 @@ async def test_only_failed_jobs_settle_and_a_job_gone_meanwhile_says_so() -> Non
     assert gone.disposition is Disposition.SKIPPED
     assert gone.reason == "DELETED during the settle wait: left alone"
     assert all("paused" not in call for call in api.status_calls)
+
+
+async def test_a_selection_says_which_filter_dropped_what_in_a_plan_and_when_it_is_empty() -> None:
+    clock = FakeClock()
+    parent = job(
+        "p",
+        "INCRE_TRANSFER_FAILED",
+        name="orders-dr",
+        children=(job("c1", name="orders-dr-child-1"), job("c2", "INCRE_TRANSFER_STARTED")),
+    )
+    fleet = FakeFleet().listing(
+        job("a", name="orders-1"),
+        job("b", name="payments-1"),
+        job("c", name="orders-2", engine="postgresql"),
+        job("d", name="orders-3", actions=JobActions(available_actions=("DELETE",))),
+        parent,
+    )
+    planned = make_ctx(fleet, clock, planning=True)
+    out = await select(planned, name="orders-*", engine_type="mysql")
+    assert out["jobs"] == ["a", "c1"]
+    # The postgresql job is not listed at all (engine_type is the API's filter); the name
+    # drops payments-1 and the child named job-c2.
+    assert planned.notices[-1] == (
+        "funnel: 4 job(s) listed (and 2 subtask(s)); dropped 2 by name; "
+        "left alone 1 without RETRY, 1 dual-active parent; 2 selected"
+    )
+    by_status = make_ctx(fleet, clock, planning=True)
+    await select(by_status, statuses=["PAUSING"])
+    assert "dropped 7 by status" in by_status.notices[-1]
+    empty = make_ctx(fleet, clock)  # a run says it only when nothing was selected
+    assert (await select(empty, name="ordres-*"))["jobs"] == []
+    assert empty.notices[-1].startswith("funnel: 5 job(s) listed (and 2 subtask(s)); dropped ")
+    assert empty.notices[-1].endswith("; 0 selected")
