@@ -20,6 +20,7 @@ from typing import Any
 import jsonschema
 
 from engine import schema_files
+from engine.api.types import StatusGroup, status_group
 from engine.errors import Diagnostic
 from engine.runbook.evaluation import kind_of
 from engine.runbook.expressions import is_expression
@@ -342,13 +343,43 @@ def _action_definitions() -> Mapping[str, str]:
 
 def _explain_enum(at: JsonPath, value: object, allowed: list[Any]) -> Explained:
     choices = [str(choice) for choice in allowed]
-    hint = suggest(value, choices) if isinstance(value, str) else None
+    hint = _status_group_hint(value, choices) or (
+        suggest(value, choices) if isinstance(value, str) else None
+    )
     if at[-1:] == ("action",):
         actions = hint or f"actions: {', '.join(choices)}"
         return at, f"unknown action {show(value)}", actions, "owner"
     if len(choices) <= 6:
         return at, f"expected one of {', '.join(choices)}, got {show(value)}", hint, "field"
     return at, f"unknown value {show(value)}", hint, "field"
+
+
+def _status_group_hint(value: object, choices: list[str]) -> str | None:
+    """For a job status that names a group (FAILED, RUNNING, PAUSED, ...), the group's
+    members: ``FAILED`` is no status, but it means the failed ones, not CREATE_FAILED alone."""
+    if not isinstance(value, str) or "INCRE_TRANSFER_FAILED" not in choices:
+        return None
+    word = value.strip().upper().replace("-", "_")
+    group = _STATUS_GROUP_WORDS.get(word)
+    if group is None:
+        return None
+    members = sorted(s for s in choices if status_group(s) is group)
+    return f"the {group.value.replace('_', ' ')} statuses are {', '.join(members)}"
+
+
+_STATUS_GROUP_WORDS = {
+    "FAILED": StatusGroup.FAILED,
+    "FAILURE": StatusGroup.FAILED,
+    "ERROR": StatusGroup.FAILED,
+    "RUNNING": StatusGroup.HEALTHY,
+    "HEALTHY": StatusGroup.HEALTHY,
+    "STARTED": StatusGroup.HEALTHY,
+    "PAUSED": StatusGroup.PAUSED,
+    "IN_PROGRESS": StatusGroup.IN_PROGRESS,
+    "PENDING": StatusGroup.IN_PROGRESS,
+    "ENDED": StatusGroup.ENDED,
+    "DELETED_JOBS": StatusGroup.ENDED,
+}
 
 
 def _detail(

@@ -572,3 +572,22 @@ def test_schema_is_closed_documented_and_has_examples() -> None:
                 walk(value, f"{where}[{index}]")
 
     walk(load_schema(), "schema")
+
+
+def test_a_status_that_names_a_group_is_told_the_groups_members(tmp_path: Path) -> None:
+    path = tmp_path / "rb.yaml"
+    path.write_text(
+        "version: 1\nname: x\n"
+        "targets: [{project_id: 0a5c6e1f3b2d4c8e9f7a6b5c4d3e2f10, region: cn-north-4}]\n"
+        "steps:\n  - id: s\n    action: drs.select_jobs\n"
+        "    with: {statuses: [FAILED, paused, INCRE_FAILED]}\n"
+    )
+    found = problems(path)
+    assert len(found) == 3
+    assert (
+        "hint: the failed statuses are CHANGE_JOB_FAILED, CHILD_TRANSFER_FAILED, CREATE_FAILED, "
+        "FULL_TRANSFER_FAILED, INCRE_TRANSFER_FAILED, NODE_UPGRADE_FAILED, REBUILD_NODE_FAILED, "
+        "RELEASE_RESOURCE_FAILED, START_JOB_FAILED"
+    ) in found[0]
+    assert "hint: the paused statuses are PAUSING" in found[1]
+    assert "hint: did you mean 'CREATE_FAILED'?" in found[2]  # a typo: the nearest name
