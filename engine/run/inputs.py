@@ -127,6 +127,31 @@ def _names(target: Target, pattern: str) -> bool:
     )
 
 
+def as_bound(
+    path: Path,
+    *,
+    params: Mapping[str, Any],
+    overrides: Mapping[str, int],
+    shard: str | None,
+    limit: TargetLimit,
+) -> Inputs:
+    """The runbook at ``path`` with params already bound and the command line's guard rails,
+    target limit and shard applied as recorded (a resumed run, an applied plan)."""
+    runbook = limit.apply(with_guard_rails(load_runbook(path, CATALOG), overrides), path)
+    if shard is not None:  # recorded target indices count the shard's targets
+        runbook = sharded(runbook, shard, path)
+    return Inputs(
+        path=path,
+        source=read_bytes(path),
+        runbook=runbook,
+        params=params,
+        env=env_of(runbook),
+        overrides=overrides,
+        shard=shard,
+        limit=limit,
+    )
+
+
 def prepare(
     path: Path,
     *,

@@ -32,22 +32,13 @@ from typing import Any
 
 import orjson
 
-from engine.actions.catalog import CATALOG
 from engine.bounded import FileRefusedError, read_file
 from engine.errors import UsageError
 from engine.ledger import WOULD_KINDS
 from engine.report.document import Report
-from engine.run.inputs import (
-    Inputs,
-    TargetLimit,
-    env_of,
-    read_bytes,
-    sharded,
-    with_guard_rails,
-)
+from engine.run.inputs import Inputs, TargetLimit, as_bound
 from engine.run.journal import is_secret_param, runbook_digest
 from engine.run.result import Planned
-from engine.runbook import load_runbook
 from engine.units import describe_seconds
 
 PLAN_VERSION = 1
@@ -187,17 +178,9 @@ def read_plan(path: Path, *, max_age_s: float = DEFAULT_MAX_AGE_S) -> SavedPlan:
 def planned_inputs(saved: SavedPlan) -> Inputs:
     """The runbook as the plan was made of it: its (unchanged) file, params, guard rails and
     shard."""
-    path = saved.runbook_path
-    runbook = with_guard_rails(load_runbook(path, CATALOG), saved.overrides)
-    runbook = saved.limit.apply(runbook, path)
-    if saved.shard is not None:
-        runbook = sharded(runbook, saved.shard, path)
-    return Inputs(
-        path=path,
-        source=read_bytes(path),
-        runbook=runbook,
+    return as_bound(
+        saved.runbook_path,
         params=saved.params,
-        env=env_of(runbook),
         overrides=saved.overrides,
         shard=saved.shard,
         limit=saved.limit,

@@ -10,16 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.actions.catalog import CATALOG
 from engine.errors import UsageError
-from engine.run.inputs import (
-    Inputs,
-    TargetLimit,
-    env_of,
-    read_bytes,
-    sharded,
-    with_guard_rails,
-)
+from engine.run.inputs import Inputs, TargetLimit, as_bound, read_bytes
 from engine.run.journal import (
     RUNBOOK_COPY,
     JournalState,
@@ -28,7 +20,7 @@ from engine.run.journal import (
     runbook_digest,
 )
 from engine.run.result import StepStatus
-from engine.runbook import Runbook, load_runbook
+from engine.runbook import Runbook
 
 
 def check_resumable(header: RunHeader, directory: Path, file: Path | None) -> None:
@@ -59,22 +51,12 @@ def resumed_inputs(header: RunHeader, directory: Path, file: Path | None) -> Inp
         source.is_file() and runbook_digest(read_bytes(source)) == header.runbook_sha256
     ):
         source = directory / RUNBOOK_COPY  # the original moved or changed: use the run's copy
-    path = file or source
-    runbook = load_runbook(path, CATALOG)
-    runbook = with_guard_rails(runbook, header.overrides)
-    limit = TargetLimit.from_json(header.limit)
-    runbook = limit.apply(runbook, path)
-    if header.shard is not None:  # the journal's target indices count the shard's targets
-        runbook = sharded(runbook, header.shard, path)
-    return Inputs(
-        path=path,
-        source=read_bytes(path),
-        runbook=runbook,
+    return as_bound(
+        file or source,
         params=header.params,
-        env=env_of(runbook),
         overrides=header.overrides,
         shard=header.shard,
-        limit=limit,
+        limit=TargetLimit.from_json(header.limit),
     )
 
 

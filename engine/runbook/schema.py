@@ -20,7 +20,6 @@ from typing import Any
 import jsonschema
 
 from engine import schema_files
-from engine.api.types import StatusGroup, status_group
 from engine.errors import Diagnostic
 from engine.runbook.evaluation import kind_of
 from engine.runbook.expressions import is_expression
@@ -359,26 +358,29 @@ def _status_group_hint(value: object, choices: list[str]) -> str | None:
     members: ``FAILED`` is no status, but it means the failed ones, not CREATE_FAILED alone."""
     if not isinstance(value, str) or "INCRE_TRANSFER_FAILED" not in choices:
         return None
-    word = value.strip().upper().replace("-", "_")
-    group = _STATUS_GROUP_WORDS.get(word)
-    if group is None:
+    group_name = _STATUS_GROUP_WORDS.get(value.strip().upper().replace("-", "_"))
+    if group_name is None:
         return None
+    # Loaded only for this mistake: `runbook validate` does not load the API layer otherwise.
+    from engine.api.types import StatusGroup, status_group
+
+    group = StatusGroup(group_name)
     members = sorted(s for s in choices if status_group(s) is group)
     return f"the {group.value.replace('_', ' ')} statuses are {', '.join(members)}"
 
 
+# Words for a group of job statuses -> the group (engine.api.types.StatusGroup's values).
 _STATUS_GROUP_WORDS = {
-    "FAILED": StatusGroup.FAILED,
-    "FAILURE": StatusGroup.FAILED,
-    "ERROR": StatusGroup.FAILED,
-    "RUNNING": StatusGroup.HEALTHY,
-    "HEALTHY": StatusGroup.HEALTHY,
-    "STARTED": StatusGroup.HEALTHY,
-    "PAUSED": StatusGroup.PAUSED,
-    "IN_PROGRESS": StatusGroup.IN_PROGRESS,
-    "PENDING": StatusGroup.IN_PROGRESS,
-    "ENDED": StatusGroup.ENDED,
-    "DELETED_JOBS": StatusGroup.ENDED,
+    "FAILED": "failed",
+    "FAILURE": "failed",
+    "ERROR": "failed",
+    "RUNNING": "healthy",
+    "HEALTHY": "healthy",
+    "STARTED": "healthy",
+    "PAUSED": "paused",
+    "IN_PROGRESS": "in_progress",
+    "PENDING": "in_progress",
+    "ENDED": "ended",
 }
 
 
