@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 
 from engine.ledger import Disposition
@@ -105,3 +107,28 @@ def test_the_drill_reads_back_from_json_and_a_merge_fails_if_any_shard_failed() 
     both = merge_drills([passed, passed])
     assert both is not None
     assert both.passed
+
+
+def test_a_runbook_is_a_drill_when_it_pauses_jobs_or_says_so(tmp_path: Path) -> None:
+    from engine.actions.catalog import CATALOG
+    from engine.runbook import load_runbook
+
+    head = (
+        "version: 1\nname: d\n{drill}"
+        "targets: [{{project_id: 0a5c6e1f3b2d4c8e9f7a6b5c4d3e2f10, region: cn-north-4}}]\n"
+        "steps:\n  - id: select\n    action: drs.select_jobs\n"
+    )
+    pause = (
+        "  - id: pause\n    action: drs.pause_jobs\n    with:\n"
+        "      jobs: ${{ steps.select.jobs }}\n      pause_mode: target\n"
+    )
+
+    def drill(text: str) -> bool:
+        path = tmp_path / "rb.yaml"
+        path.write_text(text)
+        return load_runbook(path, CATALOG).drill
+
+    assert drill(head.format(drill="") + pause) is True  # pauses jobs: a drill
+    assert drill(head.format(drill="")) is False
+    assert drill(head.format(drill="drill: true\n")) is True  # says so
+    assert drill(head.format(drill="drill: false\n") + pause) is False  # opts out
