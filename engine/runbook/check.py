@@ -9,6 +9,7 @@ fills (``when`` must be boolean). The checks also hand the parsed, typed express
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from engine.runbook.expressions import (
 from engine.runbook.params import ParamType, static_checks
 from engine.runbook.parse import JsonPath, ParsedYaml
 from engine.runbook.schema import (
+    STEADY_STATE,
     STEP_SECTIONS,
     ActionCatalog,
     describe,
@@ -34,6 +36,17 @@ from engine.runbook.schema import (
 )
 from engine.runbook.typecheck import Names, fits, infer, interpolation_problems
 from engine.units import parse_rate
+
+PAUSE = "drs.pause_jobs"
+VERIFY = "drs.verify_status"
+# The steps the steady_state block expands into (engine.runbook.model): before the first pause,
+# and after the last step.
+STEADY_STATE_IDS = (
+    "steady_state_before",
+    "steady_state_before_holds",
+    "steady_state_after",
+    "steady_state_after_holds",
+)
 
 
 @dataclass(slots=True)
@@ -189,6 +202,46 @@ def _steps(parsed: ParsedYaml, catalog: ActionCatalog, checked: Checked) -> None
         for at, text in _strings_with_expressions(step["with"], with_at):
             accepted = field_types(action, at[len(with_at) :])
             _expression(parsed, catalog, checked, at, text, here, accepted)
+    _steady_state(parsed, catalog, checked, names, defined)
+
+
+def _steady_state(
+    parsed: ParsedYaml,
+    catalog: ActionCatalog,
+    checked: Checked,
+    names: Names,
+    defined: Mapping[str, JsonPath],
+) -> None:
+    """The steady_state block: a drill's, so it needs a pause (its check runs before the first
+    one, and may refer to the steps before it); its step ids are its own."""
+    block = parsed.data.get(STEADY_STATE)
+    if not isinstance(block, dict):
+        return
+    where = parsed.source.keys.get((STEADY_STATE,)) or parsed.source.value((STEADY_STATE,))
+    pauses = [order for _, order, step in _all_steps(parsed.data) if step.get("action") == PAUSE]
+    if not pauses:
+        checked.diagnostics.append(
+            Diagnostic(
+                location=where,
+                message="steady_state is a drill's hypothesis, checked before the fault and "
+                "after recovery, but no drs.pause_jobs step injects one",
+                hint="add a drs.pause_jobs step, or check health with a drs.verify_status step",
+            )
+        )
+        return
+    for step_id in STEADY_STATE_IDS:
+        if step_id in defined:
+            checked.diagnostics.append(
+                Diagnostic(
+                    location=parsed.source.value((*defined[step_id], "id")),
+                    message=f"step id '{step_id}' is the steady_state block's own",
+                    hint="rename the step",
+                )
+            )
+    here = dataclasses.replace(names, here=pauses[0])
+    for at, text in _strings_with_expressions(block, (STEADY_STATE,)):
+        accepted = field_types(VERIFY, at[1:])
+        _expression(parsed, catalog, checked, at, text, here, accepted)
 
 
 def _strings_with_expressions(value: object, at: JsonPath) -> Iterator[tuple[JsonPath, str]]:
@@ -264,6 +317,8 @@ def _misplaced_expressions(
     Only under keys the schema knows: an unknown key gets the schema's diagnostic alone.
     """
     if len(at) == 3 and at[0] in STEP_SECTIONS and at[2] in ("with", "when"):
+        return
+    if at == (STEADY_STATE,):
         return
     if not _known_key(at):
         return

@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from engine.errors import Location
-from engine.runbook.expressions import Expression, is_expression
+from engine.runbook.expressions import Expression, is_expression, parse_template
 from engine.runbook.params import Param, build_params
 from engine.runbook.parse import JsonPath, ParsedYaml
 from engine.units import parse_duration, parse_rate
@@ -28,6 +28,8 @@ DEFAULT_BACKOFF_S = 1.0
 DEFAULT_MAX_BACKOFF_S = 30.0
 # engine.actions.pause_jobs's name, spelt out so validation does not load the actions.
 PAUSE_ACTION = "drs.pause_jobs"
+VERIFY_ACTION = "drs.verify_status"
+ASSERT_ACTION = "assert"
 
 
 class OnFailure(StrEnum):
@@ -135,6 +137,8 @@ def build_runbook(parsed: ParsedYaml, expressions: Mapping[JsonPath, Expression]
         _step(step, ("steps", index), parsed, expressions)
         for index, step in enumerate(data["steps"])
     )
+    if isinstance(block := data.get("steady_state"), dict):
+        steps = with_steady_state(steps, block, parsed, expressions)
     rollback = tuple(
         _step(step, ("rollback", index), parsed, expressions)
         for index, step in enumerate(data.get("rollback") or ())
@@ -186,6 +190,73 @@ def _step(
             max_backoff_s=parse_duration(retries.get("max_backoff", DEFAULT_MAX_BACKOFF_S)),
         ),
         on_failure=step.get("on_failure", OnFailure.ABORT.value),
+    )
+
+
+def with_steady_state(
+    steps: tuple[Step, ...],
+    block: Mapping[str, Any],
+    parsed: ParsedYaml,
+    expressions: Mapping[JsonPath, Expression],
+) -> tuple[Step, ...]:
+    """The steps with the steady_state block's checks: a verify and an assert that it held,
+    before the first pause (no fault is injected unless every job is healthy) and after the
+    last step (the system came back to it)."""
+    where = parsed.source.keys.get(("steady_state",)) or parsed.source.value(("steady_state",))
+    timeout = block.get("timeout")
+    verify_with = {k: v for k, v in block.items() if k != "timeout"}
+    expanded = _with_expressions(verify_with, ("steady_state",), expressions)
+
+    def check(when: str, message: str, on_failure: str) -> tuple[Step, Step]:
+        verify = Step(
+            id=f"steady_state_{when}",
+            name=f"Steady state {when} the fault",
+            action=VERIFY_ACTION,
+            with_=MappingProxyType(dict(expanded)),
+            timeout_s=None if timeout is None else parse_duration(timeout),
+            location=where,
+        )
+        text = f"${{{{ steps.steady_state_{when}.recovered_ratio >= 1.0 }}}}"
+        holds = Step(
+            id=f"steady_state_{when}_holds",
+            name=f"The steady state holds {when} the fault",
+            action=ASSERT_ACTION,
+            with_=MappingProxyType(
+                {
+                    "that": Expression(
+                        text=text,
+                        location=where,
+                        static_type="boolean",
+                        parts=parse_template(text),
+                    ),
+                    "message": message,
+                }
+            ),
+            timeout_s=None,
+            location=where,
+            on_failure=on_failure,
+        )
+        return verify, holds
+
+    first_pause = next(i for i, s in enumerate(steps) if s.action == PAUSE_ACTION)
+    # After recovery: behind the last verify that follows the fault (the recovery's), so the
+    # asserts after it judge a system that is back; at the end when there is none.
+    verifies = [i for i, s in enumerate(steps) if i > first_pause and s.action == VERIFY_ACTION]
+    recovered = verifies[-1] + 1 if verifies else len(steps)
+    before = check(
+        "before",
+        "the steady state does not hold before the fault; nothing was paused",
+        OnFailure.ABORT.value,
+    )
+    after = check(
+        "after", "the steady state does not hold after recovery", OnFailure.CONTINUE.value
+    )
+    return (
+        *steps[:first_pause],
+        *before,
+        *steps[first_pause:recovered],
+        *after,
+        *steps[recovered:],
     )
 
 

@@ -114,6 +114,8 @@ def show(value: object) -> str:
 
 # The lists of steps in a runbook: the steps, then the rollback steps run when one fails.
 STEP_SECTIONS = ("steps", "rollback")
+# A drill's steady-state check: a verify's parameters (engine.runbook.model expands it).
+STEADY_STATE = "steady_state"
 
 
 def describe(data: Mapping[str, Any], at: JsonPath, catalog: ActionCatalog, detail: str) -> str:
@@ -207,6 +209,8 @@ def expression_paths(data: Mapping[str, Any]) -> set[JsonPath]:
             for index, step in enumerate(steps):
                 if isinstance(step, dict) and isinstance(step.get("with"), dict):
                     walk(step["with"], (section, index, "with"))
+    if isinstance(data.get(STEADY_STATE), dict):
+        walk(data[STEADY_STATE], (STEADY_STATE,))
     return found
 
 

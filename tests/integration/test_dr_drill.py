@@ -71,8 +71,15 @@ def test_drill_pauses_a_sample_resumes_it_and_every_paused_job_recovers(
         # From the pause: the outage itself plus the time to recover after the resume.
         assert outputs["drill_rto_p95_s"] >= 0.3
         assert outputs["drill_rto_p95_s"] > outputs["rto_p95_s"]
-        # The steady-state check measured nothing: no job was retried before it.
-        assert step_of(target, "steady")["outputs"]["rto_p95_s"] == 0.0
+        # The steady_state block ran before the fault and after the recovery, in that order,
+        # and the first measured nothing: no job was retried before it.
+        ids = [s["id"] for s in target["steps"]]
+        assert ids.index("steady_state_before_holds") < ids.index("pause")
+        assert (
+            ids.index("verify_recovery") < ids.index("steady_state_after") < ids.index("within_rto")
+        )
+        assert step_of(target, "steady_state_before")["outputs"]["rto_p95_s"] == 0.0
+        assert step_of(target, "steady_state_after")["outputs"]["recovered_ratio"] == 1.0
     # Every paused job was resumed and recovered; time to recover runs from the resume.
     for job in jobs_of(report):
         assert job["disposition"] in FINAL

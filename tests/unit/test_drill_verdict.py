@@ -132,3 +132,88 @@ def test_a_runbook_is_a_drill_when_it_pauses_jobs_or_says_so(tmp_path: Path) -> 
     assert drill(head.format(drill="")) is False
     assert drill(head.format(drill="drill: true\n")) is True  # says so
     assert drill(head.format(drill="drill: false\n") + pause) is False  # opts out
+
+
+STEADY = """\
+version: 1
+name: d
+steady_state:
+  jobs: ${{ steps.select.jobs }}
+  max_delay: 1m
+  timeout: 20s
+targets: [{project_id: 0a5c6e1f3b2d4c8e9f7a6b5c4d3e2f10, region: cn-north-4}]
+steps:
+  - id: select
+    action: drs.select_jobs
+"""
+FAULT = """\
+  - id: pause
+    action: drs.pause_jobs
+    with: {jobs: "${{ steps.select.jobs }}", pause_mode: target}
+  - id: resume
+    action: drs.batch_retry
+    with: {jobs: "${{ steps.pause.paused }}"}
+  - id: verify_recovery
+    action: drs.verify_status
+    with: {jobs: "${{ steps.resume.accepted }}"}
+  - id: within_rto
+    action: assert
+    with: {that: "${{ steps.verify_recovery.drill_rto_p95_s <= 60 }}"}
+"""
+
+
+def test_the_steady_state_block_is_checked_before_the_fault_and_after_recovery(
+    tmp_path: Path,
+) -> None:
+    from engine.actions.catalog import CATALOG
+    from engine.runbook import load_runbook
+
+    path = tmp_path / "rb.yaml"
+    path.write_text(STEADY + FAULT)
+    runbook = load_runbook(path, CATALOG)
+    assert [s.id for s in runbook.steps] == [
+        "select",
+        "steady_state_before",
+        "steady_state_before_holds",
+        "pause",
+        "resume",
+        "verify_recovery",
+        "steady_state_after",
+        "steady_state_after_holds",
+        "within_rto",
+    ]
+    before = runbook.steps[1]
+    assert before.action == "drs.verify_status"
+    assert before.timeout_s == 20.0
+    assert set(before.with_) == {"jobs", "max_delay"}
+    holds = runbook.steps[2]
+    assert holds.on_failure == "abort"  # no fault unless the hypothesis holds
+    assert runbook.steps[7].on_failure == "continue"  # the RTO asserts still judge
+
+
+def test_a_steady_state_block_needs_a_fault_its_ids_and_sound_references(
+    tmp_path: Path,
+) -> None:
+    from engine.actions.catalog import CATALOG
+    from engine.errors import RunbookInvalidError
+    from engine.runbook import load_runbook
+
+    def problems(text: str) -> str:
+        path = tmp_path / "rb.yaml"
+        path.write_text(text)
+        try:
+            load_runbook(path, CATALOG)
+        except RunbookInvalidError as exc:
+            return exc.format_message()
+        raise AssertionError("valid")
+
+    assert "no drs.pause_jobs step injects one" in problems(STEADY)
+    taken = (
+        STEADY + FAULT + "  - id: steady_state_after\n    action: sleep\n    with: {duration: 1s}\n"
+    )
+    assert "step id 'steady_state_after' is the steady_state block's own" in problems(taken)
+    # The block runs before the first pause: it cannot refer to the steps after it.
+    late = (STEADY + FAULT).replace(
+        "${{ steps.select.jobs }}\n  max", "${{ steps.pause.paused }}\n  max"
+    )
+    assert "steady_state.jobs: step 'pause'" in problems(late)
