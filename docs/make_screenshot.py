@@ -82,8 +82,9 @@ def main() -> None:
     parser.add_argument("--drill", action="store_true", help="run runbooks/dr-drill.yaml")
     parser.add_argument("--keep", type=Path, help="write report.json and report.html here")
     parser.add_argument("--width", type=int, default=1400)
-    parser.add_argument("--height", type=int, default=1800)
+    parser.add_argument("--height", type=int, help="default 1800; 2700 with --drill (its timeline)")
     args = parser.parse_args()
+    args.height = args.height or (2700 if args.drill else 1800)
     runbook = DRILL if args.drill else RUNBOOK
     args.out = args.out or REPO / "docs" / ("drill-html.png" if args.drill else "report-html.png")
     with tempfile.TemporaryDirectory(prefix="report-") as scratch:
