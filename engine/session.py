@@ -111,10 +111,11 @@ class PlanOutcome:
     exit_code: int
     report: Report
     inputs: Inputs
+    where: Where
 
     def write(self, path: Path) -> str:
         """Write the plan file for ``runbook apply``; returns its plan hash."""
-        document = plan_document(self.report, self.inputs)
+        document = plan_document(self.report, self.inputs, _where_of(self.where))
         write_plan(path, document)
         return str(document["plan_hash"])
 
@@ -194,12 +195,30 @@ async def apply(
     planned on (the others end ``drifted``). The plan file is the approval: every approve step
     is answered by it, and the report records its hash."""
     saved = read_plan(path, max_age_s=max_age_s)
+    if saved.where != _where_of(where):
+        made = "the emulator" if saved.where.get("emulator") else saved.where.get("endpoint")
+        raise UsageError(
+            f"{path} was planned against {made or 'the cloud'}; apply it there, not to "
+            f"{'the emulator' if where.emulator else where.endpoint or 'the cloud'}"
+        )
+    marker = path.with_name(path.name + ".applied")
+    if marker.exists():
+        raise UsageError(
+            f"{path} was applied already ({marker.read_text(errors='replace').strip()[:80]}); "
+            "a plan is applied once: make a new one"
+        )
     inputs = planned_inputs(saved)
     _note(
         observer,
         f"applying plan {saved.plan_hash[:12]} of {saved.created_at.isoformat()}: "
         f"{saved.jobs} planned job(s)",
     )
+    try:  # before anything is sent: a plan is applied once
+        marker.write_text(f"applied {datetime.now(UTC).isoformat(timespec='seconds')}\n")
+    except OSError as exc:
+        raise UsageError(
+            f"cannot mark {path} as applied ({marker}): {exc.strerror or exc}"
+        ) from None
     return await run(
         inputs,
         where,
@@ -225,7 +244,12 @@ async def plan(
     run_id = "plan-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     async with _signals_cancel_the_run(handle_signals):
         report, _, _ = await _execute(inputs, where, run_id, observer=observer, plan=True)
-    return PlanOutcome(exit_code=report.exit_code, report=report, inputs=inputs)
+    return PlanOutcome(exit_code=report.exit_code, report=report, inputs=inputs, where=where)
+
+
+def _where_of(where: Where) -> dict[str, Any]:
+    """What a plan was made against, as its file records it (apply must go to the same)."""
+    return {"emulator": where.emulator is not None, "endpoint": where.endpoint}
 
 
 async def _carry_out(

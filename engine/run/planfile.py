@@ -36,12 +36,15 @@ from engine.bounded import FileRefusedError, read_file
 from engine.errors import UsageError
 from engine.ledger import WOULD_KINDS
 from engine.report.document import Report
-from engine.run.inputs import Inputs, TargetLimit, as_bound
+from engine.run.inputs import GUARD_RAILS, Inputs, TargetLimit, as_bound
 from engine.run.journal import is_secret_param, runbook_digest
 from engine.run.result import Planned
+from engine.runbook.params import MAX_GUARD_RAIL
 from engine.units import describe_seconds
 
 PLAN_VERSION = 1
+# A plan "made" further in the future than this is refused (clocks differ a little).
+FUTURE_TOLERANCE_S = 300.0
 DEFAULT_MAX_AGE_S = 3600.0
 MAX_PLAN_BYTES = 64 * 1024 * 1024
 
@@ -60,14 +63,16 @@ class SavedPlan:
     shard: str | None
     planned: Planned
     limit: TargetLimit
+    where: Mapping[str, Any]
 
     @property
     def jobs(self) -> int:
         return sum(len(jobs) for steps in self.planned.values() for jobs in steps.values())
 
 
-def plan_document(report: Report, inputs: Inputs) -> dict[str, Any]:
-    """The plan file of a plan's report, its hash included."""
+def plan_document(report: Report, inputs: Inputs, where: Mapping[str, Any]) -> dict[str, Any]:
+    """The plan file of a plan's report, its hash included; ``where`` says what it was made
+    against (``{"emulator": bool, "endpoint": str | None}``): apply must go to the same."""
     secret = sorted(name for name in inputs.params if is_secret_param(name))
     if secret:
         raise UsageError(
@@ -88,7 +93,7 @@ def plan_document(report: Report, inputs: Inputs) -> dict[str, Any]:
         "plan_version": PLAN_VERSION,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "runbook": {
-            "path": str(inputs.path),
+            "path": str(Path(inputs.path).resolve()),
             "name": inputs.runbook.name,
             "sha256": runbook_digest(inputs.source),
         },
@@ -96,6 +101,7 @@ def plan_document(report: Report, inputs: Inputs) -> dict[str, Any]:
         "overrides": dict(inputs.overrides),
         "shard": inputs.shard,
         "limit": inputs.limit.as_json(),
+        "where": dict(where),
         "targets": [
             {"project_id": t.project_id, "region": t.region, "name": t.name}
             for t in inputs.runbook.targets
@@ -138,6 +144,7 @@ def read_plan(path: Path, *, max_age_s: float = DEFAULT_MAX_AGE_S) -> SavedPlan:
     try:
         created = datetime.fromisoformat(document["created_at"])
         runbook = document["runbook"]
+        _check_types(document, created)
         saved = SavedPlan(
             path=path,
             plan_hash=document["plan_hash"],
@@ -148,6 +155,7 @@ def read_plan(path: Path, *, max_age_s: float = DEFAULT_MAX_AGE_S) -> SavedPlan:
             overrides={k: int(v) for k, v in document["overrides"].items()},
             shard=document["shard"],
             limit=TargetLimit.from_json(document.get("limit")),
+            where=dict(document["where"]),
             planned={
                 project: {
                     step: {job["id"]: job["status"] for job in jobs} for step, jobs in steps.items()
@@ -158,6 +166,8 @@ def read_plan(path: Path, *, max_age_s: float = DEFAULT_MAX_AGE_S) -> SavedPlan:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UsageError(f"{path}: a malformed plan file ({exc!r})") from None
     age = (datetime.now(UTC) - created).total_seconds()
+    if age < -FUTURE_TOLERANCE_S:
+        raise UsageError(f"{path}: the plan was made in the future ({created.isoformat()})")
     if age > max_age_s:
         raise UsageError(
             f"{path}: the plan is {describe_seconds(round(age))} old, older than --max-age "
@@ -185,6 +195,40 @@ def planned_inputs(saved: SavedPlan) -> Inputs:
         shard=saved.shard,
         limit=saved.limit,
     )
+
+
+def _check_types(document: Mapping[str, Any], created: datetime) -> None:
+    """The fields apply trusts, of the types ``plan_document`` writes (TypeError if not)."""
+    if created.tzinfo is None:
+        raise TypeError("created_at has no time zone")
+
+    def strings(value: object) -> bool:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+    limit = document.get("limit") or {}
+    if not (
+        isinstance(limit, dict)
+        and strings(limit.get("only", []))
+        and strings(limit.get("skip", []))
+    ):
+        raise TypeError("limit must hold lists of target names")
+    if document["shard"] is not None and not isinstance(document["shard"], str):
+        raise TypeError("shard must be text or null")
+    overrides = document["overrides"]
+    if not isinstance(overrides, dict) or any(
+        name not in GUARD_RAILS
+        or isinstance(v, bool)
+        or not isinstance(v, int)
+        or not 0 <= v <= MAX_GUARD_RAIL
+        for name, v in overrides.items()
+    ):
+        raise TypeError("overrides must be guard rails with whole values in range")
+    if not isinstance(document["params"], dict) or not isinstance(document["where"], dict):
+        raise TypeError("params and where must be mappings")
+    for steps in document["planned"].values():
+        for jobs in steps.values():
+            if not all(isinstance(j["id"], str) and isinstance(j["status"], str) for j in jobs):
+                raise TypeError("planned jobs need a text id and status")
 
 
 def _hash(body: Mapping[str, Any]) -> str:

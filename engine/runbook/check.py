@@ -218,7 +218,11 @@ def _steady_state(
     if not isinstance(block, dict):
         return
     where = parsed.source.keys.get((STEADY_STATE,)) or parsed.source.value((STEADY_STATE,))
-    pauses = [order for _, order, step in _all_steps(parsed.data) if step.get("action") == PAUSE]
+    pauses = [
+        order
+        for at, order, step in _all_steps(parsed.data)
+        if at[0] == "steps" and step.get("action") == PAUSE  # a rollback's pause is no fault
+    ]
     if not pauses:
         checked.diagnostics.append(
             Diagnostic(

@@ -77,6 +77,13 @@ def test_apply_sends_only_planned_jobs_and_leaves_a_changed_one_drifted(
     assert report["approvals"][0]["plan_hash"] == plan["plan_hash"]
     assert report["approvals"][0]["approved_by"]
     assert code == 1  # a drifted job needs a human: plan again
+    # A plan is applied once: a second apply would re-send jobs that failed again.
+    code, _, err = run_cli(["apply", str(plan_file), "--emulator"], capsys)
+    assert code == 2
+    assert "was planned against http://127.0.0.1" in err  # and not against the emulator
+    code, _, err = run_cli(["apply", str(plan_file), "--endpoint", emulator["url"]], capsys)
+    assert code == 2
+    assert "was applied already" in err
 
 
 def test_a_stale_edited_or_foreign_plan_is_refused_before_anything_is_sent(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
 
 from engine.ledger import Disposition
 from engine.report.document import DrillBudget, DrillCheck, DrillReport, PausedJob
@@ -217,3 +218,19 @@ def test_a_steady_state_block_needs_a_fault_its_ids_and_sound_references(
         "${{ steps.select.jobs }}\n  max", "${{ steps.pause.paused }}\n  max"
     )
     assert "steady_state.jobs: step 'pause'" in problems(late)
+
+
+def test_a_pause_only_in_rollback_is_no_fault_for_the_steady_state(tmp_path: Path) -> None:
+    from engine.actions.catalog import CATALOG
+    from engine.errors import RunbookInvalidError
+    from engine.runbook import load_runbook
+
+    path = tmp_path / "rb.yaml"
+    path.write_text(
+        STEADY
+        + "rollback:\n  - id: undo\n    action: drs.pause_jobs\n"
+        + '    with: {jobs: "${{ steps.select.jobs }}", pause_mode: target}\n'
+    )
+    with pytest.raises(RunbookInvalidError) as caught:
+        load_runbook(path, CATALOG)
+    assert "no drs.pause_jobs step injects one" in caught.value.format_message()
