@@ -346,6 +346,9 @@ class JobRecord:
     # largest; None until one was read (only a verify step with max_delay reads them).
     delay_s: float | None = None
     delay_max_s: float | None = None
+    # job_action.available_actions when the selection saw it (in memory only: a plan file
+    # records it for the review).
+    offered: tuple[str, ...] = ()
     events: list[JobEvent] = field(default_factory=list)
 
     @property
@@ -378,6 +381,7 @@ class JobRecord:
             time_to_recover_s=self.time_to_recover_s,
             delay_s=self.delay_s,
             delay_max_s=self.delay_max_s,
+            offered=self.offered,
             events=list(self.events),
         )
 

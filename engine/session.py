@@ -74,7 +74,7 @@ from engine.run.planfile import (
     read_plan,
     write_plan,
 )
-from engine.run.result import Planned
+from engine.run.result import Planned, RunResult
 from engine.run.resumption import approved_gates, check_resumable, resumed_inputs
 from engine.run.segments import is_gate
 from engine.run.wiring import cloud_connections, emulator_connections, wire
@@ -112,10 +112,13 @@ class PlanOutcome:
     report: Report
     inputs: Inputs
     where: Where
+    # Each job's job_action.available_actions as the selection saw it (for the plan file).
+    offered: Mapping[str, tuple[str, ...]]
 
     def write(self, path: Path) -> str:
         """Write the plan file for ``runbook apply``; returns its plan hash."""
-        document = plan_document(self.report, self.inputs, _where_of(self.where))
+        where = _where_of(self.where)
+        document = plan_document(self.report, self.inputs, where, self.offered)
         write_plan(path, document)
         return str(document["plan_hash"])
 
@@ -243,8 +246,11 @@ async def plan(
     refuse_clear_text(inputs.runbook, where)
     run_id = "plan-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     async with _signals_cancel_the_run(handle_signals):
-        report, _, _ = await _execute(inputs, where, run_id, observer=observer, plan=True)
-    return PlanOutcome(exit_code=report.exit_code, report=report, inputs=inputs, where=where)
+        report, _, _, result = await _execute(inputs, where, run_id, observer=observer, plan=True)
+    offered = {r.job_id: r.offered for t in result.targets for r in t.jobs}
+    return PlanOutcome(
+        exit_code=report.exit_code, report=report, inputs=inputs, where=where, offered=offered
+    )
 
 
 def _where_of(where: Where) -> dict[str, Any]:
@@ -268,7 +274,7 @@ async def _carry_out(
 ) -> RunOutcome:
     try:
         async with _signals_cancel_the_run(handle_signals):
-            report, stats, storage_failure = await _execute(
+            report, stats, storage_failure, _ = await _execute(
                 inputs,
                 where,
                 run_id,
@@ -313,7 +319,7 @@ async def _execute(
     journal: RunJournal | None = None,
     resume: JournalState | None = None,
     binding: Binding = Binding(),
-) -> tuple[Report, dict[str, Any] | None, StorageError | None]:
+) -> tuple[Report, dict[str, Any] | None, StorageError | None, RunResult]:
     """Wire the targets, execute, and build the report; with an emulator, also its stats."""
     runbook = inputs.runbook
     resilience = Resilience()
@@ -365,7 +371,7 @@ async def _execute(
         api_calls=wired.api_calls,
         api_resilience=resilience.stats.as_dict(),
     )
-    return build_report(result), stats, result.storage_failure
+    return build_report(result), stats, result.storage_failure, result
 
 
 @asynccontextmanager

@@ -255,6 +255,7 @@ def _first_sight(
             db_use_type=job.db_use_type or db_use_type,
             parent_id=parent_id,
             last_status=job.status,
+            offered=job.job_action.available_actions,
         )
     )
     if reason is None:

@@ -70,7 +70,12 @@ class SavedPlan:
         return sum(len(jobs) for steps in self.planned.values() for jobs in steps.values())
 
 
-def plan_document(report: Report, inputs: Inputs, where: Mapping[str, Any]) -> dict[str, Any]:
+def plan_document(
+    report: Report,
+    inputs: Inputs,
+    where: Mapping[str, Any],
+    offered: Mapping[str, tuple[str, ...]] | None = None,
+) -> dict[str, Any]:
     """The plan file of a plan's report, its hash included; ``where`` says what it was made
     against (``{"emulator": bool, "endpoint": str | None}``): apply must go to the same."""
     secret = sorted(name for name in inputs.params if is_secret_param(name))
@@ -79,14 +84,21 @@ def plan_document(report: Report, inputs: Inputs, where: Mapping[str, Any]) -> d
             f"the param '{secret[0]}' is a secret, which a plan file does not keep; "
             "plan without --out, or pass the secret through the environment"
         )
-    planned: dict[str, dict[str, list[dict[str, str]]]] = {}
+    planned: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for target in report.targets:
-        steps: dict[str, list[dict[str, str]]] = {}
+        steps: dict[str, list[dict[str, Any]]] = {}
         for job in target.jobs:
             for event in job.events:
                 if event["kind"] in WOULD_KINDS:
                     steps.setdefault(event["step"], []).append(
-                        {"id": job.id, "name": job.name, "status": job.last_status or ""}
+                        {
+                            "id": job.id,
+                            "name": job.name,
+                            "status": job.last_status or "",
+                            "job_action": {
+                                "available_actions": list((offered or {}).get(job.id, ()))
+                            },
+                        }
                     )
         planned[target.project_id] = steps
     body: dict[str, Any] = {

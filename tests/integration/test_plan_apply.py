@@ -54,6 +54,11 @@ def test_apply_sends_only_planned_jobs_and_leaves_a_changed_one_drifted(
         plan = json.loads(plan_file.read_text())
         planned = planned_jobs(plan)
         assert len(planned) >= 4
+        # Each planned job with the job_action it was planned on (for the review).
+        entries = [
+            job for steps in plan["planned"].values() for jobs in steps.values() for job in jobs
+        ]
+        assert all("RETRY" in job["job_action"]["available_actions"] for job in entries)
         failed = [j for j, (_, status) in planned.items() if status.endswith("FAILED")]
         changed = failed[0]
         retry_directly(emulator, planned[changed][0], changed)

@@ -909,6 +909,7 @@ def test_a_forked_record_equals_its_original_and_changes_apart_from_it() -> None
         time_to_recover_s=3.0,
         delay_s=4.0,
         delay_max_s=5.0,
+        offered=("RETRY",),
         events=[JobEvent(t=0.5, kind=EventKind.SELECTED, step="select")],
     )
     # Every field is set away from its default, so a field fork() forgets shows up here.
