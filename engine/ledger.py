@@ -469,6 +469,13 @@ class JobBook:
         self._changed[job_id] = record
         return record
 
+    def observe(self, job_id: str, status: str, *, step: str) -> JobRecord:
+        """A status seen by a poll: on the timeline when it differs from the last one seen."""
+        record = self._records.get(job_id) or self.ensure(job_id)
+        if status != record.last_status:
+            record = self.record(job_id, EventKind.STATUS_OBSERVED, step=step, status=status)
+        return record
+
     def conclude(
         self,
         job_id: str,

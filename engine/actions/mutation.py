@@ -186,13 +186,12 @@ async def _planned_but_gone(
     """Planned jobs this step is no longer given (the selection no longer picks them: their
     status moved) are drifted too, so every planned job ends in the report."""
     given = set(job_ids)
-    gone = [
-        j
-        for j in ctx.planned or {}
-        if j not in given
-        and events.last(ctx.jobs.ensure(j)) is None
-        and ctx.jobs.ensure(j).disposition is not Disposition.DRIFTED
-    ]
+    gone = []
+    for job_id in ctx.planned or {}:
+        record = ctx.jobs.ensure(job_id)
+        unsent = events.last(record) is None and record.disposition is not Disposition.DRIFTED
+        if job_id not in given and unsent:
+            gone.append(job_id)
     if not gone:
         return
     try:

@@ -29,7 +29,7 @@ from engine.actions.context import ActionContext, StepFailedError
 from engine.actions.polling import Pace, poll_until, wait_deadline
 from engine.actions.spec import Action
 from engine.api.types import PAUSED_STATUSES, BatchActionResult, StatusResult
-from engine.ledger import PAUSE_EVENTS, Disposition, EventKind, JobRecord
+from engine.ledger import PAUSE_EVENTS, Disposition, JobRecord
 
 PAUSE_MODES = ("target", "all")
 CONFIRM_WITHIN_S = 60.0
@@ -124,11 +124,7 @@ async def _confirm(ctx: ActionContext, job_ids: Sequence[str], within_s: float) 
     started = ctx.now()
 
     def paused(answer: StatusResult) -> bool:
-        record = ctx.jobs.ensure(answer.id)
-        if answer.status != record.last_status:
-            ctx.jobs.record(
-                answer.id, EventKind.STATUS_OBSERVED, step=ctx.step_id, status=answer.status
-            )
+        record = ctx.jobs.observe(answer.id, answer.status, step=ctx.step_id)
         if answer.status not in PAUSED_STATUSES:
             return False
         record.paused_at = ctx.now()

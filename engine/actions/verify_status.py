@@ -319,10 +319,7 @@ def _observe(judge: _Judge, watch: _Watch, result: StatusResult) -> bool:
     ctx = judge.ctx
     record = watch.record
     watch.answered = True
-    if result.status != record.last_status:
-        ctx.jobs.record(
-            record.job_id, EventKind.STATUS_OBSERVED, step=ctx.step_id, status=result.status
-        )
+    ctx.jobs.observe(record.job_id, result.status, step=ctx.step_id)
     if result.error_code == ERR_TASK_NOT_QUERYABLE or not result.status:
         record.error_code = result.error_code
         message = result.error_message or "the job cannot be queried"

@@ -36,7 +36,7 @@ from engine.bounded import FileRefusedError, read_file
 from engine.errors import UsageError
 from engine.ledger import WOULD_KINDS
 from engine.report.document import Report
-from engine.run.inputs import GUARD_RAILS, Inputs, TargetLimit, as_bound
+from engine.run.inputs import GUARD_RAILS, Inputs, TargetLimit, as_bound, read_bytes
 from engine.run.journal import is_secret_param, runbook_digest
 from engine.run.result import Planned
 from engine.runbook.params import MAX_GUARD_RAIL
@@ -186,11 +186,7 @@ def read_plan(path: Path, *, max_age_s: float = DEFAULT_MAX_AGE_S) -> SavedPlan:
             f"{describe_seconds(max_age_s)}; the fleet may have changed since: make a new plan"
         )
     source = saved.runbook_path
-    try:
-        digest = runbook_digest(read_file(source, limit=MAX_PLAN_BYTES))
-    except FileRefusedError as exc:
-        raise UsageError(f"{path}: cannot read its runbook {source}: {exc.reason}") from None
-    if digest != saved.runbook_sha256:
+    if runbook_digest(read_bytes(source)) != saved.runbook_sha256:  # as the parser reads it
         raise UsageError(
             f"{path}: the runbook {source} changed since the plan was made; make a new plan of it"
         )
