@@ -40,6 +40,11 @@ LARGE_FLEET = 10_000
 LARGE_REFRESH_S = 1.0
 
 
+# The overall bar's width, and what the counts beside it want of the line.
+BAR = 40
+MIN_BAR = 10
+COUNTS_WIDTH = 50
+
 # A spinner frame per redraw-ish interval: a row that moves is a run that is alive.
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 ASCII_SPINNER = "|/-\\"
@@ -187,7 +192,9 @@ class LiveProgress:
                 Text(str(counts.recovered), style="green" if counts.recovered else ""),
                 Text(str(counts.failed), style="red" if counts.failed else ""),
             )
-        bar = ProgressBar(total=max(total.selected, 1), completed=total.settled, width=40)
+        # the bar gives way on a narrow terminal: the counts beside it must not wrap apart
+        width = max(MIN_BAR, min(BAR, self._console.width - COUNTS_WIDTH))
+        bar = ProgressBar(total=max(total.selected, 1), completed=total.settled, width=width)
         summary = Text(
             f" {total.settled}/{total.selected} settled · {total.recovered} recovered · "
             f"{total.failed} need a human"

@@ -73,7 +73,11 @@ def test_the_prompt_and_its_answer_stay_in_the_scrollback(tmux: list[str], tmp_p
     )  # fmt: skip
     script = tmp_path / "run.sh"
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items() if k.isidentifier())
-    script.write_text(f"{exports}{run}\necho $? > {shlex.quote(str(done))}\nsleep 600\n")
+    # unset again in the pane: a tmux server started under pytest can hand its panes a
+    # COLUMNS/LINES of its own (80x24), which rich prefers to the pane's real size
+    script.write_text(
+        f"{exports}unset COLUMNS LINES\n{run}\necho $? > {shlex.quote(str(done))}\nsleep 600\n"
+    )
     subprocess.run(
         [*tmux, "new-session", "-d", "-s", "run", "-x", "160", "-y", "40", f"sh {script}"],
         check=True,
@@ -98,7 +102,9 @@ def test_the_prompt_and_its_answer_stay_in_the_scrollback(tmux: list[str], tmp_p
     # and the jobs it has no verdict on are the jobs the approval is about
     to_act = re.search(r"approval 'approve': (\d+) job\(s\) to act on in 2 project", before)
     assert to_act is not None, before
-    *_, (settled, selected) = re.findall(r"(\d+)/(\d+) settled", screen[:prompt_at])
+    tables = re.findall(r"(\d+)/(\d+) settled", screen[:prompt_at])
+    assert tables, screen
+    *_, (settled, selected) = tables
     assert int(selected) - int(settled) == int(to_act[1]), screen[:prompt_at]
     # and the run went on below it: its progress and summary come after the answer
     assert "settled" in screen[prompt_at:]

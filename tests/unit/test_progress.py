@@ -54,6 +54,17 @@ def test_the_table_has_a_row_per_project_and_an_overall_line() -> None:
     assert "2/4 settled · 1 recovered · 1 need a human" in text
 
 
+def test_the_overall_counts_stay_on_one_line_on_a_narrow_terminal() -> None:
+    for width in (60, 80, 200):
+        console = Console(record=True, width=width, color_system=None)
+        progress = LiveProgress(console)
+        progress._books = {_target(): _book()}
+        console.print(progress.renderable())
+        text = console.export_text()
+        assert "2/4 settled · 1 recovered · 1 need a human" in text, (width, text)
+        assert max(len(line) for line in text.splitlines()) <= width
+
+
 # ----------------------------------------------------------------------------- time shown
 
 
