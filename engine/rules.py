@@ -68,7 +68,8 @@ _MEANINGS: dict[Rule, _Meaning] = {
         "the file is not valid YAML",
         "A YAML syntax error, a tab in the indentation, nesting deeper than 64 levels, or a "
         "scalar its tag cannot hold (!!int abc). The message quotes the parser; indent with "
-        "spaces and quote strings that contain a colon and a space or start with a special character.",
+        "spaces and quote strings that contain a colon and a space or start with a special "
+        "character.",
     ),
     Rule.YAML_UNSUPPORTED: _Meaning(
         Level.ERROR,
