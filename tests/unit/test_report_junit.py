@@ -323,6 +323,22 @@ def _with_control_characters() -> Report:
     return make_report({"a&b <prod>": [spec, *fleet("p", ("recovered", "lagging"))]})
 
 
+def _interrupted() -> Report:
+    """A run cut short in its verify step: the step failed, the assert after it never ran."""
+    report = make_report()
+    target = report.targets[0]
+    cut = [
+        dataclasses.replace(s, status=StepStatus.FAILED, message="interrupted while running")
+        if s.id == "verify"
+        else s
+        for s in target.steps
+    ]
+    changed = dataclasses.replace(target, steps=[*cut, NOT_RUN])
+    return dataclasses.replace(
+        report, interrupted=True, exit_code=130, targets=[changed, *report.targets[1:]]
+    )
+
+
 SHAPES: dict[str, Callable[[], Report]] = {
     "retry and verify": make_report,
     "no verify step": lambda: make_report(verify=False),
@@ -332,6 +348,7 @@ SHAPES: dict[str, Callable[[], Report]] = {
     ),
     "escaping and delays": _with_control_characters,
     "no targets": lambda: make_report({}),
+    "interrupted": _interrupted,
 }
 
 
