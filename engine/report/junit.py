@@ -297,14 +297,13 @@ def _case(classname: str, name: str, verdict: _Verdict) -> str:
     case = f'    <testcase classname={classname} name={_quoted(name)} time="{time}"'
     if verdict.kind == "skipped":
         return _holding(case, _tag("skipped", message=verdict.message))
-    if verdict.kind == "error" and not verdict.timeline:
+    if verdict.kind == "error":  # a step that failed: its message says it all
         return _holding(case, _tag("error", message=verdict.message, type=verdict.type))
     out = f"\n      <system-out>{escape(verdict.output)}</system-out>" if verdict.output else ""
-    if verdict.kind in ("failure", "error"):
-        element = verdict.kind
-        failure = _tag(element, message=verdict.message, type=verdict.type)
+    if verdict.kind == "failure":
+        failure = _tag("failure", message=verdict.message, type=verdict.type)
         timeline = escape(_text(verdict.timeline))
-        return f"{case}>\n      {failure}>{timeline}</{element}>{out}\n    </testcase>"
+        return f"{case}>\n      {failure}>{timeline}</failure>{out}\n    </testcase>"
     return f"{case}>{out}\n    </testcase>" if out else case + " />"
 
 

@@ -45,10 +45,12 @@ def test_the_demo_run_writes_junit_valid_against_the_strict_xsd(
     assert sum(int(s.get("skipped", "0")) for s in suites) > 0  # dual-active parents
 
 
-def test_a_drill_with_a_held_and_a_broken_assert_gives_passed_cases_and_failures(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_a_drill_whose_asserts_hold_and_fail_gives_passed_cases_and_a_failure_each_project(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runbook = fast_copy(DRILL, tmp_path / "dr-drill.yaml", timeout="3s")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
     args = ["run", str(runbook), *FAST, "--param", "outage=0.1s", "--param", "rto_budget=0"]
 
     code, _, err = run_cli([*args, "--report-dir", str(tmp_path / "r")], capsys)
