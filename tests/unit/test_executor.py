@@ -105,6 +105,9 @@ class Recorder:
     def step_finished(self, target: Target, outcome: StepOutcome, jobs: JobBook) -> None:
         self.calls.append(f"{target.label} {outcome.step_id} {outcome.status}")
 
+    def run_stopped(self, why: str) -> None:
+        self.calls.append(f"stopped: {why}")
+
 
 async def execute(
     runbook: Runbook,
