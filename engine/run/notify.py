@@ -204,7 +204,7 @@ def approval_document(
     step = request.step
     message = step.with_.get("message")
     projects = sum(1 for jobs in request.selected.values() if jobs)
-    said = f"{request.total} job(s) selected in {projects} project(s)"
+    said = f"{request.total} job(s) to act on in {projects} project(s)"
     asked = f" ({message})" if isinstance(message, str) and message else ""
     answer = "" if how == "terminal" else f"; answered by {how}"
     return _document(
