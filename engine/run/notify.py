@@ -124,11 +124,13 @@ def webhooks(
                 "goes on without that webhook"
             )
             continue
-        shown = f"${entry.url_env} ({_host_of(url)})"
+        host = _host_of(url)
+        shown = f"${entry.url_env} ({host})" if host else f"${entry.url_env}"
         _check(url, shown, f"{entry.location}: notify: ${entry.url_env}", allow_insecure_http)
         found.append(Webhook(url=url, shown_as=shown, events=entry.events, format=entry.format))
     for url in urls:
-        shown = f"--notify {_host_of(url)}"
+        host = _host_of(url)
+        shown = f"--notify {host}" if host else "--notify"
         _check(url, shown, shown, allow_insecure_http)
         found.append(Webhook(url=url, shown_as=shown, events=frozenset(NotifyEvent)))
     return tuple(found)
@@ -137,11 +139,12 @@ def webhooks(
 def _check(url: str, shown: str, where: str, allow_insecure_http: bool) -> None:
     keep_secret(url)
     parts = urlsplit(url)
-    keep_secret(url.partition(parts.netloc)[2])  # the path and query hold the token
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
+    if parts.netloc:
+        keep_secret(url.split(parts.netloc, 1)[1])  # the path and query hold the token
+    if parts.scheme not in {"http", "https"} or _host_of(url) is None:
         raise UsageError(
-            f"{where} is not an http(s) URL; a webhook is https://host/path (the URL itself "
-            "is not shown: it is a secret)"
+            f"{where} is not an http(s) URL with a host; a webhook is https://host/path (the "
+            "value is not shown: a webhook URL is a secret)"
         )
     if parts.username is not None or parts.password is not None:
         raise UsageError(f"{where}: a webhook URL must not carry a user name or password")
@@ -153,14 +156,16 @@ def _check(url: str, shown: str, where: str, allow_insecure_http: bool) -> None:
     logger.debug("notifications to %s", shown)
 
 
-def _host_of(url: str) -> str:
-    """What a message may say of a webhook: its host (and port), nothing of its path."""
+def _host_of(url: str) -> str | None:
+    """What a message may say of a webhook: its host (and port), nothing of its path; None
+    when it has no host (or no readable port)."""
     try:
         parts = urlsplit(url)
-        host = parts.hostname or "?"
-        port = parts.port
+        host, port = parts.hostname, parts.port
     except ValueError:
-        return "an unreadable URL"
+        return None
+    if not host:
+        return None
     return f"{host}:{port}" if port is not None else host
 
 
