@@ -336,6 +336,7 @@ class Notifier:
         group, session = self._group, self._session
         if group is None or session is None:
             return
+        self._group = None  # nothing new is sent; what is in flight goes on
         try:
             # Not after an interruption that did not let the run end (a second signal).
             if self._pending and not isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
@@ -345,14 +346,16 @@ class Notifier:
                         f"warning: {len(late)} notification(s) not delivered within "
                         f"{self._policy.drain_s:g}s of the end of the run; given up"
                     )
+        finally:
             for task in self._pending:
                 task.cancel()
-            # The run's own exception is not the group's: given to it, Python 3.11 would wrap
-            # it in an ExceptionGroup. The group only waits for its cancelled deliveries.
-            await group.__aexit__(None, None, None)
-        finally:
-            self._group = self._session = None
-            await session.close()
+            try:
+                # The run's own exception is not the group's: given to it, Python 3.11 would
+                # wrap it in an ExceptionGroup. The group only waits for its cancelled tasks.
+                await group.__aexit__(None, None, None)
+            finally:
+                self._session = None
+                await session.close()
 
     # ----------------------------------------------------------------------------- events
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -124,20 +125,31 @@ class Ran:
         return loaded
 
 
-async def run(runbook: Path, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Ran:
+async def start(
+    runbook: Path, tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
     """``runbook -v run RUNBOOK --emulator ... ARGS`` in a subprocess (-v: log lines are
     checked for the webhook's URL too)."""
-    run_dir = tmp_path / "run"
     command = ["-c", "from engine.cli import main; main()", "-v", "run", str(runbook), *FAST]
-    command += ["--report-dir", str(run_dir), "-q", *args]
-    started = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
+    command += ["--report-dir", str(tmp_path / "run"), "-q", *args]
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         *command,
         env={**os.environ, **(env or {})},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def run(runbook: Path, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Ran:
+    started = time.monotonic()
+    proc = await start(runbook, tmp_path, *args, env=env)
+    return await ended(proc, tmp_path, started)
+
+
+async def ended(proc: asyncio.subprocess.Process, tmp_path: Path, started: float) -> Ran:
+    """The run's end: its output, checked for tracebacks and the webhook's URL."""
+    run_dir = tmp_path / "run"
     out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
     ran = Ran(
         code=proc.returncode if proc.returncode is not None else -1,
@@ -257,6 +269,32 @@ async def test_a_guard_rail_that_stops_the_run_is_told_before_its_end(
     assert finished["exit_code"] == ran.code == 1
     assert finished["counts"] == report["totals"]
     assert report["totals"]["not_retried"] == selected  # nothing was sent
+
+
+async def test_a_run_stopped_by_sigterm_still_tells_its_end_as_interrupted(
+    webhook: Webhook, tmp_path: Path
+) -> None:
+    # A verify long enough to be stopped in: the signal comes once the approval was told.
+    runbook = fast_copy(INCIDENT, tmp_path / "incident.yaml", timeout="60s")
+    started = time.monotonic()
+    proc = await start(runbook, tmp_path, "--yes", "--notify", webhook.url + HOOK_PATH)
+    for _ in range(600):  # 60 s at most
+        if webhook.events() or proc.returncode is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert webhook.events() == ["approval"]
+    await asyncio.sleep(0.5)  # into the retry and the verify
+    proc.send_signal(signal.SIGTERM)
+
+    ran = await ended(proc, tmp_path, started)
+
+    assert ran.code == 130
+    assert webhook.events() == ["approval", "finished"]
+    _valid(webhook.documents())
+    finished = webhook.documents()[1]
+    assert (finished["exit_code"], finished["verdict"]) == (130, "interrupted")
+    assert finished["counts"] == ran.report()["totals"]
+    assert finished["headline"].startswith("interrupted; ")
 
 
 # ----------------------------------------------------------------------------- delivery
