@@ -32,6 +32,23 @@ VERIFY_ACTION = "drs.verify_status"
 ASSERT_ACTION = "assert"
 
 
+class NotifyEvent(StrEnum):
+    """When a webhook is told about a run; values are the YAML words (``notify[].events``)."""
+
+    APPROVAL = "approval"  # the run waits for an approve step's answer
+    STOPPED = "stopped"  # a guard rail stopped it (max_jobs_total, the error budget)
+    FINISHED = "finished"  # it ended, however (failed and interrupted too)
+
+
+class NotifyFormat(StrEnum):
+    """The body a webhook is sent; values are the YAML words (``notify[].format``)."""
+
+    JSON = "json"  # the whole notification document, with its Slack-compatible ``text``
+    SLACK = "slack"  # ``{"text": ...}`` alone (Slack, Mattermost, Rocket.Chat)
+    FEISHU = "feishu"  # ``{"msg_type": "text", "content": {"text": ...}}`` (Feishu / Lark)
+    DINGTALK = "dingtalk"  # ``{"msgtype": "text", "text": {"content": ...}}``
+
+
 class OnFailure(StrEnum):
     """What a failed step does to the target's remaining steps; values are the YAML words."""
 
@@ -83,6 +100,17 @@ class Step:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Notify:
+    """One ``notify:`` entry: the environment variable that holds a webhook's URL (the URL is a
+    secret, read when the run starts, never kept in the model), what it is told and how."""
+
+    url_env: str
+    events: frozenset[NotifyEvent]
+    format: NotifyFormat
+    location: Location
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Runbook:
     """A validated runbook: its params, targets and steps, in file order, and its run limits."""
 
@@ -107,6 +135,7 @@ class Runbook:
     params_location: Location | None = None  # of the ``params:`` key, for unknown --param
     # The ``drill:`` key: None when the runbook does not say (then a pause step makes it one).
     declared_drill: bool | None = None
+    notify: tuple[Notify, ...] = ()
 
     @property
     def drill(self) -> bool:
@@ -166,6 +195,15 @@ def build_runbook(parsed: ParsedYaml, expressions: Mapping[JsonPath, Expression]
         max_error_ratio=None if "max_error_ratio" not in data else float(data["max_error_ratio"]),
         params_location=source.keys.get(("params",)),
         declared_drill=data.get("drill"),
+        notify=tuple(
+            Notify(
+                url_env=entry["url_env"],
+                events=frozenset(NotifyEvent(e) for e in entry.get("events", NotifyEvent)),
+                format=NotifyFormat(entry.get("format", NotifyFormat.JSON)),
+                location=source.value(("notify", index)),
+            )
+            for index, entry in enumerate(data.get("notify") or ())
+        ),
     )
 
 
