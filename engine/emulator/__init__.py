@@ -7,12 +7,14 @@ faults, all from the seed; its jobs move through their statuses and fall behind 
 (``engine.emulator.lag``) on an injected clock.
 """
 
+from engine.emulator.accounts import AccountSpec, ProjectSpec, generate_accounts
 from engine.emulator.app import Emulator, build_app
 from engine.emulator.faults import FaultConfig
 from engine.emulator.fleet import Fleet
-from engine.emulator.state import EmulatorConfig, Fate, Job, ProjectSpec
+from engine.emulator.state import EmulatorConfig, Fate, Job
 
 __all__ = [
+    "AccountSpec",
     "Emulator",
     "EmulatorConfig",
     "Fate",
@@ -21,4 +23,5 @@ __all__ = [
     "Job",
     "ProjectSpec",
     "build_app",
+    "generate_accounts",
 ]
