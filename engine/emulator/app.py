@@ -281,12 +281,14 @@ async def emulator_stats(request: web.Request) -> web.Response:
 
 
 async def emulator_jobs(request: web.Request) -> web.Response:
-    """``GET /_emulator/jobs``: every job incl. children, with its hidden fate, whether it stays
-    behind or the service retries it itself, and its delay now, spike-free (not a DRS API)."""
-    fleet = request.app[FLEET]
+    """``GET /_emulator/jobs``: every job incl. children, with its project's account, its hidden
+    fate, whether it stays behind or the service retries it itself, and its delay now,
+    spike-free (not a DRS API)."""
+    fleet, tenancy = request.app[FLEET], request.app[TENANCY]
     jobs = [
         {
             "project_id": job.project_id,
+            "account": owner.name if (owner := tenancy.owner(job.project_id)) else None,
             "id": job.id,
             "name": job.name,
             "status": job.current_status().value,

@@ -203,6 +203,11 @@ async def test_each_account_is_served_on_its_own_projects_only(
         one.project,
     )
     assert status == 200
+    owners = {
+        j["project_id"]: j["account"]
+        for j in (await get(session, f"{emu.url}/_emulator/jobs"))["jobs"]
+    }
+    assert owners == {p.project_id: t.account.name for t in tenants for p in t.account.projects}
     stats = (await get(session, f"{emu.url}/_emulator/stats"))["accounts"]
     route = "POST /v3/{project_id}/jobs/batch-status"
     assert stats["account-1"]["requests_by_route"] == {route: 2 + 2}
