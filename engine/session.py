@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import secrets
 import signal
 import time
@@ -79,6 +80,7 @@ from engine.run.resumption import approved_gates, check_resumable, resumed_input
 from engine.run.segments import is_gate
 from engine.run.wiring import cloud_connections, emulator_connections, wire
 from engine.runbook import Runbook
+from engine.telemetry import Telemetry, from_env
 
 logger = logging.getLogger(__name__)
 
@@ -157,12 +159,14 @@ async def run(
     handle_signals: bool = False,
     approval_how: str = HOW_TERMINAL,
     saved_plan: SavedPlan | None = None,
+    telemetry: Telemetry | None = None,
 ) -> RunOutcome:
     """Run ``inputs`` against ``where``; write the journal, then the reports, to the run
     directory (default ``runbook-reports/<run id>``, checked before anything is sent).
 
     ``approval_how`` says how ``approver`` answers (terminal or ``--yes``), for the record;
-    ``saved_plan`` binds the run to a plan file (``apply``)."""
+    ``saved_plan`` binds the run to a plan file (``apply``); ``telemetry`` traces the run
+    (default: as the ``OTEL_*`` environment says, ``engine.telemetry.from_env``)."""
     _need_approver(inputs.runbook, approver)
     refuse_clear_text(inputs.runbook, where)
     run_id = new_run_id()
@@ -180,6 +184,7 @@ async def run(
         formats=formats,
         handle_signals=handle_signals,
         binding=Binding.of(saved_plan, approval_how),
+        telemetry=telemetry,
     )
 
 
@@ -271,6 +276,7 @@ async def _carry_out(
     handle_signals: bool,
     resume: JournalState | None = None,
     binding: Binding = Binding(),
+    telemetry: Telemetry | None = None,
 ) -> RunOutcome:
     try:
         async with _signals_cancel_the_run(handle_signals):
@@ -283,6 +289,7 @@ async def _carry_out(
                 journal=journal,
                 resume=resume,
                 binding=binding,
+                telemetry=telemetry,
             )
     finally:
         journal.close()
@@ -319,10 +326,40 @@ async def _execute(
     journal: RunJournal | None = None,
     resume: JournalState | None = None,
     binding: Binding = Binding(),
+    telemetry: Telemetry | None = None,
 ) -> tuple[Report, dict[str, Any] | None, StorageError | None, RunResult]:
-    """Wire the targets, execute, and build the report; with an emulator, also its stats."""
+    """Wire the targets, execute, and build the report; with an emulator, also its stats.
+    ``telemetry`` (else the environment's, if it asks for any) traces all of it."""
+    telemetry = telemetry if telemetry is not None else from_env(os.environ)
+    if telemetry is None:
+        return await _wire_and_execute(
+            inputs, where, run_id, observer, plan, approver, journal, resume, binding, None
+        )
+    try:
+        with telemetry.run_span(runbook=inputs.runbook.name, run_id=run_id, plan=plan) as span:
+            executed = await _wire_and_execute(
+                inputs, where, run_id, observer, plan, approver, journal, resume, binding, telemetry
+            )
+            telemetry.run_finished(span, executed[0])
+    finally:
+        await telemetry.close()
+    return executed
+
+
+async def _wire_and_execute(
+    inputs: Inputs,
+    where: Where,
+    run_id: str,
+    observer: RunObserver | None,
+    plan: bool,
+    approver: Approver | None,
+    journal: RunJournal | None,
+    resume: JournalState | None,
+    binding: Binding,
+    telemetry: Telemetry | None,
+) -> tuple[Report, dict[str, Any] | None, StorageError | None, RunResult]:
     runbook = inputs.runbook
-    resilience = Resilience()
+    resilience = Resilience(telemetry=telemetry)
     stats: dict[str, Any] | None = None
     async with AsyncExitStack() as stack:
         transport = await stack.enter_async_context(
@@ -343,7 +380,7 @@ async def _execute(
                 transport=transport,
                 resilience=resilience,
             )
-        wired = wire(runbook, connections, transport, resilience)
+        wired = wire(runbook, connections, transport, resilience, telemetry)
         executor = Executor(
             runbook,
             wired.clients,
@@ -359,6 +396,7 @@ async def _execute(
             planned=binding.planned,
             approval_how=binding.how,
             plan_hash=binding.plan_hash,
+            telemetry=telemetry,
         )
         if binding.plan_hash is not None and resume is None:
             executor.record_approval(approval(HOW_PLAN, True, HOW_PLAN, binding.plan_hash))
@@ -551,6 +589,7 @@ def run_runbook(
     formats: Iterable[str] | None = None,
     approver: Approver | None = None,
     observer: RunObserver | None = None,
+    telemetry: Telemetry | None = None,
 ) -> RunOutcome:
     """Run a runbook file and write its reports, as ``runbook run`` does; see
     ``run_runbook_async``. Owns an event loop: call it where none is running."""
@@ -565,6 +604,7 @@ def run_runbook(
             formats=formats,
             approver=approver,
             observer=observer,
+            telemetry=telemetry,
         )
     )
 
@@ -580,6 +620,7 @@ async def run_runbook_async(
     formats: Iterable[str] | None = None,
     approver: Approver | None = None,
     observer: RunObserver | None = None,
+    telemetry: Telemetry | None = None,
 ) -> RunOutcome:
     """Run the runbook at ``runbook`` and write its reports and journal.
 
@@ -589,7 +630,9 @@ async def run_runbook_async(
     or flag, written out as text and parsed per the param's type). An ``approve`` step needs
     ``yes=True`` or an ``approver``. ``formats``: report files besides report.json (default
     all). Raises ``engine.errors.EngineError`` for invalid input; a run that went wrong is an
-    outcome with exit code 1 (130 when cancelled), not an exception.
+    outcome with exit code 1 (130 when cancelled), not an exception. ``telemetry``: spans and
+    metrics to your own OpenTelemetry providers (``engine.telemetry.Telemetry``); by default the
+    ``OTEL_*`` environment decides.
     """
     if emulator and endpoint is not None:
         raise UsageError("emulator and endpoint cannot be used together; pick one target")
@@ -603,6 +646,7 @@ async def run_runbook_async(
         approver=approve_all if yes else approver,
         observer=observer,
         formats=tuple(REPORT_FILES) if formats is None else tuple(formats),
+        telemetry=telemetry,
     )
 
 
