@@ -67,7 +67,7 @@ def enabled_by(env: Mapping[str, str]) -> bool:
 
 def from_env(env: Mapping[str, str]) -> Telemetry | None:
     """The run's telemetry as ``env`` configures it (OTLP over HTTP), or None: not asked for,
-    or asked for without the ``[otel]`` extra installed (said once, as a warning)."""
+    or asked for without the ``[otel]`` extra installed (said as a warning)."""
     if not enabled_by(env):
         return None
     try:
@@ -79,8 +79,8 @@ def from_env(env: Mapping[str, str]) -> Telemetry | None:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError as exc:
         logger.warning(
-            "%s is set but OpenTelemetry is not installed (%s); running without telemetry: "
-            "pip install 'drs-runbook[otel]'",
+            "%s is set but the [otel] extra is not installed (no %s); running without "
+            "telemetry: pip install 'drs-runbook[otel]'",
             next(name for name in ENDPOINT_VARIABLES if env.get(name)),
             exc.name,
         )
