@@ -17,6 +17,7 @@ import os
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from engine.api.auth import Auth, IamPasswordAuth
 from engine.api.client import DrsClient
@@ -30,6 +31,9 @@ from engine.api.types import Language
 from engine.errors import UsageError
 from engine.run.limits import FairLimiter, FairTransport
 from engine.runbook import Runbook, Target
+
+if TYPE_CHECKING:
+    from engine.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +101,10 @@ def wire(
     connections: Mapping[Target, Connection],
     transport: Transport,
     resilience: Resilience,
+    telemetry: Telemetry | None = None,
 ) -> Wired:
-    """A client per target over one transport stack, shared by every target of the run."""
+    """A client per target over one transport stack, shared by every target of the run;
+    ``telemetry`` traces every request they send."""
     limiter = FairLimiter(runbook.concurrency, runbook.concurrency_per_target)
     counter = CountingTransport(
         RateLimitedTransport(FairTransport(transport, limiter), runbook.rate_limit_per_s)
@@ -112,6 +118,7 @@ def wire(
             auth=connection.auth,
             language=language,
             resilience=resilience,
+            telemetry=telemetry,
         )
         for target, connection in connections.items()
     }
