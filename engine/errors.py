@@ -3,6 +3,7 @@
     EngineError                      base; carries ``exit_code`` and formats itself
     ├── UsageError                   bad command line or settings (exit 2)
     ├── RunbookInvalidError          one or more Diagnostics with FILE:LINE:COL (exit 2)
+    ├── RunStoppedError              a mutating request held back: the run's stop tripped
     └── ApiError                     the DRS / IAM API could not be used
         ├── DrsApiError              a non-2xx answer with an error body (error_code, error_msg)
         ├── AuthError                credentials rejected or unavailable
@@ -84,6 +85,11 @@ class StorageError(EngineError):
     further change; its journal, cut back to whole lines, can be resumed once there is room."""
 
     exit_code = EXIT_STORAGE
+
+
+class RunStoppedError(EngineError):
+    """A mutating request was not sent: a stop condition of the run tripped before it left
+    (``engine.run.stop``). Nothing was applied; the caller books its jobs as not sent."""
 
 
 class RunbookInvalidError(EngineError):

@@ -242,6 +242,8 @@ MUTATIONS: tuple[MutationEvents, ...] = (RETRY_EVENTS, PAUSE_EVENTS)
 SENT_KINDS = frozenset(m.sent for m in MUTATIONS)
 WOULD_KINDS = frozenset(m.would for m in MUTATIONS)
 REJECTED_KINDS = frozenset(m.rejected for m in MUTATIONS)
+# The service took the change (acknowledged, or status showed it), or may have (no answer).
+CHANGED_KINDS = frozenset(k for m in MUTATIONS for k in (m.acknowledged, m.reconciled, m.unknown))
 
 
 class EventJson(TypedDict):
@@ -402,11 +404,20 @@ class JobBook:
     which records changed since its last ``checkpoint`` and hands only those to its journal.
     """
 
-    def __init__(self, clock: Callable[[], float], *, journal: JobJournal | None = None) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        *,
+        journal: JobJournal | None = None,
+        watch: Callable[[JobRecord], None] | None = None,
+    ) -> None:
+        """``watch`` is told of each record given a disposition (``conclude``) or a delay
+        (``read_delay``), and of each restored one: the run's stop conditions count them."""
         self._clock = clock
         self._records: dict[str, JobRecord] = {}
         self._changed: dict[str, JobRecord] = {}
         self._journal = journal
+        self._watch = watch
 
     def now(self) -> float:
         return self._clock()
@@ -421,6 +432,8 @@ class JobBook:
         """Records read back from a journal: known, and not changed since."""
         for record in records:
             self._records[record.job_id] = record
+            if self._watch is not None:
+                self._watch(record)
 
     def checkpoint(self) -> None:
         """Hand the records changed since the last checkpoint to the journal (written at once,
@@ -490,7 +503,17 @@ class JobBook:
         its detail)."""
         record = self.record(job_id, kind, step=step, status=status, detail=reason)
         record.disposition, record.reason = disposition, reason
+        if self._watch is not None:
+            self._watch(record)
         return record
+
+    def read_delay(self, record: JobRecord, delay_s: float) -> None:
+        """A replication delay read for the job (batch-progress): its last and its largest."""
+        record.delay_s = delay_s
+        if record.delay_max_s is None or delay_s > record.delay_max_s:
+            record.delay_max_s = delay_s
+        if self._watch is not None:
+            self._watch(record)
 
     def selected(self) -> list[JobRecord]:
         """The jobs selected and not yet acted on (or finished with)."""

@@ -79,8 +79,9 @@ from engine.run.planfile import (
 from engine.run.result import Planned, RunResult
 from engine.run.resumption import approved_gates, check_resumable, resumed_inputs
 from engine.run.segments import is_gate
+from engine.run.stop import StopSignal
 from engine.run.wiring import cloud_connections, emulator_connections, wire
-from engine.runbook import Runbook
+from engine.runbook import Runbook, StopCondition
 from engine.telemetry import Telemetry, from_env
 
 logger = logging.getLogger(__name__)
@@ -162,6 +163,7 @@ async def run(
     saved_plan: SavedPlan | None = None,
     notify: Sequence[str] = (),
     telemetry: Telemetry | None = None,
+    stop_files: Sequence[Path] = (),
 ) -> RunOutcome:
     """Run ``inputs`` against ``where``; write the journal, then the reports, to the run
     directory (default ``runbook-reports/<run id>``, checked before anything is sent).
@@ -169,7 +171,9 @@ async def run(
     ``approval_how`` says how ``approver`` answers (terminal or ``--yes``), for the record;
     ``saved_plan`` binds the run to a plan file (``apply``); ``notify``: webhook URLs told
     about the run besides the runbook's ``notify:`` (``engine.run.notify``); ``telemetry``
-    traces the run (default: as the ``OTEL_*`` environment says, ``engine.telemetry.from_env``)."""
+    traces the run (default: as the ``OTEL_*`` environment says, ``engine.telemetry.from_env``);
+    ``stop_files`` stop the run when one appears, as the runbook's ``stop_when: [{file: ...}]``
+    do."""
     _need_approver(inputs.runbook, approver)
     refuse_clear_text(inputs.runbook, where)
     return await _start(
@@ -184,6 +188,7 @@ async def run(
         saved_plan=saved_plan,
         hooks=_webhooks(inputs.runbook, notify, where, observer),
         telemetry=telemetry,
+        stop_files=stop_files,
     )
 
 
@@ -200,6 +205,7 @@ async def _start(
     saved_plan: SavedPlan | None,
     hooks: Sequence[Webhook],
     telemetry: Telemetry | None = None,
+    stop_files: Sequence[Path] = (),
 ) -> RunOutcome:
     """A new run of checked inputs: its id, directory and journal, then carry it out."""
     run_id = new_run_id()
@@ -219,6 +225,7 @@ async def _start(
         binding=Binding.of(saved_plan, approval_how),
         hooks=hooks,
         telemetry=telemetry,
+        stop_files=stop_files,
     )
 
 
@@ -232,6 +239,7 @@ async def apply(
     formats: Iterable[str] = (),
     handle_signals: bool = False,
     notify: Sequence[str] = (),
+    stop_files: Sequence[Path] = (),
 ) -> RunOutcome:
     """Run the plan file at ``path`` as it was reviewed: its runbook (unchanged), params and
     targets, sending only the jobs it lists, each only while its status is the one it was
@@ -275,6 +283,7 @@ async def apply(
         approval_how=HOW_PLAN,
         saved_plan=saved,
         hooks=hooks,
+        stop_files=stop_files,
     )
 
 
@@ -316,7 +325,9 @@ async def _carry_out(
     binding: Binding = Binding(),
     hooks: Sequence[Webhook] = (),
     telemetry: Telemetry | None = None,
+    stop_files: Sequence[Path] = (),
 ) -> RunOutcome:
+    stop = _stop_signal(inputs.runbook, stop_files, resume)
     about = RunRef(
         run_id=run_id,
         runbook_name=inputs.runbook.name,
@@ -337,6 +348,7 @@ async def _carry_out(
                     resume=resume,
                     binding=binding,
                     telemetry=telemetry,
+                    stop=stop,
                 )
         finally:
             journal.close()
@@ -376,18 +388,29 @@ async def _execute(
     resume: JournalState | None = None,
     binding: Binding = Binding(),
     telemetry: Telemetry | None = None,
+    stop: StopSignal | None = None,
 ) -> tuple[Report, dict[str, Any] | None, StorageError | None, RunResult]:
     """Wire the targets, execute, and build the report; with an emulator, also its stats.
     ``telemetry`` (else the environment's, if it asks for any) traces all of it."""
     telemetry = telemetry if telemetry is not None else from_env(os.environ)
     if telemetry is None:
         return await _wire_and_execute(
-            inputs, where, run_id, observer, plan, approver, journal, resume, binding, None
+            inputs, where, run_id, observer, plan, approver, journal, resume, binding, None, stop
         )
     try:
         with telemetry.run_span(runbook=inputs.runbook.name, run_id=run_id, plan=plan) as span:
             executed = await _wire_and_execute(
-                inputs, where, run_id, observer, plan, approver, journal, resume, binding, telemetry
+                inputs,
+                where,
+                run_id,
+                observer,
+                plan,
+                approver,
+                journal,
+                resume,
+                binding,
+                telemetry,
+                stop,
             )
             telemetry.run_finished(span, executed[0])
     finally:
@@ -406,6 +429,7 @@ async def _wire_and_execute(
     resume: JournalState | None,
     binding: Binding,
     telemetry: Telemetry | None,
+    stop: StopSignal | None,
 ) -> tuple[Report, dict[str, Any] | None, StorageError | None, RunResult]:
     runbook = inputs.runbook
     resilience = Resilience(telemetry=telemetry)
@@ -429,7 +453,7 @@ async def _wire_and_execute(
                 transport=transport,
                 resilience=resilience,
             )
-        wired = wire(runbook, connections, transport, resilience, telemetry)
+        wired = wire(runbook, connections, transport, resilience, telemetry, stop)
         executor = Executor(
             runbook,
             wired.clients,
@@ -446,6 +470,7 @@ async def _wire_and_execute(
             approval_how=binding.how,
             plan_hash=binding.plan_hash,
             telemetry=telemetry,
+            stop=stop,
         )
         if binding.plan_hash is not None and resume is None:
             executor.record_approval(approval(HOW_PLAN, True, HOW_PLAN, binding.plan_hash))
@@ -459,6 +484,17 @@ async def _wire_and_execute(
         api_resilience=resilience.stats.as_dict(),
     )
     return build_report(result), stats, result.storage_failure, result
+
+
+def _stop_signal(
+    runbook: Runbook, stop_files: Sequence[Path], resume: JournalState | None
+) -> StopSignal | None:
+    """The run's stop: the runbook's ``stop_when`` and the ``--stop-file``s; None without any
+    (and no stop in the journal of the run resumed): no gate, nothing watched."""
+    conditions = (*runbook.stop_when, *(StopCondition.stop_file(p) for p in stop_files))
+    if not conditions and (resume is None or resume.stopped is None):
+        return None
+    return StopSignal(conditions)
 
 
 @asynccontextmanager
@@ -529,12 +565,16 @@ async def resume(
     handle_signals: bool = False,
     approval_how: str = HOW_TERMINAL,
     notify: Sequence[str] = (),
+    stop_files: Sequence[Path] = (),
 ) -> RunOutcome:
     """Take over the interrupted run in ``directory`` and carry it to the end.
 
     Retries the journal shows answered are not sent again; a retry whose answer was never
     recorded is reconciled by status; finished steps are not run again and verification picks
     up the jobs it had not settled. ``file`` must be the runbook the run started with.
+
+    A run that had stopped (its journal says which condition tripped) stays stopped: nothing
+    more is sent but its rollback and reconciliation; a stop file still there trips at once.
     """
     journal, state = RunJournal.take_over(directory)
     try:
@@ -585,6 +625,7 @@ async def resume(
             planned=header.planned,
         ),
         hooks=hooks,
+        stop_files=stop_files,
     )
 
 

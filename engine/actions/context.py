@@ -15,6 +15,10 @@ from engine.redact import redact
 logger = logging.getLogger(__name__)
 
 
+def _not_stopped() -> str | None:
+    return None
+
+
 class StepFailedError(Exception):
     """An action could not do its work; the step fails with this one-sentence message.
 
@@ -50,6 +54,9 @@ class ActionContext:
     # Applying a plan file: the jobs this step may send, each with the status it was planned
     # on; None when no plan binds the run (``engine.actions.mutation.admit_planned``).
     planned: Mapping[str, str] | None = None
+    # Why the run has stopped (a stop condition tripped: ``engine.run.stop``), or None: once
+    # it says why, a mutating action sends no further batch.
+    stopped: Callable[[], str | None] = _not_stopped
 
     def now(self) -> float:
         return self.jobs.now()

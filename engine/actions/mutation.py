@@ -8,7 +8,9 @@ that it took effect, whether a job may be sent once more after status showed it 
 - A job this run already sent is never sent blindly again (``triage``): an answered job keeps its
   answer, an unanswered one is reconciled by status.
 - Each batch's intent is durable before the request leaves (``mark_sent``), its outcome before
-  the next batch, and the run's error budget can stop the batches (the rest are withheld).
+  the next batch, and the run's error budget or its stop can end the batches (the rest are
+  withheld). A request the stop held back at the wire (``RunStoppedError``) was never sent:
+  its jobs are withheld too.
 - A 4xx means nothing was applied: a rejected batch of several jobs is split and each job sent
   alone, so one refused job (a dual-active parent) cannot sink the rest. Throttled and busy
   answers (429, DRS.M01503, DRS.M01504) were already backed off and re-sent by the client
@@ -41,7 +43,7 @@ from engine.api.types import (
     BatchOutcome,
     StatusResult,
 )
-from engine.errors import DrsApiError, StorageError, TransportError
+from engine.errors import DrsApiError, RunStoppedError, StorageError, TransportError
 from engine.ledger import Disposition, EventKind, JobRecord, MutationEvents
 
 logger = logging.getLogger(__name__)
@@ -139,6 +141,9 @@ async def carry_out(
         # Sent by an attempt that was cut short: learn what it did, don't re-send blindly.
         await sending.reconcile(earlier.unanswered, "earlier attempt")
     for batch in chunks(earlier.fresh, batch_size):
+        if (stopped := ctx.stopped()) is not None:
+            ctx.withhold(batch, f"not sent: {stopped}")
+            continue
         if ctx.errors.exhausted:
             ctx.withhold(batch)
             continue
@@ -288,6 +293,13 @@ class _Sending:
             raise
         try:
             results = await self._send(batch)
+        except RunStoppedError as exc:
+            # Held back at the wire (it waited for its turn while the stop tripped, or for a
+            # re-send after the service refused it): nothing of it was applied. Its intent is
+            # in the journal already, so the withheld event follows it (a resume reconciles).
+            ctx.withhold(batch, f"{exc}; held back before it left")
+            await ctx.jobs.commit()
+            return
         except DrsApiError as exc:
             if exc.http_status == 400 and len(batch) > 1 and not not_applied_try_later(exc):
                 logger.info(

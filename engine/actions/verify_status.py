@@ -170,9 +170,7 @@ class _Judge:
                 continue
             record = self.watches[job_id].record
             was_over = self.over(record.delay_s)
-            record.delay_s = delay
-            if record.delay_max_s is None or delay > record.delay_max_s:
-                record.delay_max_s = delay
+            self.ctx.jobs.read_delay(record, delay)
             changed = changed or was_over != self.over(delay)
         return changed
 

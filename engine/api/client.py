@@ -55,6 +55,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 INVALID_RESPONSE = "INVALID_RESPONSE"
+# The requests that change jobs (the only ones not replayed when their outcome is unknown):
+# what a run's stop holds back (engine.run.stop.StopGate).
+RETRY_PATH = "/jobs/batch-retry-task"
+PAUSE_PATH = "/jobs/batch-pause-task"
+MUTATING_PATHS = (RETRY_PATH, PAUSE_PATH)
 _RENEWABLE_CODES = frozenset({ERR_TOKEN_INVALID, ERR_TOKEN_EXPIRED})
 _T = TypeVar("_T")
 
@@ -262,7 +267,7 @@ class DrsClient:
         """
         _check_action_batch([j.job_id for j in jobs], "batch_retry")
         payload = {"jobs": [j.to_wire() for j in jobs]}
-        return await self._action("batch-retry", "/jobs/batch-retry-task", payload)
+        return await self._action("batch-retry", RETRY_PATH, payload)
 
     async def batch_pause(
         self, job_ids: Sequence[str], *, pause_mode: str
@@ -273,7 +278,7 @@ class DrsClient:
         if not pause_mode:
             raise ValueError("batch_pause needs a pause_mode: the API refuses a pause without it")
         payload = {"jobs": [{"job_id": job_id, "pause_mode": pause_mode} for job_id in job_ids]}
-        return await self._action("batch-pause", "/jobs/batch-pause-task", payload)
+        return await self._action("batch-pause", PAUSE_PATH, payload)
 
     async def _paged_chunk(
         self, operation: str, path: str, chunk: list[str], result: type[_R]
@@ -353,6 +358,11 @@ class DrsClient:
                 },
             )
         return response
+
+
+def is_mutating(url: str) -> bool:
+    """Whether a request to ``url`` changes jobs (batch-retry-task, batch-pause-task)."""
+    return url.partition("?")[0].endswith(MUTATING_PATHS)
 
 
 def _traced(

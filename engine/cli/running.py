@@ -187,6 +187,16 @@ _NOTIFY = click.option(
     "The URL is a secret: prefer the runbook's notify: with url_env, or $VARIABLE here.",
 )
 
+_STOP_FILE = click.option(
+    "--stop-file",
+    "stop_files",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="PATH",
+    help="Stop the run when this file appears (repeatable): nothing more is changed, what is "
+    "in flight is reconciled, the rollback runs where a change was accepted; exit 1.",
+)
+
 _YES = click.option(
     "-y",
     "--yes",
@@ -218,6 +228,7 @@ _FIXED_BY_RUN = (
 @FORMATS
 @_YES
 @_NOTIFY
+@_STOP_FILE
 @click.option(
     "--resume",
     "resume_id",
@@ -231,6 +242,7 @@ def run(
     resume_id: str | None,
     formats: tuple[str, ...],
     notify: tuple[str, ...],
+    stop_files: tuple[Path, ...],
     **options: Any,
 ) -> None:
     """Run the runbook FILE and write its reports and journal to its run directory.
@@ -254,7 +266,7 @@ def run(
                 "params and limits it started with"
             )
         directory = report_dir or session.DEFAULT_REPORTS / resume_id
-        _resume(directory, options["file"], quiet, yes, options, formats, notify)
+        _resume(directory, options["file"], quiet, yes, options, formats, notify, stop_files)
         return
     where, inputs = _where_and_inputs(options)
     observer, approver = _terminal(quiet=quiet, yes=yes)
@@ -269,6 +281,7 @@ def run(
             handle_signals=True,
             approval_how=HOW_YES if yes else HOW_TERMINAL,
             notify=notify,
+            stop_files=stop_files,
         )
     )
     _show(outcome)
@@ -278,6 +291,7 @@ def run(
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
 @FORMATS
 @_YES
+@_STOP_FILE
 @click.option(
     "--credentials-file",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -293,6 +307,7 @@ def resume(
     yes: bool,
     quiet: bool,
     notify: tuple[str, ...],
+    stop_files: tuple[Path, ...],
     **options: Any,
 ) -> None:
     """Continue the interrupted run in RUN_DIR from its journal.
@@ -301,7 +316,7 @@ def resume(
     recorded is reconciled by querying the job's status; finished steps are not run again and
     verification picks up the jobs it had not settled. Exit codes as for `runbook run`.
     """
-    _resume(run_dir, None, quiet, yes, options, formats, notify)
+    _resume(run_dir, None, quiet, yes, options, formats, notify, stop_files)
 
 
 @click.command()
@@ -371,6 +386,7 @@ def _max_age(ctx: click.Context, param: click.Parameter, value: str | None) -> f
     help="The run directory: reports and journal (default ./runbook-reports/<run-id>/).",
 )
 @FORMATS
+@_STOP_FILE
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines, only the summary.")
 @_NOTIFY
 @_network_options
@@ -381,6 +397,7 @@ def apply(
     formats: tuple[str, ...],
     quiet: bool,
     notify: tuple[str, ...],
+    stop_files: tuple[Path, ...],
     **options: Any,
 ) -> None:
     """Run the plan file PLAN_FILE (from `runbook plan FILE --out`) as it was reviewed.
@@ -403,6 +420,7 @@ def apply(
             formats=formats,
             handle_signals=True,
             notify=notify,
+            stop_files=stop_files,
         )
     )
     _show(outcome)
@@ -416,6 +434,7 @@ def _resume(
     options: dict[str, Any],
     formats: tuple[str, ...],
     notify: tuple[str, ...],
+    stop_files: tuple[Path, ...] = (),
 ) -> None:
     observer, approver = _terminal(quiet=quiet, yes=yes)
     outcome = _in_a_loop(
@@ -431,6 +450,7 @@ def _resume(
             handle_signals=True,
             approval_how=HOW_YES if yes else HOW_TERMINAL,
             notify=notify,
+            stop_files=stop_files,
         )
     )
     _show(outcome)

@@ -3,6 +3,12 @@
 A failed step is data: it is recorded, the target's later steps are skipped, and its jobs get a
 final disposition saying why. An unexpected exception is a bug and propagates.
 
+When the run's stop trips (``engine.run.stop``): no further mutating request leaves (the gate
+at the wire, and each mutating step's next batch), a step that only reads or waits is cut
+short, a mutating step in progress finishes what is in flight (and reconciles it), every
+target's remaining steps are skipped, and the rollback runs in each target where a change was
+accepted (its requests undo, so they pass the gate). The journal records the trip.
+
 The executor takes one ready client per target (``engine.run.wiring`` builds them; tests pass
 fakes) and knows actions only through their definitions (``engine.actions.spec.Action``): which
 ones are gates, which change jobs, how each runs, previews and is reconciled.
@@ -23,7 +29,7 @@ from engine.actions.budget import ErrorBudget
 from engine.actions.registry import REGISTRY
 from engine.api.protocol import DrsApi
 from engine.errors import StorageError, first_leaf
-from engine.ledger import JobBook
+from engine.ledger import CHANGED_KINDS, JobBook
 from engine.logs import run_context
 from engine.run.approval import (
     HOW_TERMINAL,
@@ -48,6 +54,7 @@ from engine.run.segments import (
     segments,
 )
 from engine.run.step import StepRunner, StepTiming, timeout_of
+from engine.run.stop import StopSignal, Tripped
 from engine.runbook import Runbook, Step, Target
 from engine.runbook.expressions import Scope
 from engine.runbook.model import OnFailure
@@ -136,9 +143,11 @@ class Executor:
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         telemetry: Telemetry | None = None,
+        stop: StopSignal | None = None,
     ) -> None:
         """``clock`` and ``sleep`` are the loop's own by default; tests pass a virtual pair.
-        ``telemetry``: a span per target and per step, under the current span (the run's)."""
+        ``telemetry``: a span per target and per step, under the current span (the run's).
+        ``stop`` is the run's stop signal (its gate is in the clients' transport)."""
         self._runbook = runbook
         self._clients = clients
         self._endpoints = endpoints or {}
@@ -156,8 +165,14 @@ class Executor:
         self._approvals: list[dict[str, Any]] = list(resume.approvals) if resume is not None else []
         self._observer = observer
         self._telemetry = telemetry
+        self._stop = stop
         self._steps = StepRunner(
-            plan=plan, max_jobs=runbook.max_jobs, clock=self._clock, sleep=sleep, planned=planned
+            plan=plan,
+            max_jobs=runbook.max_jobs,
+            clock=self._clock,
+            sleep=sleep,
+            planned=planned,
+            stopped=None if stop is None else self._stop_reason,
         )
         self._errors = ErrorBudget(
             max_errors=runbook.max_errors, max_error_ratio=runbook.max_error_ratio
@@ -174,6 +189,22 @@ class Executor:
     def _clock(self) -> float:
         return self._loop_time() - self._t0
 
+    def _stop_reason(self) -> str | None:
+        """Why the run has stopped (the stop files are looked at again now), or None."""
+        tripped = self._stop.check() if self._stop is not None else None
+        return None if tripped is None else tripped.reason
+
+    def _tripped(self, tripped: Tripped) -> None:
+        """The stop tripped: on disk at once (a resume knows), and the observer is told (a
+        notification goes out); the signal has logged it as a warning."""
+        if self._journal is not None:
+            self._journal.stopped(tripped.to_json())
+        if self._observer is not None:
+            self._observer.run_stopped(
+                f"{tripped.reason}; no further change is sent, "
+                f"{tripped.in_flight} request(s) in flight are awaited"
+            )
+
     async def run(self) -> RunResult:
         started_at = datetime.now(UTC)
         self._loop_time = self._given_clock or asyncio.get_running_loop().time
@@ -188,11 +219,18 @@ class Executor:
             restore_budget(self._errors, (r.jobs for r in runs))
         # Told once: a budget spent before a resume was told by the run it stopped.
         self._budget_told = self._errors.exhausted
+        if self._stop is not None:
+            if self._resume is not None and self._resume.stopped is not None:
+                self._stop.restore(Tripped.from_json(self._resume.stopped))
+            self._stop.on_trip(self._tripped)
         if self._observer is not None:
             self._observer.run_started({r.target: r.jobs for r in runs})
         try:
             with run_context(run_id=self._run_id):  # on every log line of the run's tasks
-                return await self._run(started_at, runs)
+                if self._stop is None or self._plan:
+                    return await self._run(started_at, runs)
+                with self._stop.watching():
+                    return await self._run(started_at, runs)
         finally:
             if self._observer is not None:
                 self._observer.run_finished()
@@ -211,10 +249,13 @@ class Executor:
                         async with asyncio.TaskGroup() as group:
                             for target_run in runs:
                                 group.create_task(self._run_steps(target_run, steps))
-            # A step had failed before a resume: finish the rollback the interruption cut short.
+            # A step had failed before a resume (finish the rollback the interruption cut
+            # short), or the run stopped: undo where a change was accepted.
             async with asyncio.TaskGroup() as group:
                 for target_run in runs:
-                    if not target_run.rolled_back and self._failed_before(target_run):
+                    if not target_run.rolled_back and (
+                        self._failed_before(target_run) or self._stopped_after_change(target_run)
+                    ):
                         group.create_task(self._rollback(target_run))
         except asyncio.CancelledError:
             # Interrupted (Ctrl-C, SIGTERM): every job still gets a disposition; report them.
@@ -248,6 +289,7 @@ class Executor:
             storage_failure=storage_failure,
             approvals=tuple(self._approvals),
             plan_hash=self._plan_hash,
+            stopped_by=None if self._stop is None else self._stop.tripped,
         )
         if self._journal is not None:
             self._journal.finished(
@@ -260,7 +302,8 @@ class Executor:
     def _new_run(self, index: int, target: Target) -> _TargetRun:
         outputs: dict[str, Mapping[str, Any]] = {}
         journal = self._journal.for_target(index) if self._journal is not None else None
-        jobs = JobBook(self._clock, journal=journal)
+        watch = self._stop.watcher(index) if self._stop is not None else None
+        jobs = JobBook(self._clock, journal=journal, watch=watch)
         done: dict[str, StepOutcome] = {}
         failure = None
         if self._resume is not None:
@@ -303,6 +346,9 @@ class Executor:
             if target_run.failure is not None:
                 outcome.steps.append(StepOutcome.not_run(step, target_run.failure))
                 continue
+            if (stopped := self._stop_reason()) is not None:
+                outcome.steps.append(StepOutcome.not_run(step, stopped))
+                continue
             result = await self._step_in(target_run, step)
             if result.status is StepStatus.FAILED and step.on_failure == OnFailure.ABORT:
                 target_run.failure = f"step '{step.id}' failed"
@@ -316,13 +362,15 @@ class Executor:
                 await self._rollback(target_run)
 
     async def _rollback(self, target_run: _TargetRun) -> None:
-        """A step failed in this target: run every rollback step, whatever becomes of each."""
+        """A step failed in this target (or the run stopped after a change was accepted in
+        it): run every rollback step, whatever becomes of each."""
         if self._plan or target_run.rolled_back:
             return
         target_run.rolled_back = True
         for step in self._runbook.rollback:
             fresh = step.id not in target_run.done
-            result = await self._step_in(target_run, step)
+            with StopSignal.undoing():  # it undoes the run's changes: the stop lets it send
+                result = await self._step_in(target_run, step, undoing=True)
             if fresh:
                 self._journal_step(target_run, result)
                 if self._observer is not None:
@@ -349,13 +397,17 @@ class Executor:
                 )
             return
         asked_at = self._clock()  # an approval takes as long as the human took to answer
+        stopped = self._stop_reason()
         if self._plan:
             verdict, message = StepStatus.SKIPPED, "not run: a plan asks for no approval"
         elif not live:
             verdict, message = StepStatus.SKIPPED, "not run: no target reached it"
+        elif stopped is not None:
+            verdict, message = StepStatus.SKIPPED, f"not run: {stopped}"
+        elif (answer := await self._ask(step, live)) is None:
+            verdict, message = StepStatus.SKIPPED, f"not answered: {self._stop_reason()}"
         else:
-            request = await self._request(step, live, following(self._runbook.steps, step))
-            approved = self._approver is not None and await self._approver(request)
+            approved = answer
             record = approval(step.id, approved, self._approval_how, self._plan_hash)
             self.record_approval(record)
             verdict = StepStatus.SUCCEEDED if approved else StepStatus.DECLINED
@@ -393,11 +445,26 @@ class Executor:
                 target_run.failure = f"step '{step.id}' was not approved: {message}"
             self._journal_step(target_run, decided)
 
+    async def _ask(self, step: Step, live: Sequence[_TargetRun]) -> bool | None:
+        """The human's answer; None when the run stopped while they were asked."""
+        if self._approver is None:
+            return False
+        if self._stop is None:
+            request = await self._request(step, live, following(self._runbook.steps, step))
+            return await self._approver(request)
+        answer = False
+        async with self._stop.cut_short() as scope:
+            request = await self._request(step, live, following(self._runbook.steps, step))
+            answer = await self._approver(request)
+        return None if scope.was_cut else answer
+
     async def _before_changes(self, first: Step, runs: Sequence[_TargetRun]) -> None:
         """Every target has selected and none has changed anything yet: show what is about to
         be changed, then check max_jobs_total (act on none if together they are too many)."""
         if all(first.id in r.done for r in runs if r.failure is None):
             return  # resumed past it: this was shown and checked before the interruption
+        if self._stop_reason() is not None:
+            return  # nothing is about to change: the run has stopped
         observer = self._observer
         if observer is not None and observer.shows_plan and not REGISTRY[first.action].gate:
             # (an approval shows the jobs itself)
@@ -452,8 +519,12 @@ class Executor:
 
     # ----------------------------------------------------------------------------- one step
 
-    async def _step_in(self, target_run: _TargetRun, step: Step) -> StepOutcome:
-        """Run one step in one target and keep its outcome and outputs (the journal's too)."""
+    async def _step_in(
+        self, target_run: _TargetRun, step: Step, *, undoing: bool = False
+    ) -> StepOutcome:
+        """Run one step in one target and keep its outcome and outputs (the journal's too).
+        A step that changes no job is cut short when the run stops (``undoing``: a rollback's
+        step never is)."""
         outcome = target_run.outcome
         if step.id in target_run.done:  # finished before the run was resumed
             outcome.steps.append(target_run.done[step.id])
@@ -470,7 +541,7 @@ class Executor:
             run_context(target=target_run.target.label, step=step.id),
             self._step_span(target_run, step) as span,
         ):
-            result = await self._steps.run(
+            work = self._steps.run(
                 step,
                 api=target_run.api,
                 jobs=target_run.jobs,
@@ -478,7 +549,12 @@ class Executor:
                 scope=target_run.scope,
                 # A rollback undoes what the run did: its spent error budget must not stop it.
                 errors=errors,
+                undoing=undoing,
             )
+            if self._stop is None or undoing or REGISTRY[step.action].mutating:
+                result = await work
+            else:
+                result = await self._unless_stopped(target_run, step, work)
             if span is not None and self._telemetry is not None:
                 self._telemetry.step_finished(
                     span,
@@ -498,7 +574,36 @@ class Executor:
             return contextlib.nullcontext()
         return self._telemetry.step_span(target_run.span, step_id=step.id, action=step.action)
 
+    async def _unless_stopped(
+        self, target_run: _TargetRun, step: Step, work: Awaitable[StepOutcome]
+    ) -> StepOutcome:
+        """``work``, unless the run stops first: then the step failed, cut short."""
+        assert self._stop is not None
+        result: StepOutcome | None = None
+        async with self._stop.cut_short() as scope:
+            result = await work
+        if result is not None and not scope.was_cut:
+            return result
+        since = target_run.running_since
+        return StepOutcome(
+            step_id=step.id,
+            action=step.action,
+            status=StepStatus.FAILED,
+            message=f"cut short: {self._stop_reason()}",
+            started_t=round(since, 3),
+            duration_s=round(self._clock() - since, 3),
+        )
+
     # ----------------------------------------------------------------------------- the end
+
+    def _stopped_after_change(self, target_run: _TargetRun) -> bool:
+        """The run stopped, and a change was accepted in this target (or may have been: an
+        answer that never came): its rollback runs."""
+        if self._stop is None or self._stop.tripped is None or self._plan:
+            return False
+        return any(
+            event.kind in CHANGED_KINDS for record in target_run.jobs for event in record.events
+        )
 
     def _failed_before(self, target_run: _TargetRun) -> bool:
         """A step that aborts the target had failed before the run was resumed."""
@@ -544,7 +649,11 @@ class Executor:
             finalize(outcome.jobs, "run interrupted", mutating=self._mutating, cancelled=True)
         elif not self._plan:
             failed = [s.step_id for s in outcome.steps if s.status is StepStatus.FAILED]
-            reason = target_run.failure or (f"step '{failed[0]}' failed" if failed else None)
+            tripped = self._stop.tripped if self._stop is not None else None
+            stopped = None if tripped is None else tripped.reason
+            reason = (
+                target_run.failure or stopped or (f"step '{failed[0]}' failed" if failed else None)
+            )
             finalize(outcome.jobs, reason, mutating=self._mutating)
         if not target_run.rolled_back or interrupted:
             why = (
@@ -552,6 +661,8 @@ class Executor:
                 if interrupted
                 else "a plan makes no changes to undo"
                 if self._plan
+                else "the run stopped before a change was accepted here"
+                if self._stop is not None and self._stop.tripped is not None
                 else "no step failed"
             )
             outcome.steps.extend(

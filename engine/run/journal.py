@@ -157,6 +157,8 @@ class JournalState:
     interrupted: bool = False
     resumes: list[str] = field(default_factory=list)
     approvals: list[dict[str, Any]] = field(default_factory=list)
+    # The run's stop tripped (engine.run.stop.Tripped.to_json): a resume stays stopped.
+    stopped: dict[str, Any] | None = None
     lines: int = 0
 
     def target(self, index: int) -> TargetState:
@@ -263,6 +265,10 @@ class RunJournal:
     def approval(self, entry: Mapping[str, Any]) -> None:
         """An approval or decline (``ApprovalRecord.to_json``): on disk before the run goes on."""
         self._append({"type": "approval", **entry}, durable=True)
+
+    def stopped(self, tripped: Mapping[str, Any]) -> None:
+        """The run's stop tripped (which condition, when): on disk before anything else."""
+        self._append({"type": "stopped", **tripped}, durable=True)
 
     def finished(self, *, exit_code: int, interrupted: bool, at: str) -> None:
         self._append(
@@ -524,6 +530,8 @@ def _apply(state: JournalState, line: Mapping[str, Any]) -> None:
         state.finished = state.interrupted = False
     elif kind == "approval":
         state.approvals.append({k: v for k, v in line.items() if k != "type"})
+    elif kind == "stopped":
+        state.stopped = {k: v for k, v in line.items() if k != "type"}
     elif kind == "finished":
         state.finished, state.interrupted = True, bool(line["interrupted"])
 

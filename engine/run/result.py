@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import (
     EXIT_INTERRUPTED,
@@ -20,6 +20,9 @@ from engine.errors import (
 )
 from engine.ledger import JobBook
 from engine.runbook import Runbook, Step, Target
+
+if TYPE_CHECKING:
+    from engine.run.stop import Tripped
 
 
 class StepStatus(StrEnum):
@@ -97,6 +100,9 @@ class RunResult:
     # Every approval and decline (ApprovalRecord.to_json), and the plan file an apply ran.
     approvals: Sequence[Mapping[str, Any]] = ()
     plan_hash: str | None = None
+    # Which stop condition tripped, and when (engine.run.stop); None when none did. A
+    # notifier reads it after the run, or subscribes with StopSignal.on_trip during it.
+    stopped_by: Tripped | None = None
 
     @property
     def exit_code(self) -> int:
@@ -104,6 +110,8 @@ class RunResult:
             return EXIT_STORAGE
         if self.interrupted:
             return EXIT_INTERRUPTED
+        if self.stopped_by is not None:
+            return EXIT_JOBS_NOT_HEALTHY  # stopped short: not a run that did its work
         if self.plan:
             return EXIT_JOBS_NOT_HEALTHY if any(t.failed for t in self.targets) else EXIT_OK
         healthy = all(

@@ -65,6 +65,8 @@ class StepRunner:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     # Applying a plan file: project id -> step id -> job id -> the status it was planned on.
     planned: Planned | None = None
+    # Why the run has stopped, or None (``engine.run.stop``); a rollback's steps are not told.
+    stopped: Callable[[], str | None] | None = None
 
     async def run(
         self,
@@ -75,7 +77,9 @@ class StepRunner:
         project_id: str,
         scope: Scope,
         errors: ErrorBudget,
+        undoing: bool = False,
     ) -> StepOutcome:
+        """``undoing``: a rollback step, which the run's stop does not hold back."""
         action = REGISTRY[step.action]
         if self.plan and not action.runs_in_plan:
             skipped = StepOutcome.not_run(step, action.plan_skip_reason)
@@ -113,6 +117,8 @@ class StepRunner:
             if self.planned is None
             else self.planned.get(project_id, {}).get(step.id, {}),
         )
+        if self.stopped is not None and not undoing:
+            ctx.stopped = self.stopped
         for attempt in range(1, step.retries.max_attempts + 1):
             outcome.attempts = attempt
             message = await self._attempt(step, action, ctx, scope, outcome)

@@ -1,7 +1,11 @@
 """How a run reaches its targets: the transport stack, credentials and one client per target.
 
-    transport  ->  FairTransport (concurrency caps, in turn)  ->  RateLimitedTransport (pace)
-               ->  CountingTransport (the report's API calls by route)  ->  DrsClient per target
+    transport  ->  StopGate (with stop conditions)  ->  FairTransport (concurrency caps, in
+               turn)  ->  RateLimitedTransport (pace)  ->  CountingTransport (the report's API
+               calls by route)  ->  DrsClient per target
+
+The stop gate is next to the wire: a mutating request that waited for its turn while the run's
+stop tripped is never sent (``engine.run.stop``).
 
 A request holds a concurrency slot only while it is on the wire, not while it waits for its turn
 at the endpoint's pace (a slow endpoint must not hold every slot). IAM requests go straight to
@@ -30,6 +34,7 @@ from engine.api.transport import HttpRequest, HttpResponse, Transport
 from engine.api.types import Language
 from engine.errors import UsageError
 from engine.run.limits import FairLimiter, FairTransport
+from engine.run.stop import StopGate, StopSignal
 from engine.runbook import Runbook, Target
 
 if TYPE_CHECKING:
@@ -102,12 +107,14 @@ def wire(
     transport: Transport,
     resilience: Resilience,
     telemetry: Telemetry | None = None,
+    stop: StopSignal | None = None,
 ) -> Wired:
     """A client per target over one transport stack, shared by every target of the run;
     ``telemetry`` traces every request they send."""
     limiter = FairLimiter(runbook.concurrency, runbook.concurrency_per_target)
+    wire_side: Transport = transport if stop is None else StopGate(transport, stop)
     counter = CountingTransport(
-        RateLimitedTransport(FairTransport(transport, limiter), runbook.rate_limit_per_s)
+        RateLimitedTransport(FairTransport(wire_side, limiter), runbook.rate_limit_per_s)
     )
     language = Language(runbook.language)
     clients = {

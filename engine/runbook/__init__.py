@@ -23,7 +23,16 @@ from engine.runbook.diagnostics import diagnostics_json, render_diagnostics
 from engine.runbook.evaluation import evaluate, resolve
 from engine.runbook.expressions import Expression, ExpressionError, Scope
 from engine.runbook.lint import lint
-from engine.runbook.model import OnFailure, Runbook, Step, StepRetries, Target, build_runbook
+from engine.runbook.model import (
+    OnFailure,
+    Runbook,
+    Step,
+    StepRetries,
+    StopCondition,
+    StopKind,
+    Target,
+    build_runbook,
+)
 from engine.runbook.params import Param
 from engine.runbook.parse import read_yaml, with_source_lines
 from engine.runbook.schema import ActionCatalog, schema_text, validate
@@ -38,6 +47,8 @@ __all__ = [
     "Scope",
     "Step",
     "StepRetries",
+    "StopCondition",
+    "StopKind",
     "Target",
     "bind_params",
     "diagnostics_json",

@@ -7,9 +7,11 @@ its typed :class:`~engine.runbook.expressions.Expression`; the actions apply the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -99,6 +101,49 @@ class Step:
     on_failure: str = OnFailure.ABORT.value
 
 
+class StopKind(StrEnum):
+    """What a stop condition watches; values are the YAML keys that name it."""
+
+    FILE = "file"
+    ERROR_CODE = "error_code"
+    FAILED_AGAIN = "failed_again"
+    LAGGING = "lagging"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopCondition:
+    """One entry of ``stop_when:`` (or a ``--stop-file``): what trips the run's stop.
+
+    ``threshold`` is the condition's number: for ``error_code`` the answers that trip it (its
+    ``count``), for ``failed_again`` and ``lagging`` the jobs it allows (more trip it). Not a
+    check by itself: ``engine.run.stop.StopSignal`` watches the run and evaluates these.
+    """
+
+    kind: StopKind
+    written: str  # as the runbook or the command line spells it, for the report
+    location: Location | None  # None for a --stop-file
+    path: str | None = None  # FILE: absolute, ~ expanded
+    error_code: str | None = None
+    threshold: int = 0
+    above_s: float | None = None  # LAGGING: the delay a job counts as lagging above
+
+    @property
+    def where(self) -> str:
+        """Where it was written: ``stop_when`` in the runbook (file:line:col), or the CLI."""
+        return "--stop-file" if self.location is None else f"stop_when at {self.location}"
+
+    @classmethod
+    def stop_file(cls, path: str | os.PathLike[str]) -> StopCondition:
+        """A ``--stop-file PATH`` (relative to the working directory, ~ expanded)."""
+        given = os.fspath(path)
+        return cls(
+            kind=StopKind.FILE,
+            written=f"file: {given}",
+            location=None,
+            path=str(Path(given).expanduser().absolute()),
+        )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Notify:
     """One ``notify:`` entry: the environment variable that holds a webhook's URL (the URL is a
@@ -136,6 +181,7 @@ class Runbook:
     # The ``drill:`` key: None when the runbook does not say (then a pause step makes it one).
     declared_drill: bool | None = None
     notify: tuple[Notify, ...] = ()
+    stop_when: tuple[StopCondition, ...] = ()
 
     @property
     def drill(self) -> bool:
@@ -204,6 +250,44 @@ def build_runbook(parsed: ParsedYaml, expressions: Mapping[JsonPath, Expression]
             )
             for index, entry in enumerate(data.get("notify") or ())
         ),
+        stop_when=tuple(
+            _stop_condition(entry, source.value(("stop_when", index)), source.path)
+            for index, entry in enumerate(data.get("stop_when") or ())
+        ),
+    )
+
+
+def _stop_condition(entry: Mapping[str, Any], location: Location, path: str) -> StopCondition:
+    """A ``stop_when`` entry the schema accepted (exactly one kind, with its companion key)."""
+    written = ", ".join(f"{key}: {value}" for key, value in entry.items())
+    if "file" in entry:
+        given = Path(str(entry["file"])).expanduser()
+        # Relative to the runbook's directory, as the runbook's author sees it.
+        resolved = given if given.is_absolute() else Path(path).absolute().parent / given
+        return StopCondition(
+            kind=StopKind.FILE, written=written, location=location, path=str(resolved)
+        )
+    if "error_code" in entry:
+        return StopCondition(
+            kind=StopKind.ERROR_CODE,
+            written=written,
+            location=location,
+            error_code=str(entry["error_code"]),
+            threshold=int(entry["count"]),
+        )
+    if "failed_again" in entry:
+        return StopCondition(
+            kind=StopKind.FAILED_AGAIN,
+            written=written,
+            location=location,
+            threshold=int(entry["failed_again"]),
+        )
+    return StopCondition(
+        kind=StopKind.LAGGING,
+        written=written,
+        location=location,
+        threshold=int(entry["lagging"]),
+        above_s=parse_duration(entry["above"]),
     )
 
 
