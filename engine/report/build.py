@@ -18,6 +18,7 @@ from engine.report.document import (
     RunbookRef,
     Settings,
     StepReport,
+    StoppedBy,
     TargetReport,
     TargetStatus,
     Totals,
@@ -67,6 +68,9 @@ def build_report(result: RunResult) -> Report:
         approvals=[dict(a) for a in result.approvals],
         plan_hash=result.plan_hash,
         drill=build_drill(result),
+        stopped_by=None
+        if result.stopped_by is None
+        else StoppedBy.from_json(result.stopped_by.to_json()),
     )
 
 

@@ -175,6 +175,32 @@ class DrillBudget:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StoppedBy:
+    """The stop condition that tripped (as written, and where), when (ISO 8601 UTC), what it
+    saw, and how many mutating requests were in flight then (awaited and reconciled)."""
+
+    condition: str
+    location: str
+    tripped_at: str
+    detail: str
+    in_flight: int = 0
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> StoppedBy:
+        return cls(
+            condition=raw["condition"],
+            location=raw["location"],
+            tripped_at=raw["tripped_at"],
+            detail=raw["detail"],
+            in_flight=raw.get("in_flight", 0),
+        )
+
+    def describe(self) -> str:
+        """One phrase: ``stopped by file: STOP (stop_when at rb.yaml:4:5) at ...: detail``."""
+        return f"stopped by {self.condition} ({self.location}) at {self.tripped_at}: {self.detail}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DrillReport:
     """A drill's verdict and why (``engine.report.drill`` states the rule), what it paused, and
     the pause-to-recovery percentiles over every paused job that recovered (nearest rank;
@@ -385,6 +411,8 @@ class Report:
     merged_from: Sequence[str] | None = field(default=None)
     # A drill's verdict (``Runbook.drill``); written after time_to_recover_s, only for drills.
     drill: DrillReport | None = field(default=None)
+    # The stop condition that tripped; written after ``interrupted``, only when one did.
+    stopped_by: StoppedBy | None = field(default=None)
 
     def __repr__(self) -> str:
         return (
@@ -444,6 +472,9 @@ class Report:
             targets=[_target_from_json(t) for t in raw["targets"]],
             merged_from=raw.get("merged_from"),
             drill=None if raw.get("drill") is None else DrillReport.from_json(raw["drill"]),
+            stopped_by=None
+            if raw.get("stopped_by") is None
+            else StoppedBy.from_json(raw["stopped_by"]),
         )
 
 
@@ -506,18 +537,22 @@ def to_json(report: Report) -> str:
 
 def _top(report: Report) -> dict[str, Any]:
     """The document's top level as a dict: only a merged report has ``merged_from``, only a
-    drill's has ``drill`` (after ``time_to_recover_s``). Every part below it is a dataclass
-    orjson writes natively."""
+    drill's has ``drill`` (after ``time_to_recover_s``), only a stopped run's ``stopped_by``
+    (after ``interrupted``). Every part below it is a dataclass orjson writes natively."""
     top: dict[str, Any] = {}
     for name in _TOP_LEVEL:
         top[name] = getattr(report, name)
         if name == "time_to_recover_s" and report.drill is not None:
             top["drill"] = report.drill
+        if name == "interrupted" and report.stopped_by is not None:
+            top["stopped_by"] = report.stopped_by
     if report.merged_from is not None:
         top["merged_from"] = report.merged_from
     return top
 
 
 _TOP_LEVEL = tuple(
-    name for name in Report.__dataclass_fields__ if name not in ("merged_from", "drill")
+    name
+    for name in Report.__dataclass_fields__
+    if name not in ("merged_from", "drill", "stopped_by")
 )

@@ -108,6 +108,8 @@ def _summary(report: Report) -> list[str]:
     said = headline(report)
     projects = len(report.targets)
     facts = [f"exit code {report.exit_code}", f"{projects} project(s)"]
+    if report.stopped_by is not None:
+        facts.append(f"{report.stopped_by.in_flight} change request(s) in flight at the stop")
     if not report.mutating:
         facts.append("read-only runbook: no job was changed")
     out = [

@@ -146,6 +146,9 @@ def _suite(report: Report, target: TargetReport, index: int, file: str) -> _Suit
                 time_s=step.duration_s,
             )
             verdicts.append((f"step {step.id} ({step.action})", failed))
+    if report.stopped_by is not None:  # the stop: an error case of its own
+        stopped = _Verdict(kind="error", message=report.stopped_by.describe(), type="stopped")
+        verdicts.append(("run stopped", stopped))
     counts = {
         "tests": len(verdicts),
         "failures": sum(1 for _, v in verdicts if v.kind == "failure"),
@@ -174,6 +177,7 @@ def _suite(report: Report, target: TargetReport, index: int, file: str) -> _Suit
         ("endpoint", target.endpoint),
         ("resumed_at", ", ".join(report.resumed_at) or None),
         ("plan_hash", report.plan_hash),
+        ("stopped_by", None if report.stopped_by is None else report.stopped_by.describe()),
     ):
         if value is not None:
             lines.append("      " + _tag("property", name=name, value=value) + " />")

@@ -79,6 +79,12 @@ def markdown_lines(report: Report) -> list[str]:
         )
     if report.resumed_at:
         lines.append(f"- Resumed after an interruption at {', '.join(report.resumed_at)}")
+    if (stop := report.stopped_by) is not None:
+        lines.append(
+            f"- Stopped by `{_md_escape(stop.condition)}` ({_md_escape(stop.location)}) at "
+            f"{stop.tripped_at}: {_md_escape(stop.detail)}; {stop.in_flight} change request(s) "
+            "in flight were awaited, nothing more was sent but the rollback"
+        )
     if report.plan_hash:
         lines.append(f"- Applied plan `{report.plan_hash}`")
     for decision in report.approvals:

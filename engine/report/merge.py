@@ -76,6 +76,12 @@ def merge_reports(parts: Sequence[tuple[str, Report]]) -> Report:
         approvals=[a for report in reports for a in report.approvals],
         plan_hash=next((r.plan_hash for r in reports if r.plan_hash), None),
         drill=merge_drills([report.drill for report in reports]),
+        # The first stop of any shard (each shard watches its own conditions).
+        stopped_by=min(
+            (r.stopped_by for r in reports if r.stopped_by is not None),
+            key=lambda stop: _instant(stop.tripped_at),
+            default=None,
+        ),
     )
 
 

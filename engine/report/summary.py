@@ -23,10 +23,12 @@ def headline(report: Report) -> str:
     """One line saying how the run went, as its exit code decided; a drill's says its verdict
     (``engine.report.drill``)."""
     totals = report.totals
-    if report.drill is not None:
-        return f"drill {report.drill.verdict}: {report.drill.why}"
     if report.interrupted:
         return f"interrupted; {totals.needs_attention} job(s) left for a human"
+    if report.stopped_by is not None:  # the news, a drill's verdict included
+        return f"{report.stopped_by.describe()}; {totals.needs_attention} job(s) need a human"
+    if report.drill is not None:
+        return f"drill {report.drill.verdict}: {report.drill.why}"
     if not report.mutating and report.exit_code == 0:
         return f"{totals.selected} job(s) selected; no step of this runbook acts on them"
     if report.exit_code == 0:
