@@ -220,9 +220,10 @@ class Executor:
         # Told once: a budget spent before a resume was told by the run it stopped.
         self._budget_told = self._errors.exhausted
         if self._stop is not None:
-            if self._resume is not None and self._resume.stopped is not None:
-                self._stop.restore(Tripped.from_json(self._resume.stopped))
             self._stop.on_trip(self._tripped)
+            if self._resume is not None and self._resume.stopped is not None:
+                # Stopped before the interruption: still stopped (journaled once, not again).
+                self._stop.restore(Tripped.from_json(self._resume.stopped))
         if self._observer is not None:
             self._observer.run_started({r.target: r.jobs for r in runs})
         try:

@@ -19,6 +19,7 @@ from engine.runbook import (
     Scope,
     Step,
     StepRetries,
+    StopKind,
     Target,
     load_runbook,
     parse,
@@ -397,3 +398,34 @@ def test_libyaml_and_the_pure_parser_read_every_corpus_file_alike(
     for path in files:
         fast, pure = _read_both_ways(path, monkeypatch)
         assert fast == pure, path.name
+
+
+def test_stop_when_builds_one_condition_per_entry_with_its_place_and_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    text = MINIMAL.replace(
+        "targets:",
+        "stop_when:\n"
+        "  - file: STOP\n"
+        "  - file: ~/halt\n"
+        "  - error_code: DRS.M01504\n"
+        "    count: 5\n"
+        "  - failed_again: 0\n"
+        "  - {lagging: 3, above: 5m}\n"
+        "targets:",
+    )
+    runbook = load_runbook(write(tmp_path, text), CATALOG)
+    here, home, code, failed, lagging = runbook.stop_when
+    assert (here.kind, here.path, here.written) == (
+        StopKind.FILE,
+        str(tmp_path / "STOP"),
+        "file: STOP",
+    )
+    assert here.where == f"stop_when at {tmp_path / 'runbook.yaml'}:4:5"
+    assert home.path == str(tmp_path / "home" / "halt")
+    assert (code.kind, code.error_code, code.threshold) == (StopKind.ERROR_CODE, "DRS.M01504", 5)
+    assert code.written == "error_code: DRS.M01504, count: 5"
+    assert (failed.kind, failed.threshold) == (StopKind.FAILED_AGAIN, 0)
+    assert (lagging.kind, lagging.threshold, lagging.above_s) == (StopKind.LAGGING, 3, 300.0)
+    assert load_runbook(write(tmp_path, MINIMAL), CATALOG).stop_when == ()

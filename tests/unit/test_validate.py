@@ -337,6 +337,19 @@ EXPECTED: dict[str, list[str]] = {
     "wrong_type_batch_size": [
         "13:19: step 'retry' (drs.batch_retry): with.batch_size: 'ten' is not of type 'integer'",
     ],
+    "stop_when_problems": [
+        "6:12: stop_when[1].count: must be >= 1, got 0",
+        "7:5: stop_when[2]: an error_code condition needs 'count': how many answers with that"
+        " code stop the run",
+        "8:5: stop_when[3]: a stop condition is one of file, error_code (with count),"
+        " failed_again or lagging (with above); write each as an entry of its own",
+        "11:5: stop_when[4]: a stop condition needs one of file, error_code (with count),"
+        " failed_again or lagging (with above)",
+        "13:12: stop_when[5].above: expected a duration such as 250ms, 90s, 10min or 1h30m, or"
+        " a number of seconds, got '5x'",
+        "14:17: stop_when[6].error_code: expected an error code such as DRS.M01504 or"
+        " APIGW.0308, got 'busy'",
+    ],
     "zero_rate": [
         "3:13: rate_limit: must be > 0, got '0/s'",
     ],
