@@ -351,7 +351,14 @@ class Executor:
                 outcome.steps.append(StepOutcome.not_run(step, stopped))
                 continue
             result = await self._step_in(target_run, step)
-            if result.status is StepStatus.FAILED and step.on_failure == OnFailure.ABORT:
+            halted = self._stop is not None and self._stop.tripped is not None
+            # Once the run has stopped, the stop decides what is undone (where a change was
+            # accepted), not a step it cut short.
+            if (
+                result.status is StepStatus.FAILED
+                and step.on_failure == OnFailure.ABORT
+                and not halted
+            ):
                 target_run.failure = f"step '{step.id}' failed"
             self._journal_step(target_run, result)
             if self._observer is not None:

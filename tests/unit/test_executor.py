@@ -28,7 +28,8 @@ from engine.run.executor import Executor
 from engine.run.journal import RunHeader, RunJournal, read_journal
 from engine.run.result import RunResult, StepOutcome, StepStatus
 from engine.run.step import StepTiming
-from engine.runbook import Runbook, Step, Target, load_runbook
+from engine.run.stop import StopSignal, Tripped
+from engine.runbook import Runbook, Step, StopCondition, Target, load_runbook
 
 PROJECTS = ("0a5c6e1f3b2d4c8e9f7a6b5c4d3e2f10", "1b6d7f2a4c3e5d9f0a8b7c6d5e4f3a21")
 DELETE_ONLY = JobActions(available_actions=("DELETE",))
@@ -851,3 +852,66 @@ async def test_a_target_whose_step_failed_before_the_interruption_runs_its_rollb
     result = await _resumed(tmp_path, runbook, after)
     assert statuses(result)["broken"] is StepStatus.FAILED
     assert statuses(result)["undo_pause"] is StepStatus.SUCCEEDED
+
+
+# ----------------------------------------------------------------------------- stop conditions
+
+
+async def test_a_stop_withholds_the_next_batches_skips_what_is_left_and_says_why(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    stop = tmp_path / "STOP"
+    steps = SELECT_RETRY_VERIFY.replace(
+        "jobs: ${{ steps.select.jobs }}", "jobs: ${{ steps.select.jobs }}\n      batch_size: 1"
+    )
+    runbook = runbook_of(tmp_path, steps)
+    api = fleet()
+    signal = StopSignal([StopCondition.stop_file(stop)])
+    real_retry = api.batch_retry
+
+    async def retry_then_stop(items: Sequence[RetryItem]) -> list[BatchActionResult]:
+        answered = await real_retry(items)
+        stop.touch()  # the first batch was accepted: then the operator stops the run
+        return answered
+
+    api.batch_retry = retry_then_stop  # type: ignore[method-assign,assignment]
+    recorder = Recorder()
+    result = await execute(runbook, [api], clock, stop=signal, observer=recorder)
+
+    assert len(api.retry_calls) == 1  # the later batches never left
+    assert result.stopped_by is not None
+    assert result.stopped_by.condition == f"file: {stop}"
+    assert result.exit_code == 1
+    jobs = jobs_of(result)
+    withheld = [r for r in jobs.values() if (r.reason or "").startswith("not sent: stopped by")]
+    assert len(withheld) == 2
+    assert all(r.disposition is Disposition.NOT_RETRIED for r in withheld)
+    verify = next(s for s in result.targets[0].steps if s.step_id == "verify")
+    assert verify.status is StepStatus.SKIPPED
+    assert verify.message == f"not run: {result.stopped_by.reason}"
+    assert any(n.startswith("stopped by file:") for n in recorder.notes)
+
+
+async def test_a_resumed_run_that_had_stopped_stays_stopped_and_sends_nothing(
+    tmp_path: Path,
+) -> None:
+    runbook = runbook_of(tmp_path, SELECT_RETRY_VERIFY)
+    (tmp_path / "run").mkdir()
+    journal = _journal(tmp_path, runbook)
+    tripped = Tripped(
+        condition="failed_again: 0", location="stop_when at rb.yaml:3:5", tripped_at="t", detail="d"
+    )
+    journal.stopped(tripped.to_json())
+    journal.close()
+    assert read_journal(tmp_path / "run" / "journal.jsonl").stopped == tripped.to_json()
+
+    api = fleet()
+    result = await _resumed(tmp_path, runbook, api, stop=StopSignal([]))
+
+    assert api.mutating_calls == 0
+    assert api.list_calls == []
+    assert result.stopped_by == tripped
+    assert result.exit_code == 1
+    assert all(s.status is StepStatus.SKIPPED for s in result.targets[0].steps)
+    lines = (tmp_path / "run" / "journal.jsonl").read_text().count('"stopped"')
+    assert lines == 1  # the trip is on disk once, not again by the resume
