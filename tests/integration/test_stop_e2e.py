@@ -68,7 +68,7 @@ class Watching:
 
 
 class Observer:
-    """A RunObserver that notes the loop's time when the run says it stopped."""
+    """A RunObserver that notes the loop's time when the run is told it stopped."""
 
     shows_plan = False
 
@@ -79,8 +79,10 @@ class Observer:
 
     def run_finished(self) -> None: ...
 
-    def note(self, text: str) -> None:
-        if text.startswith("stopped by") and self._watching.tripped_t is None:
+    def note(self, text: str) -> None: ...
+
+    def run_stopped(self, why: str) -> None:
+        if why.startswith("stopped by") and self._watching.tripped_t is None:
             self._watching.tripped_t = asyncio.get_running_loop().time()
 
     def step_started(self, target: Target, step: Step, timing: StepTiming) -> None: ...

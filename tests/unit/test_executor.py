@@ -889,7 +889,8 @@ async def test_a_stop_withholds_the_next_batches_skips_what_is_left_and_says_why
     verify = next(s for s in result.targets[0].steps if s.step_id == "verify")
     assert verify.status is StepStatus.SKIPPED
     assert verify.message == f"not run: {result.stopped_by.reason}"
-    assert any(n.startswith("stopped by file:") for n in recorder.notes)
+    told = [c for c in recorder.calls if c.startswith("stopped: stopped by file:")]
+    assert len(told) == 1  # the observer (a notifier) is told once, at the trip
 
 
 async def test_a_resumed_run_that_had_stopped_stays_stopped_and_sends_nothing(
