@@ -1,8 +1,10 @@
 """Stop conditions end to end, against the emulator in this process: what the emulator saw.
 
 The engine and the emulator share one event loop, so the trip (heard by the run's observer the
-moment it happens) and each mutating request's arrival at the emulator (a middleware in front
-of the emulator's own) are read on one monotonic clock.
+moment it happens) and each mutating request's arrival are read on one monotonic clock: the
+emulator's own log (``GET /_emulator/requests``, stamped on arrival with its fleet clock, the
+process's monotonic clock) and a middleware in front of it (which also touches the stop file
+once the requests a test waits for were answered).
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from harness import FINAL
@@ -62,6 +66,18 @@ class Watching:
 
     arrivals: list[Arrival] = field(default_factory=list)
     tripped_t: float | None = None
+    # The emulator's own log of mutating arrivals (GET /_emulator/requests), read at the end.
+    logged: list[dict[str, Any]] = field(default_factory=list)
+
+    async def read_log(self, emulator: Emulator) -> None:
+        async with (
+            aiohttp.ClientSession() as client,
+            client.get(f"{emulator.url}/_emulator/requests?kind=mutating") as answer,
+        ):
+            self.logged = (await answer.json())["requests"]
+
+    def logged_after(self, t: float, route: str = "") -> list[dict[str, Any]]:
+        return [e for e in self.logged if e["at"] > t and e["route"].endswith(route)]
 
     def mutating(self, *, after: float = float("-inf"), kind: str = "") -> list[Arrival]:
         return [a for a in self.arrivals if a.t > after and a.path.endswith(kind or MUTATING)]
@@ -165,6 +181,9 @@ def _assert_only_in_flight_arrived_after_the_trip(report: Report, watching: Watc
     assert watching.tripped_t is not None
     late = watching.mutating(after=watching.tripped_t)
     assert len(late) <= report.stopped_by.in_flight, late
+    # The emulator's own log says the same, and holds every arrival the middleware saw.
+    assert len(watching.logged) == len(watching.arrivals)
+    assert len(watching.logged_after(watching.tripped_t)) <= report.stopped_by.in_flight
 
 
 def _withheld(report: Report) -> list[str]:
@@ -193,6 +212,7 @@ async def test_a_stop_file_touched_mid_run_lets_no_mutating_request_leave_after_
             emulator, _runbook(tmp_path, RETRY), watching, tmp_path, monkeypatch, (stop,)
         )
         stats = await emulator_stats(emulator.url)  # the emulator's own count
+        await watching.read_log(emulator)
 
     report = outcome.report
     assert outcome.exit_code == 1
@@ -228,6 +248,7 @@ async def test_an_error_code_answered_count_times_stops_even_the_clients_own_re_
         outcome = await _run(
             emulator, _runbook(tmp_path, RETRY, head), watching, tmp_path, monkeypatch
         )
+        await watching.read_log(emulator)
 
     report = outcome.report
     assert outcome.exit_code == 1
@@ -253,6 +274,7 @@ async def test_more_jobs_failing_again_than_allowed_stop_the_run(
             emulator, _runbook(tmp_path, RETRY.replace("batch_size: 1", "batch_size: 100"), head),
             watching, tmp_path, monkeypatch,
         )  # fmt: skip
+        await watching.read_log(emulator)
 
     report = outcome.report
     assert outcome.exit_code == 1
@@ -306,6 +328,7 @@ async def test_the_rollback_runs_only_where_a_change_was_accepted_and_may_send_a
         outcome = await _run(
             emulator, _runbook(tmp_path, PAUSE, head, RESUME), watching, tmp_path, monkeypatch
         )
+        await watching.read_log(emulator)
 
     report = outcome.report
     assert outcome.exit_code == 1
@@ -314,6 +337,8 @@ async def test_the_rollback_runs_only_where_a_change_was_accepted_and_may_send_a
     # No pause after the trip but those in flight; the rollback's resumes are the exception.
     pauses_late = watching.mutating(after=watching.tripped_t, kind="/jobs/batch-pause-task")
     assert len(pauses_late) <= report.stopped_by.in_flight
+    late_in_its_log = watching.logged_after(watching.tripped_t, "batch-pause-task")
+    assert len(late_in_its_log) <= report.stopped_by.in_flight
     resumed = watching.mutating(after=watching.tripped_t, kind="/jobs/batch-retry-task")
     assert resumed  # the rollback undid the pauses after the stop
     assert {a.project_id for a in resumed} <= changed
