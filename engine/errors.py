@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from engine.rules import Rule
+
 _E = TypeVar("_E", bound=BaseException)
 
 EXIT_OK = 0
@@ -40,13 +42,22 @@ class Location:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Diagnostic:
-    """One problem in a runbook, pointing at the YAML node that causes it."""
+    """One problem in a runbook, pointing at the YAML node that causes it.
+
+    ``rule`` says what kind of problem it is (the id CI tools show) and whether it is an error
+    or a lint warning: the severity is the rule's, never set apart from it.
+    """
 
     location: Location
     message: str
+    rule: Rule
     hint: str | None = None
-    severity: str = "error"  # or "warning" (lint)
     source_line: str | None = None  # the text of the line, for a caret under the column
+
+    @property
+    def severity(self) -> str:
+        """``error`` (the runbook is invalid) or ``warning`` (lint)."""
+        return str(self.rule.level)
 
     def __str__(self) -> str:
         text = f"{self.location}: {self.message}"

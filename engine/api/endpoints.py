@@ -11,6 +11,7 @@ import re
 from urllib.parse import urlsplit
 
 from engine.errors import Diagnostic
+from engine.rules import Rule
 from engine.runbook import Runbook
 
 # Regions served from the European site rather than myhuaweicloud.com.
@@ -63,6 +64,7 @@ def clear_text_targets(runbook: Runbook) -> list[Diagnostic]:
     return [
         Diagnostic(
             location=target.location,
+            rule=Rule.INSECURE_HTTP,
             message=in_clear_refusal(f"target '{target.label}' endpoint {target.endpoint}"),
             hint="loopback (127.0.0.1, localhost) is allowed for emulators",
         )

@@ -5,6 +5,7 @@
     evaluate(expr, scope), resolve(value, scope)   expressions at run time (ExpressionError)
     lint(runbook, catalog_mutating)      ->  warnings
     render_diagnostics(diags), diagnostics_json(diags), schema_text()   for the CLI
+    ci_diagnostics.diagnostics_sarif / _github / _gitlab (diags, root=)  for CI tools
 
 Parse problems (unreadable file, bad YAML, duplicate keys, aliases) stop at the parse; schema
 and semantic problems of a parsed file are all reported together, in source order.

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import Diagnostic, Location, RunbookInvalidError
+from engine.rules import Rule
 from engine.runbook.evaluation import equal
 from engine.runbook.model import Runbook
 from engine.runbook.params import FALSE_WORDS, MAX_INTEGER, TRUE_WORDS, Param, ParamType
@@ -86,6 +87,7 @@ def bind_params(
             problems.append(
                 Diagnostic(
                     location=param.location,
+                    rule=Rule.PARAM,
                     message=f"param '{param.name}' is required",
                     hint=f"give --param {param.name}=VALUE or set it in a params file",
                 )
@@ -98,7 +100,7 @@ def bind_params(
 
 
 def _problem(param: Param, detail: str, location: Location) -> Diagnostic:
-    return Diagnostic(location=location, message=f"param '{param.name}': {detail}")
+    return Diagnostic(location=location, message=f"param '{param.name}': {detail}", rule=Rule.PARAM)
 
 
 def _unknown(
@@ -108,7 +110,10 @@ def _unknown(
     if hint is None:
         hint = f"params: {', '.join(declared)}" if declared else "the runbook declares no params"
     return Diagnostic(
-        location=location, message=f"unknown param '{name}' (from {where})", hint=hint
+        location=location,
+        message=f"unknown param '{name}' (from {where})",
+        rule=Rule.PARAM,
+        hint=hint,
     )
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import Diagnostic, Location
+from engine.rules import Rule
 from engine.runbook.expressions import (
     Expression,
     ExpressionSyntaxError,
@@ -91,6 +92,7 @@ def _duplicate_targets(parsed: ParsedYaml) -> Iterator[Diagnostic]:
         if project_id in first:
             yield Diagnostic(
                 location=location,
+                rule=Rule.DUPLICATE,
                 message=f"targets[{index}]: duplicate project_id '{project_id}' "
                 f"(first defined at line {first[project_id].line})",
             )
@@ -120,6 +122,7 @@ def _accounts(parsed: ParsedYaml) -> Iterator[Diagnostic]:
         if len(given) != 1:
             yield Diagnostic(
                 location=at,
+                rule=Rule.STRUCTURE,
                 message=f"accounts.{name}: names "
                 + ("no credentials" if not given else "more than one credential source"),
                 hint="give exactly one of ak_env + sk_env, token_env, "
@@ -128,12 +131,14 @@ def _accounts(parsed: ParsedYaml) -> Iterator[Diagnostic]:
         elif missing := [key for key in given[0] if key not in spec]:
             yield Diagnostic(
                 location=at,
+                rule=Rule.STRUCTURE,
                 message=f"accounts.{name}: {', '.join(given[0])} go together; "
                 f"{', '.join(missing)} is missing",
             )
         if "security_token_env" in spec and "ak_env" not in spec:
             yield Diagnostic(
                 location=parsed.source.value(("accounts", name, "security_token_env")),
+                rule=Rule.STRUCTURE,
                 message=f"accounts.{name}: security_token_env goes with ak_env and sk_env",
             )
         yield from _positive_rate(parsed, ("accounts", name, "rate_limit"), spec.get("rate_limit"))
@@ -144,12 +149,14 @@ def _accounts(parsed: ParsedYaml) -> Iterator[Diagnostic]:
             known = ", ".join(sorted(names)) or "none (the runbook has no accounts:)"
             yield Diagnostic(
                 location=parsed.source.value(("targets", index, "account")),
+                rule=Rule.REFERENCE,
                 message=f"targets[{index}]: unknown account '{account}'",
                 hint=f"did you mean '{close[0]}'?" if close else f"accounts defined: {known}",
             )
         elif account is None and names:
             yield Diagnostic(
                 location=parsed.source.value(("targets", index)),
+                rule=Rule.REFERENCE,
                 message=f"targets[{index}]: names no account, and the runbook has accounts:",
                 hint=f"add account: with one of {', '.join(sorted(names))}",
             )
@@ -168,6 +175,7 @@ def _positive_rate(parsed: ParsedYaml, at: JsonPath, rate: object) -> Iterator[D
         if rate.split("/")[0].replace(".", "", 1).isdigit():  # well-formed, but zero
             yield Diagnostic(
                 location=parsed.source.value(at),
+                rule=Rule.VALUE,
                 message=f"{'.'.join(str(part) for part in at)}: must be > 0, got {show(rate)}",
             )
 
@@ -228,6 +236,7 @@ def _steps(parsed: ParsedYaml, catalog: ActionCatalog, checked: Checked) -> None
             checked.diagnostics.append(
                 Diagnostic(
                     location=parsed.source.value((*at, "id")),
+                    rule=Rule.DUPLICATE,
                     message=f"duplicate step id '{step_id}' (first defined at line {first_line})",
                 )
             )
@@ -237,6 +246,7 @@ def _steps(parsed: ParsedYaml, catalog: ActionCatalog, checked: Checked) -> None
             checked.diagnostics.append(
                 Diagnostic(
                     location=parsed.source.value((*at, "action")),
+                    rule=Rule.STRUCTURE,
                     message=f"rollback step '{step_id}': a rollback runs unattended and cannot "
                     "ask for approval",
                     hint="put the approve step in steps:",
@@ -289,6 +299,7 @@ def _steady_state(
         checked.diagnostics.append(
             Diagnostic(
                 location=where,
+                rule=Rule.STRUCTURE,
                 message="steady_state is a drill's hypothesis, checked before the fault and "
                 "after recovery, but no drs.pause_jobs step injects one",
                 hint="add a drs.pause_jobs step, or check health with a drs.verify_status step",
@@ -300,6 +311,7 @@ def _steady_state(
             checked.diagnostics.append(
                 Diagnostic(
                     location=parsed.source.value((*defined[step_id], "id")),
+                    rule=Rule.DUPLICATE,
                     message=f"step id '{step_id}' is the steady_state block's own",
                     hint="rename the step",
                 )
@@ -334,11 +346,12 @@ def _expression(
     """Parse and type-check the expression string at ``at``; record it when it is sound."""
     source = parsed.source
 
-    def report(offset: int, detail: str, hint: str | None = None) -> None:
+    def report(rule: Rule, offset: int, detail: str, hint: str | None = None) -> None:
         checked.diagnostics.append(
             Diagnostic(
                 location=source.inside(at, text, offset),
                 message=describe(parsed.data, at, catalog, detail),
+                rule=rule,
                 hint=hint,
             )
         )
@@ -346,7 +359,7 @@ def _expression(
     try:
         parts = parse_template(text)
     except ExpressionSyntaxError as exc:
-        report(exc.offset, f"invalid expression: {exc.message}", exc.hint)
+        report(Rule.EXPRESSION_SYNTAX, exc.offset, f"invalid expression: {exc.message}", exc.hint)
         return
     reported = len(checked.diagnostics)
     kinds: list[str] = []
@@ -358,17 +371,19 @@ def _expression(
         if len(parts) > 1:
             problems += interpolation_problems(part, kind)
         for problem in problems:
-            report(problem.offset, problem.message, problem.hint)
+            report(problem.rule, problem.offset, problem.message, problem.hint)
     whole = len(parts) == 1 and not isinstance(parts[0], str)
     static_type = kinds[0] if whole else "string"
     if len(checked.diagnostics) > reported:
         return
     if at[-1] == "when" and not whole:
-        report(0, "expected one boolean expression ${{ ... }}, not text around expressions")
+        report(
+            Rule.TYPE, 0, "expected one boolean expression ${{ ... }}, not text around expressions"
+        )
         return
     if accepted and not any(fits(static_type, kind) for kind in accepted):
         shown = text.strip() if whole else show(text)
-        report(0, f"{shown} is {static_type}, expected {' or '.join(accepted)}")
+        report(Rule.TYPE, 0, f"{shown} is {static_type}, expected {' or '.join(accepted)}")
         return
     checked.expressions[at] = Expression(
         text=text, location=source.value(at), static_type=static_type, parts=parts
@@ -391,6 +406,7 @@ def _misplaced_expressions(
     if isinstance(value, str) and is_expression(value):
         yield Diagnostic(
             location=parsed.source.value(at),
+            rule=Rule.MISPLACED_EXPRESSION,
             message=describe(
                 parsed.data, at, catalog, "expressions are only allowed in a step's with: and when:"
             ),
@@ -419,6 +435,7 @@ def _non_finite(
     if isinstance(value, float) and not math.isfinite(value):
         yield Diagnostic(
             location=parsed.source.value(at),
+            rule=Rule.VALUE,
             message=describe(
                 parsed.data, at, catalog, f"expected a finite number, got {show(value)}"
             ),

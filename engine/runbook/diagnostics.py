@@ -63,7 +63,7 @@ def _line_of(files: dict[str, list[str] | None], path: str, number: int) -> str 
 
 
 def diagnostics_json(diagnostics: Iterable[Diagnostic]) -> str:
-    """A JSON array of ``{path, line, col, severity, message, hint}``, in the given order."""
+    """A JSON array of ``{path, line, col, severity, rule, message, hint}``, in the given order."""
     return json.dumps(
         [
             {
@@ -71,6 +71,7 @@ def diagnostics_json(diagnostics: Iterable[Diagnostic]) -> str:
                 "line": d.location.line,
                 "col": d.location.col,
                 "severity": d.severity,
+                "rule": str(d.rule),
                 "message": d.message,
                 "hint": d.hint,
             }

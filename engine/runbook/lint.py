@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from engine.errors import Diagnostic
+from engine.rules import Level, Rule
 from engine.runbook.model import Runbook, Step
 
 VERIFY_ACTION = "drs.verify_status"
@@ -24,6 +25,7 @@ def lint(runbook: Runbook, catalog_mutating: Mapping[str, bool]) -> list[Diagnos
         if step in mutating and not any(s.action == VERIFY_ACTION for s in runbook.steps[index:]):
             found.append(
                 _warning(
+                    Rule.UNVERIFIED_MUTATION,
                     step,
                     "changes jobs, but no later drs.verify_status step checks that they recover",
                     "add a drs.verify_status step after it",
@@ -32,6 +34,7 @@ def lint(runbook: Runbook, catalog_mutating: Mapping[str, bool]) -> list[Diagnos
         if step.action == VERIFY_ACTION and step.timeout_s is None:
             found.append(
                 _warning(
+                    Rule.VERIFY_WITHOUT_TIMEOUT,
                     step,
                     "no explicit timeout: verification waits up to the default 600s",
                     "set timeout: to how long recovery may take, such as 10m",
@@ -40,6 +43,7 @@ def lint(runbook: Runbook, catalog_mutating: Mapping[str, bool]) -> list[Diagnos
         if step.action == SELECT_ACTION and not any(k in step.with_ for k in _NARROWING):
             found.append(
                 _warning(
+                    Rule.UNNARROWED_SELECTION,
                     step,
                     "no statuses, name or engine_type: selects every failed or paused job",
                     "narrow the selection, such as name: orders-*",
@@ -48,6 +52,7 @@ def lint(runbook: Runbook, catalog_mutating: Mapping[str, bool]) -> list[Diagnos
     if mutating and runbook.max_jobs is None:
         found.append(
             _warning(
+                Rule.NO_MAX_JOBS,
                 mutating[0],
                 "changes jobs, but the runbook sets no max_jobs",
                 "set max_jobs: at the top level to cap how many jobs one run may act on",
@@ -56,10 +61,11 @@ def lint(runbook: Runbook, catalog_mutating: Mapping[str, bool]) -> list[Diagnos
     return sorted(found, key=lambda d: (d.location.line, d.location.col, d.message))
 
 
-def _warning(step: Step, detail: str, hint: str) -> Diagnostic:
+def _warning(rule: Rule, step: Step, detail: str, hint: str) -> Diagnostic:
+    assert rule.level == Level.WARNING, f"{rule} is not a lint rule"
     return Diagnostic(
         location=step.location,
         message=f"step '{step.id}' ({step.action}): {detail}",
+        rule=rule,
         hint=hint,
-        severity="warning",
     )

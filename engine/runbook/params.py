@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from engine.errors import Diagnostic, Location
+from engine.rules import Rule
 from engine.runbook.evaluation import equal
 from engine.runbook.parse import SourceMap
 from engine.runbook.schema import show
@@ -109,6 +110,7 @@ def static_checks(data: Mapping[str, Any], source: SourceMap) -> list[Diagnostic
             found.append(
                 Diagnostic(
                     location=source.key(("params", name, "default")),
+                    rule=Rule.VALUE,
                     message=f"params.{name}: a required param cannot have a default",
                     hint="drop 'default' or 'required: true'",
                 )
@@ -125,6 +127,7 @@ def static_checks(data: Mapping[str, Any], source: SourceMap) -> list[Diagnostic
             found.append(
                 Diagnostic(
                     location=source.value(("params", name, "default")),
+                    rule=Rule.VALUE,
                     message=f"params.{name}.default: {show(default)} is not one of {choices}",
                 )
             )

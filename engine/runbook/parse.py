@@ -17,6 +17,7 @@ import yaml
 
 from engine.bounded import FileRefusedError, read_file
 from engine.errors import Diagnostic, Location, RunbookInvalidError
+from engine.rules import Rule
 
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 64
@@ -106,17 +107,18 @@ def _read_document(
     try:
         root = _compose(text, name)
         if root is None:
-            _fail(name, 1, 1, f"{kind} is empty")
+            _fail(Rule.SCHEMA, name, 1, 1, f"{kind} is empty")
         data = builder.build(root, ())
     except RecursionError:
-        _fail(name, 1, 1, _TOO_DEEP.replace("runbook", kind))
+        _fail(Rule.YAML_SYNTAX, name, 1, 1, _TOO_DEEP.replace("runbook", kind))
     if builder.diagnostics:
         raise RunbookInvalidError(builder.diagnostics)
     if data is None:
-        _fail(name, 1, 1, f"{kind} is empty")
+        _fail(Rule.SCHEMA, name, 1, 1, f"{kind} is empty")
     if not isinstance(data, dict):
         mark = root.start_mark
         _fail(
+            Rule.SCHEMA,
             name,
             mark.line + 1,
             mark.column + 1,
@@ -136,9 +138,13 @@ def with_source_lines(diagnostics: Iterable[Diagnostic], lines: Sequence[str]) -
     return found
 
 
-def _fail(path: str, line: int, col: int, message: str, hint: str | None = None) -> NoReturn:
+def _fail(
+    rule: Rule, path: str, line: int, col: int, message: str, hint: str | None = None
+) -> NoReturn:
     location = Location(path=path, line=line, col=col)
-    raise RunbookInvalidError([Diagnostic(location=location, message=message, hint=hint)])
+    raise RunbookInvalidError(
+        [Diagnostic(location=location, message=message, rule=rule, hint=hint)]
+    )
 
 
 def _read_text(path: Path, name: str, kind: str) -> str:
@@ -146,14 +152,17 @@ def _read_text(path: Path, name: str, kind: str) -> str:
         raw = read_file(path, limit=MAX_BYTES)
     except FileRefusedError as exc:
         if exc.oversize:
-            _fail(name, 1, 1, f"{kind} is larger than {MAX_BYTES // 1024} KiB")
-        _fail(name, 1, 1, f"cannot read {kind}: {exc.reason}")
+            _fail(
+                Rule.FILE_UNREADABLE, name, 1, 1, f"{kind} is larger than {MAX_BYTES // 1024} KiB"
+            )
+        _fail(Rule.FILE_UNREADABLE, name, 1, 1, f"cannot read {kind}: {exc.reason}")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        _fail(name, line, col, f"{kind} is not UTF-8 text: byte 0x{raw[exc.start]:02x}")
+        message = f"{kind} is not UTF-8 text: byte 0x{raw[exc.start]:02x}"
+        _fail(Rule.FILE_UNREADABLE, name, line, col, message)
 
 
 def _compose(text: str, name: str) -> yaml.Node | None:
@@ -176,21 +185,25 @@ def _compose(text: str, name: str) -> yaml.Node | None:
     except yaml.MarkedYAMLError as exc:
         tab = _indenting_tab(text, exc.problem_mark or exc.context_mark)
         if tab is not None:
-            _fail(name, *tab, "tab character in indentation", "indent with spaces")
+            _fail(
+                Rule.YAML_SYNTAX, name, *tab, "tab character in indentation", "indent with spaces"
+            )
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = exc.problem or exc.context or str(exc)
         if "'\\t'" in problem:
-            _fail(name, line, col, "invalid yaml: tab character here", "use spaces, not tabs")
+            message, hint = "invalid yaml: tab character here", "use spaces, not tabs"
+            _fail(Rule.YAML_SYNTAX, name, line, col, message, hint)
         if problem.startswith("but ") and exc.context:
             problem = f"{exc.context}, {problem}"
-        _fail(name, line, col, f"invalid yaml: {problem}")
+        _fail(Rule.YAML_SYNTAX, name, line, col, f"invalid yaml: {problem}")
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
         col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
-        _fail(name, line, col, f"invalid yaml: character {exc.character!r} is not allowed")
+        message = f"invalid yaml: character {exc.character!r} is not allowed"
+        _fail(Rule.YAML_SYNTAX, name, line, col, message)
     except yaml.YAMLError as exc:
-        _fail(name, 1, 1, f"invalid yaml: {exc}")
+        _fail(Rule.YAML_SYNTAX, name, 1, 1, f"invalid yaml: {exc}")
 
 
 # SafeLoader's semantics on libyaml, if PyYAML was built with it.
@@ -204,11 +217,11 @@ def _compose_with(loader: Any, text: str, name: str) -> yaml.Node | None:
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         if isinstance(event, yaml.AliasEvent):
             message = f"yaml aliases are not allowed in runbooks, got *{event.anchor}"
-            _fail(name, line, col, message, "write the value out in full")
+            _fail(Rule.YAML_UNSUPPORTED, name, line, col, message, "write the value out in full")
         depth += isinstance(event, yaml.CollectionStartEvent)
         depth -= isinstance(event, yaml.CollectionEndEvent)
         if depth > MAX_DEPTH:
-            _fail(name, line, col, _TOO_DEEP)
+            _fail(Rule.YAML_SYNTAX, name, line, col, _TOO_DEEP)
     node: yaml.Node | None = yaml.compose(text, Loader=loader)
     return node
 
@@ -241,14 +254,15 @@ class _Builder:
     def _at(self, mark: yaml.Mark) -> Location:
         return Location(path=self.source.path, line=mark.line + 1, col=mark.column + 1)
 
-    def _problem(self, node: yaml.Node, message: str, hint: str | None = None) -> None:
+    def _problem(self, rule: Rule, node: yaml.Node, message: str, hint: str | None = None) -> None:
         location = self._at(node.start_mark)
-        self.diagnostics.append(Diagnostic(location=location, message=message, hint=hint))
+        diagnostic = Diagnostic(location=location, message=message, rule=rule, hint=hint)
+        self.diagnostics.append(diagnostic)
 
     def build(self, node: yaml.Node, at: JsonPath) -> Any:
         self.source.values[at] = self._at(node.start_mark)
         if len(at) > MAX_DEPTH:
-            self._problem(node, _TOO_DEEP)
+            self._problem(Rule.YAML_SYNTAX, node, _TOO_DEEP)
             return None
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node)
@@ -256,7 +270,7 @@ class _Builder:
             return [self.build(item, (*at, index)) for index, item in enumerate(node.value)]
         if isinstance(node, yaml.MappingNode) and node.tag == f"{_TAG}map":
             return self._mapping(node, at)
-        self._problem(node, f"unsupported yaml tag '{_short(node.tag)}'")
+        self._problem(Rule.YAML_UNSUPPORTED, node, f"unsupported yaml tag '{_short(node.tag)}'")
         return None
 
     def _scalar(self, node: yaml.ScalarNode) -> Any:
@@ -273,9 +287,11 @@ class _Builder:
             if tag == f"{_TAG}null":
                 return None
         except (ValueError, OverflowError, yaml.YAMLError):
-            self._problem(node, f"invalid {_short(tag)} value '{node.value[:40]}'")
+            self._problem(
+                Rule.YAML_SYNTAX, node, f"invalid {_short(tag)} value '{node.value[:40]}'"
+            )
             return None
-        self._problem(node, f"unsupported yaml tag '{_short(tag)}'")
+        self._problem(Rule.YAML_UNSUPPORTED, node, f"unsupported yaml tag '{_short(tag)}'")
         return None
 
     def _mapping(self, node: yaml.MappingNode, at: JsonPath) -> dict[str, Any]:
@@ -283,7 +299,8 @@ class _Builder:
         first_line: dict[str, int] = {}
         for key_node, value_node in _entries(node):
             if not isinstance(key_node, yaml.ScalarNode):
-                self._problem(key_node, "mapping keys must be strings, got a collection")
+                message = "mapping keys must be strings, got a collection"
+                self._problem(Rule.YAML_UNSUPPORTED, key_node, message)
                 continue
             reported = len(self.diagnostics)
             key = self._scalar(key_node)
@@ -292,6 +309,7 @@ class _Builder:
             if not isinstance(key, str):
                 kind = _KEY_KINDS.get(type(key), "a non-string value")
                 self._problem(
+                    Rule.YAML_UNSUPPORTED,
                     key_node,
                     f"mapping keys must be strings, got {key_node.value} ({kind} in YAML)",
                     f"quote the key: '{key_node.value}'",
@@ -299,7 +317,9 @@ class _Builder:
                 continue
             if key in first_line:
                 self._problem(
-                    key_node, f"duplicate key '{key}' (first defined at line {first_line[key]})"
+                    Rule.YAML_UNSUPPORTED,
+                    key_node,
+                    f"duplicate key '{key}' (first defined at line {first_line[key]})",
                 )
                 continue
             first_line[key] = key_node.start_mark.line + 1

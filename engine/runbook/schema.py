@@ -21,6 +21,7 @@ import jsonschema
 
 from engine import schema_files
 from engine.errors import Diagnostic
+from engine.rules import Rule
 from engine.runbook.evaluation import kind_of
 from engine.runbook.expressions import is_expression
 from engine.runbook.parse import JsonPath, ParsedYaml
@@ -176,7 +177,8 @@ def validate(parsed: ParsedYaml, catalog: ActionCatalog) -> list[Diagnostic]:
             )
             location = parsed.source.key((*at, error.instance))
             owner = field_text(at)
-            diagnostics.append(Diagnostic(location=location, message=f"{owner}: {detail}"))
+            message = f"{owner}: {detail}"
+            diagnostics.append(Diagnostic(location=location, message=message, rule=Rule.SCHEMA))
             continue
         for where, detail, hint, scope in _explain(error, at):
             location = parsed.source.key(where) if scope == "key" else parsed.source.value(where)
@@ -185,7 +187,8 @@ def validate(parsed: ParsedYaml, catalog: ActionCatalog) -> list[Diagnostic]:
             else:  # the detail names the key itself: prefix only the step or target
                 owner, _ = owner_of(parsed.data, at, catalog)
                 message = f"{owner}: {detail}" if owner else detail
-            diagnostics.append(Diagnostic(location=location, message=message, hint=hint))
+            diagnostic = Diagnostic(location=location, message=message, rule=Rule.SCHEMA, hint=hint)
+            diagnostics.append(diagnostic)
     return diagnostics
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from engine.rules import Rule
 from engine.runbook.evaluation import kind_of, placeholders
 from engine.runbook.expressions import (
     COMPARISONS,
@@ -33,10 +34,12 @@ ANY = "any"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Problem:
-    """One type error: where in the written string, what, and maybe a hint."""
+    """One problem of an expression: where in the written string, what, and maybe a hint;
+    ``rule`` is ``REFERENCE`` for a name that does not exist there, ``TYPE`` for the rest."""
 
     offset: int
     message: str
+    rule: Rule
     hint: str | None = None
 
 
@@ -83,8 +86,15 @@ class _Checker:
         self.problems: list[Problem] = []
 
     def fail(self, offset: int, message: str, hint: str | None = None) -> str:
-        self.problems.append(Problem(offset=offset, message=message, hint=hint))
+        """A type problem at ``offset``."""
+        self.problems.append(Problem(offset=offset, message=message, rule=Rule.TYPE, hint=hint))
         return ANY  # an erroneous node says nothing more about its parents
+
+    def missing(self, offset: int, message: str, hint: str | None = None) -> str:
+        """A name that does not exist where it is used."""
+        problem = Problem(offset=offset, message=message, rule=Rule.REFERENCE, hint=hint)
+        self.problems.append(problem)
+        return ANY
 
     def infer(self, node: Node) -> str:
         if isinstance(node, Literal):
@@ -117,7 +127,7 @@ class _Checker:
         parts, offsets = node.parts, node.offsets
         root = parts[0]
         if root not in NAMESPACES:
-            return self.fail(
+            return self.missing(
                 node.offset,
                 f"unknown name '{node.dotted}'; names start with params., target., steps. or env.",
                 suggest(root, NAMESPACES),
@@ -130,12 +140,12 @@ class _Checker:
                 "steps": "steps.<id>.<output>",
                 "env": "env.<NAME>",
             }[root]
-            return self.fail(node.offset, f"expected {shape}, got {node.dotted}")
+            return self.missing(node.offset, f"expected {shape}, got {node.dotted}")
         if root == "params":
             return self._param(parts[1], offsets[1])
         if root == "target":
             if parts[1] not in TARGET_FIELDS:
-                return self.fail(
+                return self.missing(
                     offsets[1],
                     f"target has no field '{parts[1]}'; fields: {', '.join(TARGET_FIELDS)}",
                     suggest(parts[1], TARGET_FIELDS),
@@ -145,7 +155,7 @@ class _Checker:
             if parts[1] not in self.names.env:
                 listed = self.names.env
                 hint = suggest(parts[1], listed) or f"add {parts[1]} to the top-level env: list"
-                return self.fail(offsets[1], f"env '{parts[1]}' is not allowed", hint)
+                return self.missing(offsets[1], f"env '{parts[1]}' is not allowed", hint)
             return "string"
         return self._output(node)
 
@@ -153,24 +163,26 @@ class _Checker:
         params = self.names.params
         if name not in params:
             known = f"; params: {', '.join(sorted(params))}" if params else "; no params defined"
-            return self.fail(offset, f"unknown param '{name}'{known}", suggest(name, params))
+            return self.missing(offset, f"unknown param '{name}'{known}", suggest(name, params))
         return params[name]
 
     def _output(self, node: Name) -> str:
         _, step_id, output = node.parts
         steps = self.names.steps
         if step_id not in steps:
-            return self.fail(node.offsets[1], f"unknown step '{step_id}'", suggest(step_id, steps))
+            return self.missing(
+                node.offsets[1], f"unknown step '{step_id}'", suggest(step_id, steps)
+            )
         index, action = steps[step_id]
         if index == self.names.here:
-            return self.fail(node.offsets[1], f"step '{step_id}' cannot use its own outputs")
+            return self.missing(node.offsets[1], f"step '{step_id}' cannot use its own outputs")
         if index > self.names.here:
-            return self.fail(node.offsets[1], f"step '{step_id}' is defined after this step")
+            return self.missing(node.offsets[1], f"step '{step_id}' is defined after this step")
         if action is None or action not in self.names.outputs:
             return ANY  # that step's own diagnostic says what is wrong with it
         outputs = self.names.outputs[action]
         if output not in outputs:
-            return self.fail(
+            return self.missing(
                 node.offsets[2],
                 f"step '{step_id}' ({action}) has no output '{output}'; "
                 f"outputs: {', '.join(sorted(outputs))}",
@@ -224,7 +236,7 @@ class _Checker:
     def _call(self, node: Call) -> str:
         name = node.function
         if name not in FUNCTIONS:
-            return self.fail(
+            return self.missing(
                 node.offset,
                 f"unknown function '{name}'; functions: {', '.join(FUNCTIONS)}",
                 suggest(name, FUNCTIONS),
@@ -334,6 +346,7 @@ def interpolation_problems(node: Node, kind: str) -> Iterator[Problem]:
     if is_list(kind):
         yield Problem(
             offset=node.offset,
+            rule=Rule.TYPE,
             message=f"cannot interpolate {kind} into a string",
             hint="use join(list, ', ') or make the expression the whole value",
         )

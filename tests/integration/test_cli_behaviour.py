@@ -258,6 +258,7 @@ def test_validate_json_format_is_machine_readable(
             "line": problems[0]["line"],
             "col": 19,
             "severity": "error",
+            "rule": "schema",
             "message": "step 'retry' (drs.batch_retry): with.batch_size: 'ten' is not of type"
             " 'integer'",
             "hint": None,

@@ -15,6 +15,7 @@ from engine.actions.spec import DEFAULT_STEP_TIMEOUT_S
 from engine.bounded import FileRefusedError, read_file
 from engine.cli import main
 from engine.errors import Diagnostic, Location, UsageError
+from engine.rules import Rule
 from engine.run.inputs import GUARD_RAILS, read_credentials_file
 from engine.runbook.diagnostics import render_diagnostics
 from engine.runbook.params import MAX_GUARD_RAIL, MAX_INTEGER
@@ -105,7 +106,8 @@ def test_diagnostics_read_no_more_than_the_parser(tmp_path: Path) -> None:
     big.write_bytes(b"a: 1\n" * (300_000))
     for path in ("/dev/zero", str(big)):
         where = Location(path=path, line=1, col=1)
-        rendered = render_diagnostics([Diagnostic(location=where, message="a problem")])
+        problem = Diagnostic(location=where, message="a problem", rule=Rule.SCHEMA)
+        rendered = render_diagnostics([problem])
         assert rendered.splitlines()[0] == f"{path}:1:1: a problem"
         assert len(rendered) < 200
 

@@ -12,6 +12,7 @@ from engine.actions.catalog import CATALOG as OUTPUT_TYPES
 from engine.actions.catalog import MUTATING as MUTATING_CATALOG
 from engine.actions.registry import REGISTRY
 from engine.errors import EXIT_USAGE, Diagnostic, Location, RunbookInvalidError
+from engine.rules import Rule
 from engine.runbook import (
     diagnostics_json,
     lint,
@@ -426,13 +427,15 @@ def test_render_shows_the_line_a_caret_under_the_column_and_the_hint() -> None:
 def test_render_reads_the_line_from_the_file_when_the_diagnostic_has_none(tmp_path: Path) -> None:
     path = tmp_path / "rb.yaml"
     path.write_text("a: 1\n\tb: 2\n")
-    diagnostic = Diagnostic(location=Location(path=str(path), line=2, col=3), message="bad")
+    where = Location(path=str(path), line=2, col=3)
+    diagnostic = Diagnostic(location=where, message="bad", rule=Rule.SCHEMA)
     assert render_diagnostics([diagnostic]) == f"{path}:2:3: bad\n  \tb: 2\n  \t ^"
 
 
 def test_render_marks_warnings_and_colors_only_on_request() -> None:
     here = Location(path="/nonexistent/rb.yaml", line=1, col=1)
-    warning = Diagnostic(location=here, message="risky", severity="warning")
+    warning = Diagnostic(location=here, message="risky", rule=Rule.NO_MAX_JOBS)
+    assert warning.severity == "warning"
     assert render_diagnostics([warning]) == "/nonexistent/rb.yaml:1:1: warning: risky"
     assert "\033[" in render_diagnostics([warning], color=True)
     assert str(warning) == "/nonexistent/rb.yaml:1:1: risky"  # the one-line form is unchanged
@@ -441,8 +444,8 @@ def test_render_marks_warnings_and_colors_only_on_request() -> None:
 def test_diagnostics_json_shape() -> None:
     here = Location(path="rb.yaml", line=3, col=7)
     diagnostics = [
-        Diagnostic(location=here, message="bad", hint="fix it"),
-        Diagnostic(location=here, message="risky", severity="warning"),
+        Diagnostic(location=here, message="bad", rule=Rule.REFERENCE, hint="fix it"),
+        Diagnostic(location=here, message="risky", rule=Rule.VERIFY_WITHOUT_TIMEOUT),
     ]
     assert json.loads(diagnostics_json(diagnostics)) == [
         {
@@ -450,6 +453,7 @@ def test_diagnostics_json_shape() -> None:
             "line": 3,
             "col": 7,
             "severity": "error",
+            "rule": "reference",
             "message": "bad",
             "hint": "fix it",
         },
@@ -458,6 +462,7 @@ def test_diagnostics_json_shape() -> None:
             "line": 3,
             "col": 7,
             "severity": "warning",
+            "rule": "verify-without-timeout",
             "message": "risky",
             "hint": None,
         },
