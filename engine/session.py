@@ -36,7 +36,7 @@ from typing import Any
 
 from engine.api.bounds import DEFAULT_REQUEST_TIMEOUT_S
 from engine.api.resilience import Resilience
-from engine.api.transport import AiohttpTransport
+from engine.api.transport import AiohttpTransport, Transport
 from engine.errors import StorageError, UsageError
 from engine.report.build import build_report
 from engine.report.document import Report
@@ -77,7 +77,7 @@ from engine.run.planfile import (
 from engine.run.result import Planned, RunResult
 from engine.run.resumption import approved_gates, check_resumable, resumed_inputs
 from engine.run.segments import is_gate
-from engine.run.wiring import cloud_connections, emulator_connections, wire
+from engine.run.wiring import EmulatorLogin, cloud_connections, emulator_connections, wire
 from engine.runbook import Runbook
 
 logger = logging.getLogger(__name__)
@@ -334,8 +334,21 @@ async def _execute(
 
             emu = await stack.enter_async_context(emulator_for(runbook, where.emulator))
             _note(observer, f"emulator listening on {emu.url} (in-process, loopback only)")
+            runbook = await _discovered(
+                runbook,
+                where,
+                transport,
+                resilience,
+                observer,
+                journal,
+                resume,
+                emulator=login_of(emu),
+            )
             connections = emulator_connections(runbook, login_of(emu), transport)
         else:
+            runbook = await _discovered(
+                runbook, where, transport, resilience, observer, journal, resume
+            )
             connections = cloud_connections(
                 runbook,
                 endpoint=where.endpoint,
@@ -372,6 +385,42 @@ async def _execute(
         api_resilience=resilience.stats.as_dict(),
     )
     return build_report(result), stats, result.storage_failure, result
+
+
+async def _discovered(
+    runbook: Runbook,
+    where: Where,
+    transport: Transport,
+    resilience: Resilience,
+    observer: RunObserver | None,
+    journal: RunJournal | None,
+    resume: JournalState | None,
+    emulator: EmulatorLogin | None = None,
+) -> Runbook:
+    """The runbook with its discovery targets expanded (``engine.run.discovery``); a resumed
+    run must find the projects it started with, in the same order, or it is refused."""
+    if not runbook.discoveries:
+        return runbook
+    from engine.run.discovery import discover, discovery_auth, discovery_iam
+
+    expanded, notes = await discover(
+        runbook,
+        transport=transport,
+        iam_endpoint=discovery_iam(runbook, where.endpoint, emulator),
+        auth_for=discovery_auth(runbook, transport, resilience, emulator),
+    )
+    for note in notes:
+        _note(observer, note)
+    found = [t.project_id for t in expanded.targets[len(runbook.targets) :]]
+    if resume is not None and resume.discovered is not None and resume.discovered != found:
+        raise UsageError(
+            "the accounts' projects changed since this run started (discovery found "
+            f"{len(found)} project(s), the run started with {len(resume.discovered)}); a resume "
+            "must act on the same targets: start a new run"
+        )
+    if journal is not None and resume is None:
+        journal.discovered(found)
+    return expanded
 
 
 @asynccontextmanager

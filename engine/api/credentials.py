@@ -101,7 +101,7 @@ def resolve_credentials(
     *,
     explicit: CredentialSettings | None,
     env: Mapping[str, str],
-    project_id: str,
+    project_id: str | None,
     region: str | None,
     iam_endpoint: str | None,
     transport: Transport,
@@ -116,7 +116,8 @@ def resolve_credentials(
     from engine.api.auth import AkSkAuth, IamPasswordAuth, StaticTokenAuth
 
     choice = _choose(explicit, env)
-    _warn_on_other_project(env, project_id)
+    if project_id is not None:  # None: for IAM's own calls (project discovery), domain-wide
+        _warn_on_other_project(env, project_id)
     if choice.kind is CredentialKind.AK_SK:
         return AkSkAuth(choice.ak, choice.sk, project_id, choice.security_token)
     if choice.kind is CredentialKind.TOKEN:
