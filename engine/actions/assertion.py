@@ -4,7 +4,10 @@ The executor resolves ``that`` before the action runs, so the action sees only t
 the expression's text; ``message`` says what failed, and the executor adds what a false
 comparison compared (``Action.explains``): ``...: steps.v.drill_rto_p95_s = 6.04 >
 params.rto_budget = 1``. Only ``true`` passes: ``false``, null or
-any other value fails the step (a failed step is data, so the run goes on to its report).
+any other value fails the step (a failed step is data, so the run goes on to its report), with
+``passed: false`` as its outputs: it was evaluated and did not hold. An assert that could not be
+evaluated (its expression raised, ``that`` missing) fails with no outputs; JUnit tells the two
+apart (a failure, an error).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 from engine.actions import fields
 from engine.actions.context import ActionContext, StepFailedError
-from engine.actions.spec import Action
+from engine.actions.spec import Action, output_values
 
 DEFAULT_MESSAGE = "assertion failed"
 
@@ -39,10 +42,11 @@ class AssertOutputs:
 
 async def run(ctx: ActionContext, params: AssertParams) -> AssertOutputs:
     if params.that is not True:
+        held = output_values(AssertOutputs(passed=False))
         if params.message:
-            raise StepFailedError(params.message)
+            raise StepFailedError(params.message, outputs=held)
         got = "" if isinstance(params.that, bool) else f" (got {params.that!r}, not a boolean)"
-        raise StepFailedError(f"{DEFAULT_MESSAGE}{got}")
+        raise StepFailedError(f"{DEFAULT_MESSAGE}{got}", outputs=held)
     return AssertOutputs(passed=True)
 
 

@@ -16,7 +16,16 @@ logger = logging.getLogger(__name__)
 
 
 class StepFailedError(Exception):
-    """An action could not do its work; the step fails with this one-sentence message."""
+    """An action could not do its work; the step fails with this one-sentence message.
+
+    ``outputs``: what the action did establish before it failed, kept as the step's outputs (an
+    ``assert`` that was evaluated and did not hold says ``passed: false``, so the report tells it
+    from one that could not be evaluated); None leaves them empty.
+    """
+
+    def __init__(self, message: str, *, outputs: Mapping[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.outputs = outputs
 
 
 @dataclass(slots=True, kw_only=True)

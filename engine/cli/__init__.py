@@ -74,6 +74,7 @@ COMMANDS = {
     "validate": "engine.cli.checking:validate",
     "lint": "engine.cli.checking:lint",
     "schema": "engine.cli.checking:schema",
+    "init": "engine.cli.authoring:init",
     "run": "engine.cli.running:run",
     "resume": "engine.cli.running:resume",
     "plan": "engine.cli.running:plan",

@@ -1,4 +1,12 @@
-"""Render a report document as JUnit XML, so CI shows each job's verification as a test case."""
+"""Render a report document as JUnit XML, so CI shows each job's verification and each assert as
+a test case.
+
+The XML is valid against the strict schema of the Jenkins xUnit plugin (``junit-10.xsd``, vendored
+in tests/vendor/): ``<testsuites>`` carries only name, tests, failures, errors and time; the skipped
+count, the timestamp and the runbook's ``file`` are on each ``<testsuite>``. That schema allows no
+``file`` on a ``<testcase>``, and the strict schema wins: the runbook is each suite's ``file``
+(and its ``runbook`` property), not each case's.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +14,16 @@ import dataclasses
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 from xml.sax.saxutils import escape, quoteattr
 
 from engine.ledger import Disposition, EventJson, EventKind
-from engine.report.document import JobReport, Report, TargetReport
+from engine.report.document import JobReport, Report, StepReport, TargetReport
+from engine.report.drill import ASSERT_ACTION
 from engine.report.summary import delay_text
+from engine.run.result import StepStatus
+from engine.runbook.evaluation import show_value
 
 VERIFY_ACTION = "drs.verify_status"
 # The event kinds a verify step settles a job with.
@@ -35,13 +47,14 @@ _NOT_PLAIN = re.compile('[&<>"\n\r\t\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]')
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Verdict:
-    """How one job fared in one test case: passed, skipped, or failed with a type and message."""
+    """How one job or assert fared in one test case: passed, skipped, or a failure (it did not
+    hold) or an error (it could not be judged) with a type, a message and a text."""
 
-    kind: Literal["passed", "skipped", "failure"]
+    kind: Literal["passed", "skipped", "failure", "error"]
     message: str = ""
     type: str = ""
     time_s: float = 0.0
-    timeline: str = ""
+    timeline: str = ""  # the failure's text: the job's timeline, or what an assert compared
     output: str = ""  # the case's system-out: the job's replication delay, when one was read
 
 
@@ -50,25 +63,28 @@ def to_junit(report: Report) -> str:
 
 
 def junit_lines(report: Report) -> list[str]:
-    """JUnit XML, line by line: one suite per target; one case per job per verify step, and
-    one per failed step.
+    """JUnit XML, line by line: one suite per target; one case per job per verify step, one per
+    ``assert`` step, and one per other failed step.
 
     A runbook without a ``drs.verify_status`` step gets one case per job for the run as a whole.
     A job passes when it ends recovered or healthy (or selected, in a read-only run); a skipped
     job is a skipped case; anything else is a failure typed with its DRS error code, or else its
-    disposition. A failed step is an error case, so a project whose selection failed is not green.
+    disposition. An assert that held passes, one that did not is a failure (its message has the
+    measured values), one not run is skipped, and one that could not be evaluated is an error.
+    Any other failed step is an error case, so a project whose selection failed is not green.
 
     Written as text with the standard library's XML escaping rather than built as an element
     tree: a large run has a case per job, and the tree costs 3x the time (bench/).
     """
-    suites = [_suite(report, t, index) for index, t in enumerate(report.targets)]
-    totals = {key: sum(suite.counts[key] for suite in suites) for key in _COUNTS}
+    file = runbook_file(report.runbook.path)
+    suites = [_suite(report, t, index, file) for index, t in enumerate(report.targets)]
+    # junit-10.xsd allows no skipped count (nor a timestamp) on <testsuites>: each suite has its.
+    totals = {key: sum(suite.counts[key] for suite in suites) for key in _TOTALS}
     head = _tag(
         "testsuites",
         name=f"runbook {report.runbook.name}",
         **totals,
         time=_seconds(report.wall_s),
-        timestamp=report.started_at,
     )
     lines = ['<?xml version="1.0" encoding="UTF-8"?>', head + ">"]
     for suite in suites:
@@ -77,7 +93,20 @@ def junit_lines(report: Report) -> list[str]:
     return lines
 
 
-_COUNTS = ("tests", "failures", "errors", "skipped")
+_TOTALS = ("tests", "failures", "errors")
+
+
+def runbook_file(path: str) -> str:
+    """The runbook's path as a suite's ``file``: the path the report records, made relative to the
+    working directory when it is an absolute path under it (CI tools match files by their path in
+    the checkout)."""
+    recorded = Path(path)
+    if not recorded.is_absolute():
+        return path
+    try:
+        return recorded.relative_to(Path.cwd()).as_posix()
+    except (ValueError, OSError):  # elsewhere, or the working directory is gone
+        return path
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,7 +115,7 @@ class _Suite:
     lines: list[str]
 
 
-def _suite(report: Report, target: TargetReport, index: int) -> _Suite:
+def _suite(report: Report, target: TargetReport, index: int, file: str) -> _Suite:
     label = target.label
     mutating = report.mutating
     verify_steps = [s.id for s in target.steps if s.action == VERIFY_ACTION]
@@ -105,11 +134,22 @@ def _suite(report: Report, target: TargetReport, index: int) -> _Suite:
                     verdict, output=f"replication delay (last / max): {delay}"
                 )
             verdicts.append((f"{job_name} {step_id}", verdict))
-    failed_steps = [s for s in target.steps if s.status == "failed"]
+    # Each assert, then each other failed step, in step order: a case each.
+    for step in target.steps:
+        if step.action == ASSERT_ACTION:
+            verdicts.append((_step_name(step), _assert_verdict(report, target, step)))
+        elif step.status is StepStatus.FAILED:
+            failed = _Verdict(
+                kind="error",
+                message=step.message or "step failed",
+                type="step_failed",
+                time_s=step.duration_s,
+            )
+            verdicts.append((f"step {step.id} ({step.action})", failed))
     counts = {
-        "tests": len(verdicts) + len(failed_steps),
+        "tests": len(verdicts),
         "failures": sum(1 for _, v in verdicts if v.kind == "failure"),
-        "errors": len(failed_steps),
+        "errors": sum(1 for _, v in verdicts if v.kind == "error"),
         "skipped": sum(1 for _, v in verdicts if v.kind == "skipped"),
     }
     lines = [
@@ -121,6 +161,7 @@ def _suite(report: Report, target: TargetReport, index: int) -> _Suite:
             timestamp=report.started_at,
             **counts,
             time=_seconds(_span_s(target)),
+            file=file,
         )
         + ">",
         "    <properties>",
@@ -139,15 +180,6 @@ def _suite(report: Report, target: TargetReport, index: int) -> _Suite:
     lines.append("    </properties>")
     classname = _quoted(label)
     lines.extend(_case(classname, name, verdict) for name, verdict in verdicts)
-    for step in failed_steps:
-        case = _tag(
-            "testcase",
-            classname=label,
-            name=f"step {step.id} ({step.action})",
-            time=_seconds(step.duration_s),
-        )
-        error = _tag("error", message=step.message or "step failed", type="step_failed")
-        lines.append(_holding("    " + case, error))
     notices = [f"step {s.id}: notice: {text}" for s in target.steps for text in s.notices]
     if notices:  # the service's odd answers: CI shows a suite's system-err beside its cases
         lines.append(f"    <system-err>{escape(_text(chr(10).join(notices)))}</system-err>")
@@ -163,6 +195,50 @@ def _span_s(target: TargetReport) -> float:
     if not ran:
         return 0.0
     return max(s.started_t + s.duration_s for s in ran) - min(s.started_t for s in ran)
+
+
+def _step_name(step: StepReport) -> str:
+    """An assert's case: its id and, when it has one, its name (the pass criterion in words)."""
+    return f"assert {step.id}" + (f": {step.name}" if step.name else "")
+
+
+def _assert_verdict(report: Report, target: TargetReport, step: StepReport) -> _Verdict:
+    """An ``assert`` step's case: it held, it did not (a failure: its outputs say ``passed:
+    false``, its message what it compared), it was not run (a plan, ``when``, an interrupt), or
+    it could not be evaluated (an error, as any failed step)."""
+    if step.status is StepStatus.SUCCEEDED:
+        return _Verdict(kind="passed", time_s=step.duration_s)
+    if step.status is not StepStatus.FAILED:
+        return _Verdict(kind="skipped", message=step.message or f"not run ({step.status})")
+    message = step.message or "assertion failed"
+    if step.outputs.get("passed") is not False:
+        return _Verdict(kind="error", message=message, type="step_failed", time_s=step.duration_s)
+    return _Verdict(
+        kind="failure",
+        message=message,
+        type="assertion_failed",
+        time_s=step.duration_s,
+        timeline="\n".join([message, *_budget_lines(report, target, step)]),
+    )
+
+
+def _budget_lines(report: Report, target: TargetReport, step: StepReport) -> list[str]:
+    """What a drill's RTO assert compared: its expression, the measured output with the value it
+    had in this target, and the budget."""
+    budget = report.drill.budget if report.drill is not None else None
+    if budget is None or budget.step != step.id:
+        return []
+    measured = budget.measured
+    parts = measured.split(".")
+    if len(parts) == 3 and parts[0] == "steps":  # steps.<id>.<output>, as ``DrillBudget`` says
+        value = next((s.outputs.get(parts[2]) for s in target.steps if s.id == parts[1]), None)
+        if value is not None:
+            measured = f"{measured} = {show_value(value)}"
+    return [
+        f"that: {budget.that}",
+        f"measured: {measured}",
+        f"budget: {show_value(budget.budget_s)} s",
+    ]
 
 
 def _run_verdict(job: JobReport, mutating: bool) -> _Verdict:
@@ -215,12 +291,14 @@ def _failure(job: JobReport, error_code: str | None, what: str, time_s: float) -
 
 
 def _case(classname: str, name: str, verdict: _Verdict) -> str:
-    """One job's test case; ``classname`` comes quoted (the suite's, quoted once per suite).
+    """One test case; ``classname`` comes quoted (the suite's, quoted once per suite).
     Spelt out rather than built with ``_tag``: a large run has a case per job."""
     time = _seconds(verdict.time_s)
     case = f'    <testcase classname={classname} name={_quoted(name)} time="{time}"'
     if verdict.kind == "skipped":
         return _holding(case, _tag("skipped", message=verdict.message))
+    if verdict.kind == "error":  # a step that failed: its message says it all
+        return _holding(case, _tag("error", message=verdict.message, type=verdict.type))
     out = f"\n      <system-out>{escape(verdict.output)}</system-out>" if verdict.output else ""
     if verdict.kind == "failure":
         failure = _tag("failure", message=verdict.message, type=verdict.type)
@@ -263,7 +341,9 @@ def _event_line(event: EventJson) -> str:
 
 
 def _seconds(value: float) -> str:
-    return f"{value:.3f}"
+    """Seconds as junit-10.xsd's time pattern takes them: never negative (``-0.000``, float noise
+    of a span that is zero, is not a time to it)."""
+    return f"{max(value, 0.0):.3f}"
 
 
 def _text(value: object) -> str:

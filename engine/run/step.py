@@ -159,6 +159,8 @@ class StepRunner:
                 async with asyncio.timeout(timeout_s):
                     outcome.outputs = dict(await action.execute(ctx, raw))
         except StepFailedError as exc:
+            if exc.outputs is not None:
+                outcome.outputs = dict(exc.outputs)
             return _explained(str(exc), step, action, scope)
         except (ExpressionError, ApiError) as exc:
             return exc.format_message()

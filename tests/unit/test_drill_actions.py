@@ -477,8 +477,16 @@ async def test_assert_fails_the_step_unless_exactly_true(
     raw: dict[str, object], message: str
 ) -> None:
     ctx = make_ctx(FakeFleet(), FakeClock(), "check")
-    with pytest.raises(StepFailedError, match=message):
+    with pytest.raises(StepFailedError, match=message) as failed:
         await run_assert(ctx, AssertParams.from_with(raw))
+    # It was evaluated and did not hold: the step's outputs say so (JUnit: a failure).
+    assert failed.value.outputs == {"passed": False}
+
+
+def test_assert_without_that_fails_with_no_outputs() -> None:
+    with pytest.raises(StepFailedError, match=r"^that is required$") as failed:
+        AssertParams.from_with({"message": "m"})
+    assert failed.value.outputs is None
 
 
 def test_drill_actions_are_registered_with_their_plan_behaviour() -> None:

@@ -516,6 +516,41 @@ async def test_a_failed_assert_says_what_its_comparison_measured_and_expected(
     assert failed.message == "too many running jobs: steps.select.count = 2 > params.most = 1"
 
 
+async def test_an_assert_that_did_not_hold_says_passed_false_one_not_evaluated_says_nothing(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    # JUnit tells them apart by these outputs: a failure, and an error.
+    steps = """\
+  - id: select
+    action: drs.select_jobs
+    with:
+      statuses: [INCRE_TRANSFER_STARTED]
+      retryable_only: false
+  - id: few
+    action: assert
+    on_failure: continue
+    with:
+      that: ${{ steps.select.count <= 1 }}
+  - id: broken
+    action: assert
+    on_failure: continue
+    with:
+      that: ${{ steps.select.count <= params.most }}
+"""
+    head = "params:\n  most:\n    type: integer\n    default: 1\n"
+    runbook = runbook_of(tmp_path, steps, head=head)
+    result = await execute(runbook, [running_fleet()], clock, params={"most": "many"})
+
+    few, broken = (s for s in result.targets[0].steps if s.action == "assert")
+    assert (few.status, few.outputs) == (StepStatus.FAILED, {"passed": False})
+    assert few.message == "assertion failed: steps.select.count = 2 > 1"
+    assert broken.status is StepStatus.FAILED
+    assert broken.outputs == {}
+    assert (broken.message or "").endswith(
+        "${{ steps.select.count <= params.most }}: cannot compare integer with string"
+    )
+
+
 def running_fleet() -> FakeFleet:
     return FakeFleet().listing(
         job("r1", "INCRE_TRANSFER_STARTED"), job("r2", "INCRE_TRANSFER_STARTED")

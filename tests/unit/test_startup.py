@@ -61,3 +61,9 @@ def test_an_invalid_runbook_is_reported_without_loading_the_executor(tmp_path: P
     code, loaded = _loaded_by("validate", str(broken))
     assert code == 2
     assert loaded == []
+
+
+def test_init_loads_nothing_heavy(tmp_path: Path) -> None:
+    code, loaded = _loaded_by("init", str(tmp_path / "new.yaml"))
+    assert code == 0
+    assert loaded == []

@@ -1,0 +1,205 @@
+"""`runbook init`: the starter and the shipped examples, written valid; shell completion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from engine.cli import cli, main
+from engine.errors import UsageError
+from engine.example_files import (
+    EDITOR_HEADER,
+    STARTER,
+    example_names,
+    examples_dir,
+    write_example,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted(p.stem for p in (REPO / "runbooks").glob("*.yaml"))
+
+
+def _runbook(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    out, err = capsys.readouterr()
+    code = exited.value.code
+    return (code if isinstance(code, int) else 1), out, err
+
+
+def test_in_a_checkout_the_examples_are_the_runbooks_folder() -> None:
+    assert examples_dir() == REPO / "runbooks"
+    assert example_names() == EXAMPLES
+    assert STARTER in EXAMPLES
+
+
+def test_init_writes_the_starter_which_validates_and_lints_clean(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    written = tmp_path / "ops" / "new.yaml"
+
+    code, out, err = _runbook(["init", str(written)], capsys)
+
+    assert code == 0
+    assert out == ""
+    schema = tmp_path / "ops" / "runbook.schema.json"
+    assert err.splitlines() == [
+        f"wrote {written} (starter); check it with: runbook validate {written}",
+        f"for editor checks as you type: runbook schema > {schema}",
+    ]
+    lines = written.read_text(encoding="utf-8").splitlines()
+    shipped = (REPO / "runbooks" / "starter.yaml").read_text(encoding="utf-8").splitlines()
+    # The editor line points beside the file; everything after it is the shipped starter.
+    assert lines[0] == EDITOR_HEADER == "# yaml-language-server: $schema=runbook.schema.json"
+    assert shipped[0] == "# yaml-language-server: $schema=../schemas/runbook.schema.json"
+    assert lines[1:] == shipped[1:]
+    assert _runbook(["validate", str(written)], capsys)[0] == 0
+    assert _runbook(["lint", "--strict", str(written)], capsys)[0] == 0
+
+
+def test_init_says_nothing_about_the_schema_when_it_is_already_beside_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, schema, _ = _runbook(["schema"], capsys)
+    assert code == 0
+    (tmp_path / "runbook.schema.json").write_text(schema, encoding="utf-8")
+
+    code, _, err = _runbook(["init", str(tmp_path / "a.yaml")], capsys)
+
+    assert code == 0
+    assert "runbook schema >" not in err
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_init_example_writes_it_valid_with_the_editor_line(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    written = tmp_path / f"mine-{name}.yaml"
+
+    code, _, err = _runbook(["init", str(written), "--example", name], capsys)
+
+    assert code == 0, err
+    text = written.read_text(encoding="utf-8")
+    assert text.splitlines()[0] == EDITOR_HEADER
+    assert text.count("yaml-language-server") == 1
+    assert f"name: {name}\n" in text
+    assert _runbook(["validate", str(written)], capsys)[0] == 0
+
+
+def test_init_example_without_file_writes_name_yaml_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    code, _, _ = _runbook(["init", "--example", "dr-drill"], capsys)
+
+    assert code == 0
+    assert "name: dr-drill\n" in (tmp_path / "dr-drill.yaml").read_text(encoding="utf-8")
+
+
+def test_init_without_file_or_example_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    code, out, err = _runbook(["init"], capsys)
+
+    assert code == 2
+    assert out == ""
+    assert err == (
+        "runbook: init needs the FILE to write, such as `runbook init my-runbook.yaml` (or "
+        "--example NAME, which writes NAME.yaml here)\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_init_refuses_to_overwrite_without_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    existing = tmp_path / "mine.yaml"
+    existing.write_text("my work\n", encoding="utf-8")
+
+    code, _, err = _runbook(["init", str(existing)], capsys)
+
+    assert code == 2
+    assert err == (
+        f"runbook: {existing} already exists; pass --force to overwrite it, or choose another "
+        "FILE\n"
+    )
+    assert existing.read_text(encoding="utf-8") == "my work\n"
+
+    assert _runbook(["init", str(existing), "--force", "--example", "dr-drill"], capsys)[0] == 0
+    assert "name: dr-drill\n" in existing.read_text(encoding="utf-8")
+
+
+def test_init_into_a_directory_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _runbook(["init", str(tmp_path), "--force"], capsys)
+
+    assert code == 2
+    assert err == f"runbook: {tmp_path} is a directory; give the name of the file to write in it\n"
+
+
+def test_init_unknown_example_lists_the_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _runbook(["init", str(tmp_path / "a.yaml"), "--example", "nope"], capsys)
+
+    names = ", ".join(f"'{n}'" for n in EXAMPLES)
+    assert code == 2
+    assert err.splitlines()[-1] == (
+        f"Error: Invalid value for '--example': 'nope' is not one of {names}."
+    )
+    assert not (tmp_path / "a.yaml").exists()
+
+
+def test_init_list_prints_every_example_name(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _runbook(["init", "--list"], capsys)
+
+    assert code == 0
+    assert out.splitlines() == EXAMPLES
+
+
+@pytest.mark.parametrize(
+    ("shell", "marker"),
+    [
+        ("bash", "complete -o nosort -F _runbook_completion runbook"),
+        ("zsh", "#compdef runbook"),
+        ("fish", "complete --no-files --command runbook"),
+    ],
+)
+def test_completion_variable_prints_a_completion_script(shell: str, marker: str) -> None:
+    result = CliRunner().invoke(
+        cli, [], prog_name="runbook", env={"_RUNBOOK_COMPLETE": f"{shell}_source"}
+    )
+
+    assert result.exit_code == 0
+    assert marker in result.output
+
+
+def test_completion_completes_commands_and_example_names() -> None:
+    def complete(words: str) -> list[str]:
+        env = {
+            "_RUNBOOK_COMPLETE": "bash_complete",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split(" ")) - 1),
+        }
+        result = CliRunner().invoke(cli, [], prog_name="runbook", env=env)
+        assert result.exit_code == 0
+        return result.output.splitlines()
+
+    assert complete("runbook in") == ["plain,init"]
+    assert complete("runbook init --example ") == [f"plain,{n}" for n in EXAMPLES]
+
+
+def test_an_unknown_example_from_python_is_a_usage_error_naming_the_examples(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(UsageError) as raised:
+        write_example(tmp_path / "a.yaml", "nope")
+
+    assert str(raised.value) == (
+        f"no example runbook named 'nope'; the examples are {', '.join(EXAMPLES)}"
+    )
+    assert not (tmp_path / "a.yaml").exists()
