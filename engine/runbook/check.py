@@ -32,7 +32,7 @@ from engine.runbook.schema import (
     ActionCatalog,
     describe,
     field_types,
-    load_schema,
+    load_source,
     output_types,
     show,
 )
@@ -420,7 +420,7 @@ def _misplaced_expressions(
 
 
 def _known_key(at: JsonPath) -> bool:
-    schema = load_schema()
+    schema = load_source()
     if at and at[0] not in schema["properties"]:
         return False
     if len(at) >= 3 and at[0] in (*STEP_SECTIONS, "targets"):

@@ -1,10 +1,13 @@
-"""Validate runbook data against ``schemas/runbook.schema.json``; each error becomes a Diagnostic.
+"""Validate runbook data against the typed runbook schema; each error becomes a Diagnostic.
 
-The schema is the one description of a runbook's shape, shared with editors through the
-``# yaml-language-server: $schema=`` comment. This module only turns jsonschema's errors into
-messages that name the step and point at the offending node; it adds no rules of its own. The
-schema's ``patternErrorMessage`` and ``errorMessage`` keywords (understood by yaml-language-server)
-give the wording for patterns and whole subschemas.
+``schemas/runbook.source.schema.json`` is the one description of a runbook's shape. The engine
+validates with it as written, and checks each ``${{ ... }}`` expression's static type against
+the field it fills instead (``engine.runbook.check``). Editors get ``schemas/runbook.schema.json``,
+generated from it by ``engine.runbook.schema_build``: the same schema, where each value that may be
+an expression also accepts one. This module only turns jsonschema's errors into messages that
+name the step and point at the offending node; it adds no rules of its own. The schema's
+``patternErrorMessage`` and ``errorMessage`` keywords (understood by yaml-language-server) give
+the wording for patterns and whole subschemas.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from engine.units import describe_seconds, parse_duration
 # names, whose types are then unknown ("any") to the static checks.
 ActionCatalog = Mapping[str, Collection[str]]
 
+# The published schema (editors, `runbook schema`) and its typed source (the engine's).
 SCHEMA_FILE = "runbook.schema.json"
+SOURCE_FILE = "runbook.source.schema.json"
 _TYPE_WORDS = {"object": "mapping", "array": "list"}
 
 
@@ -40,8 +45,13 @@ def schema_path() -> Path:
 
 
 def load_schema() -> Mapping[str, Any]:
-    """The runbook JSON Schema as data."""
+    """The published runbook JSON Schema as data (what editors and ``runbook schema`` see)."""
     return schema_files.load_schema_file(SCHEMA_FILE)
+
+
+def load_source() -> Mapping[str, Any]:
+    """The typed runbook JSON Schema the engine validates with: the published one's source."""
+    return schema_files.load_schema_file(SOURCE_FILE)
 
 
 def schema_text() -> str:
@@ -82,13 +92,13 @@ _RunbookValidator = jsonschema.validators.extend(  # type: ignore[no-untyped-cal
 
 @functools.cache
 def _validator() -> jsonschema.Draft202012Validator:
-    validator: jsonschema.Draft202012Validator = _RunbookValidator(load_schema())
+    validator: jsonschema.Draft202012Validator = _RunbookValidator(load_source())
     return validator
 
 
 def schema_actions() -> frozenset[str]:
     """The action names the schema accepts (they must equal the catalog's)."""
-    return frozenset(load_schema()["$defs"]["step"]["properties"]["action"]["enum"])
+    return frozenset(load_source()["$defs"]["step"]["properties"]["action"]["enum"])
 
 
 def suggest(word: str, choices: Iterable[str]) -> str | None:
@@ -228,7 +238,7 @@ _JSON_TO_EXPRESSION = {
 
 def field_types(action: str, within_with: JsonPath) -> list[str] | None:
     """The expression types a ``with`` field of ``action`` accepts; None if it has no schema."""
-    schema = load_schema()
+    schema = load_source()
     definition = _action_definitions().get(action)
     if definition is None:
         return None
@@ -249,7 +259,7 @@ def _resolve(node: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     """``node`` with a local ``$ref`` followed (its own keywords win)."""
     if node is None or "$ref" not in node:
         return node
-    target = load_schema()["$defs"].get(str(node["$ref"]).removeprefix("#/$defs/"))
+    target = load_source()["$defs"].get(str(node["$ref"]).removeprefix("#/$defs/"))
     return {**(target or {}), **{k: v for k, v in node.items() if k != "$ref"}}
 
 
@@ -330,7 +340,7 @@ def _misplaced_parameter(at: JsonPath, step: Mapping[str, Any], key: str) -> str
 @functools.cache
 def _action_parameters() -> Mapping[str, frozenset[str]]:
     """Each action's ``with`` keys, read from the schema's ``if action == X then with`` rules."""
-    schema = load_schema()
+    schema = load_source()
     return {
         action: frozenset(schema["$defs"][definition]["properties"])
         for action, definition in _action_definitions().items()
@@ -339,9 +349,15 @@ def _action_parameters() -> Mapping[str, frozenset[str]]:
 
 @functools.cache
 def _action_definitions() -> Mapping[str, str]:
-    """Each action's ``$defs`` entry for its ``with``."""
+    """Each action's ``$defs`` entry for its ``with`` in the engine's schema."""
+    return with_definitions(load_source())
+
+
+def with_definitions(schema: Mapping[str, Any]) -> dict[str, str]:
+    """Each action's ``$defs`` entry for its ``with``, read from the step's ``if action == X``
+    rules of ``schema``."""
     found: dict[str, str] = {}
-    for rule in load_schema()["$defs"]["step"]["allOf"]:
+    for rule in schema["$defs"]["step"]["allOf"]:
         action = rule["if"]["properties"]["action"]["const"]
         found[action] = rule["then"]["properties"]["with"]["$ref"].removeprefix("#/$defs/")
     return found
