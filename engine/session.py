@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import secrets
 import signal
 import time
@@ -65,6 +66,7 @@ from engine.run.journal import (
     is_secret_param,
     runbook_digest,
 )
+from engine.run.notify import Notifier, RunRef, Webhook, webhooks
 from engine.run.past import past_report
 from engine.run.planfile import (
     DEFAULT_MAX_AGE_S,
@@ -157,14 +159,44 @@ async def run(
     handle_signals: bool = False,
     approval_how: str = HOW_TERMINAL,
     saved_plan: SavedPlan | None = None,
+    notify: Sequence[str] = (),
 ) -> RunOutcome:
     """Run ``inputs`` against ``where``; write the journal, then the reports, to the run
     directory (default ``runbook-reports/<run id>``, checked before anything is sent).
 
     ``approval_how`` says how ``approver`` answers (terminal or ``--yes``), for the record;
-    ``saved_plan`` binds the run to a plan file (``apply``)."""
+    ``saved_plan`` binds the run to a plan file (``apply``); ``notify``: webhook URLs told
+    about the run besides the runbook's ``notify:`` (``engine.run.notify``)."""
     _need_approver(inputs.runbook, approver)
     refuse_clear_text(inputs.runbook, where)
+    return await _start(
+        inputs,
+        where,
+        report_dir=report_dir,
+        approver=approver,
+        observer=observer,
+        formats=formats,
+        handle_signals=handle_signals,
+        approval_how=approval_how,
+        saved_plan=saved_plan,
+        hooks=_webhooks(inputs.runbook, notify, where, observer),
+    )
+
+
+async def _start(
+    inputs: Inputs,
+    where: Where,
+    *,
+    report_dir: Path | None,
+    approver: Approver | None,
+    observer: RunObserver | None,
+    formats: Iterable[str],
+    handle_signals: bool,
+    approval_how: str,
+    saved_plan: SavedPlan | None,
+    hooks: Sequence[Webhook],
+) -> RunOutcome:
+    """A new run of checked inputs: its id, directory and journal, then carry it out."""
     run_id = new_run_id()
     directory = usable_directory(report_dir or DEFAULT_REPORTS / run_id)
     journal = _start_journal(directory, run_id, inputs, where, observer, saved_plan)
@@ -180,6 +212,7 @@ async def run(
         formats=formats,
         handle_signals=handle_signals,
         binding=Binding.of(saved_plan, approval_how),
+        hooks=hooks,
     )
 
 
@@ -192,6 +225,7 @@ async def apply(
     observer: RunObserver | None = None,
     formats: Iterable[str] = (),
     handle_signals: bool = False,
+    notify: Sequence[str] = (),
 ) -> RunOutcome:
     """Run the plan file at ``path`` as it was reviewed: its runbook (unchanged), params and
     targets, sending only the jobs it lists, each only while its status is the one it was
@@ -211,6 +245,8 @@ async def apply(
             "a plan is applied once: make a new one"
         )
     inputs = planned_inputs(saved)
+    refuse_clear_text(inputs.runbook, where)  # before the plan is marked applied
+    hooks = _webhooks(inputs.runbook, notify, where, observer)
     _note(
         observer,
         f"applying plan {saved.plan_hash[:12]} of {saved.created_at.isoformat()}: "
@@ -222,7 +258,7 @@ async def apply(
         raise UsageError(
             f"cannot mark {path} as applied ({marker}): {exc.strerror or exc}"
         ) from None
-    return await run(
+    return await _start(
         inputs,
         where,
         report_dir=report_dir,
@@ -232,6 +268,7 @@ async def apply(
         handle_signals=handle_signals,
         approval_how=HOW_PLAN,
         saved_plan=saved,
+        hooks=hooks,
     )
 
 
@@ -271,34 +308,45 @@ async def _carry_out(
     handle_signals: bool,
     resume: JournalState | None = None,
     binding: Binding = Binding(),
+    hooks: Sequence[Webhook] = (),
 ) -> RunOutcome:
-    try:
-        async with _signals_cancel_the_run(handle_signals):
-            report, stats, storage_failure, _ = await _execute(
-                inputs,
-                where,
-                run_id,
-                observer=observer,
-                approver=approver,
-                journal=journal,
-                resume=resume,
-                binding=binding,
-            )
-    finally:
-        journal.close()
-    if storage_failure is not None:
-        # The journal stopped at its last whole line; reports may fit where it did not.
-        with contextlib.suppress(OSError):
-            write_reports(directory, report, formats or tuple(REPORT_FILES))
-        raise storage_failure
-    written = write_reports_or_say(directory, report, formats or tuple(REPORT_FILES))
-    if stats is not None:
-        from engine.run.emulated import write_stats  # loaded already: the run used it
+    about = RunRef(
+        run_id=run_id,
+        runbook_name=inputs.runbook.name,
+        runbook_path=str(inputs.path),
+        run_dir=directory,
+    )
+    # Notifications go out in the background; leaving this scope waits for them, bounded.
+    async with Notifier(hooks, run=about, warn=lambda text: _note(observer, text)) as notifier:
+        try:
+            async with _signals_cancel_the_run(handle_signals):
+                report, stats, storage_failure, _ = await _execute(
+                    inputs,
+                    where,
+                    run_id,
+                    observer=notifier.observing(observer),
+                    approver=notifier.asking(approver, binding.how),
+                    journal=journal,
+                    resume=resume,
+                    binding=binding,
+                )
+        finally:
+            journal.close()
+        if storage_failure is not None:
+            # The journal stopped at its last whole line; reports may fit where it did not.
+            with contextlib.suppress(OSError):
+                write_reports(directory, report, formats or tuple(REPORT_FILES))
+            notifier.finished(report, exit_code=storage_failure.exit_code, reports=())
+            raise storage_failure
+        written = write_reports_or_say(directory, report, formats or tuple(REPORT_FILES))
+        if stats is not None:
+            from engine.run.emulated import write_stats  # loaded already: the run used it
 
-        with contextlib.suppress(OSError):  # the emulator's own count: not worth a failure
-            path, said = write_stats(directory, stats)
-            written.append(path)
-            _note(observer, said)
+            with contextlib.suppress(OSError):  # the emulator's own count: not worth a failure
+                path, said = write_stats(directory, stats)
+                written.append(path)
+                _note(observer, said)
+        notifier.finished(report, exit_code=report.exit_code, reports=written)
     return RunOutcome(
         exit_code=report.exit_code,
         run_dir=directory,
@@ -449,6 +497,20 @@ async def _signals_cancel_the_run(enabled: bool) -> AsyncIterator[None]:
         loop.remove_signal_handler(signal.SIGTERM)
 
 
+def _webhooks(
+    runbook: Runbook, urls: Sequence[str], where: Where, observer: RunObserver | None
+) -> tuple[Webhook, ...]:
+    """The run's webhooks (the runbook's ``notify:`` and ``urls``), checked before anything
+    is sent; the environment is read now, as for the credentials."""
+    return webhooks(
+        runbook.notify,
+        urls,
+        allow_insecure_http=where.allow_insecure_http,
+        environ=os.environ,
+        warn=lambda text: _note(observer, text),
+    )
+
+
 def _need_approver(
     runbook: Runbook, approver: Approver | None, done: frozenset[str] = frozenset()
 ) -> None:
@@ -476,6 +538,7 @@ async def resume(
     formats: Iterable[str] = (),
     handle_signals: bool = False,
     approval_how: str = HOW_TERMINAL,
+    notify: Sequence[str] = (),
 ) -> RunOutcome:
     """Take over the interrupted run in ``directory`` and carry it to the end.
 
@@ -499,6 +562,7 @@ async def resume(
             request_timeout_s=request_timeout_s,
         )
         refuse_clear_text(inputs.runbook, where)
+        hooks = _webhooks(inputs.runbook, notify, where, observer)
         at = datetime.now(UTC).isoformat(timespec="seconds")
         journal.resumed(at)
         state.resumes.append(at)
@@ -530,6 +594,7 @@ async def resume(
             plan_hash=header.plan_hash,
             planned=header.planned,
         ),
+        hooks=hooks,
     )
 
 
@@ -600,6 +665,7 @@ def run_runbook(
     formats: Iterable[str] | None = None,
     approver: Approver | None = None,
     observer: RunObserver | None = None,
+    notify: Sequence[str] = (),
 ) -> RunOutcome:
     """Run a runbook file and write its reports, as ``runbook run`` does; see
     ``run_runbook_async``. Owns an event loop: call it where none is running."""
@@ -614,6 +680,7 @@ def run_runbook(
             formats=formats,
             approver=approver,
             observer=observer,
+            notify=notify,
         )
     )
 
@@ -629,6 +696,7 @@ async def run_runbook_async(
     formats: Iterable[str] | None = None,
     approver: Approver | None = None,
     observer: RunObserver | None = None,
+    notify: Sequence[str] = (),
 ) -> RunOutcome:
     """Run the runbook at ``runbook`` and write its reports and journal.
 
@@ -637,7 +705,9 @@ async def run_runbook_async(
     command line reads them. ``params`` are values as ``--param`` takes them (text, or a number
     or flag, written out as text and parsed per the param's type). An ``approve`` step needs
     ``yes=True`` or an ``approver``. ``formats``: report files besides report.json (default
-    all). Raises ``engine.errors.EngineError`` for invalid input; a run that went wrong is an
+    all). ``notify``: webhook URLs told when it waits for approval, is stopped by a guard rail
+    and ends, besides the runbook's ``notify:``. Raises ``engine.errors.EngineError`` for
+    invalid input; a run that went wrong is an
     outcome with exit code 1 (130 when cancelled), not an exception.
     """
     if emulator and endpoint is not None:
@@ -652,6 +722,7 @@ async def run_runbook_async(
         approver=approve_all if yes else approver,
         observer=observer,
         formats=tuple(REPORT_FILES) if formats is None else tuple(formats),
+        notify=notify,
     )
 
 

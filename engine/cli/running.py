@@ -182,6 +182,17 @@ def _network_options(command: Callable[..., None]) -> Callable[..., None]:
     return command
 
 
+# Where run, apply and resume tell what happens (engine.run.notify); the runbook's notify: too.
+_NOTIFY = click.option(
+    "--notify",
+    "notify",
+    multiple=True,
+    metavar="URL",
+    help="POST a JSON notification (with a Slack-compatible text field) to this webhook when "
+    "the run waits for approval, when a guard rail stops it, and when it ends (repeatable). "
+    "The URL is a secret: prefer the runbook's notify: with url_env, or $VARIABLE here.",
+)
+
 _YES = click.option(
     "-y",
     "--yes",
@@ -213,6 +224,7 @@ _FIXED_BY_RUN = (
 )
 @FORMATS
 @_YES
+@_NOTIFY
 @click.option(
     "--resume",
     "resume_id",
@@ -225,6 +237,7 @@ def run(
     yes: bool,
     resume_id: str | None,
     formats: tuple[str, ...],
+    notify: tuple[str, ...],
     **options: Any,
 ) -> None:
     """Run the runbook FILE and write its reports and journal to its run directory.
@@ -248,7 +261,7 @@ def run(
                 "params and limits it started with"
             )
         directory = report_dir or session.DEFAULT_REPORTS / resume_id
-        _resume(directory, options["file"], quiet, yes, options, formats)
+        _resume(directory, options["file"], quiet, yes, options, formats, notify)
         return
     where, inputs = _where_and_inputs(options)
     observer, approver = _terminal(quiet=quiet, yes=yes)
@@ -262,6 +275,7 @@ def run(
             formats=formats,
             handle_signals=True,
             approval_how=HOW_YES if yes else HOW_TERMINAL,
+            notify=notify,
         )
     )
     _show(outcome)
@@ -278,15 +292,23 @@ def run(
     "else the environment).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines, only the summary.")
+@_NOTIFY
 @_network_options
-def resume(run_dir: Path, formats: tuple[str, ...], yes: bool, quiet: bool, **options: Any) -> None:
+def resume(
+    run_dir: Path,
+    formats: tuple[str, ...],
+    yes: bool,
+    quiet: bool,
+    notify: tuple[str, ...],
+    **options: Any,
+) -> None:
     """Continue the interrupted run in RUN_DIR from its journal.
 
     Retries the journal shows acknowledged are not sent again; a retry whose answer was never
     recorded is reconciled by querying the job's status; finished steps are not run again and
     verification picks up the jobs it had not settled. Exit codes as for `runbook run`.
     """
-    _resume(run_dir, None, quiet, yes, options, formats)
+    _resume(run_dir, None, quiet, yes, options, formats, notify)
 
 
 @click.command()
@@ -357,6 +379,7 @@ def _max_age(ctx: click.Context, param: click.Parameter, value: str | None) -> f
 )
 @FORMATS
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines, only the summary.")
+@_NOTIFY
 @_network_options
 def apply(
     plan_file: Path,
@@ -364,6 +387,7 @@ def apply(
     report_dir: Path | None,
     formats: tuple[str, ...],
     quiet: bool,
+    notify: tuple[str, ...],
     **options: Any,
 ) -> None:
     """Run the plan file PLAN_FILE (from `runbook plan FILE --out`) as it was reviewed.
@@ -385,6 +409,7 @@ def apply(
             observer=observer,
             formats=formats,
             handle_signals=True,
+            notify=notify,
         )
     )
     _show(outcome)
@@ -397,6 +422,7 @@ def _resume(
     yes: bool,
     options: dict[str, Any],
     formats: tuple[str, ...],
+    notify: tuple[str, ...],
 ) -> None:
     observer, approver = _terminal(quiet=quiet, yes=yes)
     outcome = _in_a_loop(
@@ -411,6 +437,7 @@ def _resume(
             formats=formats,
             handle_signals=True,
             approval_how=HOW_YES if yes else HOW_TERMINAL,
+            notify=notify,
         )
     )
     _show(outcome)
@@ -448,6 +475,7 @@ def _where(options: dict[str, Any]) -> Where:
                 jobs=options["emulator_jobs"],
                 time_scale=options["emulator_time_scale"],
             ),
+            allow_insecure_http=options["allow_insecure_http"],  # for the webhooks
             request_timeout_s=options["request_timeout_s"],
         )
     else:

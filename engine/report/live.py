@@ -115,6 +115,9 @@ class LiveProgress:
                 highlight=False,
             )
 
+    def run_stopped(self, why: str) -> None:
+        """Nothing more to say: the executor logged the guard's warning on stderr."""
+
     # ---------------------------------------------------------------------------------------
 
     def pause(self) -> None:

@@ -200,6 +200,9 @@ class ProgressLines:
             f"[{target.label}] {outcome.step_id} {words}" + (f" ({detail})" if detail else "")
         )
 
+    def run_stopped(self, why: str) -> None:
+        """Nothing more to say: the executor logged the guard's warning on stderr."""
+
     def heartbeat(self) -> None:
         """A "still waiting" line for each target in a step that has run for a heartbeat."""
         now = self._clocks.now()

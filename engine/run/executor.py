@@ -76,6 +76,10 @@ class RunObserver(Protocol):
 
     def step_finished(self, target: Target, outcome: StepOutcome, jobs: JobBook) -> None: ...
 
+    def run_stopped(self, why: str) -> None:
+        """A guard rail stopped the run's changes (max_jobs_total, the error budget): told once
+        per guard, when it trips; the executor has logged ``why`` as a warning already."""
+
 
 @dataclass(slots=True, kw_only=True)
 class _TargetRun:
@@ -154,6 +158,7 @@ class Executor:
         # costs a getpid(2) on Python 3.11, and the clock is read for every event of every job.
         self._given_clock = clock
         self._loop_time: Callable[[], float] = clock or time.monotonic
+        self._budget_told = False
 
     def _clock(self) -> float:
         return self._loop_time() - self._t0
@@ -170,6 +175,8 @@ class Executor:
         runs = [self._new_run(i, t) for i, t in enumerate(self._runbook.targets)]
         if self._resume is not None:
             restore_budget(self._errors, (r.jobs for r in runs))
+        # Told once: a budget spent before a resume was told by the run it stopped.
+        self._budget_told = self._errors.exhausted
         if self._observer is not None:
             self._observer.run_started({r.target: r.jobs for r in runs})
         try:
@@ -282,6 +289,9 @@ class Executor:
             self._journal_step(target_run, result)
             if self._observer is not None:
                 self._observer.step_finished(target_run.target, result, target_run.jobs)
+            if self._errors.exhausted and not self._budget_told:
+                self._budget_told = True
+                self._stopped(f"{self._errors.describe()}: no further batch is sent")
             if target_run.failure is not None:
                 await self._rollback(target_run)
 
@@ -373,7 +383,7 @@ class Executor:
             f"{total} jobs selected across all targets, more than max_jobs_total {limit}; "
             "nothing was changed"
         )
-        logger.warning("%s", why)
+        self._stopped(why)
         for target_run in runs:
             target_run.failure = target_run.failure or why
             target_run.outcome.steps.append(
@@ -381,6 +391,12 @@ class Executor:
                     step_id=GUARD_ID, action=GUARD_ACTION, status=StepStatus.FAILED, message=why
                 )
             )
+
+    def _stopped(self, why: str) -> None:
+        """A guard rail stopped the run's changes: a warning, and the observer is told."""
+        logger.warning("%s", why)
+        if self._observer is not None:
+            self._observer.run_stopped(why)
 
     async def _request(
         self, step: Step, live: Sequence[_TargetRun], next_steps: tuple[Step, ...]

@@ -32,6 +32,23 @@ VERIFY_ACTION = "drs.verify_status"
 ASSERT_ACTION = "assert"
 
 
+class NotifyEvent(StrEnum):
+    """When a webhook is told about a run; values are the YAML words (``notify[].events``)."""
+
+    APPROVAL = "approval"  # the run waits for an approve step's answer
+    STOPPED = "stopped"  # a guard rail stopped it (max_jobs_total, the error budget)
+    FINISHED = "finished"  # it ended, however (failed and interrupted too)
+
+
+class NotifyFormat(StrEnum):
+    """The body a webhook is sent; values are the YAML words (``notify[].format``)."""
+
+    JSON = "json"  # the whole notification document, with its Slack-compatible ``text``
+    SLACK = "slack"  # ``{"text": ...}`` alone (Slack, Mattermost, Rocket.Chat)
+    FEISHU = "feishu"  # ``{"msg_type": "text", "content": {"text": ...}}`` (Feishu / Lark)
+    DINGTALK = "dingtalk"  # ``{"msgtype": "text", "text": {"content": ...}}``
+
+
 class OnFailure(StrEnum):
     """What a failed step does to the target's remaining steps; values are the YAML words."""
 
@@ -119,6 +136,17 @@ class Step:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Notify:
+    """One ``notify:`` entry: the environment variable that holds a webhook's URL (the URL is a
+    secret, read when the run starts, never kept in the model), what it is told and how."""
+
+    url_env: str
+    events: frozenset[NotifyEvent]
+    format: NotifyFormat
+    location: Location
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Runbook:
     """A validated runbook: its params, targets and steps, in file order, and its run limits."""
 
@@ -146,6 +174,7 @@ class Runbook:
     accounts: Mapping[str, Account] = field(default_factory=dict, hash=False)
     # ``targets:`` entries that name an account and regions, not a project: expanded at run time.
     discoveries: tuple[Discovery, ...] = ()
+    notify: tuple[Notify, ...] = ()
 
     @property
     def drill(self) -> bool:
@@ -225,6 +254,15 @@ def build_runbook(parsed: ParsedYaml, expressions: Mapping[JsonPath, Expression]
             }
         ),
         discoveries=discoveries,
+        notify=tuple(
+            Notify(
+                url_env=entry["url_env"],
+                events=frozenset(NotifyEvent(e) for e in entry.get("events", NotifyEvent)),
+                format=NotifyFormat(entry.get("format", NotifyFormat.JSON)),
+                location=source.value(("notify", index)),
+            )
+            for index, entry in enumerate(data.get("notify") or ())
+        ),
     )
 
 

@@ -105,6 +105,9 @@ class Recorder:
     def step_finished(self, target: Target, outcome: StepOutcome, jobs: JobBook) -> None:
         self.calls.append(f"{target.label} {outcome.step_id} {outcome.status}")
 
+    def run_stopped(self, why: str) -> None:
+        self.calls.append(f"stopped: {why}")
+
 
 async def execute(
     runbook: Runbook,
@@ -391,11 +394,19 @@ async def test_max_jobs_total_stops_every_target_before_any_change(
 ) -> None:
     runbook = runbook_of(tmp_path, SELECT_RETRY_VERIFY, head="max_jobs_total: 5\n", targets=2)
     fleets = [fleet(), fleet()]
+    observer = Recorder()
 
-    result = await execute(runbook, fleets, clock)
+    result = await execute(runbook, fleets, clock, observer=observer)
 
     assert result.exit_code == 1
     assert sum(api.mutating_calls for api in fleets) == 0
+    # Told once, for the whole run (the notifier's "stopped"), before the run finished.
+    stopped = [c for c in observer.calls if c.startswith("stopped")]
+    assert stopped == [
+        "stopped: 6 jobs selected across all targets, more than max_jobs_total 5; nothing was "
+        "changed"
+    ]
+    assert observer.calls.index(stopped[0]) < observer.calls.index("run_finished")
     for target in result.targets:
         assert [(s.step_id, s.status) for s in target.steps] == [
             ("select", "succeeded"),
@@ -447,11 +458,19 @@ async def test_max_errors_stops_further_batches_in_every_target(
 
     first, second = fleet(), fleet()
     first.retry_answers = [refused]
+    observer = Recorder()
     result = await execute(
-        runbook_of(tmp_path, steps, head="max_errors: 0\n", targets=2), [first, second], clock
+        runbook_of(tmp_path, steps, head="max_errors: 0\n", targets=2),
+        [first, second],
+        clock,
+        observer=observer,
     )
 
     assert result.exit_code == 1
+    # The budget tripped once, and the run was told once, though both targets felt it.
+    assert [c for c in observer.calls if c.startswith("stopped")] == [
+        "stopped: 1 error(s) in 1 job(s) exceed max_errors 0: no further batch is sent"
+    ]
     assert first.retry_calls == [["a"]]  # refused: the budget is spent, nothing else is sent
     assert second.retry_calls == []
     assert jobs_of(result, 0)["a"].disposition is Disposition.RETRY_REJECTED

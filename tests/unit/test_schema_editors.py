@@ -47,6 +47,13 @@ SCHEMA_LEVEL: dict[str, set[str]] = {
     "bad_duration": {"steps/2/timeout"},
     "bad_on_failure": {"steps/1/on_failure"},
     "bad_project_id": {"targets/0/project_id"},
+    "notify_inline_url": {
+        "notify/0",
+        "notify/0/url",
+        "notify/1/url_env",
+        "notify/2/events/0",
+        "notify/2/format",
+    },
     "bad_rate": {"rate_limit"},
     "bad_status": {"steps/0/with/statuses"},
     "batch_size_zero": {"steps/1/with/batch_size"},

@@ -199,6 +199,16 @@ EXPECTED: dict[str, list[str]] = {
         "2:1: mapping keys must be strings, got 1 (an integer in YAML) (hint: quote the key: '1')",
         "3:1: mapping keys must be strings, got on (a boolean in YAML) (hint: quote the key: 'on')",
     ],
+    "notify_inline_url": [
+        "4:5: 'notify[0].url_env' is a required property",
+        "4:10: notify[0].url: a webhook URL is a secret and is never written in a runbook: put"
+        " it in an environment variable and name that variable with url_env",
+        "5:14: notify[1].url_env: expected the name of the environment variable that holds the"
+        " webhook URL (uppercase letters, digits and _), not the URL itself",
+        "7:14: notify[2].events[0]: expected one of approval, stopped, finished, got 'aproval'"
+        " (hint: did you mean 'approval'?)",
+        "8:13: notify[2].format: expected one of json, slack, feishu, dingtalk, got 'teams'",
+    ],
     "not_utf8": [
         "2:7: runbook is not UTF-8 text: byte 0xff",
     ],

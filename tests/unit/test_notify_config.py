@@ -1,0 +1,184 @@
+"""Notifications without a socket: the runbook's notify: entries, which URLs a run accepts (and
+how it names them), the bodies of each format, and the notifier's no-op when nobody listens.
+The deliveries themselves are received on 127.0.0.1 in tests/integration/test_notify.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.actions.catalog import CATALOG
+from engine.cli import main
+from engine.errors import Location, UsageError
+from engine.redact import REDACTED, redact
+from engine.run.approval import approve_all
+from engine.run.notify import Notifier, RunRef, body, webhooks
+from engine.runbook import load_runbook
+from engine.runbook.model import Notify, NotifyEvent, NotifyFormat
+
+HEAD = """\
+version: 1
+name: notify
+targets:
+  - project_id: 0a5c6e1f3b2d4c8e9f7a6b5c4d3e2f10
+    region: cn-north-4
+steps:
+  - id: select
+    action: drs.select_jobs
+"""
+SLACK = "https://hooks.slack.com/services/T0UNIT/B0UNIT/unitFakeToken9d3e"
+WHERE = Location(path="rb.yaml", line=4, col=5)
+
+
+def entry(url_env: str = "OPS_WEBHOOK") -> Notify:
+    return Notify(
+        url_env=url_env, events=frozenset(NotifyEvent), format=NotifyFormat.JSON, location=WHERE
+    )
+
+
+def test_the_runbooks_notify_entries_default_to_every_event_as_json(tmp_path: Path) -> None:
+    path = tmp_path / "rb.yaml"
+    path.write_text(
+        HEAD + "notify:\n  - url_env: OPS_WEBHOOK\n  - url_env: LARK_BOT\n"
+        "    events: [approval]\n    format: feishu\n"
+    )
+
+    everything, lark = load_runbook(path, CATALOG).notify
+
+    assert (everything.url_env, everything.events, everything.format) == (
+        "OPS_WEBHOOK",
+        frozenset({NotifyEvent.APPROVAL, NotifyEvent.STOPPED, NotifyEvent.FINISHED}),
+        NotifyFormat.JSON,
+    )
+    assert (lark.url_env, lark.events, lark.format) == (
+        "LARK_BOT",
+        frozenset({NotifyEvent.APPROVAL}),
+        NotifyFormat.FEISHU,
+    )
+    assert (everything.location.line, lark.location.line) == (10, 11)
+
+
+def test_a_webhook_is_read_from_its_variable_and_named_by_it_and_its_host() -> None:
+    warnings: list[str] = []
+
+    [hook] = webhooks([entry()], environ={"OPS_WEBHOOK": SLACK}, warn=warnings.append)
+
+    assert hook.url == SLACK
+    assert hook.shown_as == "$OPS_WEBHOOK (hooks.slack.com)"
+    assert warnings == []
+    # From now on, no text the run shows can carry it, nor its path alone.
+    assert redact(f"posting to {SLACK}") == f"posting to {REDACTED}"
+    assert "unitFakeToken9d3e" not in redact("GET /services/T0UNIT/B0UNIT/unitFakeToken9d3e")
+
+
+def test_an_unset_variable_leaves_that_webhook_out_with_a_warning() -> None:
+    warnings: list[str] = []
+
+    found = webhooks([entry()], environ={"OPS_WEBHOOK": "  "}, warn=warnings.append)
+
+    assert found == ()
+    assert warnings == [
+        "warning: rb.yaml:4:5: notify: $OPS_WEBHOOK is not set; the run goes on without that "
+        "webhook"
+    ]
+
+
+def test_a_command_line_url_is_told_everything_and_named_by_its_host_and_port() -> None:
+    [hook] = webhooks([], ["https://chat.example:8443/hooks/unitTokenA1b2c3"], environ={},
+                      warn=print)  # fmt: skip
+
+    assert hook.shown_as == "--notify chat.example:8443"
+    assert hook.events == frozenset(NotifyEvent)
+    assert hook.format is NotifyFormat.JSON
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "hooks.example/unitTokenC4d5e6",
+            "--notify is not an http(s) URL with a host; a webhook is https://host/path (the "
+            "value is not shown: a webhook URL is a secret)",
+        ),
+        (
+            "https://bot:unitPassF7g8h9@hooks.example/x",
+            "--notify hooks.example: a webhook URL must not carry a user name or password",
+        ),
+        (
+            "http://hooks.example/unitTokenJ1k2l3",
+            "--notify hooks.example is plain http to another machine: the webhook's token would "
+            "cross the network in clear; use https, or pass --allow-insecure-http if you must",
+        ),
+    ],
+)
+def test_a_url_that_is_not_a_safe_webhook_is_refused_without_showing_it(
+    url: str, message: str
+) -> None:
+    with pytest.raises(UsageError) as refused:
+        webhooks([], [url], environ={}, warn=print)
+    assert refused.value.format_message() == message
+
+
+def test_plain_http_is_taken_to_loopback_and_elsewhere_only_when_allowed() -> None:
+    local = webhooks([], ["http://127.0.0.1:9/unitTokenM4n5"], environ={}, warn=print)
+    remote = webhooks([], ["http://hooks.example/unitTokenP6q7"], allow_insecure_http=True,
+                      environ={}, warn=print)  # fmt: skip
+    assert [h.shown_as for h in (*local, *remote)] == [
+        "--notify 127.0.0.1:9",
+        "--notify hooks.example",
+    ]
+
+
+def test_a_variable_holding_a_bad_url_is_refused_by_the_variables_name() -> None:
+    with pytest.raises(UsageError) as refused:
+        webhooks([entry()], environ={"OPS_WEBHOOK": "ftp://files.example/unitTokenR8s9"},
+                 warn=print)  # fmt: skip
+    said = refused.value.format_message()
+    assert said.startswith("rb.yaml:4:5: notify: $OPS_WEBHOOK is not an http(s) URL with a host")
+    assert "unitTokenR8s9" not in said
+
+
+DOCUMENT = {"schema": "drs-runbook.notification/1", "event": "finished", "text": "two\nlines"}
+
+
+@pytest.mark.parametrize(
+    ("format", "expected"),
+    [
+        (NotifyFormat.JSON, DOCUMENT),
+        (NotifyFormat.SLACK, {"text": "two\nlines"}),
+        (NotifyFormat.FEISHU, {"msg_type": "text", "content": {"text": "two\nlines"}}),
+        (NotifyFormat.DINGTALK, {"msgtype": "text", "text": {"content": "two\nlines"}}),
+    ],
+)
+def test_each_format_carries_the_text_where_its_chat_reads_it(
+    format: NotifyFormat, expected: dict[str, object]
+) -> None:
+    assert json.loads(body(DOCUMENT, format)) == expected
+
+
+async def test_a_notifier_without_webhooks_changes_nothing(tmp_path: Path) -> None:
+    about = RunRef(run_id="r1", runbook_name="n", runbook_path="rb.yaml", run_dir=tmp_path)
+    async with Notifier((), run=about, warn=print) as notifier:
+        assert notifier.observing(None) is None
+        assert notifier.asking(approve_all, "--yes") is approve_all
+        notifier.stopped("nothing listens")  # nothing to send, nothing raised
+
+
+def test_an_unsafe_notify_url_stops_the_run_before_anything_is_sent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "rb.yaml"
+    path.write_text(HEAD)
+    with pytest.raises(SystemExit) as exited:
+        main(["run", str(path), "--emulator", "--report-dir", str(tmp_path / "r"),
+              "--notify", "http://hooks.example/services/unitTokenU1v2"])  # fmt: skip
+    _, err = capsys.readouterr()
+    assert exited.value.code == 2
+    assert err == (
+        "runbook: --notify hooks.example is plain http to another machine: the webhook's token "
+        "would cross the network in clear; use https, or pass --allow-insecure-http if you "
+        "must\n"
+    )
+    assert not (tmp_path / "r").exists()  # no run directory: nothing ran
