@@ -9,7 +9,8 @@ import sys
 
 import click
 
-from engine.emulator import Emulator, EmulatorConfig, FaultConfig
+from engine.emulator import Emulator, EmulatorConfig, FaultConfig, generate_accounts
+from engine.emulator.accounts import MAX_ACCOUNTS
 from engine.errors import UsageError
 from engine.units import parse_duration, parse_rate
 
@@ -30,7 +31,21 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
     show_default=True,
     help="Port to bind; 0 picks a free one.",
 )
-@click.option("--projects", type=click.IntRange(1, 10_000), default=3, show_default=True)
+@click.option(
+    "--accounts",
+    type=click.IntRange(1, MAX_ACCOUNTS),
+    default=1,
+    show_default=True,
+    help="Accounts (domains), each with its own user, password, AK/SK, token and projects; "
+    "requests are authorised and throttled per account.",
+)
+@click.option(
+    "--projects",
+    type=click.IntRange(1, 10_000),
+    default=3,
+    show_default=True,
+    help="Projects per account, spread over regions.",
+)
 @click.option(
     "--jobs",
     type=click.IntRange(1, 10_000),
@@ -94,7 +109,9 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
     "busy_rate=0.1 (202 DRS.M01504). Deterministic under --seed.",
 )
 @click.option(
-    "--rate-limit", metavar="RATE", help="Throttle each API per user, e.g. 20/s (429 APIGW.0308)."
+    "--rate-limit",
+    metavar="RATE",
+    help="Throttle each API per account, e.g. 20/s (429 APIGW.0308).",
 )
 @click.option(
     "--token-ttl",
@@ -110,6 +127,7 @@ def emulator(
     host: str,
     allow_non_loopback: bool,
     port: int,
+    accounts: int,
     projects: int,
     jobs: int,
     seed: int,
@@ -127,7 +145,8 @@ def emulator(
     """Serve the DRS emulator until interrupted.
 
     The first line on stdout is one JSON object: url, projects, token, user, password, domain,
-    ak, sk. It binds 127.0.0.1 unless told otherwise.
+    ak, sk (the first account's), and accounts (every account: name, domain, domain_id, user,
+    password, ak, sk, token, projects). It binds 127.0.0.1 unless told otherwise.
     """
     if host not in LOOPBACK_HOSTS and not allow_non_loopback:
         raise UsageError(
@@ -135,8 +154,8 @@ def emulator(
             "add --allow-non-loopback if you really mean it"
         )
     try:
-        config = EmulatorConfig(
-            projects=EmulatorConfig.generate_projects(projects, seed),
+        config = EmulatorConfig.for_accounts(
+            generate_accounts(accounts, projects, seed),
             jobs_per_project=jobs,
             seed=seed,
             time_scale=time_scale,

@@ -15,17 +15,23 @@ batch-progress ``engine.emulator.progress``. batch-retry-task and batch-pause-ta
 refused whole by injected ``DRS.M01503`` / ``DRS.M01504`` answers (``FaultConfig``), after the
 body is checked and before anything is applied.
 
-``GET /_emulator/stats`` and ``GET /_emulator/jobs`` are read-only, need no token and never see a
-fault; they are not part of DRS. In the stats, ``requests`` counts every arrival by route (faulted
-ones too); ``mutating_requests`` counts batch-retry-task and batch-pause-task arrivals that were
-not dropped by an injected reset; ``retry_requests_per_job`` / ``pause_requests_per_job`` count
-the job ids of requests that reached the service (not reset, not failed with an injected 500, not
-throttled, credentials and body accepted); ``throttled`` counts 429s; ``faults`` counts each
-injected fault; ``peak_rate_per_s`` is, per route, the most requests admitted by the throttle in
-any one-second window of the fleet clock, ``peak_rate_per_s_all`` the same over every route.
-``responses_by_code`` counts every DRS/APIGW error code the emulator emitted, whether as a
-whole-request error body or inside a per-job result; IAM rejections are not counted there (they
-carry no error code).
+``GET /_emulator/stats``, ``GET /_emulator/jobs`` and ``GET /_emulator/requests`` are read-only,
+need no token and never see a fault; they are not part of DRS. In the stats, ``requests`` counts
+every arrival by route (faulted ones too); ``mutating_requests`` counts batch-retry-task and
+batch-pause-task arrivals that were not dropped by an injected reset; ``retry_requests_per_job``
+/ ``pause_requests_per_job`` count the job ids of requests that reached the service (not reset,
+not failed with an injected 500, not throttled, credentials and body accepted); ``throttled``
+counts 429s; ``faults`` counts each injected fault; ``peak_rate_per_s`` is, per route, the most
+requests admitted by the throttle in any one-second window of the fleet clock,
+``peak_rate_per_s_all`` the same over every route. ``responses_by_code`` counts every DRS/APIGW
+error code the emulator emitted, whether as a whole-request error body or inside a per-job
+result; IAM rejections are not counted there (they carry no error code). ``accounts`` holds the
+same per account (``engine.emulator.accounting``).
+
+``GET /_emulator/requests?kind=mutating`` lists every batch-retry-task / batch-pause-task
+arrival in order: ``{"now", "now_wall", "requests": [{"at", "at_wall", "route", "project_id",
+"account", "caller", "status"}]}`` (``engine.emulator.accounting``), optionally only those after
+``since=`` (fleet clock) or ``since_wall=`` (epoch seconds), of one ``account=``.
 """
 
 from __future__ import annotations
@@ -38,13 +44,17 @@ from typing import Any
 
 from aiohttp import web
 
+from engine.emulator.accounting import RequestStats
+from engine.emulator.accounts import Tenancy
 from engine.emulator.faults import BusyInjector, FaultInjector
 from engine.emulator.fleet import Fleet
 from engine.emulator.gateway import (
     BATCH_STATUS_DEFAULT_PER_PAGE,
     FLEET,
     GATEWAY,
+    MUTATING_ROUTES,
     PAUSE_MODES,
+    ROUTE_AUTH_PROJECTS,
     ROUTE_BATCH_DETAIL,
     ROUTE_BATCH_PAUSE,
     ROUTE_BATCH_PROGRESS,
@@ -53,11 +63,11 @@ from engine.emulator.gateway import (
     ROUTE_LIST,
     ROUTE_TOKENS,
     STATS,
+    TENANCY,
     TOKENS,
     WALL_CLOCK,
     Gateway,
     RequestRejectedError,
-    RequestStats,
     TokenStore,
     drs_body,
     error_message,
@@ -69,7 +79,7 @@ from engine.emulator.gateway import (
     refuse_duplicates,
     refuse_if_busy,
 )
-from engine.emulator.iam import issue_token
+from engine.emulator.iam import issue_token, list_auth_projects
 from engine.emulator.listing import list_jobs
 from engine.emulator.progress import batch_progress
 from engine.emulator.signing import AkSkVerifier
@@ -82,7 +92,7 @@ from engine.emulator.state import (
     WireTimes,
     job_detail,
 )
-from engine.emulator.throttle import RateMeter, Throttle
+from engine.emulator.throttle import Throttle
 from engine.emulator.wire import (
     ACTION_PAUSE,
     ACTION_RETRY,
@@ -271,12 +281,14 @@ async def emulator_stats(request: web.Request) -> web.Response:
 
 
 async def emulator_jobs(request: web.Request) -> web.Response:
-    """``GET /_emulator/jobs``: every job incl. children, with its hidden fate, whether it stays
-    behind or the service retries it itself, and its delay now, spike-free (not a DRS API)."""
-    fleet = request.app[FLEET]
+    """``GET /_emulator/jobs``: every job incl. children, with its project's account, its hidden
+    fate, whether it stays behind or the service retries it itself, and its delay now,
+    spike-free (not a DRS API)."""
+    fleet, tenancy = request.app[FLEET], request.app[TENANCY]
     jobs = [
         {
             "project_id": job.project_id,
+            "account": owner.name if (owner := tenancy.owner(job.project_id)) else None,
             "id": job.id,
             "name": job.name,
             "status": job.current_status().value,
@@ -297,6 +309,38 @@ async def emulator_jobs(request: web.Request) -> web.Response:
     return web.json_response({"jobs": jobs})
 
 
+async def emulator_requests(request: web.Request) -> web.Response:
+    """``GET /_emulator/requests?kind=mutating[&since=S][&since_wall=S][&account=NAME]``: the
+    mutating arrivals, in order (not a DRS API; see the module docstring)."""
+    query = request.query
+    if query.get("kind") != "mutating":
+        return _emulator_usage("kind must be mutating (the only requests the emulator logs)")
+    bounds: dict[str, float | None] = {}
+    for name in ("since", "since_wall"):
+        text = query.get(name)
+        try:
+            bounds[name] = None if text is None else float(text)
+        except ValueError:
+            return _emulator_usage(f"{name} must be a number of seconds, got {text!r}")
+    account = query.get("account")
+    if account is not None and account not in request.app[TENANCY].accounts:
+        return _emulator_usage(f"no account named {account!r}")
+    entries = request.app[STATS].mutating_since(
+        since=bounds["since"], since_wall=bounds["since_wall"], account=account
+    )
+    return web.json_response(
+        {
+            "now": request.app[FLEET].clock(),
+            "now_wall": request.app[WALL_CLOCK](),
+            "requests": [entry.to_wire() for entry in entries],
+        }
+    )
+
+
+def _emulator_usage(message: str) -> web.Response:
+    return web.json_response({"error": message}, status=400)
+
+
 def build_app(fleet: Fleet, *, wall_clock: Clock = time.time) -> web.Application:
     """The aiohttp application serving ``fleet`` (DRS + IAM + ``/_emulator/*``).
 
@@ -305,15 +349,19 @@ def build_app(fleet: Fleet, *, wall_clock: Clock = time.time) -> web.Application
     against.
     """
     config = fleet.config
+    tenancy = Tenancy(config.accounts)
     app = web.Application(middlewares=[gateway])
     app[FLEET] = fleet
+    app[TENANCY] = tenancy
     app[TOKENS] = TokenStore(fleet.clock, ttl_s=config.token_ttl_s)
-    app[STATS] = RequestStats(RateMeter(fleet.clock))
+    app[STATS] = RequestStats(
+        fleet.clock, accounts=tenancy.accounts, mutating_routes=MUTATING_ROUTES
+    )
     app[WALL_CLOCK] = wall_clock
     app[GATEWAY] = Gateway(
         faults=FaultInjector(config.faults, config.seed),
         busy=BusyInjector(config.faults, config.seed),
-        verifier=AkSkVerifier(ak=config.ak, sk=config.sk, clock=fleet.clock, wall_clock=wall_clock),
+        verifier=AkSkVerifier(keys=tenancy.keys, clock=fleet.clock, wall_clock=wall_clock),
         throttle=(
             None
             if config.rate_limit_per_s is None
@@ -321,6 +369,7 @@ def build_app(fleet: Fleet, *, wall_clock: Clock = time.time) -> web.Application
         ),
     )
     app.router.add_post(ROUTE_TOKENS, issue_token)
+    app.router.add_get(ROUTE_AUTH_PROJECTS, list_auth_projects)
     app.router.add_post(ROUTE_LIST, list_jobs)
     app.router.add_post(ROUTE_BATCH_STATUS, batch_status)
     app.router.add_post(ROUTE_BATCH_RETRY, batch_retry_task)
@@ -329,6 +378,7 @@ def build_app(fleet: Fleet, *, wall_clock: Clock = time.time) -> web.Application
     app.router.add_post(ROUTE_BATCH_PROGRESS, batch_progress)
     app.router.add_get("/_emulator/stats", emulator_stats)
     app.router.add_get("/_emulator/jobs", emulator_jobs)
+    app.router.add_get("/_emulator/requests", emulator_requests)
     return app
 
 
@@ -347,8 +397,15 @@ class Emulator:
         self.config = config
         self.fleet = Fleet(config, clock=clock)
         self.app = build_app(self.fleet, wall_clock=wall_clock)
-        # Valid for every project; it expires like an IAM token only if the config says so.
-        self.token = self.app[TOKENS].issue(None, expires=config.expire_static_token).value
+        # One per account, valid for every project of its account; it expires like an IAM
+        # token only if the config says so.
+        self.tokens = {
+            account.name: self.app[TOKENS]
+            .issue(account.name, None, expires=config.expire_static_token)
+            .value
+            for account in config.accounts
+        }
+        self.token = self.tokens[config.accounts[0].name]
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -364,8 +421,29 @@ class Emulator:
     def describe(self) -> dict[str, Any]:
         """What a user needs to point a client at this emulator (its demo credentials too).
 
-        Keys: url, projects, token, user, password, domain, ak, sk.
+        Keys: url, then the first account's projects, token, user, password, domain, ak, sk
+        (what a single-account client reads, unchanged), then ``accounts``: every account,
+        the first too, as name, domain, domain_id, user, password, ak, sk, token and
+        projects (project_id, name, region).
         """
+        accounts = [
+            {
+                "name": account.name,
+                "domain": account.domain,
+                "domain_id": account.domain_id,
+                "user": account.user,
+                "password": account.password,
+                "ak": account.ak,
+                "sk": account.sk,
+                "token": self.tokens[account.name],
+                "projects": [
+                    {"project_id": p.project_id, "name": names[p.project_id], "region": p.region}
+                    for p in account.projects
+                ],
+            }
+            for account in self.config.accounts
+            for names in (account.project_names(),)
+        ]
         return {
             "url": self.url,
             "projects": [
@@ -377,6 +455,7 @@ class Emulator:
             "domain": self.config.domain,
             "ak": self.config.ak,
             "sk": self.config.sk,
+            "accounts": accounts,
         }
 
     async def __aenter__(self) -> Emulator:

@@ -45,8 +45,8 @@ class Fleet:
         self.config = config
         self.clock = clock
         self.started = clock()  # jobs changed before this, each at an age drawn from its id
-        self.projects = {p.project_id: p for p in config.projects}
-        self._jobs = {p.project_id: generate_project_jobs(config, p) for p in config.projects}
+        self.projects = {p.project_id: p for p in config.all_projects}
+        self._jobs = {p.project_id: generate_project_jobs(config, p) for p in config.all_projects}
         self._index = {
             (job.project_id, job.id): job for jobs in self._jobs.values() for job in walk(jobs)
         }

@@ -7,16 +7,20 @@ A DRS request goes through, in this order:
 2. the gateway: credentials, either ``X-Auth-Token`` (401 ``APIGW.0301``; ``APIGW.0307`` once the
    token is older than ``token_ttl_s``) or an AK/SK signature (401 ``APIGW.0301``; ``APIGW.0303``
    for an ``X-Sdk-Date`` more than 15 minutes off; see ``signing``),
-   then throttling per user per route (429 ``APIGW.0308`` with ``Retry-After``),
-   then ``X-Project-Id`` if sent and the path's project id (403 ``DRS.M00261``) and the token's
-   scope (403 ``DRS.M00102``);
+   then throttling per account per route (429 ``APIGW.0308`` with ``Retry-After``),
+   then ``X-Project-Id`` if sent and the path's project id (403 ``DRS.M00261``), the project's
+   account (403 ``DRS.M00102`` for another account's credentials) and the token's scope (403
+   ``DRS.M00102``);
 3. the service (``engine.emulator.app``): ``Content-Type`` (400 ``DRS.M00200``), the body, the
    operation;
 4. a lost response (injected): the operation is applied, then the connection is closed unanswered.
 
-IAM ``POST /v3/auth/tokens`` gets only latency and injected 500s (in the IAM error shape). Every
-credential belongs to the one demo user, so the throttle counts all of them together, per route,
-as the gateway counts per user per API. Every answer carries a fresh ``X-Request-Id``.
+The IAM routes (``POST /v3/auth/tokens``, ``GET /v3/auth/projects``) get only latency and
+injected 500s (in the IAM error shape), and no throttling. Every credential belongs to one
+account (``engine.emulator.accounts``): its user's tokens and its AK; the throttle counts all of
+an account's credentials together, per route, as the gateway counts per user per API, so two
+accounts never share a budget. Every answer carries a fresh ``X-Request-Id``. What is counted is
+``engine.emulator.accounting``.
 """
 
 from __future__ import annotations
@@ -27,15 +31,15 @@ import json
 import logging
 import secrets
 import uuid
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from engine.emulator.accounting import MutatingRequest, RequestStats
+from engine.emulator.accounts import Tenancy
 from engine.emulator.faults import (
-    FAULT_KINDS,
     NO_FAULTS,
     BusyInjector,
     FaultInjector,
@@ -46,7 +50,7 @@ from engine.emulator.signing import AkSkVerifier, SignatureError, SignedRequest,
 from engine.emulator.state import (
     Clock,
 )
-from engine.emulator.throttle import RateMeter, Throttle
+from engine.emulator.throttle import Throttle
 from engine.emulator.wire import (
     ERR_API_NOT_FOUND,
     ERR_DUPLICATE_IDS,
@@ -79,6 +83,7 @@ ROUTE_BATCH_PAUSE = "/v3/{project_id}/jobs/batch-pause-task"
 ROUTE_BATCH_DETAIL = "/v3/{project_id}/jobs/batch-detail"
 ROUTE_BATCH_PROGRESS = "/v3/{project_id}/jobs/batch-progress"
 ROUTE_TOKENS = "/v3/auth/tokens"
+ROUTE_AUTH_PROJECTS = "/v3/auth/projects"
 UNKNOWN_ROUTE = "(unknown route)"
 DRS_ROUTES = frozenset(
     f"POST {r}"
@@ -92,6 +97,7 @@ DRS_ROUTES = frozenset(
     )
 )
 IAM_ROUTE = f"POST {ROUTE_TOKENS}"
+IAM_ROUTES = frozenset({IAM_ROUTE, f"GET {ROUTE_AUTH_PROJECTS}"})
 MUTATING_ROUTES = frozenset({f"POST {ROUTE_BATCH_RETRY}", f"POST {ROUTE_BATCH_PAUSE}"})
 PAUSE_MODES = ("target", "all")
 
@@ -163,6 +169,7 @@ class Token:
     """An issued token; ``project_id`` None means valid for every project."""
 
     value: str
+    account: str  # the account whose user it was issued to
     project_id: str | None
     issued_at: float  # on the fleet clock
     expires: bool  # False: never expires (the pre-issued token, by default)
@@ -170,10 +177,10 @@ class Token:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Caller:
-    """Who a DRS request is from, once its credentials are accepted."""
+    """Who a request is from, once its credentials are accepted."""
 
-    identity: str  # the throttle's "user"
-    project_id: str | None  # the credential's scope; None: every project
+    account: str  # the throttle's "user": every credential of an account counts together
+    project_id: str | None  # the credential's scope; None: every project of the account
 
 
 class TokenStore:
@@ -184,9 +191,10 @@ class TokenStore:
         self.ttl_s = ttl_s
         self._tokens: dict[str, Token] = {}
 
-    def issue(self, project_id: str | None, *, expires: bool = True) -> Token:
+    def issue(self, account: str, project_id: str | None, *, expires: bool = True) -> Token:
         token = Token(
             value="MIIemu" + secrets.token_urlsafe(48),
+            account=account,
             project_id=project_id,
             issued_at=self._clock(),
             expires=expires,
@@ -206,33 +214,6 @@ class TokenStore:
         return token
 
 
-class RequestStats:
-    """What the emulator has seen, for ``GET /_emulator/stats`` (see the module docstring)."""
-
-    def __init__(self, meter: RateMeter) -> None:
-        self.requests: Counter[str] = Counter()
-        self.mutating_requests = 0
-        self.retry_requests_per_job: Counter[str] = Counter()
-        self.pause_requests_per_job: Counter[str] = Counter()
-        self.throttled = 0
-        self.faults: Counter[str] = Counter()
-        self.responses_by_code: Counter[str] = Counter()
-        self.meter = meter
-
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "requests": dict(self.requests),
-            "mutating_requests": self.mutating_requests,
-            "retry_requests_per_job": dict(self.retry_requests_per_job),
-            "pause_requests_per_job": dict(self.pause_requests_per_job),
-            "throttled": self.throttled,
-            "faults": {kind: self.faults[kind] for kind in FAULT_KINDS},
-            "peak_rate_per_s": dict(self.meter.peak),
-            "peak_rate_per_s_all": self.meter.peak_all,
-            "responses_by_code": dict(self.responses_by_code),
-        }
-
-
 @dataclass(slots=True, kw_only=True)
 class Gateway:
     """The gateway's moving parts: fault draws, AK/SK verification, throttling."""
@@ -244,12 +225,14 @@ class Gateway:
 
 
 FLEET = web.AppKey("fleet", Fleet)
+TENANCY = web.AppKey("tenancy", Tenancy)
 TOKENS = web.AppKey("tokens", TokenStore)
 STATS = web.AppKey("stats", RequestStats)
 GATEWAY = web.AppKey("gateway", Gateway)
 WALL_CLOCK: web.AppKey[Clock] = web.AppKey("wall_clock")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_MUTATING_ENTRY = web.RequestKey("mutating_request", MutatingRequest)  # if logged
 
 
 def language_of(request: web.Request) -> Language:
@@ -296,7 +279,7 @@ async def _apply_faults_before(
     if roll.latency:
         stats.faults["latency"] += 1
         await asyncio.sleep(faults.latency_s)
-    if key == IAM_ROUTE:
+    if key in IAM_ROUTES:
         if roll.error:
             stats.faults["error"] += 1
             return iam_error(
@@ -322,7 +305,8 @@ async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
     faults = request.app[GATEWAY].faults.config
     key = route_key(request)
     stats.requests[key] += 1
-    faultable = key in DRS_ROUTES or key == IAM_ROUTE
+    entry = _log_mutating(request, key)
+    faultable = key in DRS_ROUTES or key in IAM_ROUTES
     roll = request.app[GATEWAY].faults.roll() if faultable else NO_FAULTS
     response: web.StreamResponse | None = await _apply_faults_before(request, key, roll)
     if key in MUTATING_ROUTES and not (roll.reset and key in DRS_ROUTES):
@@ -347,6 +331,8 @@ async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
         elif key in MUTATING_ROUTES and faults.answer_delay_s > 0:
             stats.faults["answer_delay"] += 1
             await asyncio.sleep(faults.answer_delay_s)  # applied already; the answer waits
+    if entry is not None and not (roll.reset or (roll.lost_response and key in DRS_ROUTES)):
+        entry.status = response.status
     response.headers["X-Request-Id"] = uuid.uuid4().hex
     # The server's time as its wall clock reads it (a test may set it off ours): the client
     # measures clock skew against it.
@@ -354,13 +340,40 @@ async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
+def _log_mutating(request: web.Request, key: str) -> MutatingRequest | None:
+    """Log a mutating arrival (``engine.emulator.accounting``) before anything can refuse it."""
+    if key not in MUTATING_ROUTES:
+        return None
+    project_id = request.match_info.get("project_id", "")
+    owner = request.app[TENANCY].owner(project_id)
+    entry = MutatingRequest(
+        at=request.app[FLEET].clock(),
+        at_wall=request.app[WALL_CLOCK](),
+        route=key,
+        project_id=project_id,
+        account=None if owner is None else owner.name,
+    )
+    request.app[STATS].mutating_log.append(entry)
+    request[_MUTATING_ENTRY] = entry
+    return entry
+
+
 def _is_project_id(value: str) -> bool:
     return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
 
 
-async def _authenticate(request: web.Request) -> Caller:
-    """The caller behind an AK/SK signature or an ``X-Auth-Token``, or the gateway's 401."""
-    fleet = request.app[FLEET]
+async def authenticate(request: web.Request) -> Caller:
+    """The caller behind an AK/SK signature or an ``X-Auth-Token``, or the gateway's 401; an
+    accepted request is counted for its account."""
+    caller = await _credentials(request)
+    request.app[STATS].accounts[caller.account].requests_by_route[route_key(request)] += 1
+    entry = request.get(_MUTATING_ENTRY)
+    if entry is not None:
+        entry.caller = caller.account
+    return caller
+
+
+async def _credentials(request: web.Request) -> Caller:
     if is_signed(request.headers.get("Authorization")):
         signed = SignedRequest(
             method=request.method,
@@ -369,16 +382,19 @@ async def _authenticate(request: web.Request) -> Caller:
             body=await request.read(),
         )
         try:
-            request.app[GATEWAY].verifier.verify(signed)
+            ak = request.app[GATEWAY].verifier.verify(signed)
         except SignatureError as exc:
             if exc.clock_skew:
                 raise RequestRejectedError(401, ERR_SIGNATURE_INVALID, exc.reason) from None
             # APIGW.0301 as for a bad token, in the gateway's words for a bad signature.
             said = f"{error_message(ERR_SIGNATURE_INVALID, language_of(request))}: {exc.reason}"
             raise RequestRejectedError(401, ERR_TOKEN_INVALID, message=said) from None
-        return Caller(identity=fleet.config.user, project_id=None)
+        account = request.app[TENANCY].by_ak(ak)
+        if account is None:  # the verifier knows only the accounts' AKs
+            raise RuntimeError(f"verified an AK no account holds: {ak}")
+        return Caller(account=account.name, project_id=None)
     token = request.app[TOKENS].authenticate(request.headers.get("X-Auth-Token"))
-    return Caller(identity=fleet.config.user, project_id=token.project_id)
+    return Caller(account=token.account, project_id=token.project_id)
 
 
 def _throttle(request: web.Request, caller: Caller) -> None:
@@ -386,8 +402,10 @@ def _throttle(request: web.Request, caller: Caller) -> None:
     gateway, stats = request.app[GATEWAY], request.app[STATS]
     key = route_key(request)
     throttle = gateway.throttle
-    if throttle is not None and not throttle.admit(caller.identity, key):
+    account = stats.accounts[caller.account]
+    if throttle is not None and not throttle.admit(caller.account, key):
         stats.throttled += 1
+        account.throttled += 1
         window = f"{throttle.window_s:g}"
         raise RequestRejectedError(
             429,
@@ -397,12 +415,13 @@ def _throttle(request: web.Request, caller: Caller) -> None:
             headers={"Retry-After": str(throttle.retry_after_s)},
         )
     stats.meter.record(key)
+    account.meter.record(key)
 
 
 async def drs_body(request: web.Request) -> tuple[str, dict[str, Any]]:
     """Gateway and service checks common to every DRS route; returns (project_id, JSON body)."""
     project_id = request.match_info["project_id"]
-    caller = await _authenticate(request)
+    caller = await authenticate(request)
     _throttle(request, caller)
     header_project = request.headers.get("X-Project-Id")
     if header_project is not None and header_project.strip() != project_id:
@@ -411,6 +430,12 @@ async def drs_body(request: web.Request) -> tuple[str, dict[str, Any]]:
         )
     if not _is_project_id(project_id) or not request.app[FLEET].has_project(project_id):
         raise RequestRejectedError(403, ERR_INVALID_PROJECT, f"project_id {project_id!r}")
+    owner = request.app[TENANCY].owner(project_id)
+    if owner is None or owner.name != caller.account:
+        request.app[STATS].accounts[caller.account].refused_other_account += 1
+        raise RequestRejectedError(
+            403, ERR_NO_PERMISSION, "the project belongs to another account than the credentials"
+        )
     if caller.project_id not in (None, project_id):
         raise RequestRejectedError(403, ERR_NO_PERMISSION, "the token is scoped to another project")
     if request.content_type != "application/json":

@@ -18,10 +18,16 @@ match:
 
 A dual-active parent is matched on its own fields (its children share its instances). Filters
 the SDK names that the emulator does not model (``service_name``) are ignored.
+
+Only the page's jobs are rendered (``job_info``): every job of the project is matched against
+the filters, which reads plain fields, and counted for ``total_record``, but the wire view is
+built for at most ``per_page`` of them. (Building every match and then slicing cost 39 s of
+the emulator's CPU against 9.5 s for the engine in a 100 x 3,000 bench: issue 18.)
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,7 +39,6 @@ from engine.emulator.gateway import (
     drs_body,
     int_field,
     optional_str,
-    page_of,
 )
 from engine.emulator.state import Job, job_info
 from engine.emulator.wire import (
@@ -120,23 +125,41 @@ async def list_jobs(request: web.Request) -> web.Response:
             400, ERR_PARAMETER_INVALID, f"name takes at most {MAX_IDS_PER_NAME_FILTER} ids"
         )
 
+    wanted_tags = None if tags is None else set(tags.items())
+
     def matches(job: Job) -> bool:
         labels = job.labels
-        ends = {labels.source_instance_id, labels.target_instance_id}
         return (
             job.db_use_type == db_use_type
             and (engine_type is None or job.engine_type == engine_type)
             and (net_type is None or job.net_type == net_type)
             and (name is None or _name_matches(job, name))
             and (status is None or job.current_status() == status)
-            and (tags is None or set(tags.items()) <= set(labels.tags))
+            and (wanted_tags is None or wanted_tags <= set(labels.tags))
             and (enterprise_project is None or labels.enterprise_project_id == enterprise_project)
-            and (instances is None or bool(ends & instances))
-            and (instance_ip is None or instance_ip in {labels.source_ip, labels.target_ip})
+            and (
+                instances is None
+                or labels.source_instance_id in instances
+                or labels.target_instance_id in instances
+            )
+            and (instance_ip is None or instance_ip in (labels.source_ip, labels.target_ip))
         )
 
-    selected = [
-        job_info(job) for job in request.app[FLEET].top_level_jobs(project_id) if matches(job)
-    ]
-    page = page_of(selected, cur_page, per_page)
-    return web.json_response({"total_record": len(selected), "jobs": page})
+    start, stop = _page_bounds(cur_page, per_page)
+    total = 0
+    page: list[dict[str, Any]] = []
+    for job in request.app[FLEET].top_level_jobs(project_id):
+        if matches(job):
+            if start <= total < stop:
+                page.append(job_info(job))
+            total += 1
+    return web.json_response({"total_record": total, "jobs": page})
+
+
+def _page_bounds(cur_page: int, per_page: int) -> tuple[int, float]:
+    """The page's [start, stop) among the matches; ``per_page`` or ``cur_page`` 0: every match
+    (as ``engine.emulator.gateway.page_of`` reads a page)."""
+    if per_page == 0 or cur_page == 0:
+        return 0, math.inf
+    start = (cur_page - 1) * per_page
+    return start, start + per_page

@@ -14,6 +14,7 @@ import math
 import random
 import uuid
 
+from engine.emulator.accounts import ProjectSpec
 from engine.emulator.state import (
     CREATE_TIME_EPOCH_MS,
     CREATE_TIME_SPREAD_MS,
@@ -23,7 +24,6 @@ from engine.emulator.state import (
     Job,
     Kind,
     Labels,
-    ProjectSpec,
     available_actions,
     resume_status,
     walk,

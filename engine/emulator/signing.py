@@ -4,7 +4,7 @@ It deliberately does not import the client's signer: the two meet only on the wi
 that passes proves both read the algorithm the same way. What it checks, in this order:
 
 1. ``Authorization: SDK-HMAC-SHA256 Access=<AK>, SignedHeaders=<a;b>, Signature=<hex>``;
-2. the AK is known and not locked;
+2. the AK is known (one per account) and not locked;
 3. every header named in ``SignedHeaders`` is present, ``X-Sdk-Date`` among them, and the date
    (``YYYYMMDDTHHMMSSZ``) is within 15 minutes of the emulator's wall clock;
 4. the signature: hex HMAC-SHA256(SK, ``SDK-HMAC-SHA256\\n<date>\\n<hex sha256(canonical)>``),
@@ -113,11 +113,11 @@ def expected_signature(request: SignedRequest, signed: list[str], date: str, sk:
 
 
 class AkSkVerifier:
-    """Verifies signatures for one AK/SK pair and keeps each AK's lockout state."""
+    """Verifies signatures for the known AK/SK pairs (one per account) and keeps each AK's
+    lockout state."""
 
-    def __init__(self, *, ak: str, sk: str, clock: Clock, wall_clock: Clock) -> None:
-        self._ak = ak
-        self._sk = sk
+    def __init__(self, *, keys: Mapping[str, str], clock: Clock, wall_clock: Clock) -> None:
+        self._keys = dict(keys)  # AK -> SK
         self._clock = clock
         self._wall_clock = wall_clock
         self._failures: dict[str, int] = {}
@@ -154,7 +154,8 @@ class AkSkVerifier:
         return ak
 
     def _check(self, request: SignedRequest, ak: str, signed_list: str, signature: str) -> None:
-        if ak != self._ak:
+        sk = self._keys.get(ak)
+        if sk is None:
             raise SignatureError("the access key does not exist")
         signed = signed_list.lower().split(";")
         present = {name.lower() for name in request.headers}
@@ -172,6 +173,6 @@ class AkSkVerifier:
             raise SignatureError(
                 f"X-Sdk-Date {date} is more than 15 minutes off the server time", clock_skew=True
             )
-        wanted = expected_signature(request, signed, date, self._sk)
+        wanted = expected_signature(request, signed, date, sk)
         if not hmac.compare_digest(wanted, signature):
             raise SignatureError("the signature does not match")

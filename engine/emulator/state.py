@@ -21,7 +21,6 @@ their fleets do not change with this feature.
 
 from __future__ import annotations
 
-import random
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +28,18 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
+from engine.emulator.accounts import (
+    DEMO_AK,
+    DEMO_DOMAIN,
+    DEMO_PASSWORD,
+    DEMO_SK,
+    DEMO_USER,
+    AccountSpec,
+    ProjectSpec,
+    check_tenancy,
+    demo_account,
+    generate_projects,
+)
 from engine.emulator.faults import FaultConfig
 from engine.emulator.lag import Lag
 from engine.emulator.wire import (
@@ -50,10 +61,6 @@ from engine.emulator.wire import (
 
 Clock = Callable[[], float]
 
-REGIONS = ("cn-north-4", "ap-southeast-1", "eu-west-101")
-DEMO_PASSWORD = "Emu-Demo-Passw0rd!7"  # fixed on purpose: the emulator holds no real secret
-DEMO_AK = "EMUDEMOAKRUNBOOK0DRS"  # 20 upper-case characters, like a real AK; not a secret
-DEMO_SK = "EmuDemoSkRunbook0DrsV3SignMe4TestsOnly0x"  # 40 characters; not a secret
 TOKEN_TTL_S = 24 * 3600.0
 
 
@@ -64,14 +71,6 @@ TASK_FULL_ONLY = "FULL_TRANS"  # task_type of a full-only task: it never enters 
 STEP_DELAY_S = (0.5, 2.0)  # each retry step takes this long, times config.time_scale
 CREATE_TIME_EPOCH_MS = 1_717_200_000_000  # 2024-06-01 UTC; create_time never reads wall time
 CREATE_TIME_SPREAD_MS = 180 * 24 * 3600 * 1000
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProjectSpec:
-    """One tenant project of the fleet; ``project_id`` is 32 lowercase hex characters."""
-
-    project_id: str
-    region: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,6 +88,11 @@ class EmulatorConfig:
     clock; the pre-issued ``Emulator.token`` too, but only with ``expire_static_token``),
     ``rate_limit_per_s`` (None: no throttling), ``faults`` (see ``FaultConfig``; drawn from
     ``seed``) and the demo ``ak`` / ``sk`` pair the AK/SK verifier accepts.
+
+    The tenancy (``engine.emulator.accounts``): ``projects``, ``user``, ``password``,
+    ``domain``, ``ak`` and ``sk`` are the first account's (``account-1``), as they were when
+    the emulator had one; ``other_accounts`` are the further ones. ``accounts`` lists them all,
+    ``all_projects`` every account's projects; ``for_accounts`` builds a config from a list.
     """
 
     projects: tuple[ProjectSpec, ...]
@@ -101,15 +105,16 @@ class EmulatorConfig:
     self_retry_rate: float = 0.15
     pause_delay_s: float = 0.0
     parent_refusal: Literal["per_job", "request"] = "per_job"
-    user: str = "runbook-demo"
+    user: str = DEMO_USER
     password: str = DEMO_PASSWORD
-    domain: str = "drs-emulator"
+    domain: str = DEMO_DOMAIN
     token_ttl_s: float = TOKEN_TTL_S
     expire_static_token: bool = False
     rate_limit_per_s: float | None = None
     faults: FaultConfig = field(default_factory=FaultConfig)
     ak: str = DEMO_AK
     sk: str = DEMO_SK
+    other_accounts: tuple[AccountSpec, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("fail_again_rate", "stuck_rate", "behind_rate", "self_retry_rate"):
@@ -126,15 +131,47 @@ class EmulatorConfig:
             )
         if not self.ak or not self.sk:
             raise ValueError("ak and sk must both be non-empty")
+        check_tenancy(self.accounts)
 
     @staticmethod
     def generate_projects(count: int, seed: int) -> tuple[ProjectSpec, ...]:
         """``count`` projects with ids drawn from ``seed``; regions cycle through REGIONS."""
-        rng = random.Random(f"{seed}:projects")
-        return tuple(
-            ProjectSpec(project_id=f"{rng.getrandbits(128):032x}", region=REGIONS[i % len(REGIONS)])
-            for i in range(count)
+        return generate_projects(count, seed)
+
+    @classmethod
+    def for_accounts(cls, accounts: tuple[AccountSpec, ...], **settings: Any) -> EmulatorConfig:
+        """A config serving ``accounts`` (the first becomes the single-account fields)."""
+        first, *others = accounts
+        return cls(
+            projects=first.projects,
+            user=first.user,
+            password=first.password,
+            domain=first.domain,
+            ak=first.ak,
+            sk=first.sk,
+            other_accounts=tuple(others),
+            **settings,
         )
+
+    @property
+    def accounts(self) -> tuple[AccountSpec, ...]:
+        """Every account, the first (``account-1``) from the single-account fields."""
+        first = demo_account(
+            1,
+            self.projects,
+            self.seed,
+            user=self.user,
+            password=self.password,
+            domain=self.domain,
+            ak=self.ak,
+            sk=self.sk,
+        )
+        return (first, *self.other_accounts)
+
+    @property
+    def all_projects(self) -> tuple[ProjectSpec, ...]:
+        """Every account's projects, account by account."""
+        return (*self.projects, *(p for a in self.other_accounts for p in a.projects))
 
 
 class Fate(StrEnum):

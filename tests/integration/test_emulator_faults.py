@@ -587,4 +587,5 @@ async def test_stats_and_describe_carry_the_new_keys(
         "peak_rate_per_s",
         "peak_rate_per_s_all",
         "responses_by_code",
+        "accounts",
     }

@@ -117,6 +117,30 @@ async def test_cur_page_0_with_per_page_0_lists_everything(lister: Lister) -> No
     assert len(answer["jobs"]) == answer["total_record"] > 10
 
 
+@pytest.mark.parametrize(
+    "filters",
+    [{}, {"status": "INCRE_TRANSFER_STARTED"}, {"tags": {"env": "prod"}}, {"net_type": "vpc"}],
+)
+async def test_pages_are_the_slices_of_every_match(lister: Lister, filters: dict[str, Any]) -> None:
+    """Only a page's jobs are rendered, but the pages are exactly the slices of the full
+    answer, and total_record counts every match (a last short page, then an empty one)."""
+    body = {"db_use_type": "sync", **filters}
+    status, everything = await lister.post({**body, "cur_page": 0, "per_page": 0})
+    assert status == 200
+    matched = everything["jobs"]
+    assert len(matched) == everything["total_record"] >= 3
+    per_page = 2 if len(matched) % 2 else 3 if len(matched) % 3 else 4
+    pages = []
+    for page in range(1, len(matched) // per_page + 3):  # past the end: one empty page
+        status, answer = await lister.post({**body, "cur_page": page, "per_page": per_page})
+        assert status == 200
+        assert answer["total_record"] == len(matched)
+        pages.append(answer["jobs"])
+    assert pages[-1] == []
+    assert [job for page in pages for job in page] == matched
+    assert all(0 < len(page) <= per_page for page in pages[:-1])
+
+
 async def test_batch_detail_shows_tags_and_endpoints(lister: Lister) -> None:
     job = next(j for j in await lister.jobs() if j["tags"])
     headers = {**JSON, "X-Auth-Token": lister.emu.token}

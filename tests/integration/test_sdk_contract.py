@@ -306,3 +306,54 @@ def test_iam_tokens_reach_the_sdk_as_its_own_token_result(emulator: dict[str, An
             iam.KeystoneCreateUserTokenByPasswordRequest(body=body)
         )
     assert refused.value.status_code == 401
+
+
+@pytest.fixture(scope="module")
+def two_accounts() -> Iterator[dict[str, Any]]:
+    with serve_emulator("--accounts", "2", "--projects", "4", "--jobs", "5") as described:
+        yield described
+
+
+def test_project_discovery_reaches_the_sdk_as_its_own_project_list(
+    two_accounts: dict[str, Any],
+) -> None:
+    """``GET /v3/auth/projects`` (KeystoneListAuthProjects) driven by the official IAM SDK with
+    each account's AK/SK: that account's projects only, every key as ``AuthProjectResult``
+    spells it, the region readable from the name."""
+    iam = pytest.importorskip("huaweicloudsdkiam.v3")
+    for account in two_accounts["accounts"]:
+        global_credentials = credentials.GlobalCredentials(
+            account["ak"], account["sk"], account["domain_id"]
+        )
+        client = (
+            iam.IamClient.new_builder()
+            .with_credentials(global_credentials)
+            .with_endpoint(two_accounts["url"])
+            .build()
+        )
+
+        answer = client.keystone_list_auth_projects(iam.KeystoneListAuthProjectsRequest())
+
+        raw = raw_of(answer)
+        assert mismatches(raw, "KeystoneListAuthProjectsResponse", models=iam) == []
+        for i, project in enumerate(raw["projects"]):
+            # Every key of the SDK's model is there: a discovery client may read any of them.
+            assert set(project) == set(iam.AuthProjectResult.attribute_map.values()), i
+        assert [(p.id, p.name) for p in answer.projects] == [
+            (p["project_id"], p["name"]) for p in account["projects"]
+        ]
+        assert {p.name.split("_")[0] for p in answer.projects} == {
+            p["region"] for p in account["projects"]
+        }
+        assert all(p.domain_id == account["domain_id"] and p.enabled for p in answer.projects)
+        assert answer.links.to_dict() == {"_self": f"{two_accounts['url']}/v3/auth/projects"}
+
+
+def test_a_misspelt_project_key_is_caught() -> None:
+    iam = pytest.importorskip("huaweicloudsdkiam.v3")
+    project = {"id": "p", "name": "cn-north-4", "domain_id": "d", "enabled": True}
+    assert mismatches(project, "AuthProjectResult", models=iam) == []
+    project["domainId"] = project.pop("domain_id")
+    assert mismatches(project, "AuthProjectResult", models=iam) == [
+        "$.domainId: AuthProjectResult has no such key (misspelt?)"
+    ]

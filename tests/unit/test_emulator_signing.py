@@ -62,7 +62,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def verifier(clock: FakeClock) -> AkSkVerifier:
-    return AkSkVerifier(ak=AK, sk=SK, clock=clock, wall_clock=NOW.timestamp)
+    return AkSkVerifier(keys={AK: SK}, clock=clock, wall_clock=NOW.timestamp)
 
 
 # --------------------------------------------------------------------------- canonical request
