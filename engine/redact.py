@@ -69,12 +69,30 @@ def redact_word(text: str) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """A logging filter that formats each record and redacts the result (attach to handlers)."""
+    """A logging filter that formats each record and redacts the result (attach to handlers,
+    last): the message, every text field a call site or filter added (``extra=``: a request id,
+    a target), the traceback and the stack, so text and JSON lines are redacted alike."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if _pattern is not None:
             record.msg, record.args = redact(record.getMessage()), None
+            fields = vars(record)
+            for name in [
+                n for n, v in fields.items() if n not in _RECORD_FIELDS and type(v) is str
+            ]:
+                fields[name] = redact(fields[name])
+            if record.exc_info and not record.exc_text:
+                record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = redact(record.exc_text)
+            if record.stack_info:
+                record.stack_info = redact(record.stack_info)
         return True
+
+
+# What every LogRecord has (its message is redacted above): anything else was added to it.
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
+_TRACEBACKS = logging.Formatter()  # formats a traceback as every formatter would, once
 
 
 def _literal(form: str) -> str:

@@ -81,6 +81,7 @@ from engine.run.resumption import approved_gates, check_resumable, resumed_input
 from engine.run.segments import is_gate
 from engine.run.wiring import EmulatorLogin, cloud_connections, emulator_connections, wire
 from engine.runbook import Runbook
+from engine.telemetry import Telemetry, from_env
 
 logger = logging.getLogger(__name__)
 
@@ -160,13 +161,15 @@ async def run(
     approval_how: str = HOW_TERMINAL,
     saved_plan: SavedPlan | None = None,
     notify: Sequence[str] = (),
+    telemetry: Telemetry | None = None,
 ) -> RunOutcome:
     """Run ``inputs`` against ``where``; write the journal, then the reports, to the run
     directory (default ``runbook-reports/<run id>``, checked before anything is sent).
 
     ``approval_how`` says how ``approver`` answers (terminal or ``--yes``), for the record;
     ``saved_plan`` binds the run to a plan file (``apply``); ``notify``: webhook URLs told
-    about the run besides the runbook's ``notify:`` (``engine.run.notify``)."""
+    about the run besides the runbook's ``notify:`` (``engine.run.notify``); ``telemetry``
+    traces the run (default: as the ``OTEL_*`` environment says, ``engine.telemetry.from_env``)."""
     _need_approver(inputs.runbook, approver)
     refuse_clear_text(inputs.runbook, where)
     return await _start(
@@ -180,6 +183,7 @@ async def run(
         approval_how=approval_how,
         saved_plan=saved_plan,
         hooks=_webhooks(inputs.runbook, notify, where, observer),
+        telemetry=telemetry,
     )
 
 
@@ -195,6 +199,7 @@ async def _start(
     approval_how: str,
     saved_plan: SavedPlan | None,
     hooks: Sequence[Webhook],
+    telemetry: Telemetry | None = None,
 ) -> RunOutcome:
     """A new run of checked inputs: its id, directory and journal, then carry it out."""
     run_id = new_run_id()
@@ -213,6 +218,7 @@ async def _start(
         handle_signals=handle_signals,
         binding=Binding.of(saved_plan, approval_how),
         hooks=hooks,
+        telemetry=telemetry,
     )
 
 
@@ -309,6 +315,7 @@ async def _carry_out(
     resume: JournalState | None = None,
     binding: Binding = Binding(),
     hooks: Sequence[Webhook] = (),
+    telemetry: Telemetry | None = None,
 ) -> RunOutcome:
     about = RunRef(
         run_id=run_id,
@@ -329,6 +336,7 @@ async def _carry_out(
                     journal=journal,
                     resume=resume,
                     binding=binding,
+                    telemetry=telemetry,
                 )
         finally:
             journal.close()
@@ -367,10 +375,40 @@ async def _execute(
     journal: RunJournal | None = None,
     resume: JournalState | None = None,
     binding: Binding = Binding(),
+    telemetry: Telemetry | None = None,
 ) -> tuple[Report, dict[str, Any] | None, StorageError | None, RunResult]:
-    """Wire the targets, execute, and build the report; with an emulator, also its stats."""
+    """Wire the targets, execute, and build the report; with an emulator, also its stats.
+    ``telemetry`` (else the environment's, if it asks for any) traces all of it."""
+    telemetry = telemetry if telemetry is not None else from_env(os.environ)
+    if telemetry is None:
+        return await _wire_and_execute(
+            inputs, where, run_id, observer, plan, approver, journal, resume, binding, None
+        )
+    try:
+        with telemetry.run_span(runbook=inputs.runbook.name, run_id=run_id, plan=plan) as span:
+            executed = await _wire_and_execute(
+                inputs, where, run_id, observer, plan, approver, journal, resume, binding, telemetry
+            )
+            telemetry.run_finished(span, executed[0])
+    finally:
+        await telemetry.close()
+    return executed
+
+
+async def _wire_and_execute(
+    inputs: Inputs,
+    where: Where,
+    run_id: str,
+    observer: RunObserver | None,
+    plan: bool,
+    approver: Approver | None,
+    journal: RunJournal | None,
+    resume: JournalState | None,
+    binding: Binding,
+    telemetry: Telemetry | None,
+) -> tuple[Report, dict[str, Any] | None, StorageError | None, RunResult]:
     runbook = inputs.runbook
-    resilience = Resilience()
+    resilience = Resilience(telemetry=telemetry)
     stats: dict[str, Any] | None = None
     async with AsyncExitStack() as stack:
         transport = await stack.enter_async_context(
@@ -404,7 +442,7 @@ async def _execute(
                 transport=transport,
                 resilience=resilience,
             )
-        wired = wire(runbook, connections, transport, resilience)
+        wired = wire(runbook, connections, transport, resilience, telemetry)
         executor = Executor(
             runbook,
             wired.clients,
@@ -420,6 +458,7 @@ async def _execute(
             planned=binding.planned,
             approval_how=binding.how,
             plan_hash=binding.plan_hash,
+            telemetry=telemetry,
         )
         if binding.plan_hash is not None and resume is None:
             executor.record_approval(approval(HOW_PLAN, True, HOW_PLAN, binding.plan_hash))
@@ -666,6 +705,7 @@ def run_runbook(
     approver: Approver | None = None,
     observer: RunObserver | None = None,
     notify: Sequence[str] = (),
+    telemetry: Telemetry | None = None,
 ) -> RunOutcome:
     """Run a runbook file and write its reports, as ``runbook run`` does; see
     ``run_runbook_async``. Owns an event loop: call it where none is running."""
@@ -681,6 +721,7 @@ def run_runbook(
             approver=approver,
             observer=observer,
             notify=notify,
+            telemetry=telemetry,
         )
     )
 
@@ -697,6 +738,7 @@ async def run_runbook_async(
     approver: Approver | None = None,
     observer: RunObserver | None = None,
     notify: Sequence[str] = (),
+    telemetry: Telemetry | None = None,
 ) -> RunOutcome:
     """Run the runbook at ``runbook`` and write its reports and journal.
 
@@ -707,8 +749,9 @@ async def run_runbook_async(
     ``yes=True`` or an ``approver``. ``formats``: report files besides report.json (default
     all). ``notify``: webhook URLs told when it waits for approval, is stopped by a guard rail
     and ends, besides the runbook's ``notify:``. Raises ``engine.errors.EngineError`` for
-    invalid input; a run that went wrong is an
-    outcome with exit code 1 (130 when cancelled), not an exception.
+    invalid input; a run that went wrong is an outcome with exit code 1 (130 when
+    cancelled), not an exception. ``telemetry``: spans and metrics to your own OpenTelemetry
+    providers (``engine.telemetry.Telemetry``); by default the ``OTEL_*`` environment decides.
     """
     if emulator and endpoint is not None:
         raise UsageError("emulator and endpoint cannot be used together; pick one target")
@@ -723,6 +766,7 @@ async def run_runbook_async(
         observer=observer,
         formats=tuple(REPORT_FILES) if formats is None else tuple(formats),
         notify=notify,
+        telemetry=telemetry,
     )
 
 

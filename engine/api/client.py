@@ -19,9 +19,9 @@ import dataclasses
 import email.utils
 import logging
 import time
-from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -48,6 +48,9 @@ from engine.api.types import (
 )
 from engine.errors import AuthError, DrsApiError, first_leaf
 from engine.redact import redact, redact_word
+
+if TYPE_CHECKING:
+    from engine.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +108,8 @@ class DrsClient:
     """DRS v3 calls for one project in one region.
 
     ``resilience`` is the retry loop (and its counters); pass one object to every client of a run
-    to count retries and throttled answers across all of them.
+    to count retries and throttled answers across all of them. ``telemetry``: a span for every
+    request sent (``engine.telemetry``); None, as by default, costs one check per request.
     """
 
     def __init__(
@@ -117,6 +121,7 @@ class DrsClient:
         auth: Auth,
         language: Language = Language.EN_US,
         resilience: Resilience | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.project_id = project_id
         self.endpoint = endpoint.rstrip("/")
@@ -124,6 +129,7 @@ class DrsClient:
         self._transport = transport
         self._auth = auth
         self._language = language
+        self._telemetry = telemetry
         # The Date header of the latest answer that had one, and our clock when it came: read
         # into a skew only when asked (rarely: to reconcile), not for every answer.
         self._dated: tuple[str, float] | None = None
@@ -304,11 +310,13 @@ class DrsClient:
         body = orjson.dumps(payload)
 
         async def send() -> HttpResponse:
-            return await self._send(url, body, replayable=replayable)
+            return await self._send(url, path, body, replayable=replayable)
 
-        response = await self.resilience.call(operation, send, replayable=replayable)
+        telemetry = self._telemetry
+        sender = send if telemetry is None else _traced(send, telemetry, operation, path)
+        response = await self.resilience.call(operation, sender, replayable=replayable)
         if _token_expired(response) and await self._auth.refresh():
-            response = await self.resilience.call(operation, send, replayable=replayable)
+            response = await self.resilience.call(operation, sender, replayable=replayable)
         if response.status == 401:
             raise AuthError(_describe(operation, response) + " (credentials rejected)")
         if not response.ok:
@@ -322,7 +330,7 @@ class DrsClient:
         """The server's clock minus ours, by its latest ``Date`` header; None without one."""
         return None if self._dated is None else _skew_s(*self._dated)
 
-    async def _send(self, url: str, body: bytes, *, replayable: bool) -> HttpResponse:
+    async def _send(self, url: str, path: str, body: bytes, *, replayable: bool) -> HttpResponse:
         """One attempt: authenticate (sign) the request as it is now, then send it."""
         headers = {"Content-Type": "application/json", "X-Language": self._language.value}
         unsigned = HttpRequest(method="POST", url=url, headers=headers, body=body)
@@ -331,14 +339,44 @@ class DrsClient:
             HttpRequest(method="POST", url=url, headers=signed, body=body)
         )
         if logger.isEnabledFor(logging.DEBUG):  # the request id is a search of the headers
+            request_id = response.request_id
             logger.debug(
                 "POST %s -> %d (request id %s, replayable=%s)",
                 url,
                 response.status,
-                response.request_id,
+                request_id,
                 replayable,
+                extra={
+                    "request_id": request_id,
+                    "route": "POST " + _ROUTE_PREFIX + path,
+                    "status": response.status,
+                },
             )
         return response
+
+
+def _traced(
+    send: Callable[[], Awaitable[HttpResponse]], telemetry: Telemetry, operation: str, path: str
+) -> Callable[[], Awaitable[HttpResponse]]:
+    """``send``, each attempt in a span of its own that says which attempt it is."""
+    sends = 0
+
+    async def traced() -> HttpResponse:
+        nonlocal sends
+        sends += 1
+        return await telemetry.api_call(
+            operation=operation,
+            method="POST",
+            route=_ROUTE_PREFIX + path,
+            resend_count=sends - 1,
+            send=send,
+        )
+
+    return traced
+
+
+# Every DRS path is under the project: a route names it as a template (no id, no query).
+_ROUTE_PREFIX = "/v3/{project_id}"
 
 
 def _skew_s(date: str, received: float) -> float | None:

@@ -25,10 +25,14 @@ import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from engine.api.transport import HttpResponse, error_fields
 from engine.api.types import ERR_OPERATION_RUNNING, ERR_SERVICE_ABNORMAL, ERR_TOO_FREQUENT
 from engine.errors import TransportError
+
+if TYPE_CHECKING:
+    from engine.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +90,8 @@ class ResilienceStats:
 
 
 class Resilience:
-    """The retry loop; ``sleep`` and ``uniform`` are injectable so tests run on virtual time."""
+    """The retry loop; ``sleep`` and ``uniform`` are injectable so tests run on virtual time.
+    ``telemetry`` counts retries and throttled answers as they happen (``engine.telemetry``)."""
 
     def __init__(
         self,
@@ -95,11 +100,13 @@ class Resilience:
         stats: ResilienceStats | None = None,
         sleep: Sleep = asyncio.sleep,
         uniform: Uniform = random.uniform,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.policy = policy or RetryPolicy()
         self.stats = stats if stats is not None else ResilienceStats()
         self._sleep = sleep
         self._uniform = uniform
+        self._telemetry = telemetry
 
     def __repr__(self) -> str:
         return f"Resilience({self.policy!r}, stats={self.stats!r})"
@@ -120,6 +127,7 @@ class Resilience:
         while True:
             self.stats.sends += 1
             retry_after: float | None = None
+            answered: HttpResponse | None = None
             try:
                 response = await send()
             except TransportError as exc:
@@ -131,26 +139,30 @@ class Resilience:
                     raise
                 cause = str(exc)
             else:
-                transient = self._transient_cause(response, replayable)
+                transient = self._transient_cause(operation, response, replayable)
                 if transient is None:
                     return response
                 if not self._may_retry(retry):
                     self.stats.gave_up += 1
                     return response
-                cause = transient
+                cause, answered = transient, response
                 retry_after = _retry_after_s(response)
             delay = self._delay(retry, retry_after)
             retry += 1
             self.stats.retries += 1
             self.stats.waited_s += delay
-            logger.info(
-                "%s: %s; retry %d of %d in %.2f s",
-                operation,
-                cause,
-                retry,
-                self.policy.max_attempts - 1,
-                delay,
-            )
+            if self._telemetry is not None:
+                self._telemetry.retried(operation)
+            if logger.isEnabledFor(logging.INFO):
+                logger.info(
+                    "%s: %s; retry %d of %d in %.2f s",
+                    operation,
+                    cause,
+                    retry,
+                    self.policy.max_attempts - 1,
+                    delay,
+                    extra=_answer_fields(answered),
+                )
             await self._sleep(delay)
 
     def backoff(self, retry: int) -> float:
@@ -164,7 +176,9 @@ class Resilience:
     def _may_retry(self, retry: int) -> bool:
         return retry + 1 < self.policy.max_attempts
 
-    def _transient_cause(self, response: HttpResponse, replayable: bool) -> str | None:
+    def _transient_cause(
+        self, operation: str, response: HttpResponse, replayable: bool
+    ) -> str | None:
         """Why ``response`` may be retried (for the log), or None if it is final."""
         status = response.status
         if response.ok and status != 202:  # DRS.M01504 comes as a 202 with an error body
@@ -174,6 +188,8 @@ class Resilience:
         cause = f"HTTP {status} {code}{rid}"
         if status == 429 or code == ERR_TOO_FREQUENT:
             self.stats.throttled += 1
+            if self._telemetry is not None:
+                self._telemetry.throttled(operation)
             return cause
         if code == ERR_OPERATION_RUNNING:
             self.stats.busy += 1
@@ -183,6 +199,13 @@ class Resilience:
             self.stats.server_errors += 1
             return cause if replayable else None
         return None
+
+
+def _answer_fields(response: HttpResponse | None) -> dict[str, object]:
+    """A retried answer's request id and status, as a log record's fields (``engine.logs``)."""
+    if response is None:
+        return {}
+    return {"request_id": response.request_id, "status": response.status}
 
 
 def _retry_after_s(response: HttpResponse) -> float | None:

@@ -19,6 +19,7 @@ import click
 
 from engine import __version__
 from engine.errors import EXIT_INTERRUPTED, EXIT_OK, EngineError, RunbookInvalidError
+from engine.logs import LOG_FORMATS, TEXT, ContextFilter, formatter_for
 from engine.redact import RedactingFilter, redact
 from engine.runbook.diagnostics import render_diagnostics
 
@@ -39,7 +40,7 @@ class LazyGroup(click.Group):
             command = getattr(importlib.import_module(module), attribute)
             if not isinstance(command, click.Command):
                 raise TypeError(f"{self._lazy[cmd_name]} is not a click command")
-            return _verbose_too(command)
+            return _log_format_too(_verbose_too(command))
         return super().get_command(ctx, cmd_name)
 
 
@@ -47,11 +48,25 @@ def _more_verbose(ctx: click.Context, param: click.Parameter, value: int) -> Non
     """``-v`` after the subcommand adds to any given before it: ``runbook -v run -v`` is -vv."""
     if value:
         root = ctx.find_root()
-        configure_logging(root.meta.get(_VERBOSITY, 0) + value)
+        root.meta[_VERBOSITY] = root.meta.get(_VERBOSITY, 0) + value
+        configure_logging(root.meta[_VERBOSITY], root.meta.get(_LOG_FORMAT, TEXT))
+
+
+def _log_format_after(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """``--log-format`` after the subcommand wins over one before it."""
+    if value is not None:
+        root = ctx.find_root()
+        root.meta[_LOG_FORMAT] = value
+        configure_logging(root.meta.get(_VERBOSITY, 0), value)
 
 
 _VERBOSITY = "engine.verbosity"
+_LOG_FORMAT = "engine.log_format"
 _VERBOSE_NAME = "verbose_after_command"
+_LOG_FORMAT_NAME = "log_format_after_command"
+_LOG_FORMAT_HELP = (
+    "Log lines as text (timestamped) or json (one object a line); env RUNBOOK_LOG_FORMAT."
+)
 
 
 def _verbose_too(command: click.Command) -> click.Command:
@@ -65,6 +80,22 @@ def _verbose_too(command: click.Command) -> click.Command:
                 expose_value=False,
                 callback=_more_verbose,
                 help="Log to stderr: -v info, -vv debug.",
+            )
+        )
+    return command
+
+
+def _log_format_too(command: click.Command) -> click.Command:
+    """Every subcommand takes ``--log-format`` too, as it takes ``-v``."""
+    if not any(param.name == _LOG_FORMAT_NAME for param in command.params):
+        command.params.append(
+            click.Option(
+                ["--log-format", _LOG_FORMAT_NAME],
+                type=click.Choice(LOG_FORMATS),
+                default=None,
+                expose_value=False,
+                callback=_log_format_after,
+                help=_LOG_FORMAT_HELP,
             )
         )
     return command
@@ -96,11 +127,13 @@ FORMATS = click.option(
 )
 
 
-def configure_logging(verbose: int) -> None:
+def configure_logging(verbose: int, log_format: str = TEXT) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter())  # a server's words in a log line may echo a secret
+    handler.setFormatter(formatter_for(log_format))
+    handler.addFilter(ContextFilter())  # the run id, target and step of the emitting task
+    # Last, so it sees every field a line will show: a server's words may echo a secret.
+    handler.addFilter(RedactingFilter())
     # On the root logger, so aiohttp's and asyncio's warnings pass the filter too (Python's
     # last-resort handler would print them unfiltered); the engine's own level is -v's.
     root = logging.getLogger()
@@ -113,12 +146,21 @@ def configure_logging(verbose: int) -> None:
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="Log to stderr: -v info, -vv debug.")
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default=TEXT,
+    show_default=True,
+    envvar="RUNBOOK_LOG_FORMAT",
+    help=_LOG_FORMAT_HELP,
+)
 @click.version_option(__version__, prog_name="runbook")
 @click.pass_context
-def cli(ctx: click.Context, verbose: int) -> None:
+def cli(ctx: click.Context, verbose: int, log_format: str) -> None:
     """Declarative runbooks for Huawei Cloud DRS fleets: select, batch-retry, verify, report."""
     ctx.meta[_VERBOSITY] = verbose
-    configure_logging(verbose)
+    ctx.meta[_LOG_FORMAT] = log_format
+    configure_logging(verbose, log_format)
 
 
 def color(stream: object) -> bool:

@@ -11,18 +11,20 @@ ones are gates, which change jobs, how each runs, previews and is reconciled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.actions.budget import ErrorBudget
 from engine.actions.registry import REGISTRY
 from engine.api.protocol import DrsApi
 from engine.errors import StorageError, first_leaf
 from engine.ledger import JobBook
+from engine.logs import run_context
 from engine.run.approval import (
     HOW_TERMINAL,
     ApprovalRecord,
@@ -49,6 +51,11 @@ from engine.run.step import StepRunner, StepTiming, timeout_of
 from engine.runbook import Runbook, Step, Target
 from engine.runbook.expressions import Scope
 from engine.runbook.model import OnFailure
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from engine.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +102,7 @@ class _TargetRun:
     running_since: float = 0.0  # when it started, on the run's clock
     done: dict[str, StepOutcome] = field(default_factory=dict)  # finished before a resume
     rolled_back: bool = False
+    span: Span | None = None  # with telemetry: the target's, from its start to _finish
 
     @property
     def target(self) -> Target:
@@ -127,8 +135,10 @@ class Executor:
         plan_hash: str | None = None,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        telemetry: Telemetry | None = None,
     ) -> None:
-        """``clock`` and ``sleep`` are the loop's own by default; tests pass a virtual pair."""
+        """``clock`` and ``sleep`` are the loop's own by default; tests pass a virtual pair.
+        ``telemetry``: a span per target and per step, under the current span (the run's)."""
         self._runbook = runbook
         self._clients = clients
         self._endpoints = endpoints or {}
@@ -145,6 +155,7 @@ class Executor:
         # Every approval and decline of the run, a resumed run's earlier ones first.
         self._approvals: list[dict[str, Any]] = list(resume.approvals) if resume is not None else []
         self._observer = observer
+        self._telemetry = telemetry
         self._steps = StepRunner(
             plan=plan, max_jobs=runbook.max_jobs, clock=self._clock, sleep=sleep, planned=planned
         )
@@ -180,7 +191,8 @@ class Executor:
         if self._observer is not None:
             self._observer.run_started({r.target: r.jobs for r in runs})
         try:
-            return await self._run(started_at, runs)
+            with run_context(run_id=self._run_id):  # on every log line of the run's tasks
+                return await self._run(started_at, runs)
         finally:
             if self._observer is not None:
                 self._observer.run_finished()
@@ -257,8 +269,16 @@ class Executor:
             done = {k: v for k, v in state.steps.items() if k in self._order}
             outputs.update((k, v.outputs) for k, v in done.items())
             failure = state.failure
+        span = (
+            None
+            if self._telemetry is None
+            else self._telemetry.target_span(
+                label=target.label, project_id=target.project_id, region=target.region
+            )
+        )
         return _TargetRun(
             index=index,
+            span=span,
             failure=failure,
             done=done,
             outcome=TargetOutcome(
@@ -359,6 +379,15 @@ class Executor:
                 duration_s=round(self._clock() - asked_at, 3),
             )
             target_run.outcome.steps.append(decided)
+            if self._telemetry is not None and target_run.span is not None:
+                self._telemetry.step_recorded(
+                    target_run.span,
+                    step_id=step.id,
+                    action=step.action,
+                    status=verdict.value,
+                    duration_s=decided.duration_s,
+                    message=message,
+                )
             target_run.outputs[step.id] = dict(outputs)
             if verdict is StepStatus.DECLINED:
                 target_run.failure = f"step '{step.id}' was not approved: {message}"
@@ -437,19 +466,37 @@ class Executor:
         if self._journal is not None:
             self._journal.step_started(target_run.index, step.id, round(self._clock(), 3))
         errors = ErrorBudget() if step.id in self._rollback_ids else self._errors
-        result = await self._steps.run(
-            step,
-            api=target_run.api,
-            jobs=target_run.jobs,
-            project_id=target_run.target.project_id,
-            scope=target_run.scope,
-            # A rollback undoes what the run did: the run's spent error budget must not stop it.
-            errors=errors,
-        )
+        with (
+            run_context(target=target_run.target.label, step=step.id),
+            self._step_span(target_run, step) as span,
+        ):
+            result = await self._steps.run(
+                step,
+                api=target_run.api,
+                jobs=target_run.jobs,
+                project_id=target_run.target.project_id,
+                scope=target_run.scope,
+                # A rollback undoes what the run did: its spent error budget must not stop it.
+                errors=errors,
+            )
+            if span is not None and self._telemetry is not None:
+                self._telemetry.step_finished(
+                    span,
+                    status=result.status.value,
+                    attempts=result.attempts,
+                    message=result.message,
+                )
         target_run.running = None
         outcome.steps.append(result)
         target_run.outputs[step.id] = result.outputs
         return result
+
+    def _step_span(
+        self, target_run: _TargetRun, step: Step
+    ) -> contextlib.AbstractContextManager[Span | None]:
+        if self._telemetry is None or target_run.span is None:
+            return contextlib.nullcontext()
+        return self._telemetry.step_span(target_run.span, step_id=step.id, action=step.action)
 
     # ----------------------------------------------------------------------------- the end
 
@@ -511,6 +558,8 @@ class Executor:
                 StepOutcome.not_run(s, why) for s in self._runbook.rollback if s.id not in done
             )
         outcome.steps.sort(key=self._declared_order)
+        if target_run.span is not None and self._telemetry is not None:
+            self._telemetry.target_finished(target_run.span, failure=target_run.failure)
 
     def _declared_order(self, outcome: StepOutcome) -> float:
         """Steps in the order the runbook declares them (rollback last), whatever ran when."""

@@ -17,6 +17,7 @@ import os
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from engine.api.auth import Auth, IamPasswordAuth
 from engine.api.client import DrsClient
@@ -31,6 +32,9 @@ from engine.errors import UsageError
 from engine.run.accounts import account_settings
 from engine.run.limits import FairLimiter, FairTransport
 from engine.runbook import Runbook, Target
+
+if TYPE_CHECKING:
+    from engine.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +89,11 @@ def wire(
     connections: Mapping[Target, Connection],
     transport: Transport,
     resilience: Resilience,
+    telemetry: Telemetry | None = None,
 ) -> Wired:
     """A client per target over one transport stack, shared by every target of the run; each
-    target's requests are paced on its budgets (its account and region, per API)."""
+    target's requests are paced on its budgets (its account and region, per API);
+    ``telemetry`` traces every request they send."""
     limiter = FairLimiter(runbook.concurrency, runbook.concurrency_per_target)
     counter = CountingTransport(FairTransport(transport, limiter))
     budgets = RateBudgets()
@@ -107,6 +113,7 @@ def wire(
             auth=connection.auth,
             language=language,
             resilience=resilience,
+            telemetry=telemetry,
         )
     return Wired(
         clients=clients,
