@@ -416,7 +416,7 @@ async def _wire_and_execute(
         )
         if where.emulator is not None:
             # The emulator is loaded only for a run against it (25 ms of every other run).
-            from engine.run.emulated import emulator_for, emulator_stats, login_of
+            from engine.run.emulated import emulator_for, emulator_stats, logins_of
 
             emu = await stack.enter_async_context(emulator_for(runbook, where.emulator))
             _note(observer, f"emulator listening on {emu.url} (in-process, loopback only)")
@@ -428,9 +428,9 @@ async def _wire_and_execute(
                 observer,
                 journal,
                 resume,
-                emulator=login_of(emu),
+                emulator=logins_of(emu, runbook),
             )
-            connections = emulator_connections(runbook, login_of(emu), transport)
+            connections = emulator_connections(runbook, logins_of(emu, runbook), transport)
         else:
             runbook = await _discovered(
                 runbook, where, transport, resilience, observer, journal, resume
@@ -482,7 +482,7 @@ async def _discovered(
     observer: RunObserver | None,
     journal: RunJournal | None,
     resume: JournalState | None,
-    emulator: EmulatorLogin | None = None,
+    emulator: Mapping[str | None, EmulatorLogin] | None = None,
 ) -> Runbook:
     """The runbook with its discovery targets expanded (``engine.run.discovery``); a resumed
     run must find the projects it started with, in the same order, or it is refused."""

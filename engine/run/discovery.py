@@ -150,14 +150,14 @@ def _region_of(name: str) -> str | None:
 
 
 def discovery_iam(
-    runbook: Runbook, endpoint: str | None, emulator: EmulatorLogin | None
+    runbook: Runbook, endpoint: str | None, emulator: Mapping[str | None, EmulatorLogin] | None
 ) -> Callable[[Discovery], str]:
     """Where a discovery asks IAM: the emulator, else its account's ``iam_endpoint``, else the
     run's ``--endpoint`` (IAM beside DRS, as for tokens), else the region's public IAM."""
 
     def url(discovery: Discovery) -> str:
         if emulator is not None:
-            return emulator.url
+            return emulator[discovery.account].url
         account = runbook.accounts[discovery.account]
         return account.iam_endpoint or endpoint or region_iam_endpoint(discovery.region)
 
@@ -168,7 +168,7 @@ def discovery_auth(
     runbook: Runbook,
     transport: Transport,
     resilience: Resilience,
-    emulator: EmulatorLogin | None,
+    emulator: Mapping[str | None, EmulatorLogin] | None,
 ) -> Callable[[str], Auth]:
     """An account's credentials for IAM's own calls: domain-wide, never a project's."""
     settings = {} if emulator is not None else account_settings(runbook, os.environ)
@@ -177,12 +177,13 @@ def discovery_auth(
     def auth(account: str) -> Auth:
         if account not in made:
             if emulator is not None:
+                login = emulator[account]
                 made[account] = IamPasswordAuth(
                     transport=transport,
-                    iam_endpoint=emulator.url,
-                    user=emulator.user,
-                    password=emulator.password,
-                    domain=emulator.domain,
+                    iam_endpoint=login.url,
+                    user=login.user,
+                    password=login.password,
+                    domain=login.domain,
                     project_id=None,
                     resilience=resilience,
                 )

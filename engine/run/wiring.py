@@ -140,18 +140,19 @@ def rate_of(runbook: Runbook, target: Target) -> float | None:
 
 
 def emulator_connections(
-    runbook: Runbook, login: EmulatorLogin, transport: Transport
+    runbook: Runbook, logins: Mapping[str | None, EmulatorLogin], transport: Transport
 ) -> dict[Target, Connection]:
-    """Every target through the emulator, authenticated as its demo user (IAM password)."""
+    """Every target through the emulator, authenticated as its account's demo user (IAM
+    password; ``logins[None]`` for a run without accounts)."""
     return {
         target: Connection(
-            endpoint=login.url,
+            endpoint=logins[target.account].url,
             auth=IamPasswordAuth(
                 transport=transport,
-                iam_endpoint=login.url,
-                user=login.user,
-                password=login.password,
-                domain=login.domain,
+                iam_endpoint=logins[target.account].url,
+                user=logins[target.account].user,
+                password=logins[target.account].password,
+                domain=logins[target.account].domain,
                 project_id=target.project_id,
             ),
         )
