@@ -37,7 +37,7 @@ from typing import Any
 
 from engine.api.bounds import DEFAULT_REQUEST_TIMEOUT_S
 from engine.api.resilience import Resilience
-from engine.api.transport import AiohttpTransport
+from engine.api.transport import AiohttpTransport, Transport
 from engine.errors import StorageError, UsageError
 from engine.report.build import build_report
 from engine.report.document import Report
@@ -80,7 +80,7 @@ from engine.run.result import Planned, RunResult
 from engine.run.resumption import approved_gates, check_resumable, resumed_inputs
 from engine.run.segments import is_gate
 from engine.run.stop import StopSignal
-from engine.run.wiring import cloud_connections, emulator_connections, wire
+from engine.run.wiring import EmulatorLogin, cloud_connections, emulator_connections, wire
 from engine.runbook import Runbook, StopCondition
 from engine.telemetry import Telemetry, from_env
 
@@ -440,12 +440,25 @@ async def _wire_and_execute(
         )
         if where.emulator is not None:
             # The emulator is loaded only for a run against it (25 ms of every other run).
-            from engine.run.emulated import emulator_for, emulator_stats, login_of
+            from engine.run.emulated import emulator_for, emulator_stats, logins_of
 
             emu = await stack.enter_async_context(emulator_for(runbook, where.emulator))
             _note(observer, f"emulator listening on {emu.url} (in-process, loopback only)")
-            connections = emulator_connections(runbook, login_of(emu), transport)
+            runbook = await _discovered(
+                runbook,
+                where,
+                transport,
+                resilience,
+                observer,
+                journal,
+                resume,
+                emulator=logins_of(emu, runbook),
+            )
+            connections = emulator_connections(runbook, logins_of(emu, runbook), transport)
         else:
+            runbook = await _discovered(
+                runbook, where, transport, resilience, observer, journal, resume
+            )
             connections = cloud_connections(
                 runbook,
                 endpoint=where.endpoint,
@@ -495,6 +508,42 @@ def _stop_signal(
     if not conditions and (resume is None or resume.stopped is None):
         return None
     return StopSignal(conditions)
+
+
+async def _discovered(
+    runbook: Runbook,
+    where: Where,
+    transport: Transport,
+    resilience: Resilience,
+    observer: RunObserver | None,
+    journal: RunJournal | None,
+    resume: JournalState | None,
+    emulator: Mapping[str | None, EmulatorLogin] | None = None,
+) -> Runbook:
+    """The runbook with its discovery targets expanded (``engine.run.discovery``); a resumed
+    run must find the projects it started with, in the same order, or it is refused."""
+    if not runbook.discoveries:
+        return runbook
+    from engine.run.discovery import discover, discovery_auth, discovery_iam
+
+    expanded, notes = await discover(
+        runbook,
+        transport=transport,
+        iam_endpoint=discovery_iam(runbook, where.endpoint, emulator),
+        auth_for=discovery_auth(runbook, transport, resilience, emulator),
+    )
+    for note in notes:
+        _note(observer, note)
+    found = [t.project_id for t in expanded.targets[len(runbook.targets) :]]
+    if resume is not None and resume.discovered is not None and resume.discovered != found:
+        raise UsageError(
+            "the accounts' projects changed since this run started (discovery found "
+            f"{len(found)} project(s), the run started with {len(resume.discovered)}); a resume "
+            "must act on the same targets: start a new run"
+        )
+    if journal is not None and resume is None:
+        journal.discovered(found)
+    return expanded
 
 
 @asynccontextmanager

@@ -98,11 +98,11 @@ class IamPasswordAuth:
         user: str,
         password: str,
         domain: str,
-        project_id: str,
+        project_id: str | None,
         clock: Callable[[], datetime] = _utc_now,
         resilience: Resilience | None = None,
     ) -> None:
-        if not (user and password and domain and project_id):
+        if not (user and password and domain and (project_id is None or project_id)):
             raise ValueError("user, password, domain and project_id must all be non-empty")
         keep_secret(password)
         self._transport = transport
@@ -164,7 +164,9 @@ class IamPasswordAuth:
         return {
             "auth": {
                 "identity": {"methods": ["password"], "password": {"user": user}},
-                "scope": {"project": {"id": self._project_id}},
+                "scope": {"project": {"id": self._project_id}}
+                if self._project_id is not None
+                else {"domain": {"name": self._domain}},  # IAM's own calls: project discovery
             }
         }
 
@@ -179,9 +181,8 @@ class IamPasswordAuth:
         return _Token(value, expires_at)
 
     def _who(self) -> str:
-        return (
-            f"IAM credentials of user {self._user!r} in domain {self._domain!r} "
-            f"for project {self._project_id}"
+        return f"IAM credentials of user {self._user!r} in domain {self._domain!r} " + (
+            f"for project {self._project_id}" if self._project_id else "for the domain"
         )
 
 
@@ -200,12 +201,12 @@ class AkSkAuth:
         self,
         ak: str,
         sk: str,
-        project_id: str,
+        project_id: str | None,
         security_token: str | None = None,
         *,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
-        if not (ak and sk and project_id):
+        if not (ak and sk and (project_id is None or project_id)):
             raise ValueError("ak, sk and project_id must all be non-empty")
         for secret in (ak, sk, security_token):
             keep_secret(secret)
@@ -226,7 +227,8 @@ class AkSkAuth:
         if request is None:
             raise TypeError("AkSkAuth.auth_headers needs the request: the signature covers it")
         headers = dict(request.headers)
-        headers[PROJECT_ID_HEADER] = self._project_id
+        if self._project_id is not None:  # None: a global (IAM) call, signed without it
+            headers[PROJECT_ID_HEADER] = self._project_id
         if self._security_token:
             headers[SECURITY_TOKEN_HEADER] = self._security_token
         signed = sign(replace(request, headers=headers), ak=self._ak, sk=self._sk, at=self._clock())

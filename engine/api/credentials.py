@@ -77,6 +77,10 @@ class CredentialSettings:
     sk: str | None = field(default=None, repr=False)
     security_token: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
+    # an IAM user whose password gets tokens (an account of the runbook may name one)
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    domain: str | None = None
     origin: str = "the settings"
 
 
@@ -97,7 +101,7 @@ def resolve_credentials(
     *,
     explicit: CredentialSettings | None,
     env: Mapping[str, str],
-    project_id: str,
+    project_id: str | None,
     region: str | None,
     iam_endpoint: str | None,
     transport: Transport,
@@ -112,7 +116,8 @@ def resolve_credentials(
     from engine.api.auth import AkSkAuth, IamPasswordAuth, StaticTokenAuth
 
     choice = _choose(explicit, env)
-    _warn_on_other_project(env, project_id)
+    if project_id is not None:  # None: for IAM's own calls (project discovery), domain-wide
+        _warn_on_other_project(env, project_id)
     if choice.kind is CredentialKind.AK_SK:
         return AkSkAuth(choice.ak, choice.sk, project_id, choice.security_token)
     if choice.kind is CredentialKind.TOKEN:
@@ -154,6 +159,18 @@ def _from_settings(explicit: CredentialSettings | None, env: Mapping[str, str]) 
         raise UsageError(f"{where}: give either an AK/SK pair or a token, not both")
     if explicit.token:
         return _Choice(kind=CredentialKind.TOKEN, label=f"token from {where}", token=explicit.token)
+    if not has_keys and (explicit.user or explicit.password or explicit.domain):
+        _require(
+            {"user": explicit.user, "password": explicit.password, "domain": explicit.domain},
+            where,
+        )
+        return _Choice(
+            kind=CredentialKind.IAM_PASSWORD,
+            label=f"IAM password of user {explicit.user!r} from {where}",
+            user=explicit.user or "",
+            password=explicit.password or "",
+            domain=explicit.domain or "",
+        )
     if not has_keys:
         return None
     _require(

@@ -1,4 +1,4 @@
-"""Client-side rate limiting: a token bucket per endpoint, as a transport wrapper.
+"""Client-side rate limiting: a token bucket per identity, region and API, as a transport wrapper.
 
 A token bucket is not a concurrency cap: it bounds how many requests *start* per second,
 however many are in flight; ``engine.run.limits`` caps how many are in flight.
@@ -72,49 +72,95 @@ class TokenBucket:
             self._tokens -= 1
 
 
-class RateLimitedTransport:
-    """Waits for a token of the request's endpoint (scheme://host:port) before sending.
+class RateBudgets:
+    """Every token bucket of a run, one per budget key: (scope, route).
 
-    With ``rate_per_s`` every endpoint is paced from the start; without it, an endpoint is paced
-    once a 429 has told its limit (and a configured rate is lowered the same way if the gateway
-    says its limit is lower).
+    The gateway throttles per user, per region and per API, so a budget is keyed the same way:
+    ``scope`` names the identity and the region (or endpoint) — ``prod cn-north-4`` — and the
+    route is ``METHOD /v3/{project_id}/jobs/...``. Two accounts, or two regions of one account,
+    never share a budget; one account's targets in one region always do, whichever client sends.
+
+    A budget's rate is its scope's configured one (an account's ``rate_limit`` over the
+    runbook's), else what a 429 ``APIGW.0308`` taught for that key; without either, unpaced.
     """
 
-    def __init__(
-        self, inner: Transport, rate_per_s: float | None = None, *, burst: float = 1.0
-    ) -> None:
-        self._inner = inner
-        self._rate = rate_per_s
+    def __init__(self, *, burst: float = 1.0) -> None:
         self._burst = burst
-        self._buckets: dict[str, TokenBucket] = {}
-        self._learnt: dict[str, float] = {}
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._learnt: dict[tuple[str, str], float] = {}
 
-    async def send(self, request: HttpRequest) -> HttpResponse:
-        key = _origin(request.url)
+    def bucket(self, key: tuple[str, str], configured: float | None) -> TokenBucket | None:
         bucket = self._buckets.get(key)
         if bucket is None:
-            rate = self._learnt.get(key, self._rate)
+            rate = self._learnt.get(key, configured)
             if rate is not None:
                 bucket = self._buckets[key] = TokenBucket(rate * PACING, burst=self._burst)
-        if bucket is not None:
-            await bucket.acquire()
-        response = await self._inner.send(request)
-        if response.status == 429:
-            self._learn(key, response)
-        return response
+        return bucket
 
-    def _learn(self, key: str, response: HttpResponse) -> None:
+    def learn(self, key: tuple[str, str], configured: float | None, response: HttpResponse) -> None:
         code, message = error_fields(response)
         match = _LIMIT.search(message or "") if code == ERR_THROTTLED else None
         if match is None:
             return
         per_s = float(match[1]) / (float(match[2]) * (60.0 if match[3] == "minute" else 1.0))
-        known = self._learnt.get(key, self._rate)
+        known = self._learnt.get(key, configured)
         if per_s <= 0 or (known is not None and known <= per_s):
             return
-        logger.warning("%s throttles at %g requests/s: pacing every request to it", key, per_s)
+        scope, route = key
+        logger.warning(
+            "%s throttles %s at %g requests/s: pacing it", scope or "the endpoint", route, per_s
+        )
         self._learnt[key] = per_s
         self._buckets.pop(key, None)  # the next request makes a bucket at the learnt rate
+
+    def rates(self) -> dict[str, float]:
+        """The paced rate of every budget in use, ``scope route`` -> requests/s (for reports)."""
+        return {f"{scope} {route}".strip(): b.rate for (scope, route), b in self._buckets.items()}
+
+
+class RateLimitedTransport:
+    """Waits for a token of the request's budget (``scope``, route) before sending.
+
+    One per identity and region (or endpoint), over the run's shared ``RateBudgets``. Without a
+    ``scope`` the request's origin (scheme://host:port) is the scope.
+    """
+
+    def __init__(
+        self,
+        inner: Transport,
+        rate_per_s: float | None = None,
+        *,
+        budgets: RateBudgets | None = None,
+        scope: str | None = None,
+    ) -> None:
+        self._inner = inner
+        self._rate = rate_per_s
+        self._budgets = budgets if budgets is not None else RateBudgets()
+        self._scope = scope
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        key = (self._scope if self._scope is not None else _origin(request.url), route_of(request))
+        bucket = self._budgets.bucket(key, self._rate)
+        if bucket is not None:
+            await bucket.acquire()
+        response = await self._inner.send(request)
+        if response.status == 429:
+            self._budgets.learn(key, self._rate, response)
+        return response
+
+
+def route_of(request: HttpRequest) -> str:
+    """``METHOD /route`` of a request, project ids folded into ``{project_id}``."""
+    return _route(request.method, request.url)
+
+
+@functools.lru_cache(maxsize=4096)  # a run sends a handful of URLs per project, over and over
+def _route(method: str, url: str) -> str:
+    path = url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0]
+    parts = path.split("/")
+    if len(parts) >= 2 and parts[0] == "v3" and parts[1] != "auth":
+        parts[1] = "{project_id}"
+    return f"{method} /{'/'.join(parts)}"
 
 
 @functools.lru_cache(maxsize=4096)  # a run sends a handful of URLs per project, over and over

@@ -128,6 +128,12 @@ _TARGET_OPTIONS = (
         help="Take only every N-th target, starting at the I-th (split a fleet across CI "
         "runners; merge their reports with `runbook merge`).",
     ),
+    click.option(
+        "--shard-by",
+        type=click.Choice(["target", "account", "region"]),
+        help="What --shard splits: targets (default), or whole accounts or regions, so shards "
+        "never share an account's rate budget.",
+    ),
     click.option("-q", "--quiet", is_flag=True, help="No progress lines, only the summary."),
 )
 
@@ -213,6 +219,7 @@ _FIXED_BY_RUN = (
     "max_jobs_total",
     "max_errors",
     "shard",
+    "shard_by",
     "only_targets",
     "skip_targets",
 )
@@ -471,6 +478,7 @@ def _where_and_inputs(options: dict[str, Any]) -> tuple[Where, Inputs]:
         params_file=options["params_file"],
         overrides={key: options[key] for key in GUARD_RAILS},
         shard=options["shard"],
+        shard_by=options["shard_by"],
         limit=TargetLimit(only=options["only_targets"], skip=options["skip_targets"]),
     )
     return where, inputs

@@ -1,7 +1,8 @@
 """The emulator's IAM: tokens (``POST /v3/auth/tokens``) and project discovery
 (``GET /v3/auth/projects``), each for the account the credentials belong to.
 
-A token is issued for password authentication scoped to one of the user's account's projects,
+A token is issued for password authentication scoped to one of the user's account's projects
+(or to its domain: such a token serves IAM's own calls, project discovery, and no project's API),
 by id or by name (``engine.emulator.accounts``: a project's name is its region, or
 ``<region>_<n>`` for a further project in the region); another account's project is "not found".
 
@@ -63,12 +64,37 @@ async def issue_token(request: web.Request) -> web.Response:
     identity = _dig(body, "auth", "identity")
     user = _dig(identity, "password", "user")
     scope = _dig(body, "auth", "scope", "project")
+    domain_scope = _dig(body, "auth", "scope", "domain")
     methods = _dig(identity, "methods")
-    if not isinstance(methods, list) or "password" not in methods or not isinstance(scope, dict):
+    scoped = isinstance(scope, dict) or isinstance(domain_scope, dict)
+    if not isinstance(methods, list) or "password" not in methods or not scoped:
         return iam_error(400, "Bad Request", "The request you have made requires password auth.")
     account = request.app[TENANCY].by_user(_dig(user, "domain", "name"), _dig(user, "name"))
     if account is None or _dig(user, "password") != account.password:
         return iam_error(401, "Unauthorized", "The username or password is wrong.")
+    tokens = request.app[TOKENS]
+    issued = datetime.fromtimestamp(request.app[WALL_CLOCK](), UTC)
+    token_body: dict[str, Any] = {
+        "expires_at": _iso_z(issued + timedelta(seconds=tokens.ttl_s)),
+        "issued_at": _iso_z(issued),
+        "methods": ["password"],
+        "user": {"name": account.user, "domain": {"name": account.domain}},
+        "catalog": [],
+    }
+    if not isinstance(scope, dict):
+        # A domain-scoped token: good for IAM's own calls (project discovery), refused by every
+        # project's API (its project is "", which matches none).
+        assert isinstance(domain_scope, dict)
+        if (
+            domain_scope.get("name", account.domain) != account.domain
+            or domain_scope.get("id", account.domain_id) != account.domain_id
+        ):
+            return iam_error(401, "Unauthorized", "The domain in the scope is not found.")
+        token = tokens.issue(account.name, "")
+        token_body["domain"] = {"name": account.domain, "id": account.domain_id}
+        return web.json_response(
+            {"token": token_body}, status=201, headers={"X-Subject-Token": token.value}
+        )
     names = account.project_names()
     project = next(
         (
@@ -81,23 +107,13 @@ async def issue_token(request: web.Request) -> web.Response:
     )
     if project is None:
         return iam_error(401, "Unauthorized", "The project in the scope is not found.")
-    tokens = request.app[TOKENS]
     token = tokens.issue(account.name, project.project_id)
-    issued = datetime.fromtimestamp(request.app[WALL_CLOCK](), UTC)
-    body = {
-        "token": {
-            "expires_at": _iso_z(issued + timedelta(seconds=tokens.ttl_s)),
-            "issued_at": _iso_z(issued),
-            "methods": ["password"],
-            "project": {
-                "id": project.project_id,
-                "name": names[project.project_id],
-                "domain": {"name": account.domain},
-            },
-            "user": {"name": account.user, "domain": {"name": account.domain}},
-            "catalog": [],
-        }
+    token_body["project"] = {
+        "id": project.project_id,
+        "name": names[project.project_id],
+        "domain": {"name": account.domain},
     }
+    body = {"token": token_body}
     return web.json_response(body, status=201, headers={"X-Subject-Token": token.value})
 
 

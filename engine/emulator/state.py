@@ -115,6 +115,7 @@ class EmulatorConfig:
     ak: str = DEMO_AK
     sk: str = DEMO_SK
     other_accounts: tuple[AccountSpec, ...] = ()
+    account_name: str = "account-1"  # the first account's name (stats, the first line)
 
     def __post_init__(self) -> None:
         for name in ("fail_again_rate", "stuck_rate", "behind_rate", "self_retry_rate"):
@@ -150,6 +151,7 @@ class EmulatorConfig:
             ak=first.ak,
             sk=first.sk,
             other_accounts=tuple(others),
+            account_name=first.name,
             **settings,
         )
 
@@ -165,6 +167,7 @@ class EmulatorConfig:
             domain=self.domain,
             ak=self.ak,
             sk=self.sk,
+            name=self.account_name,
         )
         return (first, *self.other_accounts)
 

@@ -93,6 +93,7 @@ def _target(outcome: TargetOutcome, names: Mapping[str, str | None]) -> TargetRe
         project_id=target.project_id,
         name=target.name,
         region=target.region,
+        account=target.account,
         endpoint=outcome.endpoint,
         status=TargetStatus.FAILED if outcome.failed else TargetStatus.OK,
         totals=Totals.of(j.disposition for j in jobs),

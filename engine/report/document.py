@@ -359,6 +359,7 @@ class TargetReport:
     project_id: str
     name: str | None
     region: str | None
+    account: str | None = None  # the runbook account it ran as (names only, never secrets)
     endpoint: str
     status: TargetStatus
     totals: Totals
@@ -483,6 +484,7 @@ def _target_from_json(raw: Mapping[str, Any]) -> TargetReport:
         project_id=raw["project_id"],
         name=raw["name"],
         region=raw["region"],
+        account=raw.get("account"),
         endpoint=raw["endpoint"],
         status=TargetStatus(raw["status"]),
         totals=Totals(raw["totals"]),

@@ -86,10 +86,11 @@ def merge_reports(parts: Sequence[tuple[str, Report]]) -> Report:
 
 
 def _check_shards(parts: Sequence[tuple[str, Report]]) -> None:
-    """Shards of one split: the same N, each I once (a report of a whole run has no shard)."""
+    """Shards of one split: the same N and the same --shard-by, each I once (a report of a
+    whole run has no shard)."""
     shards = [(name, Shard.parse(part.shard)) for name, part in parts if part.shard]
-    counts = {shard.count for _, shard in shards}
-    if len(counts) > 1:
+    splits = {(shard.count, shard.by) for _, shard in shards}
+    if len(splits) > 1:
         raise UsageError(
             "the reports come from different splits ("
             + ", ".join(f"{name}: {shard}" for name, shard in shards)

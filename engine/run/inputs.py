@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from engine.redact import keep_secret
 from engine.run.journal import is_secret_param
 from engine.run.shard import Shard
 from engine.runbook import Runbook, Target, bind_params, load_runbook
+from engine.runbook.model import Discovery
 from engine.runbook.parse import MAX_BYTES
 
 # A credentials file holds a few keys: anything this long is not one.
@@ -159,10 +160,12 @@ def prepare(
     params_file: Path | None = None,
     overrides: Mapping[str, int | None] | None = None,
     shard: str | None = None,
+    shard_by: str | None = None,
     limit: TargetLimit | None = None,
 ) -> Inputs:
     """Read and validate the runbook at ``path`` and bind its params (``params`` as
-    ``--param NAME=VALUE`` gives them, as text); apply guard-rail ``overrides`` and a shard."""
+    ``--param NAME=VALUE`` gives them, as text); apply guard-rail ``overrides`` and a shard
+    (``shard_by`` target, account or region)."""
     runbook = load_runbook(path, CATALOG)
     bound = bind_params(runbook, dict(params or {}), params_file)
     for name, value in bound.items():
@@ -175,7 +178,10 @@ def prepare(
     limit = limit or TargetLimit()
     runbook = limit.apply(runbook, path)
     if shard is not None:
+        shard = str(Shard.parse(shard, shard_by))  # as recorded: "2/4" or "2/4 by account"
         runbook = sharded(runbook, shard, path)
+    elif shard_by is not None:
+        raise UsageError("--shard-by needs --shard I/N")
     return Inputs(
         path=path,
         source=read_bytes(path),  # what the journal's digest is taken of
@@ -183,7 +189,7 @@ def prepare(
         params=bound,
         env=env_of(runbook),
         overrides=given,
-        shard=None if shard is None else shard.strip(),
+        shard=shard,
         limit=limit,
     )
 
@@ -200,16 +206,30 @@ def with_guard_rails(runbook: Runbook, overrides: Mapping[str, int]) -> Runbook:
     )
 
 
-def sharded(runbook: Runbook, text: str, file: Path) -> Runbook:
-    """The runbook with only the targets of shard ``text`` (I/N)."""
-    shard = Shard.parse(text)
-    targets = shard.pick(runbook.targets)
-    if not targets:
+def sharded(runbook: Runbook, text: str, file: Path, by: str | None = None) -> Runbook:
+    """The runbook with only the targets (and discoveries) of shard ``text`` (I/N), by target,
+    account or region (``engine.run.shard``)."""
+    shard = Shard.parse(text, by)
+    units: tuple[Target | Discovery, ...] = (*runbook.targets, *runbook.discoveries)
+    picked = shard.pick(units, _shard_key(shard.by))
+    if not picked:
+        groups = len({_shard_key(shard.by)(unit) for unit in units}) if shard.by != "target" else 0
+        what = f"{groups} {shard.by}(s)" if shard.by != "target" else str(len(units))
         raise UsageError(
-            f"--shard {shard} takes no target: {file} has {len(runbook.targets)}, so N can be "
-            f"at most {len(runbook.targets)}"
+            f"--shard {shard} takes no target: {file} has {what}, so N can be at most "
+            f"{groups or len(units)}"
         )
-    return dataclasses.replace(runbook, targets=targets)
+    return dataclasses.replace(
+        runbook,
+        targets=tuple(u for u in picked if isinstance(u, Target)),
+        discoveries=tuple(u for u in picked if isinstance(u, Discovery)),
+    )
+
+
+def _shard_key(by: str) -> Callable[[Target | Discovery], str]:
+    if by == "account":
+        return lambda unit: unit.account or "-"
+    return lambda unit: unit.region or unit.endpoint or ""
 
 
 def endpoint_where(

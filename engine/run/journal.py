@@ -159,6 +159,9 @@ class JournalState:
     approvals: list[dict[str, Any]] = field(default_factory=list)
     # The run's stop tripped (engine.run.stop.Tripped.to_json): a resume stays stopped.
     stopped: dict[str, Any] | None = None
+
+    # The project ids discovery expanded into targets when the run started (None: it had none).
+    discovered: list[str] | None = None
     lines: int = 0
 
     def target(self, index: int) -> TargetState:
@@ -261,6 +264,10 @@ class RunJournal:
                 "failure": failure,
             }
         )
+
+    def discovered(self, project_ids: Sequence[str]) -> None:
+        """The targets discovery found, in order: a resume must find the same."""
+        self._append({"type": "discovered", "projects": list(project_ids)}, durable=True)
 
     def approval(self, entry: Mapping[str, Any]) -> None:
         """An approval or decline (``ApprovalRecord.to_json``): on disk before the run goes on."""
@@ -532,6 +539,11 @@ def _apply(state: JournalState, line: Mapping[str, Any]) -> None:
         state.approvals.append({k: v for k, v in line.items() if k != "type"})
     elif kind == "stopped":
         state.stopped = {k: v for k, v in line.items() if k != "type"}
+
+    elif kind == "discovered":
+        projects = line.get("projects")
+        if isinstance(projects, list) and all(isinstance(p, str) for p in projects):
+            state.discovered = list(projects)
     elif kind == "finished":
         state.finished, state.interrupted = True, bool(line["interrupted"])
 

@@ -1,8 +1,8 @@
 """How a run reaches its targets: the transport stack, credentials and one client per target.
 
     transport  ->  StopGate (with stop conditions)  ->  FairTransport (concurrency caps, in
-               turn)  ->  RateLimitedTransport (pace)  ->  CountingTransport (the report's API
-               calls by route)  ->  DrsClient per target
+    turn)  ->  CountingTransport (the report's API calls by route)  ->  RateLimitedTransport
+    per account and endpoint (the pace of each API's budget)  ->  DrsClient per target
 
 The stop gate is next to the wire: a mutating request that waited for its turn while the run's
 stop tripped is never sent (``engine.run.stop``).
@@ -15,7 +15,6 @@ clients ready-made (``Wired.clients``) and never sees a transport.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from collections import Counter
@@ -28,11 +27,12 @@ from engine.api.client import DrsClient
 from engine.api.credentials import CredentialSettings, describe_source, resolve_credentials
 from engine.api.endpoints import drs_endpoint
 from engine.api.protocol import DrsApi
-from engine.api.ratelimit import RateLimitedTransport
+from engine.api.ratelimit import RateBudgets, RateLimitedTransport, route_of
 from engine.api.resilience import Resilience
 from engine.api.transport import HttpRequest, HttpResponse, Transport
 from engine.api.types import Language
 from engine.errors import UsageError
+from engine.run.accounts import account_settings
 from engine.run.limits import FairLimiter, FairTransport
 from engine.run.stop import StopGate, StopSignal
 from engine.runbook import Runbook, Target
@@ -73,19 +73,6 @@ class CountingTransport:
         return await self._inner.send(request)
 
 
-def route_of(request: HttpRequest) -> str:
-    return _route(request.method, request.url)
-
-
-@functools.lru_cache(maxsize=4096)  # a run sends a handful of URLs per project, over and over
-def _route(method: str, url: str) -> str:
-    path = url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0]
-    parts = path.split("/")
-    if len(parts) >= 2 and parts[0] == "v3" and parts[1] != "auth":
-        parts[1] = "{project_id}"
-    return f"{method} /{'/'.join(parts)}"
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Wired:
     """A run's clients and the figures its report takes from the wire."""
@@ -109,17 +96,24 @@ def wire(
     telemetry: Telemetry | None = None,
     stop: StopSignal | None = None,
 ) -> Wired:
-    """A client per target over one transport stack, shared by every target of the run;
+    """A client per target over one transport stack, shared by every target of the run; each
+    target's requests are paced on its budgets (its account and region, per API);
     ``telemetry`` traces every request they send."""
     limiter = FairLimiter(runbook.concurrency, runbook.concurrency_per_target)
     wire_side: Transport = transport if stop is None else StopGate(transport, stop)
-    counter = CountingTransport(
-        RateLimitedTransport(FairTransport(wire_side, limiter), runbook.rate_limit_per_s)
-    )
+    counter = CountingTransport(FairTransport(wire_side, limiter))
+    budgets = RateBudgets()
+    paced: dict[str, RateLimitedTransport] = {}
     language = Language(runbook.language)
-    clients = {
-        target: DrsClient(
-            transport=counter,
+    clients: dict[Target, DrsApi] = {}
+    for target, connection in connections.items():
+        scope = budget_scope(target, connection.endpoint)
+        if scope not in paced:
+            paced[scope] = RateLimitedTransport(
+                counter, rate_of(runbook, target), budgets=budgets, scope=scope
+            )
+        clients[target] = DrsClient(
+            transport=paced[scope],
             endpoint=connection.endpoint,
             project_id=target.project_id,
             auth=connection.auth,
@@ -127,8 +121,6 @@ def wire(
             resilience=resilience,
             telemetry=telemetry,
         )
-        for target, connection in connections.items()
-    }
     return Wired(
         clients=clients,
         endpoints={target: c.endpoint for target, c in connections.items()},
@@ -138,19 +130,35 @@ def wire(
     )
 
 
+def budget_scope(target: Target, endpoint: str) -> str:
+    """What a target's rate budgets are keyed by besides the API: its account and the gateway
+    it goes through, its DRS endpoint (one per region in the cloud, so account and region; one
+    for every target given ``--endpoint``, which then share its budgets)."""
+    return f"{target.account or '-'} {endpoint}"
+
+
+def rate_of(runbook: Runbook, target: Target) -> float | None:
+    """The configured rate of a target's budgets: its account's, else the runbook's."""
+    account = runbook.accounts.get(target.account) if target.account else None
+    if account is not None and account.rate_limit_per_s is not None:
+        return account.rate_limit_per_s
+    return runbook.rate_limit_per_s
+
+
 def emulator_connections(
-    runbook: Runbook, login: EmulatorLogin, transport: Transport
+    runbook: Runbook, logins: Mapping[str | None, EmulatorLogin], transport: Transport
 ) -> dict[Target, Connection]:
-    """Every target through the emulator, authenticated as its demo user (IAM password)."""
+    """Every target through the emulator, authenticated as its account's demo user (IAM
+    password; ``logins[None]`` for a run without accounts)."""
     return {
         target: Connection(
-            endpoint=login.url,
+            endpoint=logins[target.account].url,
             auth=IamPasswordAuth(
                 transport=transport,
-                iam_endpoint=login.url,
-                user=login.user,
-                password=login.password,
-                domain=login.domain,
+                iam_endpoint=logins[target.account].url,
+                user=logins[target.account].user,
+                password=logins[target.account].password,
+                domain=logins[target.account].domain,
                 project_id=target.project_id,
             ),
         )
@@ -166,17 +174,22 @@ def cloud_connections(
     transport: Transport,
     resilience: Resilience,
 ) -> dict[Target, Connection]:
-    """Real endpoints (or one ``endpoint`` for all), with credentials resolved per target."""
+    """Real endpoints (or one ``endpoint`` for all), with credentials resolved per target: its
+    account's (only those: never the environment's as a fallback), else the run's."""
     connections: dict[Target, Connection] = {}
+    settings = account_settings(runbook, os.environ)
     for target in runbook.targets:
         base = endpoint or target.endpoint or drs_endpoint(target.region or "")
+        account = runbook.accounts[target.account] if target.account else None
         try:
             auth = resolve_credentials(
-                explicit=credentials,
-                env=os.environ,
+                explicit=credentials if account is None else settings[account.name],
+                env=os.environ if account is None else {},
                 project_id=target.project_id,
                 region=target.region,
-                iam_endpoint=endpoint or (None if target.region else base),
+                iam_endpoint=(account.iam_endpoint if account else None)
+                or endpoint
+                or (None if target.region else base),
                 transport=transport,
                 resilience=resilience,
             )
@@ -185,5 +198,8 @@ def cloud_connections(
                 f"{exc} (or use --emulator to run against the embedded emulator)"
             ) from exc
         connections[target] = Connection(endpoint=base.rstrip("/"), auth=auth)
-    logger.info("credentials: %s", describe_source(explicit=credentials, env=os.environ))
+    if any(target.account is None for target in runbook.targets):
+        logger.info("credentials: %s", describe_source(explicit=credentials, env=os.environ))
+    for name, account_credentials in settings.items():
+        logger.info("credentials of account %s: %s", name, account_credentials.origin)
     return connections

@@ -10,6 +10,7 @@ fills (``when`` must be boolean). The checks also hand the parsed, typed express
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ def check(parsed: ParsedYaml, catalog: ActionCatalog) -> Checked:
     checked = Checked()
     checked.diagnostics += [
         *_duplicate_targets(parsed),
+        *_accounts(parsed),
         *static_checks(parsed.data, parsed.source),
         *_rate(parsed),
         *_misplaced_expressions(parsed, parsed.data, (), catalog),
@@ -98,8 +100,73 @@ def _duplicate_targets(parsed: ParsedYaml) -> Iterator[Diagnostic]:
             first[project_id] = location
 
 
+# An account's credential sources: the keys each needs together; exactly one is given.
+_SOURCES: tuple[tuple[str, ...], ...] = (
+    ("ak_env", "sk_env"),
+    ("token_env",),
+    ("iam_user_env", "iam_password_env", "iam_domain_env"),
+    ("credentials_file",),
+)
+
+
+def _accounts(parsed: ParsedYaml) -> Iterator[Diagnostic]:
+    """Each account names one whole credential source; every account a target names exists;
+    with accounts, every target names one (no target runs as an identity nobody chose)."""
+    accounts = parsed.data.get("accounts")
+    names = set(accounts) if isinstance(accounts, dict) else set()
+    for name, spec in (accounts or {}).items() if isinstance(accounts, dict) else ():
+        if not isinstance(spec, dict):
+            continue
+        at = parsed.source.value(("accounts", name))
+        given = [keys for keys in _SOURCES if any(key in spec for key in keys)]
+        if len(given) != 1:
+            yield Diagnostic(
+                location=at,
+                rule=Rule.STRUCTURE,
+                message=f"accounts.{name}: names "
+                + ("no credentials" if not given else "more than one credential source"),
+                hint="give exactly one of ak_env + sk_env, token_env, "
+                "iam_user_env + iam_password_env + iam_domain_env, or credentials_file",
+            )
+        elif missing := [key for key in given[0] if key not in spec]:
+            yield Diagnostic(
+                location=at,
+                rule=Rule.STRUCTURE,
+                message=f"accounts.{name}: {', '.join(given[0])} go together; "
+                f"{', '.join(missing)} is missing",
+            )
+        if "security_token_env" in spec and "ak_env" not in spec:
+            yield Diagnostic(
+                location=parsed.source.value(("accounts", name, "security_token_env")),
+                rule=Rule.STRUCTURE,
+                message=f"accounts.{name}: security_token_env goes with ak_env and sk_env",
+            )
+        yield from _positive_rate(parsed, ("accounts", name, "rate_limit"), spec.get("rate_limit"))
+    for index, target in _items(parsed.data, "targets"):
+        account = target.get("account")
+        if isinstance(account, str) and account not in names:
+            close = difflib.get_close_matches(account, sorted(names), n=1)
+            known = ", ".join(sorted(names)) or "none (the runbook has no accounts:)"
+            yield Diagnostic(
+                location=parsed.source.value(("targets", index, "account")),
+                rule=Rule.REFERENCE,
+                message=f"targets[{index}]: unknown account '{account}'",
+                hint=f"did you mean '{close[0]}'?" if close else f"accounts defined: {known}",
+            )
+        elif account is None and names:
+            yield Diagnostic(
+                location=parsed.source.value(("targets", index)),
+                rule=Rule.REFERENCE,
+                message=f"targets[{index}]: names no account, and the runbook has accounts:",
+                hint=f"add account: with one of {', '.join(sorted(names))}",
+            )
+
+
 def _rate(parsed: ParsedYaml) -> Iterator[Diagnostic]:
-    rate = parsed.data.get("rate_limit")
+    yield from _positive_rate(parsed, ("rate_limit",), parsed.data.get("rate_limit"))
+
+
+def _positive_rate(parsed: ParsedYaml, at: JsonPath, rate: object) -> Iterator[Diagnostic]:
     if not isinstance(rate, str):
         return
     try:
@@ -107,9 +174,9 @@ def _rate(parsed: ParsedYaml) -> Iterator[Diagnostic]:
     except ValueError:
         if rate.split("/")[0].replace(".", "", 1).isdigit():  # well-formed, but zero
             yield Diagnostic(
-                location=parsed.source.value(("rate_limit",)),
+                location=parsed.source.value(at),
                 rule=Rule.VALUE,
-                message=f"rate_limit: must be > 0, got {show(rate)}",
+                message=f"{'.'.join(str(part) for part in at)}: must be > 0, got {show(rate)}",
             )
 
 

@@ -59,19 +59,55 @@ class OnFailure(StrEnum):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Account:
+    """An identity a runbook names by reference: where its credentials are, never what they are.
+
+    Exactly one source is set: ``ak_env`` + ``sk_env`` (+ ``security_token_env``), ``token_env``,
+    the IAM user's three variables, or ``credentials_file``. The values are read when the run
+    starts, from the environment or the file, and never kept in the runbook, journal or report.
+    """
+
+    name: str
+    location: Location
+    ak_env: str | None = None
+    sk_env: str | None = None
+    security_token_env: str | None = None
+    token_env: str | None = None
+    iam_user_env: str | None = None
+    iam_password_env: str | None = None
+    iam_domain_env: str | None = None
+    credentials_file: str | None = None
+    iam_endpoint: str | None = None
+    rate_limit_per_s: float | None = None  # overrides the runbook's for this account
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Target:
-    """One DRS project the steps run against."""
+    """One DRS project the steps run against, in ``account`` (None: the run's own identity)."""
 
     project_id: str
     region: str | None
     endpoint: str | None
     name: str | None
     location: Location
+    account: str | None = None
 
     @property
     def label(self) -> str:
         """How progress output and reports name the target."""
         return self.name or self.project_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Discovery:
+    """Every project of ``account`` in ``region``, found when the run (or plan) starts
+    (``engine.run.discovery``); ``{account: A, regions: [r1, r2]}`` in ``targets:`` is one per
+    region."""
+
+    account: str
+    region: str
+    location: Location
+    endpoint: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -180,6 +216,9 @@ class Runbook:
     params_location: Location | None = None  # of the ``params:`` key, for unknown --param
     # The ``drill:`` key: None when the runbook does not say (then a pause step makes it one).
     declared_drill: bool | None = None
+    accounts: Mapping[str, Account] = field(default_factory=dict, hash=False)
+    # ``targets:`` entries that name an account and regions, not a project: expanded at run time.
+    discoveries: tuple[Discovery, ...] = ()
     notify: tuple[Notify, ...] = ()
     stop_when: tuple[StopCondition, ...] = ()
 
@@ -205,8 +244,21 @@ def build_runbook(parsed: ParsedYaml, expressions: Mapping[JsonPath, Expression]
             endpoint=target.get("endpoint"),
             name=target.get("name"),
             location=source.value(("targets", index)),
+            account=target.get("account"),
         )
         for index, target in enumerate(data["targets"])
+        if "regions" not in target
+    )
+    discoveries = tuple(
+        Discovery(
+            account=target["account"],
+            region=region,
+            endpoint=target.get("endpoint"),
+            location=source.value(("targets", index, "regions", at)),
+        )
+        for index, target in enumerate(data["targets"])
+        if "regions" in target
+        for at, region in enumerate(target["regions"])
     )
     steps = tuple(
         _step(step, ("steps", index), parsed, expressions)
@@ -241,6 +293,13 @@ def build_runbook(parsed: ParsedYaml, expressions: Mapping[JsonPath, Expression]
         max_error_ratio=None if "max_error_ratio" not in data else float(data["max_error_ratio"]),
         params_location=source.keys.get(("params",)),
         declared_drill=data.get("drill"),
+        accounts=MappingProxyType(
+            {
+                name: _account(name, spec, source.value(("accounts", name)))
+                for name, spec in (data.get("accounts") or {}).items()
+            }
+        ),
+        discoveries=discoveries,
         notify=tuple(
             Notify(
                 url_env=entry["url_env"],
@@ -288,6 +347,24 @@ def _stop_condition(entry: Mapping[str, Any], location: Location, path: str) -> 
         location=location,
         threshold=int(entry["lagging"]),
         above_s=parse_duration(entry["above"]),
+    )
+
+
+def _account(name: str, spec: Mapping[str, Any], location: Location) -> Account:
+    rate = spec.get("rate_limit")
+    return Account(
+        name=name,
+        location=location,
+        ak_env=spec.get("ak_env"),
+        sk_env=spec.get("sk_env"),
+        security_token_env=spec.get("security_token_env"),
+        token_env=spec.get("token_env"),
+        iam_user_env=spec.get("iam_user_env"),
+        iam_password_env=spec.get("iam_password_env"),
+        iam_domain_env=spec.get("iam_domain_env"),
+        credentials_file=spec.get("credentials_file"),
+        iam_endpoint=spec.get("iam_endpoint"),
+        rate_limit_per_s=None if rate is None else parse_rate(rate),
     )
 
 

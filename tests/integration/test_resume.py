@@ -295,7 +295,8 @@ def test_resume_refuses_a_finished_run_and_a_run_in_use(
     slow_answers: dict[str, Any], tmp_path: Path
 ) -> None:
     read_only = STEPS.split("  - id: retry")[0]  # select, then a pause to find it busy in
-    runbook = runbook_for(slow_answers, tmp_path / "rb.yaml", read_only.format(settle="2s"))
+    # settle long enough that a loaded machine still finds the run busy
+    runbook = runbook_for(slow_answers, tmp_path / "rb.yaml", read_only.format(settle="5s"))
     run_dir = tmp_path / "run"
     env = {**os.environ, "DRS_AUTH_TOKEN": slow_answers["token"]}
     command = cli_command(
