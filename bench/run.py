@@ -21,10 +21,23 @@ The minimum number of calls (docs/performance.md explains it) per project p:
     list     sum over the runbook's db_use_types t of max(1, ceil(n_pt / 100))
              (n_pt: top-level jobs of type t; per_page <= 100, db_use_type is required)
     retry    ceil(selected_p / 100)            (batch_size <= 100)
-    status   ceil(accepted_p / 100) + (R_p - 1) * ceil(max(1, timed_out_p) / 100)
+    status   a lower bound: ceil(accepted_p / 100) (each job needs one status answer after
+             its retry, at most 100 ids a call: one call after the last verdict)
+             and, beside it, what a fixed poll cadence makes:
+             ceil(accepted_p / 100) + (R_p - 1) * ceil(max(1, timed_out_p) / 100)
              R_p = floor(W_p / poll) + 1 poll rounds, W_p = the step's timeout when a job timed
              out, else the time from the verify step's start to its last verdict
     iam      0 (a ready token; IAM password auth would need one per project)
+
+Under a gateway rate limit r per route (d, e, f) the least wall time a run can take (the bound):
+
+    recovery  the fleet's own recovery time: the verify timeout when a job timed out (it never
+              recovers), else the longest time from a verify step's start to its last verdict
+    bound     max((list + 1) / r, retry / r) + recovery   (minimum calls: the list route serves
+              every listing, the last target's retry follows its own listing, and its jobs then
+              take the recovery time; routes have budgets of their own, as at the gateway)
+    bound, one budget   (list + retry) / r + recovery   (every route paced by one bucket, as the
+              client paces an endpoint today)
 """
 
 from __future__ import annotations
@@ -126,6 +139,13 @@ SCENARIOS: dict[str, Scenario] = {
             title="50x20 50ms 20/s, no runbook limit",
             runbook_rate_limit=None,
         ),
+        # Issue 18: the schedule at the rate limit's bound, and the cost of many small targets
+        # against few large ones (the same 10,000 jobs).
+        dataclasses.replace(
+            _RATE_LIMITED, key="f", title="50x200 50ms 20/s, runbook 20/s", jobs=200
+        ),
+        Scenario(key="g", title="5000x2", projects=5000, jobs=2),
+        Scenario(key="h", title="10x1000", projects=10, jobs=1000),
     )
 }
 
@@ -177,11 +197,10 @@ class Plan:
         )
 
     @property
-    def verify_floor_s(self) -> float:
-        """Least wall time of the verify steps: every project has a job that never recovers,
-        and a project holds its concurrency slot for the whole timeout."""
-        waves = math.ceil(self.scenario.projects / self.concurrency)
-        return waves * self.verify_timeout_s
+    def rate_per_route(self) -> float | None:
+        """The gateway's limit per route in requests/s (``--rate-limit N/s``), if any."""
+        text = self.scenario.emulator_rate_limit
+        return float(text.removesuffix("/s")) if text else None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -457,7 +476,14 @@ def minimum_calls(
     top_level: Counter[tuple[str, str]] = Counter(
         (job["project_id"], job["db_use_type"]) for job in fleet if job["parent_id"] is None
     )
-    minimum = {"list": 0, "retry": 0, "retry_at_batch_size": 0, "status": 0, "iam": 0}
+    minimum = {
+        "list": 0,
+        "retry": 0,
+        "retry_at_batch_size": 0,
+        "status": 0,
+        "status_lower": 0,
+        "iam": 0,
+    }
     for target in report["targets"]:
         project = target["project_id"]
         minimum["list"] += sum(
@@ -467,7 +493,27 @@ def minimum_calls(
         minimum["retry"] += math.ceil(selected / MAX_RETRY_BATCH)
         minimum["retry_at_batch_size"] += math.ceil(selected / plan.batch_size)
         minimum["status"] += _minimum_status_calls(target, plan)
+        accepted = int(_step(target, "retry").get("outputs", {}).get("accepted", 0))
+        minimum["status_lower"] += math.ceil(accepted / MAX_IDS_PER_STATUS)
     return minimum
+
+
+def recovery_s(report: Mapping[str, Any], plan: Plan) -> float:
+    """The fleet's own recovery time (module docstring): what no schedule can shorten."""
+    longest = 0.0
+    for target in report["targets"]:
+        verify = _step(target, "verify")
+        if int(verify.get("outputs", {}).get("timed_out", 0)):
+            return plan.verify_timeout_s
+        start = float(verify.get("started_t", 0.0))
+        verdicts = [
+            event["t"]
+            for job in target["jobs"]
+            for event in job["events"]
+            if event.get("step") == "verify" and event["kind"] in VERDICT_EVENTS
+        ]
+        longest = max(longest, max(verdicts, default=start) - start)
+    return longest
 
 
 def _minimum_status_calls(target: Mapping[str, Any], plan: Plan) -> int:
@@ -558,6 +604,7 @@ def _figures(
     selects = [_step(t, "select") for t in report["targets"]]
     select_phase = max((s.get("started_t", 0) + s.get("duration_s", 0) for s in selects), default=0)
     stuck = sum(1 for j in fleet if j["fate"] == "stuck" and j["retries_accepted"] > 0)
+    recovery = recovery_s(report, plan)
     figures: dict[str, float] = {
         "jobs": jobs,
         "selected": totals.get("selected", 0),
@@ -569,7 +616,7 @@ def _figures(
         "run_wall_s": report["wall_s"],
         "process_overhead_s": usage.wall_s - report["wall_s"],
         "select_phase_s": select_phase,
-        "verify_floor_s": plan.verify_floor_s,
+        "recovery_s": recovery,
         "cpu_s": cpu,
         "cpu_user_s": usage.cpu_user_s,
         "cpu_sys_s": usage.cpu_sys_s,
@@ -592,6 +639,14 @@ def _figures(
         figures[f"seen_{name}"] = seen.get(route, 0)
     for name, value in minimum.items():
         figures[f"min_{name}"] = value
+    rate = plan.rate_per_route
+    if rate is not None:
+        per_route = max((minimum["list"] + 1) / rate, minimum["retry"] / rate) + recovery
+        one_budget = (minimum["list"] + minimum["retry"]) / rate + recovery
+        figures["bound_s"] = per_route
+        figures["bound_one_budget_s"] = one_budget
+        figures["wall_per_bound"] = report["wall_s"] / per_route
+        figures["wall_per_bound_one_budget"] = report["wall_s"] / one_budget
     return figures
 
 
@@ -642,11 +697,13 @@ def _fmt(value: float, digits: int = 2) -> str:
 
 def print_tables(results: Mapping[str, tuple[Plan, list[Sample]]]) -> None:
     timing: list[list[str]] = [
-        ["scenario", "jobs", "sel", "wall s", "verify floor s", "select s", "overhead s",
+        ["scenario", "jobs", "sel", "wall s", "run wall s", "recovery s", "bound s",
+         "run/bound", "bound 1 budget s", "run/bound 1 budget", "select s", "overhead s",
          "CPU s", "CPU ms/job", "RSS MB", "written MB", "emu CPU s", "rec/again/t.o. (stuck)", "n"],
     ]  # fmt: skip
     calls: list[list[str]] = [
-        ["scenario", "list (min)", "retry (min@100)", "retry@batch min", "status (min)",
+        ["scenario", "list (min)", "retry (min@100)", "retry@batch min", "status (lower bound)",
+         "status (fixed cadence)",
          "iam", "429s", "retries", "backoff s", "req/s avg", "peak/s all", "peak/s route",
          "limit"],
     ]  # fmt: skip
@@ -655,8 +712,8 @@ def print_tables(results: Mapping[str, tuple[Plan, list[Sample]]]) -> None:
         label = f"{key} {plan.scenario.title}"
         if not ok:
             notes = "; ".join(s.note for s in samples if s.note)
-            timing.append([label, *["-"] * 12, f"0/{len(samples)}"])
-            calls.append([label, *["-"] * 12])
+            timing.append([label, *["-"] * (len(timing[0]) - 2), f"0/{len(samples)}"])
+            calls.append([label, *["-"] * (len(calls[0]) - 1)])
             _err(f"scenario {key}: no successful run: {notes}")
             continue
 
@@ -668,7 +725,10 @@ def print_tables(results: Mapping[str, tuple[Plan, list[Sample]]]) -> None:
             limit += f" (runbook {plan.scenario.runbook_rate_limit})"
         timing.append([
             label, f"{m('jobs'):.0f}", f"{m('selected'):.0f}", _fmt(m("wall_s")),
-            _fmt(m("verify_floor_s")), _fmt(m("select_phase_s")), _fmt(m("process_overhead_s")),
+            _fmt(m("run_wall_s")), _fmt(m("recovery_s")), _fmt(m("bound_s")),
+            _fmt(m("wall_per_bound"), 3), _fmt(m("bound_one_budget_s")),
+            _fmt(m("wall_per_bound_one_budget"), 3),
+            _fmt(m("select_phase_s")), _fmt(m("process_overhead_s")),
             _fmt(m("cpu_s")), _fmt(m("cpu_ms_per_job"), 3), _fmt(m("rss_mb"), 0),
             _fmt(m("written_mb"), 1), _fmt(m("emulator_cpu_s")),
             f"{m('recovered'):.0f}/{m('failed_again'):.0f}/{m('timed_out'):.0f} ({m('stuck'):.0f})",
@@ -676,7 +736,9 @@ def print_tables(results: Mapping[str, tuple[Plan, list[Sample]]]) -> None:
         ])  # fmt: skip
         calls.append([
             label, _ratio(m("calls_list"), m("min_list")), _ratio(m("calls_retry"), m("min_retry")),
-            f"{m('min_retry_at_batch_size'):.0f}", _ratio(m("calls_status"), m("min_status")),
+            f"{m('min_retry_at_batch_size'):.0f}",
+            _ratio(m("calls_status"), m("min_status_lower")),
+            _ratio(m("calls_status"), m("min_status")),
             f"{m('calls_iam'):.0f}", f"{m('throttled'):.0f}", f"{m('engine_retries'):.0f}",
             _fmt(m("engine_waited_s"), 1), _fmt(m("rate_avg_per_s"), 1),
             f"{m('rate_peak_per_s_all'):.0f}", f"{m('rate_peak_per_s_route'):.0f}", limit,

@@ -45,6 +45,43 @@ class Pace:
         return max(wait, min(took, self.longest))
 
 
+# Queueing under this much is jitter, not a line of polls.
+QUEUE_SLACK_S = 0.05
+
+
+@dataclass(slots=True)
+class Backlog:
+    """The time this loop's queries stood in line, moved to the wait between its polls.
+
+    When the run's targets together poll faster than the API's budget grants (50 targets every
+    2 s want 25 requests/s; the gateway grants 20), every query queues at the budget, and a
+    queued poll holds up the requests behind it: another target's first change, another's last
+    poll before its deadline. A query that took longer than this loop's quickest answer so far
+    queued for the difference; that difference (less ``QUEUE_SLACK_S``) is added to the next
+    waits, so the polls' demand settles at what the budget grants and the line stays short.
+    The extra shrinks by a quarter after each query that did not queue, and is never more than
+    the pace's own wait (a stall of the service does not stretch the polls for long).
+
+    It reads only the time each query took, not the budget: it works for any rate limit, any
+    concurrency cap, and any layout of either. It is not a rate limit (the run's limiter and
+    rate limit still decide when a request leaves).
+    """
+
+    quickest: float | None = None
+    extra: float = 0.0
+
+    def after(self, took: float, wait: float) -> float:
+        """The extra wait after a query that took ``took``, with the pace's ``wait`` next."""
+        if self.quickest is None or took < self.quickest:
+            self.quickest = took
+        queued = took - self.quickest
+        if queued > QUEUE_SLACK_S:
+            self.extra = min(wait, self.extra + queued - QUEUE_SLACK_S)
+        else:
+            self.extra *= 0.75
+        return self.extra
+
+
 def wait_deadline(ctx: ActionContext, seconds: float | None) -> float:
     """When a wait of ``seconds`` (None: as long as the step allows) must end: by the step's
     deadline, less a reserve for the step to return its results (a quarter of what is left,
@@ -86,6 +123,7 @@ async def poll_until(
     pending = dict.fromkeys(job_ids)
     last: dict[str, str | None] = dict(known or {})
     wait = pace.first
+    backlog = Backlog()
     while pending:
         asked_at = ctx.now()
         try:
@@ -113,6 +151,7 @@ async def poll_until(
         remaining = deadline - ctx.now()
         if not pending or remaining <= 0:
             break
-        wait = pace.next(wait, changed=changed, took=ctx.now() - asked_at)
-        await ctx.sleep(min(wait, remaining))
+        took = ctx.now() - asked_at
+        wait = pace.next(wait, changed=changed, took=took)
+        await ctx.sleep(min(wait + backlog.after(took, wait), remaining))
     return {job_id: last.get(job_id) for job_id in pending}

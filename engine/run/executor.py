@@ -240,7 +240,8 @@ class Executor:
         interrupted = False
         storage_failure: StorageError | None = None
         try:
-            for segment in segments(self._runbook.steps, plan=self._plan):
+            cut = segments(self._runbook.steps, before_changes=self._waits_before_changes())
+            for segment in cut:
                 match segment:
                     case Gate(step):
                         await self._gate(step, runs)
@@ -465,6 +466,15 @@ class Executor:
             request = await self._request(step, live, following(self._runbook.steps, step))
             answer = await self._approver(request)
         return None if scope.was_cut else answer
+
+    def _waits_before_changes(self) -> bool:
+        """Whether every target must have selected before any changes: to check
+        max_jobs_total, or to show what is about to change. Otherwise each target goes on to
+        its first change as soon as its own selection is done. A plan changes nothing."""
+        if self._plan:
+            return False
+        shown = self._observer is not None and self._observer.shows_plan
+        return shown or self._runbook.max_jobs_total is not None
 
     async def _before_changes(self, first: Step, runs: Sequence[_TargetRun]) -> None:
         """Every target has selected and none has changed anything yet: show what is about to

@@ -4,9 +4,11 @@
     Gate           an approval: every target stops; one decision lets them all go on
     BeforeChanges  the point before the first change: every target has selected and none has
                    changed anything; the run shows what is about to change and checks
-                   max_jobs_total (not in a plan, which changes nothing)
+                   max_jobs_total (only when it has to, see ``segments``)
 
-Between two such points targets do not wait for each other.
+Between two such points targets do not wait for each other: a target whose selection is done
+sends its first change while the others still list, which keeps the API's budget busy instead
+of queueing every target's first change at once.
 """
 
 from __future__ import annotations
@@ -61,11 +63,16 @@ def following(steps: Sequence[Step], step: Step) -> tuple[Step, ...]:
     return tuple(steps[index + 1 :])
 
 
-def segments(steps: Sequence[Step], *, plan: bool) -> list[Segment]:
-    """The steps cut at every gate and, unless ``plan``, before the first change."""
+def segments(steps: Sequence[Step], *, before_changes: bool) -> list[Segment]:
+    """The steps cut at every gate and, if ``before_changes``, before the first change.
+
+    The caller asks for the cut before the first change only when something needs every
+    target's selection at once (max_jobs_total, or a display of what is about to change); a
+    plan changes nothing and needs neither. A gate is a cut whatever the caller asks.
+    """
     cut: list[Segment] = []
     pending: list[Step] = []
-    guarded = plan
+    guarded = not before_changes
 
     def flush() -> None:
         if pending:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import statistics
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from engine.actions.context import ActionContext, StepFailedError
 from engine.actions.spec import output_values
 from engine.api.client import JobDetail
 from engine.api.progress import ProgressResult
+from engine.api.ratelimit import TokenBucket
 from engine.api.types import (
     BatchActionResult,
     BatchOutcome,
@@ -968,3 +971,58 @@ async def test_a_422_service_abnormal_on_a_retry_is_an_unknown_outcome_not_a_rej
     assert record.disposition is not Disposition.RETRY_REJECTED
     # Reconciled: its update_time (an hour ago) says the first did not arrive, so sent again.
     assert api.retry_calls == [["b"], ["b"]]
+
+
+class _Gateway:
+    """One budget of ``rate`` status queries a second shared by many targets, each query
+    answered ``latency_s`` after its token: what a rate-limited route does to the polls."""
+
+    def __init__(self, clock: FakeClock, rate: float, latency_s: float) -> None:
+        self.bucket = TokenBucket(rate, clock=clock, sleep=clock.sleep)
+        self.clock = clock
+        self.latency_s = latency_s
+        self.queued_s: list[float] = []  # how long each query waited for its token
+        self.answered_at: list[float] = []
+
+    def api(self) -> FakeApi:
+        api = FakeApi(status_answers=[{"j": "STARTJOBING"}])  # never resolves: to the deadline
+        status = api.batch_status
+
+        async def queued(job_ids: Sequence[str]) -> list[StatusResult]:
+            asked = self.clock.now
+            await self.bucket.acquire()
+            self.queued_s.append(self.clock.now - asked)
+            await self.clock.sleep(self.latency_s)
+            self.answered_at.append(self.clock.now)
+            return await status(job_ids)
+
+        api.batch_status = queued  # type: ignore[method-assign]
+        return api
+
+
+async def test_verify_polls_of_many_targets_settle_at_the_budget_instead_of_queueing() -> None:
+    # 50 targets polling every 2 s want 25 queries/s of a budget of 20: before, every query
+    # stood ~0.45 s in line, and the last poll before the deadline answered that late.
+    clock = FakeClock()
+    gateway = _Gateway(clock, rate=20.0, latency_s=0.05)
+    params = verify_status.VerifyStatusParams(
+        jobs=("j",), poll_interval_s=2.0, max_poll_interval_s=2.0
+    )
+
+    async def one_target(api: FakeApi, number: int) -> None:
+        await clock.sleep(number / 20)  # the targets' retries went out at the budget's pace
+        ctx = make_ctx(api, clock, deadline=clock.now + 30.0)
+        seeded(ctx, "j")
+        await verify_status.run(ctx, params)
+
+    async with asyncio.timeout(10):  # real seconds: the clock is virtual
+        async with asyncio.TaskGroup() as group:
+            for number in range(50):
+                group.create_task(one_target(gateway.api(), number))
+
+    settled = gateway.queued_s[len(gateway.queued_s) // 3 :]  # after the first rounds
+    # Without the backlog: median 0.45 s, mean 0.48 s in line.
+    assert statistics.median(settled) < 0.2
+    assert statistics.mean(settled) < 0.3
+    # The polls still use the budget: ~20 a second over the 32.5 s, not a fraction of it.
+    assert len(gateway.queued_s) >= 0.9 * 20 * 32.5

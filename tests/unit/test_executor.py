@@ -916,3 +916,57 @@ async def test_a_resumed_run_that_had_stopped_stays_stopped_and_sends_nothing(
     assert all(s.status is StepStatus.SKIPPED for s in result.targets[0].steps)
     lines = (tmp_path / "run" / "journal.jsonl").read_text().count('"stopped"')
     assert lines == 1  # the trip is on disk once, not again by the resume
+
+
+class SlowListing(FakeFleet):
+    """A fleet whose listing takes ``list_s`` of the run's virtual time."""
+
+    def __init__(self, clock: FakeClock, list_s: float) -> None:
+        super().__init__()
+        self.clock = clock
+        self.list_s = list_s
+
+    async def list_jobs(self, **filters: Any) -> Any:
+        await self.clock.sleep(self.list_s)
+        return await super().list_jobs(**filters)
+
+
+def _retried_before_the_other_selected(
+    recorder: Recorder,
+) -> bool:
+    calls = recorder.calls
+    return calls.index("t0 retry started") < calls.index("t1 select succeeded")
+
+
+async def test_a_quiet_run_retries_a_target_as_soon_as_its_own_selection_ends(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    runbook = runbook_of(tmp_path, SELECT_RETRY_VERIFY, targets=2)
+    fast, slow = SlowListing(clock, 0.0), SlowListing(clock, 10.0)
+    for one in (fast, slow):
+        one.listing(job("a", "INCRE_TRANSFER_FAILED"))
+    recorder = Recorder(shows_plan=False)
+
+    result = await execute(runbook, [fast, slow], clock, observer=recorder)
+
+    assert result.exit_code == 0
+    assert _retried_before_the_other_selected(recorder)
+    assert fast.retry_calls == [["a"]]
+    assert slow.retry_calls == [["a"]]
+
+
+@pytest.mark.parametrize(("head", "shows_plan"), [("max_jobs_total: 50\n", False), ("", True)])
+async def test_every_target_selects_first_when_the_total_is_checked_or_the_plan_shown(
+    tmp_path: Path, clock: FakeClock, head: str, shows_plan: bool
+) -> None:
+    runbook = runbook_of(tmp_path, SELECT_RETRY_VERIFY, head=head, targets=2)
+    fast, slow = SlowListing(clock, 0.0), SlowListing(clock, 10.0)
+    for one in (fast, slow):
+        one.listing(job("a", "INCRE_TRANSFER_FAILED"))
+    recorder = Recorder(shows_plan=shows_plan)
+
+    result = await execute(runbook, [fast, slow], clock, observer=recorder)
+
+    assert result.exit_code == 0
+    assert not _retried_before_the_other_selected(recorder)
+    assert fast.retry_calls == [["a"]]

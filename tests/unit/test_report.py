@@ -198,3 +198,35 @@ def test_junit_and_html_show_each_jobs_delay() -> None:
     assert '<td class="n">240s / 400s</td>' in page
     assert "largest delay" in page
     assert "delay (last / max)" not in render(make_report(), "html")
+
+
+def _drawn_by_rich(headers: list[str], rows: list[list[str]], numbers_from: int) -> list[str]:
+    """The summary table as rich's Table drew it before (dashes under the header only)."""
+    import io
+
+    from rich.box import Box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        box=Box("    \n    \n -  \n    \n    \n    \n    \n    \n", ascii=True),
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+    )
+    for index, header in enumerate(headers):
+        table.add_column(header, justify="right" if index >= numbers_from else "left")
+    for cells in rows:
+        table.add_row(*cells)
+    text = io.StringIO()
+    Console(file=text, width=100_000, color_system=None, legacy_windows=False).print(table)
+    return [line.rstrip() for line in text.getvalue().splitlines()]
+
+
+def test_summary_table_is_drawn_as_rich_drew_it_wide_characters_included() -> None:
+    from engine.report.terminal import _table
+
+    headers = ["project", "selected", "failed again"]
+    rows = [["a" * 40, "2", "10"], ["数据库迁移", "12345", ""], ["p", "", "7"]]
+
+    assert _table(headers, rows, numbers_from=1) == _drawn_by_rich(headers, rows, 1)
