@@ -138,10 +138,11 @@ def webhooks(
 
 def _check(url: str, shown: str, where: str, allow_insecure_http: bool) -> None:
     keep_secret(url)
-    parts = urlsplit(url)
-    if parts.netloc:
+    host = _host_of(url)  # None also for what urlsplit cannot read (``https://[::1``)
+    parts = urlsplit(url) if host is not None else None
+    if parts is not None and parts.netloc:
         keep_secret(url.split(parts.netloc, 1)[1])  # the path and query hold the token
-    if parts.scheme not in {"http", "https"} or _host_of(url) is None:
+    if parts is None or parts.scheme not in {"http", "https"} or not _encodable(host or ""):
         raise UsageError(
             f"{where} is not an http(s) URL with a host; a webhook is https://host/path (the "
             "value is not shown: a webhook URL is a secret)"
@@ -154,6 +155,15 @@ def _check(url: str, shown: str, where: str, allow_insecure_http: bool) -> None:
             "network in clear; use https, or pass --allow-insecure-http if you must"
         )
     logger.debug("notifications to %s", shown)
+
+
+def _encodable(host: str) -> bool:
+    """Whether a host name can be sent at all (``a..b`` has an empty label: IDNA refuses it)."""
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 def _host_of(url: str) -> str | None:
@@ -314,13 +324,13 @@ class Notifier:
         self._policy = policy
         self._sleep = sleep
         self._books: Mapping[Target, JobBook] = {}
-        self._group: asyncio.TaskGroup | None = None
+        self._open = False  # between __aenter__ and __aexit__: notifications are sent
         self._session: aiohttp.ClientSession | None = None
         self._pending: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> Self:
         if self._hooks:
-            self._group = await asyncio.TaskGroup().__aenter__()
+            self._open = True
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=8),
                 headers={"User-Agent": f"drs-runbook/{__version__}"},
@@ -333,10 +343,10 @@ class Notifier:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        group, session = self._group, self._session
-        if group is None or session is None:
+        session = self._session
+        if not self._open or session is None:
             return
-        self._group = None  # nothing new is sent; what is in flight goes on
+        self._open = False  # nothing new is sent; what is in flight goes on
         try:
             # Not after an interruption that did not let the run end (a second signal).
             if self._pending and not isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
@@ -347,12 +357,13 @@ class Notifier:
                         f"{self._policy.drain_s:g}s of the end of the run; given up"
                     )
         finally:
-            for task in self._pending:
+            pending = tuple(self._pending)
+            for task in pending:
                 task.cancel()
             try:
-                # The run's own exception is not the group's: given to it, Python 3.11 would
-                # wrap it in an ExceptionGroup. The group only waits for its cancelled tasks.
-                await group.__aexit__(None, None, None)
+                # Deliveries are tasks of their own, not of the run: a delivery that fails
+                # never cancels the run; here they are only waited for, once cancelled.
+                await asyncio.gather(*pending, return_exceptions=True)
             finally:
                 self._session = None
                 await session.close()
@@ -394,13 +405,13 @@ class Notifier:
         return _counts(self._books.values())
 
     def _send(self, document: Mapping[str, Any]) -> None:
-        group = self._group
-        if group is None:
+        if not self._open:
             return
         event = NotifyEvent(document["event"])
         for hook in self._hooks:
             if event in hook.events:
-                task = group.create_task(self._deliver(hook, body(document, hook.format)))
+                deliver = self._deliver(hook, body(document, hook.format))
+                task = asyncio.get_running_loop().create_task(deliver)
                 self._pending.add(task)
                 task.add_done_callback(self._pending.discard)
 
@@ -414,6 +425,8 @@ class Notifier:
                 status, retry_after = await self._post(hook.url, payload)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 why = _failure_text(exc, policy.attempt_timeout_s)
+            except ValueError as exc:  # a URL the HTTP stack cannot send (e.g. IDNA, yarl)
+                why = type(exc).__name__  # its words may hold the URL: the type only
             else:
                 if 200 <= status < 300:
                     logger.debug("notification delivered to %s (%d)", hook.shown_as, status)

@@ -4,6 +4,7 @@ The deliveries themselves are received on 127.0.0.1 in tests/integration/test_no
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from engine.cli import main
 from engine.errors import Location, UsageError
 from engine.redact import REDACTED, redact
 from engine.run.approval import approve_all
-from engine.run.notify import Notifier, RunRef, body, webhooks
+from engine.run.notify import DeliveryPolicy, Notifier, RunRef, Webhook, body, webhooks
 from engine.runbook import load_runbook
 from engine.runbook.model import Notify, NotifyEvent, NotifyFormat
 
@@ -102,6 +103,16 @@ def test_a_command_line_url_is_told_everything_and_named_by_its_host_and_port() 
             "--notify is not an http(s) URL with a host; a webhook is https://host/path (the "
             "value is not shown: a webhook URL is a secret)",
         ),
+        (  # urlsplit refuses it: a sentence, not a traceback
+            "https://[::1/unitTokenR2s3",
+            "--notify is not an http(s) URL with a host; a webhook is https://host/path (the "
+            "value is not shown: a webhook URL is a secret)",
+        ),
+        (  # an empty label: no HTTP stack can send it (it crashed the run when sent)
+            "https://a..b/unitTokenT4u5",
+            "--notify a..b is not an http(s) URL with a host; a webhook is https://host/path "
+            "(the value is not shown: a webhook URL is a secret)",
+        ),
         (
             "https://bot:unitPassF7g8h9@hooks.example/x",
             "--notify hooks.example: a webhook URL must not carry a user name or password",
@@ -164,6 +175,31 @@ async def test_a_notifier_without_webhooks_changes_nothing(tmp_path: Path) -> No
         assert notifier.observing(None) is None
         assert notifier.asking(approve_all, "--yes") is approve_all
         notifier.stopped("nothing listens")  # nothing to send, nothing raised
+
+
+async def test_a_delivery_that_fails_unexpectedly_never_cancels_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    about = RunRef(run_id="r1", runbook_name="n", runbook_path="rb.yaml", run_dir=tmp_path)
+    hook = Webhook(url="https://hooks.example/x", shown_as="--notify hooks.example",
+                   events=frozenset(NotifyEvent))  # fmt: skip
+    warnings: list[str] = []
+    attempts = 0
+
+    async def broken(url: str, payload: bytes) -> tuple[int, float | None]:
+        nonlocal attempts
+        attempts += 1
+        raise (ValueError("unsendable") if attempts == 1 else RuntimeError("a bug of the stack"))
+
+    policy = DeliveryPolicy(max_attempts=2, backoff_s=0.0, drain_s=2.0)
+    async with Notifier([hook], run=about, warn=warnings.append, policy=policy) as notifier:
+        monkeypatch.setattr(notifier, "_post", broken)
+        notifier.stopped("a guard rail")
+        for _ in range(20):  # the run goes on while the delivery fails: never cancelled
+            await asyncio.sleep(0.01)
+        went_on = True
+    assert went_on
+    assert attempts == 2  # the ValueError was a failed attempt, retried; the bug ended it
 
 
 def test_an_unsafe_notify_url_stops_the_run_before_anything_is_sent(
