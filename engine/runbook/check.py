@@ -28,6 +28,7 @@ from engine.runbook.params import ParamType, static_checks
 from engine.runbook.parse import JsonPath, ParsedYaml
 from engine.runbook.schema import (
     STEADY_STATE,
+    STEADY_STATE_SETTINGS,
     STEP_SECTIONS,
     ActionCatalog,
     describe,
@@ -318,6 +319,8 @@ def _steady_state(
             )
     here = dataclasses.replace(names, here=pauses[0])
     for at, text in _strings_with_expressions(block, (STEADY_STATE,)):
+        if at[1] in STEADY_STATE_SETTINGS:
+            continue  # misplaced: _misplaced_expressions says so
         accepted = field_types(VERIFY, at[1:])
         _expression(parsed, catalog, checked, at, text, here, accepted)
 
@@ -399,8 +402,10 @@ def _misplaced_expressions(
     """
     if len(at) == 3 and at[0] in STEP_SECTIONS and at[2] in ("with", "when"):
         return
-    if at == (STEADY_STATE,):
-        return
+    if at == (STEADY_STATE,) and not isinstance(value, dict):
+        return  # not a mapping: the schema says so
+    if len(at) == 2 and at[0] == STEADY_STATE and at[1] not in STEADY_STATE_SETTINGS:
+        return  # a verify parameter: _steady_state checks it
     if not _known_key(at):
         return
     if isinstance(value, str) and is_expression(value):

@@ -127,6 +127,9 @@ def show(value: object) -> str:
 STEP_SECTIONS = ("steps", "rollback")
 # A drill's steady-state check: a verify's parameters (engine.runbook.model expands it).
 STEADY_STATE = "steady_state"
+# Its keys that set the check itself (a step's own settings, as a step's timeout): literal, never
+# an expression; every other key is a verify parameter and may be one.
+STEADY_STATE_SETTINGS = frozenset({"timeout"})
 
 
 def describe(data: Mapping[str, Any], at: JsonPath, catalog: ActionCatalog, detail: str) -> str:
@@ -223,7 +226,9 @@ def expression_paths(data: Mapping[str, Any]) -> set[JsonPath]:
                 if isinstance(step, dict) and isinstance(step.get("with"), dict):
                     walk(step["with"], (section, index, "with"))
     if isinstance(data.get(STEADY_STATE), dict):
-        walk(data[STEADY_STATE], (STEADY_STATE,))
+        for key, item in data[STEADY_STATE].items():
+            if key not in STEADY_STATE_SETTINGS:
+                walk(item, (STEADY_STATE, key))
     return found
 
 

@@ -29,7 +29,13 @@ from typing import Any
 
 from engine import schema_files
 from engine.runbook.expressions import EXPRESSION_END, EXPRESSION_START
-from engine.runbook.schema import SCHEMA_FILE, SOURCE_FILE, STEADY_STATE, with_definitions
+from engine.runbook.schema import (
+    SCHEMA_FILE,
+    SOURCE_FILE,
+    STEADY_STATE,
+    STEADY_STATE_SETTINGS,
+    with_definitions,
+)
 
 EXPRESSION = "expression"
 _EXPRESSION_REF = f"#/$defs/{EXPRESSION}"
@@ -150,8 +156,14 @@ def build(source: Mapping[str, Any]) -> dict[str, Any]:
     builder = _Builder(source["$defs"])
     for name in dict.fromkeys(with_definitions(source).values()):
         defs[name] = builder.values(source["$defs"][name], f"$defs/{name}")
-    steady_state = source["properties"][STEADY_STATE]
-    published["properties"][STEADY_STATE] = builder.values(steady_state, STEADY_STATE)
+    # The steady state's verify parameters take expressions; its own settings stay literal.
+    steady_state = dict(source["properties"][STEADY_STATE])
+    properties: Mapping[str, Any] = steady_state.get("properties", {})
+    settings = {k: v for k, v in properties.items() if k in STEADY_STATE_SETTINGS}
+    steady_state["properties"] = {k: v for k, v in properties.items() if k not in settings}
+    built = builder.values(steady_state, STEADY_STATE)
+    built["properties"] = {**built["properties"], **settings}
+    published["properties"][STEADY_STATE] = built
     added = {**builder.derived, EXPRESSION: expression_schema()}
     taken = sorted(added.keys() & defs.keys())
     if taken:

@@ -306,8 +306,30 @@ def test_expressions_are_offered_only_where_the_engine_evaluates_them() -> None:
     found = list(walk(dict(load_schema()), ""))
     assert "/$defs/batch_retry_with/properties/batch_size" in found
     assert "/$defs/select_jobs_with/properties/statuses/anyOf/0/items" in found
-    assert "/properties/steady_state/properties/timeout" in found
+    assert "/properties/steady_state/properties/poll_interval" in found
+    # the check's own deadline is a step's timeout: literal, as the engine reads it
+    assert "/properties/steady_state/properties/timeout" not in found
     assert [pointer for pointer in found if not pointer.startswith(allowed)] == []
+
+
+def test_an_expression_in_the_steady_states_timeout_is_refused_by_both_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    drill = (REPO / "runbooks" / "dr-drill.yaml").read_text(encoding="utf-8")
+    assert drill.count("\n  timeout: 30s\n") == 1
+    path = tmp_path / "drill.yaml"
+    path.write_text(drill.replace("\n  timeout: 30s\n", "\n  timeout: ${{ params.outage }}\n"))
+    assert _error_paths(_published(), _document(path)) == {"steady_state/timeout"}
+    with pytest.raises(RunbookInvalidError) as refused:
+        load_runbook(path, CATALOG)
+    [problem] = refused.value.diagnostics
+    assert (problem.location.line, problem.location.col) == (34, 12)
+    assert problem.message.startswith("steady_state.timeout: expected a duration")
+    # and where it may be, the published schema takes it
+    path.write_text(
+        drill.replace("\n  poll_interval: 2s\n", "\n  poll_interval: ${{ params.outage }}\n", 1)
+    )
+    assert _error_paths(_published(), _document(path)) == set()
 
 
 # ----------------------------------------------------------------------------- examples, corpus
