@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.api.bounds import DEFAULT_REQUEST_TIMEOUT_S
+from engine.api.credentials import CredentialSettings
 from engine.api.resilience import Resilience
 from engine.api.transport import AiohttpTransport, Transport
 from engine.errors import StorageError, UsageError
@@ -49,6 +50,7 @@ from engine.report.files import (
 )
 from engine.report.merge import merge_reports
 from engine.report.render import REPORT_FILES
+from engine.run.accounts import account_settings
 from engine.run.approval import HOW_PLAN, HOW_TERMINAL, Approver, approval, approve_all
 from engine.run.executor import Executor, RunObserver
 from engine.run.inputs import (
@@ -456,13 +458,15 @@ async def _wire_and_execute(
             )
             connections = emulator_connections(runbook, logins_of(emu, runbook), transport)
         else:
+            accounts = account_settings(runbook, os.environ)  # read once: files, variables
             runbook = await _discovered(
-                runbook, where, transport, resilience, observer, journal, resume
+                runbook, where, transport, resilience, observer, journal, resume, accounts=accounts
             )
             connections = cloud_connections(
                 runbook,
                 endpoint=where.endpoint,
                 credentials=where.credentials,
+                accounts=accounts,
                 transport=transport,
                 resilience=resilience,
             )
@@ -519,6 +523,7 @@ async def _discovered(
     journal: RunJournal | None,
     resume: JournalState | None,
     emulator: Mapping[str | None, EmulatorLogin] | None = None,
+    accounts: Mapping[str, CredentialSettings] | None = None,
 ) -> Runbook:
     """The runbook with its discovery targets expanded (``engine.run.discovery``); a resumed
     run must find the projects it started with, in the same order, or it is refused."""
@@ -530,7 +535,7 @@ async def _discovered(
         runbook,
         transport=transport,
         iam_endpoint=discovery_iam(runbook, where.endpoint, emulator),
-        auth_for=discovery_auth(runbook, transport, resilience, emulator),
+        auth_for=discovery_auth(runbook, transport, resilience, emulator, accounts or {}),
     )
     for note in notes:
         _note(observer, note)

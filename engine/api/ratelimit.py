@@ -113,10 +113,6 @@ class RateBudgets:
         self._learnt[key] = per_s
         self._buckets.pop(key, None)  # the next request makes a bucket at the learnt rate
 
-    def rates(self) -> dict[str, float]:
-        """The paced rate of every budget in use, ``scope route`` -> requests/s (for reports)."""
-        return {f"{scope} {route}".strip(): b.rate for (scope, route), b in self._buckets.items()}
-
 
 class RateLimitedTransport:
     """Waits for a token of the request's budget (``scope``, route) before sending.

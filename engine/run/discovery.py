@@ -16,7 +16,6 @@ the same answer gives the same targets, as a resume needs.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -24,12 +23,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from engine.api.auth import Auth, IamPasswordAuth
-from engine.api.credentials import resolve_credentials
+from engine.api.credentials import CredentialSettings, resolve_credentials
 from engine.api.endpoints import iam_endpoint as region_iam_endpoint
 from engine.api.resilience import Resilience
 from engine.api.transport import HttpRequest, Transport, error_fields
 from engine.errors import TransportError, UsageError
-from engine.run.accounts import account_settings
 from engine.runbook import Runbook, Target
 from engine.runbook.model import Discovery
 
@@ -169,9 +167,10 @@ def discovery_auth(
     transport: Transport,
     resilience: Resilience,
     emulator: Mapping[str | None, EmulatorLogin] | None,
+    settings: Mapping[str, CredentialSettings],
 ) -> Callable[[str], Auth]:
-    """An account's credentials for IAM's own calls: domain-wide, never a project's."""
-    settings = {} if emulator is not None else account_settings(runbook, os.environ)
+    """An account's credentials for IAM's own calls, domain-wide, never a project's: from
+    ``settings`` (``engine.run.accounts.account_settings``), or the emulator's users."""
     made: dict[str, Auth] = {}
 
     def auth(account: str) -> Auth:

@@ -32,7 +32,6 @@ from engine.api.resilience import Resilience
 from engine.api.transport import HttpRequest, HttpResponse, Transport
 from engine.api.types import Language
 from engine.errors import UsageError
-from engine.run.accounts import account_settings
 from engine.run.limits import FairLimiter, FairTransport
 from engine.run.stop import StopGate, StopSignal
 from engine.runbook import Runbook, Target
@@ -171,19 +170,20 @@ def cloud_connections(
     *,
     endpoint: str | None,
     credentials: CredentialSettings | None,
+    accounts: Mapping[str, CredentialSettings],
     transport: Transport,
     resilience: Resilience,
 ) -> dict[Target, Connection]:
     """Real endpoints (or one ``endpoint`` for all), with credentials resolved per target: its
-    account's (only those: never the environment's as a fallback), else the run's."""
+    account's from ``accounts`` (``engine.run.accounts.account_settings``; only those, never
+    the environment's as a fallback), else the run's."""
     connections: dict[Target, Connection] = {}
-    settings = account_settings(runbook, os.environ)
     for target in runbook.targets:
         base = endpoint or target.endpoint or drs_endpoint(target.region or "")
         account = runbook.accounts[target.account] if target.account else None
         try:
             auth = resolve_credentials(
-                explicit=credentials if account is None else settings[account.name],
+                explicit=credentials if account is None else accounts[account.name],
                 env=os.environ if account is None else {},
                 project_id=target.project_id,
                 region=target.region,
@@ -200,6 +200,6 @@ def cloud_connections(
         connections[target] = Connection(endpoint=base.rstrip("/"), auth=auth)
     if any(target.account is None for target in runbook.targets):
         logger.info("credentials: %s", describe_source(explicit=credentials, env=os.environ))
-    for name, account_credentials in settings.items():
+    for name, account_credentials in accounts.items():
         logger.info("credentials of account %s: %s", name, account_credentials.origin)
     return connections

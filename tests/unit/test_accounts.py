@@ -146,6 +146,7 @@ def test_each_target_gets_its_own_accounts_credentials_and_never_the_environment
         runbook,
         endpoint="http://127.0.0.1:9",
         credentials=None,
+        accounts=account_settings(runbook, os.environ),
         transport=_Recording(),
         resilience=Resilience(),
     )
