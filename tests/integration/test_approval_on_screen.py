@@ -62,7 +62,9 @@ def _wait_for(tmux: list[str], pattern: str, *, within_s: float) -> str:
 def test_the_prompt_and_its_answer_stay_in_the_scrollback(tmux: list[str], tmp_path: Path) -> None:
     runbook = fast_copy(REPO / "runbooks" / "incident-retry.yaml", tmp_path / "incident.yaml")
     done = tmp_path / "exit-code"
-    unset = ("CI", "NO_COLOR", "TMUX", "COLUMNS", "LINES")  # the pane's own size, not pytest's
+    # CI (set by every CI service) and NO_COLOR ask for plain lines; TERM, COLUMNS and LINES
+    # must be the pane's own, not those of the terminal (or none) pytest runs under
+    unset = ("CI", "NO_COLOR", "TMUX", "TERM", "COLUMNS", "LINES")
     env = {k: v for k, v in os.environ.items() if k not in unset}
     run = " ".join(
         shlex.quote(part)
@@ -73,14 +75,17 @@ def test_the_prompt_and_its_answer_stay_in_the_scrollback(tmux: list[str], tmp_p
     )  # fmt: skip
     script = tmp_path / "run.sh"
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items() if k.isidentifier())
-    # unset again in the pane: a tmux server started under pytest can hand its panes a
-    # COLUMNS/LINES of its own (80x24), which rich prefers to the pane's real size
+    # unset again in the pane: the tmux server inherits the environment of whoever started
+    # it (pytest's, CI=true included) and hands it to its panes, with a COLUMNS/LINES of its
+    # own (80x24) that rich would prefer to the pane's real size
     script.write_text(
-        f"{exports}unset COLUMNS LINES\n{run}\necho $? > {shlex.quote(str(done))}\nsleep 600\n"
+        f"{exports}unset CI NO_COLOR COLUMNS LINES\n"
+        f"{run}\necho $? > {shlex.quote(str(done))}\nsleep 600\n"
     )
     subprocess.run(
         [*tmux, "new-session", "-d", "-s", "run", "-x", "160", "-y", "40", f"sh {script}"],
         check=True,
+        env=env,
     )
     subprocess.run([*tmux, "set-option", "-t", "run", "history-limit", "10000"], check=True)
 
