@@ -37,7 +37,14 @@ Under a gateway rate limit r per route (d, e, f) the least wall time a run can t
               every listing, the last target's retry follows its own listing, and its jobs then
               take the recovery time; routes have budgets of their own, as at the gateway)
     bound, one budget   (list + retry) / r + recovery   (every route paced by one bucket, as the
-              client paces an endpoint today)
+              client paced an endpoint before issue 18)
+
+Scenario i (accounts and shards) serves two accounts from one emulator (``--accounts 2``, the
+gateway's limit per account per route) and runs the fleet three ways, each against an emulator
+of its own: two shard processes in parallel ``--shard-by account`` (then ``runbook merge``), one
+process, and two shards ``--shard-by target``. Every account has its own budgets, so the bound
+is the formula above per account, over that account's targets, and a layout's bound the largest
+of its accounts'; a shard's bound is over its own targets' calls.
 """
 
 from __future__ import annotations
@@ -88,6 +95,14 @@ MODEL_POLL_S = 2.0  # runbooks/retry-failed-jobs.yaml: verify timeout 30s, poll_
 MODEL_TIMEOUT_S = 30.0
 MAX_CONCURRENCY = 64  # the runbook schema's maximum
 DEFAULT_TIME_SCALE = 0.1
+SHARDS = 2  # scenario i's shard processes
+# Scenario i's layouts: how the fleet is split between processes (--shard-by; None: one process).
+LAYOUTS: dict[str, str | None] = {"by_account": "account", "one": None, "by_target": "target"}
+LAYOUT_TITLES = {
+    "by_account": f"{SHARDS} shards --shard-by account",
+    "one": "one process",
+    "by_target": f"{SHARDS} shards --shard-by target",
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,6 +120,9 @@ class Scenario:
     # The verify step polls at a fixed pace (max_poll_interval = poll_interval) instead of
     # backing off while nothing changes.
     fixed_poll: bool = False
+    # More than one: the emulator serves that many accounts of ``projects`` each, and the fleet
+    # is run in every one of ``LAYOUTS`` (scenario i).
+    accounts: int = 1
 
 
 # Latency and the gateway's rate limit are real time, so the runbook keeps its real cadence
@@ -146,6 +164,14 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(key="g", title="5000x2", projects=5000, jobs=2),
         Scenario(key="h", title="10x1000", projects=10, jobs=1000),
+        dataclasses.replace(
+            _RATE_LIMITED,
+            key="i",
+            title="2 accounts x 25x200 50ms 20/s, shards",
+            projects=25,
+            jobs=200,
+            accounts=2,
+        ),
     )
 }
 
@@ -191,7 +217,8 @@ class Plan:
             time_scale=scale,
             verify_timeout_s=settings.verify_timeout_s or round(MODEL_TIMEOUT_S * scale, 3),
             poll_s=settings.poll_s or round(MODEL_POLL_S * scale, 3),
-            concurrency=settings.concurrency or min(scenario.projects, MAX_CONCURRENCY),
+            concurrency=settings.concurrency
+            or min(scenario.projects * scenario.accounts, MAX_CONCURRENCY),
             batch_size=settings.batch_size,
             max_delay_s=settings.max_delay_s,
         )
@@ -219,8 +246,9 @@ class BenchError(Exception):
 # --------------------------------------------------------------------------- processes
 
 
-def _child_env(token: str | None) -> dict[str, str]:
+def _child_env(token: str | None, credentials: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(CREDENTIAL_PREFIXES)}
+    env.update(credentials or {})
     env["NO_COLOR"] = "1"
     # `python -c` would put the working directory (this checkout) first on sys.path, so
     # --python PY would measure this checkout's engine, not the one PY has installed.
@@ -265,6 +293,8 @@ class EmulatorProcess:
             command += ["--faults", scenario.faults]
         if scenario.emulator_rate_limit:
             command += ["--rate-limit", scenario.emulator_rate_limit]
+        if scenario.accounts > 1:
+            command += ["--accounts", str(scenario.accounts)]
         self._log = log.open("w", encoding="utf-8")
         started = time.perf_counter()
         self.proc = subprocess.Popen(
@@ -331,25 +361,42 @@ def run_child(
     high-water mark of the process a child was forked from in the child's ``ru_maxrss``, and this
     bench grows to hundreds of MB once it has read a large run's report.
     """
-    result = _launcher().run(
-        {
-            "command": list(command),
-            "env": dict(env),
-            "cwd": str(REPO),
-            "stdout": str(out),
-            "stderr": str(out.with_suffix(".err")),
-            "timeout_s": timeout_s,
-        }
-    )
-    if result["timed_out"]:
-        raise BenchError(f"{command[3]} took longer than --run-timeout {timeout_s:g}s: stopped")
-    return ChildUsage(
-        exit_code=result["exit_code"],
-        wall_s=result["wall_s"],
-        cpu_user_s=result["user_s"],
-        cpu_sys_s=result["sys_s"],
-        max_rss_mb=result["maxrss_kib"] / 1024,  # KiB on Linux
-    )
+    return run_children([command], env, [out], timeout_s)[0]
+
+
+def run_children(
+    commands: Sequence[Sequence[str]],
+    env: Mapping[str, str],
+    outs: Sequence[Path],
+    timeout_s: float,
+) -> list[ChildUsage]:
+    """``run_child`` for several children at once (each from a launcher of its own)."""
+    launchers = [_launcher(number) for number in range(len(commands))]
+    for launcher, command, out in zip(launchers, commands, outs, strict=True):
+        launcher.submit(
+            {
+                "command": list(command),
+                "env": dict(env),
+                "cwd": str(REPO),
+                "stdout": str(out),
+                "stderr": str(out.with_suffix(".err")),
+                "timeout_s": timeout_s,
+            }
+        )
+    results = [launcher.result() for launcher in launchers]
+    for command, result in zip(commands, results, strict=True):
+        if result["timed_out"]:
+            raise BenchError(f"{command[3]} took longer than --run-timeout {timeout_s:g}s: stopped")
+    return [
+        ChildUsage(
+            exit_code=result["exit_code"],
+            wall_s=result["wall_s"],
+            cpu_user_s=result["user_s"],
+            cpu_sys_s=result["sys_s"],
+            max_rss_mb=result["maxrss_kib"] / 1024,  # KiB on Linux
+        )
+        for result in results
+    ]
 
 
 # Reads one JSON request per line, runs it, answers one JSON line: see run_child.
@@ -391,11 +438,14 @@ class _Launcher:
             text=True,
         )
 
-    def run(self, job: Mapping[str, Any]) -> dict[str, Any]:
+    def submit(self, job: Mapping[str, Any]) -> None:
         assert self._proc.stdin is not None
-        assert self._proc.stdout is not None
         self._proc.stdin.write(json.dumps(job) + "\n")
         self._proc.stdin.flush()
+
+    def result(self) -> dict[str, Any]:
+        """The answer to the job submitted last (waits for the child's end)."""
+        assert self._proc.stdout is not None
         answer = self._proc.stdout.readline()
         if not answer:
             raise BenchError("the launcher of measured runs died")
@@ -406,20 +456,40 @@ class _Launcher:
 _LAUNCHERS: list[_Launcher] = []
 
 
-def _launcher() -> _Launcher:
-    if not _LAUNCHERS:
+def _launcher(number: int = 0) -> _Launcher:
+    while len(_LAUNCHERS) <= number:
         _LAUNCHERS.append(_Launcher())
-    return _LAUNCHERS[0]
+    return _LAUNCHERS[number]
 
 
 # --------------------------------------------------------------------------- the runbook
 
 
+def _token_variable(account: Mapping[str, Any]) -> str:
+    """The variable an account's token is in (the runbook names it, the bench sets it)."""
+    return f"BENCH_{account['name'].upper().replace('-', '_')}_TOKEN"
+
+
+def account_tokens(described: Mapping[str, Any]) -> dict[str, str]:
+    """Every account's token by its variable, when the emulator serves several accounts."""
+    accounts = described["accounts"]
+    return {_token_variable(a): a["token"] for a in accounts} if len(accounts) > 1 else {}
+
+
 def runbook_text(plan: Plan, described: Mapping[str, Any]) -> str:
-    """retry-failed-jobs.yaml's steps, for every project the emulator serves."""
+    """retry-failed-jobs.yaml's steps, for every project the emulator serves (of every account,
+    account by account, each with its token from a variable when there are several)."""
+    if plan.scenario.accounts > 1:
+        accounts = "accounts:\n" + "".join(
+            f"  {a['name']}: {{token_env: {_token_variable(a)}}}\n" for a in described["accounts"]
+        )
+        projects = [(f"    account: {a['name']}\n", p) for a in described["accounts"]
+                    for p in a["projects"]]  # fmt: skip
+    else:
+        accounts, projects = "", [("", p) for p in described["projects"]]
     targets = "".join(
-        f"  - project_id: {p['project_id']}\n    region: {p['region']}\n"
-        for p in described["projects"]
+        f"  - project_id: {p['project_id']}\n    region: {p['region']}\n{account}"
+        for account, p in projects
     )
     rate = (
         f"rate_limit: {plan.scenario.runbook_rate_limit}\n"
@@ -435,7 +505,7 @@ version: 1
 name: bench-retry-failed-jobs
 concurrency: {plan.concurrency}
 max_jobs: {max(50, 2 * plan.scenario.jobs)}
-{rate}targets:
+{rate}{accounts}targets:
 {targets}steps:
   - id: select
     action: drs.select_jobs
@@ -516,6 +586,30 @@ def recovery_s(report: Mapping[str, Any], plan: Plan) -> float:
     return longest
 
 
+def bound_s(minimum: Mapping[str, int], recovery: float, rate: float) -> float:
+    """The least wall under a limit ``rate`` per route (the module docstring's bound)."""
+    return max((minimum["list"] + 1) / rate, minimum["retry"] / rate) + recovery
+
+
+def bound_of_accounts(
+    targets: Sequence[Mapping[str, Any]], fleet: Sequence[Mapping[str, Any]], plan: Plan
+) -> float:
+    """The largest bound of the accounts of ``targets``, each over its own targets' calls (an
+    account's budgets are its own); NaN without a rate limit."""
+    rate = plan.rate_per_route
+    if rate is None or not targets:
+        return math.nan
+    by_account: dict[str, list[Mapping[str, Any]]] = {}
+    for target in targets:
+        by_account.setdefault(target.get("account") or "", []).append(target)
+    return max(
+        bound_s(
+            minimum_calls({"targets": own}, fleet, plan), recovery_s({"targets": own}, plan), rate
+        )
+        for own in by_account.values()
+    )
+
+
 def _minimum_status_calls(target: Mapping[str, Any], plan: Plan) -> int:
     verify = _step(target, "verify")
     accepted = int(_step(target, "retry").get("outputs", {}).get("accepted", 0))
@@ -543,7 +637,10 @@ def _minimum_status_calls(target: Mapping[str, Any], plan: Plan) -> int:
 
 
 def measure_once(settings: Settings, plan: Plan, workdir: Path, profile: Path | None) -> Sample:
-    """Start an emulator, run the engine against it once, and collect every figure."""
+    """Start an emulator, run the engine against it once, and collect every figure (for
+    scenario i: in each of ``LAYOUTS``)."""
+    if plan.scenario.accounts > 1:
+        return measure_layouts(settings, plan, workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     emulator = EmulatorProcess(settings, plan, workdir / "emulator.log")
     try:
@@ -641,13 +738,114 @@ def _figures(
         figures[f"min_{name}"] = value
     rate = plan.rate_per_route
     if rate is not None:
-        per_route = max((minimum["list"] + 1) / rate, minimum["retry"] / rate) + recovery
+        per_route = bound_s(minimum, recovery, rate)
         one_budget = (minimum["list"] + minimum["retry"]) / rate + recovery
         figures["bound_s"] = per_route
         figures["bound_one_budget_s"] = one_budget
         figures["wall_per_bound"] = report["wall_s"] / per_route
         figures["wall_per_bound_one_budget"] = report["wall_s"] / one_budget
     return figures
+
+
+# --------------------------------------------------------------------------- accounts and shards
+
+
+def measure_layouts(settings: Settings, plan: Plan, workdir: Path) -> Sample:
+    """Scenario i: the fleet in each of ``LAYOUTS``, each against an emulator of its own; the
+    figures of layout L are named ``L_...``."""
+    values: dict[str, float] = {}
+    for layout, by in LAYOUTS.items():
+        figures = measure_layout(settings, plan, workdir / layout, by)
+        values.update({f"{layout}_{name}": value for name, value in figures.items()})
+    return Sample(ok=True, values=values)
+
+
+def measure_layout(
+    settings: Settings, plan: Plan, workdir: Path, by: str | None
+) -> dict[str, float]:
+    """Run the fleet as ``SHARDS`` shard processes in parallel ``--shard-by BY`` (None: one
+    process) against one emulator, merge their reports, and collect the figures: the layout's
+    (merged), each account's 429s (the emulator's stats), and each shard's (``shardN_...``)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    splits = [[]] if by is None else [
+        ["--shard", f"{number}/{SHARDS}", "--shard-by", by] for number in range(1, SHARDS + 1)
+    ]  # fmt: skip
+    runs = [workdir / f"report-{number}" for number in range(1, len(splits) + 1)]
+    emulator = EmulatorProcess(settings, plan, workdir / "emulator.log")
+    try:
+        runbook = workdir / "runbook.yaml"
+        runbook.write_text(runbook_text(plan, emulator.described), encoding="utf-8")
+        commands = [
+            [settings.python, "-c", ENGINE_MAIN, "run", str(runbook), "--endpoint", emulator.url,
+             "--yes", "-q", "--report-dir", str(run), *split]
+            for run, split in zip(runs, splits, strict=True)
+        ]  # fmt: skip
+        env = _child_env(None, account_tokens(emulator.described))
+        outs = [run.with_suffix(".out") for run in runs]
+        usages = run_children(commands, env, outs, settings.run_timeout_s)
+        stats = emulator.get("/_emulator/stats")
+        fleet = emulator.get("/_emulator/jobs")["jobs"]
+    finally:
+        emulator.stop()
+    for usage, out in zip(usages, outs, strict=True):
+        if usage.exit_code not in (0, 1):
+            err = out.with_suffix(".err").read_text(encoding="utf-8").strip().splitlines()
+            raise BenchError(f"runbook run exited {usage.exit_code}: {err[-1] if err else ''}")
+    reports = [json.loads((run / "report.json").read_text(encoding="utf-8")) for run in runs]
+    merged = reports[0] if by is None else merge_reports(settings, runs, workdir / "merged")
+    accounts = emulator.described["accounts"]
+    expected = Counter((a["name"], p["project_id"]) for a in accounts for p in a["projects"])
+    seen = Counter((t["account"], t["project_id"]) for t in merged["targets"])
+    bound = bound_of_accounts(merged["targets"], fleet, plan)
+    # The shards start together; the merged report's span is of whole seconds (its started_at
+    # and finished_at), so the layout's run wall is its slowest shard's.
+    run_wall = max(r["wall_s"] for r in reports)
+    totals = merged["totals"]
+    figures: dict[str, float] = {
+        "processes": len(usages),
+        "wall_s": max(u.wall_s for u in usages),
+        "run_wall_s": run_wall,
+        "merged_wall_s": merged["wall_s"],
+        "bound_s": bound,
+        "run_per_bound": run_wall / bound,
+        "cpu_s": sum(u.cpu_user_s + u.cpu_sys_s for u in usages),
+        "targets": seen.total(),
+        "targets_once": float(seen == expected),  # every target of the fleet, each once
+        "selected": totals.get("selected", 0),
+        "recovered": totals.get("recovered", 0),
+        "failed_again": totals.get("failed_again", 0),
+        "timed_out": totals.get("timed_out", 0),
+        "drs_requests": sum(v for k, v in stats["requests"].items() if k.startswith("POST /v3/{")),
+        "throttled": stats["throttled"],
+        "client_throttled": merged["api_resilience"].get("throttled", 0),
+        "client_retries": merged["api_resilience"].get("retries", 0),
+    }
+    for number, account in enumerate(accounts, 1):
+        figures[f"account{number}_throttled"] = stats["accounts"][account["name"]]["throttled"]
+    for number, (usage, report) in enumerate(zip(usages, reports, strict=True), 1):
+        own = bound_of_accounts(report["targets"], fleet, plan)
+        figures |= {
+            f"shard{number}_targets": len(report["targets"]),
+            f"shard{number}_wall_s": usage.wall_s,
+            f"shard{number}_run_wall_s": report["wall_s"],
+            f"shard{number}_bound_s": own,
+            f"shard{number}_run_per_bound": report["wall_s"] / own,
+            f"shard{number}_cpu_s": usage.cpu_user_s + usage.cpu_sys_s,
+            f"shard{number}_client_throttled": report["api_resilience"].get("throttled", 0),
+        }
+    return figures
+
+
+def merge_reports(settings: Settings, runs: Sequence[Path], out: Path) -> dict[str, Any]:
+    """``runbook merge`` of the shards' report directories; the merged report.json."""
+    command = [settings.python, "-c", ENGINE_MAIN, "merge", *map(str, runs), "--report-dir",
+               str(out), "--format", "json"]  # fmt: skip
+    usage = run_child(command, _child_env(None), out.with_suffix(".out"), settings.run_timeout_s)
+    if usage.exit_code not in (0, 1):
+        err = out.with_suffix(".err").read_text(encoding="utf-8").strip().splitlines()
+        raise BenchError(f"runbook merge exited {usage.exit_code}: {err[-1] if err else ''}")
+    merged: dict[str, Any] = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    return merged
 
 
 # --------------------------------------------------------------------------- output
@@ -707,9 +905,12 @@ def print_tables(results: Mapping[str, tuple[Plan, list[Sample]]]) -> None:
          "iam", "429s", "retries", "backoff s", "req/s avg", "peak/s all", "peak/s route",
          "limit"],
     ]  # fmt: skip
+    layouts = {k: result for k, result in results.items() if result[0].scenario.accounts > 1}
     for key, (plan, samples) in results.items():
         ok = [s for s in samples if s.ok]
         label = f"{key} {plan.scenario.title}"
+        if key in layouts:
+            continue
         if not ok:
             notes = "; ".join(s.note for s in samples if s.note)
             timing.append([label, *["-"] * (len(timing[0]) - 2), f"0/{len(samples)}"])
@@ -743,10 +944,58 @@ def print_tables(results: Mapping[str, tuple[Plan, list[Sample]]]) -> None:
             _fmt(m("engine_waited_s"), 1), _fmt(m("rate_avg_per_s"), 1),
             f"{m('rate_peak_per_s_all'):.0f}", f"{m('rate_peak_per_s_route'):.0f}", limit,
         ])  # fmt: skip
-    _out("\ntime and resources (medians)")
-    _table(timing)
-    _out("\nAPI calls, engine's count (minimum), and throttling (medians)")
-    _table(calls)
+    if len(timing) > 1:
+        _out("\ntime and resources (medians)")
+        _table(timing)
+        _out("\nAPI calls, engine's count (minimum), and throttling (medians)")
+        _table(calls)
+    for key, (plan, samples) in layouts.items():
+        print_layouts(key, plan, samples)
+
+
+def print_layouts(key: str, plan: Plan, samples: Sequence[Sample]) -> None:
+    """Scenario i's table: each layout merged, and each of its shard processes."""
+    ok = [s for s in samples if s.ok]
+    if not ok:
+        notes = "; ".join(s.note for s in samples if s.note)
+        _err(f"scenario {key}: no successful run: {notes}")
+        return
+    rows: list[list[str]] = [
+        ["layout", "process", "targets", "wall s", "run wall s", "bound s", "run/bound",
+         "429s", "429s per account", "client retries", "CPU s", "rec/again/t.o."],
+    ]  # fmt: skip
+    accounts = range(1, plan.scenario.accounts + 1)
+    for layout, by in LAYOUTS.items():
+
+        def m(name: str, layout: str = layout) -> float:
+            return median_of(ok, f"{layout}_{name}")
+
+        processes = 1 if by is None else SHARDS
+        for number in range(1, processes + 1) if processes > 1 else ():
+            rows.append([
+                LAYOUT_TITLES[layout] if number == 1 else "", f"shard {number}/{processes}",
+                f"{m(f'shard{number}_targets'):.0f}", _fmt(m(f"shard{number}_wall_s")),
+                _fmt(m(f"shard{number}_run_wall_s")), _fmt(m(f"shard{number}_bound_s")),
+                _fmt(m(f"shard{number}_run_per_bound"), 3),
+                f"{m(f'shard{number}_client_throttled'):.0f} (client)", "", "",
+                _fmt(m(f"shard{number}_cpu_s")), "",
+            ])  # fmt: skip
+        once = "each once" if m("targets_once") == 1 else "NOT each once"
+        rows.append([
+            LAYOUT_TITLES[layout] if processes == 1 else "",
+            "merged" if processes > 1 else "the process", f"{m('targets'):.0f} {once}",
+            _fmt(m("wall_s")), _fmt(m("run_wall_s")), _fmt(m("bound_s")),
+            _fmt(m("run_per_bound"), 3), f"{m('throttled'):.0f}",
+            "/".join(f"{m(f'account{n}_throttled'):.0f}" for n in accounts),
+            f"{m('client_retries'):.0f}", _fmt(m("cpu_s")),
+            f"{m('recovered'):.0f}/{m('failed_again'):.0f}/{m('timed_out'):.0f}",
+        ])  # fmt: skip
+    _out(
+        f"\n{key} {plan.scenario.title}: each layout against an emulator of its own, medians of "
+        f"{len(ok)}/{len(samples)}; bound: each account's own routes, a shard's over its own "
+        "calls; a layout's run wall: its slowest shard's"
+    )
+    _table(rows)
 
 
 def measure_validate(settings: Settings, runs: int) -> dict[str, float]:
@@ -853,7 +1102,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    _launcher()  # forked now, while this process is small (see run_child)
+    for number in range(SHARDS):
+        _launcher(number)  # forked now, while this process is small (see run_child)
     settings = Settings(
         python=args.python,
         seed=args.seed,
@@ -885,15 +1135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     sample = Sample(ok=False, note=f"{type(exc).__name__}: {exc}")
                     _err(f"  run {number}: failed: {sample.note}")
                 else:
-                    v = sample.values
-                    _err(
-                        f"  run {number}: wall {v['wall_s']:.2f}s, cpu {v['cpu_s']:.2f}s, rss "
-                        f"{v['rss_mb']:.0f}MB, {v['drs_requests']:.0f} requests, "
-                        f"{v['throttled']:.0f} throttled"
-                    )
+                    _err(f"  run {number}: {_run_line(sample.values)}")
                 samples.append(sample)
             results[key] = (plan, samples)
-            if args.profile:
+            if args.profile and scenario.accounts == 1:  # i runs several processes: not profiled
                 profile = (args.keep or REPO / "bench") / f"profile-{key}.out"
                 try:
                     measure_once(settings, plan, root / key / "profiled", profile)
@@ -928,6 +1173,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     failed = any(not s.ok for _, samples in results.values() for s in samples)
     return 1 if failed else 0
+
+
+def _run_line(v: Mapping[str, float]) -> str:
+    if "wall_s" not in v:  # scenario i: its layouts
+        return "; ".join(
+            f"{title}: run wall {v[f'{k}_run_wall_s']:.2f}s ({v[f'{k}_run_per_bound']:.3f}x the "
+            f"bound), {v[f'{k}_throttled']:.0f} throttled"
+            for k, title in LAYOUT_TITLES.items()
+        )
+    return (
+        f"wall {v['wall_s']:.2f}s, cpu {v['cpu_s']:.2f}s, rss {v['rss_mb']:.0f}MB, "
+        f"{v['drs_requests']:.0f} requests, {v['throttled']:.0f} throttled"
+    )
 
 
 def _scenario_json(plan: Plan, samples: Sequence[Sample]) -> dict[str, Any]:

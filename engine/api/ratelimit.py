@@ -3,11 +3,15 @@
 A token bucket is not a concurrency cap: it bounds how many requests *start* per second,
 however many are in flight; ``engine.run.limits`` caps how many are in flight.
 
-Two things keep a run under the gateway's limit without wasting it. The bucket paces at
+Three things keep a run under the gateway's limit without wasting it. The bucket paces at
 ``PACING`` of the limit, not all of it: a request that waits for a new connection arrives a few
 milliseconds late, and the next one, on time, would make one too many in the gateway's second.
-And without a configured limit, the first 429 ``APIGW.0308`` teaches the endpoint's limit (its
-message says ``limit:N, time:T second``): from then on that endpoint is paced too.
+A waiter the event loop wakes late (a busy loop wakes every sleeper a few milliseconds late) is
+counted from the moment its token was due, up to ``LATE_CREDIT_S``: otherwise each grant would
+lose its lateness and, over hundreds of grants, the bucket would pace below its rate; a longer
+stall is not credited, so it never turns into a burst. And without a configured limit, the
+first 429 ``APIGW.0308`` teaches the endpoint's limit (its message says ``limit:N, time:T
+second``): from then on that endpoint is paced too.
 """
 
 from __future__ import annotations
@@ -26,13 +30,18 @@ logger = logging.getLogger(__name__)
 
 # The share of a limit the bucket paces at (see the module docstring).
 PACING = 0.98
+# How late a woken waiter may be and still be counted from when its token was due (see the
+# module docstring): a few ms of a busy loop, never a stall.
+LATE_CREDIT_S = 0.005
 _LIMIT = re.compile(r"limit:\s*(\d+(?:\.\d+)?),\s*time:\s*(\d+(?:\.\d+)?)\s*(second|minute)")
 
 
 class TokenBucket:
     """``rate`` tokens per second, at most ``burst`` saved up; ``acquire`` waits for one.
 
-    Waiters are served in arrival order (one lock), so no caller starves.
+    Waiters are served in arrival order (one lock), so no caller starves. A waiter woken at
+    most ``LATE_CREDIT_S`` after its token was due is granted as if on time: consecutive grants
+    are never closer than ``1 / rate - LATE_CREDIT_S``, and over many grants the rate is kept.
     """
 
     def __init__(
@@ -66,8 +75,12 @@ class TokenBucket:
             self._updated = now
             if self._tokens < 1:
                 wait = (1 - self._tokens) / self.rate
+                due = now + wait
                 await self._sleep(wait)
-                self._updated = self._now()
+                woke = self._now()
+                # Late by a busy loop's few ms: the next token accrues from when this one was
+                # due. Later than that (a stall): from now, so no burst follows.
+                self._updated = due if woke - due <= LATE_CREDIT_S else woke
                 self._tokens = 1.0
             self._tokens -= 1
 
