@@ -135,6 +135,7 @@ def _log_format_too(command: click.Command) -> click.Command:
                 type=click.Choice(LOG_FORMATS),
                 default=None,
                 expose_value=False,
+                is_eager=True,  # before the other options: a bad value among them is JSON too
                 callback=_log_format_after,
                 help=_LOG_FORMAT_HELP,
             )

@@ -242,6 +242,10 @@ def test_usage_errors_and_engine_errors_are_records_in_json(
     assert usage["level"] == "ERROR"
     assert usage["message"] == "Invalid value for '--max-jobs': 'x' is not a valid integer range."
 
+    # after the subcommand, it is read before the options beside it
+    assert _main(["run", str(INCIDENT), "--max-jobs", "x", "--log-format", "json"]) == 2
+    assert [r["message"] for r in _lines(capsys)] == [usage["message"]]
+
     assert _main(["--log-format", "json", "no-such-command"]) == 2
     [unknown] = _lines(capsys)
     assert unknown["message"] == "No such command 'no-such-command'."
