@@ -119,6 +119,10 @@ class TextFormatter(logging.Formatter):
         return timestamp(record.created)
 
 
+# What JSON writes apart from the context and call fields (already written), or not at all.
+_NOT_FIELDS = RECORD_ATTRIBUTES | {TEXT_LINE, *CONTEXT_FIELDS, *CALL_FIELDS}
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record, on one line: ``ts``, ``level``, ``logger``, ``message``, then
     whichever of the context and call fields the record has, then any other field its call
@@ -144,9 +148,6 @@ class JsonFormatter(logging.Formatter):
         if exc:
             entry["exc"] = exc
         return json.dumps(entry, ensure_ascii=False, default=str)
-
-
-_NOT_FIELDS = RECORD_ATTRIBUTES | {TEXT_LINE, *CONTEXT_FIELDS, *CALL_FIELDS}
 
 
 class BriefTracebacks(logging.Filter):

@@ -274,7 +274,7 @@ def _say_error(exc: EngineError) -> None:
     """Diagnostics one record each, with their source lines in text; any other engine error
     as one sentence."""
     if isinstance(exc, RunbookInvalidError):
-        colored = color(sys.stderr) and chosen_log_format() == TEXT
+        colored = color(sys.stderr)  # for a text log on a terminal; JSON has no text_line
         for diagnostic in exc.diagnostics:
             _say_diagnostic(diagnostic, colored=colored)
         return

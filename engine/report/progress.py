@@ -6,7 +6,7 @@ a hang. With ``quiet`` it prints only warnings. On a terminal the CLI draws a li
 (``engine.report.live``), from the same ``StepClocks`` and ``count``.
 
 The command has each line logged (logger ``engine.progress``, ``engine.logs.say``) with what it
-says as fields (``event``, ``step``, ``status``, ``elapsed_s``, ``deadline_s``, ``settled``,
+says as fields (``event``, ``step``, ``outcome``, ``elapsed_s``, ``deadline_s``, ``settled``,
 ``total`` ...): a text log writes the line as it reads here, a JSON log the record. A caller
 that wants the lines as strings hands ``write`` instead.
 
