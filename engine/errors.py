@@ -66,9 +66,13 @@ class Diagnostic:
 
 
 class EngineError(Exception):
-    """Base of every error the engine reports to a user."""
+    """Base of every error the engine reports to a user.
+
+    ``run_id``: the run it ended, when it left one that had begun (``engine.session`` sets it
+    on the way out, so the command's error line names the run as its log lines did)."""
 
     exit_code: int = 1
+    run_id: str | None = None
 
     def format_message(self) -> str:
         return str(self)

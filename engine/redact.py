@@ -23,6 +23,8 @@ import re
 import threading
 from urllib.parse import quote, quote_plus
 
+from engine.logs import RECORD_ATTRIBUTES
+
 REDACTED = "[REDACTED]"
 MIN_SECRET_CHARS = 6
 # Secrets of one request, not of the run: an AK/SK signature (replayable for 15 minutes).
@@ -78,7 +80,7 @@ class RedactingFilter(logging.Filter):
             record.msg, record.args = redact(record.getMessage()), None
             fields = vars(record)
             for name in [
-                n for n, v in fields.items() if n not in _RECORD_FIELDS and type(v) is str
+                n for n, v in fields.items() if n not in RECORD_ATTRIBUTES and type(v) is str
             ]:
                 fields[name] = redact(fields[name])
             if record.exc_info and not record.exc_text:
@@ -90,8 +92,6 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-# What every LogRecord has (its message is redacted above): anything else was added to it.
-_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
 _TRACEBACKS = logging.Formatter()  # formats a traceback as every formatter would, once
 
 

@@ -28,7 +28,7 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,7 +39,8 @@ from engine.api.bounds import DEFAULT_REQUEST_TIMEOUT_S
 from engine.api.credentials import CredentialSettings
 from engine.api.resilience import Resilience
 from engine.api.transport import AiohttpTransport, Transport
-from engine.errors import StorageError, UsageError
+from engine.errors import EngineError, StorageError, UsageError
+from engine.logs import run_context
 from engine.report.build import build_report
 from engine.report.document import Report
 from engine.report.files import (
@@ -211,24 +212,37 @@ async def _start(
 ) -> RunOutcome:
     """A new run of checked inputs: its id, directory and journal, then carry it out."""
     run_id = new_run_id()
-    directory = usable_directory(report_dir or DEFAULT_REPORTS / run_id)
-    journal = _start_journal(directory, run_id, inputs, where, observer, saved_plan)
-    drop_stale_reports(directory)
-    return await _carry_out(
-        inputs,
-        where,
-        directory,
-        run_id,
-        journal=journal,
-        approver=approver,
-        observer=observer,
-        formats=formats,
-        handle_signals=handle_signals,
-        binding=Binding.of(saved_plan, approval_how),
-        hooks=hooks,
-        telemetry=telemetry,
-        stop_files=stop_files,
-    )
+    with _as_run(run_id):
+        directory = usable_directory(report_dir or DEFAULT_REPORTS / run_id)
+        journal = _start_journal(directory, run_id, inputs, where, observer, saved_plan)
+        drop_stale_reports(directory)
+        return await _carry_out(
+            inputs,
+            where,
+            directory,
+            run_id,
+            journal=journal,
+            approver=approver,
+            observer=observer,
+            formats=formats,
+            handle_signals=handle_signals,
+            binding=Binding.of(saved_plan, approval_how),
+            hooks=hooks,
+            telemetry=telemetry,
+            stop_files=stop_files,
+        )
+
+
+@contextlib.contextmanager
+def _as_run(run_id: str) -> Iterator[None]:
+    """Within the block, every log record (of every task started in it) names the run, and
+    an engine error leaving it carries the run id to the command's error line."""
+    with run_context(run_id=run_id):
+        try:
+            yield
+        except EngineError as exc:
+            exc.run_id = exc.run_id or run_id
+            raise
 
 
 async def apply(
@@ -299,8 +313,11 @@ async def plan(
     """Work out what running ``inputs`` would do, making only read-only API calls."""
     refuse_clear_text(inputs.runbook, where)
     run_id = "plan-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    async with _signals_cancel_the_run(handle_signals):
-        report, _, _, result = await _execute(inputs, where, run_id, observer=observer, plan=True)
+    with _as_run(run_id):
+        async with _signals_cancel_the_run(handle_signals):
+            report, _, _, result = await _execute(
+                inputs, where, run_id, observer=observer, plan=True
+            )
     offered = {r.job_id: r.offered for t in result.targets for r in t.jobs}
     return PlanOutcome(
         exit_code=report.exit_code, report=report, inputs=inputs, where=where, offered=offered
@@ -631,56 +648,57 @@ async def resume(
     more is sent but its rollback and reconciliation; a stop file still there trips at once.
     """
     journal, state = RunJournal.take_over(directory)
-    try:
-        header = state.header
-        check_resumable(header, directory, file)
-        inputs = resumed_inputs(header, directory, file)
-        _need_approver(inputs.runbook, approver, approved_gates(state, inputs.runbook))
-        chosen = credentials_file or (
-            None if header.credentials_file is None else Path(header.credentials_file)
+    with _as_run(state.header.run_id):
+        try:
+            header = state.header
+            check_resumable(header, directory, file)
+            inputs = resumed_inputs(header, directory, file)
+            _need_approver(inputs.runbook, approver, approved_gates(state, inputs.runbook))
+            chosen = credentials_file or (
+                None if header.credentials_file is None else Path(header.credentials_file)
+            )
+            where = endpoint_where(
+                header.endpoint,
+                credentials_file=chosen,
+                allow_insecure_http=allow_insecure_http,
+                request_timeout_s=request_timeout_s,
+            )
+            refuse_clear_text(inputs.runbook, where)
+            hooks = _webhooks(inputs.runbook, notify, where, observer)
+            at = datetime.now(UTC).isoformat(timespec="seconds")
+            journal.resumed(at)
+            state.resumes.append(at)
+            # The interrupted run's reports stay (a link in a ticket must not die) until this
+            # run's replace them, each whole (engine.report.files); `runbook report` reads the
+            # journal meanwhile, as it is newer.
+            done = sum(len(t.steps) for t in state.targets.values())
+            _note(
+                observer,
+                f"resuming run {header.run_id} (started {header.started_at}): "
+                f"{done} step(s) already finished across {len(inputs.runbook.targets)} target(s)",
+            )
+        except BaseException:
+            journal.close()
+            raise
+        return await _carry_out(
+            inputs,
+            where,
+            directory,
+            header.run_id,
+            journal=journal,
+            approver=approver,
+            observer=observer,
+            formats=formats,
+            handle_signals=handle_signals,
+            resume=state,
+            binding=Binding(
+                how=HOW_PLAN if header.plan_hash else approval_how,
+                plan_hash=header.plan_hash,
+                planned=header.planned,
+            ),
+            hooks=hooks,
+            stop_files=stop_files,
         )
-        where = endpoint_where(
-            header.endpoint,
-            credentials_file=chosen,
-            allow_insecure_http=allow_insecure_http,
-            request_timeout_s=request_timeout_s,
-        )
-        refuse_clear_text(inputs.runbook, where)
-        hooks = _webhooks(inputs.runbook, notify, where, observer)
-        at = datetime.now(UTC).isoformat(timespec="seconds")
-        journal.resumed(at)
-        state.resumes.append(at)
-        # The interrupted run's reports stay (a link in a ticket must not die) until this
-        # run's replace them, each whole (engine.report.files); `runbook report` reads the
-        # journal meanwhile, as it is newer.
-        done = sum(len(t.steps) for t in state.targets.values())
-        _note(
-            observer,
-            f"resuming run {header.run_id} (started {header.started_at}): "
-            f"{done} step(s) already finished across {len(inputs.runbook.targets)} target(s)",
-        )
-    except BaseException:
-        journal.close()
-        raise
-    return await _carry_out(
-        inputs,
-        where,
-        directory,
-        header.run_id,
-        journal=journal,
-        approver=approver,
-        observer=observer,
-        formats=formats,
-        handle_signals=handle_signals,
-        resume=state,
-        binding=Binding(
-            how=HOW_PLAN if header.plan_hash else approval_how,
-            plan_hash=header.plan_hash,
-            planned=header.planned,
-        ),
-        hooks=hooks,
-        stop_files=stop_files,
-    )
 
 
 # ----------------------------------------------------------------------------- past runs

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import threading
 import time
@@ -338,7 +339,11 @@ class Telemetry:
                 with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
                     loop.call_soon_threadsafe(_settle, flushed)
 
-        threading.Thread(target=flush, name="runbook-telemetry-flush", daemon=True).start()
+        # In the run's context, so what the SDK logs while it flushes names the run.
+        in_context = contextvars.copy_context()
+        threading.Thread(
+            target=in_context.run, args=(flush,), name="runbook-telemetry-flush", daemon=True
+        ).start()
         try:
             async with asyncio.timeout(FLUSH_BOUND_S):
                 await flushed

@@ -4,24 +4,47 @@ Commands load lazily (click's documented ``LazyGroup`` pattern): ``runbook valid
 runbook pipeline and nothing of the executor, asyncio or the HTTP stack. ``main`` is the only
 place where errors become text and exit codes; the command modules parse options, call the
 application and print what it returned.
+
+Results go to stdout; everything else the command says goes to stderr through logging (``say``:
+its notes, errors and diagnostics, and ``engine.report.progress``'s lines), so the one
+formatter ``configure_logging`` chose writes all of it: as the command always printed it with
+``--log-format text``, as one JSON object a line with ``json``. The only other writer of stderr
+is a human's: the ``go ahead? [y/N]`` prompt on a terminal (and the live table, which is drawn
+only in text on a terminal).
 """
 
 from __future__ import annotations
 
 import importlib
+import io
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
 
 from engine import __version__
-from engine.errors import EXIT_INTERRUPTED, EXIT_OK, EngineError, RunbookInvalidError
-from engine.logs import LOG_FORMATS, TEXT, ContextFilter, formatter_for
+from engine.errors import EXIT_INTERRUPTED, EXIT_OK, Diagnostic, EngineError, RunbookInvalidError
+from engine.logs import (
+    LOG_FORMATS,
+    TEXT,
+    TEXT_LINE,
+    BriefTracebacks,
+    ContextFilter,
+    formatter_for,
+    run_context,
+)
+from engine.logs import say as log_say
 from engine.redact import RedactingFilter, redact
 from engine.runbook.diagnostics import render_diagnostics
+
+# What the command says on stderr (notes, errors): shown at every verbosity, as its output is.
+CONSOLE_LOGGER = "engine.cli"
+# engine.report.progress's lines: the same.
+PROGRESS_LOGGER = "engine.progress"
 
 
 class LazyGroup(click.Group):
@@ -42,6 +65,24 @@ class LazyGroup(click.Group):
                 raise TypeError(f"{self._lazy[cmd_name]} is not a click command")
             return _log_format_too(_verbose_too(command))
         return super().get_command(ctx, cmd_name)
+
+
+def _verbose_before(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    """``-v`` before the subcommand counts at once: errors in what follows are logged in the
+    chosen format and verbosity."""
+    root = ctx.find_root()
+    root.meta[_VERBOSITY] = value
+    configure_logging(value, root.meta.get(_LOG_FORMAT, TEXT))
+    return value
+
+
+def _log_format_before(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``--log-format`` (or ``RUNBOOK_LOG_FORMAT``) before the subcommand, as soon as read: an
+    unknown command or a bad option after it is already one JSON line."""
+    root = ctx.find_root()
+    root.meta[_LOG_FORMAT] = value
+    configure_logging(root.meta.get(_VERBOSITY, 0), value)
+    return value
 
 
 def _more_verbose(ctx: click.Context, param: click.Parameter, value: int) -> None:
@@ -94,6 +135,7 @@ def _log_format_too(command: click.Command) -> click.Command:
                 type=click.Choice(LOG_FORMATS),
                 default=None,
                 expose_value=False,
+                is_eager=True,  # before the other options: a bad value among them is JSON too
                 callback=_log_format_after,
                 help=_LOG_FORMAT_HELP,
             )
@@ -132,6 +174,8 @@ def configure_logging(verbose: int, log_format: str = TEXT) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter_for(log_format))
     handler.addFilter(ContextFilter())  # the run id, target and step of the emitting task
+    if verbose < 2:  # a collector that is down is one warning line, not the SDK's stack
+        handler.addFilter(BriefTracebacks("opentelemetry"))
     # Last, so it sees every field a line will show: a server's words may echo a secret.
     handler.addFilter(RedactingFilter())
     # On the root logger, so aiohttp's and asyncio's warnings pass the filter too (Python's
@@ -142,25 +186,45 @@ def configure_logging(verbose: int, log_format: str = TEXT) -> None:
     engine = logging.getLogger("engine")
     engine.handlers[:] = []
     engine.setLevel(level)
+    for output in (CONSOLE_LOGGER, PROGRESS_LOGGER):  # the command's output, not its log
+        logging.getLogger(output).setLevel(logging.INFO)
+    logging.captureWarnings(True)  # Python's warnings are lines of the same format too
+
+
+def chosen_log_format() -> str:
+    """The ``--log-format`` of the command being run (text outside one)."""
+    ctx = click.get_current_context(silent=True)
+    return TEXT if ctx is None else str(ctx.find_root().meta.get(_LOG_FORMAT, TEXT))
+
+
+def say(
+    message: str, *, level: int = logging.INFO, text: str | None = None, **fields: object
+) -> None:
+    """Tell the user something on stderr, in the log format: as ``text`` (default: the
+    message) in a text log, as a record with ``fields`` in JSON (``engine.logs.say``)."""
+    log_say(logging.getLogger(CONSOLE_LOGGER), level, message, text=text, **fields)
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", count=True, help="Log to stderr: -v info, -vv debug.")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    callback=_verbose_before,
+    help="Log to stderr: -v info, -vv debug.",
+)
 @click.option(
     "--log-format",
     type=click.Choice(LOG_FORMATS),
     default=TEXT,
     show_default=True,
     envvar="RUNBOOK_LOG_FORMAT",
+    callback=_log_format_before,
     help=_LOG_FORMAT_HELP,
 )
 @click.version_option(__version__, prog_name="runbook")
-@click.pass_context
-def cli(ctx: click.Context, verbose: int, log_format: str) -> None:
+def cli(verbose: int, log_format: str) -> None:
     """Declarative runbooks for Huawei Cloud DRS fleets: select, batch-retry, verify, report."""
-    ctx.meta[_VERBOSITY] = verbose
-    ctx.meta[_LOG_FORMAT] = log_format
-    configure_logging(verbose, log_format)
 
 
 def color(stream: object) -> bool:
@@ -170,26 +234,63 @@ def color(stream: object) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point: run the command, turn engine errors into one message and an exit code."""
+    """Entry point: run the command, turn engine errors into one message and an exit code.
+
+    Every message goes through logging, in the format chosen (``RUNBOOK_LOG_FORMAT`` until the
+    command line says otherwise): a crash too, as its traceback, for it is a bug."""
+    env_format = os.environ.get("RUNBOOK_LOG_FORMAT", TEXT)
+    configure_logging(0, env_format if env_format in LOG_FORMATS else TEXT)
     try:
         cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except EngineError as exc:
-        click.echo(_error_text(exc), err=True)
+        with run_context(run_id=exc.run_id):  # an error of a run that had begun names it
+            _say_error(exc)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        shown = io.StringIO()
+        exc.show(shown)  # usage, hint and error, as click words them
+        say(exc.format_message(), level=logging.ERROR, text=shown.getvalue().rstrip("\n"))
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
-        click.echo("runbook: aborted", err=True)
+        say("runbook: aborted", level=logging.ERROR)
         sys.exit(EXIT_INTERRUPTED)
     except KeyboardInterrupt:
-        click.echo("runbook: interrupted", err=True)
+        say("runbook: interrupted", level=logging.ERROR)
         sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:  # a bug: its traceback as Python prints it, in the log format
+        trace = "".join(traceback.format_exception(exc)).rstrip("\n")
+        logging.getLogger(CONSOLE_LOGGER).critical(
+            "runbook crashed: %s: %s",
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+            extra={TEXT_LINE: trace},
+        )
+        sys.exit(1)
     sys.exit(EXIT_OK)
 
 
-def _error_text(exc: EngineError) -> str:
-    """Diagnostics with their source lines; any other engine error as one sentence."""
+def _say_error(exc: EngineError) -> None:
+    """Diagnostics one record each, with their source lines in text; any other engine error
+    as one sentence."""
     if isinstance(exc, RunbookInvalidError):
-        return render_diagnostics(exc.diagnostics, color=color(sys.stderr))
-    return redact(f"runbook: {exc.format_message()}")
+        colored = color(sys.stderr)  # for a text log on a terminal; JSON has no text_line
+        for diagnostic in exc.diagnostics:
+            _say_diagnostic(diagnostic, colored=colored)
+        return
+    say(redact(f"runbook: {exc.format_message()}"), level=logging.ERROR)
+
+
+def _say_diagnostic(diagnostic: Diagnostic, *, colored: bool) -> None:
+    location = diagnostic.location
+    say(
+        str(diagnostic),
+        level=logging.WARNING if diagnostic.severity == "warning" else logging.ERROR,
+        text=render_diagnostics([diagnostic], color=colored),
+        file=location.path,
+        line=location.line,
+        col=location.col,
+        rule=diagnostic.rule.value,
+        severity=diagnostic.severity,
+        hint=diagnostic.hint,
+    )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from engine.cli import say
 from engine.errors import UsageError
 from engine.example_files import SCHEMA_FILE_NAME, STARTER, example_names, write_example
 
@@ -49,7 +50,7 @@ def init(file: Path | None, example: str | None, force: bool) -> None:
         file = Path(f"{example}.yaml")
     name = example or STARTER
     written = write_example(file, name, overwrite=force)
-    click.echo(f"wrote {written} ({name}); check it with: runbook validate {written}", err=True)
+    say(f"wrote {written} ({name}); check it with: runbook validate {written}", file=str(written))
     schema = written.parent / SCHEMA_FILE_NAME
     if not schema.exists():
-        click.echo(f"for editor checks as you type: runbook schema > {schema}", err=True)
+        say(f"for editor checks as you type: runbook schema > {schema}")

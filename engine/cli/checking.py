@@ -11,7 +11,7 @@ import click
 from engine import __version__
 from engine.actions.catalog import CATALOG, MUTATING
 from engine.api.endpoints import clear_text_targets
-from engine.cli import color
+from engine.cli import color, say
 from engine.errors import EXIT_USAGE, Diagnostic, RunbookInvalidError
 from engine.runbook import diagnostics_json, load_runbook, render_diagnostics
 from engine.runbook import lint as lint_runbook
@@ -93,7 +93,7 @@ def _check_files(
         if with_lint:
             found.extend(lint_runbook(runbook, MUTATING))
         if output_format == "text":
-            click.echo(f"{path}: ok", err=True)
+            say(f"{path}: ok", file=str(path))
     if output_format == "text":
         if found:
             click.echo(render_diagnostics(found, color=color(sys.stdout)))

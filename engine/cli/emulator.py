@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from engine.cli import say
 from engine.emulator import Emulator, EmulatorConfig, FaultConfig, generate_accounts
 from engine.emulator.accounts import MAX_ACCOUNTS
 from engine.errors import UsageError
@@ -144,9 +145,10 @@ def emulator(
 ) -> None:
     """Serve the DRS emulator until interrupted.
 
-    The first line on stdout is one JSON object: url, projects, token, user, password, domain,
+    Its one line on stdout is a JSON object: url, projects, token, user, password, domain,
     ak, sk (the first account's), and accounts (every account: name, domain, domain_id, user,
-    password, ak, sk, token, projects). It binds 127.0.0.1 unless told otherwise.
+    password, ak, sk, token, projects); where it listens is said on stderr, in the log format.
+    It binds 127.0.0.1 unless told otherwise.
     """
     if host not in LOOPBACK_HOSTS and not allow_non_loopback:
         raise UsageError(
@@ -181,7 +183,7 @@ async def _serve_emulator(config: EmulatorConfig, host: str, port: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with Emulator(config, host=host, port=port) as emu:
         click.echo(json.dumps(emu.describe()))
-        click.echo(f"DRS emulator listening on {emu.url} (IAM at {emu.url}/v3/auth/tokens)")
-        click.echo(f"stats: GET {emu.url}/_emulator/stats; stop with Ctrl-C")
         sys.stdout.flush()
+        say(f"DRS emulator listening on {emu.url} (IAM at {emu.url}/v3/auth/tokens)", url=emu.url)
+        say(f"stats: GET {emu.url}/_emulator/stats; stop with Ctrl-C")
         await stop.wait()

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from engine import session
-from engine.cli import FORMATS
+from engine.cli import FORMATS, say
 from engine.errors import UsageError
 from engine.report.render import REPORT_FILES, render
 from engine.report.terminal import terminal_summary
@@ -43,7 +43,7 @@ def report(run_dir: Path, output_format: str, output: Path | None) -> None:
         output.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
-    click.echo(f"wrote {output}", err=True)
+    say(f"wrote {output}", file=str(output))
 
 
 @click.command()

@@ -1,14 +1,16 @@
 """``runbook run``, ``resume`` and ``plan``: options in, ``engine.session`` called, outcome out.
 
-What is shown while a run goes on is chosen here (a live table on a terminal, plain lines in CI
-and pipes, nothing with ``-q``), and so is how approvals are asked (``--yes``, or y/N on the
-terminal); everything else is the session's.
+What is shown while a run goes on is chosen here (a live table on a terminal, plain lines in CI,
+pipes and with ``--log-format json``, nothing with ``-q``), and so is how approvals are asked
+(``--yes``, or y/N on the terminal); everything else is the session's. Every line is logged
+(``engine.cli.say``, ``ProgressLines``) but the y/N prompt, which a human at the terminal reads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -27,8 +29,9 @@ from engine.api.envvars import (
     SDK_SK_ENV,
     TOKEN_ENV,
 )
-from engine.cli import FORMATS
+from engine.cli import FORMATS, chosen_log_format, say
 from engine.errors import UsageError
+from engine.logs import TEXT, run_context
 from engine.report.progress import ProgressLines
 from engine.report.terminal import approval_summary, plan_summary, terminal_summary
 from engine.run.approval import HOW_TERMINAL, HOW_YES, ApprovalRequest, Approver
@@ -342,7 +345,7 @@ def plan(quiet: bool, out: Path | None, **options: Any) -> None:
     Exit 0 when the plan was made, 1 when a step failed, 2 on invalid input.
     """
     where, inputs = _where_and_inputs(options)
-    observer = ProgressLines(_to_stderr, quiet=quiet)  # a plan's lines are its output
+    observer = ProgressLines(quiet=quiet)  # a plan's lines are its output
     made = _in_a_loop(session.plan(inputs, where, observer=observer, handle_signals=True))
     click.echo(plan_summary(made.report), nl=False)
     if out is not None and made.exit_code == 0:
@@ -352,7 +355,11 @@ def plan(quiet: bool, out: Path | None, **options: Any) -> None:
             f"runbook apply {out}"
         )
     elif out is not None:
-        click.echo("\nno plan file written: a step failed", err=True)
+        say(
+            "no plan file written: a step failed",
+            level=logging.WARNING,
+            text="\nno plan file written: a step failed",
+        )
     raise SystemExit(made.exit_code)
 
 
@@ -513,7 +520,8 @@ def _show(outcome: session.RunOutcome) -> None:
     click.echo(terminal_summary(outcome.report), nl=False)
     click.echo("reports: " + ", ".join(str(p) for p in outcome.written))
     if outcome.interrupted:
-        click.echo(f"resume with: runbook resume {outcome.run_dir}", err=True)
+        with run_context(run_id=outcome.report.run_id):
+            say(f"resume with: runbook resume {outcome.run_dir}", run_dir=str(outcome.run_dir))
     raise SystemExit(outcome.exit_code)
 
 
@@ -538,15 +546,11 @@ def _collect_garbage_less_often() -> None:
 # ----------------------------------------------------------------------------- the terminal
 
 
-def _to_stderr(text: str) -> None:
-    click.echo(text, err=True)
-
-
 def _terminal(*, quiet: bool, yes: bool) -> tuple[RunObserver, Approver | None]:
     """What the run shows while it goes on, and who answers its approvals (None: nobody can,
     so a runbook with an approval is refused before anything runs)."""
     live = _live_progress(quiet)
-    observer: RunObserver = ProgressLines(_to_stderr, quiet=quiet) if live is None else live
+    observer: RunObserver = ProgressLines(quiet=quiet) if live is None else live
     if not yes and not sys.stdin.isatty():
         return observer, None
     approver = _approver(yes)
@@ -556,8 +560,10 @@ def _terminal(*, quiet: bool, yes: bool) -> tuple[RunObserver, Approver | None]:
 
 
 def _live_progress(quiet: bool) -> LiveProgress | None:
-    """A table redrawn in place, on a terminal only: plain lines in CI, in pipes and logs."""
-    if quiet or not sys.stderr.isatty() or os.environ.get("CI"):
+    """A table redrawn in place, on a terminal only: plain lines in CI, in pipes and logs,
+    and JSON records with --log-format json (a shipper reading the terminal's log, a
+    ``script`` or ``tmux`` capture, sees nothing but JSON)."""
+    if quiet or not sys.stderr.isatty() or os.environ.get("CI") or chosen_log_format() != TEXT:
         return None
     # rich is loaded only when there is a terminal to draw on (16 ms of every CI run else).
     from rich.console import Console
@@ -571,9 +577,9 @@ def _approver(yes: bool) -> Approver:
     """Show what is about to be changed; --yes approves, otherwise ask y/N on the terminal."""
 
     async def approve(request: ApprovalRequest) -> bool:
-        click.echo(approval_summary(request), err=True)
+        say(approval_summary(request), event="approval", step=request.step.id, jobs=request.total)
         if yes:
-            click.echo("approved (--yes)", err=True)
+            say("approved (--yes)", event="approved", step=request.step.id, how="--yes")
             return True
         return await _ask_yes_no("go ahead?")
 
@@ -593,7 +599,8 @@ def _asking_on_a_clear_screen(approver: Approver, live: LiveProgress) -> Approve
 
 async def _ask_yes_no(question: str) -> bool:
     """y/N on the terminal without blocking the event loop, so Ctrl-C or SIGTERM still stop
-    the run while it waits (and its report is written)."""
+    the run while it waits (and its report is written). The prompt is the one line on stderr
+    that is not logged: a human types after it, in either log format."""
     try:
         fd = sys.stdin.fileno()
         interactive = os.isatty(fd)

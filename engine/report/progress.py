@@ -5,6 +5,11 @@ step waits a "still waiting" line every ``HEARTBEAT_S`` (30 s), so a quiet wait 
 a hang. With ``quiet`` it prints only warnings. On a terminal the CLI draws a live table instead
 (``engine.report.live``), from the same ``StepClocks`` and ``count``.
 
+The command has each line logged (logger ``engine.progress``, ``engine.logs.say``) with what it
+says as fields (``event``, ``step``, ``outcome``, ``elapsed_s``, ``deadline_s``, ``settled``,
+``total`` ...): a text log writes the line as it reads here, a JSON log the record. A caller
+that wants the lines as strings hands ``write`` instead.
+
 Step words match the outcome: a step that ran but left jobs needing a human reads "done in 30s:
 3 of 7 jobs need a human", never "succeeded".
 """
@@ -12,12 +17,14 @@ Step words match the outcome: a step that ran but left jobs needing a human read
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from engine.ledger import Disposition, JobBook, Outcome
+from engine.logs import say
 from engine.report.terminal import approval_summary
 from engine.run.approval import ApprovalRequest
 from engine.run.result import StepOutcome, StepStatus
@@ -29,6 +36,8 @@ from engine.units import describe_span
 # projects each time (the rest are counted in one line).
 HEARTBEAT_S = 30.0
 HEARTBEAT_PROJECTS = 10
+
+logger = logging.getLogger("engine.progress")
 
 
 @dataclass(slots=True, kw_only=True)
@@ -137,11 +146,12 @@ def _utc_now() -> datetime:
 
 
 class ProgressLines:
-    """Plain progress lines, each stamped with the UTC time, handed to ``write`` (stderr)."""
+    """Progress lines, each stamped with the UTC time: logged to ``engine.progress`` as
+    records with their fields, or handed to ``write`` as text."""
 
     def __init__(
         self,
-        write: Callable[[str], None],
+        write: Callable[[str], None] | None = None,
         *,
         quiet: bool,
         heartbeat_s: float = HEARTBEAT_S,
@@ -156,8 +166,21 @@ class ProgressLines:
         self._books: Mapping[Target, JobBook] = {}
         self._tick: asyncio.TimerHandle | None = None
 
-    def _line(self, text: str) -> None:
-        self._write(f"{self._wall():%H:%M:%SZ} {text}")
+    def _say(
+        self,
+        text: str,
+        fields: Mapping[str, object],
+        *,
+        stamped: bool = True,
+        level: int = logging.INFO,
+    ) -> None:
+        """One line: ``15:04:05Z <text>`` (``stamped``) or the text alone; ``fields`` are the
+        record's."""
+        line = f"{self._wall():%H:%M:%SZ} {text}" if stamped else text
+        if self._write is not None:
+            self._write(line)
+        else:
+            say(logger, level, text, text=line, **fields)
 
     def run_started(self, books: Mapping[Target, JobBook]) -> None:
         self._books = books
@@ -171,14 +194,28 @@ class ProgressLines:
 
     def note(self, text: str) -> None:
         # -q means quiet: only what warns the human is still said.
-        if not self._quiet or text.startswith("warning"):
-            self._write(text)
+        warning = text.startswith("warning")
+        if not self._quiet or warning:
+            level = logging.WARNING if warning else logging.INFO
+            self._say(text, {"event": "note"}, stamped=False, level=level)
 
     def step_started(self, target: Target, step: Step, timing: StepTiming) -> None:
         running = self._clocks.started(target, step, timing)
         if not self._quiet:
-            limit = deadline_words(running, wall=self._wall())
-            self._line(f"[{target.label}] {step.id} ({step.action}) started, {limit}")
+            wall = self._wall()
+            limit = deadline_words(running, wall=wall)
+            self._say(
+                f"[{target.label}] {step.id} ({step.action}) started, {limit}",
+                {
+                    "event": "step_started",
+                    "target": target.label,
+                    "step": step.id,
+                    "action": step.action,
+                    "deadline_s": running.timeout_s,
+                    "deadline": _until(running, wall),
+                    "resumed": running.resumed or None,
+                },
+            )
 
     @property
     def shows_plan(self) -> bool:
@@ -186,7 +223,11 @@ class ProgressLines:
 
     def about_to_change(self, request: ApprovalRequest) -> None:
         if not self._quiet:
-            self._write(approval_summary(request, heading="about to change"))
+            self._say(
+                approval_summary(request, heading="about to change"),
+                {"event": "about_to_change", "step": request.step.id, "jobs": request.total},
+                stamped=False,
+            )
 
     def step_finished(self, target: Target, outcome: StepOutcome, jobs: JobBook) -> None:
         self._clocks.finished(target)
@@ -195,9 +236,19 @@ class ProgressLines:
         detail = outcome.message or ", ".join(
             f"{k}: {len(v) if isinstance(v, list) else v}" for k, v in outcome.outputs.items()
         )
-        words = step_words(outcome, count(jobs))
-        self._line(
-            f"[{target.label}] {outcome.step_id} {words}" + (f" ({detail})" if detail else "")
+        counts = count(jobs)
+        words = step_words(outcome, counts)
+        self._say(
+            f"[{target.label}] {outcome.step_id} {words}" + (f" ({detail})" if detail else ""),
+            {
+                "event": "step_finished",
+                "target": target.label,
+                "step": outcome.step_id,
+                "action": outcome.action,
+                "outcome": outcome.status.value,
+                "elapsed_s": round(outcome.duration_s, 3),
+                **_fields_of(counts),
+            },
         )
 
     def run_stopped(self, why: str) -> None:
@@ -213,10 +264,25 @@ class ProgressLines:
         ]
         for target, running in waiting[:HEARTBEAT_PROJECTS]:
             book = self._books.get(target)
-            left = count(book).left if book is not None else 0
-            self._line(f"[{target.label}] {running.step.id} {_still_waiting(running, left, now)}")
+            counts = count(book) if book is not None else Counts()
+            left = running.left_s(now)
+            self._say(
+                f"[{target.label}] {running.step.id} {_still_waiting(running, counts.left, now)}",
+                {
+                    "event": "still_waiting",
+                    "target": target.label,
+                    "step": running.step.id,
+                    "elapsed_s": round(running.elapsed_s(now), 3),
+                    "deadline_s": running.timeout_s,
+                    "left_s": None if left is None else round(left, 3),
+                    **_fields_of(counts),
+                },
+            )
         if len(waiting) > HEARTBEAT_PROJECTS:
-            self._line(f"... and {len(waiting) - HEARTBEAT_PROJECTS} more project(s) waiting")
+            more = len(waiting) - HEARTBEAT_PROJECTS
+            self._say(
+                f"... and {more} more project(s) waiting", {"event": "still_waiting", "more": more}
+            )
 
     def _schedule(self) -> None:
         def tick() -> None:
@@ -224,6 +290,26 @@ class ProgressLines:
             self._schedule()
 
         self._tick = asyncio.get_running_loop().call_later(self._heartbeat_s, tick)
+
+
+def _fields_of(counts: Counts) -> dict[str, int]:
+    """A project's counts as a progress record's fields: ``total`` selected, ``settled`` ..."""
+    return {
+        "total": counts.selected,
+        "settled": counts.settled,
+        "retried": counts.retried,
+        "recovered": counts.recovered,
+        "failed": counts.failed,
+        "left": counts.left,
+    }
+
+
+def _until(running: RunningStep, wall: datetime) -> str | None:
+    """When a step's time limit runs out, as an ISO 8601 UTC time (None: it has none)."""
+    if running.timeout_s is None:
+        return None
+    until = datetime.fromtimestamp(wall.timestamp() + running.timeout_s, UTC)
+    return until.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _still_waiting(running: RunningStep, jobs_left: int, now: float) -> str:

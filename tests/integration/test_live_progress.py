@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -100,3 +101,13 @@ def test_ci_lines_are_stamped_and_say_the_deadline(runbook: Path, tmp_path: Path
         r"(?m)^\d\d:\d\d:\d\dZ \[orders-prod\] verify done in .*: \d+ of 7 jobs need a human", out
     )
     assert "verify succeeded" not in out  # the demo's verify leaves jobs needing a human
+
+
+def test_json_logs_on_a_terminal_are_records_not_a_table(runbook: Path, tmp_path: Path) -> None:
+    code, out = _on_a_terminal(runbook, tmp_path, RUNBOOK_LOG_FORMAT="json")
+    assert code == 1
+    assert CURSOR_UP not in out
+    logged, _, summary = out.replace("\r\n", "\n").partition("\nrun ")  # stdout's summary
+    records = [json.loads(line) for line in logged.splitlines()]  # every line before it
+    assert any(r["logger"] == "engine.progress" and r["event"] == "step_finished" for r in records)
+    assert "need a human" in summary

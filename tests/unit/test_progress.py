@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import pytest
 from rich.console import Console
 
+from engine.cli import configure_logging
 from engine.errors import Location
 from engine.ledger import Disposition, EventKind, JobBook, JobRecord
 from engine.report.live import ASCII_SPINNER, SPINNER, LiveProgress, count
@@ -235,3 +240,98 @@ def test_plain_lines_do_not_load_rich() -> None:
     # CI runs show plain lines: loading rich there costs every run ~16 ms for nothing
     code = "import sys, engine.report.progress; sys.exit('rich' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# ----------------------------------------------------------------------------- as log records
+
+
+@pytest.fixture
+def _restore_logging() -> Iterator[None]:
+    engine, root = logging.getLogger("engine"), logging.getLogger()
+    level, handlers, root_handlers = engine.level, engine.handlers[:], root.handlers[:]
+    yield
+    engine.setLevel(level)
+    engine.handlers[:] = handlers
+    root.handlers[:] = root_handlers
+
+
+def _logged(*, quiet: bool = False) -> tuple[ProgressLines, Ticking]:
+    clock = Ticking()
+    lines = ProgressLines(
+        quiet=quiet, heartbeat_s=30.0, clocks=StepClocks(clock), wall=lambda: WALL
+    )
+    return lines, clock
+
+
+def _drive(lines: ProgressLines, clock: Ticking) -> None:
+    """A step that starts, waits a heartbeat and ends, and a note, as a run tells them."""
+    target = _target()
+    lines.run_started({target: _book()})
+    lines.note("emulator listening on http://127.0.0.1:1 (in-process, loopback only)")
+    lines.step_started(target, _step(), StepTiming(timeout_s=900.0))
+    clock.t += 30.0
+    lines.heartbeat()
+    outcome = StepOutcome(
+        step_id="verify", action="drs.verify_status", status=StepStatus.SUCCEEDED,
+        duration_s=28.4, outputs={"recovered": 1},
+    )  # fmt: skip
+    lines.step_finished(target, outcome, _book())
+    lines.run_finished()
+
+
+@pytest.mark.usefixtures("_restore_logging")
+async def test_logged_lines_read_in_text_exactly_as_written_lines(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    written, out, clock = _lines()
+    _drive(written, clock)
+    configure_logging(0, "text")  # the command's default: -v not given
+    logged, clock = _logged()
+    _drive(logged, clock)
+    assert capsys.readouterr().err.splitlines() == out
+    assert len(out) == 4
+
+
+@pytest.mark.usefixtures("_restore_logging")
+async def test_logged_lines_in_json_are_records_with_their_fields(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(0, "json")
+    logged, clock = _logged()
+    _drive(logged, clock)
+    note, started, waiting, finished = (
+        json.loads(line) for line in capsys.readouterr().err.splitlines()
+    )
+    assert all(r["logger"] == "engine.progress" and r["level"] == "INFO" for r in (note, started))
+    assert note["event"] == "note"
+    assert note["message"].startswith("emulator listening on")
+    assert started["message"] == (
+        "[orders-prod] verify (drs.verify_status) started, timeout 15m, until 15:19:05Z"
+    )  # the time of day is the record's ts, not part of its message
+    assert {k: started[k] for k in ("event", "target", "step", "action", "deadline_s")} == {
+        "event": "step_started", "target": "orders-prod", "step": "verify",
+        "action": "drs.verify_status", "deadline_s": 900.0,
+    }  # fmt: skip
+    assert started["deadline"] == "2026-12-02T15:19:05Z"
+    assert "resumed" not in started
+    assert {k: waiting[k] for k in ("event", "elapsed_s", "deadline_s", "left_s")} == {
+        "event": "still_waiting", "elapsed_s": 30.0, "deadline_s": 900.0, "left_s": 870.0,
+    }  # fmt: skip
+    assert (waiting["total"], waiting["settled"], waiting["left"]) == (4, 2, 2)
+    assert finished["event"] == "step_finished"
+    assert (finished["outcome"], finished["elapsed_s"]) == ("succeeded", 28.4)
+    assert (finished["total"], finished["settled"], finished["failed"]) == (4, 2, 1)
+    assert "text_line" not in finished
+
+
+@pytest.mark.usefixtures("_restore_logging")
+async def test_quiet_logged_lines_keep_only_warnings_as_warning_records(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(0, "json")
+    logged, _ = _logged(quiet=True)
+    logged.note("emulator listening on http://127.0.0.1:1 (in-process, loopback only)")
+    logged.step_started(_target(), _step(), StepTiming(timeout_s=1.0))
+    logged.note("warning: param 'token' looks secret")
+    [only] = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert (only["level"], only["message"]) == ("WARNING", "warning: param 'token' looks secret")
