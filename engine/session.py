@@ -345,7 +345,7 @@ async def _carry_out(
                     where,
                     run_id,
                     observer=notifier.observing(observer),
-                    approver=notifier.asking(approver, binding.how),
+                    approver=notifier.asking(approver, binding.how, plan_hash=binding.plan_hash),
                     journal=journal,
                     resume=resume,
                     binding=binding,

@@ -3,7 +3,7 @@
     webhooks(runbook.notify, ["https://..."], allow_insecure_http=False)  ->  (Webhook, ...)
     async with Notifier(hooks, run=RunRef(...), warn=...) as notifier:
         observer = notifier.observing(observer)    # tells "stopped" (a RunObserver)
-        approver = notifier.asking(approver, how)  # tells "approval", then asks
+        approver = notifier.asking(approver, how, plan_hash=...)  # tells "approval", then asks
         ...
         notifier.finished(report, run_dir=..., reports=...)
 
@@ -42,7 +42,7 @@ from engine.ledger import Disposition, JobBook
 from engine.redact import keep_secret, redact
 from engine.report.document import Report, Totals
 from engine.report.summary import headline
-from engine.run.approval import ApprovalRequest, Approver
+from engine.run.approval import HOW_PLAN, HOW_YES, ApprovalRequest, Approver
 from engine.run.executor import RunObserver
 from engine.run.result import StepOutcome
 from engine.run.step import StepTiming
@@ -214,20 +214,33 @@ def _document(
 
 
 def approval_document(
-    run: RunRef, request: ApprovalRequest, how: str, counts: Mapping[str, int]
+    run: RunRef,
+    request: ApprovalRequest,
+    how: str,
+    counts: Mapping[str, int],
+    *,
+    plan_hash: str | None = None,
 ) -> dict[str, Any]:
+    """An approval step reached: "waiting for approval" only when a terminal prompt waits
+    (``how`` is ``HOW_TERMINAL``); given by ``--yes`` or by the plan file ``plan_hash`` an
+    apply ran, it says it was approved, and by what."""
     step = request.step
     message = step.with_.get("message")
     projects = sum(1 for jobs in request.selected.values() if jobs)
     said = f"{request.total} job(s) to act on in {projects} project(s)"
     asked = f" ({message})" if isinstance(message, str) and message else ""
-    answer = "" if how == "terminal" else f"; answered by {how}"
+    if how == HOW_YES:
+        what = "approved by --yes"
+    elif how == HOW_PLAN:
+        what = "approved by the plan file" + (f" {plan_hash[:12]}" if plan_hash else "")
+    else:
+        what = "waiting for approval"
     return _document(
         run,
         NotifyEvent.APPROVAL,
-        text=f"runbook {run.runbook_name}, run {run.run_id}: waiting for approval at step "
-        f"'{step.id}'{asked}: {said}{answer}",
-        headline=f"waiting for approval at step '{step.id}': {said}",
+        text=f"runbook {run.runbook_name}, run {run.run_id}: {what} at step "
+        f"'{step.id}'{asked}: {said}",
+        headline=f"{what} at step '{step.id}': {said}",
         counts=counts,
         step={"id": step.id, "name": step.name, "action": step.action, "how": how},
     )
@@ -377,14 +390,20 @@ class Notifier:
             return observer
         return _Telling(observer, self)
 
-    def asking(self, approver: Approver | None, how: str) -> Approver | None:
-        """``approver``, but each approval is told to the webhooks before it is asked."""
+    def asking(
+        self, approver: Approver | None, how: str, *, plan_hash: str | None = None
+    ) -> Approver | None:
+        """``approver``, but each approval is told to the webhooks before it is asked (or,
+        given by ``--yes`` or the plan file ``plan_hash``, as it is given)."""
         if approver is None or not self._hooks:
             return approver
         ask = approver
 
         async def approve(request: ApprovalRequest) -> bool:
-            self._send(approval_document(self._run, request, how, self._now_counts()))
+            told = approval_document(
+                self._run, request, how, self._now_counts(), plan_hash=plan_hash
+            )
+            self._send(told)
             return await ask(request)
 
         return approve

@@ -13,9 +13,18 @@ import pytest
 from engine.actions.catalog import CATALOG
 from engine.cli import main
 from engine.errors import Location, UsageError
+from engine.ledger import JobRecord
 from engine.redact import REDACTED, redact
-from engine.run.approval import approve_all
-from engine.run.notify import DeliveryPolicy, Notifier, RunRef, Webhook, body, webhooks
+from engine.run.approval import HOW_PLAN, HOW_TERMINAL, HOW_YES, ApprovalRequest, approve_all
+from engine.run.notify import (
+    DeliveryPolicy,
+    Notifier,
+    RunRef,
+    Webhook,
+    approval_document,
+    body,
+    webhooks,
+)
 from engine.runbook import load_runbook
 from engine.runbook.model import Notify, NotifyEvent, NotifyFormat
 
@@ -200,6 +209,79 @@ async def test_a_delivery_that_fails_unexpectedly_never_cancels_the_run(
         went_on = True
     assert went_on
     assert attempts == 2  # the ValueError was a failed attempt, retried; the bug ended it
+
+
+GATED = (
+    HEAD
+    + """\
+  - id: approve
+    action: approve
+    with:
+      message: Retry these jobs in production?
+"""
+)
+PLAN_HASH = "9f2c4e6a8b0d1f3e5a7c9e1b3d5f7a9c"
+
+
+def approval_request(tmp_path: Path) -> ApprovalRequest:
+    path = tmp_path / "rb.yaml"
+    path.write_text(GATED)
+    runbook = load_runbook(path, CATALOG)
+    [target] = runbook.targets
+    jobs = [
+        JobRecord(job_id=f"j{n}", name=f"job-{n}", status_at_selection="FAILED") for n in (1, 2)
+    ]
+    return ApprovalRequest(step=runbook.steps[1], selected={target: jobs}, next_steps=())
+
+
+@pytest.mark.parametrize(
+    ("how", "what"),
+    [
+        (HOW_TERMINAL, "waiting for approval"),
+        (HOW_YES, "approved by --yes"),
+        (HOW_PLAN, "approved by the plan file 9f2c4e6a8b0d"),
+    ],
+)
+def test_an_approval_is_told_as_waiting_only_when_a_terminal_asks(
+    tmp_path: Path, how: str, what: str
+) -> None:
+    about = RunRef(run_id="r1", runbook_name="gated", runbook_path="rb.yaml", run_dir=tmp_path)
+
+    told = approval_document(
+        about, approval_request(tmp_path), how, {"selected": 2}, plan_hash=PLAN_HASH
+    )
+
+    assert told["text"] == (
+        f"runbook gated, run r1: {what} at step 'approve' (Retry these jobs in production?): "
+        "2 job(s) to act on in 1 project(s)"
+    )
+    assert told["headline"] == f"{what} at step 'approve': 2 job(s) to act on in 1 project(s)"
+    assert told["step"]["how"] == how
+
+
+async def test_an_applied_plans_approval_names_the_plan_file_it_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    about = RunRef(run_id="r1", runbook_name="gated", runbook_path="rb.yaml", run_dir=tmp_path)
+    hook = Webhook(url="https://hooks.example/x", shown_as="--notify hooks.example",
+                   events=frozenset(NotifyEvent))  # fmt: skip
+    posted: list[dict[str, object]] = []
+
+    async def taken(url: str, payload: bytes) -> tuple[int, float | None]:
+        posted.append(json.loads(payload))
+        return 200, None
+
+    async with Notifier([hook], run=about, warn=print) as notifier:
+        monkeypatch.setattr(notifier, "_post", taken)
+        approver = notifier.asking(approve_all, HOW_PLAN, plan_hash=PLAN_HASH)
+        assert approver is not None
+        assert await approver(approval_request(tmp_path)) is True
+
+    [approval] = posted
+    assert approval["headline"] == (
+        "approved by the plan file 9f2c4e6a8b0d at step 'approve': 2 job(s) to act on in "
+        "1 project(s)"
+    )
 
 
 def test_an_unsafe_notify_url_stops_the_run_before_anything_is_sent(
