@@ -173,17 +173,10 @@ class Telemetry:
 
     def run_finished(self, span: Span, report: Report) -> None:
         """The run's outcome on its span; its jobs by disposition and times to recover."""
-        verdict = (
-            report.drill.verdict.value
-            if report.drill is not None
-            else "interrupted"
-            if report.interrupted
-            else "ok"
-            if report.exit_code == 0
-            else "failed"
-        )
         span.set_attribute("runbook.exit_code", report.exit_code)
-        span.set_attribute("runbook.verdict", verdict)
+        span.set_attribute("runbook.verdict", report.verdict.value)  # as a notification's
+        if report.drill is not None:
+            span.set_attribute("runbook.drill.verdict", report.drill.verdict.value)
         span.set_attribute("runbook.jobs", report.totals.jobs)
         if report.exit_code != 0:
             span.set_status(self._trace.StatusCode.ERROR, f"exit code {report.exit_code}")

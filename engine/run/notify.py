@@ -5,7 +5,7 @@
         observer = notifier.observing(observer)    # tells "stopped" (a RunObserver)
         approver = notifier.asking(approver, how, plan_hash=...)  # tells "approval", then asks
         ...
-        notifier.finished(report, run_dir=..., reports=...)
+        notifier.finished(report, reports=...)
 
 Each event is one small JSON document (``NOTIFICATION_SCHEMA``, pinned by
 ``schemas/notification.schema.json``) with a ``text`` field that Slack, Mattermost and
@@ -256,19 +256,9 @@ def stopped_document(run: RunRef, why: str, counts: Mapping[str, int]) -> dict[s
     )
 
 
-def verdict_of(report: Report, exit_code: int) -> str:
-    """The finished run in one word: ``ok``, ``needs_a_human``, ``interrupted``, or
-    ``storage_failed`` (the run directory could not be written)."""
-    if exit_code == 0:
-        return "ok"
-    if exit_code == 1:
-        return "needs_a_human"
-    return "interrupted" if report.interrupted and exit_code == 130 else "storage_failed"
-
-
-def finished_document(
-    run: RunRef, report: Report, *, exit_code: int, reports: Sequence[str]
-) -> dict[str, Any]:
+def finished_document(run: RunRef, report: Report, *, reports: Sequence[str]) -> dict[str, Any]:
+    """The end of the run: its exit code and ``verdict`` are the report's (``RunVerdict``, as
+    the trace's ``runbook.verdict``)."""
     said = headline(report)
     # The second line: how many jobs ended where, most common first (the report's columns).
     ended = sorted(
@@ -283,12 +273,12 @@ def finished_document(
     return _document(
         run,
         NotifyEvent.FINISHED,
-        text=f"runbook {run.runbook_name}, run {run.run_id}: ended with exit code {exit_code}: "
-        f"{said}" + (f"\n{counted}" if counted else ""),
+        text=f"runbook {run.runbook_name}, run {run.run_id}: ended with exit code "
+        f"{report.exit_code}: {said}" + (f"\n{counted}" if counted else ""),
         headline=said,
         counts=report.totals,
-        exit_code=exit_code,
-        verdict=verdict_of(report, exit_code),
+        exit_code=report.exit_code,
+        verdict=report.verdict.value,
         reports=reports,
     )
 
@@ -412,10 +402,11 @@ class Notifier:
         """A guard rail stopped the run (told once per guard, by the executor's observer)."""
         self._send(stopped_document(self._run, why, self._now_counts()))
 
-    def finished(self, report: Report, *, exit_code: int, reports: Sequence[Path]) -> None:
-        """The run ended, however it ended: its report, exit code and files."""
+    def finished(self, report: Report, *, reports: Sequence[Path]) -> None:
+        """The run ended, however it ended: its report (its exit code is the run's, a storage
+        failure's included) and files."""
         paths = [str(path) for path in reports]
-        self._send(finished_document(self._run, report, exit_code=exit_code, reports=paths))
+        self._send(finished_document(self._run, report, reports=paths))
 
     def keep_books(self, books: Mapping[Target, JobBook]) -> None:
         self._books = books
