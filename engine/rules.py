@@ -5,8 +5,8 @@ Every :class:`~engine.errors.Diagnostic` names one ``Rule``. The value is the id
 ``--format json`` gives as ``rule``; ids are never renamed or reused, so a CI tool can track a
 finding across commits. Whether a rule is an error or a lint warning, its one-line summary and
 its help are data here (``_MEANINGS``), and every renderer reads them from the member. The
-rules are documented in docs/ci.md, one heading each (the heading is the id, which is the
-anchor a SARIF ``helpUri`` points at).
+rules are documented in docs/ci.md, one heading each (the heading is the id; a SARIF rule's
+help names that section).
 """
 
 from __future__ import annotations
