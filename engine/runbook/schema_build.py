@@ -171,7 +171,7 @@ def build(source: Mapping[str, Any]) -> dict[str, Any]:
             f"{SOURCE_FILE}: $defs/{taken[0]} is the generator's own name (hint: rename it)"
         )
     defs.update(added)
-    published["$id"] = str(source["$id"]).replace(SOURCE_FILE, SCHEMA_FILE)
+    published["$id"] = schema_files.schema_id(SCHEMA_FILE)
     published["$comment"] = _PUBLISHED_COMMENT
     return published
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+import referencing
 import yaml
 
 from engine.actions.catalog import CATALOG
@@ -33,6 +34,7 @@ from engine.runbook.schema import (
     with_definitions,
 )
 from engine.runbook.schema_build import build, main, published_text
+from engine.schema_files import schema_id
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "runbooks").glob("*.yaml"))
@@ -235,7 +237,7 @@ def test_the_generator_changes_only_values_that_may_be_expressions() -> None:
     published = build(source)
     assert source == untouched
     expression = {"$ref": "#/$defs/expression"}
-    assert published["$id"] == "https://example.test/runbook.schema.json"
+    assert published["$id"] == "urn:drs-runbook:schema:runbook.schema.json"
     assert published["properties"]["max_jobs"] == {"type": "integer"}
     assert published["$defs"]["ids"] == source["$defs"]["ids"]  # still typed where it is used
     go_with = published["$defs"]["go_with"]["properties"]
@@ -505,3 +507,30 @@ def test_typos_and_bad_literals_fail_and_expressions_in_with_pass(tmp_path: Path
     verdict = _check_jsonschema(*refused.values(), *accepted.values())
     assert {Path(error["filename"]).stem for error in verdict["errors"]} == refused.keys()
     assert verdict.get("parse_errors", []) == []
+
+
+def _refs(node: object) -> Iterator[str]:
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key == "$ref":
+                yield str(value)
+            yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "schemas").glob("*.json")))
+def test_a_schemas_id_is_a_name_no_server_answers_for_and_its_refs_are_local(name: str) -> None:
+    schema = json.loads((REPO / "schemas" / name).read_text(encoding="utf-8"))
+    assert schema["$id"] == schema_id(name) == f"urn:drs-runbook:schema:{name}"
+    refs = set(_refs(schema))
+    assert all(ref.startswith("#/") for ref in refs), sorted(refs)
+    # They resolve against that $id in the registry of a schema alone: nothing is fetched.
+    jsonschema.Draft202012Validator.check_schema(schema)
+    resource = referencing.Resource.from_contents(schema)
+    resolver = referencing.Registry().with_resource(schema["$id"], resource).resolver()
+    for ref in sorted(refs):
+        found = resolver.lookup(schema["$id"] + ref).contents
+        assert isinstance(found, Mapping), ref
+        assert found, ref
