@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,6 +88,81 @@ def test_init_example_writes_it_valid_with_the_editor_line(
     assert text.count("yaml-language-server") == 1
     assert f"name: {name}\n" in text
     assert _runbook(["validate", str(written)], capsys)[0] == 0
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_init_example_comments_name_the_written_file_not_the_repository_path(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    written = tmp_path / "ops team" / f"{name}.yaml"  # a space: the commands quote it
+    shipped = (REPO / "runbooks" / f"{name}.yaml").read_text(encoding="utf-8")
+
+    code, _, err = _runbook(["init", str(written), "--example", name], capsys)
+
+    assert code == 0, err
+    text = written.read_text(encoding="utf-8")
+    assert "runbooks/" not in text
+    assert "../schemas/" not in text
+    assert text.splitlines()[0] == EDITOR_HEADER
+    # Each comment that named the example's repository path names the written file (the
+    # starter names none: its commands say FILE).
+    quoted = f"'{written}'"
+    assert [line for line in text.splitlines() if quoted in line] == [
+        line.replace(f"runbooks/{name}.yaml", quoted)
+        for line in shipped.splitlines()
+        if f"runbooks/{name}.yaml" in line
+    ]
+    assert (name == STARTER) is (quoted not in text)
+    # The YAML itself is the example's, byte for byte: only comment lines changed.
+    body = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    assert body == [line for line in shipped.splitlines() if not line.lstrip().startswith("#")]
+    assert _runbook(["validate", str(written)], capsys)[0] == 0
+
+
+def test_init_example_names_a_plain_path_as_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    code, _, _ = _runbook(["init", "ops/retry.yaml", "--example", "incident-retry"], capsys)
+
+    assert code == 0
+    head = (tmp_path / "ops" / "retry.yaml").read_text(encoding="utf-8").splitlines()[:6]
+    assert head[3:6] == [
+        "#   runbook plan ops/retry.yaml --emulator            # what would happen",
+        "#   runbook run  ops/retry.yaml --emulator            # asks y/N on the terminal",
+        "#   runbook run  ops/retry.yaml --emulator --yes      # automation",
+    ]
+
+
+def test_importing_the_init_command_reads_no_example_until_one_is_needed() -> None:
+    probe = """
+import engine.example_files as files
+reads = []
+real = files.examples_dir
+files.examples_dir = lambda: reads.append(1) or real()
+from engine.cli import main
+try:
+    main(["--help"])
+except SystemExit:
+    pass
+print(len(reads))
+try:
+    main(["init", "--example", "nope", "x.yaml"])
+except SystemExit:
+    pass
+print(len(reads) > 0)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert done.stdout.splitlines()[-2:] == ["0", "True"], done.stderr
+    assert "  init " in done.stdout  # --help listed the commands, init's among them
 
 
 def test_init_example_without_file_writes_name_yaml_here(
