@@ -124,8 +124,8 @@ _MEANINGS: dict[Rule, _Meaning] = {
     Rule.VALUE: _Meaning(
         Level.ERROR,
         "a value the schema accepts but the engine cannot use",
-        "A rate_limit of zero, a number that is not finite (.inf, .nan), a param default that "
-        "is not one of its enum, or a required param with a default.",
+        "A number that is not finite (.inf, .nan), a param default that is not one of its "
+        "enum, or a required param with a default.",
     ),
     Rule.STRUCTURE: _Meaning(
         Level.ERROR,

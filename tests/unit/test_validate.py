@@ -71,7 +71,8 @@ EXPECTED: dict[str, list[str]] = {
         " characters, got '0F3C-1A9E'",
     ],
     "bad_rate": [
-        "3:13: rate_limit: expected a rate such as 20/s, 300/m or 1/h, got '20/sec'",
+        "3:13: rate_limit: expected a rate greater than zero, such as 20/s, 300/m or 1/h, got"
+        " '20/sec'",
     ],
     "bad_status": [
         "10:41: step 'select' (drs.select_jobs): with.statuses[1]: unknown value"
@@ -351,7 +352,23 @@ EXPECTED: dict[str, list[str]] = {
         " APIGW.0308, got 'busy'",
     ],
     "zero_rate": [
-        "3:13: rate_limit: must be > 0, got '0/s'",
+        "3:13: rate_limit: expected a rate greater than zero, such as 20/s, 300/m or 1/h, got"
+        " '0/s'",
+    ],
+    "zero_rates": [
+        "3:13: rate_limit: expected a rate greater than zero, such as 20/s, 300/m or 1/h, got"
+        " '0.0/m'",
+        "5:56: accounts.prod.rate_limit: expected a rate greater than zero, such as 20/s, 300/m"
+        " or 1/h, got '00/h'",
+    ],
+    "non_finite_numbers": [
+        "3:18: max_error_ratio: expected a finite number, got .nan",
+        "12:14: step 'retry' (drs.batch_retry): timeout: expected a duration greater than zero,"
+        " such as 250ms, 90s, 10min or 1h30m, or a number of seconds, got '1e999'",
+        "18:14: step 'verify' (drs.verify_status): timeout: expected a finite number, got .inf",
+        "21:22: step 'verify' (drs.verify_status): with.poll_interval: expected a finite number,"
+        " got .nan",
+        "22:18: step 'verify' (drs.verify_status): with.max_delay: must be >= 0, got -.inf",
     ],
 }
 
