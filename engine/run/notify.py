@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,6 +65,8 @@ DRAIN_S = 5.0
 # Of an answer's body, at most this much is read (and thrown away).
 MAX_ANSWER_BYTES = 64 * 1024
 _RETRIED_STATUSES = frozenset({408, 425, 429})
+# A --notify value that is a shell variable's name the shell did not expand ('$NAME', ${NAME}).
+_VARIABLE = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*|\{[A-Za-z_][A-Za-z0-9_]*\})")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,7 +114,8 @@ def webhooks(
 ) -> tuple[Webhook, ...]:
     """The webhooks of a run: the runbook's ``notify:`` entries (each URL read from its
     environment variable now) and the command line's ``--notify URL``s (told everything, as
-    the JSON document). An entry whose variable is unset or empty is left out with a warning
+    the JSON document), taken as given: ``$NAME`` is not expanded (such a value is refused,
+    naming ``url_env``). An entry whose variable is unset or empty is left out with a warning
     (the run is not stopped for a missing notification); a URL that is not one, or is plain
     http to another machine without ``allow_insecure_http``, is a ``UsageError`` before
     anything is sent. Every URL is registered with ``engine.redact`` as a secret."""
@@ -129,6 +133,12 @@ def webhooks(
         _check(url, shown, f"{entry.location}: notify: ${entry.url_env}", allow_insecure_http)
         found.append(Webhook(url=url, shown_as=shown, events=entry.events, format=entry.format))
     for url in urls:
+        if _VARIABLE.fullmatch(url.strip()):  # a name, not the secret: it may be shown
+            raise UsageError(
+                f"--notify {url.strip()} is a variable's name, not a URL: the engine does not "
+                "expand variables (hint: name the variable in the runbook's notify: with "
+                "url_env, which keeps the URL out of the process list)"
+            )
         host = _host_of(url)
         shown = f"--notify {host}" if host else "--notify"
         _check(url, shown, shown, allow_insecure_http)

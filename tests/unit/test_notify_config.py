@@ -9,9 +9,10 @@ import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from engine.actions.catalog import CATALOG
-from engine.cli import main
+from engine.cli import cli, main
 from engine.errors import Location, UsageError
 from engine.ledger import JobRecord
 from engine.redact import REDACTED, redact
@@ -300,3 +301,35 @@ def test_an_unsafe_notify_url_stops_the_run_before_anything_is_sent(
         "must\n"
     )
     assert not (tmp_path / "r").exists()  # no run directory: nothing ran
+
+
+@pytest.mark.parametrize("value", ["$OPS_WEBHOOK", "${OPS_WEBHOOK}"])
+def test_notify_expands_no_variable_and_names_url_env_instead(
+    value: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPS_WEBHOOK", SLACK)  # set: still not read from --notify
+    path = tmp_path / "rb.yaml"
+    path.write_text(HEAD)
+    with pytest.raises(SystemExit) as exited:
+        main(["run", str(path), "--emulator", "--report-dir", str(tmp_path / "r"),
+              "--notify", value])  # fmt: skip
+    _, err = capsys.readouterr()
+    assert exited.value.code == 2
+    assert err == (
+        f"runbook: --notify {value} is a variable's name, not a URL: the engine does not expand "
+        "variables (hint: name the variable in the runbook's notify: with url_env, which keeps "
+        "the URL out of the process list)\n"
+    )
+    assert "unitFakeToken9d3e" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_notify_help_says_the_url_is_taken_as_given() -> None:
+    result = CliRunner().invoke(cli, ["run", "--help"], prog_name="runbook", terminal_width=200)
+    assert result.exit_code == 0
+    said = " ".join(result.output.split())
+    assert "The URL is taken as given ($NAME is not expanded)" in said
+    assert "or $VARIABLE here" not in said
