@@ -66,10 +66,12 @@ _MEANINGS: dict[Rule, _Meaning] = {
     Rule.YAML_SYNTAX: _Meaning(
         Level.ERROR,
         "the file is not valid YAML",
-        "A YAML syntax error, a tab in the indentation, nesting deeper than 64 levels, or a "
-        "scalar its tag cannot hold (!!int abc). The message quotes the parser; indent with "
-        "spaces and quote strings that contain a colon and a space or start with a special "
-        "character.",
+        "A YAML syntax error, a tab in the indentation, nesting deeper than 64 levels, a "
+        "scalar its tag cannot hold (!!int abc), or an escape of half a UTF-16 surrogate pair "
+        '("\\ud800", which no report could hold). The message quotes the parser; indent with '
+        "spaces, quote strings that contain a colon and a space or start with a special "
+        "character, and write a character beyond U+FFFF as itself or as one escape "
+        '("\\U0001F600").',
     ),
     Rule.YAML_UNSUPPORTED: _Meaning(
         Level.ERROR,

@@ -18,10 +18,17 @@ from typing import Any
 import click
 
 from engine import __version__
-from engine.errors import EXIT_INTERRUPTED, EXIT_OK, EngineError, RunbookInvalidError
+from engine.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EngineError,
+    RunbookInvalidError,
+    UsageError,
+)
 from engine.logs import LOG_FORMATS, TEXT, ContextFilter, formatter_for
 from engine.redact import RedactingFilter, redact
 from engine.runbook.diagnostics import render_diagnostics
+from engine.surrogates import described, lone_surrogate_at, replace_lone_surrogates
 
 
 class LazyGroup(click.Group):
@@ -172,6 +179,7 @@ def color(stream: object) -> bool:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run the command, turn engine errors into one message and an exit code."""
     try:
+        _refuse_text_that_is_not_utf8(sys.argv[1:] if argv is None else argv)
         cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except EngineError as exc:
         click.echo(_error_text(exc), err=True)
@@ -186,6 +194,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         click.echo("runbook: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(EXIT_OK)
+
+
+def _refuse_text_that_is_not_utf8(args: Sequence[str]) -> None:
+    """Python reads the bytes of an argument that are not UTF-8 as lone surrogates
+    (``surrogateescape``), which no journal, report or notification could then write: a file
+    name, a ``--param`` value or a target in another encoding is refused before anything runs.
+    """
+    for arg in args:
+        if (index := lone_surrogate_at(arg)) is not None:
+            raise UsageError(
+                f"argument '{replace_lone_surrogates(arg)}' is not UTF-8 text "
+                f"({described(arg[index])} at character {index + 1}); the journal and reports "
+                "are UTF-8, so rename the file or give the value in UTF-8"
+            )
 
 
 def _error_text(exc: EngineError) -> str:

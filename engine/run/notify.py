@@ -49,6 +49,7 @@ from engine.run.result import StepOutcome
 from engine.run.step import StepTiming
 from engine.runbook import Step, Target
 from engine.runbook.model import Notify, NotifyEvent, NotifyFormat
+from engine.surrogates import lone_surrogate_at
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,10 @@ def webhooks(
 
 
 def _check(url: str, shown: str, where: str, allow_insecure_http: bool) -> None:
+    if lone_surrogate_at(url) is not None:  # bytes that are not UTF-8, read by surrogateescape
+        raise UsageError(
+            f"{where} is not UTF-8 text (the value is not shown: a webhook URL is a secret)"
+        )
     keep_secret(url)
     host = _host_of(url)  # None also for what urlsplit cannot read (``https://[::1``)
     parts = urlsplit(url) if host is not None else None

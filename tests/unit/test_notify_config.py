@@ -161,6 +161,16 @@ def test_a_variable_holding_a_bad_url_is_refused_by_the_variables_name() -> None
     assert "unitTokenR8s9" not in said
 
 
+def test_a_variable_holding_bytes_that_are_not_utf8_is_refused_by_the_variables_name() -> None:
+    url = "https://hooks.example/unitTokenV1w2\udcff"  # a byte 0xff, read by surrogateescape
+    with pytest.raises(UsageError) as refused:
+        webhooks([entry()], environ={"OPS_WEBHOOK": url}, warn=print)  # before: a traceback
+    assert refused.value.format_message() == (
+        "rb.yaml:4:5: notify: $OPS_WEBHOOK is not UTF-8 text (the value is not shown: a webhook "
+        "URL is a secret)"
+    )
+
+
 DOCUMENT = {"schema": "drs-runbook.notification/1", "event": "finished", "text": "two\nlines"}
 
 

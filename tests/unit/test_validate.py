@@ -401,6 +401,30 @@ def test_unknown_action_says_nothing_about_its_with(tmp_path: Path) -> None:
     ]
 
 
+def test_an_escape_of_half_a_surrogate_pair_is_refused_where_it_is_written(tmp_path: Path) -> None:
+    """PyYAML reads "\\ud800" as a lone surrogate (libyaml refuses it), which no report or
+    journal could then write; a pair written as two escapes gets the one escape as its hint."""
+    path = tmp_path / "rb.yaml"
+    text = (
+        (INVALID / "unknown_action.yaml").read_text().replace("drs.batch_rety", "drs.batch_retry")
+    )
+    text = text.replace("name: retry-failed-jobs", 'name: "orders \\uD800x"')
+    text = text.replace(
+        "    action: drs.select_jobs", '    action: drs.select_jobs\n    "\\udfff": 1'
+    )
+    path.write_text(
+        text.replace("batch_size: 10", 'batch_size: 10\n      note: "ok \\ud83d\\ude00"')
+    )
+    assert problems(path) == [
+        f"{path}:2:15: invalid yaml: \\ud800 is half of a UTF-16 surrogate pair, not a character"
+        " (hint: write the character itself, or escape a whole code point (\\u00e9, \\U0001F600))",
+        f"{path}:9:6: invalid yaml: \\udfff is half of a UTF-16 surrogate pair, not a character"
+        " (hint: write the character itself, or escape a whole code point (\\u00e9, \\U0001F600))",
+        f"{path}:15:17: invalid yaml: \\ud83d is half of a UTF-16 surrogate pair, not a character"
+        " (hint: write the pair as one escape, \\U0001F600, or the character itself)",
+    ]
+
+
 def test_untyped_catalog_still_checks_names() -> None:
     """A catalog of output names only leaves the types to run time."""
     untyped = {action: frozenset(outputs) for action, outputs in ENGINE_CATALOG.items()}
