@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -59,6 +61,35 @@ def test_init_writes_the_starter_which_validates_and_lints_clean(
     assert lines[1:] == shipped[1:]
     assert _runbook(["validate", str(written)], capsys)[0] == 0
     assert _runbook(["lint", "--strict", str(written)], capsys)[0] == 0
+
+
+def test_the_starter_points_only_to_what_an_installed_user_has() -> None:
+    """The wheel ships the starter, not the repository's docs: each command its comments name
+    exists with the options they give, and a document is named as the repository's."""
+    comments = [
+        line for line in (REPO / "runbooks" / "starter.yaml").read_text().splitlines()
+        if line.startswith("#")
+    ]  # fmt: skip
+    text = " ".join(line.lstrip("# ") for line in comments)
+    # runbook COMMAND, then its options and placeholders: "runbook plan FILE --emulator"
+    named = re.findall(r"(?<![\w-])runbook ([a-zA-Z-]+)((?: (?:[A-Z]+|--?[a-z-]+))*)", text)
+    assert {command for command, _ in named} >= {"validate", "plan", "run", "schema", "init"}
+    context = click.Context(cli)
+    for command, options in named:
+        if command.startswith("-"):  # runbook --help
+            given = {opt for p in cli.get_params(context) for opt in p.opts}
+            assert {command} <= given, command
+            continue
+        if command == "COMMAND":  # runbook COMMAND --help
+            continue
+        found = cli.get_command(context, command)
+        assert found is not None, f"runbook {command} is no command"
+        known = {opt for p in found.get_params(context) for opt in p.opts}
+        wanted = {word for word in options.split() if word.startswith("-")}
+        assert wanted <= known, f"runbook {command}{options}"
+    assert "README" not in text
+    for document in re.findall(r"\S*docs/\S+", text):
+        assert f"{document} in the drs-runbook repository" in text
 
 
 def test_init_says_nothing_about_the_schema_when_it_is_already_beside_the_file(
