@@ -5,8 +5,8 @@ Every :class:`~engine.errors.Diagnostic` names one ``Rule``. The value is the id
 ``--format json`` gives as ``rule``; ids are never renamed or reused, so a CI tool can track a
 finding across commits. Whether a rule is an error or a lint warning, its one-line summary and
 its help are data here (``_MEANINGS``), and every renderer reads them from the member. The
-rules are documented in docs/ci.md, one heading each (the heading is the id, which is the
-anchor a SARIF ``helpUri`` points at).
+rules are documented in docs/ci.md, one heading each (the heading is the id; a SARIF rule's
+help names that section).
 """
 
 from __future__ import annotations
@@ -66,10 +66,12 @@ _MEANINGS: dict[Rule, _Meaning] = {
     Rule.YAML_SYNTAX: _Meaning(
         Level.ERROR,
         "the file is not valid YAML",
-        "A YAML syntax error, a tab in the indentation, nesting deeper than 64 levels, or a "
-        "scalar its tag cannot hold (!!int abc). The message quotes the parser; indent with "
-        "spaces and quote strings that contain a colon and a space or start with a special "
-        "character.",
+        "A YAML syntax error, a tab in the indentation, nesting deeper than 64 levels, a "
+        "scalar its tag cannot hold (!!int abc), or an escape of half a UTF-16 surrogate pair "
+        '("\\ud800", which no report could hold). The message quotes the parser; indent with '
+        "spaces, quote strings that contain a colon and a space or start with a special "
+        "character, and write a character beyond U+FFFF as itself or as one escape "
+        '("\\U0001F600").',
     ),
     Rule.YAML_UNSUPPORTED: _Meaning(
         Level.ERROR,
@@ -124,8 +126,8 @@ _MEANINGS: dict[Rule, _Meaning] = {
     Rule.VALUE: _Meaning(
         Level.ERROR,
         "a value the schema accepts but the engine cannot use",
-        "A rate_limit of zero, a number that is not finite (.inf, .nan), a param default that "
-        "is not one of its enum, or a required param with a default.",
+        "A number that is not finite (.inf, .nan), a param default that is not one of its "
+        "enum, or a required param with a default.",
     ),
     Rule.STRUCTURE: _Meaning(
         Level.ERROR,

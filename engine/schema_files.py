@@ -10,6 +10,15 @@ from typing import Any
 
 import engine
 
+# A schema's $id: a name, not an address. No server answers for these schemas, so no ``$id`` may
+# look like one (a tool would try to fetch it); every ``$ref`` in them is local (``#/$defs/...``).
+SCHEMA_ID_PREFIX = "urn:drs-runbook:schema:"
+
+
+def schema_id(name: str) -> str:
+    """The ``$id`` of the schema file ``name``: ``urn:drs-runbook:schema:<name>``."""
+    return SCHEMA_ID_PREFIX + name
+
 
 def schema_path(name: str) -> Path:
     """The schema file ``name`` (``runbook.schema.json``, ``report.schema.json``)."""

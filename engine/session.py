@@ -362,7 +362,7 @@ async def _carry_out(
                     where,
                     run_id,
                     observer=notifier.observing(observer),
-                    approver=notifier.asking(approver, binding.how),
+                    approver=notifier.asking(approver, binding.how, plan_hash=binding.plan_hash),
                     journal=journal,
                     resume=resume,
                     binding=binding,
@@ -375,7 +375,7 @@ async def _carry_out(
             # The journal stopped at its last whole line; reports may fit where it did not.
             with contextlib.suppress(OSError):
                 write_reports(directory, report, formats or tuple(REPORT_FILES))
-            notifier.finished(report, exit_code=storage_failure.exit_code, reports=())
+            notifier.finished(report, reports=())  # its exit code is the storage failure's
             raise storage_failure
         written = write_reports_or_say(directory, report, formats or tuple(REPORT_FILES))
         if stats is not None:
@@ -385,7 +385,7 @@ async def _carry_out(
                 path, said = write_stats(directory, stats)
                 written.append(path)
                 _note(observer, said)
-        notifier.finished(report, exit_code=report.exit_code, reports=written)
+        notifier.finished(report, reports=written)
     return RunOutcome(
         exit_code=report.exit_code,
         run_dir=directory,

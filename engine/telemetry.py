@@ -1,12 +1,12 @@
 """A run's traces and metrics through OpenTelemetry: the one place the engine speaks to it.
 
-Optional (``pip install 'drs-runbook[otel]'``) and off unless asked for: ``from_env`` gives a
-``Telemetry`` only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``
-is set (and ``OTEL_SDK_DISABLED`` is not ``true``), and a Python caller may pass its own
-providers (``Telemetry(tracer_provider=..., meter_provider=...)``, how the tests read spans in
-memory). Otherwise the engine holds ``None`` where a ``Telemetry`` would be, checks it before
-each span or count, and imports nothing of ``opentelemetry``: this module imports it only in
-``Telemetry.__init__`` and ``from_env``.
+Optional (the ``otel`` extra: ``pip install '.[otel]'`` in a checkout) and off unless asked
+for: ``from_env`` gives a ``Telemetry`` only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` or
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is set (and ``OTEL_SDK_DISABLED`` is not ``true``), and a
+Python caller may pass its own providers (``Telemetry(tracer_provider=..., meter_provider=...)``,
+how the tests read spans in memory). Otherwise the engine holds ``None`` where a ``Telemetry``
+would be, checks it before each span or count, and imports nothing of ``opentelemetry``: this
+module imports it only in ``Telemetry.__init__`` and ``from_env``.
 
 Spans (docs/observability.md lists every attribute)::
 
@@ -79,9 +79,12 @@ def from_env(env: Mapping[str, str]) -> Telemetry | None:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError as exc:
+        # drs-runbook is on no public index: the extra comes from where the engine came from
         logger.warning(
-            "%s is set but the [otel] extra is not installed (no %s); running without "
-            "telemetry: pip install 'drs-runbook[otel]'",
+            "%s is set but the [otel] extra is not installed (no %s), so the run goes on "
+            "without telemetry; install the otel extra from where drs-runbook was installed "
+            "(pip install '<your source>[otel]', such as '.[otel]' in a checkout) or pip "
+            "install opentelemetry-sdk opentelemetry-exporter-otlp-proto-http",
             next(name for name in ENDPOINT_VARIABLES if env.get(name)),
             exc.name,
         )
@@ -174,17 +177,10 @@ class Telemetry:
 
     def run_finished(self, span: Span, report: Report) -> None:
         """The run's outcome on its span; its jobs by disposition and times to recover."""
-        verdict = (
-            report.drill.verdict.value
-            if report.drill is not None
-            else "interrupted"
-            if report.interrupted
-            else "ok"
-            if report.exit_code == 0
-            else "failed"
-        )
         span.set_attribute("runbook.exit_code", report.exit_code)
-        span.set_attribute("runbook.verdict", verdict)
+        span.set_attribute("runbook.verdict", report.verdict.value)  # as a notification's
+        if report.drill is not None:
+            span.set_attribute("runbook.drill.verdict", report.drill.verdict.value)
         span.set_attribute("runbook.jobs", report.totals.jobs)
         if report.exit_code != 0:
             span.set_status(self._trace.StatusCode.ERROR, f"exit code {report.exit_code}")

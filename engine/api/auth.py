@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from engine.api.resilience import Resilience
 from engine.api.signer import sign
-from engine.api.transport import HttpRequest, HttpResponse, Transport, error_fields
+from engine.api.transport import HttpRequest, HttpResponse, Transport, error_fields, json_body
 from engine.errors import AuthError
 from engine.redact import keep_secret
 
@@ -246,7 +246,7 @@ def _mask(ak: str) -> str:
 def _expires_at(body: bytes) -> datetime | None:
     """``token.expires_at`` of an IAM answer as an aware UTC datetime, or None."""
     try:
-        raw = json.loads(body)["token"]["expires_at"]
+        raw = json_body(body)["token"]["expires_at"]
         parsed = datetime.fromisoformat(str(raw))
     except (ValueError, KeyError, TypeError):
         return None

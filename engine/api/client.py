@@ -29,7 +29,7 @@ from engine.api.auth import Auth
 from engine.api.bounds import MAX_LIST_PAGES
 from engine.api.progress import ProgressResult
 from engine.api.resilience import Resilience
-from engine.api.transport import HttpRequest, HttpResponse, Transport, error_fields
+from engine.api.transport import HttpRequest, HttpResponse, Transport, error_fields, json_body
 from engine.api.types import (
     ERR_TOKEN_EXPIRED,
     ERR_TOKEN_INVALID,
@@ -527,7 +527,7 @@ class _Answer:
 
 def _answer(operation: str, response: HttpResponse) -> _Answer:
     try:
-        raw = orjson.loads(response.body)
+        raw = json_body(response.body)
     except ValueError:
         raw = None
     answer = _Answer(operation, response, raw if isinstance(raw, dict) else {})

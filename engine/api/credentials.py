@@ -46,6 +46,7 @@ from engine.api.envvars import (
     TOKEN_ENV,
 )
 from engine.errors import UsageError
+from engine.surrogates import lone_surrogate_at, replace_lone_surrogates
 
 if TYPE_CHECKING:  # the network stack is imported when credentials are resolved, not before
     from engine.api.auth import Auth
@@ -146,8 +147,30 @@ def _choose(explicit: CredentialSettings | None, env: Mapping[str, str]) -> _Cho
     for source in (_from_settings, _from_sdk_env, _from_token_env, _from_iam_env):
         choice = source(explicit, env)
         if choice is not None:
+            _refuse_text_that_is_not_utf8(choice)
             return choice
     raise UsageError(NO_CREDENTIALS)
+
+
+def _refuse_text_that_is_not_utf8(choice: _Choice) -> None:
+    """A value with a lone surrogate (bytes that are not UTF-8 in a variable, which Python
+    reads with ``surrogateescape``; a credentials file's "\\ud800" escape) can be neither
+    sent in a header nor looked for in what a server echoes: refused, naming only the field."""
+    values = {
+        "AK": choice.ak,
+        "SK": choice.sk,
+        "security token": choice.security_token or "",
+        "token": choice.token,
+        "user": choice.user,
+        "password": choice.password,
+        "domain": choice.domain,
+    }
+    for name, value in values.items():
+        if lone_surrogate_at(value) is not None:
+            raise UsageError(
+                f"{replace_lone_surrogates(choice.label)}: the {name} is not UTF-8 text; "
+                "set it again as UTF-8"
+            )
 
 
 def _from_settings(explicit: CredentialSettings | None, env: Mapping[str, str]) -> _Choice | None:

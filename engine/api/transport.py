@@ -9,12 +9,15 @@ It trusts no server: a redirect is returned as the 3xx it is, never followed (th
 carries a token or a signature, and ``Location`` may name any host); every request has a total
 deadline, however slowly the bytes drip; and an answer larger than ``max_answer_bytes`` is not
 read at all.
+
+Its text is writable whatever the server sent: a lone surrogate (``engine.surrogates``) in a
+JSON body (``json_body``) or in a header value becomes U+FFFD here, the one place answers enter,
+so that no report, journal line or log written from them fails to encode.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -24,6 +27,7 @@ from typing import Any, Protocol, Self
 from urllib.parse import urlsplit
 
 import aiohttp
+import orjson
 
 from engine.api.bounds import (
     CONNECT_TIMEOUT_S,
@@ -33,6 +37,7 @@ from engine.api.bounds import (
 )
 from engine.errors import TransportError
 from engine.redact import redact, redact_optional
+from engine.surrogates import replace_lone_surrogate_escapes, replace_lone_surrogates
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +136,9 @@ class AiohttpTransport:
             ):
                 body = await self._read(answer, request)
                 headers = dict(answer.headers)
+                for name, value in headers.items():
+                    if not value.isascii():  # bytes that are not UTF-8 come as lone surrogates
+                        headers[name] = replace_lone_surrogates(value)
                 return HttpResponse(status=answer.status, headers=headers, body=body)
         except TimeoutError as exc:
             if deadline.expired():
@@ -196,9 +204,25 @@ def error_fields(response: HttpResponse) -> tuple[str, str]:
     return f"HTTP_{response.status}", _clip(response.body.decode("utf-8", "replace")) or "(empty)"
 
 
+def json_body(body: bytes) -> Any:
+    """The JSON document of an answer's body, each lone surrogate it escapes (``"\\ud800"``)
+    read as U+FFFD; raises ``ValueError`` if the body is not JSON.
+
+    orjson refuses such an escape, so a body it reads has none and costs nothing more; only a
+    body it refuses is searched for one, rewritten and read again.
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        replaced = replace_lone_surrogate_escapes(body)
+        if replaced == body:
+            raise
+    return orjson.loads(replaced)
+
+
 def _json_or_none(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        return json_body(body)
     except ValueError:
         return None
 

@@ -27,7 +27,14 @@ from typing import Any
 import click
 
 from engine import __version__
-from engine.errors import EXIT_INTERRUPTED, EXIT_OK, Diagnostic, EngineError, RunbookInvalidError
+from engine.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    Diagnostic,
+    EngineError,
+    RunbookInvalidError,
+    UsageError,
+)
 from engine.logs import (
     LOG_FORMATS,
     TEXT,
@@ -40,6 +47,7 @@ from engine.logs import (
 from engine.logs import say as log_say
 from engine.redact import RedactingFilter, redact
 from engine.runbook.diagnostics import render_diagnostics
+from engine.surrogates import described, lone_surrogate_at, replace_lone_surrogates
 
 # What the command says on stderr (notes, errors): shown at every verbosity, as its output is.
 CONSOLE_LOGGER = "engine.cli"
@@ -241,6 +249,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     env_format = os.environ.get("RUNBOOK_LOG_FORMAT", TEXT)
     configure_logging(0, env_format if env_format in LOG_FORMATS else TEXT)
     try:
+        _refuse_text_that_is_not_utf8(sys.argv[1:] if argv is None else argv)
         cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except EngineError as exc:
         with run_context(run_id=exc.run_id):  # an error of a run that had begun names it
@@ -268,6 +277,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         sys.exit(1)
     sys.exit(EXIT_OK)
+
+
+def _refuse_text_that_is_not_utf8(args: Sequence[str]) -> None:
+    """Python reads the bytes of an argument that are not UTF-8 as lone surrogates
+    (``surrogateescape``), which no journal, report or notification could then write: a file
+    name, a ``--param`` value or a target in another encoding is refused before anything runs.
+    """
+    for arg in args:
+        if (index := lone_surrogate_at(arg)) is not None:
+            raise UsageError(
+                f"argument '{replace_lone_surrogates(arg)}' is not UTF-8 text "
+                f"({described(arg[index])} at character {index + 1}); the journal and reports "
+                "are UTF-8, so rename the file or give the value in UTF-8"
+            )
 
 
 def _say_error(exc: EngineError) -> None:

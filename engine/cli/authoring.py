@@ -11,6 +11,26 @@ from engine.errors import UsageError
 from engine.example_files import SCHEMA_FILE_NAME, STARTER, example_names, write_example
 
 
+class ExampleName(click.Choice[str]):
+    """``--example``'s value: one of the shipped examples, whose names are read when first
+    needed (a value to check, completion, ``init --help``), not when this module is imported:
+    ``runbook --help`` imports every command's module, and must not read package data."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+        self._names: tuple[str, ...] | None = None  # not read yet
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        if self._names is None:
+            self._names = tuple(example_names())
+        return self._names
+
+    @choices.setter
+    def choices(self, names: tuple[str, ...]) -> None:
+        self._names = tuple(names)
+
+
 def _list_examples(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if value and not ctx.resilient_parsing:
         for name in example_names():
@@ -22,7 +42,7 @@ def _list_examples(ctx: click.Context, param: click.Parameter, value: bool) -> N
 @click.argument("file", required=False, type=click.Path(path_type=Path))
 @click.option(
     "--example",
-    type=click.Choice(example_names()),
+    type=ExampleName(),
     help=f"Write this shipped example (default: {STARTER}, the commented starter); without "
     "FILE, to NAME.yaml here.",
 )

@@ -119,7 +119,6 @@ def _for_tools(found: Sequence[Diagnostic], output_format: str) -> str:
         root=root,
         version=__version__,
         information_uri=urls.get("homepage") or urls.get("repository") or urls.get("source"),
-        docs_uri=urls.get("documentation"),
     )
 
 

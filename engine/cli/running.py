@@ -193,7 +193,8 @@ _NOTIFY = click.option(
     metavar="URL",
     help="POST a JSON notification (with a Slack-compatible text field) to this webhook when "
     "the run waits for approval, when a guard rail stops it, and when it ends (repeatable). "
-    "The URL is a secret: prefer the runbook's notify: with url_env, or $VARIABLE here.",
+    "The URL is taken as given ($NAME is not expanded) and is a secret that ps shows here: "
+    "prefer the runbook's notify: with url_env.",
 )
 
 _STOP_FILE = click.option(

@@ -1,6 +1,7 @@
 """The report document: what every renderer reads and report.json holds, as typed data.
 
     Report            one run (or a merge of shards): runbook, settings, totals, API figures
+    │                 (its one-word ``verdict``, a ``RunVerdict``, follows from its exit code)
     ├── DrillReport   a drill's verdict, its paused jobs and their recovery (drills only)
     └── TargetReport  one target: its status, totals, steps and jobs
         ├── StepReport   one step's outcome (list outputs as their sizes)
@@ -22,6 +23,13 @@ from typing import Any, cast
 
 import orjson
 
+from engine.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_JOBS_NOT_HEALTHY,
+    EXIT_OK,
+    EXIT_STORAGE,
+    EXIT_USAGE,
+)
 from engine.ledger import NEEDS_A_HUMAN, Column, Disposition, EventJson
 from engine.run.result import StepStatus
 
@@ -376,6 +384,38 @@ class TargetReport:
         return self.region or self.endpoint
 
 
+class RunVerdict(StrEnum):
+    """A finished run in one word, as its exit code says it: the one verdict a notification
+    (``verdict``) and a trace (``runbook.verdict``) give, so they cannot disagree.
+
+    Not a drill's verdict (passed / failed, ``Report.drill``): a drill that passed may still
+    leave a job for a human, and the exit code, hence this, says so."""
+
+    OK = "ok"  # 0
+    NEEDS_A_HUMAN = "needs_a_human"  # 1: a job did not recover, a step failed, a stop tripped
+    REFUSED = "refused"  # 2: the runbook, params or command line refused; nothing was sent
+    STORAGE_FAILED = "storage_failed"  # 3: the run directory could not be written
+    INTERRUPTED = "interrupted"  # 130: Ctrl-C or SIGTERM
+
+    @classmethod
+    def of_exit_code(cls, exit_code: int) -> RunVerdict:
+        """The verdict of ``exit_code`` (one of ``engine.errors``' ``EXIT_*``; another is a
+        bug: ``ValueError``)."""
+        try:
+            return _VERDICTS[exit_code]
+        except KeyError:
+            raise ValueError(f"no run ends with exit code {exit_code}") from None
+
+
+_VERDICTS = {
+    EXIT_OK: RunVerdict.OK,
+    EXIT_JOBS_NOT_HEALTHY: RunVerdict.NEEDS_A_HUMAN,
+    EXIT_USAGE: RunVerdict.REFUSED,
+    EXIT_STORAGE: RunVerdict.STORAGE_FAILED,
+    EXIT_INTERRUPTED: RunVerdict.INTERRUPTED,
+}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class Report:
     """A run's report; ``merged_from`` is set (and written) only for a merge of shards.
@@ -420,6 +460,11 @@ class Report:
             f"Report(run_id={self.run_id!r}, exit_code={self.exit_code}, "
             f"targets={len(self.targets)}, jobs={self.totals.jobs})"
         )
+
+    @property
+    def verdict(self) -> RunVerdict:
+        """The run in one word, from its exit code (``RunVerdict``)."""
+        return RunVerdict.of_exit_code(self.exit_code)
 
     def jobs(self) -> Iterable[tuple[TargetReport, JobReport]]:
         """Every job of the run with its target, in report order."""

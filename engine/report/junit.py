@@ -39,10 +39,12 @@ _VERDICTS = frozenset(
         EventKind.NOT_FOUND,
     )
 )
-# XML 1.0 cannot carry these characters at all, escaped or not.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# XML 1.0 cannot carry these characters at all, escaped or not; nor can UTF-8 carry a lone
+# surrogate (U+D800-U+DFFF: a name decoded with surrogateescape, a server's "\ud800" escape),
+# so the file could not even be written.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 # What escaping changes in an attribute value; most ids, names and statuses have none of it.
-_NOT_PLAIN = re.compile('[&<>"\n\r\t\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]')
+_NOT_PLAIN = re.compile('[&<>"\n\r\t\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]')
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -20,13 +20,11 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from engine.api.auth import Auth, IamPasswordAuth
 from engine.api.credentials import CredentialSettings, resolve_credentials
 from engine.api.endpoints import iam_endpoint as region_iam_endpoint
 from engine.api.resilience import Resilience
-from engine.api.transport import HttpRequest, Transport, error_fields
+from engine.api.transport import HttpRequest, Transport, error_fields, json_body
 from engine.errors import TransportError, UsageError
 from engine.runbook import Runbook, Target
 from engine.runbook.model import Discovery
@@ -115,8 +113,8 @@ async def _projects(
             + (f" (request id {response.request_id})" if response.request_id else "")
         )
     try:
-        body = orjson.loads(response.body)
-    except orjson.JSONDecodeError:
+        body = json_body(response.body)
+    except ValueError:
         body = None
     projects = body.get("projects") if isinstance(body, dict) else None
     if not isinstance(projects, list):

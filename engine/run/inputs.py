@@ -33,6 +33,7 @@ from engine.run.shard import Shard
 from engine.runbook import Runbook, Target, bind_params, load_runbook
 from engine.runbook.model import Discovery
 from engine.runbook.parse import MAX_BYTES
+from engine.surrogates import lone_surrogate_at
 
 # A credentials file holds a few keys: anything this long is not one.
 CREDENTIALS_LIMIT = 64 * 1024
@@ -319,8 +320,18 @@ def read_credentials_file(path: Path) -> CredentialSettings:
 
 
 def env_of(runbook: Runbook) -> dict[str, str]:
-    """The environment variables the runbook may read (its ``env:`` allow-list) that are set."""
-    return {name: os.environ[name] for name in runbook.env if name in os.environ}
+    """The environment variables the runbook may read (its ``env:`` allow-list) that are set.
+
+    A value with bytes that are not UTF-8 (which Python reads as lone surrogates) is refused:
+    an expression would carry it into requests, the journal and the reports, and none of them
+    can write it."""
+    found = {name: os.environ[name] for name in runbook.env if name in os.environ}
+    for name, value in found.items():
+        if lone_surrogate_at(value) is not None:  # which byte is not said: it may be a secret
+            raise UsageError(
+                f"{runbook.path}: env: {name} is not UTF-8 text; set it again as UTF-8"
+            )
+    return found
 
 
 def read_bytes(path: Path) -> bytes:

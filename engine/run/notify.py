@@ -3,9 +3,9 @@
     webhooks(runbook.notify, ["https://..."], allow_insecure_http=False)  ->  (Webhook, ...)
     async with Notifier(hooks, run=RunRef(...), warn=...) as notifier:
         observer = notifier.observing(observer)    # tells "stopped" (a RunObserver)
-        approver = notifier.asking(approver, how)  # tells "approval", then asks
+        approver = notifier.asking(approver, how, plan_hash=...)  # tells "approval", then asks
         ...
-        notifier.finished(report, run_dir=..., reports=...)
+        notifier.finished(report, reports=...)
 
 Each event is one small JSON document (``NOTIFICATION_SCHEMA``, pinned by
 ``schemas/notification.schema.json``) with a ``text`` field that Slack, Mattermost and
@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,12 +43,13 @@ from engine.ledger import Disposition, JobBook
 from engine.redact import keep_secret, redact
 from engine.report.document import Report, Totals
 from engine.report.summary import headline
-from engine.run.approval import ApprovalRequest, Approver
+from engine.run.approval import HOW_PLAN, HOW_YES, ApprovalRequest, Approver
 from engine.run.executor import RunObserver
 from engine.run.result import StepOutcome
 from engine.run.step import StepTiming
 from engine.runbook import Step, Target
 from engine.runbook.model import Notify, NotifyEvent, NotifyFormat
+from engine.surrogates import lone_surrogate_at
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ DRAIN_S = 5.0
 # Of an answer's body, at most this much is read (and thrown away).
 MAX_ANSWER_BYTES = 64 * 1024
 _RETRIED_STATUSES = frozenset({408, 425, 429})
+# A --notify value that is a shell variable's name the shell did not expand ('$NAME', ${NAME}).
+_VARIABLE = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*|\{[A-Za-z_][A-Za-z0-9_]*\})")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,7 +115,8 @@ def webhooks(
 ) -> tuple[Webhook, ...]:
     """The webhooks of a run: the runbook's ``notify:`` entries (each URL read from its
     environment variable now) and the command line's ``--notify URL``s (told everything, as
-    the JSON document). An entry whose variable is unset or empty is left out with a warning
+    the JSON document), taken as given: ``$NAME`` is not expanded (such a value is refused,
+    naming ``url_env``). An entry whose variable is unset or empty is left out with a warning
     (the run is not stopped for a missing notification); a URL that is not one, or is plain
     http to another machine without ``allow_insecure_http``, is a ``UsageError`` before
     anything is sent. Every URL is registered with ``engine.redact`` as a secret."""
@@ -129,6 +134,12 @@ def webhooks(
         _check(url, shown, f"{entry.location}: notify: ${entry.url_env}", allow_insecure_http)
         found.append(Webhook(url=url, shown_as=shown, events=entry.events, format=entry.format))
     for url in urls:
+        if _VARIABLE.fullmatch(url.strip()):  # a name, not the secret: it may be shown
+            raise UsageError(
+                f"--notify {url.strip()} is a variable's name, not a URL: the engine does not "
+                "expand variables (hint: name the variable in the runbook's notify: with "
+                "url_env, which keeps the URL out of the process list)"
+            )
         host = _host_of(url)
         shown = f"--notify {host}" if host else "--notify"
         _check(url, shown, shown, allow_insecure_http)
@@ -137,6 +148,10 @@ def webhooks(
 
 
 def _check(url: str, shown: str, where: str, allow_insecure_http: bool) -> None:
+    if lone_surrogate_at(url) is not None:  # bytes that are not UTF-8, read by surrogateescape
+        raise UsageError(
+            f"{where} is not UTF-8 text (the value is not shown: a webhook URL is a secret)"
+        )
     keep_secret(url)
     host = _host_of(url)  # None also for what urlsplit cannot read (``https://[::1``)
     parts = urlsplit(url) if host is not None else None
@@ -214,20 +229,33 @@ def _document(
 
 
 def approval_document(
-    run: RunRef, request: ApprovalRequest, how: str, counts: Mapping[str, int]
+    run: RunRef,
+    request: ApprovalRequest,
+    how: str,
+    counts: Mapping[str, int],
+    *,
+    plan_hash: str | None = None,
 ) -> dict[str, Any]:
+    """An approval step reached: "waiting for approval" only when a terminal prompt waits
+    (``how`` is ``HOW_TERMINAL``); given by ``--yes`` or by the plan file ``plan_hash`` an
+    apply ran, it says it was approved, and by what."""
     step = request.step
     message = step.with_.get("message")
     projects = sum(1 for jobs in request.selected.values() if jobs)
     said = f"{request.total} job(s) to act on in {projects} project(s)"
     asked = f" ({message})" if isinstance(message, str) and message else ""
-    answer = "" if how == "terminal" else f"; answered by {how}"
+    if how == HOW_YES:
+        what = "approved by --yes"
+    elif how == HOW_PLAN:
+        what = "approved by the plan file" + (f" {plan_hash[:12]}" if plan_hash else "")
+    else:
+        what = "waiting for approval"
     return _document(
         run,
         NotifyEvent.APPROVAL,
-        text=f"runbook {run.runbook_name}, run {run.run_id}: waiting for approval at step "
-        f"'{step.id}'{asked}: {said}{answer}",
-        headline=f"waiting for approval at step '{step.id}': {said}",
+        text=f"runbook {run.runbook_name}, run {run.run_id}: {what} at step "
+        f"'{step.id}'{asked}: {said}",
+        headline=f"{what} at step '{step.id}': {said}",
         counts=counts,
         step={"id": step.id, "name": step.name, "action": step.action, "how": how},
     )
@@ -243,19 +271,9 @@ def stopped_document(run: RunRef, why: str, counts: Mapping[str, int]) -> dict[s
     )
 
 
-def verdict_of(report: Report, exit_code: int) -> str:
-    """The finished run in one word: ``ok``, ``needs_a_human``, ``interrupted``, or
-    ``storage_failed`` (the run directory could not be written)."""
-    if exit_code == 0:
-        return "ok"
-    if exit_code == 1:
-        return "needs_a_human"
-    return "interrupted" if report.interrupted and exit_code == 130 else "storage_failed"
-
-
-def finished_document(
-    run: RunRef, report: Report, *, exit_code: int, reports: Sequence[str]
-) -> dict[str, Any]:
+def finished_document(run: RunRef, report: Report, *, reports: Sequence[str]) -> dict[str, Any]:
+    """The end of the run: its exit code and ``verdict`` are the report's (``RunVerdict``, as
+    the trace's ``runbook.verdict``)."""
     said = headline(report)
     # The second line: how many jobs ended where, most common first (the report's columns).
     ended = sorted(
@@ -270,12 +288,12 @@ def finished_document(
     return _document(
         run,
         NotifyEvent.FINISHED,
-        text=f"runbook {run.runbook_name}, run {run.run_id}: ended with exit code {exit_code}: "
-        f"{said}" + (f"\n{counted}" if counted else ""),
+        text=f"runbook {run.runbook_name}, run {run.run_id}: ended with exit code "
+        f"{report.exit_code}: {said}" + (f"\n{counted}" if counted else ""),
         headline=said,
         counts=report.totals,
-        exit_code=exit_code,
-        verdict=verdict_of(report, exit_code),
+        exit_code=report.exit_code,
+        verdict=report.verdict.value,
         reports=reports,
     )
 
@@ -377,14 +395,20 @@ class Notifier:
             return observer
         return _Telling(observer, self)
 
-    def asking(self, approver: Approver | None, how: str) -> Approver | None:
-        """``approver``, but each approval is told to the webhooks before it is asked."""
+    def asking(
+        self, approver: Approver | None, how: str, *, plan_hash: str | None = None
+    ) -> Approver | None:
+        """``approver``, but each approval is told to the webhooks before it is asked (or,
+        given by ``--yes`` or the plan file ``plan_hash``, as it is given)."""
         if approver is None or not self._hooks:
             return approver
         ask = approver
 
         async def approve(request: ApprovalRequest) -> bool:
-            self._send(approval_document(self._run, request, how, self._now_counts()))
+            told = approval_document(
+                self._run, request, how, self._now_counts(), plan_hash=plan_hash
+            )
+            self._send(told)
             return await ask(request)
 
         return approve
@@ -393,10 +417,11 @@ class Notifier:
         """A guard rail stopped the run (told once per guard, by the executor's observer)."""
         self._send(stopped_document(self._run, why, self._now_counts()))
 
-    def finished(self, report: Report, *, exit_code: int, reports: Sequence[Path]) -> None:
-        """The run ended, however it ended: its report, exit code and files."""
+    def finished(self, report: Report, *, reports: Sequence[Path]) -> None:
+        """The run ended, however it ended: its report (its exit code is the run's, a storage
+        failure's included) and files."""
         paths = [str(path) for path in reports]
-        self._send(finished_document(self._run, report, exit_code=exit_code, reports=paths))
+        self._send(finished_document(self._run, report, reports=paths))
 
     def keep_books(self, books: Mapping[Target, JobBook]) -> None:
         self._books = books

@@ -24,6 +24,7 @@ from engine.runbook.model import Runbook
 from engine.runbook.params import FALSE_WORDS, MAX_INTEGER, TRUE_WORDS, Param, ParamType
 from engine.runbook.parse import JsonPath, read_yaml
 from engine.runbook.schema import show, suggest
+from engine.surrogates import described, lone_surrogate_at, replace_lone_surrogates
 from engine.units import parse_duration
 
 
@@ -111,7 +112,7 @@ def _unknown(
         hint = f"params: {', '.join(declared)}" if declared else "the runbook declares no params"
     return Diagnostic(
         location=location,
-        message=f"unknown param '{name}' (from {where})",
+        message=f"unknown param '{replace_lone_surrogates(name)}' (from {where})",
         rule=Rule.PARAM,
         hint=hint,
     )
@@ -123,6 +124,10 @@ def _expected(param: Param) -> str:
 
 def _from_text(param: Param, text: str) -> Any:
     """A ``--param`` value (always a string) parsed per the param's type."""
+    if (index := lone_surrogate_at(text)) is not None:  # no journal or report could write it
+        raise _ValueProblem(
+            f"the value is not UTF-8 text ({described(text[index])} at character {index + 1})"
+        )
     kind = param.type
     if kind == ParamType.STRING:
         return text
@@ -150,6 +155,12 @@ def _text_list(param: Param, text: str) -> list[Any]:
         if not scalars:
             # null, true, objects or nested lists are not items of a string or number list
             raise _ValueProblem(f"expected {_expected(param)}, got {show(text)}")
+        for number, item in enumerate(loaded, start=1):
+            if isinstance(item, str) and (index := lone_surrogate_at(item)) is not None:
+                raise _ValueProblem(  # json.loads reads a "\ud800" escape as one
+                    f"item {number} escapes \\u{ord(item[index]):04x}, half of a UTF-16 "
+                    "surrogate pair, not a character"
+                )
         return [item if isinstance(item, str) else json.dumps(item) for item in loaded]
     return [item.strip() for item in stripped.split(",")] if stripped else []
 

@@ -1,7 +1,9 @@
 """Semantic checks: what the JSON Schema cannot say about a runbook.
 
-Duplicate step ids and target projects; params whose default is outside their enum; rates that
-are zero; numbers that are not finite (YAML has ``.inf`` and ``.nan``; JSON Schema does not); and
+Duplicate step ids and target projects; params whose default is outside their enum; numbers
+that are not finite (YAML has ``.inf`` and ``.nan``, JSON has neither: the engine says so here,
+in its own words, and the published schema refuses them with the bounds ``schema_build`` adds);
+and
 every ``${{ ... }}`` expression: its syntax, its names (params, target fields, earlier steps'
 outputs, allowed env variables), its operators, and whether its static type fits the field it
 fills (``when`` must be boolean). The checks also hand the parsed, typed expressions to the model.
@@ -38,7 +40,6 @@ from engine.runbook.schema import (
     show,
 )
 from engine.runbook.typecheck import Names, fits, infer, interpolation_problems
-from engine.units import parse_rate
 
 PAUSE = "drs.pause_jobs"
 VERIFY = "drs.verify_status"
@@ -67,7 +68,6 @@ def check(parsed: ParsedYaml, catalog: ActionCatalog) -> Checked:
         *_duplicate_targets(parsed),
         *_accounts(parsed),
         *static_checks(parsed.data, parsed.source),
-        *_rate(parsed),
         *_misplaced_expressions(parsed, parsed.data, (), catalog),
         *_non_finite(parsed, parsed.data, (), catalog),
     ]
@@ -142,7 +142,6 @@ def _accounts(parsed: ParsedYaml) -> Iterator[Diagnostic]:
                 rule=Rule.STRUCTURE,
                 message=f"accounts.{name}: security_token_env goes with ak_env and sk_env",
             )
-        yield from _positive_rate(parsed, ("accounts", name, "rate_limit"), spec.get("rate_limit"))
     for index, target in _items(parsed.data, "targets"):
         account = target.get("account")
         if isinstance(account, str) and account not in names:
@@ -160,24 +159,6 @@ def _accounts(parsed: ParsedYaml) -> Iterator[Diagnostic]:
                 rule=Rule.REFERENCE,
                 message=f"targets[{index}]: names no account, and the runbook has accounts:",
                 hint=f"add account: with one of {', '.join(sorted(names))}",
-            )
-
-
-def _rate(parsed: ParsedYaml) -> Iterator[Diagnostic]:
-    yield from _positive_rate(parsed, ("rate_limit",), parsed.data.get("rate_limit"))
-
-
-def _positive_rate(parsed: ParsedYaml, at: JsonPath, rate: object) -> Iterator[Diagnostic]:
-    if not isinstance(rate, str):
-        return
-    try:
-        parse_rate(rate)
-    except ValueError:
-        if rate.split("/")[0].replace(".", "", 1).isdigit():  # well-formed, but zero
-            yield Diagnostic(
-                location=parsed.source.value(at),
-                rule=Rule.VALUE,
-                message=f"{'.'.join(str(part) for part in at)}: must be > 0, got {show(rate)}",
             )
 
 

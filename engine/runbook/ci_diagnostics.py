@@ -39,17 +39,18 @@ def diagnostics_sarif(
     root: Path,
     version: str,
     information_uri: str | None = None,
-    docs_uri: str | None = None,
 ) -> str:
     """A SARIF 2.1.0 log of one run whose driver lists every rule, and a result per diagnostic.
 
-    ``information_uri`` is the project's home page; each rule's ``helpUri`` is ``docs_uri``
-    (the documentation folder's URL) + ``/ci.md#<rule>``. Either is left out when unknown.
+    ``information_uri`` is the project's home page as the package declares it (left out when
+    it declares none). A rule has no ``helpUri``: no URL of the documentation is known to be
+    right wherever the tool is installed; its help text says where the rule is documented
+    (docs/ci.md, the section named by its id).
     """
     driver: dict[str, Any] = {"name": TOOL_NAME, "version": version, "semanticVersion": version}
     if information_uri:
         driver["informationUri"] = information_uri
-    driver["rules"] = [_sarif_rule(rule, docs_uri) for rule in _RULES]
+    driver["rules"] = [_sarif_rule(rule) for rule in _RULES]
     log = {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
@@ -65,17 +66,19 @@ def diagnostics_sarif(
     return json.dumps(log, indent=2, ensure_ascii=False)
 
 
-def _sarif_rule(rule: Rule, docs_uri: str | None) -> dict[str, Any]:
-    described: dict[str, Any] = {
+def _sarif_rule(rule: Rule) -> dict[str, Any]:
+    return {
         "id": str(rule),
         "shortDescription": {"text": rule.summary},
         "fullDescription": {"text": rule.help},
-        "help": {"text": rule.help},
+        "help": {"text": sarif_help(rule)},
         "defaultConfiguration": {"level": str(rule.level)},
     }
-    if docs_uri:
-        described["helpUri"] = f"{docs_uri.rstrip('/')}/ci.md#{rule}"
-    return described
+
+
+def sarif_help(rule: Rule) -> str:
+    """A rule's help as SARIF gives it: its help, and where the rule is documented."""
+    return f"{rule.help} Documented in docs/ci.md, section {rule} (rules: engine/rules.py)."
 
 
 def _sarif_result(diagnostic: Diagnostic, root: Path) -> dict[str, Any]:

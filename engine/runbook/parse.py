@@ -8,6 +8,7 @@ raises anything but :class:`~engine.errors.RunbookInvalidError`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,6 +19,7 @@ import yaml
 from engine.bounded import FileRefusedError, read_file
 from engine.errors import Diagnostic, Location, RunbookInvalidError
 from engine.rules import Rule
+from engine.surrogates import lone_surrogate_at
 
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 64
@@ -277,7 +279,11 @@ class _Builder:
         tag = node.tag
         try:
             if tag in _STRING_TAGS:
-                return str(node.value)
+                text = str(node.value)
+                if (index := lone_surrogate_at(text)) is not None:
+                    self._lone_surrogate(node, text, index)
+                    return None
+                return text
             if tag == f"{_TAG}int":
                 return _SCALARS.construct_yaml_int(node)
             if tag == f"{_TAG}float":
@@ -293,6 +299,31 @@ class _Builder:
             return None
         self._problem(Rule.YAML_UNSUPPORTED, node, f"unsupported yaml tag '{_short(tag)}'")
         return None
+
+    def _lone_surrogate(self, node: yaml.ScalarNode, text: str, index: int) -> None:
+        """A double-quoted escape of half a UTF-16 pair (``"\\ud800"``), which PyYAML reads as
+        a lone surrogate (libyaml refuses it): no UTF-8 file, report or journal can hold one.
+        """
+        code = ord(text[index])
+        following = ord(text[index + 1]) if index + 1 < len(text) else 0
+        if 0xD800 <= code <= 0xDBFF and 0xDC00 <= following <= 0xDFFF:
+            whole = 0x10000 + ((code - 0xD800) << 10) + (following - 0xDC00)
+            hint = f"write the pair as one escape, \\U{whole:08X}, or the character itself"
+        else:
+            hint = "write the character itself, or escape a whole code point (\\u00e9, \\U0001F600)"
+        escape = re.compile(rf"\\u(?i:{code:04x})|\\U(?i:{code:08x})")
+        location = self._at(node.start_mark)
+        first, last = node.start_mark.line, node.end_mark.line
+        for number in range(first, last + 1):
+            line = self.source.line(number + 1) or ""
+            found = escape.search(line, node.start_mark.column if number == first else 0)
+            if found:
+                location = Location(path=self.source.path, line=number + 1, col=found.start() + 1)
+                break
+        message = f"invalid yaml: \\u{code:04x} is half of a UTF-16 surrogate pair, not a character"
+        self.diagnostics.append(
+            Diagnostic(location=location, message=message, rule=Rule.YAML_SYNTAX, hint=hint)
+        )
 
     def _mapping(self, node: yaml.MappingNode, at: JsonPath) -> dict[str, Any]:
         result: dict[str, Any] = {}

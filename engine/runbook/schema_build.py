@@ -12,6 +12,11 @@ the ``anyOf`` so hover and completion still show them. A value that already take
 needs no alternative. Nothing else is loosened: a key, a target, a param default or a step's
 ``timeout`` takes no expression, in the engine or in the published schema.
 
+Numbers are finite in both: YAML has ``.inf``, ``.nan`` and ``1e999`` (in YAML 1.2), JSON has no
+such number, and the engine refuses them in its semantic checks (``check._non_finite``), in its
+own words. Standard validators get that rule as keywords: every number-typed value of the
+published schema is bounded by the largest float and refuses NaN (``finite_number_keywords``).
+
 This is not a second description of the shape: never edit the output, edit
 ``schemas/runbook.source.schema.json`` and run this.
 """
@@ -23,7 +28,7 @@ import copy
 import json
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +76,18 @@ _DERIVED_SUFFIX = "_with_expressions"
 
 _PUBLISHED_COMMENT = (
     f"Generated from {SOURCE_FILE} by `python -m engine.runbook.schema_build`: do not edit (a test "
-    "fails when it is stale). It is the source with one change: each value that may be an "
+    "fails when it is stale). It is the source with two changes: each value that may be an "
     "expression (in a step's with: and in steady_state:) is anyOf its typed schema and "
-    f"{_EXPRESSION_REF}, so that editors and check-jsonschema accept ${{{{ ... }}}} there; "
-    "runbook validate checks the expression's type against the field. Reference: "
-    "docs/runbook-language.md."
+    f"{_EXPRESSION_REF}, so that editors and check-jsonschema accept ${{{{ ... }}}} there "
+    "(runbook validate checks the expression's type against the field); and each number is "
+    "finite (maximum: the largest float, and a not that refuses NaN), as runbook validate "
+    "requires of YAML's .inf, .nan and 1e999. Reference: docs/runbook-language.md."
 )
+# The largest finite float: above it is +inf (and YAML's 1e999); below its negative, -inf.
+_LARGEST = sys.float_info.max
+_FINITE_COMMENT = "finite: not .inf, -.inf or .nan (the engine refuses them)"
+# Keywords whose values are data, not schemas: a {"type": "number"} there is an example.
+_DATA_KEYWORDS = frozenset({"examples", "default", "enum", "const"})
 
 
 def expression_schema() -> dict[str, Any]:
@@ -91,6 +102,43 @@ def expression_schema() -> dict[str, Any]:
         "patternErrorMessage": "expected an expression ${{ ... }}",
         "examples": ["${{ steps.select.jobs }}", "${{ params.batch_size }}"],
     }
+
+
+def finite_number_keywords() -> dict[str, Any]:
+    """What makes a number-typed value finite in a standard validator: ``maximum`` refuses
+    +inf; ``not`` a number ``exclusiveMaximum`` -largest refuses -inf and NaN, since every
+    comparison with NaN is false (so NaN passes ``exclusiveMaximum`` and ``not`` refuses it),
+    while every other number fails it. Strings are untouched: both keywords are for numbers."""
+    return {
+        "maximum": _LARGEST,
+        "not": {"$comment": _FINITE_COMMENT, "type": "number", "exclusiveMaximum": -_LARGEST},
+    }
+
+
+def _number_nodes(node: object) -> Iterator[dict[str, Any]]:
+    """Every schema node of ``node`` whose ``type`` is, or includes, ``number`` (not the data
+    a schema holds: its examples, default, enum, const)."""
+    if isinstance(node, dict):
+        kinds = node.get("type")
+        if kinds == "number" or (isinstance(kinds, list) and "number" in kinds):
+            yield node
+        for key, value in node.items():
+            if key not in _DATA_KEYWORDS:
+                yield from _number_nodes(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _number_nodes(value)
+
+
+def _finite(schema: dict[str, Any]) -> None:
+    """Bound every number-typed value of ``schema`` (in place) to the finite numbers."""
+    for node in list(_number_nodes(schema)):
+        if "not" in node:
+            raise ValueError(f"a number schema with its own not: {node} (hint: teach _finite)")
+        keywords = finite_number_keywords()
+        if "maximum" in node or "exclusiveMaximum" in node:
+            del keywords["maximum"]  # already bounded above, tighter
+        node.update(keywords)
 
 
 def _takes_any_string(node: Mapping[str, Any]) -> bool:
@@ -171,7 +219,8 @@ def build(source: Mapping[str, Any]) -> dict[str, Any]:
             f"{SOURCE_FILE}: $defs/{taken[0]} is the generator's own name (hint: rename it)"
         )
     defs.update(added)
-    published["$id"] = str(source["$id"]).replace(SOURCE_FILE, SCHEMA_FILE)
+    _finite(published)
+    published["$id"] = schema_files.schema_id(SCHEMA_FILE)
     published["$comment"] = _PUBLISHED_COMMENT
     return published
 

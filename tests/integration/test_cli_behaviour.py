@@ -4,6 +4,7 @@ usage errors without tracebacks, and no secret in any output."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -196,6 +197,34 @@ def test_usage_mistakes_are_one_sentence_and_exit_2(
     assert message in err
     assert "S3cret" not in err
     assert "Traceback" not in out + err
+
+
+def test_an_argument_that_is_not_utf8_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    """Python reads such bytes as lone surrogates, which the journal, the reports and the
+    notifications cannot write (the journal's header raised TypeError: a traceback)."""
+    runbook = tmp_path / os.fsdecode(b"rb-\xff.yaml")
+    runbook.write_bytes(EXAMPLE.read_bytes())
+    run_dir = tmp_path / "run"
+    at = len(str(tmp_path)) + len("/rb-") + 1
+    cases: list[tuple[list[str | bytes | Path], str]] = [
+        ([runbook], f"'{tmp_path}/rb-\ufffd.yaml' is not UTF-8 text (byte 0xff at character {at})"),
+        ([EXAMPLE, "--param", b"name=caf\xe9"], "'name=caf\ufffd' is not UTF-8 text (byte 0xe9 at "
+         "character 9)"),
+    ]  # fmt: skip
+    for args, said in cases:
+        done = subprocess.run(
+            [sys.executable, "-c", "from engine.cli import main; main()", "run", *args,
+             "--emulator", "--yes", "-q", "--report-dir", run_dir],
+            capture_output=True, timeout=60, check=False,
+            env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        )  # fmt: skip
+        err = done.stderr.decode("utf-8")
+        assert done.returncode == 2, err
+        assert err == (
+            f"runbook: argument {said}; the journal and reports are UTF-8, so rename the file "
+            "or give the value in UTF-8\n"
+        )
+        assert not run_dir.exists()
 
 
 def test_unknown_and_mistyped_params_name_the_param(capsys: pytest.CaptureFixture[str]) -> None:

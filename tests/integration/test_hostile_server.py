@@ -1,9 +1,10 @@
 """Runs against a server that misbehaves on purpose (issue 14): it redirects, lies about counts,
 pages in circles, drips bytes, sends huge or malformed bodies, echoes the request's headers and
-answers batches oddly. Each test runs ``runbook run`` as a user would (a subprocess, the token
-in the environment) and asserts the clear error or the right disposition, no traceback, an
-end within its bound, and not one byte of the token (raw, URL-encoded, base64 or hex) in the
-run directory, stdout or stderr.
+answers batches oddly, or sends text no UTF-8 file can hold. Each test runs ``runbook run`` as a
+user would (a subprocess, the token in the environment) and asserts the clear error or the right
+disposition, no traceback, an end within its bound, and not one byte of the token (raw,
+URL-encoded, base64 or hex) in the run directory, stdout or stderr; the header bytes, which
+aiohttp's server cannot send, are sent from a raw socket to the transport itself.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from urllib.parse import quote
 
 import pytest
 from aiohttp import web
+
+from engine.api.transport import AiohttpTransport, HttpRequest
 
 PROJECT = "0a5c6e1f3b2d4c8e9f7a6b5c4d3e2f10"
 TOKEN = "tok-Hostile/Secret+4f9a2c=77"
@@ -426,3 +429,67 @@ async def test_plain_http_to_another_machine_is_refused_before_anything_is_sent(
         "pass --allow-insecure-http if you must"
     )
     assert not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------------------- text
+
+
+async def test_lone_surrogates_in_answers_become_replacement_characters_in_every_report(
+    hostile: tuple[Hostile, str], tmp_path: Path
+) -> None:
+    server, url = hostile
+
+    async def listing(request: web.Request) -> web.StreamResponse:
+        if (await request.json())["db_use_type"] != "migration":
+            return web.json_response({"total_record": 0, "jobs": []})
+        jobs = [wire_job(j) for j in server.jobs]
+        jobs[0]["name"] = "\ud800x"  # json.dumps writes it as the escape "\ud800x"
+        jobs[1]["name"] = "\U0001f600 pair"  # a whole pair, "\ud83d\ude00": kept as it is
+        return web.json_response({"total_record": len(jobs), "jobs": jobs})
+
+    async def refused(request: web.Request) -> web.StreamResponse:
+        answer = {"error_code": "DRS.M00200", "error_msg": "refused \udfff here"}
+        return web.json_response(answer, status=400)
+
+    server.routes["/jobs"] = listing
+    server.routes["/jobs/batch-retry-task"] = refused
+    ran = await run(url, tmp_path)
+    assert ran.code == 1, ran.err  # the retries were refused: a run that ended, not a crash
+    raw = (ran.run_dir / "report.json").read_bytes()
+    assert b"\\ud800" not in raw.lower()
+    assert b"\\udfff" not in raw.lower()
+    jobs = {job["id"]: job for job in ran.report()["targets"][0]["jobs"]}
+    assert jobs["j0"]["name"] == "\ufffdx"
+    assert jobs["j1"]["name"] == "\U0001f600 pair"
+    assert {job["disposition"] for job in jobs.values()} == {"retry_rejected"}
+    assert all("refused \ufffd here" in job["reason"] for job in jobs.values())
+    for name in ("report.md", "report.html", "junit.xml", "journal.jsonl"):
+        text = (ran.run_dir / name).read_text(encoding="utf-8")  # strict: whole UTF-8
+        assert "\ufffdx" in text, name
+        assert "refused \ufffd here" in text, name
+
+
+async def test_header_bytes_that_are_not_utf8_become_replacement_characters() -> None:
+    """aiohttp decodes a header's bytes that are not UTF-8 as lone surrogates (the request id
+    goes into reports and errors); the transport hands on U+FFFD instead."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nX-Request-Id: req-\xff-\xed\xa0\x80\r\nX-Plain: caf\xc3\xa9\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    request = HttpRequest(method="GET", url=f"http://127.0.0.1:{port}/", headers={}, body=b"")
+    try:
+        async with asyncio.timeout(30), AiohttpTransport(request_timeout_s=10) as transport:
+            response = await transport.send(request)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert response.request_id == "req-\ufffd-\ufffd\ufffd\ufffd"  # was "req-\udcff-\udced..."
+    assert response.header("X-Plain") == "caf\u00e9"  # UTF-8 is read as it is

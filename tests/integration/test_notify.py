@@ -227,9 +227,9 @@ async def test_an_approved_run_tells_its_approval_then_its_end_with_the_reports_
         if job["disposition"] not in {"skipped", "recovered_by_service"}
     ]
     assert approval["text"] == (
-        f"runbook incident-retry, run {report['run_id']}: waiting for approval at step "
+        f"runbook incident-retry, run {report['run_id']}: approved by --yes at step "
         f"'approve' (Retry these jobs in production?): {len(acted)} job(s) to act on in 2 "
-        "project(s); answered by --yes"
+        "project(s)"
     )
     assert (approval["exit_code"], approval["verdict"], approval["reports"]) == (None, None, [])
     assert finished["counts"] == report["totals"]

@@ -94,7 +94,9 @@ async def test_an_emulator_run_is_one_trace_run_targets_steps_calls(tmp_path: Pa
     assert run.attributes["runbook.run_id"] == report["run_id"]
     assert run.attributes["runbook.name"] == report["runbook"]["name"]
     assert run.attributes["runbook.exit_code"] == outcome.exit_code
-    assert run.attributes["runbook.verdict"] == ("ok" if outcome.exit_code == 0 else "failed")
+    verdict = {0: "ok", 1: "needs_a_human"}[outcome.exit_code]  # as its notification says
+    assert run.attributes["runbook.verdict"] == verdict
+    assert "runbook.drill.verdict" not in run.attributes  # not a drill
     assert run.resource.attributes["service.name"] == "drs-runbook"
 
     targets = collected.named("runbook.target")

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import orjson
 
 from engine.api.resilience import ResilienceStats
-from engine.errors import Location
+from engine.errors import Location, StorageError
 from engine.ledger import Disposition, EventKind, JobBook, JobRecord
 from engine.report.build import build_report
 from engine.report.document import JobReport, Report, to_json_bytes
@@ -180,10 +180,13 @@ def make_report(
     *,
     verify: bool = True,
     failed_step: tuple[str, str] | None = None,
+    interrupted: bool = False,
+    storage_failure: StorageError | None = None,
 ) -> Report:
     """The report of a run over ``jobs`` (project name -> its jobs); two projects by default.
 
-    ``failed_step`` = (project name, step id) makes that step fail in that project.
+    ``failed_step`` = (project name, step id) makes that step fail in that project;
+    ``interrupted`` and ``storage_failure`` end the run as Ctrl-C or a full disk would.
     """
     jobs = jobs if jobs is not None else {"orders-prod": fleet("orders"), "pay": fleet("pay")}
     runbook_steps = steps(verify=verify)
@@ -238,6 +241,8 @@ def make_report(
         api_calls=Counter({"POST /v3/{project_id}/jobs": 2, "POST /v3/{project_id}/jobs/x": 5}),
         api_resilience=ResilienceStats(sends=7, retries=1, throttled=1, waited_s=0.5).as_dict(),
         mutating=True,
+        interrupted=interrupted,
+        storage_failure=storage_failure,
     )
     return build_report(result)
 

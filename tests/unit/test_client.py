@@ -249,6 +249,13 @@ async def test_list_jobs_statuses_keeps_matching_jobs_and_parents_of_matching_ch
     assert all("status" not in body and "statuses" not in body for body in transport.bodies())
 
 
+async def test_a_job_named_with_a_lone_surrogate_is_listed_with_a_replacement_character() -> None:
+    page = {"total_record": 2, "jobs": [wire_job(1), {**wire_job(2), "name": "\ud800x"}]}
+    assert b"\\ud800x" in reply(200, page).body  # json.dumps escapes it: "\ud800x"
+    listing = await client(FakeTransport(reply(200, page))).list_jobs(db_use_type="migration")
+    assert [job.name for job in listing.jobs] == ["name-1", "\ufffdx"]  # before: INVALID_RESPONSE
+
+
 async def test_list_jobs_statuses_on_a_malformed_entry_raises_invalid_response() -> None:
     transport = FakeTransport(reply(200, {"total_record": 1, "jobs": ["not a job"]}))
     with pytest.raises(DrsApiError) as info:

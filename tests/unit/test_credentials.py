@@ -206,6 +206,34 @@ def test_a_partial_set_after_the_chosen_source_is_not_examined() -> None:
 
 
 @pytest.mark.parametrize(
+    ("env", "explicit", "message"),
+    [
+        # A variable's bytes that are not UTF-8, as Python reads them (surrogateescape)
+        ({"DRS_AUTH_TOKEN": "ENV-TOKEN-\udcff"}, None, "token from DRS_AUTH_TOKEN: the token"),
+        (
+            {**SDK_ENV, "HUAWEICLOUD_SDK_SK": "SDK-SK-\udce9"},
+            None,
+            "AK/SK from HUAWEICLOUD_SDK_AK: the SK",
+        ),
+        (
+            {**IAM_ENV, "DRS_IAM_USER": "ops-\udcff"},
+            None,
+            "IAM password of user 'ops-\\udcff' from DRS_IAM_USER: the user",  # its repr
+        ),
+        # A credentials file's "\ud800" escape, as YAML reads it
+        ({}, CredentialSettings(token="TOKEN-\ud800", origin="credentials file c.yaml"), None),
+    ],
+)
+def test_a_secret_that_is_not_utf8_text_is_refused_naming_only_where_it_is(
+    env: dict[str, str], explicit: CredentialSettings | None, message: str | None
+) -> None:
+    with pytest.raises(UsageError) as info:
+        resolve(env, explicit)  # before: UnicodeEncodeError from the redaction, a traceback
+    said = message or "token from credentials file c.yaml: the token"
+    assert str(info.value) == f"{said} is not UTF-8 text; set it again as UTF-8"
+
+
+@pytest.mark.parametrize(
     ("settings", "message"),
     [
         (CredentialSettings(ak="AK1", origin="--ak"), "in --ak: sk missing (ak set)"),

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -59,6 +63,35 @@ def test_init_writes_the_starter_which_validates_and_lints_clean(
     assert _runbook(["lint", "--strict", str(written)], capsys)[0] == 0
 
 
+def test_the_starter_points_only_to_what_an_installed_user_has() -> None:
+    """The wheel ships the starter, not the repository's docs: each command its comments name
+    exists with the options they give, and a document is named as the repository's."""
+    comments = [
+        line for line in (REPO / "runbooks" / "starter.yaml").read_text().splitlines()
+        if line.startswith("#")
+    ]  # fmt: skip
+    text = " ".join(line.lstrip("# ") for line in comments)
+    # runbook COMMAND, then its options and placeholders: "runbook plan FILE --emulator"
+    named = re.findall(r"(?<![\w-])runbook ([a-zA-Z-]+)((?: (?:[A-Z]+|--?[a-z-]+))*)", text)
+    assert {command for command, _ in named} >= {"validate", "plan", "run", "schema", "init"}
+    context = click.Context(cli)
+    for command, options in named:
+        if command.startswith("-"):  # runbook --help
+            given = {opt for p in cli.get_params(context) for opt in p.opts}
+            assert {command} <= given, command
+            continue
+        if command == "COMMAND":  # runbook COMMAND --help
+            continue
+        found = cli.get_command(context, command)
+        assert found is not None, f"runbook {command} is no command"
+        known = {opt for p in found.get_params(context) for opt in p.opts}
+        wanted = {word for word in options.split() if word.startswith("-")}
+        assert wanted <= known, f"runbook {command}{options}"
+    assert "README" not in text
+    for document in re.findall(r"\S*docs/\S+", text):
+        assert f"{document} in the drs-runbook repository" in text
+
+
 def test_init_says_nothing_about_the_schema_when_it_is_already_beside_the_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -86,6 +119,81 @@ def test_init_example_writes_it_valid_with_the_editor_line(
     assert text.count("yaml-language-server") == 1
     assert f"name: {name}\n" in text
     assert _runbook(["validate", str(written)], capsys)[0] == 0
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_init_example_comments_name_the_written_file_not_the_repository_path(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    written = tmp_path / "ops team" / f"{name}.yaml"  # a space: the commands quote it
+    shipped = (REPO / "runbooks" / f"{name}.yaml").read_text(encoding="utf-8")
+
+    code, _, err = _runbook(["init", str(written), "--example", name], capsys)
+
+    assert code == 0, err
+    text = written.read_text(encoding="utf-8")
+    assert "runbooks/" not in text
+    assert "../schemas/" not in text
+    assert text.splitlines()[0] == EDITOR_HEADER
+    # Each comment that named the example's repository path names the written file (the
+    # starter names none: its commands say FILE).
+    quoted = f"'{written}'"
+    assert [line for line in text.splitlines() if quoted in line] == [
+        line.replace(f"runbooks/{name}.yaml", quoted)
+        for line in shipped.splitlines()
+        if f"runbooks/{name}.yaml" in line
+    ]
+    assert (name == STARTER) is (quoted not in text)
+    # The YAML itself is the example's, byte for byte: only comment lines changed.
+    body = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    assert body == [line for line in shipped.splitlines() if not line.lstrip().startswith("#")]
+    assert _runbook(["validate", str(written)], capsys)[0] == 0
+
+
+def test_init_example_names_a_plain_path_as_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    code, _, _ = _runbook(["init", "ops/retry.yaml", "--example", "incident-retry"], capsys)
+
+    assert code == 0
+    head = (tmp_path / "ops" / "retry.yaml").read_text(encoding="utf-8").splitlines()[:6]
+    assert head[3:6] == [
+        "#   runbook plan ops/retry.yaml --emulator            # what would happen",
+        "#   runbook run  ops/retry.yaml --emulator            # asks y/N on the terminal",
+        "#   runbook run  ops/retry.yaml --emulator --yes      # automation",
+    ]
+
+
+def test_importing_the_init_command_reads_no_example_until_one_is_needed() -> None:
+    probe = """
+import engine.example_files as files
+reads = []
+real = files.examples_dir
+files.examples_dir = lambda: reads.append(1) or real()
+from engine.cli import main
+try:
+    main(["--help"])
+except SystemExit:
+    pass
+print(len(reads))
+try:
+    main(["init", "--example", "nope", "x.yaml"])
+except SystemExit:
+    pass
+print(len(reads) > 0)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert done.stdout.splitlines()[-2:] == ["0", "True"], done.stderr
+    assert "  init " in done.stdout  # --help listed the commands, init's among them
 
 
 def test_init_example_without_file_writes_name_yaml_here(

@@ -156,6 +156,22 @@ def test_a_torn_last_line_is_dropped_but_damage_inside_is_refused(tmp_path: Path
         read_journal(path)
 
 
+def test_a_journal_line_escaping_a_lone_surrogate_is_damage_not_a_crash(tmp_path: Path) -> None:
+    """The journal's writer cannot write one (orjson refuses it); a line that escapes one was
+    written by something else, and reading it back must not hand it to the reports."""
+    journal = RunJournal.start(tmp_path, _header(), SOURCE)
+    book = _book(journal, [0.0])
+    book.add(JobRecord(job_id="a", name="\ufffd", status_at_selection="X"))
+    book.checkpoint()
+    journal.close()
+    path = tmp_path / JOURNAL_NAME
+    header, jobs = path.read_bytes().splitlines(keepends=True)
+    assert read_journal(path).targets[0].records["a"].name == "\ufffd"
+    path.write_bytes(header + jobs.replace(b"\xef\xbf\xbd", b"\\ud800") + jobs)
+    with pytest.raises(UsageError, match=r"journal.jsonl:2: the journal is damaged"):
+        read_journal(path)
+
+
 def test_secret_params_are_never_written(tmp_path: Path) -> None:
     RunJournal.start(tmp_path, _header(), SOURCE).close()
     text = (tmp_path / JOURNAL_NAME).read_text()

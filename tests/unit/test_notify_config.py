@@ -9,13 +9,23 @@ import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from engine.actions.catalog import CATALOG
-from engine.cli import main
+from engine.cli import cli, main
 from engine.errors import Location, UsageError
+from engine.ledger import JobRecord
 from engine.redact import REDACTED, redact
-from engine.run.approval import approve_all
-from engine.run.notify import DeliveryPolicy, Notifier, RunRef, Webhook, body, webhooks
+from engine.run.approval import HOW_PLAN, HOW_TERMINAL, HOW_YES, ApprovalRequest, approve_all
+from engine.run.notify import (
+    DeliveryPolicy,
+    Notifier,
+    RunRef,
+    Webhook,
+    approval_document,
+    body,
+    webhooks,
+)
 from engine.runbook import load_runbook
 from engine.runbook.model import Notify, NotifyEvent, NotifyFormat
 
@@ -151,6 +161,16 @@ def test_a_variable_holding_a_bad_url_is_refused_by_the_variables_name() -> None
     assert "unitTokenR8s9" not in said
 
 
+def test_a_variable_holding_bytes_that_are_not_utf8_is_refused_by_the_variables_name() -> None:
+    url = "https://hooks.example/unitTokenV1w2\udcff"  # a byte 0xff, read by surrogateescape
+    with pytest.raises(UsageError) as refused:
+        webhooks([entry()], environ={"OPS_WEBHOOK": url}, warn=print)  # before: a traceback
+    assert refused.value.format_message() == (
+        "rb.yaml:4:5: notify: $OPS_WEBHOOK is not UTF-8 text (the value is not shown: a webhook "
+        "URL is a secret)"
+    )
+
+
 DOCUMENT = {"schema": "drs-runbook.notification/1", "event": "finished", "text": "two\nlines"}
 
 
@@ -202,6 +222,79 @@ async def test_a_delivery_that_fails_unexpectedly_never_cancels_the_run(
     assert attempts == 2  # the ValueError was a failed attempt, retried; the bug ended it
 
 
+GATED = (
+    HEAD
+    + """\
+  - id: approve
+    action: approve
+    with:
+      message: Retry these jobs in production?
+"""
+)
+PLAN_HASH = "9f2c4e6a8b0d1f3e5a7c9e1b3d5f7a9c"
+
+
+def approval_request(tmp_path: Path) -> ApprovalRequest:
+    path = tmp_path / "rb.yaml"
+    path.write_text(GATED)
+    runbook = load_runbook(path, CATALOG)
+    [target] = runbook.targets
+    jobs = [
+        JobRecord(job_id=f"j{n}", name=f"job-{n}", status_at_selection="FAILED") for n in (1, 2)
+    ]
+    return ApprovalRequest(step=runbook.steps[1], selected={target: jobs}, next_steps=())
+
+
+@pytest.mark.parametrize(
+    ("how", "what"),
+    [
+        (HOW_TERMINAL, "waiting for approval"),
+        (HOW_YES, "approved by --yes"),
+        (HOW_PLAN, "approved by the plan file 9f2c4e6a8b0d"),
+    ],
+)
+def test_an_approval_is_told_as_waiting_only_when_a_terminal_asks(
+    tmp_path: Path, how: str, what: str
+) -> None:
+    about = RunRef(run_id="r1", runbook_name="gated", runbook_path="rb.yaml", run_dir=tmp_path)
+
+    told = approval_document(
+        about, approval_request(tmp_path), how, {"selected": 2}, plan_hash=PLAN_HASH
+    )
+
+    assert told["text"] == (
+        f"runbook gated, run r1: {what} at step 'approve' (Retry these jobs in production?): "
+        "2 job(s) to act on in 1 project(s)"
+    )
+    assert told["headline"] == f"{what} at step 'approve': 2 job(s) to act on in 1 project(s)"
+    assert told["step"]["how"] == how
+
+
+async def test_an_applied_plans_approval_names_the_plan_file_it_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    about = RunRef(run_id="r1", runbook_name="gated", runbook_path="rb.yaml", run_dir=tmp_path)
+    hook = Webhook(url="https://hooks.example/x", shown_as="--notify hooks.example",
+                   events=frozenset(NotifyEvent))  # fmt: skip
+    posted: list[dict[str, object]] = []
+
+    async def taken(url: str, payload: bytes) -> tuple[int, float | None]:
+        posted.append(json.loads(payload))
+        return 200, None
+
+    async with Notifier([hook], run=about, warn=print) as notifier:
+        monkeypatch.setattr(notifier, "_post", taken)
+        approver = notifier.asking(approve_all, HOW_PLAN, plan_hash=PLAN_HASH)
+        assert approver is not None
+        assert await approver(approval_request(tmp_path)) is True
+
+    [approval] = posted
+    assert approval["headline"] == (
+        "approved by the plan file 9f2c4e6a8b0d at step 'approve': 2 job(s) to act on in "
+        "1 project(s)"
+    )
+
+
 def test_an_unsafe_notify_url_stops_the_run_before_anything_is_sent(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -218,3 +311,35 @@ def test_an_unsafe_notify_url_stops_the_run_before_anything_is_sent(
         "must\n"
     )
     assert not (tmp_path / "r").exists()  # no run directory: nothing ran
+
+
+@pytest.mark.parametrize("value", ["$OPS_WEBHOOK", "${OPS_WEBHOOK}"])
+def test_notify_expands_no_variable_and_names_url_env_instead(
+    value: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPS_WEBHOOK", SLACK)  # set: still not read from --notify
+    path = tmp_path / "rb.yaml"
+    path.write_text(HEAD)
+    with pytest.raises(SystemExit) as exited:
+        main(["run", str(path), "--emulator", "--report-dir", str(tmp_path / "r"),
+              "--notify", value])  # fmt: skip
+    _, err = capsys.readouterr()
+    assert exited.value.code == 2
+    assert err == (
+        f"runbook: --notify {value} is a variable's name, not a URL: the engine does not expand "
+        "variables (hint: name the variable in the runbook's notify: with url_env, which keeps "
+        "the URL out of the process list)\n"
+    )
+    assert "unitFakeToken9d3e" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_notify_help_says_the_url_is_taken_as_given() -> None:
+    result = CliRunner().invoke(cli, ["run", "--help"], prog_name="runbook", terminal_width=200)
+    assert result.exit_code == 0
+    said = " ".join(result.output.split())
+    assert "The URL is taken as given ($NAME is not expanded)" in said
+    assert "or $VARIABLE here" not in said

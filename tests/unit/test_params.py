@@ -198,6 +198,11 @@ def test_params_file_problems_point_into_the_file(runbook: Runbook, tmp_path: Pa
     ]
 
 
+def test_a_json_array_param_keeps_an_escaped_pair(runbook: Runbook) -> None:
+    bound = bind_params(runbook, {"stage": "dev", "prefixes": '["\\ud83d\\ude00", "b"]'})
+    assert bound["prefixes"] == ["\U0001f600", "b"]
+
+
 def test_params_file_must_be_a_safe_yaml_mapping(runbook: Runbook, tmp_path: Path) -> None:
     file = tmp_path / "params.yaml"
     file.write_text("- stage\n")
@@ -218,6 +223,17 @@ def test_params_file_must_be_a_safe_yaml_mapping(runbook: Runbook, tmp_path: Pat
         ("n=\u0663", "param 'n': expected integer, got '\u0663' (from --param)"),
         ("l=[null, true]", "param 'l': expected list[string], got '[null, true]' (from --param)"),
         ('l=[{"x": 1}]', "param 'l': expected list[string], got '[{\"x\": 1}]' (from --param)"),
+        # No report or journal could write a lone surrogate: a byte that is not UTF-8 (what
+        # surrogateescape makes of it) or the JSON escape of half a pair is refused.
+        (
+            "l=caf\udce9",
+            "param 'l': the value is not UTF-8 text (byte 0xe9 at character 4) (from --param)",
+        ),
+        (
+            'l=["ok", "\\ud800x"]',
+            "param 'l': item 2 escapes \\ud800, half of a UTF-16 surrogate pair, not a "
+            "character (from --param)",
+        ),
     ],
 )
 def test_param_text_is_read_strictly(tmp_path: Path, given: str, expected: str) -> None:

@@ -20,7 +20,9 @@ from engine.report.document import (
     Report,
     StepReport,
 )
+from engine.report.files import write_lines
 from engine.report.junit import runbook_file, to_junit
+from engine.report.render import render_lines
 from engine.run.result import StepStatus
 
 
@@ -115,6 +117,24 @@ def test_names_are_escaped_and_control_characters_dropped() -> None:
     assert case.get("name") == '<script>alert("x")</script> & \ufffdbell [j1] verify'
     assert case.get("classname") == "a&b <prod>"
     assert "<script>" not in xml
+
+
+def test_a_lone_surrogate_in_a_name_is_replaced_and_the_file_is_written_valid(
+    tmp_path: Path,
+) -> None:
+    # A job name decoded with surrogateescape, or a server's "\ud800" JSON escape: UTF-8 cannot
+    # encode it, so junit.xml could not be written at all.
+    spec = JobSpec(job_id="j1", name="orders-\ud800-\udfff", fate="timed_out")
+    report = make_report({"prod \udc80": [spec]})
+    path = tmp_path / "junit.xml"
+
+    write_lines(path, render_lines(report, "junit"))  # as write_reports writes junit.xml
+
+    xml = path.read_text(encoding="utf-8")
+    [case] = ET.parse(path).getroot().findall("./testsuite/testcase")
+    assert case.get("name") == "orders-\ufffd-\ufffd [j1] verify"
+    assert case.get("classname") == "prod \ufffd"
+    assert junit_errors(xml) == []
 
 
 def test_two_verify_steps_give_two_cases_per_job() -> None:

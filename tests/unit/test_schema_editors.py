@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import re
 import subprocess
@@ -16,6 +17,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+import referencing
 import yaml
 
 from engine.actions.catalog import CATALOG
@@ -32,7 +34,8 @@ from engine.runbook.schema import (
     schema_text,
     with_definitions,
 )
-from engine.runbook.schema_build import build, main, published_text
+from engine.runbook.schema_build import build, finite_number_keywords, main, published_text
+from engine.schema_files import schema_id
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "runbooks").glob("*.yaml"))
@@ -55,6 +58,14 @@ SCHEMA_LEVEL: dict[str, set[str]] = {
         "notify/2/format",
     },
     "bad_rate": {"rate_limit"},
+    "infinite_timeout": {"steps/2/timeout"},  # .inf: above the largest float
+    "non_finite_numbers": {  # .nan, 1e999 (inf in YAML 1.2; a string in 1.1), 1.0e+999, -.inf
+        "max_error_ratio",
+        "steps/1/timeout",
+        "steps/2/timeout",
+        "steps/2/with/poll_interval",
+        "steps/2/with/max_delay",
+    },
     "bad_status": {"steps/0/with/statuses"},
     "batch_size_zero": {"steps/1/with/batch_size"},
     "comments_only": {""},
@@ -101,10 +112,12 @@ SCHEMA_LEVEL: dict[str, set[str]] = {
     "unsupported_version": {"version"},
     "wrong_type_batch_size": {"steps/1/with/batch_size"},
     "zero_durations": {"steps/1/timeout", "steps/1/with/poll_interval"},
+    "zero_rate": {"rate_limit"},
+    "zero_rates": {"rate_limit", "accounts/prod/rate_limit"},
 }
 # Engine-level: the shape is right; only the engine's own checks refuse them (an expression's
-# syntax, names and type; duplicates, references, zero rates, non-finite numbers; an expression
-# where nothing evaluates it, such as a target's name, which a string field takes as text).
+# syntax, names and type; duplicates, references; an expression where nothing evaluates it, such
+# as a target's name, which a string field takes as text).
 ENGINE_LEVEL = {
     "and_not_boolean",
     "chained_comparison",
@@ -121,7 +134,6 @@ ENGINE_LEVEL = {
     "expression_in_target",
     "format_missing_argument",
     "forward_reference",
-    "infinite_timeout",
     "interpolate_list",
     "invalid_expression",
     "jobs_from_count",
@@ -133,7 +145,6 @@ ENGINE_LEVEL = {
     "unknown_reference_step",
     "when_interpolated",
     "when_not_boolean",
-    "zero_rate",
 }
 # Not YAML that a standard reader reads: no schema is asked.
 UNREADABLE = {"not_utf8", "syntax_error", "tabs", "unsupported_tag"}
@@ -235,7 +246,7 @@ def test_the_generator_changes_only_values_that_may_be_expressions() -> None:
     published = build(source)
     assert source == untouched
     expression = {"$ref": "#/$defs/expression"}
-    assert published["$id"] == "https://example.test/runbook.schema.json"
+    assert published["$id"] == "urn:drs-runbook:schema:runbook.schema.json"
     assert published["properties"]["max_jobs"] == {"type": "integer"}
     assert published["$defs"]["ids"] == source["$defs"]["ids"]  # still typed where it is used
     go_with = published["$defs"]["go_with"]["properties"]
@@ -387,8 +398,19 @@ def test_the_published_schema_refuses_what_the_engines_schema_step_refuses(path:
     engine_refuses = any(
         not any(tuple(error.absolute_path)[: len(at)] == at for at in expressions)
         for error in typed.iter_errors(document)
-    )
+    ) or any(True for _ in _non_finite(document))  # the engine's check step: JSON has no .inf
     assert _published().is_valid(document) is not engine_refuses
+
+
+def _non_finite(node: object) -> Iterator[float]:
+    if isinstance(node, float) and not math.isfinite(node):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _non_finite(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _non_finite(value)
 
 
 def test_check_jsonschema_accepts_every_example_offline() -> None:
@@ -505,3 +527,79 @@ def test_typos_and_bad_literals_fail_and_expressions_in_with_pass(tmp_path: Path
     verdict = _check_jsonschema(*refused.values(), *accepted.values())
     assert {Path(error["filename"]).stem for error in verdict["errors"]} == refused.keys()
     assert verdict.get("parse_errors", []) == []
+
+
+def _refs(node: object) -> Iterator[str]:
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key == "$ref":
+                yield str(value)
+            yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "schemas").glob("*.json")))
+def test_a_schemas_id_is_a_name_no_server_answers_for_and_its_refs_are_local(name: str) -> None:
+    schema = json.loads((REPO / "schemas" / name).read_text(encoding="utf-8"))
+    assert schema["$id"] == schema_id(name) == f"urn:drs-runbook:schema:{name}"
+    refs = set(_refs(schema))
+    assert all(ref.startswith("#/") for ref in refs), sorted(refs)
+    # They resolve against that $id in the registry of a schema alone: nothing is fetched.
+    jsonschema.Draft202012Validator.check_schema(schema)
+    resource = referencing.Resource.from_contents(schema)
+    resolver = referencing.Registry().with_resource(schema["$id"], resource).resolver()
+    for ref in sorted(refs):
+        found = resolver.lookup(schema["$id"] + ref).contents
+        assert isinstance(found, Mapping), ref
+        assert found, ref
+
+
+@pytest.mark.parametrize("literal", [".inf", "-.inf", ".nan", "1e999", "1.0e+999"])
+def test_every_number_of_the_published_schema_is_finite(tmp_path: Path, literal: str) -> None:
+    path = tmp_path / "ratio.yaml"
+    path.write_text(
+        RUNBOOK.replace("max_jobs: 50\n", f"max_jobs: 50\nmax_error_ratio: {literal}\n")
+    )
+    finite = tmp_path / "finite.yaml"
+    finite.write_text(RUNBOOK.replace("max_jobs: 50\n", "max_jobs: 50\nmax_error_ratio: 0.25\n"))
+
+    verdict = _check_jsonschema(path, finite)  # ruamel.yaml: YAML 1.2, 1e999 is a float
+
+    assert {(Path(e["filename"]).name, e["path"]) for e in verdict["errors"]} == {
+        ("ratio.yaml", "$.max_error_ratio")  # -.inf twice: below 0 and not finite
+    }
+    with pytest.raises(RunbookInvalidError):
+        load_runbook(path, CATALOG)
+    load_runbook(finite, CATALOG)
+
+
+def test_the_generator_bounds_each_number_and_leaves_strings_and_data_alone() -> None:
+    source: dict[str, Any] = {
+        "$id": "urn:drs-runbook:schema:runbook.source.schema.json",
+        "properties": {
+            "ratio": {"type": "number", "maximum": 1, "examples": [{"type": "number"}]},
+            "wait": {"type": ["number", "string"], "minimum": 0},
+            "name": {"type": "string"},
+            "steady_state": {"type": "object"},
+        },
+        "$defs": {"step": {"allOf": []}},
+    }
+    published = build(source)["properties"]
+    guard = finite_number_keywords()["not"]
+    assert guard["exclusiveMaximum"] == -sys.float_info.max
+    assert published["ratio"] == {
+        "type": "number",
+        "maximum": 1,  # its own bound, tighter than the largest float
+        "examples": [{"type": "number"}],  # data, not a schema
+        "not": guard,
+    }
+    assert published["wait"]["maximum"] == sys.float_info.max
+    assert published["wait"]["not"] == guard
+    assert published["name"] == {"type": "string"}
+    validator = jsonschema.Draft202012Validator({"properties": published})
+    for number in (math.inf, -math.inf, math.nan):
+        assert not validator.is_valid({"wait": number}), number
+    assert validator.is_valid({"wait": 0.5, "ratio": 1})
+    assert validator.is_valid({"wait": "90s"})

@@ -45,5 +45,11 @@ def test_asked_for_without_the_extra_it_warns_and_runs_without() -> None:
     assert child.stdout == "None\n"
     assert child.stderr == (
         "OTEL_EXPORTER_OTLP_ENDPOINT is set but the [otel] extra is not installed (no "
-        "opentelemetry.exporter); running without telemetry: pip install 'drs-runbook[otel]'\n"
+        "opentelemetry.exporter), so the run goes on without telemetry; install the otel extra "
+        "from where drs-runbook was installed (pip install '<your source>[otel]', such as "
+        "'.[otel]' in a checkout) or pip install opentelemetry-sdk "
+        "opentelemetry-exporter-otlp-proto-http\n"
     )
+    # One sentence, and no package name that no public index has
+    assert child.stderr.count("; ") == 1
+    assert "drs-runbook[otel]" not in child.stderr

@@ -71,7 +71,8 @@ EXPECTED: dict[str, list[str]] = {
         " characters, got '0F3C-1A9E'",
     ],
     "bad_rate": [
-        "3:13: rate_limit: expected a rate such as 20/s, 300/m or 1/h, got '20/sec'",
+        "3:13: rate_limit: expected a rate greater than zero, such as 20/s, 300/m or 1/h, got"
+        " '20/sec'",
     ],
     "bad_status": [
         "10:41: step 'select' (drs.select_jobs): with.statuses[1]: unknown value"
@@ -351,7 +352,23 @@ EXPECTED: dict[str, list[str]] = {
         " APIGW.0308, got 'busy'",
     ],
     "zero_rate": [
-        "3:13: rate_limit: must be > 0, got '0/s'",
+        "3:13: rate_limit: expected a rate greater than zero, such as 20/s, 300/m or 1/h, got"
+        " '0/s'",
+    ],
+    "zero_rates": [
+        "3:13: rate_limit: expected a rate greater than zero, such as 20/s, 300/m or 1/h, got"
+        " '0.0/m'",
+        "5:56: accounts.prod.rate_limit: expected a rate greater than zero, such as 20/s, 300/m"
+        " or 1/h, got '00/h'",
+    ],
+    "non_finite_numbers": [
+        "3:18: max_error_ratio: expected a finite number, got .nan",
+        "12:14: step 'retry' (drs.batch_retry): timeout: expected a duration greater than zero,"
+        " such as 250ms, 90s, 10min or 1h30m, or a number of seconds, got '1e999'",
+        "18:14: step 'verify' (drs.verify_status): timeout: expected a finite number, got .inf",
+        "21:22: step 'verify' (drs.verify_status): with.poll_interval: expected a finite number,"
+        " got .nan",
+        "22:18: step 'verify' (drs.verify_status): with.max_delay: must be >= 0, got -.inf",
     ],
 }
 
@@ -381,6 +398,30 @@ def test_unknown_action_says_nothing_about_its_with(tmp_path: Path) -> None:
     assert problems(path) == [
         f"{path}:10:13: step 'retry': unknown action 'drs.batch_rety'"
         " (hint: did you mean 'drs.batch_retry'?)",
+    ]
+
+
+def test_an_escape_of_half_a_surrogate_pair_is_refused_where_it_is_written(tmp_path: Path) -> None:
+    """PyYAML reads "\\ud800" as a lone surrogate (libyaml refuses it), which no report or
+    journal could then write; a pair written as two escapes gets the one escape as its hint."""
+    path = tmp_path / "rb.yaml"
+    text = (
+        (INVALID / "unknown_action.yaml").read_text().replace("drs.batch_rety", "drs.batch_retry")
+    )
+    text = text.replace("name: retry-failed-jobs", 'name: "orders \\uD800x"')
+    text = text.replace(
+        "    action: drs.select_jobs", '    action: drs.select_jobs\n    "\\udfff": 1'
+    )
+    path.write_text(
+        text.replace("batch_size: 10", 'batch_size: 10\n      note: "ok \\ud83d\\ude00"')
+    )
+    assert problems(path) == [
+        f"{path}:2:15: invalid yaml: \\ud800 is half of a UTF-16 surrogate pair, not a character"
+        " (hint: write the character itself, or escape a whole code point (\\u00e9, \\U0001F600))",
+        f"{path}:9:6: invalid yaml: \\udfff is half of a UTF-16 surrogate pair, not a character"
+        " (hint: write the character itself, or escape a whole code point (\\u00e9, \\U0001F600))",
+        f"{path}:15:17: invalid yaml: \\ud83d is half of a UTF-16 surrogate pair, not a character"
+        " (hint: write the pair as one escape, \\U0001F600, or the character itself)",
     ]
 
 
