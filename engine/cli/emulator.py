@@ -82,7 +82,16 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
     default=0.15,
     show_default=True,
     help="Share (rounded down) of each project's retryable jobs that failed seconds before the "
-    "start and that the service retries by itself 20 s after the failure.",
+    "start and that the service retries by itself, up to 3 times, each try 20 s after the "
+    "failure before it.",
+)
+@click.option(
+    "--self-retry-success-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=1.0,
+    show_default=True,
+    help="Chance that each of the service's own tries works (drawn per job under --seed); "
+    "0: all 3 fail and the job stays failed until a client retries it.",
 )
 @click.option(
     "--pause-delay",
@@ -135,6 +144,7 @@ def emulator(
     fail_again_rate: float,
     behind_rate: float,
     self_retry_rate: float,
+    self_retry_success_rate: float,
     pause_delay: str | None,
     parent_refusal: str,
     faults: str,
@@ -162,6 +172,7 @@ def emulator(
             fail_again_rate=fail_again_rate,
             behind_rate=behind_rate,
             self_retry_rate=self_retry_rate,
+            self_retry_success_rate=self_retry_success_rate,
             pause_delay_s=0.0 if pause_delay is None else parse_duration(pause_delay),
             parent_refusal="request" if parent_refusal == "request" else "per_job",
             faults=FaultConfig.parse(faults),

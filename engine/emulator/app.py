@@ -298,6 +298,7 @@ async def emulator_jobs(request: web.Request) -> web.Response:
             "retries_accepted": job.retries_accepted,
             "stays_behind": job.stays_behind,
             "service_retry": job.service_retry_at is not None,
+            "service_tries": job.service_tries_begun(fleet.clock()),
             "delay_s": None if job.lag is None else round(job.lag.delay(fleet.clock()), 3),
             "tags": dict(job.labels.tags),
             "enterprise_project_id": job.labels.enterprise_project_id,

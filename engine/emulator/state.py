@@ -80,9 +80,11 @@ class EmulatorConfig:
     How jobs behave beyond their retry fates: ``behind_rate`` (the share of a project's
     retryable jobs that recover but stay minutes behind: ``engine.emulator.lag``),
     ``self_retry_rate`` (the share, rounded down, of a project's retryable jobs that failed
-    moments before the emulator started and that the service retries by itself:
-    ``engine.emulator.seeding``) and ``pause_delay_s`` (an accepted pause shows ``PAUSING`` only
-    that many fleet seconds later; 0: at once).
+    moments before the emulator started and that the service retries by itself, up to three
+    times: ``engine.emulator.seeding``), ``self_retry_success_rate`` (the chance that each of
+    those tries works; 1: the first does, 0: all three fail and the job stays failed) and
+    ``pause_delay_s`` (an accepted pause shows ``PAUSING`` only that many fleet seconds later;
+    0: at once).
 
     The gateway settings: ``token_ttl_s`` (IAM tokens expire that long after issue, on the fleet
     clock; the pre-issued ``Emulator.token`` too, but only with ``expire_static_token``),
@@ -103,6 +105,7 @@ class EmulatorConfig:
     stuck_rate: float = 0.05
     behind_rate: float = 0.1
     self_retry_rate: float = 0.15
+    self_retry_success_rate: float = 1.0
     pause_delay_s: float = 0.0
     parent_refusal: Literal["per_job", "request"] = "per_job"
     user: str = DEMO_USER
@@ -118,7 +121,8 @@ class EmulatorConfig:
     account_name: str = "account-1"  # the first account's name (stats, the first line)
 
     def __post_init__(self) -> None:
-        for name in ("fail_again_rate", "stuck_rate", "behind_rate", "self_retry_rate"):
+        rates = ("fail_again_rate", "stuck_rate", "behind_rate", "self_retry_rate")
+        for name in (*rates, "self_retry_success_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")
@@ -246,9 +250,12 @@ class Job:
     lag: Lag | None = None
     stays_behind: bool = False
     # A failed job the service retries by itself: it failed this long before the emulator
-    # started (EmulatorConfig.self_retry_rate); service_retry_at: when that retry begins.
+    # started (EmulatorConfig.self_retry_rate); service_retry_at: when its first try begins
+    # (None: the service does not retry it, or a client's retry or pause called its tries
+    # off); service_tries: when each of its tries begins (those called off dropped).
     failed_ago_s: float | None = None
     service_retry_at: float | None = None
+    service_tries: tuple[float, ...] = ()
     pause_due: float | None = None  # an accepted pause shows as PAUSING from then on
     labels: Labels = field(default_factory=lambda: Labels())
 
@@ -276,6 +283,16 @@ class Job:
             self.pause_due = None
         if self.lag is not None:
             self.lag.turn(at, running=status in HEALTHY_STATUSES)
+
+    def call_off_service_retries(self, now: float) -> None:
+        """A client's retry or pause came first: the service's tries not begun by ``now`` are
+        off (the caller replaces the schedule)."""
+        self.service_retry_at = None
+        self.service_tries = tuple(t for t in self.service_tries if t <= now)
+
+    def service_tries_begun(self, now: float) -> int:
+        """How many of the service's own tries have begun by ``now``."""
+        return sum(t <= now for t in self.service_tries)
 
     def advance(self, now: float) -> None:
         """Apply every scheduled transition that is due at ``now``."""
