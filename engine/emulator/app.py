@@ -46,6 +46,7 @@ from aiohttp import web
 
 from engine.emulator.accounting import RequestStats
 from engine.emulator.accounts import Tenancy
+from engine.emulator.detail import job_detail
 from engine.emulator.faults import BusyInjector, FaultInjector
 from engine.emulator.fleet import Fleet
 from engine.emulator.gateway import (
@@ -90,7 +91,6 @@ from engine.emulator.state import (
     Job,
     RetryVerdict,
     WireTimes,
-    job_detail,
 )
 from engine.emulator.throttle import Throttle
 from engine.emulator.wire import (
@@ -269,7 +269,10 @@ async def batch_detail(request: web.Request) -> web.Response:
     """``POST /v3/{project_id}/jobs/batch-detail``: one page of the named jobs' details."""
     fleet = request.app[FLEET]
     times = WireTimes(request.app[WALL_CLOCK]() - fleet.clock(), fleet.started)
-    return await _paged_jobs(request, lambda job: job_detail(job, times))
+    regions = {p.project_id: p.region for p in fleet.projects.values()}
+    return await _paged_jobs(
+        request, lambda job: job_detail(job, times, region=regions[job.project_id])
+    )
 
 
 # --------------------------------------------------------------------------- emulator-only
