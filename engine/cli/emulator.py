@@ -108,6 +108,14 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
     "in a 200, or a 400 for the whole request.",
 )
 @click.option(
+    "--parent-status",
+    type=click.Choice(["worst-child", "own"]),
+    default="worst-child",
+    show_default=True,
+    help="What a dual-active parent's status shows (no source says): its worst child's, or "
+    "its own, which its children never move (it stays INCRE_TRANSFER_FAILED).",
+)
+@click.option(
     "--faults",
     default="",
     metavar="LIST",
@@ -147,6 +155,7 @@ def emulator(
     self_retry_success_rate: float,
     pause_delay: str | None,
     parent_refusal: str,
+    parent_status: str,
     faults: str,
     rate_limit: str | None,
     token_ttl: str | None,
@@ -175,6 +184,7 @@ def emulator(
             self_retry_success_rate=self_retry_success_rate,
             pause_delay_s=0.0 if pause_delay is None else parse_duration(pause_delay),
             parent_refusal="request" if parent_refusal == "request" else "per_job",
+            parent_status="own" if parent_status == "own" else "worst_child",
             faults=FaultConfig.parse(faults),
             rate_limit_per_s=None if rate_limit is None else parse_rate(rate_limit),
             token_ttl_s=86400.0 if token_ttl is None else parse_duration(token_ttl),

@@ -60,6 +60,7 @@ class Fleet:
     def _start(self, job: Job) -> None:
         """Give a job its delay (engine.emulator.lag) and, if the service retries it by itself,
         the schedule of its tries (``service_retry_schedule``)."""
+        job.status_from_children = self.config.parent_status == "worst_child"
         running = job.status in HEALTHY_STATUSES
         floor = draw_floor(self.config.seed, job.id, stays_behind=job.stays_behind)
         backlog = floor if running else PRE_START_BACKLOG_S

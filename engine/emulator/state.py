@@ -84,7 +84,9 @@ class EmulatorConfig:
     times: ``engine.emulator.seeding``), ``self_retry_success_rate`` (the chance that each of
     those tries works; 1: the first does, 0: all three fail and the job stays failed) and
     ``pause_delay_s`` (an accepted pause shows ``PAUSING`` only that many fleet seconds later;
-    0: at once).
+    0: at once). ``parent_status``: what a dual-active parent shows, its worst child's status
+    (``worst_child``) or one of its own that its children do not move (``own``); no source
+    says which (``Job.current_status``).
 
     The gateway settings: ``token_ttl_s`` (IAM tokens expire that long after issue, on the fleet
     clock; the pre-issued ``Emulator.token`` too, but only with ``expire_static_token``),
@@ -108,6 +110,7 @@ class EmulatorConfig:
     self_retry_success_rate: float = 1.0
     pause_delay_s: float = 0.0
     parent_refusal: Literal["per_job", "request"] = "per_job"
+    parent_status: Literal["worst_child", "own"] = "worst_child"
     user: str = DEMO_USER
     password: str = DEMO_PASSWORD
     domain: str = DEMO_DOMAIN
@@ -257,6 +260,9 @@ class Job:
     service_retry_at: float | None = None
     service_tries: tuple[float, ...] = ()
     pause_due: float | None = None  # an accepted pause shows as PAUSING from then on
+    # A dual-active parent shows its worst child's status (EmulatorConfig.parent_status
+    # "worst_child") or, when False, its own (``status``, which its children never move).
+    status_from_children: bool = True
     labels: Labels = field(default_factory=lambda: Labels())
 
     @property
@@ -302,14 +308,19 @@ class Job:
             child.advance(now)
 
     def current_status(self) -> JobStatus:
-        """The status as the API shows it; a dual-active parent shows its worst child.
+        """The status as the API shows it; a dual-active parent shows its worst child, or its
+        own.
 
-        No source says what a dual-active parent's status is: the emulator derives it from its
-        children (any failed: ``INCRE_TRANSFER_FAILED``; else any paused: ``PAUSING``; else the
-        first in progress; else ``INCRE_TRANSFER_STARTED``), an assumption listed in
-        ``docs/known-unknowns.md``.
+        No source says what a dual-active parent's status is (the fact sheet, the SDK's models
+        and docstrings are silent), so the emulator plays two readings
+        (``EmulatorConfig.parent_status``, listed in ``docs/known-unknowns.md``). By default it
+        derives it from its children (any failed: ``INCRE_TRANSFER_FAILED``; else any paused:
+        ``PAUSING``; else the first in progress; else ``INCRE_TRANSFER_STARTED``). With
+        ``own`` it shows the status it was created with (the seeding gives every parent
+        ``INCRE_TRANSFER_FAILED``), whatever its children do: a parent that looks failed, and
+        offers RETRY, after its children recovered.
         """
-        if not self.children:
+        if not self.children or not self.status_from_children:
             return self.status
         statuses = [c.current_status() for c in self.children]
         for wanted, shown in (
@@ -398,8 +409,9 @@ def job_info(job: Job) -> dict[str, Any]:
 
 
 def _top_level_error(job: Job) -> str:
-    """A failed job's own message; a parent's is its first failed child's (an assumption)."""
-    if not job.children:
+    """A failed job's own message; a parent's is its first failed child's (an assumption), or
+    its own when it shows a status of its own."""
+    if not job.children or not job.status_from_children:
         return job.failure_message
     failed = (c for c in job.children if c.current_status() in FAILED_STATUSES)
     return next((c.failure_message for c in failed), "")
