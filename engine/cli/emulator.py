@@ -83,7 +83,16 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
     default=0.15,
     show_default=True,
     help="Share (rounded down) of each project's retryable jobs that failed seconds before the "
-    "start and that the service retries by itself 20 s after the failure.",
+    "start and that the service retries by itself, up to 3 times, each try 20 s after the "
+    "failure before it.",
+)
+@click.option(
+    "--self-retry-success-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=1.0,
+    show_default=True,
+    help="Chance that each of the service's own tries works (drawn per job under --seed); "
+    "0: all 3 fail and the job stays failed until a client retries it.",
 )
 @click.option(
     "--pause-delay",
@@ -98,6 +107,14 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
     show_default=True,
     help="How a dual-active parent in batch-retry-task is refused: a per-job failure "
     "in a 200, or a 400 for the whole request.",
+)
+@click.option(
+    "--parent-status",
+    type=click.Choice(["worst-child", "own"]),
+    default="worst-child",
+    show_default=True,
+    help="What a dual-active parent's status shows (no source says): its worst child's, or "
+    "its own, which its children never move (it stays INCRE_TRANSFER_FAILED).",
 )
 @click.option(
     "--faults",
@@ -136,8 +153,10 @@ def emulator(
     fail_again_rate: float,
     behind_rate: float,
     self_retry_rate: float,
+    self_retry_success_rate: float,
     pause_delay: str | None,
     parent_refusal: str,
+    parent_status: str,
     faults: str,
     rate_limit: str | None,
     token_ttl: str | None,
@@ -164,8 +183,10 @@ def emulator(
             fail_again_rate=fail_again_rate,
             behind_rate=behind_rate,
             self_retry_rate=self_retry_rate,
+            self_retry_success_rate=self_retry_success_rate,
             pause_delay_s=0.0 if pause_delay is None else parse_duration(pause_delay),
             parent_refusal="request" if parent_refusal == "request" else "per_job",
+            parent_status="own" if parent_status == "own" else "worst_child",
             faults=FaultConfig.parse(faults),
             rate_limit_per_s=None if rate_limit is None else parse_rate(rate_limit),
             token_ttl_s=86400.0 if token_ttl is None else parse_duration(token_ttl),

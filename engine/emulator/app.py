@@ -46,6 +46,7 @@ from aiohttp import web
 
 from engine.emulator.accounting import RequestStats
 from engine.emulator.accounts import Tenancy
+from engine.emulator.detail import job_detail
 from engine.emulator.faults import BusyInjector, FaultInjector
 from engine.emulator.fleet import Fleet
 from engine.emulator.gateway import (
@@ -90,7 +91,6 @@ from engine.emulator.state import (
     Job,
     RetryVerdict,
     WireTimes,
-    job_detail,
 )
 from engine.emulator.throttle import Throttle
 from engine.emulator.wire import (
@@ -269,7 +269,10 @@ async def batch_detail(request: web.Request) -> web.Response:
     """``POST /v3/{project_id}/jobs/batch-detail``: one page of the named jobs' details."""
     fleet = request.app[FLEET]
     times = WireTimes(request.app[WALL_CLOCK]() - fleet.clock(), fleet.started)
-    return await _paged_jobs(request, lambda job: job_detail(job, times))
+    regions = {p.project_id: p.region for p in fleet.projects.values()}
+    return await _paged_jobs(
+        request, lambda job: job_detail(job, times, region=regions[job.project_id])
+    )
 
 
 # --------------------------------------------------------------------------- emulator-only
@@ -298,6 +301,7 @@ async def emulator_jobs(request: web.Request) -> web.Response:
             "retries_accepted": job.retries_accepted,
             "stays_behind": job.stays_behind,
             "service_retry": job.service_retry_at is not None,
+            "service_tries": job.service_tries_begun(fleet.clock()),
             "delay_s": None if job.lag is None else round(job.lag.delay(fleet.clock()), 3),
             "tags": dict(job.labels.tags),
             "enterprise_project_id": job.labels.enterprise_project_id,

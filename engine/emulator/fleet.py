@@ -6,7 +6,10 @@ no background tasks, so a test drives a fake clock and reads again instead of sl
 accepted pause (``batch-pause-task``) moves a job to ``PAUSING`` at once, or
 ``pause_delay_s`` later. Every status change also starts or stops the job's replication delay
 draining (``engine.emulator.lag``), and the service's own retries of recently failed jobs are
-schedules given when the fleet starts (``engine.emulator.seeding``).
+schedules given when the fleet starts (``engine.emulator.seeding``): up to ``SERVICE_TRIES``
+tries, each ``SELF_RETRY_AFTER_S`` after the failure before it, each through ``STARTJOBING``,
+that work or fail again by ``EmulatorConfig.self_retry_success_rate`` (drawn per job from the
+seed); after the last failed try the job stays failed until a client retries it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import time
 from collections.abc import Iterator
 
 from engine.emulator.lag import CATCH_UP_PER_S, PRE_START_BACKLOG_S, Lag, draw_floor
-from engine.emulator.seeding import SELF_RETRY_AFTER_S, generate_project_jobs
+from engine.emulator.seeding import SELF_RETRY_AFTER_S, SERVICE_TRIES, generate_project_jobs
 from engine.emulator.state import (
     STEP_DELAY_S,
     ActionVerdict,
@@ -56,8 +59,8 @@ class Fleet:
 
     def _start(self, job: Job) -> None:
         """Give a job its delay (engine.emulator.lag) and, if the service retries it by itself,
-        that retry's schedule: it begins ``SELF_RETRY_AFTER_S`` (times ``time_scale``) after
-        the failure."""
+        the schedule of its tries (``service_retry_schedule``)."""
+        job.status_from_children = self.config.parent_status == "worst_child"
         running = job.status in HEALTHY_STATUSES
         floor = draw_floor(self.config.seed, job.id, stays_behind=job.stays_behind)
         backlog = floor if running else PRE_START_BACKLOG_S
@@ -66,12 +69,10 @@ class Fleet:
             scale = self.config.time_scale
             job.changed_at = self.started - job.failed_ago_s * scale
             backlog = floor + job.failed_ago_s
-            begins = job.changed_at + SELF_RETRY_AFTER_S * scale
-            job.service_retry_at = begins
-            job.schedule = [
-                (begins, JobStatus.STARTJOBING),
-                *retry_schedule(job, begins, self.config, draw="service"),
-            ]
+            job.schedule, job.service_tries = service_retry_schedule(
+                job, job.changed_at, self.config
+            )
+            job.service_retry_at = job.service_tries[0]
         job.lag = Lag(
             floor_s=floor,
             catch_up_per_s=CATCH_UP_PER_S / self.config.time_scale,
@@ -135,7 +136,7 @@ class Fleet:
             job = self._index[(project_id, job_id)]
             now = self.clock()
             job.paused_from = job.status
-            job.service_retry_at = None
+            job.call_off_service_retries(now)
             if self.config.pause_delay_s > 0:
                 job.pause_due = now + self.config.pause_delay_s
                 job.schedule = [(job.pause_due, JobStatus.PAUSING)]
@@ -170,7 +171,7 @@ class Fleet:
             now = self.clock()
             job.schedule = retry_schedule(job, now, self.config)
             job.paused_from = None
-            job.service_retry_at = None  # ours came first: the service's own retry is off
+            job.call_off_service_retries(now)  # ours came first: the service's tries are off
             job.retries_accepted += 1
             job.set_status(now, JobStatus.STARTJOBING)
             if job.fate is Fate.FAIL_AGAIN:
@@ -187,18 +188,24 @@ _FAILURE_OF = {
 
 
 def retry_schedule(
-    job: Job, now: float, config: EmulatorConfig, *, draw: str | None = None
+    job: Job,
+    now: float,
+    config: EmulatorConfig,
+    *,
+    draw: str | None = None,
+    fate: Fate | None = None,
 ) -> list[tuple[float, JobStatus]]:
     """After STARTJOBING at ``now``: (WAITING_FOR_START), then the fate's final status.
 
-    ``draw`` names the random stream of the delays (the number of accepted retries by default).
+    ``draw`` names the random stream of the delays (the number of accepted retries by default);
+    ``fate`` is the job's own unless given (a try of the service's has one of its own).
     """
     n = str(job.retries_accepted) if draw is None else draw
     rng = random.Random(f"{config.seed}:{job.id}:{n}")
     first = now + rng.uniform(*STEP_DELAY_S) * config.time_scale
     second = first + rng.uniform(*STEP_DELAY_S) * config.time_scale
     origin = job.status
-    fate = job.fate or Fate.RECOVER
+    fate = fate or job.fate or Fate.RECOVER
     if fate is Fate.STUCK:
         return [(first, JobStatus.WAITING_FOR_START)]
     running = resume_status(job, origin)
@@ -207,3 +214,37 @@ def retry_schedule(
     if origin is JobStatus.FULL_TRANSFER_FAILED:
         return [(second, final)]  # a full transfer restarts without waiting for increments
     return [(first, JobStatus.WAITING_FOR_START), (second, final)]
+
+
+def service_retry_schedule(
+    job: Job, failed_at: float, config: EmulatorConfig
+) -> tuple[list[tuple[float, JobStatus]], tuple[float, ...]]:
+    """The service's own tries of a job that failed at ``failed_at``, and when each begins.
+
+    Up to ``SERVICE_TRIES``: each begins ``SELF_RETRY_AFTER_S`` (times ``time_scale``) after
+    the failure before it, goes ``STARTJOBING`` (WAITING_FOR_START) as a client's retry does,
+    then works, or fails back into the job's failed status, by ``self_retry_success_rate``:
+    one draw per try from ``random.Random(f"{seed}:{job_id}:service-tries")``, so the outcome
+    depends on the seed and the job only. The tries end at the first that works; after the
+    last failed one the job stays failed. The first try's delays draw from the stream they
+    always did (``"service"``), so a fleet whose first try works is the one it always was.
+    """
+    outcomes = random.Random(f"{config.seed}:{job.id}:service-tries")
+    schedule: list[tuple[float, JobStatus]] = []
+    begins: list[float] = []
+    for n in range(1, SERVICE_TRIES + 1):
+        at = failed_at + SELF_RETRY_AFTER_S * config.time_scale
+        works = outcomes.random() < config.self_retry_success_rate
+        steps = retry_schedule(
+            job,
+            at,
+            config,
+            draw="service" if n == 1 else f"service-{n}",
+            fate=Fate.RECOVER if works else Fate.FAIL_AGAIN,
+        )
+        schedule += [(at, JobStatus.STARTJOBING), *steps]
+        begins.append(at)
+        if works:
+            break
+        failed_at = steps[-1][0]
+    return schedule, tuple(begins)

@@ -82,13 +82,14 @@ RE_EDIT_STATUSES = frozenset(
     }
 )  # fmt: skip
 RARE_KIND_MIN_JOBS = 40
-# The service's own retry of a failed job (the fact sheet: it retries 3 times by itself): the
-# job failed FAILED_AGO_S before the emulator started, and the service's retry begins
-# SELF_RETRY_AFTER_S after the failure (fleet seconds, both times time_scale: the margin keeps
-# a client that retries at once ahead of it). The emulator models the first of the three, which
-# works.
+# The service's own retries of a failed job (the fact sheet: it retries 3 times by itself): the
+# job failed FAILED_AGO_S before the emulator started, and each of the service's SERVICE_TRIES
+# tries begins SELF_RETRY_AFTER_S after the failure before it (fleet seconds, all times
+# time_scale: the margin keeps a client that retries at once ahead of it). Whether a try works
+# is EmulatorConfig.self_retry_success_rate's (engine.emulator.fleet).
 FAILED_AGO_S = (2.0, 6.0)
 SELF_RETRY_AFTER_S = 20.0
+SERVICE_TRIES = 3
 
 
 def _share(n: int, ratio: float) -> int:

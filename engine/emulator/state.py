@@ -80,9 +80,13 @@ class EmulatorConfig:
     How jobs behave beyond their retry fates: ``behind_rate`` (the share of a project's
     retryable jobs that recover but stay minutes behind: ``engine.emulator.lag``),
     ``self_retry_rate`` (the share, rounded down, of a project's retryable jobs that failed
-    moments before the emulator started and that the service retries by itself:
-    ``engine.emulator.seeding``) and ``pause_delay_s`` (an accepted pause shows ``PAUSING`` only
-    that many fleet seconds later; 0: at once).
+    moments before the emulator started and that the service retries by itself, up to three
+    times: ``engine.emulator.seeding``), ``self_retry_success_rate`` (the chance that each of
+    those tries works; 1: the first does, 0: all three fail and the job stays failed) and
+    ``pause_delay_s`` (an accepted pause shows ``PAUSING`` only that many fleet seconds later;
+    0: at once). ``parent_status``: what a dual-active parent shows, its worst child's status
+    (``worst_child``) or one of its own that its children do not move (``own``); no source
+    says which (``Job.current_status``).
 
     The gateway settings: ``token_ttl_s`` (IAM tokens expire that long after issue, on the fleet
     clock; the pre-issued ``Emulator.token`` too, but only with ``expire_static_token``),
@@ -103,8 +107,10 @@ class EmulatorConfig:
     stuck_rate: float = 0.05
     behind_rate: float = 0.1
     self_retry_rate: float = 0.15
+    self_retry_success_rate: float = 1.0
     pause_delay_s: float = 0.0
     parent_refusal: Literal["per_job", "request"] = "per_job"
+    parent_status: Literal["worst_child", "own"] = "worst_child"
     user: str = DEMO_USER
     password: str = DEMO_PASSWORD
     domain: str = DEMO_DOMAIN
@@ -118,7 +124,8 @@ class EmulatorConfig:
     account_name: str = "account-1"  # the first account's name (stats, the first line)
 
     def __post_init__(self) -> None:
-        for name in ("fail_again_rate", "stuck_rate", "behind_rate", "self_retry_rate"):
+        rates = ("fail_again_rate", "stuck_rate", "behind_rate", "self_retry_rate")
+        for name in (*rates, "self_retry_success_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")
@@ -246,10 +253,16 @@ class Job:
     lag: Lag | None = None
     stays_behind: bool = False
     # A failed job the service retries by itself: it failed this long before the emulator
-    # started (EmulatorConfig.self_retry_rate); service_retry_at: when that retry begins.
+    # started (EmulatorConfig.self_retry_rate); service_retry_at: when its first try begins
+    # (None: the service does not retry it, or a client's retry or pause called its tries
+    # off); service_tries: when each of its tries begins (those called off dropped).
     failed_ago_s: float | None = None
     service_retry_at: float | None = None
+    service_tries: tuple[float, ...] = ()
     pause_due: float | None = None  # an accepted pause shows as PAUSING from then on
+    # A dual-active parent shows its worst child's status (EmulatorConfig.parent_status
+    # "worst_child") or, when False, its own (``status``, which its children never move).
+    status_from_children: bool = True
     labels: Labels = field(default_factory=lambda: Labels())
 
     @property
@@ -277,6 +290,16 @@ class Job:
         if self.lag is not None:
             self.lag.turn(at, running=status in HEALTHY_STATUSES)
 
+    def call_off_service_retries(self, now: float) -> None:
+        """A client's retry or pause came first: the service's tries not begun by ``now`` are
+        off (the caller replaces the schedule)."""
+        self.service_retry_at = None
+        self.service_tries = tuple(t for t in self.service_tries if t <= now)
+
+    def service_tries_begun(self, now: float) -> int:
+        """How many of the service's own tries have begun by ``now``."""
+        return sum(t <= now for t in self.service_tries)
+
     def advance(self, now: float) -> None:
         """Apply every scheduled transition that is due at ``now``."""
         while self.schedule and self.schedule[0][0] <= now:
@@ -285,14 +308,19 @@ class Job:
             child.advance(now)
 
     def current_status(self) -> JobStatus:
-        """The status as the API shows it; a dual-active parent shows its worst child.
+        """The status as the API shows it; a dual-active parent shows its worst child, or its
+        own.
 
-        No source says what a dual-active parent's status is: the emulator derives it from its
-        children (any failed: ``INCRE_TRANSFER_FAILED``; else any paused: ``PAUSING``; else the
-        first in progress; else ``INCRE_TRANSFER_STARTED``), an assumption listed in
-        ``docs/known-unknowns.md``.
+        No source says what a dual-active parent's status is (the fact sheet, the SDK's models
+        and docstrings are silent), so the emulator plays two readings
+        (``EmulatorConfig.parent_status``, listed in ``docs/known-unknowns.md``). By default it
+        derives it from its children (any failed: ``INCRE_TRANSFER_FAILED``; else any paused:
+        ``PAUSING``; else the first in progress; else ``INCRE_TRANSFER_STARTED``). With
+        ``own`` it shows the status it was created with (the seeding gives every parent
+        ``INCRE_TRANSFER_FAILED``), whatever its children do: a parent that looks failed, and
+        offers RETRY, after its children recovered.
         """
-        if not self.children:
+        if not self.children or not self.status_from_children:
             return self.status
         statuses = [c.current_status() for c in self.children]
         for wanted, shown in (
@@ -381,8 +409,9 @@ def job_info(job: Job) -> dict[str, Any]:
 
 
 def _top_level_error(job: Job) -> str:
-    """A failed job's own message; a parent's is its first failed child's (an assumption)."""
-    if not job.children:
+    """A failed job's own message; a parent's is its first failed child's (an assumption), or
+    its own when it shows a status of its own."""
+    if not job.children or not job.status_from_children:
         return job.failure_message
     failed = (c for c in job.children if c.current_status() in FAILED_STATUSES)
     return next((c.failure_message for c in failed), "")
@@ -438,42 +467,3 @@ class WireTimes:
     def before_start(self, job: Job) -> float:
         """A job unchanged since the emulator started: 10 minutes to a day before it."""
         return self.started - 600 - zlib.crc32(job.id.encode()) % 86_400
-
-
-def job_detail(job: Job, times: WireTimes) -> dict[str, Any]:
-    """One ``batch-detail`` result (a small part of the real QueryJobResp).
-
-    ``update_time`` is when the job last changed (a retry or pause accepted, a transition) and
-    ``actual_start_time`` when it last started, both as epoch milliseconds in text: the
-    reference does not show their format (an unverified choice; the client reads zoned ISO
-    text too). ``create_time`` is ``YYYY-MM-DD hh:mm:ss``, as in the listing.
-    """
-    status = job.current_status()
-    changed = times.before_start(job) if job.changed_at is None else job.changed_at
-    started = changed if job.started_at is None else job.started_at
-    detail: dict[str, Any] = {
-        "id": job.id,
-        "name": job.name,
-        "status": status.value,
-        "create_time": job.create_time,
-        "update_time": times.wire(changed),
-        "actual_start_time": times.wire(started),
-        "db_use_type": job.db_use_type.value,
-        "task_type": job.task_type,
-        "job_direction": job.job_direction,
-    }
-    if status in FAILED_STATUSES and not job.is_dual_active_parent:
-        detail["failed_reason"] = job.failure_reason
-        detail["error_code"] = job.failure_code
-        detail["error_message"] = job.failure_message
-    labels = job.labels
-    detail["tags"] = [{"key": k, "value": v} for k, v in labels.tags]  # SDK list[Tag]
-    detail["source_endpoint"] = {"inst_id": labels.source_instance_id, "ip": labels.source_ip}
-    detail["target_endpoint"] = {"inst_id": labels.target_instance_id, "ip": labels.target_ip}
-    if job.parent_id is not None:
-        detail["parent_id"] = job.parent_id
-        detail["master_job_id"] = job.parent_id
-        detail["node_role"] = "master" if job.job_direction == "up" else "slave"
-    # (batch-detail's "children" are sub-jobs that failed to bind an EIP, not the job's
-    # sub-tasks: the emulator has none to name.)
-    return detail

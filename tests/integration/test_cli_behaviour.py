@@ -321,11 +321,13 @@ def test_emulator_settings_reach_the_config(
     monkeypatch.setattr(cli_emulator, "_serve_emulator", serve)
     faults = "lag_spike_rate=0.2,lag_spike=2m,too_frequent_rate=0.1,busy_rate=0.3"
     args = ["emulator", "--behind-rate", "0.5", "--self-retry-rate", "0", "--pause-delay", "3s",
+            "--self-retry-success-rate", "0.25", "--parent-status", "own",
             "--faults", faults]  # fmt: skip
     code, _, _ = run_cli(args, capsys)
     assert code == 0
     (config,) = seen
     assert (config.behind_rate, config.self_retry_rate, config.pause_delay_s) == (0.5, 0.0, 3.0)
+    assert (config.self_retry_success_rate, config.parent_status) == (0.25, "own")
     assert (config.faults.lag_spike_rate, config.faults.lag_spike_s) == (0.2, 120.0)
     assert (config.faults.too_frequent_rate, config.faults.busy_rate) == (0.1, 0.3)
 

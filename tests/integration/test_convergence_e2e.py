@@ -73,6 +73,61 @@ def test_settle_leaves_the_services_own_retries_alone_and_says_which_jobs_it_bro
     assert report["totals"]["ok"] >= 1
 
 
+SETTLE_STEPS = """\
+  - id: select
+    action: drs.select_jobs
+    with:
+      statuses: [FULL_TRANSFER_FAILED, INCRE_TRANSFER_FAILED, START_JOB_FAILED]
+      settle: 5s
+  - id: retry
+    action: drs.batch_retry
+    with:
+      jobs: ${{ steps.select.jobs }}
+  - id: verify
+    action: drs.verify_status
+    timeout: 10s
+    with:
+      jobs: ${{ steps.retry.accepted }}
+      poll_interval: 0.2s
+"""
+
+
+@pytest.mark.parametrize("success_rate", ["0", "1"])
+def test_settle_waits_out_all_three_of_the_services_tries_before_it_retries(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    success_rate: str,
+) -> None:
+    # time scale 0.05: each try 1 s after the failure before it, the three over within 4 s of
+    # the start, inside the 5 s settle whatever the polls see of them.
+    args = ("--time-scale", "0.05", "--self-retry-success-rate", success_rate)
+    with serve_emulator(*args) as emulator:
+        runbook = runbook_for(emulator, tmp_path / "rb.yaml", SETTLE_STEPS)
+        before = fetch(f"{emulator['url']}/_emulator/jobs")["jobs"]
+        monkeypatch.setenv("DRS_AUTH_TOKEN", emulator["token"])
+        reports = tmp_path / "r"
+        cli = ["run", str(runbook), "--endpoint", emulator["url"], "--report-dir", str(reports)]
+        run_cli([*cli, "-q"], capsys)
+        truth = {j["id"]: j for j in fetch(f"{emulator['url']}/_emulator/jobs")["jobs"]}
+        stats = fetch(f"{emulator['url']}/_emulator/stats")
+    report = json.loads((reports / "report.json").read_text())
+    services = {j["id"] for j in before if j["service_retry"]}
+    theirs = [j for j in jobs_of(report) if j["id"] in services]
+    assert theirs, "the fleet has no job the service retries itself: the test proves nothing"
+    for job in theirs:
+        assert [e["kind"] for e in job["events"]][:2] == ["selected", "settling"]
+        if success_rate == "1":  # the first try works: left to the service, nothing sent
+            assert truth[job["id"]]["service_tries"] == 1
+            assert job["disposition"] == "recovered_by_service"
+            assert job["id"] not in stats["retry_requests_per_job"]
+        else:  # all three fail: the run retried it once, after the last (none called off)
+            assert truth[job["id"]]["service_tries"] == 3
+            assert job["disposition"] == "recovered"
+            assert stats["retry_requests_per_job"][job["id"]] == 1
+            assert truth[job["id"]]["retries_accepted"] == 1
+
+
 DRILL_STEPS = """\
   - id: select
     action: drs.select_jobs

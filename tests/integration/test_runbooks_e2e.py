@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import EXAMPLE, FINAL, fast_copy, fetch, jobs_of, run_cli, runbook_for
+from harness import EXAMPLE, FINAL, fast_copy, fetch, jobs_of, run_cli, runbook_for, serve_emulator
 
 
 def test_example_runbook_against_embedded_emulator_accounts_for_every_job(
@@ -176,3 +176,54 @@ def test_rerun_against_the_same_emulator_is_safe(
     # A job that failed again once recovers on its second retry in the emulator.
     assert {j["id"] for j in jobs_of(second) if j["disposition"] == "recovered"} == failed_again
     assert second_code == 0
+
+
+PAUSE_STEPS = """\
+  - id: running
+    action: drs.select_jobs
+    with:
+      statuses: [INCRE_TRANSFER_STARTED, INCRE_TRANSFER_FAILED]
+      retryable_only: false
+  - id: pause
+    action: drs.pause_jobs
+    with:
+      jobs: ${{ steps.running.jobs }}
+      pause_mode: target
+"""
+
+
+@pytest.mark.parametrize("parent_status", ["worst-child", "own"])
+def test_a_dual_active_parent_is_never_sent_to_retry_or_pause_whatever_its_status_shows(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    parent_status: str,
+) -> None:
+    with serve_emulator("--time-scale", "0.05", "--parent-status", parent_status) as described:
+        url = described["url"]
+        monkeypatch.setenv("DRS_AUTH_TOKEN", described["token"])
+        retry = runbook_for(described, tmp_path / "retry.yaml")
+        pause = runbook_for(described, tmp_path / "pause.yaml", PAUSE_STEPS)
+        for name, runbook in (("one", retry), ("two", retry), ("pause", pause)):
+            cli = ["run", str(runbook), "--endpoint", url, "--yes", "-q"]
+            run_cli([*cli, "--report-dir", str(tmp_path / name)], capsys)
+        truth = fetch(f"{url}/_emulator/jobs")["jobs"]
+        stats = fetch(f"{url}/_emulator/stats")
+    parents = {j["parent_id"] for j in truth if j["parent_id"]}
+    assert parents
+    shown = {j["status"] for j in truth if j["id"] in parents}
+    # After the retries, the parents show their children's recovery, or their own failure.
+    if parent_status == "own":
+        assert shown == {"INCRE_TRANSFER_FAILED"}
+    else:
+        assert "INCRE_TRANSFER_FAILED" not in shown
+    sent = set(stats["retry_requests_per_job"]) | set(stats["pause_requests_per_job"])
+    assert sent, "nothing was sent: the test proves nothing"
+    assert not parents & sent
+    assert any(j["parent_id"] in parents for j in truth if j["id"] in sent)  # children were
+    for name in ("one", "two", "pause"):
+        report = json.loads((tmp_path / name / "report.json").read_text())
+        for job in jobs_of(report):
+            if job["id"] in parents:
+                assert job["disposition"] == "skipped"
+                assert "dual-active parent" in job["reason"]

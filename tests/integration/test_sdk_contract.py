@@ -40,6 +40,14 @@ READ_BY_THE_PRODUCT: dict[str, set[str]] = {
     "QueryProgressResp": {"job_id", "incre_trans_delay", "incre_trans_delay_millis"},
 }
 PRIMITIVES: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "bool": bool}
+# The failed statuses of the fact sheet (written out: the test does not borrow either side's).
+FAILED = frozenset(
+    {
+        "FULL_TRANSFER_FAILED", "INCRE_TRANSFER_FAILED", "START_JOB_FAILED",
+        "CHILD_TRANSFER_FAILED", "REBUILD_NODE_FAILED", "CHANGE_JOB_FAILED",
+        "NODE_UPGRADE_FAILED", "CREATE_FAILED", "RELEASE_RESOURCE_FAILED",
+    }
+)  # fmt: skip
 
 
 def mismatches(raw: Any, model: str, where: str = "$", models: Any = None) -> list[str]:
@@ -75,6 +83,28 @@ def mismatches(raw: Any, model: str, where: str = "$", models: Any = None) -> li
             wrong = isinstance(value, bool) and kind != "bool"
             if wrong or not isinstance(value, PRIMITIVES[kind]):
                 found.append(f"{where}.{key}: {model} types it {kind}, got {value!r}")
+    return found
+
+
+def missing(raw: Any, model: str, where: str = "$", models: Any = None) -> list[str]:
+    """Every key of the SDK model that ``raw`` lacks, recursively through every nested object
+    (and every item of a list of objects) it sends; a nested ``null`` is a value, not a gap."""
+    models = drs if models is None else models
+    cls = getattr(models, model)
+    if not isinstance(raw, dict):
+        return [f"{where}: expected an object for {model}, got {type(raw).__name__}"]
+    found = [
+        f"{where}: {model} lacks {wire}" for wire in cls.attribute_map.values() if wire not in raw
+    ]
+    for attr, kind in cls.openapi_types.items():
+        key = cls.attribute_map[attr]
+        value = raw.get(key)
+        inner = re.fullmatch(r"list\[(\w+)\]", kind)
+        if inner and hasattr(models, inner.group(1)) and isinstance(value, list):
+            for i, item in enumerate(value):
+                found += missing(item, inner.group(1), f"{where}.{key}[{i}]", models)
+        elif hasattr(models, kind) and isinstance(value, dict):
+            found += missing(value, kind, f"{where}.{key}", models)
     return found
 
 
@@ -160,6 +190,59 @@ def test_batch_status_and_detail_answers_are_what_the_sdk_reads(client: Any) -> 
     assert len(raw["results"]) == len(ids)
     assert mismatches(raw, "BatchListJobDetailsResponse") == []
     assert all(result.update_time for result in detail.results)
+
+
+def test_batch_detail_answers_every_field_of_the_sdks_query_job_resp(client: Any) -> None:
+    jobs = all_jobs(client)
+    ids = [job.id for job in jobs]
+    results: list[Any] = []
+    raw_results: list[dict[str, Any]] = []
+    for start in range(0, len(ids), 10):  # the docs recommend at most 10 ids per call
+        chunk = ids[start : start + 10]
+        page = drs.BatchQueryJobReqPage(jobs=chunk, page_req=drs.PageReq(cur_page=1, per_page=10))
+        answer = client.batch_list_job_details(drs.BatchListJobDetailsRequest(body=page))
+        raw = raw_of(answer)
+        assert mismatches(raw, "BatchListJobDetailsResponse") == []  # no extra, misspelt key
+        raw_results += raw["results"]
+        results += answer.results
+    assert len(raw_results) == len(ids) > 10
+    assert len(drs.QueryJobResp.attribute_map) == 63  # the SDK version the emulator follows
+    problems = [p for i, r in enumerate(raw_results) for p in missing(r, "QueryJobResp", f"[{i}]")]
+    assert problems == []
+    # What the emulator knows reaches the SDK's model, typed as the SDK types it.
+    by_id = {job.id: job for job in jobs}
+    for result in results:
+        listed_job = by_id[result.id]
+        assert (result.net_type, result.description) == (
+            listed_job.net_type,
+            listed_job.description,
+        )
+        assert result.source_endpoint.db_port in (3306, 5432, 8000)
+        assert result.target_endpoint.region == result.source_endpoint.region
+        assert result.inst_info.engine_type == listed_job.engine_type
+        assert result.source_endpoint.db_password is None  # never a secret
+        assert (result.failed_reason is not None) == (
+            result.status in FAILED and not getattr(listed_job, "children", None)
+        )
+    assert {r.multi_write for r in results} == {True, False}
+    assert any(r.parent_id for r in results)
+    assert any(r.parent_id is None for r in results)
+
+
+def test_a_dropped_detail_field_is_caught() -> None:
+    """The mutation the completeness check exists for, at the top and inside an endpoint."""
+    endpoint = dict.fromkeys(drs.Endpoint.attribute_map.values())
+    result: dict[str, Any] = dict.fromkeys(drs.QueryJobResp.attribute_map.values())
+    result["source_endpoint"] = endpoint
+    result["tags"] = [{"key": "env"}]
+    assert missing(result, "QueryJobResp") == ["$.tags[0]: Tag lacks value"]
+    result["tags"] = []
+    assert missing(result, "QueryJobResp") == []
+    del result["net_type"], endpoint["db_port"]
+    assert missing(result, "QueryJobResp") == [
+        "$: QueryJobResp lacks net_type",
+        "$.source_endpoint: Endpoint lacks db_port",
+    ]
 
 
 def test_retry_and_pause_answers_are_what_the_sdk_reads(client: Any) -> None:

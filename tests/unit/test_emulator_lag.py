@@ -8,9 +8,10 @@ import pytest
 from fakes import FakeClock
 
 from engine.emulator import EmulatorConfig, Fate, FaultConfig, Fleet, Job, ProjectSpec
+from engine.emulator.detail import job_detail
 from engine.emulator.lag import BEHIND_FLOOR_S, CATCH_UP_PER_S, FLOOR_S, PRE_START_BACKLOG_S, Lag
-from engine.emulator.seeding import SELF_RETRY_AFTER_S
-from engine.emulator.state import ActionVerdict, WireTimes, job_detail, job_info
+from engine.emulator.seeding import SELF_RETRY_AFTER_S, SERVICE_TRIES
+from engine.emulator.state import ActionVerdict, WireTimes, job_info
 from engine.emulator.wire import ACTION_PAUSE, ACTION_RETRY, FAILED_STATUSES, JobStatus
 
 RUNBOOK_PROJECTS = (
@@ -237,7 +238,8 @@ def test_the_service_retries_a_recently_failed_job_by_itself(clock: FakeClock) -
     assert failed_status in FAILED_STATUSES
     assert job.changed_at == pytest.approx(clock() - job.failed_ago_s)  # type: ignore[operator]
     times = WireTimes(0.0, fleet.started)
-    assert float(job_detail(job, times)["update_time"]) / 1000 == pytest.approx(job.changed_at)
+    detail = job_detail(job, times, region="cn-north-4")
+    assert float(detail["update_time"]) / 1000 == pytest.approx(job.changed_at)
     begins = job.changed_at + SELF_RETRY_AFTER_S  # type: ignore[operator]
     clock.now = begins - 0.01
     fleet.find(job.project_id, job.id)
@@ -267,6 +269,76 @@ def test_a_client_retry_before_the_services_calls_the_service_retry_off(
     assert job.status is JobStatus.INCRE_TRANSFER_STARTED
     assert job.retries_accepted == 1
     assert job.service_retry_at is None
+
+
+def watch_statuses(fleet: Fleet, clock: FakeClock, job: Job, seconds: float) -> list[JobStatus]:
+    """The job's statuses over ``seconds`` of fleet time in 0.1 s steps, repeats collapsed."""
+    seen = [status(fleet, job)]
+    for _ in range(round(seconds / 0.1)):
+        clock.advance(0.1)
+        if (now := status(fleet, job)) is not seen[-1]:
+            seen.append(now)
+    return seen
+
+
+def test_with_no_try_working_the_service_fails_three_times_then_leaves_the_job_failed(
+    clock: FakeClock,
+) -> None:
+    fleet = Fleet(default_config(self_retry_success_rate=0.0), clock=clock)
+    job = service_retried(fleet)
+    failed_status = job.status
+    # Each try begins 20 s after the failure before it and takes at most 4 s: 3 tries are over
+    # within 3 x 24 s of the first failure; watch a minute more to see nothing else happen.
+    seen = watch_statuses(fleet, clock, job, 3 * (SELF_RETRY_AFTER_S + 4.0) + 60.0)
+    assert seen.count(JobStatus.STARTJOBING) == SERVICE_TRIES == 3
+    assert seen.count(failed_status) == 1 + SERVICE_TRIES  # failed before, and after each try
+    assert seen[-1] is failed_status
+    assert job.service_tries_begun(clock()) == 3
+    assert [b - a for a, b in zip(job.service_tries, job.service_tries[1:], strict=False)] == [
+        pytest.approx(SELF_RETRY_AFTER_S, abs=4.0)
+    ] * 2
+    assert job.retries_accepted == 0
+    assert job_info(job)["job_action"]["current_action"] is None
+    # Failed for good: a client retry is taken again, and the job's own fate decides it.
+    assert fleet.retry(job.project_id, job.id) is ActionVerdict.ACCEPTED
+    until_running(fleet, clock, job)
+
+
+def test_with_every_try_working_the_service_recovers_the_job_at_its_first_try(
+    clock: FakeClock,
+) -> None:
+    fleet = Fleet(default_config(self_retry_success_rate=1.0), clock=clock)
+    job = service_retried(fleet)
+    seen = watch_statuses(fleet, clock, job, 3 * (SELF_RETRY_AFTER_S + 4.0) + 60.0)
+    assert seen.count(JobStatus.STARTJOBING) == 1
+    assert seen[-1] is JobStatus.INCRE_TRANSFER_STARTED
+    assert job.service_tries_begun(clock()) == 1
+
+
+def test_the_tries_that_work_are_drawn_from_the_seed(clock: FakeClock) -> None:
+    def tries(seed: int) -> list[int]:
+        config = default_config(seed=seed, self_retry_rate=1.0, self_retry_success_rate=0.5)
+        return [len(j.service_tries) for j in Fleet(config, clock=clock).all_jobs()]
+
+    assert tries(3) == tries(3)
+    assert {1, 2, 3} <= set(tries(3) + tries(4))  # some work at once, some later, some never
+
+
+def test_a_client_retry_between_the_services_tries_calls_the_rest_off(clock: FakeClock) -> None:
+    fleet = Fleet(default_config(self_retry_success_rate=0.0), clock=clock)
+    job = service_retried(fleet)
+    seen = [status(fleet, job)]
+    for _ in range(400):  # until the first try has failed (bounded: 40 s)
+        clock.advance(0.1)
+        seen.append(status(fleet, job))
+        if seen[-1] in FAILED_STATUSES and JobStatus.STARTJOBING in seen:
+            break
+    assert job.service_tries_begun(clock()) == 1
+    assert fleet.retry(job.project_id, job.id) is ActionVerdict.ACCEPTED
+    until_running(fleet, clock, job)
+    clock.advance(3 * SELF_RETRY_AFTER_S)
+    assert status(fleet, job) is JobStatus.INCRE_TRANSFER_STARTED
+    assert (job.service_retry_at, job.service_tries_begun(clock())) == (None, 1)
 
 
 def test_a_recently_failed_job_carries_only_its_few_seconds_of_backlog(clock: FakeClock) -> None:

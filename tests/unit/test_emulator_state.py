@@ -244,6 +244,33 @@ def test_dr_children_retry_to_incremental_and_the_parent_follows(clock: FakeCloc
     assert ACTION_RETRY not in job_info(parent)["job_action"]["available_actions"]
 
 
+@pytest.mark.parametrize("reading", ["worst_child", "own"])
+def test_a_parents_status_follows_its_children_or_stays_its_own(
+    clock: FakeClock, reading: str
+) -> None:
+    config = default_config(fail_again_rate=0.0, stuck_rate=0.0, parent_status=reading)
+    fleet = Fleet(config, clock=clock)
+    parent = next(j for j in fleet.all_jobs() if j.is_dual_active_parent)
+    assert parent.current_status() is JobStatus.INCRE_TRANSFER_FAILED  # both agree at first
+    for child in parent.children:
+        if child.fate is not None:
+            assert fleet.retry(child.project_id, child.id) is RetryVerdict.ACCEPTED
+    clock.advance(4.0)
+    fleet.find(parent.project_id, parent.id)
+    assert {c.status for c in parent.children} == {JobStatus.INCRE_TRANSFER_STARTED}
+    wire = job_info(parent)
+    if reading == "own":  # its children do not move it: still failed, still offering RETRY
+        assert wire["status"] == "INCRE_TRANSFER_FAILED"
+        assert ACTION_RETRY in wire["job_action"]["available_actions"]
+        assert wire["error_msg"] == parent.failure_message
+    else:
+        assert wire["status"] == "INCRE_TRANSFER_STARTED"
+        assert ACTION_RETRY not in wire["job_action"]["available_actions"]
+    # Either way the API refuses the parent itself.
+    assert fleet.retry(parent.project_id, parent.id) is RetryVerdict.DUAL_ACTIVE_PARENT
+    assert fleet.pause(parent.project_id, parent.id) is ActionVerdict.DUAL_ACTIVE_PARENT
+
+
 @pytest.mark.parametrize(
     ("status", "verdict"),
     [
