@@ -11,6 +11,8 @@ import pytest
 from fakes import FakeClock
 from harness import serve_emulator
 
+from engine import redact
+
 INTEGRATION = Path(__file__).parent / "integration"
 
 
@@ -19,6 +21,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION in item.path.parents:
             item.add_marker(pytest.mark.contract)
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    """Each test starts with the secrets registry as the session left it before the test:
+    ``engine.redact`` keeps secrets for the life of a process (what a run needs), so a token
+    one test registers (say, "orders") would otherwise redact another test's target names."""
+    forms, pattern = set(redact._forms), redact._pattern
+    yield
+    with redact._lock:
+        redact._forms.clear()
+        redact._forms.update(forms)
+        redact._pattern = pattern
+        redact.redact_word.cache_clear()
 
 
 @pytest.fixture

@@ -157,12 +157,17 @@ def test_each_target_gets_its_own_accounts_credentials_and_never_the_environment
     assert "SK1" not in repr(connections[orders].auth)
 
 
+# Each target's token names it (a token is a secret: a bare label would be redacted as one).
+_TOKEN = "token-of-"
+
+
 class _Recording:
     def __init__(self) -> None:
         self.at: list[tuple[str, float]] = []
 
     async def send(self, request: HttpRequest) -> HttpResponse:
-        self.at.append((request.headers.get("X-Auth-Token", ""), asyncio.get_running_loop().time()))
+        token = request.headers.get("X-Auth-Token", "")
+        self.at.append((token.removeprefix(_TOKEN), asyncio.get_running_loop().time()))
         return HttpResponse(status=200, body=b'{"jobs": [], "count": 0}')
 
 
@@ -186,7 +191,9 @@ async def test_two_accounts_never_share_a_rate_budget_and_one_accounts_targets_d
     assert budget_scope(payments, south) == f"prod {south}"
     inner = _Recording()
     connections = {
-        target: Connection(endpoint="http://127.0.0.1:9", auth=StaticTokenAuth(target.label))
+        target: Connection(
+            endpoint="http://127.0.0.1:9", auth=StaticTokenAuth(_TOKEN + target.label)
+        )
         for target in (orders, same_region, orders_dr)
     }
     wired = wire(runbook, connections, inner, Resilience())
