@@ -342,7 +342,8 @@ def plan(quiet: bool, out: Path | None, **options: Any) -> None:
     Exit 0 when the plan was made, 1 when a step failed, 2 on invalid input.
     """
     where, inputs = _where_and_inputs(options)
-    observer = ProgressLines(_to_stderr, quiet=quiet)  # a plan's lines are its output
+    # A plan's lines are its output, in a plan's words.
+    observer = ProgressLines(_to_stderr, quiet=quiet, plan=True)
     made = _in_a_loop(session.plan(inputs, where, observer=observer, handle_signals=True))
     click.echo(plan_summary(made.report), nl=False)
     if out is not None and made.exit_code == 0:

@@ -6,7 +6,9 @@ a hang. With ``quiet`` it prints only warnings. On a terminal the CLI draws a li
 (``engine.report.live``), from the same ``StepClocks`` and ``count``.
 
 Step words match the outcome: a step that ran but left jobs needing a human reads "done in 30s:
-3 of 7 jobs need a human", never "succeeded".
+3 of 7 jobs need a human", never "succeeded"; in a plan (``plan=True``) a mutating step sent
+nothing, so it reads "planned: would send 7 job(s), nothing sent", never "succeeded" or
+"accepted".
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from engine.ledger import Disposition, JobBook, Outcome
+from engine.actions.registry import REGISTRY
+from engine.ledger import WOULD_KINDS, Disposition, JobBook, Outcome
 from engine.report.terminal import approval_summary
 from engine.run.approval import ApprovalRequest
 from engine.run.result import StepOutcome, StepStatus
@@ -76,6 +79,21 @@ def step_words(outcome: StepOutcome, counts: Counts) -> str:
     if outcome.status is StepStatus.SUCCEEDED and counts.failed:
         return f"done in {took}: {counts.failed} of {counts.selected} jobs need a human"
     return f"{outcome.status.value} in {took}"
+
+
+def planned_words(outcome: StepOutcome, jobs: JobBook) -> str | None:
+    """How a mutating step ended in a plan, where it ran only its preview: "planned: would send
+    7 job(s), nothing sent" (the jobs its preview recorded), or None for a step a plan really
+    ran (selection) or did not run, whose words are ``step_words``'."""
+    action = REGISTRY.get(outcome.action)
+    if outcome.status is not StepStatus.SUCCEEDED or action is None or not action.mutating:
+        return None
+    would = sum(
+        1
+        for record in jobs
+        if any(e.kind in WOULD_KINDS and e.step == outcome.step_id for e in record.events)
+    )
+    return f"planned: would send {would} job(s), nothing sent"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,19 +155,22 @@ def _utc_now() -> datetime:
 
 
 class ProgressLines:
-    """Plain progress lines, each stamped with the UTC time, handed to ``write`` (stderr)."""
+    """Plain progress lines, each stamped with the UTC time, handed to ``write`` (stderr).
+    ``plan``: the lines of ``runbook plan``, whose mutating steps send nothing."""
 
     def __init__(
         self,
         write: Callable[[str], None],
         *,
         quiet: bool,
+        plan: bool = False,
         heartbeat_s: float = HEARTBEAT_S,
         clocks: StepClocks | None = None,
         wall: Callable[[], datetime] = _utc_now,
     ) -> None:
         self._write = write
         self._quiet = quiet
+        self._plan = plan
         self._heartbeat_s = heartbeat_s
         self._clocks = clocks or StepClocks()
         self._wall = wall
@@ -191,6 +212,11 @@ class ProgressLines:
     def step_finished(self, target: Target, outcome: StepOutcome, jobs: JobBook) -> None:
         self._clocks.finished(target)
         if self._quiet:
+            return
+        planned = planned_words(outcome, jobs) if self._plan else None
+        if planned is not None:
+            # Its outputs are what a run would get ("accepted: 7"): not said of a plan.
+            self._line(f"[{target.label}] {outcome.step_id} {planned}")
             return
         detail = outcome.message or ", ".join(
             f"{k}: {len(v) if isinstance(v, list) else v}" for k, v in outcome.outputs.items()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import fetch, jobs_of, run_cli, runbook_for, serve_emulator
+from harness import REPO, fetch, jobs_of, run_cli, runbook_for, serve_emulator
 
 pytestmark = pytest.mark.contract
 
@@ -118,3 +118,27 @@ def test_a_stale_edited_or_foreign_plan_is_refused_before_anything_is_sent(
         assert "not a plan file" in refused()
         mutating = fetch(f"{emulator['url']}/_emulator/stats")["mutating_requests"]
     assert mutating == 0
+
+
+def test_a_plans_progress_lines_say_what_it_would_send_never_that_it_succeeded(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    runbook = REPO / "runbooks" / "incident-retry.yaml"
+    code, out, err = run_cli(["plan", str(runbook), "--emulator"], capsys)
+    assert code == 0, err
+    retry_lines = [line for line in err.splitlines() if "] retry " in line]
+    finished = [line for line in retry_lines if "started" not in line]
+    assert len(finished) == 2, err  # one per project
+    for line in finished:
+        assert "planned: would send " in line, line
+        assert "succeeded" not in line
+        assert "accepted" not in line
+    # The count on stderr is the plan's own ("would send 7 job(s) in 1 batch(es)").
+    sends = [line.split("would send ")[1].split(" job(s)")[0] for line in finished]
+    assert sends == [
+        line.split("would send ")[1].split(" job(s)")[0]
+        for line in out.splitlines()
+        if "retry (drs.batch_retry) would send" in line
+    ]
+    # The select step did run (read-only), and says so.
+    assert any("] select succeeded in " in line for line in err.splitlines())
