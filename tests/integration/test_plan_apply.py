@@ -64,8 +64,9 @@ def test_apply_sends_only_planned_jobs_and_leaves_a_changed_one_drifted(
         retry_directly(emulator, planned[changed][0], changed)
         before = dict(fetch(f"{emulator['url']}/_emulator/stats")["retry_requests_per_job"])
 
+        # --yes as scripts pass it to run too: allowed, and the plan is still the approval.
         code, out, _ = run_cli(
-            ["apply", str(plan_file), "--endpoint", emulator["url"], "-q",
+            ["apply", str(plan_file), "--endpoint", emulator["url"], "-q", "--yes",
              "--report-dir", str(tmp_path / "r")],
             capsys,
         )  # fmt: skip
@@ -142,3 +143,14 @@ def test_a_plans_progress_lines_say_what_it_would_send_never_that_it_succeeded(
     ]
     # The select step did run (read-only), and says so.
     assert any("] select succeeded in " in line for line in err.splitlines())
+
+
+def test_apply_help_says_the_plan_is_the_approval_and_its_limits_hold(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run_cli(["apply", "--help"], capsys)
+    assert code == 0
+    text = " ".join(out.split())  # click wraps the help
+    assert "--yes is allowed and changes nothing" in text
+    assert "Takes no --target/--skip-target, params or shard: the plan's own limits hold" in text
+    assert "-y, --yes" in out
