@@ -145,6 +145,22 @@ def test_a_plans_progress_lines_say_what_it_would_send_never_that_it_succeeded(
     assert any("] select succeeded in " in line for line in err.splitlines())
 
 
+def test_a_plans_funnel_and_engine_filter_are_its_own_lines_not_warnings(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    runbook = REPO / "runbooks" / "incident-retry.yaml"
+    code, out, err = run_cli(["plan", str(runbook), "--emulator"], capsys)
+    assert code == 0, err
+    assert "WARNING" not in err
+    assert "funnel:" not in err
+    assert "engine_type not sent" not in err
+    # Under each target's select step in the plan, on stdout, without -v.
+    notes = [line.strip() for line in out.splitlines() if line.startswith("    notice: ")]
+    assert sum(n.startswith("notice: funnel: ") for n in notes) == 2, out
+    assert sum(n.startswith("notice: engine_type not sent: ") for n in notes) == 2, out
+    assert any("a run waits up to" in n for n in notes), out
+
+
 def test_apply_help_says_the_plan_is_the_approval_and_its_limits_hold(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
