@@ -34,15 +34,23 @@ class Outcome(StrEnum):
 
 class Column(StrEnum):
     """The summary table's columns (terminal, Markdown, HTML), in their order; the values are
-    the headings. ``SELECTED`` counts every job the run selected, whatever became of it."""
+    the headings. ``SELECTED`` counts every job the run selected, whatever became of it.
+    ``FLAPPING`` and ``LAGGING`` are shown only in a table of a run that has such a job
+    (``SHOWN_WHEN_COUNTED``): only a verify step's ``max_delay`` / ``stable_for`` make them."""
 
     SELECTED = "selected"
     RECOVERED = "recovered"
     FAILED_AGAIN = "failed again"
+    FLAPPING = "flapping"
     REJECTED = "rejected"
     TIMED_OUT = "timed out"
+    LAGGING = "lagging"
     OTHER = "other"
     SKIPPED = "skipped"
+
+
+# The columns a table leaves out when no job of the run is counted in them.
+SHOWN_WHEN_COUNTED: frozenset[Column] = frozenset({Column.FLAPPING, Column.LAGGING})
 
 
 class Disposition(StrEnum):
@@ -121,9 +129,9 @@ _MEANINGS: Mapping[Disposition, Meaning] = {
     _D.FAILED_AGAIN: _needs(_C.FAILED_AGAIN, 0),
     _D.FAILED: _needs(_C.FAILED_AGAIN, 1),
     # Healthy, then not, and not stable again by the deadline: as bad as failing again.
-    _D.FLAPPING: _needs(_C.FAILED_AGAIN, 2),
+    _D.FLAPPING: _needs(_C.FLAPPING, 2),
     # Running at the deadline, but further behind than max_delay: it did not converge in time.
-    _D.LAGGING: _needs(_C.TIMED_OUT, 5),
+    _D.LAGGING: _needs(_C.LAGGING, 5),
     _D.TIMED_OUT: _needs(_C.TIMED_OUT, 6),
     _D.NOT_FOUND: _needs(_C.OTHER, 7),
     # The run did not get to these (a failed step, the error budget, an interruption) or left

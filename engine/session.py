@@ -259,7 +259,8 @@ async def apply(
 ) -> RunOutcome:
     """Run the plan file at ``path`` as it was reviewed: its runbook (unchanged), params and
     targets, sending only the jobs it lists, each only while its status is the one it was
-    planned on (the others end ``drifted``). The plan file is the approval: every approve step
+    planned on (the others end ``drifted``, but for one the settle wait saw the service bring
+    back: ``recovered_by_service``). The plan file is the approval: every approve step
     is answered by it, and the report records its hash."""
     saved = read_plan(path, max_age_s=max_age_s)
     if saved.where != _where_of(where):

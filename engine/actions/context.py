@@ -62,10 +62,21 @@ class ActionContext:
         return self.jobs.now()
 
     def notice(self, text: str) -> None:
-        """Say in the report (once per step) that the service's answers were odd."""
+        """Say in the report (once per step) that the service's answers were odd: a warning,
+        logged as one too."""
+        self._say(text, logging.WARNING)
+
+    def note(self, text: str) -> None:
+        """Say in the report (once per step) what a step found that explains its result, such
+        as the selection's funnel or the engine filter a plan used: a notice as the report and
+        ``runbook plan`` show them (the plan prints it under its step, on stdout), but nothing
+        went wrong, so it is logged at INFO (shown with -v), not as a warning."""
+        self._say(text, logging.INFO)
+
+    def _say(self, text: str, level: int) -> None:
         text = redact(text)  # it may quote the server (an id it invented)
         if text not in self.notices:
-            logger.warning("%s, step %r: %s", self.project_id, self.step_id, text)
+            logger.log(level, "%s, step %r: %s", self.project_id, self.step_id, text)
             self.notices.append(text)
 
     def withhold(self, job_ids: list[str], why: str | None = None) -> None:

@@ -189,12 +189,18 @@ async def _planned_but_gone(
     ctx: ActionContext, job_ids: Sequence[str], events: MutationEvents
 ) -> None:
     """Planned jobs this step is no longer given (the selection no longer picks them: their
-    status moved) are drifted too, so every planned job ends in the report."""
+    status moved) are drifted too, so every planned job ends in the report.
+
+    Except one the selection's settle wait saw the service bring back itself in this run
+    (``recovered_by_service``): nothing needs sending, and it is healthy by the service's own
+    retry, the one change since the plan no human has to look at. A planned job found healthy
+    without that evidence (someone retried it, or the runbook does not settle) stays drifted:
+    nothing says who changed it."""
     given = set(job_ids)
     gone = []
     for job_id in ctx.planned or {}:
         record = ctx.jobs.ensure(job_id)
-        unsent = events.last(record) is None and record.disposition is not Disposition.DRIFTED
+        unsent = events.last(record) is None and record.disposition not in _CONCLUDED_BEFORE
         if job_id not in given and unsent:
             gone.append(job_id)
     if not gone:
@@ -207,6 +213,10 @@ async def _planned_but_gone(
     for job_id in gone:
         seen = now.get(job_id) or "not answered"
         _drifted(ctx, job_id, f"planned on {planned[job_id]}, now {seen}: no longer selected")
+
+
+# What a planned job the step is not given may already be, and keeps (``_planned_but_gone``).
+_CONCLUDED_BEFORE = frozenset({Disposition.DRIFTED, Disposition.RECOVERED_BY_SERVICE})
 
 
 def _drifted(ctx: ActionContext, job_id: str, reason: str) -> None:

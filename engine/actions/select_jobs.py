@@ -161,17 +161,17 @@ async def run(ctx: ActionContext, params: SelectJobsParams) -> SelectJobsOutputs
     elif ctx.planning:  # a plan says which engine filter was in effect, doubt or not
         listed = ", ".join(sorted(engines_seen)) or "none"
         if params.engine_type is None:
-            ctx.notice(f"engine_type not sent: every engine the service lists ({listed})")
+            ctx.note(f"engine_type not sent: every engine the service lists ({listed})")
         else:
             named = ", ".join(sorted(params.engine_type))
-            ctx.notice(f"engine_type sent: {named}, one listing each (listed: {listed})")
+            ctx.note(f"engine_type sent: {named}, one listing each (listed: {listed})")
     if params.settle_s is not None:
         fresh = [job for job in selected.values() if _unsettled(ctx, job)]
         for job_id in await settle(ctx, params.settle_s, fresh, planning=ctx.planning):
             del selected[job_id]
     funnel.selected = len(selected)
     if ctx.planning or not selected:  # an empty selection says why
-        ctx.notice(funnel.text())
+        ctx.note(funnel.text())
     return SelectJobsOutputs(jobs=tuple(selected), skipped=tuple(skipped), count=len(selected))
 
 

@@ -59,8 +59,8 @@ async def settle(
         return set()
     deadline = wait_deadline(ctx, max(y.ready_at for y in young.values()) - ctx.now())
     longest = deadline - ctx.now()
-    if planning:
-        ctx.notice(
+    if planning:  # what a run would do: the plan's own words, not a warning
+        ctx.note(
             f"{len(young)} selected job(s) failed less than settle {settle_s:g}s ago or have an "
             f"action under way: a run waits up to {longest:.0f}s for the service's own retries "
             "before it acts on them"

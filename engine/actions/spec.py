@@ -31,6 +31,8 @@ _EXPRESSION_TYPES: Mapping[object, str] = {
     tuple[str, ...]: "list[string]",
     int: "integer",
     float: "number",
+    # An output a step may not give (absent from its outputs: ``output_values``).
+    float | None: "number",
     bool: "boolean",
     str: "string",
 }
@@ -99,9 +101,13 @@ class Action(Generic[ParamsT, OutputsT]):
 
 
 def output_values(outputs: DataclassInstance) -> dict[str, OutputValue]:
-    """An ``Outputs`` instance as later steps and the journal see it (tuples as lists)."""
+    """An ``Outputs`` instance as later steps and the journal see it (tuples as lists). An
+    output that is None is left out: the step gave none (a verify step's ``drill_rto_p95_s``
+    outside a drill), and an expression reading it says so rather than reading a made-up 0."""
     values: dict[str, OutputValue] = {}
     for item in dataclasses.fields(outputs):
         value = getattr(outputs, item.name)
+        if value is None:
+            continue
         values[item.name] = list(value) if isinstance(value, tuple) else value
     return values

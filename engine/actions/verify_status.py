@@ -10,7 +10,9 @@ the wait then in force.
 
 The RTO outputs summarise this step's recovered jobs with nearest-rank percentiles (0.0 when
 there are none): ``rto_*_s`` over time to recover, and ``drill_rto_p95_s`` over the time from a
-pause of this run (``drs.pause_jobs``) to recovery, the outage a drill caused end to end.
+pause of this run (``drs.pause_jobs``) to recovery, the outage a drill caused end to end. A
+step none of whose jobs this run paused is no drill's: it gives no ``drill_rto_p95_s`` at all
+(absent from its outputs, not 0.0).
 
 A job that still shows its failed status right after an acknowledged retry has not necessarily
 failed again: the service may not have started it yet. It counts as failed again once it was
@@ -119,7 +121,8 @@ class VerifyStatusOutputs:
     rto_p50_s: float = 0.0
     rto_p95_s: float = 0.0
     rto_max_s: float = 0.0
-    drill_rto_p95_s: float = 0.0
+    # None (absent from the outputs) when this run paused none of the step's jobs.
+    drill_rto_p95_s: float | None = None
     # The largest last delay among this step's jobs (0.0 when none was read).
     delay_max_s: float = 0.0
 
@@ -449,6 +452,7 @@ def _outputs(ctx: ActionContext, ids: tuple[str, ...]) -> VerifyStatusOutputs:
     records = [ctx.jobs.ensure(j) for j in by.get(Disposition.RECOVERED, [])]
     ttr = sorted(r.time_to_recover_s for r in records if r.time_to_recover_s is not None)
     drill = sorted(t for r in records if (t := r.pause_to_recovery_s) is not None)
+    paused = any(ctx.jobs.ensure(j).paused_at is not None for j in ids)  # a drill's verify
     delays = [d for j in ids if (d := ctx.jobs.ensure(j).delay_s) is not None]
     return VerifyStatusOutputs(
         recovered=tuple(recovered),
@@ -460,7 +464,7 @@ def _outputs(ctx: ActionContext, ids: tuple[str, ...]) -> VerifyStatusOutputs:
         rto_p50_s=percentile(ttr, 50),
         rto_p95_s=percentile(ttr, 95),
         rto_max_s=ttr[-1] if ttr else 0.0,
-        drill_rto_p95_s=percentile(drill, 95),
+        drill_rto_p95_s=percentile(drill, 95) if paused else None,
         delay_max_s=max(delays, default=0.0),
     )
 

@@ -346,7 +346,7 @@ def plan(quiet: bool, out: Path | None, **options: Any) -> None:
     Exit 0 when the plan was made, 1 when a step failed, 2 on invalid input.
     """
     where, inputs = _where_and_inputs(options)
-    observer = ProgressLines(quiet=quiet)  # a plan's lines are its output
+    observer = ProgressLines(quiet=quiet, plan=True)  # a plan's lines are its output, in its words
     made = _in_a_loop(session.plan(inputs, where, observer=observer, handle_signals=True))
     click.echo(plan_summary(made.report), nl=False)
     if out is not None and made.exit_code == 0:
@@ -403,6 +403,13 @@ def _max_age(ctx: click.Context, param: click.Parameter, value: str | None) -> f
 @FORMATS
 @_STOP_FILE
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines, only the summary.")
+@click.option(
+    "-y",
+    "--yes",
+    is_flag=True,
+    help="Accepted for scripts that pass it to run as well; changes nothing: the plan file is "
+    "the approval, and the report records it as the plan's.",
+)
 @_NOTIFY
 @_network_options
 def apply(
@@ -411,6 +418,7 @@ def apply(
     report_dir: Path | None,
     formats: tuple[str, ...],
     quiet: bool,
+    yes: bool,
     notify: tuple[str, ...],
     stop_files: tuple[Path, ...],
     **options: Any,
@@ -419,10 +427,14 @@ def apply(
 
     Only the jobs it lists are sent, each only while its status is still the one it was
     planned on; a job that changed since, or that the plan does not list, is left alone as
-    `drifted`. The plan file is the approval (its hash is in the report). A plan older than
-    --max-age, edited since, or of a runbook changed since is refused (exit 2). Exit codes
-    otherwise as for `runbook run`.
+    `drifted`. The plan file is the approval (its hash is in the report; --yes is allowed and
+    changes nothing). A plan older than --max-age, edited since, or of a runbook changed since
+    is refused (exit 2). Exit codes otherwise as for `runbook run`.
+
+    Takes no --target/--skip-target, params or shard: the plan's own limits hold (they are in
+    the file and its hash); to narrow an apply, make a new plan with them.
     """
+    del yes  # the plan file answers every approve step
     where = _where(options)
     observer, _ = _terminal(quiet=quiet, yes=True)
     outcome = _in_a_loop(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from engine.ledger import NEEDS_A_HUMAN, Disposition
+from engine.ledger import NEEDS_A_HUMAN, Column, Disposition
 from engine.percentiles import nearest_rank
 from engine.report.document import (
     DrillReport,
@@ -19,7 +19,7 @@ from engine.report.html_chart import timeline
 from engine.report.html_style import CSS, escape, pill, secs
 from engine.report.junit import timeline_text
 from engine.report.summary import (
-    COLUMNS,
+    columns,
     delay_text,
     has_delays,
     headline,
@@ -376,7 +376,8 @@ def _events(job: JobReport) -> str:
 
 
 def _projects(report: Report) -> list[str]:
-    heads = "".join(f'<th class="n">{escape(h)}</th>' for h in COLUMNS)
+    shown = columns(report)
+    heads = "".join(f'<th class="n">{escape(h)}</th>' for h in shown)
     out = [
         "<h2>Projects</h2>",
         f"<table><thead><tr><th>project</th><th>region</th><th>status</th>{heads}"
@@ -391,21 +392,21 @@ def _projects(report: Report) -> list[str]:
             f"<tr><td>{escape(target.label)}<br><code>{escape(target.project_id)}</code></td>"
             f"<td>{escape(target.region)}</td>"
             f'<td class="status-{"ok" if good else "failed"}">{escape(status)}</td>'
-            f"{_count_cells(target.totals)}"
+            f"{_count_cells(target.totals, shown)}"
             f'<td class="n">{median}</td></tr>'
         )
     rto = report.time_to_recover_s
     out += [
-        f'<tr class="total"><td>total</td><td></td><td></td>{_count_cells(report.totals)}'
+        f'<tr class="total"><td>total</td><td></td><td></td>{_count_cells(report.totals, shown)}'
         f'<td class="n">{secs(rto.p50) if rto.count else ""}</td></tr>',
         "</tbody></table>",
     ]
     return out
 
 
-def _count_cells(totals: Totals) -> str:
+def _count_cells(totals: Totals, shown: tuple[Column, ...]) -> str:
     cells = []
-    for value in row(totals):
+    for value in row(totals, shown):
         cells.append(f'<td class="n{" zero" if value == 0 else ""}">{value}</td>')
     return "".join(cells)
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from engine.report.document import DrillReport, JobReport, Report
 from engine.report.summary import (
-    COLUMNS,
+    columns,
     delay_summary,
     delay_text,
     has_delays,
@@ -94,9 +94,10 @@ def markdown_lines(report: Report) -> list[str]:
             f" at {decision.get('approved_at')} ({decision.get('how')})"
         )
     lines += ["", "## What was done", "", *_what_was_done(report)]
-    headers = ["project", *COLUMNS]
-    rows: list[list[object]] = [[t.label, *row(t.totals)] for t in report.targets]
-    rows.append(["**total**", *row(report.totals)])
+    shown = columns(report)
+    headers = ["project", *shown]
+    rows: list[list[object]] = [[t.label, *row(t.totals, shown)] for t in report.targets]
+    rows.append(["**total**", *row(report.totals, shown)])
     lines += ["", "## Summary", "", *_md_table(headers, rows)]
     needs = report.needing_a_human()
     if needs:

@@ -11,7 +11,9 @@ says as fields (``event``, ``step``, ``outcome``, ``elapsed_s``, ``deadline_s``,
 that wants the lines as strings hands ``write`` instead.
 
 Step words match the outcome: a step that ran but left jobs needing a human reads "done in 30s:
-3 of 7 jobs need a human", never "succeeded".
+3 of 7 jobs need a human", never "succeeded"; in a plan (``plan=True``) a mutating step sent
+nothing, so it reads "planned: would send 7 job(s), nothing sent", never "succeeded" or
+"accepted".
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from engine.ledger import Disposition, JobBook, Outcome
+from engine.actions.registry import REGISTRY
+from engine.ledger import WOULD_KINDS, Disposition, JobBook, Outcome
 from engine.logs import say
 from engine.report.terminal import approval_summary
 from engine.run.approval import ApprovalRequest
@@ -87,6 +90,20 @@ def step_words(outcome: StepOutcome, counts: Counts) -> str:
     return f"{outcome.status.value} in {took}"
 
 
+def would_send(outcome: StepOutcome, jobs: JobBook) -> int | None:
+    """How many jobs a mutating step would have sent in a plan, where it ran only its preview
+    (the jobs its preview recorded), or None for a step a plan really ran (selection) or did
+    not run."""
+    action = REGISTRY.get(outcome.action)
+    if outcome.status is not StepStatus.SUCCEEDED or action is None or not action.mutating:
+        return None
+    return sum(
+        1
+        for record in jobs
+        if any(e.kind in WOULD_KINDS and e.step == outcome.step_id for e in record.events)
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunningStep:
     """The step a target is in, since when (the display's monotonic clock), and its limit."""
@@ -147,19 +164,22 @@ def _utc_now() -> datetime:
 
 class ProgressLines:
     """Progress lines, each stamped with the UTC time: logged to ``engine.progress`` as
-    records with their fields, or handed to ``write`` as text."""
+    records with their fields, or handed to ``write`` as text. ``plan``: the lines of
+    ``runbook plan``, whose mutating steps send nothing."""
 
     def __init__(
         self,
         write: Callable[[str], None] | None = None,
         *,
         quiet: bool,
+        plan: bool = False,
         heartbeat_s: float = HEARTBEAT_S,
         clocks: StepClocks | None = None,
         wall: Callable[[], datetime] = _utc_now,
     ) -> None:
         self._write = write
         self._quiet = quiet
+        self._plan = plan
         self._heartbeat_s = heartbeat_s
         self._clocks = clocks or StepClocks()
         self._wall = wall
@@ -232,6 +252,21 @@ class ProgressLines:
     def step_finished(self, target: Target, outcome: StepOutcome, jobs: JobBook) -> None:
         self._clocks.finished(target)
         if self._quiet:
+            return
+        would = would_send(outcome, jobs) if self._plan else None
+        if would is not None:
+            # Its outputs are what a run would get ("accepted: 7"): not said of a plan.
+            self._say(
+                f"[{target.label}] {outcome.step_id} planned: would send {would} job(s), "
+                "nothing sent",
+                {
+                    "event": "step_planned",
+                    "target": target.label,
+                    "step": outcome.step_id,
+                    "action": outcome.action,
+                    "would_send": would,
+                },
+            )
             return
         detail = outcome.message or ", ".join(
             f"{k}: {len(v) if isinstance(v, list) else v}" for k, v in outcome.outputs.items()

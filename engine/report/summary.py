@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from engine.ledger import Column, Disposition
+from engine.ledger import SHOWN_WHEN_COUNTED, Column, Disposition
 from engine.percentiles import nearest_rank
 from engine.report.document import JobReport, Report, StepReport, TargetReport, Totals
 from engine.units import describe_delay
 
-# The table's columns, in order; a row is a project's (or the total's) counts in them.
+# Every column of the table, in order; a row is a project's (or the total's) counts in them.
 COLUMNS: tuple[Column, ...] = tuple(Column)
 
 
@@ -48,9 +48,19 @@ def headline(report: Report) -> str:
     return "; ".join(parts) or "run did not complete"
 
 
-def row(totals: Totals) -> list[int]:
-    """The counts of one row of the table, column by column."""
-    return [totals.in_column(column) for column in COLUMNS]
+def columns(report: Report) -> tuple[Column, ...]:
+    """The columns of the report's table: every one, but flapping and lagging only when some
+    job of the run is in them (``ledger.SHOWN_WHEN_COUNTED``)."""
+    return tuple(
+        column
+        for column in COLUMNS
+        if column not in SHOWN_WHEN_COUNTED or report.totals.in_column(column)
+    )
+
+
+def row(totals: Totals, shown: tuple[Column, ...] = COLUMNS) -> list[int]:
+    """The counts of one row of the table, column by column (of ``shown``)."""
+    return [totals.in_column(column) for column in shown]
 
 
 def has_delays(report: Report) -> bool:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from engine.ledger import WOULD_KINDS, Disposition
 from engine.report.document import Report
-from engine.report.summary import COLUMNS, delay_summary, headline, row
+from engine.report.summary import columns, delay_summary, headline, row
 from engine.run.approval import ApprovalRequest
 from engine.runbook import Target
 
@@ -51,9 +51,10 @@ def _table(
 
 def terminal_summary(report: Report, *, max_listed: int = 20) -> str:
     """A short plain-text summary: one row per project, then the jobs that need a human."""
-    headers = ["project", *COLUMNS]
-    rows = [[t.label, *map(str, row(t.totals))] for t in report.targets]
-    rows.append(["total", *map(str, row(report.totals))])
+    shown = columns(report)
+    headers = ["project", *shown]
+    rows = [[t.label, *map(str, row(t.totals, shown))] for t in report.targets]
+    rows.append(["total", *map(str, row(report.totals, shown))])
     lines = [
         f"run {report.run_id}: {headline(report)}",
         "",

@@ -18,7 +18,8 @@ Secret params are never written (a runbook with one cannot be planned to a file,
 be resumed). Apply refuses, as usage errors (exit 2), a file that is not a plan, a plan whose
 hash does not match, one older than its ``max_age`` (default 1 h), and one whose runbook
 changed since; it then treats each planned job as approved and leaves alone, as ``drifted``,
-any job whose status moved since the plan, or that the plan does not list.
+any job whose status moved since the plan, or that the plan does not list (but for one the
+selection's settle wait saw the service bring back itself, which ends ``recovered_by_service``).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import fetch, jobs_of, run_cli, runbook_for, serve_emulator
+from harness import REPO, fetch, jobs_of, run_cli, runbook_for, serve_emulator
 
 pytestmark = pytest.mark.contract
 
@@ -64,8 +64,9 @@ def test_apply_sends_only_planned_jobs_and_leaves_a_changed_one_drifted(
         retry_directly(emulator, planned[changed][0], changed)
         before = dict(fetch(f"{emulator['url']}/_emulator/stats")["retry_requests_per_job"])
 
+        # --yes as scripts pass it to run too: allowed, and the plan is still the approval.
         code, out, _ = run_cli(
-            ["apply", str(plan_file), "--endpoint", emulator["url"], "-q",
+            ["apply", str(plan_file), "--endpoint", emulator["url"], "-q", "--yes",
              "--report-dir", str(tmp_path / "r")],
             capsys,
         )  # fmt: skip
@@ -118,3 +119,54 @@ def test_a_stale_edited_or_foreign_plan_is_refused_before_anything_is_sent(
         assert "not a plan file" in refused()
         mutating = fetch(f"{emulator['url']}/_emulator/stats")["mutating_requests"]
     assert mutating == 0
+
+
+def test_a_plans_progress_lines_say_what_it_would_send_never_that_it_succeeded(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    runbook = REPO / "runbooks" / "incident-retry.yaml"
+    code, out, err = run_cli(["plan", str(runbook), "--emulator"], capsys)
+    assert code == 0, err
+    retry_lines = [line for line in err.splitlines() if "] retry " in line]
+    finished = [line for line in retry_lines if "started" not in line]
+    assert len(finished) == 2, err  # one per project
+    for line in finished:
+        assert "planned: would send " in line, line
+        assert "succeeded" not in line
+        assert "accepted" not in line
+    # The count on stderr is the plan's own ("would send 7 job(s) in 1 batch(es)").
+    sends = [line.split("would send ")[1].split(" job(s)")[0] for line in finished]
+    assert sends == [
+        line.split("would send ")[1].split(" job(s)")[0]
+        for line in out.splitlines()
+        if "retry (drs.batch_retry) would send" in line
+    ]
+    # The select step did run (read-only), and says so.
+    assert any("] select succeeded in " in line for line in err.splitlines())
+
+
+def test_a_plans_funnel_and_engine_filter_are_its_own_lines_not_warnings(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    runbook = REPO / "runbooks" / "incident-retry.yaml"
+    code, out, err = run_cli(["plan", str(runbook), "--emulator"], capsys)
+    assert code == 0, err
+    assert "WARNING" not in err
+    assert "funnel:" not in err
+    assert "engine_type not sent" not in err
+    # Under each target's select step in the plan, on stdout, without -v.
+    notes = [line.strip() for line in out.splitlines() if line.startswith("    notice: ")]
+    assert sum(n.startswith("notice: funnel: ") for n in notes) == 2, out
+    assert sum(n.startswith("notice: engine_type not sent: ") for n in notes) == 2, out
+    assert any("a run waits up to" in n for n in notes), out
+
+
+def test_apply_help_says_the_plan_is_the_approval_and_its_limits_hold(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run_cli(["apply", "--help"], capsys)
+    assert code == 0
+    text = " ".join(out.split())  # click wraps the help
+    assert "--yes is allowed and changes nothing" in text
+    assert "Takes no --target/--skip-target, params or shard: the plan's own limits hold" in text
+    assert "-y, --yes" in out

@@ -31,6 +31,7 @@ Fate = Literal[
     "healthy",
     "not_retried",
     "lagging",
+    "flapping",
 ]
 STARTED = datetime(2026, 11, 29, 6, 0, 0, tzinfo=UTC)
 HERE = Location(path="rb.yaml", line=1, col=1)
@@ -155,6 +156,17 @@ def _play(book: JobBook, clock: _Clock, spec: JobSpec, *, verify: bool) -> None:
         record.disposition = Disposition.LAGGING
         record.reason = "running (INCRE_TRANSFER_STARTED), but 240s behind, over max_delay 60s"
         book.record(spec.job_id, EventKind.LAGGING, step="verify", detail=record.reason)
+    elif spec.fate == "flapping":
+        book.record(
+            spec.job_id, EventKind.STATUS_OBSERVED, step="verify", status="INCRE_TRANSFER_STARTED"
+        )
+        book.record(
+            spec.job_id, EventKind.STATUS_OBSERVED, step="verify", status="INCRE_TRANSFER_FAILED"
+        )
+        clock.now = 30.03
+        record.disposition = Disposition.FLAPPING
+        record.reason = "healthy, then INCRE_TRANSFER_FAILED, and not stable again by the deadline"
+        book.record(spec.job_id, EventKind.FLAPPING, step="verify", detail=record.reason)
     else:
         clock.now = 30.03
         book.record(spec.job_id, EventKind.TIMED_OUT, step="verify")

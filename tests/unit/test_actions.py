@@ -518,9 +518,8 @@ async def test_verify_records_recovery_failure_and_timeout_with_time_to_recover(
         "rto_p50_s": 2.0,
         "rto_p95_s": 2.0,
         "rto_max_s": 2.0,
-        "drill_rto_p95_s": 0.0,
         "delay_max_s": 0.0,
-    }
+    }  # no drill_rto_p95_s: this run paused none of the jobs
     ok = ctx.jobs.get("ok")
     assert ok is not None
     assert ok.disposition is Disposition.RECOVERED

@@ -424,12 +424,20 @@ async def test_verify_rto_outputs_are_zero_without_recovered_jobs() -> None:
     out = output_values(await verify_status.run(ctx, verify_status.VerifyStatusParams(jobs=("a",))))
 
     assert out["recovered"] == ["a"]
-    assert (out["rto_p50_s"], out["rto_p95_s"], out["rto_max_s"], out["drill_rto_p95_s"]) == (
-        0.0,
-        0.0,
-        0.0,
-        0.0,
-    )
+    assert (out["rto_p50_s"], out["rto_p95_s"], out["rto_max_s"]) == (0.0, 0.0, 0.0)
+    # This run paused none of its jobs: no drill's verify, so no drill output at all.
+    assert "drill_rto_p95_s" not in out
+
+
+async def test_a_drills_verify_gives_its_drill_rto_even_when_nothing_recovered() -> None:
+    api = FakeFleet(statuses={"a": "PAUSING"})
+    ctx = make_ctx(api, FakeClock(), "verify", deadline=10.0)
+    ctx.jobs.ensure("a").paused_at = 0.0  # paused by this run's drs.pause_jobs
+
+    out = output_values(await verify_status.run(ctx, verify_status.VerifyStatusParams(jobs=("a",))))
+
+    assert out["recovered"] == []
+    assert out["drill_rto_p95_s"] == 0.0
 
 
 def test_percentile_is_nearest_rank() -> None:

@@ -193,6 +193,37 @@ def test_a_step_that_leaves_jobs_needing_a_human_does_not_read_succeeded() -> No
     assert step_words(outcome, count(clean)) == "succeeded in 28s"
 
 
+def test_a_plans_mutating_step_says_what_it_would_send_not_that_it_succeeded() -> None:
+    out: list[str] = []
+    lines = ProgressLines(
+        out.append, quiet=False, plan=True, clocks=StepClocks(Ticking()), wall=lambda: WALL
+    )
+    book = JobBook(lambda: 1.0)
+    for job_id in "abcd":
+        book.add(JobRecord(job_id=job_id, name=job_id, status_at_selection="X"))
+    for job_id in ("a", "b", "d"):
+        book.record(job_id, EventKind.WOULD_RETRY, step="retry", detail="batch 1")
+    book.record("c", EventKind.WOULD_RETRY, step="other_retry", detail="batch 1")
+    retry = StepOutcome(
+        step_id="retry", action="drs.batch_retry", status=StepStatus.SUCCEEDED,
+        outputs={"accepted": ["a", "b", "d"], "rejected": []},
+    )  # fmt: skip
+    select = StepOutcome(
+        step_id="select", action="drs.select_jobs", status=StepStatus.SUCCEEDED,
+        duration_s=0.2, outputs={"count": 4},
+    )  # fmt: skip
+    lines.step_finished(_target(), select, book)
+    lines.step_finished(_target(), retry, book)
+    assert out == [
+        "15:04:05Z [orders-prod] select succeeded in 0.2s (count: 4)",
+        "15:04:05Z [orders-prod] retry planned: would send 3 job(s), nothing sent",
+    ]
+    # A run's lines (plan=False) keep what the step did.
+    ran, ran_out, _ = _lines()
+    ran.step_finished(_target(), retry, JobBook(lambda: 1.0))
+    assert ran_out == ["15:04:05Z [orders-prod] retry succeeded in 0s (accepted: 3, rejected: 0)"]
+
+
 def test_quiet_lines_say_only_warnings() -> None:
     lines, out, _ = _lines(quiet=True)
     lines.note("emulator listening on http://127.0.0.1:1 (in-process, loopback only)")

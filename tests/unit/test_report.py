@@ -180,6 +180,64 @@ def test_markdown_and_terminal_show_delays_only_when_a_verify_step_read_them() -
     assert "replication delay" not in terminal_summary(plain)
 
 
+def converging_report() -> Report:
+    """One project with a job of each verdict a verify's convergence options add, beside a
+    timed out and a failed-again one; another without them."""
+    return make_report(
+        {
+            "orders": [
+                JobSpec(job_id="lag-1", name="orders-lag", fate="lagging", delays=(240.0, 400.0)),
+                JobSpec(job_id="flap-1", name="orders-flap", fate="flapping"),
+                JobSpec(job_id="slow-1", name="orders-slow", fate="timed_out"),
+                JobSpec(job_id="again-1", name="orders-again", fate="failed_again"),
+                JobSpec(job_id="ok-1", name="orders-ok", fate="recovered"),
+            ],
+            "pay": [JobSpec(job_id="ok-2", name="pay-ok", fate="recovered")],
+        }
+    )
+
+
+COUNTED = ["selected", "recovered", "failed again", "flapping", "rejected", "timed out",
+           "lagging", "other", "skipped"]  # fmt: skip
+ORDERS_ROW = ["5", "1", "1", "1", "0", "1", "1", "0", "0"]
+
+
+def test_lagging_and_flapping_have_columns_of_their_own_in_every_summary_table() -> None:
+    report = converging_report()
+    assert (report.totals["lagging"], report.totals["flapping"]) == (1, 1)
+    lines = terminal_summary(report).splitlines()
+    header = next(line for line in lines if line.startswith("project"))
+    assert header.split("  ")[0] == "project"
+    assert [h.strip() for h in header.split("  ") if h.strip()][1:] == COUNTED
+    orders = next(line for line in lines if line.startswith("orders "))
+    assert orders.split()[1:] == ORDERS_ROW  # 1 timed out + 1 lagging, not "timed out 2"
+    total = next(line for line in lines if line.startswith("total "))
+    assert total.split()[1:] == ["6", "2", "1", "1", "0", "1", "1", "0", "0"]
+
+    markdown = to_markdown(report)
+    assert "| project | " + " | ".join(COUNTED) + " |" in markdown
+    assert "| orders | " + " | ".join(ORDERS_ROW) + " |" in markdown
+
+    page = render(report, "html")
+    heads = "".join(f'<th class="n">{h}</th>' for h in COUNTED)
+    assert f"<th>status</th>{heads}" in page
+    # The exit code still has both needing a human.
+    assert report.exit_code == 1
+    assert report.totals.needs_attention == 4
+
+
+def test_tables_of_a_run_without_lagging_or_flapping_jobs_leave_those_columns_out() -> None:
+    report = make_report()
+    usual = ["selected", "recovered", "failed again", "rejected", "timed out", "other", "skipped"]
+    header = next(line for line in terminal_summary(report).splitlines() if "selected" in line)
+    assert header.split()[1:] == ["selected", "recovered", "failed", "again", "rejected",
+                                  "timed", "out", "other", "skipped"]  # fmt: skip
+    assert "| project | " + " | ".join(usual) + " |" in to_markdown(report)
+    page = render(report, "html")
+    assert '<th class="n">lagging</th>' not in page
+    assert '<th class="n">flapping</th>' not in page
+
+
 def test_junit_and_html_show_each_jobs_delay() -> None:
     report = delayed_report()
     junit = render(report, "junit")

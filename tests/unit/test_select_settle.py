@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fakes import FakeClock, FakeFleet, job
 
-from engine.actions import select_jobs
+from engine.actions import batch_retry, select_jobs
 from engine.actions.context import ActionContext, StepFailedError
 from engine.actions.spec import output_values
 from engine.api.types import JobActions
@@ -309,3 +309,45 @@ async def test_a_selection_says_which_filter_dropped_what_in_a_plan_and_when_it_
     assert (await select(empty, name="ordres-*"))["jobs"] == []
     assert empty.notices[-1].startswith("funnel: 5 job(s) listed (and 2 subtask(s)); dropped ")
     assert empty.notices[-1].endswith("; 0 selected")
+
+
+async def test_applying_a_plan_keeps_a_job_the_service_recovered_while_settling() -> None:
+    """Applying a plan: a planned job the settle wait saw the service bring back is
+    ``recovered_by_service`` (not sent, good), not ``drifted``; one now paused, one found
+    healthy without the wait seeing who did it, and one the plan does not list stay drifted."""
+    clock = FakeClock()
+    api = FakeFleet().listing(job("old"), job("heals"), job("pauses"), job("new"))
+    api.statuses["elsewhere"] = "INCRE_TRANSFER_STARTED"  # planned failed; retried by someone
+    failed_at(api, "heals", 10)
+    failed_at(api, "pauses", 10)
+    api.upcoming["heals"] = ["STARTJOBING", "INCRE_TRANSFER_STARTED"]
+    api.upcoming["pauses"] = ["PAUSING"]
+    ctx = make_ctx(api, clock)
+    out = await select(ctx, settle="30s")
+    assert out["jobs"] == ["old", "pauses", "new"]
+
+    planned = dict.fromkeys(("old", "heals", "pauses", "elsewhere"), "INCRE_TRANSFER_FAILED")
+    retry_ctx = ActionContext(
+        api=api, jobs=ctx.jobs, step_id="retry", project_id=ctx.project_id,
+        sleep=clock.sleep, planned=planned,
+    )  # fmt: skip
+    params = batch_retry.BatchRetryParams.from_with({"jobs": out["jobs"]})
+    sent = await batch_retry.run(retry_ctx, params)
+
+    assert api.retry_calls == [["old"]]
+    assert sent.accepted == ("old",)
+    book = ctx.jobs
+    heals = book.ensure("heals")
+    assert heals.disposition is Disposition.RECOVERED_BY_SERVICE
+    assert heals.disposition.is_good()
+    assert [e.kind for e in heals.events if e.step == "retry"] == []
+    assert (book.ensure("pauses").disposition, book.ensure("pauses").reason) == (
+        Disposition.DRIFTED,
+        "planned on INCRE_TRANSFER_FAILED, now PAUSING",
+    )
+    assert (book.ensure("elsewhere").disposition, book.ensure("elsewhere").reason) == (
+        Disposition.DRIFTED,
+        "planned on INCRE_TRANSFER_FAILED, now INCRE_TRANSFER_STARTED: no longer selected",
+    )
+    assert book.ensure("new").disposition is Disposition.DRIFTED
+    assert book.ensure("new").reason == "not in the plan: selected now, but nobody approved it"
