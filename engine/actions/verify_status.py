@@ -12,7 +12,9 @@ The RTO outputs summarise this step's recovered jobs with nearest-rank percentil
 there are none): ``rto_*_s`` over time to recover, and ``drill_rto_p95_s`` over the time from a
 pause of this run (``drs.pause_jobs``) to recovery, the outage a drill caused end to end. A
 step none of whose jobs this run paused is no drill's: it gives no ``drill_rto_p95_s`` at all
-(absent from its outputs, not 0.0).
+(absent from its outputs, not 0.0). A paused job that did not recover counts in it as an outage
+without end: when the 95th percentile falls on one, there is no ``drill_rto_p95_s`` either (an
+assert on it fails), never a figure over the jobs that did recover.
 
 A job that still shows its failed status right after an acknowledged retry has not necessarily
 failed again: the service may not have started it yet. It counts as failed again once it was
@@ -52,6 +54,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -438,6 +441,17 @@ def _settle(
     ctx.jobs.conclude(record.job_id, disposition, kind, step=ctx.step_id, reason=reason)
 
 
+def _drill_p95(recovered: Sequence[JobRecord], paused: Sequence[JobRecord]) -> float | None:
+    """The 95th percentile of pause-to-recovery over every job of the step this run paused, a
+    job that did not recover counting as an outage without end: None (no value, so an assert
+    on it fails) when the percentile falls on such a job, never a figure over the survivors."""
+    outages = sorted(t for r in recovered if (t := r.pause_to_recovery_s) is not None)
+    endless = len(paused) - len(outages)
+    ranked = [*outages, *([math.inf] * endless)]
+    p95 = nearest_rank(ranked, 95)
+    return None if math.isinf(p95) else p95
+
+
 def _outputs(ctx: ActionContext, ids: tuple[str, ...]) -> VerifyStatusOutputs:
     by: dict[Disposition, list[str]] = {}
     for job_id in ids:
@@ -451,8 +465,7 @@ def _outputs(ctx: ActionContext, ids: tuple[str, ...]) -> VerifyStatusOutputs:
     )
     records = [ctx.jobs.ensure(j) for j in by.get(Disposition.RECOVERED, [])]
     ttr = sorted(r.time_to_recover_s for r in records if r.time_to_recover_s is not None)
-    drill = sorted(t for r in records if (t := r.pause_to_recovery_s) is not None)
-    paused = any(ctx.jobs.ensure(j).paused_at is not None for j in ids)  # a drill's verify
+    paused = [r for j in ids if (r := ctx.jobs.ensure(j)).paused_at is not None]  # a drill's
     delays = [d for j in ids if (d := ctx.jobs.ensure(j).delay_s) is not None]
     return VerifyStatusOutputs(
         recovered=tuple(recovered),
@@ -464,7 +477,7 @@ def _outputs(ctx: ActionContext, ids: tuple[str, ...]) -> VerifyStatusOutputs:
         rto_p50_s=percentile(ttr, 50),
         rto_p95_s=percentile(ttr, 95),
         rto_max_s=ttr[-1] if ttr else 0.0,
-        drill_rto_p95_s=percentile(drill, 95) if paused else None,
+        drill_rto_p95_s=_drill_p95(records, paused) if paused else None,
         delay_max_s=max(delays, default=0.0),
     )
 

@@ -429,7 +429,9 @@ async def test_verify_rto_outputs_are_zero_without_recovered_jobs() -> None:
     assert "drill_rto_p95_s" not in out
 
 
-async def test_a_drills_verify_gives_its_drill_rto_even_when_nothing_recovered() -> None:
+async def test_a_drills_verify_gives_no_drill_rto_when_nothing_it_paused_recovered() -> None:
+    # A 0.0 here would let `assert drill_rto_p95_s <= budget` hold over a drill that never
+    # recovered: no value, so the assert fails instead.
     api = FakeFleet(statuses={"a": "PAUSING"})
     ctx = make_ctx(api, FakeClock(), "verify", deadline=10.0)
     ctx.jobs.ensure("a").paused_at = 0.0  # paused by this run's drs.pause_jobs
@@ -437,7 +439,38 @@ async def test_a_drills_verify_gives_its_drill_rto_even_when_nothing_recovered()
     out = output_values(await verify_status.run(ctx, verify_status.VerifyStatusParams(jobs=("a",))))
 
     assert out["recovered"] == []
-    assert out["drill_rto_p95_s"] == 0.0
+    assert "drill_rto_p95_s" not in out
+
+
+@pytest.mark.parametrize(("paused", "expected"), [(20, 19.0), (10, None)])
+async def test_a_paused_job_that_did_not_recover_counts_as_an_endless_outage(
+    paused: int, expected: float | None
+) -> None:
+    # One paused job stays paused. Of 20, it is beyond the 95th percentile (rank 19: the
+    # 19th recovery); of 10 it is the 95th percentile (rank 10), which then has no value
+    # rather than the 9 survivors' figure.
+    clock = FakeClock()
+    api = FakeFleet()
+    ctx = make_ctx(api, clock, "verify", deadline=100.0)
+    ids = [f"j{i}" for i in range(1, paused + 1)]
+    running(ctx, api, *ids)
+    for index, job_id in enumerate(ids, start=1):
+        record = record_of(ctx, job_id)
+        record.retry_acknowledged_at = 0.0
+        record.paused_at = 0.0
+        api.statuses[job_id] = "STARTJOBING"
+        api.upcoming[job_id] = ["STARTJOBING"] * index + ["INCRE_TRANSFER_STARTED"]
+    api.statuses[ids[-1]] = "PAUSING"
+    api.upcoming[ids[-1]] = []
+
+    out = output_values(
+        await verify_status.run(
+            ctx, verify_status.VerifyStatusParams(jobs=tuple(ids), poll_interval_s=1.0)
+        )
+    )
+
+    assert out["recovered"] == ids[:-1]
+    assert out.get("drill_rto_p95_s") == expected
 
 
 def test_percentile_is_nearest_rank() -> None:
