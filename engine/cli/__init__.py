@@ -47,7 +47,7 @@ from engine.logs import (
 from engine.logs import say as log_say
 from engine.redact import RedactingFilter, redact
 from engine.runbook.diagnostics import render_diagnostics
-from engine.surrogates import described, lone_surrogate_at, replace_lone_surrogates
+from engine.surrogates import described, lone_surrogate_at
 
 # What the command says on stderr (notes, errors): shown at every verbosity, as its output is.
 CONSOLE_LOGGER = "engine.cli"
@@ -246,10 +246,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     Every message goes through logging, in the format chosen (``RUNBOOK_LOG_FORMAT`` until the
     command line says otherwise): a crash too, as its traceback, for it is a bug."""
-    env_format = os.environ.get("RUNBOOK_LOG_FORMAT", TEXT)
-    configure_logging(0, env_format if env_format in LOG_FORMATS else TEXT)
+    args = sys.argv[1:] if argv is None else argv
+    configure_logging(0, _log_format_before_parsing(args))
     try:
-        _refuse_text_that_is_not_utf8(sys.argv[1:] if argv is None else argv)
+        _refuse_text_that_is_not_utf8(args)
         cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except EngineError as exc:
         with run_context(run_id=exc.run_id):  # an error of a run that had begun names it
@@ -279,18 +279,39 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.exit(EXIT_OK)
 
 
+def _log_format_before_parsing(args: Sequence[str]) -> str:
+    """The log format for what is said before click has read the command line (an argument
+    refused below): the last ``--log-format`` given, else ``RUNBOOK_LOG_FORMAT``, else text."""
+    chosen = os.environ.get("RUNBOOK_LOG_FORMAT", TEXT)
+    for index, arg in enumerate(args):
+        if arg == "--log-format" and index + 1 < len(args):
+            chosen = args[index + 1]
+        elif arg.startswith("--log-format="):
+            chosen = arg.partition("=")[2]
+    return chosen if chosen in LOG_FORMATS else TEXT
+
+
 def _refuse_text_that_is_not_utf8(args: Sequence[str]) -> None:
     """Python reads the bytes of an argument that are not UTF-8 as lone surrogates
     (``surrogateescape``), which no journal, report or notification could then write: a file
     name, a ``--param`` value or a target in another encoding is refused before anything runs.
-    """
-    for arg in args:
-        if (index := lone_surrogate_at(arg)) is not None:
-            raise UsageError(
-                f"argument '{replace_lone_surrogates(arg)}' is not UTF-8 text "
-                f"({described(arg[index])} at character {index + 1}); the journal and reports "
-                "are UTF-8, so rename the file or give the value in UTF-8"
-            )
+    The argument is named by its option or position, never shown: nothing has registered it
+    as a secret yet, and it may be one (``--notify URL``, ``--param token=...``)."""
+    for position, arg in enumerate(args, start=1):
+        if (index := lone_surrogate_at(arg)) is None:
+            continue
+        option, equals, _ = arg.partition("=")
+        if arg.startswith("--") and equals:
+            what = f"the value of {option}"
+        elif position > 1 and args[position - 2].startswith("-"):
+            what = f"the value of {args[position - 2]}"
+        else:
+            what = f"argument {position}"
+        raise UsageError(
+            f"{what} is not UTF-8 text ({described(arg[index])} at character {index + 1}; not "
+            "shown, as it may be a secret): the journal and reports are UTF-8, so give it in "
+            "UTF-8 (rename the file, or set the value again)"
+        )
 
 
 def _say_error(exc: EngineError) -> None:

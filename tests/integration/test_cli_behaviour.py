@@ -201,17 +201,21 @@ def test_usage_mistakes_are_one_sentence_and_exit_2(
 
 def test_an_argument_that_is_not_utf8_is_refused_before_anything_runs(tmp_path: Path) -> None:
     """Python reads such bytes as lone surrogates, which the journal, the reports and the
-    notifications cannot write (the journal's header raised TypeError: a traceback)."""
+    notifications cannot write (the journal's header raised TypeError: a traceback). The
+    argument is named, never shown: it may be a secret nothing has registered yet."""
     runbook = tmp_path / os.fsdecode(b"rb-\xff.yaml")
     runbook.write_bytes(EXAMPLE.read_bytes())
     run_dir = tmp_path / "run"
     at = len(str(tmp_path)) + len("/rb-") + 1
-    cases: list[tuple[list[str | bytes | Path], str]] = [
-        ([runbook], f"'{tmp_path}/rb-\ufffd.yaml' is not UTF-8 text (byte 0xff at character {at})"),
-        ([EXAMPLE, "--param", b"name=caf\xe9"], "'name=caf\ufffd' is not UTF-8 text (byte 0xe9 at "
-         "character 9)"),
+    hook = b"https://hooks.example.com/services/T000/B000/SuperSecretToken\xff"
+    cases: list[tuple[list[str | bytes | Path], str, bytes]] = [
+        ([runbook], f"argument 2 is not UTF-8 text (byte 0xff at character {at}", b"rb-"),
+        ([EXAMPLE, "--param", b"token=S3cret\xe9"], "the value of --param is not UTF-8 text "
+         "(byte 0xe9 at character 13", b"S3cret"),
+        ([EXAMPLE, b"--notify=" + hook], "the value of --notify is not UTF-8 text (byte 0xff at "
+         "character 71", b"SuperSecretToken"),
     ]  # fmt: skip
-    for args, said in cases:
+    for args, said, secret in cases:
         done = subprocess.run(
             [sys.executable, "-c", "from engine.cli import main; main()", "run", *args,
              "--emulator", "--yes", "-q", "--report-dir", run_dir],
@@ -221,10 +225,25 @@ def test_an_argument_that_is_not_utf8_is_refused_before_anything_runs(tmp_path: 
         err = done.stderr.decode("utf-8")
         assert done.returncode == 2, err
         assert err == (
-            f"runbook: argument {said}; the journal and reports are UTF-8, so rename the file "
-            "or give the value in UTF-8\n"
+            f"runbook: {said}; not shown, as it may be a secret): the journal and reports are "
+            "UTF-8, so give it in UTF-8 (rename the file, or set the value again)\n"
         )
+        assert secret not in done.stderr
         assert not run_dir.exists()
+
+
+def test_an_argument_refused_before_parsing_is_said_in_the_log_format_asked_for() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", "from engine.cli import main; main()", "run", str(EXAMPLE),
+         "--emulator", "--param", b"token=S3cret\xe9", "--log-format", "json"],
+        capture_output=True, timeout=60, check=False,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+    )  # fmt: skip
+    assert done.returncode == 2
+    (record,) = [json.loads(line) for line in done.stderr.decode("utf-8").splitlines()]
+    assert record["level"] == "ERROR"
+    assert record["message"].startswith("runbook: the value of --param is not UTF-8 text")
+    assert b"S3cret" not in done.stderr
 
 
 def test_unknown_and_mistyped_params_name_the_param(capsys: pytest.CaptureFixture[str]) -> None:
