@@ -154,6 +154,9 @@ for _disposition, _meaning in _MEANINGS.items():
     _disposition.needs_a_human = _meaning.outcome is Outcome.NEEDS_A_HUMAN
 assert set(_MEANINGS) == set(Disposition), "every disposition has a meaning"
 
+# A job that ends here came back to health after what this run did (a drill's recovered jobs).
+RECOVERED: frozenset[Disposition] = frozenset({Disposition.RECOVERED, Disposition.HEALTHY})
+
 # The dispositions that need a human, most urgent first (the order reports list them in).
 NEEDS_A_HUMAN: tuple[Disposition, ...] = tuple(
     sorted((d for d in Disposition if d.needs_a_human), key=lambda d: _MEANINGS[d].urgency or 0)

@@ -8,13 +8,14 @@ interval. Time to recover is measured from the retry acknowledgement to the firs
 run of healthy polls that made the job recovered (below), so it overstates the truth by at most
 the wait then in force.
 
-The RTO outputs summarise this step's recovered jobs with nearest-rank percentiles (0.0 when
-there are none): ``rto_*_s`` over time to recover, and ``drill_rto_p95_s`` over the time from a
-pause of this run (``drs.pause_jobs``) to recovery, the outage a drill caused end to end. A
-step none of whose jobs this run paused is no drill's: it gives no ``drill_rto_p95_s`` at all
-(absent from its outputs, not 0.0). A paused job that did not recover counts in it as an outage
-without end: when the 95th percentile falls on one, there is no ``drill_rto_p95_s`` either (an
-assert on it fails), never a figure over the jobs that did recover.
+The RTO outputs are nearest-rank percentiles. ``rto_*_s`` summarise this step's recovered jobs'
+time to recover (0.0 when there are none). ``drill_rto_p95_s`` is over the jobs of the step
+this run paused (``drs.pause_jobs``), from the pause to recovery, the outage a drill caused end
+to end, a job that did not recover counting as an outage without end
+(``engine.percentiles.pause_outages``, as the report's drill figures): when the 95th percentile
+falls on such a job it has no value (an assert on it fails), never a figure over the jobs that
+did recover. A step none of whose jobs this run paused is no drill's: it gives no
+``drill_rto_p95_s`` at all (absent from its outputs, not 0.0).
 
 A job that still shows its failed status right after an acknowledged retry has not necessarily
 failed again: the service may not have started it yet. It counts as failed again once it was
@@ -54,7 +55,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -67,7 +67,7 @@ from engine.api.progress import DELAY_STATUSES
 from engine.api.types import ERR_TASK_NOT_QUERYABLE, StatusGroup, StatusResult, status_group
 from engine.errors import DrsApiError, TransportError
 from engine.ledger import Disposition, EventKind, JobRecord
-from engine.percentiles import nearest_rank
+from engine.percentiles import nearest_rank, pause_outages
 from engine.units import describe_delay
 
 logger = logging.getLogger(__name__)
@@ -441,17 +441,6 @@ def _settle(
     ctx.jobs.conclude(record.job_id, disposition, kind, step=ctx.step_id, reason=reason)
 
 
-def _drill_p95(recovered: Sequence[JobRecord], paused: Sequence[JobRecord]) -> float | None:
-    """The 95th percentile of pause-to-recovery over every job of the step this run paused, a
-    job that did not recover counting as an outage without end: None (no value, so an assert
-    on it fails) when the percentile falls on such a job, never a figure over the survivors."""
-    outages = sorted(t for r in recovered if (t := r.pause_to_recovery_s) is not None)
-    endless = len(paused) - len(outages)
-    ranked = [*outages, *([math.inf] * endless)]
-    p95 = nearest_rank(ranked, 95)
-    return None if math.isinf(p95) else p95
-
-
 def _outputs(ctx: ActionContext, ids: tuple[str, ...]) -> VerifyStatusOutputs:
     by: dict[Disposition, list[str]] = {}
     for job_id in ids:
@@ -477,7 +466,11 @@ def _outputs(ctx: ActionContext, ids: tuple[str, ...]) -> VerifyStatusOutputs:
         rto_p50_s=percentile(ttr, 50),
         rto_p95_s=percentile(ttr, 95),
         rto_max_s=ttr[-1] if ttr else 0.0,
-        drill_rto_p95_s=_drill_p95(records, paused) if paused else None,
+        drill_rto_p95_s=pause_outages(
+            ((r.disposition, r.pause_to_recovery_s) for r in paused), (95,)
+        )[0]
+        if paused
+        else None,
         delay_max_s=max(delays, default=0.0),
     )
 

@@ -16,7 +16,7 @@ render exactly what a run would. The document is built by ``engine.report.build`
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, cast
@@ -211,8 +211,9 @@ class StoppedBy:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DrillReport:
     """A drill's verdict and why (``engine.report.drill`` states the rule), what it paused, and
-    the pause-to-recovery percentiles over every paused job that recovered (nearest rank;
-    null when none did)."""
+    the pause-to-recovery percentiles over every paused job, one that did not recover counting
+    as an outage without end (``engine.percentiles.pause_outages``): null when a percentile
+    falls on such a job (``outage_words`` says it)."""
 
     verdict: DrillVerdict
     why: str
@@ -226,6 +227,12 @@ class DrillReport:
     @property
     def passed(self) -> bool:
         return self.verdict is DrillVerdict.PASSED
+
+    @staticmethod
+    def outage_words(seconds: float | None, shown: Callable[[float], str]) -> str:
+        """A pause-to-recovery figure as a renderer shows it (``shown``), or "not recovered"
+        for null: the percentile fell on a paused job that did not recover."""
+        return "not recovered" if seconds is None else shown(seconds)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> DrillReport:

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from engine.ledger import Disposition, EventKind, JobRecord
-from engine.percentiles import nearest_rank
+from engine.ledger import RECOVERED, EventKind, JobRecord
+from engine.percentiles import pause_outages
 from engine.report.document import (
     DrillBudget,
     DrillCheck,
@@ -46,7 +46,6 @@ from engine.runbook.model import PAUSE_ACTION
 
 ASSERT_ACTION = "assert"
 _PAUSED_KINDS = frozenset({EventKind.PAUSE_ACKNOWLEDGED, EventKind.PAUSE_RECONCILED})
-_RECOVERED = frozenset({Disposition.RECOVERED, Disposition.HEALTHY})
 
 
 def build_drill(result: RunResult) -> DrillReport | None:
@@ -97,24 +96,32 @@ def judge(
 ) -> DrillReport:
     """The verdict (the module's rule) over what the drill did; ``failures`` are the failed
     steps as (project, step id, message), in run order."""
-    outages = sorted(j.pause_to_recovery_s for j in paused if j.pause_to_recovery_s is not None)
-    unrecovered = [j for j in paused if j.disposition not in _RECOVERED]
+    p50, p95, worst = pause_outages(
+        ((j.disposition, j.pause_to_recovery_s) for j in paused), (50, 95, 100)
+    )
+    unrecovered = [j for j in paused if j.disposition not in RECOVERED]
     why = _failed_why(interrupted, failures, unrecovered, len(paused), pauses)
-    if failures and budget is not None and outages and failures[0][1] == budget.step:
+    if failures and budget is not None and failures[0][1] == budget.step:
         # The RTO budget broke first: measured against expected, in the drill's own figures.
-        p95, where = nearest_rank(outages, 95), _where(failures, budget.step)
-        if p95 > budget.budget_s:
+        where = _where(failures, budget.step)
+        if p95 is None and paused:
+            why = (
+                f"pause-to-recovery p95 not reached: {len(unrecovered)} of {len(paused)} paused "
+                f"job(s) did not recover, budget {_s(budget.budget_s)} (step '{budget.step}' "
+                f"failed in {where})"
+            )
+        elif p95 is not None and p95 > budget.budget_s:
             why = (
                 f"pause-to-recovery p95 {_s(p95)} > budget {_s(budget.budget_s)} "
                 f"(step '{budget.step}' failed in {where})"
             )
     return DrillReport(
         verdict=DrillVerdict.PASSED if why is None else DrillVerdict.FAILED,
-        why=why or _passed_why(paused, outages, budget),
+        why=why or _passed_why(paused, p95, budget),
         paused=list(paused),
-        rto_p50_s=nearest_rank(outages, 50) if outages else None,
-        rto_p95_s=nearest_rank(outages, 95) if outages else None,
-        rto_max_s=outages[-1] if outages else None,
+        rto_p50_s=p50,
+        rto_p95_s=p95,
+        rto_max_s=worst,
         budget=budget,
         checks=list(checks),
     )
@@ -210,14 +217,12 @@ def _where(failures: Sequence[tuple[str, str, str | None]], step: str) -> str:
     return projects[0] if len(projects) == 1 else f"{len(projects)} projects"
 
 
-def _passed_why(
-    paused: Sequence[PausedJob], outages: Sequence[float], budget: DrillBudget | None
-) -> str:
+def _passed_why(paused: Sequence[PausedJob], p95: float | None, budget: DrillBudget | None) -> str:
     if not paused:
         return "every check held"
-    p95 = f", pause-to-recovery p95 {_s(nearest_rank(outages, 95))}" if outages else ""
-    within = f" within the budget {_s(budget.budget_s)}" if budget is not None and outages else ""
-    return f"all {len(paused)} paused job(s) recovered{p95}{within}; every check held"
+    said = f", pause-to-recovery p95 {_s(p95)}" if p95 is not None else ""
+    within = f" within the budget {_s(budget.budget_s)}" if budget is not None and said else ""
+    return f"all {len(paused)} paused job(s) recovered{said}{within}; every check held"
 
 
 def _s(seconds: float) -> str:

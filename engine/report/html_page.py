@@ -167,11 +167,20 @@ def _drill(drill: DrillReport | None) -> list[str]:
         '<div class="cards">',
         _card(len(drill.paused), "jobs paused", f"{_recovered(drill)} recovered"),
     ]
-    if drill.rto_p95_s is not None:
+    if drill.paused:
         within = "" if budget is None else f"budget {budget.budget_s:g}s"
         out += [
-            _card(secs(drill.rto_p95_s), "p95 pause → recovery", within, tone=p95_tone),
-            _card(secs(drill.rto_p50_s), "median pause → recovery", f"max {secs(drill.rto_max_s)}"),
+            _card(
+                drill.outage_words(drill.rto_p95_s, secs),
+                "p95 pause → recovery",
+                within,
+                tone=p95_tone,
+            ),
+            _card(
+                drill.outage_words(drill.rto_p50_s, secs),
+                "median pause → recovery",
+                f"max {drill.outage_words(drill.rto_max_s, secs)}",
+            ),
         ]
     held = sum(1 for c in drill.checks if c.status == "succeeded")
     out += [

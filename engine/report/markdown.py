@@ -160,11 +160,16 @@ def _drill_lines(drill: DrillReport) -> list[str]:
         f"## Drill: {drill.verdict}",
         "",
     ]
-    if drill.rto_p95_s is not None:
-        lines.append(
-            f"- Pause to recovery: median {drill.rto_p50_s:.1f}s, p95 {drill.rto_p95_s:.1f}s, "
-            f"max {drill.rto_max_s:.1f}s ({len(drill.paused)} paused job(s))"
+    if drill.paused:
+        figures = ", ".join(
+            f"{name} {drill.outage_words(value, _one_decimal)}"
+            for name, value in (
+                ("median", drill.rto_p50_s),
+                ("p95", drill.rto_p95_s),
+                ("max", drill.rto_max_s),
+            )
         )
+        lines.append(f"- Pause to recovery: {figures} ({len(drill.paused)} paused job(s))")
     if drill.budget is not None:
         held = "held" if drill.budget.held else "**not held**"
         lines.append(
@@ -230,3 +235,7 @@ def _what_was_done(report: Report) -> list[str]:
             + (f"; {counted}" if counted else "")
         )
     return lines
+
+
+def _one_decimal(seconds: float) -> str:
+    return f"{seconds:.1f}s"

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import orjson
 import pytest
+from reports import make_report
 
 from engine.ledger import Disposition
 from engine.report.document import DrillBudget, DrillCheck, DrillReport, PausedJob
 from engine.report.drill import judge, merge_drills
+from engine.report.html_page import to_html
+from engine.report.markdown import to_markdown
 from engine.run.result import StepStatus
 
 
@@ -72,13 +76,28 @@ def test_the_first_reason_to_fail_is_the_why() -> None:
 
     stuck = verdict(paused=[paused("a", 4.0), paused("b", None, "timed_out")])
     assert stuck.why == "1 of 2 paused job(s) did not recover (orders: job-b timed_out)"
-    assert stuck.rto_p95_s == 4.0  # over the jobs that recovered
+    # b's outage has no end: the median is a's, p95 and max fall on b (no value, not 4.0).
+    assert (stuck.rto_p50_s, stuck.rto_p95_s, stuck.rto_max_s) == (4.0, None, None)
 
     nothing = verdict(paused=[])
     assert nothing.why == "no job was paused: the drill injected no fault"
     assert (nothing.rto_p50_s, nothing.rto_p95_s, nothing.rto_max_s) == (None, None, None)
     # A declared drill without a pause step passes on its checks alone.
     assert verdict(paused=[], pauses=False).why == "every check held"
+
+
+def test_a_budget_over_jobs_that_did_not_recover_is_not_said_as_the_survivors_p95() -> None:
+    # 9 of 10 paused jobs recovered in 1-9 s, one timed out: the p95 falls on it (rank 10).
+    drill = verdict(
+        paused=[paused(f"j{i}", float(i)) for i in range(1, 10)] + [paused("z", None, "timed_out")],
+        failures=[("orders", "within_rto", "steps.v.drill_rto_p95_s has no value")],
+        budget=DrillBudget(step="within_rto", that="t", measured="m", budget_s=300.0, held=False),
+    )
+    assert drill.why == (
+        "pause-to-recovery p95 not reached: 1 of 10 paused job(s) did not recover, budget "
+        "300 s (step 'within_rto' failed in orders)"
+    )
+    assert (drill.rto_p50_s, drill.rto_p95_s, drill.rto_max_s) == (5.0, None, None)
 
 
 def test_a_broken_budget_is_said_as_measured_against_budget() -> None:
@@ -234,3 +253,22 @@ def test_a_pause_only_in_rollback_is_no_fault_for_the_steady_state(tmp_path: Pat
     with pytest.raises(RunbookInvalidError) as caught:
         load_runbook(path, CATALOG)
     assert "no drs.pause_jobs step injects one" in caught.value.format_message()
+
+
+def test_a_drill_whose_p95_fell_on_an_unrecovered_job_renders_it_as_not_recovered() -> None:
+    # 19 of 20 recovered: median and p95 are the survivors', the max has no end. Both renderers
+    # say so instead of a number (the Markdown line formatted None with :.1f before).
+    jobs = [paused(f"j{i}", float(i)) for i in range(1, 20)] + [paused("z", None, "timed_out")]
+    drill = verdict(paused=jobs)
+    assert (drill.rto_p50_s, drill.rto_p95_s, drill.rto_max_s) == (10.0, 19.0, None)
+    report = dataclasses.replace(make_report(), drill=drill)
+
+    markdown = to_markdown(report)
+    html = to_html(report)
+
+    assert "- Pause to recovery: median 10.0s, p95 19.0s, max not recovered (20 paused job(s))" in (
+        markdown
+    )
+    assert "max not recovered" in html
+    stuck = dataclasses.replace(report, drill=verdict(paused=jobs[-1:]))
+    assert "median not recovered, p95 not recovered, max not recovered" in to_markdown(stuck)
