@@ -202,9 +202,13 @@ def test_plan_and_apply_in_json_write_json_lines_only(tmp_path: Path) -> None:
 
 
 def _read_until(
-    proc: subprocess.Popen[str], seen: Callable[[dict[str, Any]], bool], *, within_s: float = 60.0
+    proc: subprocess.Popen[bytes], seen: Callable[[dict[str, Any]], bool], *, within_s: float = 60.0
 ) -> list[str]:
-    """Lines of ``proc``'s stderr until one is a record ``seen`` holds for (bounded)."""
+    """Lines of ``proc``'s stderr until one is a record ``seen`` holds for (bounded).
+
+    ``proc`` has unbuffered pipes (``bufsize=0``): a buffered reader would take more than the
+    line from the pipe, which ``select`` then no longer sees and ``communicate`` never returns,
+    so lines would go unchecked and the wait would stall until the next write."""
     assert proc.stderr is not None
     lines: list[str] = []
     deadline = time.monotonic() + within_s
@@ -215,7 +219,7 @@ def _read_until(
             assert left > 0, f"not seen within {within_s}s: {lines[-5:]}"
             if not selector.select(timeout=left):
                 continue
-            line = proc.stderr.readline()
+            line = proc.stderr.readline().decode("utf-8")
             assert line, f"stderr ended first: {lines[-5:]}"
             lines.append(line)
             if seen(json.loads(line)):
@@ -231,7 +235,7 @@ def test_the_emulator_an_interrupted_run_and_its_resume_write_json_lines_only(
     serve = ("emulator", "--projects", "2", "--jobs", "8", "--seed", "3", "--log-format", "json")
     emulator = subprocess.Popen(
         cli_command(*serve), cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+        stderr=subprocess.PIPE, bufsize=0,
     )  # fmt: skip
     try:
         assert emulator.stdout is not None
@@ -250,7 +254,7 @@ def test_the_emulator_an_interrupted_run_and_its_resume_write_json_lines_only(
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
+            bufsize=0,
         ) as run:
             # At time scale 1 a retried job takes seconds to recover: the verify step waits.
             before = _read_until(
@@ -259,7 +263,14 @@ def test_the_emulator_an_interrupted_run_and_its_resume_write_json_lines_only(
             run.send_signal(signal.SIGTERM)
             _, after = run.communicate(timeout=60)
         assert run.returncode == 130, after
-        records = _records("".join(before) + after)
+        records = _records("".join(before) + after.decode("utf-8"))
+        # Every line is here, none left in a reader's buffer: each target's selection started
+        # and finished before its verify started.
+        for event in ("step_started", "step_finished"):
+            selects = {
+                r["target"] for r in records if (r.get("event"), r.get("step")) == (event, "select")
+            }
+            assert len(selects) == len(described["projects"]), (event, records)
         run_id = _one_run_id(records)
         [resume] = [r for r in records if r["message"].startswith("resume with: ")]
         assert resume["message"] == f"resume with: runbook resume {run_dir}"
@@ -273,7 +284,7 @@ def test_the_emulator_an_interrupted_run_and_its_resume_write_json_lines_only(
     finally:
         emulator.terminate()
         _, rest = emulator.communicate(timeout=10)
-    served = _records("".join(listening) + rest)
+    served = _records("".join(listening) + rest.decode("utf-8"))
     assert [r["logger"] for r in served[: len(listening)]] == ["engine.cli"] * len(listening)
     assert served[0]["url"] == described["url"]
 
