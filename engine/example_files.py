@@ -47,11 +47,13 @@ def example_text(name: str, path: Path | None = None) -> str:
     """The example ``name`` as ``runbook init`` writes it to ``path``: its editor line is
     ``EDITOR_HEADER``, and its comments that name it by its place in the repository
     (``runbook run runbooks/NAME.yaml --emulator``) name ``path`` instead (shell-quoted, as
-    the commands they show are to be pasted). Without ``path``, those comments are as shipped."""
+    the commands they show are to be pasted). Without ``path``, or when its name holds a
+    character a YAML comment cannot carry (a line break, a control character: the rest of the
+    name would become YAML), those comments are as shipped."""
     if name not in (names := example_names()):
         raise UsageError(f"no example runbook named {name!r}; the examples are {', '.join(names)}")
     text = _HEADER.sub("", (examples_dir() / f"{name}.yaml").read_text(encoding="utf-8"), count=1)
-    if path is not None:
+    if path is not None and str(path).isprintable():
         shipped, written = f"{REPOSITORY_DIR}/{name}.yaml", shlex.quote(str(path))
         text = "".join(
             line.replace(shipped, written) if line.lstrip().startswith("#") else line

@@ -166,6 +166,22 @@ def test_init_example_names_a_plain_path_as_given(
     ]
 
 
+def test_init_example_keeps_the_shipped_comments_for_a_name_a_comment_cannot_carry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A line break in the name would end the comment: the rest of the name became YAML
+    # (`steps: []` here, a duplicate key), and the file written did not validate.
+    written = tmp_path / "a\nsteps: []\n#.yaml"
+
+    code, _, _ = _runbook(["init", str(written), "--example", "incident-retry"], capsys)
+
+    assert code == 0
+    text = written.read_text(encoding="utf-8")
+    assert "runbook plan runbooks/incident-retry.yaml --emulator" in text
+    assert "steps: []" not in text
+    assert _runbook(["validate", str(written)], capsys)[0] == 0
+
+
 def test_importing_the_init_command_reads_no_example_until_one_is_needed() -> None:
     probe = """
 import engine.example_files as files
