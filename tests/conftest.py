@@ -3,6 +3,7 @@ tier) a standalone emulator process on loopback."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,19 @@ def _forget_secrets() -> Iterator[None]:
         redact._forms.update(forms)
         redact._pattern = pattern
         redact.redact_word.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Each test leaves logging as it found it: ``configure_logging`` (the CLI's, called by
+    tests of logs, progress and the commands) replaces the handlers of the root logger and sets
+    the engine's level, which would otherwise carry into the next test of the worker."""
+    engine, root = logging.getLogger("engine"), logging.getLogger()
+    level, handlers, root_handlers = engine.level, engine.handlers[:], root.handlers[:]
+    yield
+    engine.setLevel(level)
+    engine.handlers[:] = handlers
+    root.handlers[:] = root_handlers
 
 
 @pytest.fixture

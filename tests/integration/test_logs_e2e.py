@@ -5,7 +5,6 @@ their fields, and every record of a run names it; text lines keep their times.""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import selectors
@@ -13,7 +12,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +22,6 @@ from harness import EXAMPLE, REPO, cli_command, fast_copy, runbook_for
 from engine.cli import configure_logging
 from engine.run.inputs import EmulatorSettings
 from engine.session import run_runbook_async
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    engine, root = logging.getLogger("engine"), logging.getLogger()
-    level, handlers, root_handlers = engine.level, engine.handlers[:], root.handlers[:]
-    yield
-    engine.setLevel(level)
-    engine.handlers[:] = handlers
-    root.handlers[:] = root_handlers
 
 
 async def test_every_line_of_a_run_is_json_and_requests_carry_their_ids(

@@ -9,7 +9,6 @@ import re
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +24,6 @@ from engine.session import _as_run
 INCIDENT = Path(__file__).resolve().parents[2] / "runbooks" / "incident-retry.yaml"
 TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 log = logging.getLogger("engine.test_logs")
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    engine, root = logging.getLogger("engine"), logging.getLogger()
-    level, handlers, root_handlers = engine.level, engine.handlers[:], root.handlers[:]
-    yield
-    engine.setLevel(level)
-    engine.handlers[:] = handlers
-    root.handlers[:] = root_handlers
 
 
 def _lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -276,16 +274,6 @@ def test_plain_lines_do_not_load_rich() -> None:
 # ----------------------------------------------------------------------------- as log records
 
 
-@pytest.fixture
-def _restore_logging() -> Iterator[None]:
-    engine, root = logging.getLogger("engine"), logging.getLogger()
-    level, handlers, root_handlers = engine.level, engine.handlers[:], root.handlers[:]
-    yield
-    engine.setLevel(level)
-    engine.handlers[:] = handlers
-    root.handlers[:] = root_handlers
-
-
 def _logged(*, quiet: bool = False) -> tuple[ProgressLines, Ticking]:
     clock = Ticking()
     lines = ProgressLines(
@@ -310,7 +298,6 @@ def _drive(lines: ProgressLines, clock: Ticking) -> None:
     lines.run_finished()
 
 
-@pytest.mark.usefixtures("_restore_logging")
 async def test_logged_lines_read_in_text_exactly_as_written_lines(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -323,7 +310,6 @@ async def test_logged_lines_read_in_text_exactly_as_written_lines(
     assert len(out) == 4
 
 
-@pytest.mark.usefixtures("_restore_logging")
 async def test_logged_lines_in_json_are_records_with_their_fields(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -355,7 +341,6 @@ async def test_logged_lines_in_json_are_records_with_their_fields(
     assert "text_line" not in finished
 
 
-@pytest.mark.usefixtures("_restore_logging")
 async def test_quiet_logged_lines_keep_only_warnings_as_warning_records(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
