@@ -11,7 +11,10 @@ under way, is not acted on until it has been failed for ``settle``:
   header, is taken to have failed just now (it waits the whole ``settle``, and a notice says so);
 - its status is then polled until its ``settle`` has passed. A job the service brings back
   meanwhile ends ``recovered_by_service`` (good: nothing was sent); one that fails again after
-  the service's retry waits a whole ``settle`` more; one still failed when its ``settle`` is
+  the service's retry waits a whole ``settle`` more (also when the retry fell between two polls:
+  before a job is acted on, batch-detail is asked once more, and an ``update_time`` later than
+  the failure it waited out starts its wait again, at most ``SERVICE_TRIES`` times); one still
+  failed when its ``settle`` is
   over stays selected; one in progress then (the service is at it), or gone (ended), is
   skipped with that reason, as a selection skips every job in progress.
 
@@ -36,6 +39,11 @@ from engine.ledger import Disposition, EventKind
 
 # Polls during the wait: at least this often, at most every quarter of the settle.
 MAX_POLL_S = 15.0
+# How many times the service retries a failed task by itself (../shared/drs-api.md): at most
+# that many failures of its retries can fall between two polls.
+SERVICE_TRIES = 3
+# Two update_times this close are one change (the server's times are whole seconds or ms).
+_SAME_TIME_S = 1.0
 
 
 @dataclass(slots=True, kw_only=True)
@@ -47,6 +55,9 @@ class Young:
     ready_at: float
     why: str
     down: bool = True  # its last status was failed (or paused), not in progress
+    # batch-detail's update_time of the failure it waits out (server epoch seconds), when known:
+    # a later one means it failed again, the service's retry falling between two polls.
+    failed_at: float | None = None
 
 
 async def settle(
@@ -106,15 +117,29 @@ async def settle(
         return leave(answer.id, reason, EventKind.SKIPPED, status)
 
     every = min(MAX_POLL_S, max(1.0, settle_s / 4))
-    left = await poll_until(
-        ctx,
-        list(young),
-        resolved=settled,
-        deadline=wait_deadline(ctx, None),
-        pace=Pace.fixed(every),
-        purpose="settling",
-        known={j: ctx.jobs.ensure(j).last_status for j in young},
-    )
+
+    async def wait_out(job_ids: list[str]) -> dict[str, str | None]:
+        return await poll_until(
+            ctx,
+            job_ids,
+            resolved=settled,
+            deadline=wait_deadline(ctx, None),
+            pace=Pace.fixed(every),
+            purpose="settling",
+            known={j: ctx.jobs.ensure(j).last_status for j in job_ids},
+        )
+
+    left = await wait_out(list(young))
+    # A retry of the service's that fell between two polls shows no status in progress, only a
+    # later update_time: asked once more before a job is acted on, bounded by its 3 tries.
+    ready = [j for j in young if j not in dropped and j not in left]
+    for _ in range(SERVICE_TRIES):
+        again = await _failed_again(ctx, settle_s, [young[j] for j in ready])
+        if not again:
+            break
+        more = await wait_out(again)
+        left.update(more)
+        ready = [j for j in again if j not in dropped and j not in more]
     cut_short = []
     for job_id, status in left.items():
         item = young[job_id]
@@ -137,6 +162,39 @@ async def settle(
         )
     await ctx.jobs.commit()
     return dropped
+
+
+async def _failed_again(ctx: ActionContext, settle_s: float, ready: Sequence[Young]) -> list[str]:
+    """The jobs of ``ready`` (settled, about to be acted on) whose batch-detail update_time is
+    later than the failure they waited out and less than ``settle_s`` ago: each waits again from
+    that failure (with a ``settling`` event). A detail that cannot be read changes nothing."""
+    known = [item for item in ready if item.failed_at is not None]
+    if not known:
+        return []
+    budget = None if ctx.deadline is None else query_deadline(ctx, ctx.deadline)
+    try:
+        async with asyncio.timeout(budget):
+            details = {d.id: d for d in await ctx.api.batch_detail([y.job_id for y in known])}
+    except (DrsApiError, TransportError, TimeoutError):
+        return []  # what was seen stands: the jobs are acted on as settled
+    wall_now, now = time.time(), ctx.now()
+    again = []
+    for item in known:
+        detail = details.get(item.job_id)
+        if detail is None or detail.updated_at is None or detail.clock_skew_s is None:
+            continue
+        assert item.failed_at is not None
+        age = wall_now + detail.clock_skew_s - detail.updated_at
+        if detail.updated_at <= item.failed_at + _SAME_TIME_S or age >= settle_s:
+            continue
+        item.ready_at, item.failed_at = now + settle_s - max(age, 0.0), detail.updated_at
+        item.why = f"failed again {age:.0f}s ago, the service's own retry between two polls"
+        detail_said = f"{item.why}: left alone up to {item.ready_at - now:.0f}s more"
+        ctx.jobs.record(item.job_id, EventKind.SETTLING, step=ctx.step_id, detail=detail_said)
+        again.append(item.job_id)
+    if again:
+        await ctx.jobs.commit()
+    return again
 
 
 def _failed(job: JobInfo) -> bool:
@@ -171,7 +229,12 @@ async def _young(ctx: ActionContext, settle_s: float, jobs: Sequence[JobInfo]) -
             young[job.id] = Young(job_id=job.id, ready_at=now + settle_s, why=why)
         elif (age := wall_now + detail.clock_skew_s - detail.updated_at) < settle_s:
             ready_at = now + settle_s - max(age, 0.0)
-            young[job.id] = Young(job_id=job.id, ready_at=ready_at, why=f"failed {age:.0f}s ago")
+            young[job.id] = Young(
+                job_id=job.id,
+                ready_at=ready_at,
+                why=f"failed {age:.0f}s ago",
+                failed_at=detail.updated_at,
+            )
     if unknown:
         ctx.notice(
             f"{unknown} failed job(s) have no readable update_time (or no Date header came): "

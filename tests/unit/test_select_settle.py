@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from fakes import FakeClock, FakeFleet, job
 from engine.actions import batch_retry, select_jobs
 from engine.actions.context import ActionContext, StepFailedError
 from engine.actions.spec import output_values
-from engine.api.types import JobActions
+from engine.api.types import JobActions, StatusResult
 from engine.ledger import Disposition, EventKind, JobBook, JobRecord
 
 
@@ -237,6 +238,39 @@ async def test_a_job_that_fails_again_during_the_wait_settles_again() -> None:
     # Failed again at t=15: acted on once that failure is 2 minutes old (t=135, seen at 135).
     assert out["jobs"] == ["a"]
     assert clock.now == 135.0
+
+
+class _RetriedBetweenPolls(FakeFleet):
+    """The service's own retry of "a" starts and fails again between two polls: no poll sees
+    it in progress, only batch-detail's update_time moves (at the ``at``-th status call)."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+
+    async def batch_status(self, job_ids: Sequence[str]) -> list[StatusResult]:
+        if len(self.status_calls) + 1 == self.at:
+            failed_at(self, "a", 5)
+        return await super().batch_status(job_ids)
+
+
+async def test_a_job_whose_service_retry_fell_between_two_polls_settles_again() -> None:
+    clock = FakeClock()
+    api = _RetriedBetweenPolls(at=2).listing(job("a"))
+    failed_at(api, "a", 100)  # 20 s of its 2 minutes left
+    ctx = make_ctx(api, clock)
+
+    out = await select(ctx, settle="2m")
+
+    # Its status read failed at every poll (0, 15, 30 s); at 30 s, about to be acted on,
+    # batch-detail said it failed again ~5 s ago: it waits that failure out too (from 30 s,
+    # 115 s more: polls every 15 s to 150 s), and is acted on then.
+    assert out["jobs"] == ["a"]
+    assert clock.now == 150.0
+    assert len(api.detail_calls) == 3  # the first read, the one that saw it, one more at 150 s
+    settling = [e.detail for e in ctx.jobs.ensure("a").events if e.kind is EventKind.SETTLING]
+    assert len(settling) == 2
+    assert (settling[1] or "").startswith("failed again 5s ago, the service's own retry between")
 
 
 async def test_a_timeout_shorter_than_settle_leaves_young_jobs_alone_and_says_so() -> None:
