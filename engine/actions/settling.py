@@ -14,9 +14,8 @@ under way, is not acted on until it has been failed for ``settle``:
   the service's retry waits a whole ``settle`` more (also when the retry fell between two polls:
   before a job is acted on, batch-detail is asked once more, and an ``update_time`` later than
   the failure it waited out starts its wait again, at most ``SERVICE_TRIES`` times); one still
-  failed when its ``settle`` is
-  over stays selected; one in progress then (the service is at it), or gone (ended), is
-  skipped with that reason, as a selection skips every job in progress.
+  failed when its ``settle`` is over stays selected; one in progress then (the service is at
+  it), or gone (ended), is skipped with that reason, as a selection skips every job in progress.
 
 The wait ends by the step's deadline (less a reserve to return in time). A job still failed for
 less than ``settle`` then is left alone too (skipped, with a notice): the runbook asked not to
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 
 from engine.actions.context import ActionContext
 from engine.actions.polling import Pace, poll_until, query_deadline, wait_deadline
+from engine.api.client import JobDetail
 from engine.api.types import JobInfo, StatusGroup, StatusResult, status_group
 from engine.errors import DrsApiError, TransportError
 from engine.ledger import Disposition, EventKind
@@ -171,20 +171,15 @@ async def _failed_again(ctx: ActionContext, settle_s: float, ready: Sequence[You
     known = [item for item in ready if item.failed_at is not None]
     if not known:
         return []
-    budget = None if ctx.deadline is None else query_deadline(ctx, ctx.deadline)
-    try:
-        async with asyncio.timeout(budget):
-            details = {d.id: d for d in await ctx.api.batch_detail([y.job_id for y in known])}
-    except (DrsApiError, TransportError, TimeoutError):
-        return []  # what was seen stands: the jobs are acted on as settled
+    details, _ = await _details(ctx, [y.job_id for y in known])  # unread: what was seen stands
     wall_now, now = time.time(), ctx.now()
     again = []
     for item in known:
         detail = details.get(item.job_id)
-        if detail is None or detail.updated_at is None or detail.clock_skew_s is None:
+        age = None if detail is None else _age(detail, wall_now)
+        if detail is None or age is None or detail.updated_at is None:
             continue
         assert item.failed_at is not None
-        age = wall_now + detail.clock_skew_s - detail.updated_at
         if detail.updated_at <= item.failed_at + _SAME_TIME_S or age >= settle_s:
             continue
         item.ready_at, item.failed_at = now + settle_s - max(age, 0.0), detail.updated_at
@@ -207,27 +202,23 @@ async def _young(ctx: ActionContext, settle_s: float, jobs: Sequence[JobInfo]) -
     or that have an action under way), each with when it will be ready."""
     if not jobs:
         return {}
-    budget = None if ctx.deadline is None else query_deadline(ctx, ctx.deadline)
-    try:
-        async with asyncio.timeout(budget):
-            details = {d.id: d for d in await ctx.api.batch_detail([j.id for j in jobs])}
-    except (DrsApiError, TransportError, TimeoutError) as exc:
-        why = str(exc) or "no answer by the step's deadline"
-        ctx.notice(f"batch-detail failed, so every failed job waits the whole settle ({why})")
-        details = {}
+    details, failed = await _details(ctx, [j.id for j in jobs])
+    if failed is not None:
+        ctx.notice(f"batch-detail failed, so every failed job waits the whole settle ({failed})")
     wall_now, now = time.time(), ctx.now()
     young: dict[str, Young] = {}
     unknown = 0
     for job in jobs:
         detail = details.get(job.id)
+        age = None if detail is None else _age(detail, wall_now)
         if acting := job.job_action.current_action:
             why = f"job_action.current_action is {acting}"
             young[job.id] = Young(job_id=job.id, ready_at=now + settle_s, why=why)
-        elif detail is None or detail.updated_at is None or detail.clock_skew_s is None:
+        elif detail is None or age is None:
             unknown += 1
             why = "failed at a time batch-detail does not tell"
             young[job.id] = Young(job_id=job.id, ready_at=now + settle_s, why=why)
-        elif (age := wall_now + detail.clock_skew_s - detail.updated_at) < settle_s:
+        elif age < settle_s:
             ready_at = now + settle_s - max(age, 0.0)
             young[job.id] = Young(
                 job_id=job.id,
@@ -241,3 +232,24 @@ async def _young(ctx: ActionContext, settle_s: float, jobs: Sequence[JobInfo]) -
             f"each waits the whole settle {settle_s:g}s"
         )
     return young
+
+
+async def _details(
+    ctx: ActionContext, job_ids: Sequence[str]
+) -> tuple[dict[str, JobDetail], str | None]:
+    """batch-detail of ``job_ids`` by id, within the step's deadline; ``({}, why)`` when it
+    could not be read."""
+    budget = None if ctx.deadline is None else query_deadline(ctx, ctx.deadline)
+    try:
+        async with asyncio.timeout(budget):
+            return {d.id: d for d in await ctx.api.batch_detail(job_ids)}, None
+    except (DrsApiError, TransportError, TimeoutError) as exc:
+        return {}, str(exc) or "no answer by the step's deadline"
+
+
+def _age(detail: JobDetail, wall_now: float) -> float | None:
+    """How long ago, on our clock, the job last changed (``update_time`` set against ours by
+    the answer's ``Date``), or None when the answer does not tell."""
+    if detail.updated_at is None or detail.clock_skew_s is None:
+        return None
+    return wall_now + detail.clock_skew_s - detail.updated_at
