@@ -454,8 +454,10 @@ def _outputs(ctx: ActionContext, ids: tuple[str, ...]) -> VerifyStatusOutputs:
     )
     records = [ctx.jobs.ensure(j) for j in by.get(Disposition.RECOVERED, [])]
     ttr = sorted(r.time_to_recover_s for r in records if r.time_to_recover_s is not None)
-    paused = [r for j in ids if (r := ctx.jobs.ensure(j)).paused_at is not None]  # a drill's
+    paused = [r for j in ids if (r := ctx.jobs.ensure(j)).paused_at is not None]  # a drill
     delays = [d for j in ids if (d := ctx.jobs.ensure(j).delay_s) is not None]
+    outages = ((r.disposition, r.pause_to_recovery_s) for r in paused)
+    drill_p95 = pause_outages(outages, (95,))[0] if paused else None
     return VerifyStatusOutputs(
         recovered=tuple(recovered),
         failed=tuple(failed),
@@ -466,11 +468,7 @@ def _outputs(ctx: ActionContext, ids: tuple[str, ...]) -> VerifyStatusOutputs:
         rto_p50_s=percentile(ttr, 50),
         rto_p95_s=percentile(ttr, 95),
         rto_max_s=ttr[-1] if ttr else 0.0,
-        drill_rto_p95_s=pause_outages(
-            ((r.disposition, r.pause_to_recovery_s) for r in paused), (95,)
-        )[0]
-        if paused
-        else None,
+        drill_rto_p95_s=drill_p95,
         delay_max_s=max(delays, default=0.0),
     )
 

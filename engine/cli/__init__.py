@@ -51,6 +51,8 @@ from engine.surrogates import described, lone_surrogate_at
 
 # What the command says on stderr (notes, errors): shown at every verbosity, as its output is.
 CONSOLE_LOGGER = "engine.cli"
+# The environment's --log-format, read by click's option and before click runs (``main``).
+LOG_FORMAT_ENV = "RUNBOOK_LOG_FORMAT"
 # engine.report.progress's lines: the same.
 PROGRESS_LOGGER = "engine.progress"
 
@@ -226,7 +228,7 @@ def say(
     type=click.Choice(LOG_FORMATS),
     default=TEXT,
     show_default=True,
-    envvar="RUNBOOK_LOG_FORMAT",
+    envvar=LOG_FORMAT_ENV,
     callback=_log_format_before,
     help=_LOG_FORMAT_HELP,
 )
@@ -282,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _log_format_before_parsing(args: Sequence[str]) -> str:
     """The log format for what is said before click has read the command line (an argument
     refused below): the last ``--log-format`` given, else ``RUNBOOK_LOG_FORMAT``, else text."""
-    chosen = os.environ.get("RUNBOOK_LOG_FORMAT", TEXT)
+    chosen = os.environ.get(LOG_FORMAT_ENV, TEXT)
     for index, arg in enumerate(args):
         if arg == "--log-format" and index + 1 < len(args):
             chosen = args[index + 1]

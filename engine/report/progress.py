@@ -120,6 +120,12 @@ class RunningStep:
         """What is left of the step's deadline (None: it has none)."""
         return None if self.timeout_s is None else max(0.0, self.timeout_s - self.elapsed_s(now))
 
+    def until(self, wall: datetime) -> datetime | None:
+        """When the step's time limit runs out, for a step started at ``wall`` (None: none)."""
+        if self.timeout_s is None:
+            return None
+        return datetime.fromtimestamp(wall.timestamp() + self.timeout_s, UTC)
+
 
 class StepClocks:
     """Which step each target is in and since when: what both displays time steps by."""
@@ -149,9 +155,9 @@ def deadline_words(running: RunningStep, *, wall: datetime) -> str:
     """A step's time limit as it starts: "timeout 30s, until 15:04:35Z" (or "no timeout"). A
     resumed run gives a step its full timeout again, from the resume (docs/execution.md), and
     says so."""
-    if running.timeout_s is None:
+    until = running.until(wall)
+    if running.timeout_s is None or until is None:
         return "no timeout"
-    until = datetime.fromtimestamp(wall.timestamp() + running.timeout_s, UTC)
     limit = f"{describe_span(running.timeout_s)}, until {until:%H:%M:%SZ}"
     if running.resumed:
         return f"resumed run: the full timeout from now, {limit}"
@@ -341,10 +347,8 @@ def _fields_of(counts: Counts) -> dict[str, int]:
 
 def _until(running: RunningStep, wall: datetime) -> str | None:
     """When a step's time limit runs out, as an ISO 8601 UTC time (None: it has none)."""
-    if running.timeout_s is None:
-        return None
-    until = datetime.fromtimestamp(wall.timestamp() + running.timeout_s, UTC)
-    return until.isoformat(timespec="seconds").replace("+00:00", "Z")
+    until = running.until(wall)
+    return None if until is None else until.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _still_waiting(running: RunningStep, jobs_left: int, now: float) -> str:
