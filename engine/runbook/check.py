@@ -3,10 +3,10 @@
 Duplicate step ids and target projects; params whose default is outside their enum; numbers
 that are not finite (YAML has ``.inf`` and ``.nan``, JSON has neither: the engine says so here,
 in its own words, and the published schema refuses them with the bounds ``schema_build`` adds);
-and
-every ``${{ ... }}`` expression: its syntax, its names (params, target fields, earlier steps'
-outputs, allowed env variables), its operators, and whether its static type fits the field it
-fills (``when`` must be boolean). The checks also hand the parsed, typed expressions to the model.
+and every ``${{ ... }}`` expression: its syntax, its names (params, target fields, earlier
+steps' outputs, allowed env variables), its operators, and whether its static type fits the
+field it fills (``when`` must be boolean). The checks also hand the parsed, typed expressions
+to the model.
 """
 
 from __future__ import annotations
