@@ -13,6 +13,7 @@ from fakes import FakeClock, FakeFleet, job
 from engine.actions import batch_retry, select_jobs
 from engine.actions.context import ActionContext, StepFailedError
 from engine.actions.spec import output_values
+from engine.api.client import JobDetail
 from engine.api.types import JobActions, StatusResult
 from engine.ledger import Disposition, EventKind, JobBook, JobRecord
 
@@ -271,6 +272,31 @@ async def test_a_job_whose_service_retry_fell_between_two_polls_settles_again() 
     settling = [e.detail for e in ctx.jobs.ensure("a").events if e.kind is EventKind.SETTLING]
     assert len(settling) == 2
     assert (settling[1] or "").startswith("failed again 5s ago, the service's own retry between")
+
+
+class _AlwaysFailedAgain(FakeFleet):
+    """A server whose batch-detail says, every time it is asked, that "a" failed again: each
+    update_time 10 s after the one before (it failed 100 s ago at first)."""
+
+    async def batch_detail(self, job_ids: Sequence[str]) -> list[JobDetail]:
+        failed_at(self, "a", 100 - 10 * len(self.detail_calls))
+        return await super().batch_detail(job_ids)
+
+
+async def test_a_server_that_always_says_failed_again_holds_a_job_back_only_three_times() -> None:
+    clock = FakeClock()
+    api = _AlwaysFailedAgain().listing(job("a"))
+    ctx = make_ctx(api, clock)
+
+    out = await select(ctx, settle="2m")
+
+    # The first read, then one per service try (3), each waiting a new settle: bounded by the
+    # service's own tries, not by what the server says.
+    assert out["jobs"] == ["a"]
+    assert len(api.detail_calls) == 1 + 3
+    settling = [e for e in ctx.jobs.ensure("a").events if e.kind is EventKind.SETTLING]
+    assert len(settling) == 1 + 3
+    assert clock.now < 30 + 3 * 125
 
 
 async def test_a_timeout_shorter_than_settle_leaves_young_jobs_alone_and_says_so() -> None:
